@@ -1,0 +1,443 @@
+//! `bpg`: the betterpg command line, a thin layer over `betterpg-core`.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use betterpg_core::util::{human_bytes, parse_size};
+use betterpg_core::{
+    BranchManager, BranchOptions, CreateOptions, Error, Info, InitOptions, InitStorage,
+    SnapshotMode,
+};
+use clap::{Parser, Subcommand};
+
+/// Production-safe PostgreSQL branching on ZFS.
+#[derive(Parser, Debug)]
+#[command(name = "bpg", version, about, long_about = None)]
+struct Cli {
+    /// Directory holding betterpg's config, catalog, secrets and logs.
+    #[arg(
+        long,
+        global = true,
+        env = "BPG_HOME",
+        default_value = "/var/lib/betterpg"
+    )]
+    home: PathBuf,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Set up a home: use a ZFS dataset, or create a file-backed pool.
+    Init {
+        /// Existing pool and path for betterpg's datasets (e.g. tank/betterpg).
+        #[arg(long, conflicts_with_all = ["pool_file", "size"])]
+        dataset: Option<String>,
+        /// Create a pool on this (new, sparse) file.
+        #[arg(long, requires = "size")]
+        pool_file: Option<PathBuf>,
+        /// Size of the pool file (e.g. 10G).
+        #[arg(long)]
+        size: Option<String>,
+        /// Name of the pool to create with --pool-file.
+        #[arg(long, default_value = "betterpg")]
+        pool: String,
+        /// PostgreSQL bin directory (default: found on the machine).
+        #[arg(long)]
+        pg_bin: Option<PathBuf>,
+        /// Unprivileged OS user the servers run as (default: postgres when root).
+        #[arg(long)]
+        os_user: Option<String>,
+        /// Address the servers listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        listen: String,
+        /// Port range to allocate from, e.g. 54320-54999.
+        #[arg(long)]
+        ports: Option<String>,
+    },
+    /// Create a new, started, empty database.
+    Create {
+        /// Name of the database.
+        name: String,
+        /// PostgreSQL bin directory for this database.
+        #[arg(long)]
+        pg_bin: Option<PathBuf>,
+        /// Required PostgreSQL major version.
+        #[arg(long)]
+        pg_version: Option<u32>,
+    },
+    /// Branch a database (or branch): a new read-write server on a ZFS clone.
+    Branch {
+        /// Database or branch to branch from.
+        source: String,
+        /// Name of the new branch.
+        name: String,
+        /// Crash-consistent: CHECKPOINT + snapshot, no backup mode.
+        #[arg(long)]
+        fast: bool,
+    },
+    /// Show databases and branches as a tree, with pool usage.
+    Status {
+        /// Only this database or branch.
+        name: Option<String>,
+    },
+    /// Print the connection URL of a database or branch.
+    Url {
+        /// Database or branch.
+        name: String,
+    },
+    /// Start a stopped database or branch.
+    Start {
+        /// Database or branch.
+        name: String,
+    },
+    /// Stop a database or branch (fast shutdown).
+    Stop {
+        /// Database or branch.
+        name: String,
+    },
+    /// Destroy a database or branch with its dataset, snapshot and server.
+    Destroy {
+        /// Database or branch.
+        name: String,
+        /// Also destroy its branches.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the server log.
+    Logs {
+        /// Database or branch.
+        name: String,
+        /// Keep printing new lines.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BPG_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let text = e.to_string();
+            let mut lines = text.lines();
+            eprintln!("error: {}", lines.next().unwrap_or(""));
+            for l in lines {
+                eprintln!("  {l}");
+            }
+            // Distinct statuses per kind help scripts; never 0, never 2 (clap usage).
+            ExitCode::from(if e.code() == 99 {
+                1
+            } else {
+                (e.code() + 9) as u8
+            })
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Error> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| Error::Internal(e.to_string()))?;
+    println!("{s}");
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<(), Error> {
+    let json = cli.json;
+    match cli.cmd {
+        Cmd::Init {
+            dataset,
+            pool_file,
+            size,
+            pool,
+            pg_bin,
+            os_user,
+            listen,
+            ports,
+        } => {
+            let storage = match (dataset, pool_file) {
+                (Some(ds), None) => InitStorage::Dataset(ds),
+                (None, Some(file)) => InitStorage::PoolFile {
+                    file,
+                    size: parse_size(size.as_deref().unwrap_or("10G"))?,
+                    pool,
+                },
+                _ => {
+                    return Err(Error::Config(
+                        "give --dataset POOL/PATH, or --pool-file FILE --size SIZE".into(),
+                    ))
+                }
+            };
+            let port_range = ports.map(|p| parse_ports(&p)).transpose()?;
+            let mgr = BranchManager::init(
+                &cli.home,
+                InitOptions {
+                    storage,
+                    pg_bin,
+                    os_user,
+                    listen_address: Some(listen),
+                    port_range,
+                },
+            )
+            .await?;
+            if json {
+                print_json(mgr.config())?;
+            } else {
+                println!(
+                    "initialised {} with dataset {} (storage: {})",
+                    mgr.home().display(),
+                    mgr.config().dataset,
+                    mgr.storage_backend()
+                );
+            }
+        }
+        Cmd::Create {
+            name,
+            pg_bin,
+            pg_version,
+        } => {
+            let mgr = BranchManager::open(&cli.home).await?;
+            let info = mgr
+                .create(&name, CreateOptions { pg_bin, pg_version })
+                .await?;
+            if json {
+                print_json(&info)?;
+            } else {
+                println!(
+                    "created database {} (PostgreSQL {}, port {})\n{}",
+                    info.name, info.pg_version, info.port, info.url
+                );
+            }
+        }
+        Cmd::Branch { source, name, fast } => {
+            let mgr = BranchManager::open(&cli.home).await?;
+            let mode = if fast {
+                SnapshotMode::CrashConsistent
+            } else {
+                SnapshotMode::ApplicationConsistent
+            };
+            let r = mgr.branch(&source, &name, BranchOptions { mode }).await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "branched {} -> {} ({}{})",
+                    source,
+                    name,
+                    r.branch.mode.unwrap_or("-"),
+                    if r.source_was_running {
+                        ""
+                    } else {
+                        ", source was stopped"
+                    }
+                );
+                for s in &r.timings {
+                    println!("  {:<13} {:>8.1} ms", s.step, s.millis);
+                }
+                println!("  {:<13} {:>8.1} ms", "total", r.total_millis);
+                println!("{}", r.branch.url);
+            }
+        }
+        Cmd::Status { name } => {
+            let mgr = BranchManager::open(&cli.home).await?;
+            let infos = match &name {
+                Some(n) => vec![mgr.info(n).await?],
+                None => mgr.status().await?,
+            };
+            let pool = mgr.pool_usage().await?;
+            if json {
+                print_json(&infos)?;
+            } else {
+                print_tree(&infos);
+                println!(
+                    "pool {}: {:.1}% used ({} used, {} available){}",
+                    pool.pool,
+                    pool.fraction_used * 100.0,
+                    human_bytes(pool.space.used),
+                    human_bytes(pool.space.available),
+                    if pool.warning {
+                        "  WARNING: pool above 80% full"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            if pool.warning {
+                eprintln!(
+                    "warning: pool {} is {:.0}% full: destroy unused branches or grow the pool",
+                    pool.pool,
+                    pool.fraction_used * 100.0
+                );
+            }
+        }
+        Cmd::Url { name } => {
+            let mgr = BranchManager::open(&cli.home).await?;
+            let url = mgr.url(&name).await?;
+            if json {
+                print_json(&serde_json::json!({ "name": name, "url": url }))?;
+            } else {
+                println!("{url}");
+            }
+        }
+        Cmd::Start { name } => {
+            let mgr = BranchManager::open(&cli.home).await?;
+            let info = mgr.start(&name).await?;
+            if json {
+                print_json(&info)?;
+            } else {
+                println!("started {} on port {}", info.name, info.port);
+            }
+        }
+        Cmd::Stop { name } => {
+            let mgr = BranchManager::open(&cli.home).await?;
+            let info = mgr.stop(&name).await?;
+            if json {
+                print_json(&info)?;
+            } else {
+                println!("stopped {}", info.name);
+            }
+        }
+        Cmd::Destroy { name, force } => {
+            let mgr = BranchManager::open(&cli.home).await?;
+            mgr.destroy(&name, force).await?;
+            if json {
+                print_json(&serde_json::json!({ "destroyed": name }))?;
+            } else {
+                println!("destroyed {name}");
+            }
+        }
+        Cmd::Logs { name, follow, tail } => {
+            let mgr = BranchManager::open(&cli.home).await?;
+            let text = mgr.logs(&name, tail).await?;
+            print!("{text}");
+            if !text.is_empty() && !text.ends_with('\n') {
+                println!();
+            }
+            if follow {
+                follow_file(&mgr.log_path(&name)?).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_ports(s: &str) -> Result<(u16, u16), Error> {
+    let bad = || {
+        Error::Config(format!(
+            "invalid --ports {s:?}: use FIRST-LAST, e.g. 54320-54999"
+        ))
+    };
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    Ok((
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    ))
+}
+
+/// Print what is appended to `path` until interrupted.
+async fn follow_file(path: &std::path::Path) -> Result<(), Error> {
+    let mut pos = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let Ok(mut f) = std::fs::File::open(path) else {
+            continue;
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len < pos {
+            pos = 0; // truncated or replaced
+        }
+        if len > pos {
+            let mut buf = Vec::new();
+            f.seek(SeekFrom::Start(pos))
+                .and_then(|_| f.read_to_end(&mut buf))
+                .map_err(|e| Error::Runtime(format!("reading {}: {e}", path.display())))?;
+            pos += buf.len() as u64;
+            let mut out = std::io::stdout();
+            let _ = out.write_all(&buf);
+            let _ = out.flush();
+        }
+    }
+}
+
+fn print_tree(infos: &[Info]) {
+    if infos.is_empty() {
+        println!("no databases yet: `bpg create NAME`");
+        return;
+    }
+    println!(
+        "{:<28} {:<8} {:<8} {:>6} {:>10} {:>10}  MODE",
+        "NAME", "KIND", "STATUS", "PORT", "USED", "REFER"
+    );
+    for i in infos {
+        let depth = depth_of(infos, i);
+        let label = if depth == 0 {
+            i.name.clone()
+        } else {
+            format!("{}└─ {}", "   ".repeat(depth - 1), i.name)
+        };
+        let status = if i.state == "ready" {
+            i.status
+        } else {
+            i.state
+        };
+        println!(
+            "{:<28} {:<8} {:<8} {:>6} {:>10} {:>10}  {}",
+            label,
+            i.kind,
+            status,
+            i.port,
+            human_bytes(i.used_bytes),
+            human_bytes(i.referenced_bytes),
+            i.mode.unwrap_or("-")
+        );
+    }
+}
+
+fn depth_of(all: &[Info], i: &Info) -> usize {
+    let mut d = 0;
+    let mut cur = i.parent.clone();
+    while let Some(p) = cur {
+        d += 1;
+        cur = all
+            .iter()
+            .find(|x| x.name == p)
+            .and_then(|x| x.parent.clone());
+        if d > 64 {
+            break;
+        }
+    }
+    d
+}

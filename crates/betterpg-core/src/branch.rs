@@ -1,0 +1,312 @@
+//! The branch recipe: how a branch of a database is made so that it holds
+//! every committed transaction.
+//!
+//! For a running source in application-consistent mode (the default), the
+//! steps follow PostgreSQL's "low level base backup" exactly:
+//!
+//! 1. On ONE held connection: create a temporary physical replication slot
+//!    (retains WAL) and `pg_backup_start(label, fast)` (PG <= 14:
+//!    non-exclusive `pg_start_backup`).
+//! 2. Snapshot every dataset of the cluster atomically.
+//! 3. `pg_backup_stop(false)` on the same connection -> stop LSN, label, map.
+//! 4. Clone the snapshot; write `backup_label` (and a non-empty
+//!    `tablespace_map`) byte for byte; copy WAL segments start..stop from the
+//!    live source; remove pid files and replication slots.
+//! 5. End the session (drops the slot) and start the branch on its own port:
+//!    it replays to the stop LSN ("completed backup recovery").
+//!
+//! Crash-consistent (`--fast`): `CHECKPOINT`, snapshot; the branch does crash
+//! recovery. A stopped source: snapshot only (it is clean).
+//!
+//! On any failure every step taken is undone in reverse (backup ended, slot
+//! dropped, server stopped, clone and snapshot destroyed, reservation
+//! removed) and the typed error returned; the source is never changed.
+
+use std::time::Instant;
+
+use crate::catalog::{Entry, Kind, Mode, State};
+use crate::error::{Error, Result};
+use crate::fault;
+use crate::manager::{
+    destroy_with_retry, BranchManager, BranchOptions, BranchReport, SnapshotMode, StepTiming,
+    PGDATA_SUBDIR,
+};
+use crate::name::validate_name;
+use crate::pg::{cluster, wal, BackupSession};
+use crate::runtime::{InstanceSpec, RunStatus};
+use crate::util::now_unix;
+
+/// What has been made so far, to undo on failure.
+#[derive(Default)]
+struct Undo {
+    session: Option<BackupSession>,
+    snapshot: Option<String>,
+    clone: Option<String>,
+    started: Option<InstanceSpec>,
+}
+
+struct Timer {
+    steps: Vec<StepTiming>,
+    last: Instant,
+}
+
+impl Timer {
+    fn new() -> Self {
+        Timer {
+            steps: Vec::new(),
+            last: Instant::now(),
+        }
+    }
+    fn lap(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.steps.push(StepTiming {
+            step,
+            millis: (now - self.last).as_secs_f64() * 1000.0,
+        });
+        self.last = now;
+    }
+}
+
+impl BranchManager {
+    /// Make `name`, a new read-write server on a clone of `source`
+    /// (a database or a branch), and start it.
+    pub async fn branch(
+        &self,
+        source: &str,
+        name: &str,
+        opts: BranchOptions,
+    ) -> Result<BranchReport> {
+        let t0 = Instant::now();
+        validate_name(source)?;
+        validate_name(name)?;
+        let src = self.entry(source)?;
+        if !src.is_ready() {
+            return Err(Error::InvalidState(format!(
+                "source {source:?} is not ready (it is being created or destroyed)"
+            )));
+        }
+        let created_at = now_unix();
+        let snapshot = format!("{}@bpg-{name}-{created_at}", src.dataset);
+        let entry = self.reserve(Entry {
+            name: name.to_string(),
+            kind: Kind::Branch,
+            parent: Some(source.to_string()),
+            dataset: self.dataset_for(name),
+            snapshot: Some(snapshot.clone()),
+            port: 0,
+            runtime: src.runtime.clone(),
+            mode: None,
+            pg_bin: src.pg_bin.clone(),
+            pg_major: src.pg_major,
+            created_at,
+            state: State::Ready,
+        })?;
+        // The password of a branch is its source's: the roles are cloned.
+        self.home
+            .write_secret(name, &self.home.read_secret(source)?)
+            .inspect_err(|_| {
+                let _ = self.unreserve(name);
+            })?;
+
+        let mut undo = Undo::default();
+        let mut timer = Timer::new();
+        match self
+            .run_recipe(&src, &entry, opts, &mut undo, &mut timer)
+            .await
+        {
+            Ok((mode, running, wal_bytes)) => {
+                {
+                    let mut cat = self.lock()?;
+                    let e = cat
+                        .get_mut(name)
+                        .ok_or_else(|| Error::Internal(format!("catalog entry {name} vanished")))?;
+                    e.mode = Some(mode);
+                    e.state = State::Ready;
+                    cat.save()?;
+                }
+                let branch = self.info(name).await?;
+                Ok(BranchReport {
+                    branch,
+                    timings: timer.steps,
+                    total_millis: t0.elapsed().as_secs_f64() * 1000.0,
+                    source_was_running: running,
+                    wal_bytes_copied: wal_bytes,
+                })
+            }
+            Err(e) => {
+                self.rollback(undo, name).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_recipe(
+        &self,
+        src: &Entry,
+        entry: &Entry,
+        opts: BranchOptions,
+        undo: &mut Undo,
+        timer: &mut Timer,
+    ) -> Result<(Mode, bool, u64)> {
+        let src_spec = self.spec(src).await?;
+        let running = self.runtime.status(&src_spec).await? == RunStatus::Running;
+        let snap_name = entry
+            .snapshot
+            .as_deref()
+            .and_then(|s| s.split_once('@'))
+            .map(|(_, s)| s.to_string())
+            .ok_or_else(|| Error::Internal("branch without snapshot name".into()))?;
+        let home = self.home.root().to_string_lossy().into_owned();
+        let snap_props = [
+            ("managed", "yes"),
+            ("branch", entry.name.as_str()),
+            ("home", home.as_str()),
+        ];
+        let datasets = [src.dataset.as_str()];
+
+        let mode = if running {
+            match opts.mode {
+                SnapshotMode::ApplicationConsistent => Mode::ApplicationConsistent,
+                SnapshotMode::CrashConsistent => Mode::CrashConsistent,
+            }
+        } else {
+            Mode::CrashConsistent
+        };
+        timer.lap("prepare");
+
+        // 1-3: snapshot, inside backup mode when the source is running.
+        let mut stop = None;
+        if running && mode == Mode::ApplicationConsistent {
+            let label = format!("betterpg branch {}", entry.name);
+            undo.session = Some(BackupSession::start(&src_spec.conn, &label).await?);
+            timer.lap("backup_start");
+            fault::point("after_backup_start").await?;
+        } else if running {
+            let c = src_spec.conn.connect().await?;
+            c.batch_execute("CHECKPOINT").await?;
+            drop(c);
+            timer.lap("checkpoint");
+        }
+        self.storage
+            .snapshot(&datasets, &snap_name, &snap_props)
+            .await?;
+        undo.snapshot = entry.snapshot.clone();
+        timer.lap("snapshot");
+        fault::point("after_snapshot").await?;
+        if let Some(session) = undo.session.as_mut() {
+            stop = Some(session.stop().await?);
+            timer.lap("backup_stop");
+            fault::point("after_backup_stop").await?;
+        }
+
+        // 4: clone and make it a data directory of its own.
+        let port = entry.port.to_string();
+        let created = entry.created_at.to_string();
+        let parent = src.name.clone();
+        let snapshot = entry.snapshot.clone().unwrap_or_default();
+        self.storage
+            .clone_snapshot(
+                &snapshot,
+                &entry.dataset,
+                None,
+                &[
+                    ("managed", "yes"),
+                    ("name", &entry.name),
+                    ("kind", "branch"),
+                    ("parent", &parent),
+                    ("snapshot", &snapshot),
+                    ("port", &port),
+                    ("mode", mode.as_str()),
+                    ("runtime", &entry.runtime),
+                    ("home", &home),
+                    ("created", &created),
+                ],
+            )
+            .await?;
+        undo.clone = Some(entry.dataset.clone());
+        timer.lap("clone");
+        fault::point("after_clone").await?;
+
+        let mp = self.mountpoint(&entry.dataset).await?;
+        let data_dir = mp.join(PGDATA_SUBDIR);
+        cluster::detach_clone(&data_dir)?;
+        cluster::write_settings(
+            &data_dir,
+            &self.user,
+            entry.port,
+            &self.config.listen_address,
+        )?;
+        let mut wal_bytes = 0;
+        if let (Some(stop), Some(session)) = (stop, undo.session.take()) {
+            let label = wal::parse_backup_label(&stop.labelfile)?;
+            cluster::write_owned(
+                &data_dir,
+                "backup_label",
+                stop.labelfile.as_bytes(),
+                &self.user,
+            )?;
+            if !stop.spcmapfile.is_empty() {
+                cluster::write_owned(
+                    &data_dir,
+                    "tablespace_map",
+                    stop.spcmapfile.as_bytes(),
+                    &self.user,
+                )?;
+            }
+            let segs = wal::segments_between(
+                label.timeline,
+                label.start_lsn,
+                stop.stop_lsn,
+                session.wal_segment_size,
+            );
+            let dst_wal = data_dir.join("pg_wal");
+            wal_bytes = wal::copy_segments(&src_spec.data_dir.join("pg_wal"), &dst_wal, &segs)?;
+            for s in &segs {
+                self.user.chown(&dst_wal.join(s))?;
+            }
+            // The WAL is safe in the clone: release the slot and connection.
+            session.finish().await?;
+        }
+        timer.lap("wal_copy");
+
+        // 5: start it.
+        let spec = self.spec_for(entry, data_dir)?;
+        undo.started = Some(spec.clone());
+        self.runtime.start(&spec).await?;
+        timer.lap("start");
+        fault::point("after_start").await?;
+        fault::point("before_catalog").await?;
+        Ok((mode, running, wal_bytes))
+    }
+
+    /// Undo a failed branch in reverse order. Best effort: each step is
+    /// attempted even if an earlier one failed, and what could not be removed
+    /// is logged (and found later by `gc` through the ZFS properties).
+    async fn rollback(&self, undo: Undo, name: &str) {
+        if let Some(session) = undo.session {
+            if let Err(e) = session.finish().await {
+                tracing::warn!("ending the backup session after a failure: {e} (closing the connection ends it server-side)");
+            }
+        }
+        if let Some(spec) = &undo.started {
+            if let Err(e) = self.runtime.stop(spec).await {
+                tracing::warn!("stopping the half-made branch {name}: {e}");
+            }
+        }
+        if let Some(ds) = &undo.clone {
+            if let Err(e) = destroy_with_retry(&*self.storage, ds, true).await {
+                tracing::warn!("destroying clone {ds}: {e}");
+            }
+        }
+        if let Some(snap) = &undo.snapshot {
+            if let Err(e) = destroy_with_retry(&*self.storage, snap, false).await {
+                tracing::warn!("destroying snapshot {snap}: {e}");
+            }
+        }
+        let _ = std::fs::remove_file(self.home.log_path(name));
+        self.home.remove_secret(name);
+        if let Err(e) = self.unreserve(name) {
+            tracing::warn!("removing the catalog reservation of {name}: {e}");
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! What exists and how it relates: databases, branches, their ports.
+//!
+//! The catalog is a JSON file changed only under an exclusive advisory lock
+//! (so concurrent `bpg` processes serialise their changes) and replaced by an
+//! atomic rename (so a killed process leaves the old or the new file, never a
+//! torn one). Long operations do not hold the lock: they first record an
+//! entry in state `creating` (which reserves the name and port), work, and
+//! then mark it `ready`. An entry left `creating` by a process that died is
+//! visible as incomplete. The same facts are also written as ZFS user
+//! properties on each dataset, so the pool itself records what betterpg made.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+
+use fs4::fs_std::FileExt;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::home::{write_atomic, Home};
+
+/// Newest catalog format this build reads and writes.
+pub const CATALOG_VERSION: u32 = 1;
+
+/// User properties (without the `betterpg:` prefix) betterpg sets on datasets.
+pub const ZFS_PROPS: &[&str] = &[
+    "managed", "name", "kind", "parent", "snapshot", "port", "mode", "runtime", "home", "created",
+    "branch",
+];
+
+/// Whether an entry is a database or a branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A cluster created by `create` (or adopted).
+    Database,
+    /// A cluster started on a clone of another database or branch.
+    Branch,
+}
+
+impl Kind {
+    /// "database" or "branch".
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::Database => "database",
+            Kind::Branch => "branch",
+        }
+    }
+}
+
+/// How a branch's snapshot was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Backup mode around the snapshot; recovered as a base backup.
+    ApplicationConsistent,
+    /// An atomic snapshot only (after a CHECKPOINT when the source runs);
+    /// crash recovery on start. A stopped source is always snapshotted this
+    /// way: it was shut down cleanly, so no recovery is needed.
+    CrashConsistent,
+}
+
+impl Mode {
+    /// Stable string, as in JSON output and ZFS properties.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Mode::ApplicationConsistent => "application-consistent",
+            Mode::CrashConsistent => "crash-consistent",
+        }
+    }
+}
+
+/// Life-cycle state of an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "state")]
+pub enum State {
+    /// Being made by process `pid`; not usable yet.
+    Creating {
+        /// The process doing the work.
+        pid: u32,
+    },
+    /// Complete and usable.
+    Ready,
+    /// Being destroyed by process `pid`.
+    Destroying {
+        /// The process doing the work.
+        pid: u32,
+    },
+}
+
+/// One database or branch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Unique name (databases and branches share one namespace).
+    pub name: String,
+    /// Database or branch.
+    pub kind: Kind,
+    /// The database or branch this branch was made from.
+    pub parent: Option<String>,
+    /// The ZFS dataset holding the cluster.
+    pub dataset: String,
+    /// For a branch, the snapshot its dataset was cloned from.
+    pub snapshot: Option<String>,
+    /// TCP port of the server.
+    pub port: u16,
+    /// Runtime that runs the server ("native").
+    pub runtime: String,
+    /// How a branch was made; `None` for a database.
+    pub mode: Option<Mode>,
+    /// PostgreSQL bin directory the server runs with.
+    pub pg_bin: PathBuf,
+    /// PostgreSQL major version of the cluster.
+    pub pg_major: u32,
+    /// Unix time of creation.
+    pub created_at: u64,
+    /// Life-cycle state.
+    #[serde(flatten)]
+    pub state: State,
+}
+
+impl Entry {
+    /// True when the entry is complete and usable.
+    pub fn is_ready(&self) -> bool {
+        self.state == State::Ready
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CatalogFile {
+    version: u32,
+    entries: BTreeMap<String, Entry>,
+}
+
+/// The catalog, locked for the life of this value.
+///
+/// Dropping it releases the lock without saving; call [`Catalog::save`] to
+/// persist changes.
+#[derive(Debug)]
+pub struct Catalog {
+    path: PathBuf,
+    _lock: fs::File,
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Catalog {
+    /// Take the exclusive lock (waiting for other processes) and read.
+    pub fn lock(home: &Home) -> Result<Catalog> {
+        let lock_path = home.lock_path();
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
+        FileExt::lock_exclusive(&lock)
+            .map_err(|e| Error::io(format!("locking {}", lock_path.display()), e))?;
+        let path = home.catalog_path();
+        let entries = match fs::read_to_string(&path) {
+            Ok(text) => parse(&text, &path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        Ok(Catalog {
+            path,
+            _lock: lock,
+            entries,
+        })
+    }
+
+    /// Persist atomically (the lock stays held).
+    pub fn save(&self) -> Result<()> {
+        let file = CatalogFile {
+            version: CATALOG_VERSION,
+            entries: self.entries.clone(),
+        };
+        let text =
+            serde_json::to_string_pretty(&file).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomic(&self.path, text.as_bytes(), 0o644)
+    }
+
+    /// An entry by name.
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name)
+    }
+
+    /// A mutable entry by name.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Entry> {
+        self.entries.get_mut(name)
+    }
+
+    /// Insert a new entry; refuses a taken name.
+    pub fn insert(&mut self, entry: Entry) -> Result<()> {
+        if let Some(existing) = self.entries.get(&entry.name) {
+            return Err(Error::AlreadyExists {
+                what: existing.kind.as_str(),
+                name: entry.name,
+            });
+        }
+        self.entries.insert(entry.name.clone(), entry);
+        Ok(())
+    }
+
+    /// Remove an entry, returning it.
+    pub fn remove(&mut self, name: &str) -> Option<Entry> {
+        self.entries.remove(name)
+    }
+
+    /// All entries, ordered by name.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// Direct children (branches) of `name`.
+    pub fn children(&self, name: &str) -> Vec<&Entry> {
+        self.entries
+            .values()
+            .filter(|e| e.parent.as_deref() == Some(name))
+            .collect()
+    }
+
+    /// Every descendant of `name`, deepest first (the order to destroy them).
+    pub fn descendants_deepest_first(&self, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in self.children(name) {
+            out.extend(self.descendants_deepest_first(&c.name));
+            out.push(c.name.clone());
+        }
+        out
+    }
+
+    /// Ports held by any entry.
+    pub fn used_ports(&self) -> Vec<u16> {
+        self.entries.values().map(|e| e.port).collect()
+    }
+}
+
+fn parse(text: &str, path: &std::path::Path) -> Result<BTreeMap<String, Entry>> {
+    // Read the version first so a newer format is refused with a clear
+    // message instead of a confusing parse error (and never overwritten).
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        Error::Catalog(format!(
+            "{} is corrupt ({e}); betterpg will not overwrite it: restore it from a backup or move it away (datasets carry betterpg:* properties to rebuild from)",
+            path.display()
+        ))
+    })?;
+    let version = v.get("version").and_then(|x| x.as_u64()).unwrap_or(0);
+    if version > CATALOG_VERSION as u64 {
+        return Err(Error::Catalog(format!(
+            "{} has format version {version}, newer than this build's {CATALOG_VERSION}: upgrade bpg (the file is left untouched)",
+            path.display()
+        )));
+    }
+    let file: CatalogFile = serde_json::from_value(v).map_err(|e| {
+        Error::Catalog(format!(
+            "{} is not a valid catalog ({e}); betterpg will not overwrite it",
+            path.display()
+        ))
+    })?;
+    Ok(file.entries)
+}
+
+/// Pick the lowest port in `start..=end` that no entry holds and that `probe`
+/// says is free (e.g. bindable). Pure logic, unit-tested.
+pub fn allocate_port(
+    start: u16,
+    end: u16,
+    used: &[u16],
+    mut probe: impl FnMut(u16) -> bool,
+) -> Result<u16> {
+    for port in start..=end {
+        if !used.contains(&port) && probe(port) {
+            return Ok(port);
+        }
+    }
+    Err(Error::Port(format!(
+        "no free port in {start}-{end}: destroy unused branches or widen the range in config.json"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, parent: Option<&str>, port: u16) -> Entry {
+        Entry {
+            name: name.into(),
+            kind: if parent.is_some() {
+                Kind::Branch
+            } else {
+                Kind::Database
+            },
+            parent: parent.map(String::from),
+            dataset: format!("t/b/{name}"),
+            snapshot: None,
+            port,
+            runtime: "native".into(),
+            mode: None,
+            pg_bin: "/usr/bin".into(),
+            pg_major: 15,
+            created_at: 0,
+            state: State::Ready,
+        }
+    }
+
+    #[test]
+    fn allocates_lowest_free_port() {
+        assert_eq!(allocate_port(100, 105, &[100, 101], |_| true).unwrap(), 102);
+        assert_eq!(allocate_port(100, 105, &[100], |p| p != 101).unwrap(), 102);
+        assert_eq!(
+            allocate_port(100, 101, &[100, 101], |_| true)
+                .unwrap_err()
+                .code(),
+            13
+        );
+    }
+
+    #[test]
+    fn round_trips_and_orders_descendants() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        {
+            let mut c = Catalog::lock(&home).unwrap();
+            c.insert(entry("prod", None, 1)).unwrap();
+            c.insert(entry("dev", Some("prod"), 2)).unwrap();
+            c.insert(entry("dev2", Some("dev"), 3)).unwrap();
+            assert_eq!(c.insert(entry("dev", None, 4)).unwrap_err().code(), 2);
+            c.save().unwrap();
+        }
+        let c = Catalog::lock(&home).unwrap();
+        assert_eq!(c.entries().count(), 3);
+        assert_eq!(c.descendants_deepest_first("prod"), vec!["dev2", "dev"]);
+        assert_eq!(c.used_ports(), vec![2, 3, 1]);
+    }
+
+    #[test]
+    fn refuses_corrupt_or_newer_catalog_without_touching_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        fs::write(home.catalog_path(), "{\"version\": 7, \"entries\": {}}").unwrap();
+        let e = Catalog::lock(&home).unwrap_err();
+        assert_eq!(e.code(), 12);
+        assert!(e.to_string().contains("newer"));
+        fs::write(home.catalog_path(), "garbage").unwrap();
+        assert_eq!(Catalog::lock(&home).unwrap_err().code(), 12);
+        assert_eq!(fs::read_to_string(home.catalog_path()).unwrap(), "garbage");
+    }
+}

@@ -1,0 +1,267 @@
+//! The betterpg home directory: config, catalog, secrets and logs.
+//!
+//! ```text
+//! HOME/config.json      what `bpg init` chose (dataset root, binaries, user)
+//! HOME/catalog.json     databases and branches (see `catalog`)
+//! HOME/catalog.lock     advisory lock serialising catalog changes
+//! HOME/secrets/NAME     superuser password, 0600, directory 0700
+//! HOME/logs/NAME.log    server log, owned by the server's OS user
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Newest config format this build reads and writes.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Default first port handed out to databases and branches.
+pub const DEFAULT_PORT_START: u16 = 54320;
+/// Default last port handed out.
+pub const DEFAULT_PORT_END: u16 = 54999;
+
+/// Settings chosen at `init`, stored in `HOME/config.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Config {
+    /// Format version; a newer one is refused, never overwritten.
+    pub version: u32,
+    /// Parent dataset of every database and branch, e.g. `tank/betterpg`.
+    pub dataset: String,
+    /// PostgreSQL bin directory used by `create` when none is given.
+    #[serde(default)]
+    pub pg_bin: Option<PathBuf>,
+    /// OS user the servers run as (root is never used). `None`: `postgres`
+    /// when running as root, the current user otherwise.
+    #[serde(default)]
+    pub os_user: Option<String>,
+    /// Address servers listen on; `127.0.0.1` unless told otherwise.
+    pub listen_address: String,
+    /// First port of the range betterpg allocates from.
+    pub port_start: u16,
+    /// Last port of the range (inclusive).
+    pub port_end: u16,
+    /// The pool file when `init` created a file-backed pool.
+    #[serde(default)]
+    pub pool_file: Option<PathBuf>,
+    /// Seconds to wait for a server to accept a query after start.
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout_secs: u64,
+}
+
+fn default_start_timeout() -> u64 {
+    120
+}
+
+impl Config {
+    /// A config for `dataset` with the defaults.
+    pub fn new(dataset: impl Into<String>) -> Self {
+        Config {
+            version: CONFIG_VERSION,
+            dataset: dataset.into(),
+            pg_bin: None,
+            os_user: None,
+            listen_address: "127.0.0.1".into(),
+            port_start: DEFAULT_PORT_START,
+            port_end: DEFAULT_PORT_END,
+            pool_file: None,
+            start_timeout_secs: default_start_timeout(),
+        }
+    }
+}
+
+/// Paths inside a betterpg home.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// A home rooted at `root` (not created or checked).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Home { root: root.into() }
+    }
+
+    /// The home directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// `HOME/config.json`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+    /// `HOME/catalog.json`.
+    pub fn catalog_path(&self) -> PathBuf {
+        self.root.join("catalog.json")
+    }
+    /// `HOME/catalog.lock`.
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join("catalog.lock")
+    }
+    /// `HOME/secrets`.
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.root.join("secrets")
+    }
+    /// `HOME/logs`.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    /// Server log of `name`.
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.logs_dir().join(format!("{name}.log"))
+    }
+    /// Password file of `name`.
+    pub fn secret_path(&self, name: &str) -> PathBuf {
+        self.secrets_dir().join(name)
+    }
+
+    /// Read the config; a missing one means `init` has not run here.
+    pub fn load_config(&self) -> Result<Config> {
+        let path = self.config_path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotInitialized {
+                    home: self.root.clone(),
+                })
+            }
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        let cfg: Config = serde_json::from_str(&text).map_err(|e| {
+            Error::Config(format!(
+                "{} is not a valid betterpg config ({e}); fix or remove it",
+                path.display()
+            ))
+        })?;
+        if cfg.version > CONFIG_VERSION {
+            return Err(Error::Config(format!(
+                "{} was written by a newer betterpg (config version {}, this build reads {}); upgrade bpg",
+                path.display(),
+                cfg.version,
+                CONFIG_VERSION
+            )));
+        }
+        Ok(cfg)
+    }
+
+    /// Write the config atomically.
+    pub fn save_config(&self, cfg: &Config) -> Result<()> {
+        let text = serde_json::to_string_pretty(cfg).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomic(&self.config_path(), text.as_bytes(), 0o644)
+    }
+
+    /// Create the home's directories with safe permissions.
+    pub fn ensure_dirs(&self) -> Result<()> {
+        for (dir, mode) in [(self.root.clone(), 0o755), (self.secrets_dir(), 0o700)] {
+            fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+                .map_err(|e| Error::io(format!("chmod {}", dir.display()), e))?;
+        }
+        let logs = self.logs_dir();
+        fs::create_dir_all(&logs)
+            .map_err(|e| Error::io(format!("creating {}", logs.display()), e))?;
+        Ok(())
+    }
+
+    /// Store a password, readable only by the owner.
+    pub fn write_secret(&self, name: &str, password: &str) -> Result<()> {
+        write_atomic(&self.secret_path(name), password.as_bytes(), 0o600)
+    }
+
+    /// Read a stored password.
+    pub fn read_secret(&self, name: &str) -> Result<String> {
+        let p = self.secret_path(name);
+        fs::read_to_string(&p)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| {
+                Error::io(
+                    format!("reading the password of {name:?} from {}", p.display()),
+                    e,
+                )
+            })
+    }
+
+    /// Remove a stored password (missing is fine).
+    pub fn remove_secret(&self, name: &str) {
+        let _ = fs::remove_file(self.secret_path(name));
+    }
+}
+
+/// Write `data` to `path` via a temporary file in the same directory and a
+/// rename, so readers see the old or the new content, never a torn file.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let ctx = |what: &str| format!("{what} {}", path.display());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(ctx("creating a temporary file for"), e))?;
+    tmp.write_all(data)
+        .map_err(|e| Error::io(ctx("writing"), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(ctx("syncing"), e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io(ctx("replacing"), e.error))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Create a file only the owner can read (0600), failing if it exists.
+pub fn create_private_file(path: &Path) -> Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_private_and_config_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().join("h"));
+        assert_eq!(home.load_config().unwrap_err().code(), 5);
+        home.ensure_dirs().unwrap();
+        home.write_secret("db", "pw").unwrap();
+        let mode = fs::metadata(home.secret_path("db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dmode = fs::metadata(home.secrets_dir())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dmode & 0o777, 0o700);
+        assert_eq!(home.read_secret("db").unwrap(), "pw");
+        let cfg = Config::new("tank/b");
+        home.save_config(&cfg).unwrap();
+        assert_eq!(home.load_config().unwrap(), cfg);
+    }
+
+    #[test]
+    fn newer_or_corrupt_config_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        fs::write(home.config_path(), "{not json").unwrap();
+        assert_eq!(home.load_config().unwrap_err().code(), 6);
+        let mut cfg = Config::new("t/b");
+        cfg.version = 99;
+        fs::write(home.config_path(), serde_json::to_string(&cfg).unwrap()).unwrap();
+        let e = home.load_config().unwrap_err();
+        assert!(e.to_string().contains("newer"), "{e}");
+    }
+}

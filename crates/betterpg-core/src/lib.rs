@@ -1,0 +1,44 @@
+//! # betterpg-core
+//!
+//! Production-safe PostgreSQL branching on ZFS. A *database* is a PostgreSQL
+//! cluster on its own ZFS dataset; a *branch* is a new read-write cluster
+//! started on a ZFS clone of a snapshot of another database or branch, made
+//! in about a second whatever the size, holding every committed transaction.
+//!
+//! ```no_run
+//! use betterpg_core::{BranchManager, BranchOptions, CreateOptions};
+//! # async fn demo() -> betterpg_core::Result<()> {
+//! let mgr = BranchManager::open("/var/lib/betterpg").await?;
+//! mgr.create("prod", CreateOptions::default()).await?;
+//! let report = mgr.branch("prod", "dev", BranchOptions::default()).await?;
+//! println!("{} in {:.0} ms", report.branch.url, report.total_millis);
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: [`manager`] (the verbs), [`branch`] (the recipe), [`storage`]
+//! (ZFS), [`pg`] (PostgreSQL), [`runtime`] (running servers), [`catalog`],
+//! [`blocking`] (the synchronous facade the C and Python bindings use).
+
+#![warn(missing_docs)]
+
+pub mod blocking;
+pub mod branch;
+pub mod catalog;
+pub mod error;
+pub mod fault;
+pub mod home;
+pub mod manager;
+pub mod name;
+pub mod osuser;
+pub mod pg;
+pub mod runtime;
+pub mod storage;
+pub mod util;
+
+pub use catalog::{Kind, Mode};
+pub use error::{Error, Result};
+pub use manager::{
+    BranchManager, BranchOptions, BranchReport, CreateOptions, Info, InitOptions, InitStorage,
+    PoolUsage, SnapshotMode, StepTiming,
+};
+pub use name::validate_name;

@@ -1,0 +1,829 @@
+//! `BranchManager`: the verbs (init, create, branch, start, stop, destroy,
+//! status, logs), orchestrating catalog, storage, PostgreSQL and runtime.
+//!
+//! The branch recipe itself lives in [`crate::branch`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::catalog::{allocate_port, Catalog, Entry, Kind, State};
+use crate::error::{Error, Result};
+use crate::home::{Config, Home};
+use crate::name::validate_name;
+use crate::osuser::OsUser;
+use crate::pg::{cluster, ConnInfo, PgBin};
+use crate::runtime::{InstanceSpec, NativeRuntime, RunStatus, Runtime};
+use crate::storage::{DatasetInfo, PoolSpace, Storage, ZfsCli};
+use crate::util::{now_unix, random_token};
+
+/// Directory inside each dataset that holds the data directory. A
+/// subdirectory (not the mountpoint itself) so that an unmounted dataset can
+/// never be mistaken for an empty data directory.
+pub const PGDATA_SUBDIR: &str = "pgdata";
+
+/// Pool use above which `status` warns.
+pub const POOL_WARN_FRACTION: f64 = 0.8;
+
+/// How `init` gets its storage.
+#[derive(Debug, Clone)]
+pub enum InitStorage {
+    /// Use (or create) this dataset in an existing pool, e.g. `tank/betterpg`.
+    Dataset(String),
+    /// Create a pool on a sparse file and use `POOL/betterpg` in it.
+    PoolFile {
+        /// Path of the backing file (created sparse).
+        file: PathBuf,
+        /// Size of the file, bytes.
+        size: u64,
+        /// Pool name.
+        pool: String,
+    },
+}
+
+/// Options of [`BranchManager::init`].
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Where datasets live.
+    pub storage: InitStorage,
+    /// Default PostgreSQL bin directory (found on the machine when `None`).
+    pub pg_bin: Option<PathBuf>,
+    /// OS user for servers (see [`OsUser::resolve`]).
+    pub os_user: Option<String>,
+    /// Listen address (default 127.0.0.1).
+    pub listen_address: Option<String>,
+    /// First and last port to allocate from.
+    pub port_range: Option<(u16, u16)>,
+}
+
+impl InitOptions {
+    /// Options for an existing dataset with every default.
+    pub fn dataset(dataset: impl Into<String>) -> Self {
+        InitOptions {
+            storage: InitStorage::Dataset(dataset.into()),
+            pg_bin: None,
+            os_user: None,
+            listen_address: None,
+            port_range: None,
+        }
+    }
+}
+
+/// Options of [`BranchManager::create`].
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// PostgreSQL bin directory for this database (else the configured one).
+    pub pg_bin: Option<PathBuf>,
+    /// Required PostgreSQL major version.
+    pub pg_version: Option<u32>,
+}
+
+/// How a branch snapshot is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SnapshotMode {
+    /// Backup mode around the snapshot (the default): every committed
+    /// transaction, recovered as a base backup.
+    #[default]
+    ApplicationConsistent,
+    /// `CHECKPOINT` then an atomic snapshot; crash recovery on start.
+    CrashConsistent,
+}
+
+/// Options of [`BranchManager::branch`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BranchOptions {
+    /// How to snapshot a running source.
+    pub mode: SnapshotMode,
+}
+
+/// A database or branch as `status` reports it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Info {
+    /// Name.
+    pub name: String,
+    /// "database" or "branch".
+    pub kind: &'static str,
+    /// Parent name (null for a database).
+    pub parent: Option<String>,
+    /// "running" or "stopped".
+    pub status: &'static str,
+    /// "ready", "creating", "destroying" or "incomplete" (left half-made by
+    /// a process that died; `bpg destroy` or `gc` removes it).
+    pub state: &'static str,
+    /// TCP port.
+    pub port: u16,
+    /// Pool bytes used by its dataset.
+    pub used_bytes: u64,
+    /// Bytes its dataset refers to.
+    pub referenced_bytes: u64,
+    /// Connection URL (with the password).
+    pub url: String,
+    /// How a branch was made; null for a database.
+    pub mode: Option<&'static str>,
+    /// Its ZFS dataset.
+    pub dataset: String,
+    /// For a branch, the snapshot it was cloned from.
+    pub snapshot: Option<String>,
+    /// Runtime ("native").
+    pub runtime: String,
+    /// PostgreSQL major version.
+    pub pg_version: u32,
+    /// Unix time of creation.
+    pub created_at: u64,
+}
+
+/// Time taken by one step of an operation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StepTiming {
+    /// Step name: backup_start, snapshot, backup_stop, clone, prepare, start ...
+    pub step: &'static str,
+    /// Milliseconds.
+    pub millis: f64,
+}
+
+/// What [`BranchManager::branch`] returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct BranchReport {
+    /// The new branch.
+    pub branch: Info,
+    /// Each step with its time, in order.
+    pub timings: Vec<StepTiming>,
+    /// Whole call, milliseconds.
+    pub total_millis: f64,
+    /// Whether the source was running (a stopped source needs no backup mode).
+    pub source_was_running: bool,
+    /// WAL copied from the source into the branch, bytes.
+    pub wal_bytes_copied: u64,
+}
+
+/// Pool usage summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolUsage {
+    /// Pool name.
+    pub pool: String,
+    /// Bytes used and available.
+    #[serde(flatten)]
+    pub space: PoolSpace,
+    /// Used fraction, 0..1.
+    pub fraction_used: f64,
+    /// True above [`POOL_WARN_FRACTION`].
+    pub warning: bool,
+}
+
+/// The entry point of the library.
+#[derive(Debug)]
+pub struct BranchManager {
+    pub(crate) home: Home,
+    pub(crate) config: Config,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) user: OsUser,
+}
+
+impl BranchManager {
+    /// Initialise a home: record where datasets live (creating a file-backed
+    /// pool and/or the root dataset when asked) and the defaults.
+    pub async fn init(home: impl Into<PathBuf>, opts: InitOptions) -> Result<BranchManager> {
+        let home = Home::new(absolute(home.into())?);
+        match home.load_config() {
+            Ok(cfg) => {
+                return Err(Error::AlreadyExists {
+                    what: "betterpg home",
+                    name: format!("{} (dataset {})", home.root().display(), cfg.dataset),
+                })
+            }
+            Err(Error::NotInitialized { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let user = OsUser::resolve(opts.os_user.as_deref())?;
+        let pg_bin = match &opts.pg_bin {
+            Some(d) => Some(PgBin::at(d)?.dir),
+            None => {
+                // Fail now, not at the first create, when there is no server.
+                PgBin::discover(None, None)?;
+                None
+            }
+        };
+        let zfs = ZfsCli::default();
+        let mut created_pool: Option<(String, PathBuf)> = None;
+        let dataset = match &opts.storage {
+            InitStorage::Dataset(ds) => {
+                validate_dataset_name(ds)?;
+                ds.clone()
+            }
+            InitStorage::PoolFile { file, size, pool } => {
+                validate_name(pool).map_err(|e| Error::Config(format!("pool name: {e}")))?;
+                let mountpoint = home.root().join("mnt").join(pool);
+                zfs.create_file_pool(pool, file, *size, &mountpoint).await?;
+                created_pool = Some((pool.clone(), file.clone()));
+                format!("{pool}/betterpg")
+            }
+        };
+        let result = Self::init_dataset(&zfs, &home, &dataset).await;
+        if let Err(e) = result {
+            if let Some((pool, file)) = created_pool {
+                let _ = zfs.destroy_pool(&pool).await;
+                let _ = std::fs::remove_file(file);
+            }
+            return Err(e);
+        }
+        let mut cfg = Config::new(dataset);
+        cfg.pg_bin = pg_bin;
+        cfg.os_user = opts.os_user.clone();
+        if let Some(l) = opts.listen_address {
+            cfg.listen_address = l;
+        }
+        if let Some((a, b)) = opts.port_range {
+            if a == 0 || a > b {
+                return Err(Error::Config(format!("invalid port range {a}-{b}")));
+            }
+            cfg.port_start = a;
+            cfg.port_end = b;
+        }
+        if let InitStorage::PoolFile { file, .. } = &opts.storage {
+            cfg.pool_file = Some(file.clone());
+        }
+        home.ensure_dirs()?;
+        home.save_config(&cfg)?;
+        Ok(BranchManager {
+            home,
+            config: cfg,
+            storage: Arc::new(zfs),
+            runtime: Arc::new(NativeRuntime),
+            user,
+        })
+    }
+
+    async fn init_dataset(zfs: &ZfsCli, home: &Home, dataset: &str) -> Result<()> {
+        let pool = dataset.split('/').next().unwrap_or(dataset);
+        if zfs.get(pool).await?.is_none() {
+            return Err(Error::NotFound {
+                what: "ZFS pool",
+                name: pool.to_string(),
+                hint: ": create it first (`zpool create`) or use `bpg init --pool-file FILE --size SIZE`"
+                    .into(),
+            });
+        }
+        match zfs.get(dataset).await? {
+            Some(ds) => {
+                if ds.props.get("managed").map(String::as_str) != Some("root") {
+                    return Err(Error::Config(format!(
+                        "dataset {dataset} exists and was not made by betterpg (no betterpg:managed=root property): choose a new dataset name, betterpg will create it"
+                    )));
+                }
+                let owner = ds.props.get("home").cloned().unwrap_or_default();
+                if owner != home.root().to_string_lossy() {
+                    return Err(Error::Config(format!(
+                        "dataset {dataset} belongs to the betterpg home {owner:?}: use --home {owner} or another dataset"
+                    )));
+                }
+            }
+            None => {
+                let parent = dataset.rsplit_once('/').map(|(p, _)| p).unwrap_or(pool);
+                if zfs.get(parent).await?.is_none() {
+                    return Err(Error::NotFound {
+                        what: "ZFS dataset",
+                        name: parent.to_string(),
+                        hint: ": create the parent dataset first".into(),
+                    });
+                }
+                let h = home.root().to_string_lossy().into_owned();
+                zfs.create(dataset, None, &[("managed", "root"), ("home", &h)])
+                    .await?;
+                // Compression makes all-zero blocks free (holes) and is
+                // cheap; every database and branch inherits it.
+                if let Err(e) = zfs.set_native(dataset, "compression", "on").await {
+                    tracing::warn!("could not enable compression on {dataset}: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Open an initialised home.
+    pub async fn open(home: impl Into<PathBuf>) -> Result<BranchManager> {
+        let home = Home::new(absolute(home.into())?);
+        if !home.root().is_dir() {
+            return Err(Error::NotInitialized {
+                home: home.root().to_path_buf(),
+            });
+        }
+        let config = home.load_config()?;
+        let user = OsUser::resolve(config.os_user.as_deref())?;
+        Ok(BranchManager {
+            home,
+            config,
+            storage: Arc::new(ZfsCli::default()),
+            runtime: Arc::new(NativeRuntime),
+            user,
+        })
+    }
+
+    /// Replace the storage backend (tests, other backends).
+    pub fn with_storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// The home directory.
+    pub fn home(&self) -> &Path {
+        self.home.root()
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Name of the storage backend in use.
+    pub fn storage_backend(&self) -> String {
+        self.storage.backend_name()
+    }
+
+    pub(crate) fn dataset_for(&self, name: &str) -> String {
+        format!("{}/{name}", self.config.dataset)
+    }
+
+    pub(crate) fn lock(&self) -> Result<Catalog> {
+        Catalog::lock(&self.home)
+    }
+
+    /// Reserve `name` and a port in the catalog (state `creating`).
+    pub(crate) fn reserve(&self, mut entry: Entry) -> Result<Entry> {
+        let mut cat = self.lock()?;
+        if let Some(e) = cat.get(&entry.name) {
+            return Err(Error::AlreadyExists {
+                what: e.kind.as_str(),
+                name: entry.name,
+            });
+        }
+        let listen = self.config.listen_address.clone();
+        entry.port = allocate_port(
+            self.config.port_start,
+            self.config.port_end,
+            &cat.used_ports(),
+            |p| port_is_free(&listen, p),
+        )?;
+        entry.state = State::Creating {
+            pid: std::process::id(),
+        };
+        cat.insert(entry.clone())?;
+        cat.save()?;
+        Ok(entry)
+    }
+
+    /// Drop a reservation (after a failed create/branch).
+    pub(crate) fn unreserve(&self, name: &str) -> Result<()> {
+        let mut cat = self.lock()?;
+        cat.remove(name);
+        cat.save()
+    }
+
+    pub(crate) fn mark_ready(&self, name: &str) -> Result<()> {
+        let mut cat = self.lock()?;
+        let e = cat
+            .get_mut(name)
+            .ok_or_else(|| Error::Internal(format!("catalog entry {name} vanished")))?;
+        e.state = State::Ready;
+        cat.save()
+    }
+
+    /// Look up an entry (without keeping the lock).
+    pub fn entry(&self, name: &str) -> Result<Entry> {
+        validate_name(name)?;
+        self.lock()?
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found(name))
+    }
+
+    fn ready_entry(&self, name: &str) -> Result<Entry> {
+        let e = self.entry(name)?;
+        match &e.state {
+            State::Ready => Ok(e),
+            State::Creating { pid } if !pid_alive(*pid) => Err(Error::InvalidState(format!(
+                "{name:?} is incomplete (left by process {pid} that died): `bpg destroy {name}` removes it"
+            ))),
+            s => Err(Error::InvalidState(format!(
+                "{name:?} is busy ({s:?}); wait for the other bpg process"
+            ))),
+        }
+    }
+
+    pub(crate) async fn mountpoint(&self, dataset: &str) -> Result<PathBuf> {
+        self.storage
+            .get(dataset)
+            .await?
+            .and_then(|d| d.mountpoint)
+            .ok_or_else(|| Error::Zfs(format!("dataset {dataset} is missing or not mounted")))
+    }
+
+    pub(crate) fn conn_for(&self, e: &Entry) -> Result<ConnInfo> {
+        Ok(ConnInfo {
+            host: connect_host(&self.config.listen_address),
+            port: e.port,
+            user: "postgres".into(),
+            password: self.home.read_secret(&e.name)?,
+            dbname: "postgres".into(),
+        })
+    }
+
+    pub(crate) fn spec_for(&self, e: &Entry, data_dir: PathBuf) -> Result<InstanceSpec> {
+        Ok(InstanceSpec {
+            name: e.name.clone(),
+            data_dir,
+            pg_bin: PgBin {
+                dir: e.pg_bin.clone(),
+                major: e.pg_major,
+            },
+            log_file: self.home.log_path(&e.name),
+            user: self.user.clone(),
+            conn: self.conn_for(e)?,
+            start_timeout: Duration::from_secs(self.config.start_timeout_secs),
+        })
+    }
+
+    pub(crate) async fn spec(&self, e: &Entry) -> Result<InstanceSpec> {
+        let mp = self.mountpoint(&e.dataset).await?;
+        self.spec_for(e, mp.join(PGDATA_SUBDIR))
+    }
+
+    /// Create a new, started, empty database cluster.
+    pub async fn create(&self, name: &str, opts: CreateOptions) -> Result<Info> {
+        validate_name(name)?;
+        let bin_dir = opts.pg_bin.clone().or_else(|| self.config.pg_bin.clone());
+        let bin = PgBin::discover(bin_dir.as_deref(), opts.pg_version)?;
+        let entry = self.reserve(Entry {
+            name: name.to_string(),
+            kind: Kind::Database,
+            parent: None,
+            dataset: self.dataset_for(name),
+            snapshot: None,
+            port: 0,
+            runtime: self.runtime.name().to_string(),
+            mode: None,
+            pg_bin: bin.dir.clone(),
+            pg_major: bin.major,
+            created_at: now_unix(),
+            state: State::Ready,
+        })?;
+        let mut made_dataset = false;
+        let result = self.create_inner(&entry, &bin, &mut made_dataset).await;
+        if let Err(e) = result {
+            if made_dataset {
+                if let Ok(spec) = self.spec(&entry).await {
+                    let _ = self.runtime.stop(&spec).await;
+                    let _ = self.runtime.remove(&spec).await;
+                }
+                let _ = destroy_with_retry(&*self.storage, &entry.dataset, true).await;
+            }
+            self.home.remove_secret(name);
+            let _ = std::fs::remove_file(self.home.log_path(name));
+            self.unreserve(name)?;
+            return Err(e);
+        }
+        self.mark_ready(name)?;
+        self.info(name).await
+    }
+
+    async fn create_inner(&self, entry: &Entry, bin: &PgBin, made: &mut bool) -> Result<()> {
+        let port = entry.port.to_string();
+        let created = entry.created_at.to_string();
+        let home = self.home.root().to_string_lossy().into_owned();
+        self.storage
+            .create(
+                &entry.dataset,
+                None,
+                &[
+                    ("managed", "yes"),
+                    ("name", &entry.name),
+                    ("kind", "database"),
+                    ("port", &port),
+                    ("runtime", &entry.runtime),
+                    ("home", &home),
+                    ("created", &created),
+                ],
+            )
+            .await?;
+        *made = true;
+        let mp = self.mountpoint(&entry.dataset).await?;
+        let data_dir = mp.join(PGDATA_SUBDIR);
+        let password = random_token(32);
+        cluster::initdb(bin, &self.user, &data_dir, &password).await?;
+        cluster::write_settings(
+            &data_dir,
+            &self.user,
+            entry.port,
+            &self.config.listen_address,
+        )?;
+        self.home.write_secret(&entry.name, &password)?;
+        let spec = self.spec_for(entry, data_dir)?;
+        self.runtime.start(&spec).await
+    }
+
+    /// Start a stopped database or branch.
+    pub async fn start(&self, name: &str) -> Result<Info> {
+        let e = self.ready_entry(name)?;
+        let spec = self.spec(&e).await?;
+        if self.runtime.status(&spec).await? == RunStatus::Stopped {
+            self.runtime.start(&spec).await?;
+        }
+        self.info(name).await
+    }
+
+    /// Stop a database or branch (fast shutdown).
+    pub async fn stop(&self, name: &str) -> Result<Info> {
+        let e = self.ready_entry(name)?;
+        let spec = self.spec(&e).await?;
+        self.runtime.stop(&spec).await?;
+        self.info(name).await
+    }
+
+    /// Connection URL of a database or branch.
+    pub async fn url(&self, name: &str) -> Result<String> {
+        let e = self.entry(name)?;
+        Ok(self.conn_for(&e)?.url())
+    }
+
+    /// The server log, or its last `tail` lines.
+    pub async fn logs(&self, name: &str, tail: Option<usize>) -> Result<String> {
+        let e = self.entry(name)?;
+        let spec = self.spec_for(&e, PathBuf::new())?;
+        self.runtime.logs(&spec, tail).await
+    }
+
+    /// Path of the server log (for following it).
+    pub fn log_path(&self, name: &str) -> Result<PathBuf> {
+        let e = self.entry(name)?;
+        Ok(self.home.log_path(&e.name))
+    }
+
+    /// Destroy a database or branch: stop it, destroy its dataset and the
+    /// snapshot it came from, forget it. A database with branches is refused
+    /// unless `force`, which destroys the branches first (deepest first).
+    pub async fn destroy(&self, name: &str, force: bool) -> Result<()> {
+        validate_name(name)?;
+        let victims = {
+            let mut cat = self.lock()?;
+            let e = cat
+                .get(name)
+                .cloned()
+                .ok_or_else(|| Error::not_found(name))?;
+            if let State::Creating { pid } | State::Destroying { pid } = e.state {
+                if pid_alive(pid) && pid != std::process::id() {
+                    return Err(Error::InvalidState(format!(
+                        "{name:?} is being changed by process {pid}; wait for it"
+                    )));
+                }
+            }
+            let desc = cat.descendants_deepest_first(name);
+            if !desc.is_empty() && !force {
+                return Err(Error::HasDependents {
+                    name: name.to_string(),
+                    dependents: desc.join(", "),
+                });
+            }
+            let mut victims = desc;
+            victims.push(name.to_string());
+            let me = std::process::id();
+            for v in &victims {
+                if let Some(x) = cat.get_mut(v) {
+                    x.state = State::Destroying { pid: me };
+                }
+            }
+            cat.save()?;
+            victims
+                .into_iter()
+                .filter_map(|v| cat.get(&v).cloned())
+                .collect::<Vec<_>>()
+        };
+        for v in victims {
+            self.destroy_one(&v).await?;
+        }
+        Ok(())
+    }
+
+    /// Remove one entry and everything it owns; tolerant of parts already gone
+    /// (so a destroy interrupted half-way can simply be run again).
+    pub(crate) async fn destroy_one(&self, e: &Entry) -> Result<()> {
+        if let Some(ds) = self.storage.get(&e.dataset).await? {
+            if let Some(mp) = ds.mountpoint {
+                let spec = self.spec_for(e, mp.join(PGDATA_SUBDIR));
+                if let Ok(spec) = spec {
+                    self.runtime.stop(&spec).await?;
+                    self.runtime.remove(&spec).await?;
+                }
+            }
+            destroy_with_retry(&*self.storage, &e.dataset, true).await?;
+        }
+        if let Some(snap) = &e.snapshot {
+            if self.storage.get(snap).await?.is_some() {
+                destroy_with_retry(&*self.storage, snap, false).await?;
+            }
+        }
+        let _ = std::fs::remove_file(self.home.log_path(&e.name));
+        self.home.remove_secret(&e.name);
+        let mut cat = self.lock()?;
+        cat.remove(&e.name);
+        cat.save()
+    }
+
+    /// Status of one database or branch.
+    pub async fn info(&self, name: &str) -> Result<Info> {
+        let e = self.entry(name)?;
+        let sizes = self.storage.get(&e.dataset).await?;
+        self.info_of(&e, sizes.as_ref()).await
+    }
+
+    /// Status of every database and branch, parents before their branches.
+    pub async fn status(&self) -> Result<Vec<Info>> {
+        let entries: Vec<Entry> = self.lock()?.entries().cloned().collect();
+        let datasets = self.storage.list(&self.config.dataset).await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for e in tree_order(&entries) {
+            let ds = datasets.iter().find(|d| d.name == e.dataset);
+            out.push(self.info_of(e, ds).await?);
+        }
+        Ok(out)
+    }
+
+    async fn info_of(&self, e: &Entry, ds: Option<&DatasetInfo>) -> Result<Info> {
+        let status = match ds.and_then(|d| d.mountpoint.clone()) {
+            Some(mp) => match self.spec_for(e, mp.join(PGDATA_SUBDIR)) {
+                Ok(spec) => self.runtime.status(&spec).await?,
+                Err(_) => RunStatus::Stopped,
+            },
+            None => RunStatus::Stopped,
+        };
+        let state = match &e.state {
+            State::Ready => "ready",
+            State::Creating { pid } if pid_alive(*pid) => "creating",
+            State::Destroying { pid } if pid_alive(*pid) => "destroying",
+            _ => "incomplete",
+        };
+        Ok(Info {
+            name: e.name.clone(),
+            kind: e.kind.as_str(),
+            parent: e.parent.clone(),
+            status: status.as_str(),
+            state,
+            port: e.port,
+            used_bytes: ds.map(|d| d.used).unwrap_or(0),
+            referenced_bytes: ds.map(|d| d.referenced).unwrap_or(0),
+            url: self.conn_for(e).map(|c| c.url()).unwrap_or_default(),
+            mode: e.mode.map(|m| m.as_str()),
+            dataset: e.dataset.clone(),
+            snapshot: e.snapshot.clone(),
+            runtime: e.runtime.clone(),
+            pg_version: e.pg_major,
+            created_at: e.created_at,
+        })
+    }
+
+    /// Space of the pool holding the datasets.
+    pub async fn pool_usage(&self) -> Result<PoolUsage> {
+        let space = self.storage.pool_space(&self.config.dataset).await?;
+        let f = space.fraction_used();
+        Ok(PoolUsage {
+            pool: self
+                .config
+                .dataset
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            space,
+            fraction_used: f,
+            warning: f > POOL_WARN_FRACTION,
+        })
+    }
+}
+
+/// Parents before children, siblings by name.
+fn tree_order(entries: &[Entry]) -> Vec<&Entry> {
+    fn walk<'a>(all: &'a [Entry], parent: Option<&str>, out: &mut Vec<&'a Entry>) {
+        let mut kids: Vec<&Entry> = all
+            .iter()
+            .filter(|e| e.parent.as_deref() == parent)
+            .collect();
+        kids.sort_by(|a, b| a.name.cmp(&b.name));
+        for k in kids {
+            out.push(k);
+            walk(all, Some(&k.name), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(entries, None, &mut out);
+    // Orphans (parent missing from the catalog) still show.
+    for e in entries {
+        if !out.iter().any(|o| o.name == e.name) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// Destroy, retrying briefly: right after a server stops, the file system
+/// can still be busy for a moment (zfs-fuse in particular).
+pub(crate) async fn destroy_with_retry(
+    storage: &dyn Storage,
+    name: &str,
+    force: bool,
+) -> Result<()> {
+    let mut last = None;
+    for _ in 0..20 {
+        match storage.destroy(name, force).await {
+            Ok(()) => return Ok(()),
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e @ Error::HasDependents { .. }) => return Err(e),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(last.unwrap_or_else(|| Error::Internal("destroy failed".into())))
+}
+
+/// True when a process with this pid exists.
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// True when nothing listens on `addr:port` (we can bind it).
+pub(crate) fn port_is_free(addr: &str, port: u16) -> bool {
+    let host = connect_host(addr);
+    std::net::TcpListener::bind((host.as_str(), port)).is_ok()
+}
+
+/// The address clients use to reach a server listening on `listen`.
+fn connect_host(listen: &str) -> String {
+    match listen {
+        "*" | "0.0.0.0" | "" => "127.0.0.1".into(),
+        "::" => "::1".into(),
+        other => other
+            .split(',')
+            .next()
+            .unwrap_or("127.0.0.1")
+            .trim()
+            .to_string(),
+    }
+}
+
+fn absolute(p: PathBuf) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p)
+    } else {
+        std::env::current_dir()
+            .map(|c| c.join(p))
+            .map_err(|e| Error::io("reading the current directory", e))
+    }
+}
+
+/// Check a ZFS dataset name given on the command line.
+pub fn validate_dataset_name(ds: &str) -> Result<()> {
+    let ok = !ds.is_empty()
+        && ds.len() <= 200
+        && !ds.starts_with('/')
+        && !ds.ends_with('/')
+        && ds.split('/').all(|part| {
+            validate_name(part).is_ok()
+                || part.contains('.')
+                    && !part.contains("..")
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                    && !part.starts_with(['-', '.'])
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "invalid dataset {ds:?}: use POOL/PATH with letters, digits, '-', '_' and '.' (e.g. tank/betterpg)"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dataset_names() {
+        for ok in ["tank/betterpg", "tank", "t/a.b/c_d-e"] {
+            validate_dataset_name(ok).unwrap();
+        }
+        for bad in [
+            "", "/tank", "tank/", "t/../x", "t/a b", "t/-x", "t@s", "t/$(x)",
+        ] {
+            assert!(validate_dataset_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn connect_hosts() {
+        assert_eq!(connect_host("127.0.0.1"), "127.0.0.1");
+        assert_eq!(connect_host("*"), "127.0.0.1");
+        assert_eq!(connect_host("10.0.0.1, 127.0.0.1"), "10.0.0.1");
+    }
+}

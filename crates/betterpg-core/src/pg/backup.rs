@@ -1,0 +1,166 @@
+//! PostgreSQL's low-level base backup API on one held connection.
+//!
+//! The whole backup runs on a single session: if it ends early (betterpg
+//! crashes, the network drops) the server aborts the backup and drops the
+//! temporary slot by itself, so nothing is left in backup mode. PG >= 15 uses
+//! `pg_backup_start`/`pg_backup_stop`; PG <= 14 the non-exclusive form of
+//! `pg_start_backup`/`pg_stop_backup`.
+
+use tokio_postgres::Client;
+
+use super::conn::ConnInfo;
+use super::wal::{parse_lsn, Lsn};
+use crate::error::{Error, Result};
+
+/// What `pg_backup_stop` hands back: the stop LSN and the two files to put
+/// into the copy, byte for byte.
+#[derive(Debug, Clone)]
+pub struct BackupStop {
+    /// LSN the copy must replay to before it is consistent.
+    pub stop_lsn: Lsn,
+    /// Contents for `backup_label`.
+    pub labelfile: String,
+    /// Contents for `tablespace_map` (empty when there are no tablespaces).
+    pub spcmapfile: String,
+}
+
+/// A backup in progress on a held connection.
+pub struct BackupSession {
+    client: Client,
+    version_num: u32,
+    slot: String,
+    in_backup: bool,
+    /// WAL segment size in bytes of the source.
+    pub wal_segment_size: u64,
+}
+
+impl std::fmt::Debug for BackupSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupSession")
+            .field("version_num", &self.version_num)
+            .field("slot", &self.slot)
+            .field("in_backup", &self.in_backup)
+            .finish()
+    }
+}
+
+/// `server_version_num` of a connected server (e.g. 150018).
+pub async fn server_version_num(client: &Client) -> Result<u32> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await?;
+    Ok(row.get::<_, i32>(0) as u32)
+}
+
+impl BackupSession {
+    /// Connect, retain WAL with a temporary physical slot made on this same
+    /// connection, and enter backup mode with an immediate checkpoint.
+    pub async fn start(conn: &ConnInfo, label: &str) -> Result<BackupSession> {
+        let client = conn.connect().await?;
+        let version_num = server_version_num(&client).await?;
+        let row = client
+            .query_one(
+                "SELECT rolsuper, current_setting('wal_level'), \
+                 current_setting('max_replication_slots')::int4, \
+                 (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size'), \
+                 pg_is_in_recovery() \
+                 FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await?;
+        let (superuser, wal_level, slots, seg, in_recovery): (bool, String, i32, i64, bool) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        if !superuser {
+            return Err(Error::Postgres(format!(
+                "role {:?} is not a superuser: betterpg needs one to run the backup functions",
+                conn.user
+            )));
+        }
+        if wal_level == "minimal" {
+            return Err(Error::Postgres(
+                "wal_level is minimal: set wal_level = replica on the source and restart it".into(),
+            ));
+        }
+        if slots < 1 {
+            return Err(Error::Postgres(
+                "max_replication_slots is 0: set it to at least 1 on the source and restart it"
+                    .into(),
+            ));
+        }
+        if in_recovery {
+            return Err(Error::Unsupported(
+                "the source is a standby in recovery; branch its primary or use --fast".into(),
+            ));
+        }
+        let slot = format!("betterpg_{}", crate::util::random_token(12).to_lowercase());
+        // Temporary + immediately reserved: WAL from now on is kept until this
+        // session ends, whatever checkpoints happen meanwhile.
+        client
+            .execute(
+                "SELECT pg_create_physical_replication_slot($1, true, true)",
+                &[&slot],
+            )
+            .await?;
+        let start_sql = if version_num >= 150000 {
+            "SELECT pg_backup_start($1, true)::text"
+        } else {
+            "SELECT pg_start_backup($1, true, false)::text"
+        };
+        client.query_one(start_sql, &[&label]).await?;
+        Ok(BackupSession {
+            client,
+            version_num,
+            slot,
+            in_backup: true,
+            wal_segment_size: seg as u64,
+        })
+    }
+
+    /// PostgreSQL major version of the source.
+    pub fn major(&self) -> u32 {
+        self.version_num / 10000
+    }
+
+    /// Name of the temporary slot holding WAL back.
+    pub fn slot_name(&self) -> &str {
+        &self.slot
+    }
+
+    /// Leave backup mode and return the label, map and stop LSN.
+    pub async fn stop(&mut self) -> Result<BackupStop> {
+        let sql = if self.version_num >= 150000 {
+            "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)"
+        } else {
+            "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
+        };
+        let row = self.client.query_one(sql, &[]).await?;
+        self.in_backup = false;
+        let lsn: String = row.get(0);
+        Ok(BackupStop {
+            stop_lsn: parse_lsn(&lsn)?,
+            labelfile: row.get(1),
+            spcmapfile: row.get::<_, Option<String>>(2).unwrap_or_default(),
+        })
+    }
+
+    /// End the session: leave backup mode if still in it, drop the slot and
+    /// close the connection. Errors are reported but the connection is
+    /// closed regardless (which makes the server clean up by itself).
+    pub async fn finish(mut self) -> Result<()> {
+        let mut first_err = None;
+        if self.in_backup {
+            if let Err(e) = self.stop().await {
+                first_err = Some(e);
+            }
+        }
+        if let Err(e) = self
+            .client
+            .execute("SELECT pg_drop_replication_slot($1)", &[&self.slot])
+            .await
+        {
+            first_err.get_or_insert(Error::from(e));
+        }
+        drop(self.client);
+        first_err.map_or(Ok(()), Err)
+    }
+}

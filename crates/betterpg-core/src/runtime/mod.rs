@@ -1,0 +1,74 @@
+//! Running servers: the trait the manager uses, and its implementations.
+//!
+//! The native runtime runs `postgres` as a process on this machine (the
+//! embedded default). Other runtimes (containers) implement the same trait.
+
+mod native;
+
+pub use native::NativeRuntime;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::osuser::OsUser;
+use crate::pg::{ConnInfo, PgBin};
+
+/// Whether a server is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Running (it may still be starting up).
+    Running,
+    /// Not running.
+    Stopped,
+}
+
+impl RunStatus {
+    /// "running" or "stopped".
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Stopped => "stopped",
+        }
+    }
+}
+
+/// Everything a runtime needs to run one database or branch.
+#[derive(Debug, Clone)]
+pub struct InstanceSpec {
+    /// Database or branch name.
+    pub name: String,
+    /// The data directory (on the ZFS dataset).
+    pub data_dir: PathBuf,
+    /// PostgreSQL binaries to run.
+    pub pg_bin: PgBin,
+    /// Server log file.
+    pub log_file: PathBuf,
+    /// OS user the server runs as.
+    pub user: OsUser,
+    /// How to reach it once up (used to check readiness with a real query).
+    pub conn: ConnInfo,
+    /// How long to wait for the first answered query.
+    pub start_timeout: Duration,
+}
+
+/// Starts, stops and inspects servers.
+#[async_trait]
+pub trait Runtime: Send + Sync + std::fmt::Debug {
+    /// Stable runtime name stored in the catalog ("native").
+    fn name(&self) -> &'static str;
+    /// Start the server and wait until a query answers. On failure the
+    /// server is left stopped and the error carries its last log lines.
+    async fn start(&self, spec: &InstanceSpec) -> Result<()>;
+    /// Stop the server (fast shutdown); stopping a stopped server is fine.
+    async fn stop(&self, spec: &InstanceSpec) -> Result<()>;
+    /// Whether the server is running.
+    async fn status(&self, spec: &InstanceSpec) -> Result<RunStatus>;
+    /// The server log, or its last `tail` lines.
+    async fn logs(&self, spec: &InstanceSpec, tail: Option<usize>) -> Result<String>;
+    /// Forget everything the runtime holds for this instance (after stop).
+    async fn remove(&self, spec: &InstanceSpec) -> Result<()>;
+}

