@@ -231,7 +231,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
         } => {
             let mgr = BranchManager::open(&cli.home).await?;
             let info = mgr
-                .create(&name, CreateOptions { pg_bin, pg_version })
+                .create(
+                    &name,
+                    CreateOptions {
+                        pg_bin,
+                        pg_version,
+                        ..Default::default()
+                    },
+                )
                 .await?;
             if json {
                 print_json(&info)?;

@@ -95,6 +95,7 @@ impl BranchManager {
             snapshot: Some(snapshot.clone()),
             port: 0,
             runtime: src.runtime.clone(),
+            image: src.image.clone(),
             mode: None,
             pg_bin: src.pg_bin.clone(),
             pg_major: src.pg_major,
@@ -149,7 +150,7 @@ impl BranchManager {
         timer: &mut Timer,
     ) -> Result<(Mode, bool, u64)> {
         let src_spec = self.spec(src).await?;
-        let running = self.runtime.status(&src_spec).await? == RunStatus::Running;
+        let running = self.runtime(&src.runtime)?.status(&src_spec).await? == RunStatus::Running;
         let snap_name = entry
             .snapshot
             .as_deref()
@@ -272,7 +273,7 @@ impl BranchManager {
         // 5: start it.
         let spec = self.spec_for(entry, data_dir)?;
         undo.started = Some(spec.clone());
-        self.runtime.start(&spec).await?;
+        self.runtime(&entry.runtime)?.start(&spec).await?;
         timer.lap("start");
         fault::point("after_start").await?;
         fault::point("before_catalog").await?;
@@ -289,7 +290,11 @@ impl BranchManager {
             }
         }
         if let Some(spec) = &undo.started {
-            if let Err(e) = self.runtime.stop(spec).await {
+            let stopped = match self.runtime(&spec.runtime) {
+                Ok(rt) => rt.stop(spec).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = stopped {
                 tracing::warn!("stopping the half-made branch {name}: {e}");
             }
         }

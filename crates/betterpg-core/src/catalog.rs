@@ -105,6 +105,9 @@ pub struct Entry {
     pub port: u16,
     /// Runtime that runs the server ("native").
     pub runtime: String,
+    /// Container image when the runtime runs containers.
+    #[serde(default)]
+    pub image: Option<String>,
     /// How a branch was made; `None` for a database.
     pub mode: Option<Mode>,
     /// PostgreSQL bin directory the server runs with.
@@ -294,6 +297,7 @@ mod tests {
             snapshot: None,
             port,
             runtime: "native".into(),
+            image: None,
             mode: None,
             pg_bin: "/usr/bin".into(),
             pg_major: 15,

@@ -78,6 +78,10 @@ pub struct CreateOptions {
     pub pg_bin: Option<PathBuf>,
     /// Required PostgreSQL major version.
     pub pg_version: Option<u32>,
+    /// Runtime to run it with ("native" when `None`).
+    pub runtime: Option<String>,
+    /// Container image, for container runtimes.
+    pub image: Option<String>,
 }
 
 /// How a branch snapshot is taken.
@@ -178,7 +182,8 @@ pub struct BranchManager {
     pub(crate) home: Home,
     pub(crate) config: Config,
     pub(crate) storage: Arc<dyn Storage>,
-    pub(crate) runtime: Arc<dyn Runtime>,
+    /// Runtimes by name; an entry's `runtime` field picks one.
+    pub(crate) runtimes: Vec<Arc<dyn Runtime>>,
     pub(crate) user: OsUser,
 }
 
@@ -251,7 +256,7 @@ impl BranchManager {
             home,
             config: cfg,
             storage: Arc::new(zfs),
-            runtime: Arc::new(NativeRuntime),
+            runtimes: default_runtimes(),
             user,
         })
     }
@@ -316,9 +321,34 @@ impl BranchManager {
             home,
             config,
             storage: Arc::new(ZfsCli::default()),
-            runtime: Arc::new(NativeRuntime),
+            runtimes: default_runtimes(),
             user,
         })
+    }
+
+    /// The runtime registered under `name`.
+    pub(crate) fn runtime(&self, name: &str) -> Result<Arc<dyn Runtime>> {
+        self.runtimes
+            .iter()
+            .find(|r| r.name() == name)
+            .cloned()
+            .ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "runtime {name:?} is not available in this build (have: {})",
+                    self.runtimes
+                        .iter()
+                        .map(|r| r.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+    }
+
+    /// Register (or replace) a runtime.
+    pub fn with_runtime(mut self, rt: Arc<dyn Runtime>) -> Self {
+        self.runtimes.retain(|r| r.name() != rt.name());
+        self.runtimes.push(rt);
+        self
     }
 
     /// Replace the storage backend (tests, other backends).
@@ -439,6 +469,10 @@ impl BranchManager {
                 major: e.pg_major,
             },
             log_file: self.home.log_path(&e.name),
+            runtime: e.runtime.clone(),
+            image: e.image.clone(),
+            home: self.home.root().to_path_buf(),
+            parent: e.parent.clone(),
             user: self.user.clone(),
             conn: self.conn_for(e)?,
             start_timeout: Duration::from_secs(self.config.start_timeout_secs),
@@ -462,7 +496,8 @@ impl BranchManager {
             dataset: self.dataset_for(name),
             snapshot: None,
             port: 0,
-            runtime: self.runtime.name().to_string(),
+            runtime: opts.runtime.clone().unwrap_or_else(|| "native".to_string()),
+            image: opts.image.clone(),
             mode: None,
             pg_bin: bin.dir.clone(),
             pg_major: bin.major,
@@ -474,8 +509,10 @@ impl BranchManager {
         if let Err(e) = result {
             if made_dataset {
                 if let Ok(spec) = self.spec(&entry).await {
-                    let _ = self.runtime.stop(&spec).await;
-                    let _ = self.runtime.remove(&spec).await;
+                    if let Ok(rt) = self.runtime(&entry.runtime) {
+                        let _ = rt.stop(&spec).await;
+                        let _ = rt.remove(&spec).await;
+                    }
                 }
                 let _ = destroy_with_retry(&*self.storage, &entry.dataset, true).await;
             }
@@ -520,15 +557,16 @@ impl BranchManager {
         )?;
         self.home.write_secret(&entry.name, &password)?;
         let spec = self.spec_for(entry, data_dir)?;
-        self.runtime.start(&spec).await
+        self.runtime(&entry.runtime)?.start(&spec).await
     }
 
     /// Start a stopped database or branch.
     pub async fn start(&self, name: &str) -> Result<Info> {
         let e = self.ready_entry(name)?;
         let spec = self.spec(&e).await?;
-        if self.runtime.status(&spec).await? == RunStatus::Stopped {
-            self.runtime.start(&spec).await?;
+        let rt = self.runtime(&e.runtime)?;
+        if rt.status(&spec).await? == RunStatus::Stopped {
+            rt.start(&spec).await?;
         }
         self.info(name).await
     }
@@ -537,7 +575,7 @@ impl BranchManager {
     pub async fn stop(&self, name: &str) -> Result<Info> {
         let e = self.ready_entry(name)?;
         let spec = self.spec(&e).await?;
-        self.runtime.stop(&spec).await?;
+        self.runtime(&e.runtime)?.stop(&spec).await?;
         self.info(name).await
     }
 
@@ -551,7 +589,7 @@ impl BranchManager {
     pub async fn logs(&self, name: &str, tail: Option<usize>) -> Result<String> {
         let e = self.entry(name)?;
         let spec = self.spec_for(&e, PathBuf::new())?;
-        self.runtime.logs(&spec, tail).await
+        self.runtime(&e.runtime)?.logs(&spec, tail).await
     }
 
     /// Path of the server log (for following it).
@@ -612,8 +650,9 @@ impl BranchManager {
             if let Some(mp) = ds.mountpoint {
                 let spec = self.spec_for(e, mp.join(PGDATA_SUBDIR));
                 if let Ok(spec) = spec {
-                    self.runtime.stop(&spec).await?;
-                    self.runtime.remove(&spec).await?;
+                    let rt = self.runtime(&e.runtime)?;
+                    rt.stop(&spec).await?;
+                    rt.remove(&spec).await?;
                 }
             }
             destroy_with_retry(&*self.storage, &e.dataset, true).await?;
@@ -652,7 +691,7 @@ impl BranchManager {
     async fn info_of(&self, e: &Entry, ds: Option<&DatasetInfo>) -> Result<Info> {
         let status = match ds.and_then(|d| d.mountpoint.clone()) {
             Some(mp) => match self.spec_for(e, mp.join(PGDATA_SUBDIR)) {
-                Ok(spec) => self.runtime.status(&spec).await?,
+                Ok(spec) => self.runtime(&e.runtime)?.status(&spec).await?,
                 Err(_) => RunStatus::Stopped,
             },
             None => RunStatus::Stopped,
@@ -699,6 +738,11 @@ impl BranchManager {
             warning: f > POOL_WARN_FRACTION,
         })
     }
+}
+
+/// The runtimes every manager starts with.
+fn default_runtimes() -> Vec<Arc<dyn Runtime>> {
+    vec![Arc::new(NativeRuntime)]
 }
 
 /// Parents before children, siblings by name.

@@ -45,8 +45,16 @@ pub struct InstanceSpec {
     pub data_dir: PathBuf,
     /// PostgreSQL binaries to run.
     pub pg_bin: PgBin,
-    /// Server log file.
+    /// Server log file (native runtime).
     pub log_file: PathBuf,
+    /// Runtime name of the instance.
+    pub runtime: String,
+    /// Container image (container runtimes).
+    pub image: Option<String>,
+    /// The betterpg home (for labels that find what betterpg made).
+    pub home: PathBuf,
+    /// Parent name of a branch (for labels).
+    pub parent: Option<String>,
     /// OS user the server runs as.
     pub user: OsUser,
     /// How to reach it once up (used to check readiness with a real query).

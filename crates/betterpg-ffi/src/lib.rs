@@ -1,0 +1,1 @@
+//! C ABI over the blocking facade of betterpg-core (see issue: C ABI).

@@ -1,0 +1,1 @@
+//! Python bindings over the blocking facade of betterpg-core (see issue: Python).
