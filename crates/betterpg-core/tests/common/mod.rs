@@ -1,0 +1,231 @@
+//! Shared set-up for integration tests: a real file-backed ZFS pool (zfs-fuse
+//! or OpenZFS) and a real PostgreSQL, in a temporary betterpg home.
+//!
+//! A missing prerequisite FAILS the test with what to install or start;
+//! nothing is skipped.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use betterpg_core::{BranchManager, InitOptions, InitStorage};
+use tokio::sync::watch;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Directory for pool files of tests.
+pub const POOL_DIR: &str = "/tmp/betterpg-test";
+
+/// Port base for this test binary's homes (20 ports per home).
+pub fn port_base() -> u16 {
+    std::env::var("BPG_TEST_PORT_BASE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(55000)
+}
+
+/// Fail (not skip) when the machine lacks what the tests need.
+pub fn check_prerequisites() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "integration tests must run as root (they create ZFS pools and run PostgreSQL as `postgres`)"
+    );
+    let zpool = std::process::Command::new("zpool").arg("list").output();
+    match zpool {
+        Err(e) => panic!("`zpool` not runnable ({e}): run scripts/setup.sh (installs and starts zfs-fuse)"),
+        Ok(o) if !o.status.success() => panic!(
+            "`zpool list` failed: {} — is the ZFS daemon running? run scripts/setup.sh",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        _ => {}
+    }
+    assert!(
+        nix::unistd::User::from_name("postgres").ok().flatten().is_some(),
+        "OS user `postgres` missing: run scripts/setup.sh"
+    );
+    assert!(
+        Path::new("/usr/lib/postgresql/15/bin/postgres").exists(),
+        "PostgreSQL 15 server binaries missing in /usr/lib/postgresql/15/bin: run scripts/setup.sh"
+    );
+}
+
+/// A betterpg home on its own pool; everything is torn down on drop.
+pub struct TestEnv {
+    pub home: PathBuf,
+    pub pool: String,
+    pub pool_file: PathBuf,
+    pub ports: (u16, u16),
+    _dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    /// Paths and names, no pool yet.
+    pub fn plan(prefix: &str) -> TestEnv {
+        check_prerequisites();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pool = format!("{prefix}{}x{n}", std::process::id() % 100_000);
+        std::fs::create_dir_all(POOL_DIR).unwrap();
+        let dir = tempfile::Builder::new().prefix("bpg-home-").tempdir().unwrap();
+        let start = port_base() + ((n as u16 * 20) % 1000);
+        TestEnv {
+            home: dir.path().join("home"),
+            pool_file: Path::new(POOL_DIR).join(format!("{pool}.img")),
+            pool,
+            ports: (start, start + 19),
+            _dir: dir,
+        }
+    }
+
+    /// Init options for this env's pool file.
+    pub fn init_options(&self) -> InitOptions {
+        InitOptions {
+            storage: InitStorage::PoolFile {
+                file: self.pool_file.clone(),
+                size: 1 << 30,
+                pool: self.pool.clone(),
+            },
+            pg_bin: Some("/usr/lib/postgresql/15/bin".into()),
+            os_user: None,
+            listen_address: None,
+            port_range: Some(self.ports),
+        }
+    }
+
+    /// A fresh pool and initialised home.
+    pub async fn new(prefix: &str) -> (TestEnv, BranchManager) {
+        let env = Self::plan(prefix);
+        let mgr = BranchManager::init(&env.home, env.init_options())
+            .await
+            .expect("bpg init on a file-backed pool");
+        (env, mgr)
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // Stop every server of this home (immediate: it is going away), then
+        // destroy the pool. Synchronous on purpose: Drop may run outside a
+        // runtime or during a panic.
+        let mnt = self.home.join("mnt").join(&self.pool);
+        if let Ok(out) = std::process::Command::new("zfs")
+            .args(["get", "-r", "-H", "-o", "value", "mountpoint", &self.pool])
+            .output()
+        {
+            for mp in String::from_utf8_lossy(&out.stdout).lines() {
+                let data = Path::new(mp).join("pgdata");
+                if data.join("postmaster.pid").exists() {
+                    stop_immediate(&data);
+                }
+            }
+        }
+        let _ = mnt;
+        let _ = std::process::Command::new("zpool")
+            .args(["destroy", "-f", &self.pool])
+            .output();
+        let _ = std::fs::remove_file(&self.pool_file);
+    }
+}
+
+/// `pg_ctl stop -m immediate` as the postgres user.
+pub fn stop_immediate(data: &Path) {
+    use std::os::unix::process::CommandExt;
+    let u = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+    let _ = std::process::Command::new("/usr/lib/postgresql/15/bin/pg_ctl")
+        .args(["stop", "-m", "immediate", "-w", "-D"])
+        .arg(data)
+        .current_dir("/")
+        .uid(u.uid.as_raw())
+        .gid(u.gid.as_raw())
+        .output();
+}
+
+/// Connect with a URL.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(conn);
+    c
+}
+
+/// A writer committing sequential ids 1, 2, 3 ... into `seq(id)`, one
+/// autocommit transaction each, publishing the last acknowledged id.
+pub struct Writer {
+    pub acked: watch::Receiver<i64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<i64>,
+}
+
+impl Writer {
+    pub async fn start(url: &str) -> Writer {
+        let c = connect(url).await;
+        c.batch_execute("CREATE TABLE IF NOT EXISTS seq (id bigint PRIMARY KEY)")
+            .await
+            .unwrap();
+        let (tx, rx) = watch::channel(0i64);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        let task = tokio::spawn(async move {
+            let stmt = c.prepare("INSERT INTO seq VALUES ($1)").await.unwrap();
+            let mut id = 0i64;
+            while !s2.load(Ordering::SeqCst) {
+                id += 1;
+                c.execute(&stmt, &[&id]).await.expect("writer insert");
+                tx.send_replace(id);
+            }
+            id
+        });
+        let mut w = Writer {
+            acked: rx,
+            stop,
+            task,
+        };
+        // Let it get going so the branch happens mid-stream.
+        while *w.acked.borrow_and_update() < 200 {
+            w.acked.changed().await.unwrap();
+        }
+        w
+    }
+
+    pub fn acked(&self) -> i64 {
+        *self.acked.borrow()
+    }
+
+    pub async fn stop(self) -> i64 {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap()
+    }
+}
+
+/// Assert the branch holds ids 1..=max with no gap and max >= `acked`.
+pub async fn assert_prefix(url: &str, acked: i64) -> i64 {
+    let c = connect(url).await;
+    let row = c
+        .query_one(
+            "SELECT count(*)::int8, coalesce(min(id),0)::int8, coalesce(max(id),0)::int8 FROM seq",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (count, min, max): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert!(
+        max >= acked,
+        "branch lost acknowledged commits: max id {max} < {acked} acknowledged before the branch call"
+    );
+    assert_eq!(min, 1, "branch misses the first rows");
+    assert_eq!(count, max, "branch has gaps: {count} rows for ids 1..={max}");
+    max
+}
+
+/// Wait up to `secs` for a condition.
+pub async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..secs * 10 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}

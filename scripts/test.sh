@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what is needed
+# (scripts/setup.sh and friends), builds once, runs every stage, and cleans up
+# what it started even on failure. Exits non-zero when anything fails.
+#
+# Usage: scripts/test.sh [STAGE...]   (default: all stages, in order)
+# Stages: lint unit core cli demo
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+ALL_STAGES=(lint unit core cli demo)
+STAGES=("$@")
+[[ ${#STAGES[@]} -gt 0 ]] || STAGES=("${ALL_STAGES[@]}")
+
+need_root "tests create ZFS pools and run PostgreSQL as user postgres"
+scripts/setup.sh --quiet
+scripts/cleanup-test-pools.sh
+bpg_cleanup_cmd "scripts/cleanup-test-pools.sh"
+export RUST_BACKTRACE=1
+
+log "building the workspace (once; every stage reuses it)"
+cargo build --workspace --all-targets -q
+cargo test --workspace --no-run -q 2>/dev/null
+
+FAILED=()
+run_stage() {
+  local name=$1; shift
+  local t0=$SECONDS
+  log "=== stage $name"
+  if "$@"; then
+    log "=== stage $name passed ($((SECONDS - t0)) s)"
+  else
+    warn "=== stage $name FAILED ($((SECONDS - t0)) s)"
+    FAILED+=("$name")
+  fi
+}
+
+for s in "${STAGES[@]}"; do
+  case "$s" in
+    lint) run_stage lint bash -c 'cargo fmt --all -- --check && cargo clippy -q --workspace --all-targets -- -D warnings' ;;
+    unit) run_stage unit cargo test -q --workspace --lib --bins ;;
+    core) run_stage core cargo test -q -p betterpg-core --tests -- --test-threads=2 ;;
+    cli)  run_stage cli cargo test -q -p betterpg-cli --test cli -- --test-threads=2 ;;
+    demo) run_stage demo bash -c 'BPG=$PWD/target/debug/bpg DEMO_HOME=/tmp/betterpg-ci-demo scripts/demo.sh && BPG=$PWD/target/debug/bpg DEMO_HOME=/tmp/betterpg-ci-demo scripts/demo.sh --clean' ;;
+    *) die "unknown stage $s (have: ${ALL_STAGES[*]})" ;;
+  esac
+done
+
+if [[ ${#FAILED[@]} -gt 0 ]]; then
+  die "failed stages: ${FAILED[*]}"
+fi
+log "all stages passed: ${STAGES[*]}"
