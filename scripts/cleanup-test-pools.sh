@@ -25,12 +25,12 @@ for pool in $pools; do
       pid=$(head -1 "$mp/pgdata/postmaster.pid" 2>/dev/null || true)
       [[ "$pid" =~ ^[0-9]+$ ]] && kill -QUIT "$pid" 2>/dev/null || true
     done < <(zfs get -r -H -o value mountpoint "$pool" 2>/dev/null || true)
-    sleep 0.5
-    if zpool destroy -f "$pool" >/dev/null 2>&1; then
-      log "destroyed leftover test pool $pool"
-    else
-      warn "could not destroy pool $pool"
-    fi
+    done_it=0
+    for _ in $(seq 1 40); do
+      if zpool destroy -f "$pool" >/dev/null 2>&1; then done_it=1; break; fi
+      sleep 0.25
+    done
+    if (( done_it )); then log "destroyed leftover test pool $pool"; else warn "could not destroy pool $pool: $(zpool destroy -f "$pool" 2>&1)"; fi
     break
   done
 done

@@ -121,9 +121,26 @@ impl Drop for TestEnv {
             }
         }
         let _ = mnt;
-        let _ = std::process::Command::new("zpool")
-            .args(["destroy", "-f", &self.pool])
-            .output();
+        // Right after servers exit, zfs-fuse can report the pool busy for a
+        // moment: retry for a while, then say so loudly.
+        let mut last = String::new();
+        for _ in 0..40 {
+            match std::process::Command::new("zpool")
+                .args(["destroy", "-f", &self.pool])
+                .output()
+            {
+                Ok(o) if o.status.success() => {
+                    last.clear();
+                    break;
+                }
+                Ok(o) => last = String::from_utf8_lossy(&o.stderr).into_owned(),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        if !last.is_empty() {
+            eprintln!("warning: could not destroy test pool {}: {last}", self.pool);
+        }
         let _ = std::fs::remove_file(&self.pool_file);
     }
 }
