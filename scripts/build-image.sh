@@ -30,6 +30,7 @@
 # Idempotent: the image carries label betterpg.rootfs-hash (sha256 over the
 # assembled root filesystem and the Dockerfile); a matching image is kept.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 IMAGE=betterpg/postgres

@@ -17,6 +17,7 @@ die()  { printf '[%s] error: %s\n' "$BPG_PROG" "$*" >&2; exit 1; }
 
 # An unexpected failing command still ends the script with a one-line reason.
 set -o errtrace
+# shellcheck disable=SC2154  # rc is assigned inside the trap string
 trap 'rc=$?; printf "[%s] error: command failed (exit %s) at line %s: %s\n" "$BPG_PROG" "$rc" "$LINENO" "$BASH_COMMAND" >&2; exit "$rc"' ERR
 
 have_cmd() { command -v "$1" >/dev/null 2>&1; }

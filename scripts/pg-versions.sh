@@ -32,6 +32,7 @@
 #   - Upstream's default unix_socket_directories is /tmp (Debian's build uses
 #     /var/run/postgresql): pass -k / -c unix_socket_directories explicitly.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CACHE=${BPG_CACHE:-/var/cache/betterpg}

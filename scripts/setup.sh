@@ -17,6 +17,7 @@
 #   --quiet   same as SETUP_QUIET=1: print only warnings, errors and the result.
 # Idempotent: apt-get runs only when a package is missing.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() { sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; }
@@ -25,7 +26,7 @@ CHECK=0
 for arg in "$@"; do
   case "$arg" in
     --check) CHECK=1 ;;
-    -q|--quiet) SETUP_QUIET=1 ;;
+    -q|--quiet) export SETUP_QUIET=1 ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$arg' (try --help)" ;;
   esac
@@ -66,6 +67,22 @@ check_os() {
   [[ "$v" == 12 ]] || warn "expected Debian 12, found $(cat /etc/debian_version)"
 }
 
+# apt_run CMD...: output to stderr (only into a log with SETUP_QUIET=1);
+# on failure APT_TAIL holds its last lines.
+APT_TAIL=
+apt_run() {
+  local logf rc=0
+  logf=$(mktemp /tmp/bpg-setup-apt.XXXXXX)
+  bpg_cleanup_add "$logf"
+  if bpg_quiet; then
+    "$@" >"$logf" 2>&1 || rc=$?
+  else
+    "$@" 2>&1 | tee "$logf" >&2 || rc=$?
+  fi
+  APT_TAIL=$(tail -n 3 "$logf" | tr '\n' ' ')
+  return "$rc"
+}
+
 install_packages() {
   local -a missing
   mapfile -t missing < <(missing_packages)
@@ -91,12 +108,11 @@ install_packages() {
     added_policy=1
     bpg_cleanup_add "$policy"
   fi
-  local out=/dev/stdout
-  bpg_quiet && out=/dev/null
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >"$out" 2>&1 || die "apt-get update failed"
-  apt-get install -y -q -o Dpkg::Use-Pty=0 --no-install-recommends -o Dpkg::Options::=--force-confold \
-    "${missing[@]}" >"$out" 2>&1 || die "apt-get install ${missing[*]} failed"
+  apt_run apt-get update -q || die "apt-get update failed: $APT_TAIL"
+  apt_run apt-get install -y -q -o Dpkg::Use-Pty=0 --no-install-recommends \
+    -o Dpkg::Options::=--force-confold "${missing[@]}" \
+    || die "apt-get install ${missing[*]} failed: $APT_TAIL"
   if (( added_policy )); then rm -f -- "$policy"; fi
   local -a still
   mapfile -t still < <(missing_packages)
@@ -131,8 +147,13 @@ start_zfs() {
     [[ -c /dev/fuse ]] || die "/dev/fuse does not exist; zfs-fuse cannot run"
     # A stale pidfile from a dead daemon would stop it from starting.
     rm -f -- "$ZFS_PIDFILE"
+    # zfs-fuse takes its lock in /var/lock/zfs (-> /run/lock) and exits
+    # silently with status 1 if /run/lock is missing (a fresh /run without
+    # systemd has none).
+    [[ -d /run/lock ]] || install -d -m 1777 /run/lock
     log "starting zfs-fuse daemon"
-    zfs-fuse --pidfile "$ZFS_PIDFILE" || die "zfs-fuse failed to start"
+    zfs-fuse --pidfile "$ZFS_PIDFILE" \
+      || die "zfs-fuse failed to start (exit $?; it logs to syslog only; needs /dev/fuse and /run/lock)"
   fi
   local i
   for (( i = 0; i < 20; i++ )); do
