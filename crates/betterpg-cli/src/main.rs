@@ -112,6 +112,13 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Find and remove what betterpg made that no complete database or
+    /// branch owns (left by a bpg process that was killed mid-way).
+    Gc {
+        /// Only list what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Show the server log.
     Logs {
         /// Database or branch.
@@ -344,6 +351,20 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 print_json(&serde_json::json!({ "destroyed": name }))?;
             } else {
                 println!("destroyed {name}");
+            }
+        }
+        Cmd::Gc { dry_run } => {
+            let mgr = BranchManager::open(&cli.home).await?;
+            let report = mgr.gc(dry_run).await?;
+            if json {
+                print_json(&report)?;
+            } else if report.items.is_empty() {
+                println!("nothing to collect");
+            } else {
+                let verb = if dry_run { "would remove" } else { "removed" };
+                for i in &report.items {
+                    println!("{verb} {} {} ({})", i.what, i.name, i.reason);
+                }
             }
         }
         Cmd::Logs { name, follow, tail } => {

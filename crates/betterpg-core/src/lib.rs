@@ -26,6 +26,7 @@ pub mod branch;
 pub mod catalog;
 pub mod error;
 pub mod fault;
+pub mod gc;
 pub mod home;
 pub mod manager;
 pub mod name;
@@ -37,6 +38,7 @@ pub mod util;
 
 pub use catalog::{Kind, Mode};
 pub use error::{Error, Result};
+pub use gc::{GcItem, GcReport};
 pub use manager::{
     BranchManager, BranchOptions, BranchReport, CreateOptions, Info, InitOptions, InitStorage,
     PoolUsage, SnapshotMode, StepTiming,

@@ -133,7 +133,16 @@ impl BackupSession {
         } else {
             "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)"
         };
-        let row = self.client.query_one(sql, &[]).await?;
+        let row = self.client.query_one(sql, &[]).await.map_err(|e| {
+            if self.client.is_closed() {
+                self.in_backup = false;
+                Error::Postgres(format!(
+                    "lost the connection to the source during the backup ({e}): did it stop or crash? Nothing was kept; start the source and branch again"
+                ))
+            } else {
+                Error::from(e)
+            }
+        })?;
         self.in_backup = false;
         let lsn: String = row.get(0);
         Ok(BackupStop {
@@ -153,12 +162,16 @@ impl BackupSession {
                 first_err = Some(e);
             }
         }
-        if let Err(e) = self
-            .client
-            .execute("SELECT pg_drop_replication_slot($1)", &[&self.slot])
-            .await
-        {
-            first_err.get_or_insert(Error::from(e));
+        // A closed connection already ended the backup and dropped the
+        // temporary slot server-side: nothing left to do.
+        if !self.client.is_closed() {
+            if let Err(e) = self
+                .client
+                .execute("SELECT pg_drop_replication_slot($1)", &[&self.slot])
+                .await
+            {
+                first_err.get_or_insert(Error::from(e));
+            }
         }
         drop(self.client);
         first_err.map_or(Ok(()), Err)

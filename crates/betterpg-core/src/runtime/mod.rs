@@ -79,4 +79,17 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
     async fn logs(&self, spec: &InstanceSpec, tail: Option<usize>) -> Result<String>;
     /// Forget everything the runtime holds for this instance (after stop).
     async fn remove(&self, spec: &InstanceSpec) -> Result<()>;
+    /// Find (and unless `dry_run`, remove) what this runtime made for the
+    /// home `home` that belongs to none of the names in `keep` (e.g.
+    /// containers whose database is gone). Returns descriptions of what was
+    /// found. Runtimes holding nothing outside the dataset keep the default.
+    async fn sweep(
+        &self,
+        home: &std::path::Path,
+        keep: &[String],
+        dry_run: bool,
+    ) -> Result<Vec<String>> {
+        let _ = (home, keep, dry_run);
+        Ok(Vec::new())
+    }
 }

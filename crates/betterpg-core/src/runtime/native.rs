@@ -16,6 +16,41 @@ use crate::error::{Error, Result};
 use crate::pg::binaries::data_dir_major;
 use crate::util::tail_lines;
 
+/// True when `postmaster.pid` exists and names this data directory (its
+/// second line is the data directory the postmaster was started on). A
+/// missing file is "not own" too: nothing runs here.
+pub fn pid_file_is_own(data_dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(data_dir.join("postmaster.pid")) else {
+        return false;
+    };
+    let Some(dir) = text.lines().nth(1) else {
+        return false;
+    };
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    canon(Path::new(dir.trim())) == canon(data_dir)
+}
+
+#[cfg(test)]
+mod own_pid_tests {
+    use super::*;
+
+    #[test]
+    fn a_copied_pid_file_is_not_own() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("pgdata");
+        std::fs::create_dir_all(&data).unwrap();
+        assert!(!pid_file_is_own(&data), "no file: nothing runs");
+        std::fs::write(data.join("postmaster.pid"), "1\n/elsewhere/pgdata\n").unwrap();
+        assert!(
+            !pid_file_is_own(&data),
+            "a clone's copy names the source's directory"
+        );
+        let own = format!("1\n{}\n1700000000\n5432\n", data.display());
+        std::fs::write(data.join("postmaster.pid"), own).unwrap();
+        assert!(pid_file_is_own(&data));
+    }
+}
+
 /// Lines of server log quoted in a start failure.
 const LOG_LINES_IN_ERRORS: usize = 15;
 
@@ -125,6 +160,13 @@ impl Runtime for NativeRuntime {
 
     async fn status(&self, spec: &InstanceSpec) -> Result<RunStatus> {
         if !spec.data_dir.join("PG_VERSION").exists() {
+            return Ok(RunStatus::Stopped);
+        }
+        // A clone carries its source's postmaster.pid until betterpg removes
+        // it, naming the SOURCE's live postmaster. pg_ctl would report that
+        // process as ours (and `pg_ctl stop` would signal it), so first make
+        // sure the pid file was written for this very data directory.
+        if !pid_file_is_own(&spec.data_dir) {
             return Ok(RunStatus::Stopped);
         }
         let out = self.pg_ctl(spec, &["status"]).await?;

@@ -34,7 +34,9 @@ pub fn check_prerequisites() {
     );
     let zpool = std::process::Command::new("zpool").arg("list").output();
     match zpool {
-        Err(e) => panic!("`zpool` not runnable ({e}): run scripts/setup.sh (installs and starts zfs-fuse)"),
+        Err(e) => panic!(
+            "`zpool` not runnable ({e}): run scripts/setup.sh (installs and starts zfs-fuse)"
+        ),
         Ok(o) if !o.status.success() => panic!(
             "`zpool list` failed: {} — is the ZFS daemon running? run scripts/setup.sh",
             String::from_utf8_lossy(&o.stderr).trim()
@@ -42,7 +44,10 @@ pub fn check_prerequisites() {
         _ => {}
     }
     assert!(
-        nix::unistd::User::from_name("postgres").ok().flatten().is_some(),
+        nix::unistd::User::from_name("postgres")
+            .ok()
+            .flatten()
+            .is_some(),
         "OS user `postgres` missing: run scripts/setup.sh"
     );
     assert!(
@@ -67,7 +72,10 @@ impl TestEnv {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let pool = format!("{prefix}{}x{n}", std::process::id() % 100_000);
         std::fs::create_dir_all(POOL_DIR).unwrap();
-        let dir = tempfile::Builder::new().prefix("bpg-home-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("bpg-home-")
+            .tempdir()
+            .unwrap();
         let start = port_base() + ((n as u16 * 20) % 1000);
         TestEnv {
             home: dir.path().join("home"),
@@ -232,7 +240,10 @@ pub async fn assert_prefix(url: &str, acked: i64) -> i64 {
         "branch lost acknowledged commits: max id {max} < {acked} acknowledged before the branch call"
     );
     assert_eq!(min, 1, "branch misses the first rows");
-    assert_eq!(count, max, "branch has gaps: {count} rows for ids 1..={max}");
+    assert_eq!(
+        count, max,
+        "branch has gaps: {count} rows for ids 1..={max}"
+    );
     max
 }
 

@@ -1,0 +1,235 @@
+//! `gc`: find and remove what betterpg made that no complete database or
+//! branch owns.
+//!
+//! A process killed in the middle of `branch` or `create` can leave a
+//! snapshot, a clone, a running server and a catalog entry in state
+//! `creating`. Everything betterpg makes carries `betterpg:managed=yes` and
+//! `betterpg:home=<home>` ZFS properties (set atomically at creation), so the
+//! pool itself says what is ours. `gc` keeps what a `ready` entry or a live
+//! operation (its process still runs) owns and removes the rest.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::catalog::{Entry, State};
+use crate::error::Result;
+use crate::manager::{destroy_with_retry, pid_alive, BranchManager, PGDATA_SUBDIR};
+use crate::pg::binaries::data_dir_major;
+use crate::pg::{ConnInfo, PgBin};
+use crate::runtime::{InstanceSpec, RunStatus};
+use crate::storage::{DatasetInfo, DatasetType};
+
+/// One thing `gc` found.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GcItem {
+    /// "server", "dataset", "snapshot", "catalog-entry", "file" or what a
+    /// runtime reports (e.g. "container").
+    pub what: String,
+    /// Its name or path.
+    pub name: String,
+    /// Why it is garbage.
+    pub reason: String,
+}
+
+/// What `gc` found (and removed unless `dry_run`).
+#[derive(Debug, Clone, Serialize)]
+pub struct GcReport {
+    /// True when nothing was changed.
+    pub dry_run: bool,
+    /// Everything found.
+    pub items: Vec<GcItem>,
+}
+
+fn is_live(e: &Entry) -> bool {
+    match e.state {
+        State::Ready => true,
+        State::Creating { pid } | State::Destroying { pid } => pid_alive(pid),
+    }
+}
+
+impl BranchManager {
+    /// Find (and unless `dry_run`, remove) every dataset, snapshot, server,
+    /// catalog entry and file of this home that no complete database or
+    /// branch, and no operation still running, owns.
+    pub async fn gc(&self, dry_run: bool) -> Result<GcReport> {
+        let entries: Vec<Entry> = self.lock()?.entries().cloned().collect();
+        let (kept, dead): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(is_live);
+        let home = self.home.root().to_string_lossy().into_owned();
+        let ours = |d: &DatasetInfo| {
+            d.props.get("managed").map(String::as_str) == Some("yes")
+                && d.props.get("home") == Some(&home)
+        };
+        let datasets = self.storage.list(&self.config.dataset).await?;
+        let mut items = Vec::new();
+
+        // Clones and databases first (a snapshot cannot go while a clone of
+        // it lives), deepest names first so children go before parents.
+        let mut filesystems: Vec<&DatasetInfo> = datasets
+            .iter()
+            .filter(|d| d.kind == DatasetType::Filesystem && d.name != self.config.dataset)
+            .filter(|d| ours(d))
+            .filter(|d| !kept.iter().any(|e| e.dataset == d.name))
+            .collect();
+        filesystems.sort_by_key(|d| std::cmp::Reverse(d.origin.is_some()));
+        for d in filesystems {
+            let reason = match dead.iter().find(|e| e.dataset == d.name) {
+                Some(e) => format!("left {:?} by a bpg process that died", e.state),
+                None => "no catalog entry owns it".to_string(),
+            };
+            if let Some(spec) = self.orphan_spec(d, &dead).await {
+                let rt = self.runtime(&spec.runtime)?;
+                if rt.status(&spec).await.ok() == Some(RunStatus::Running) {
+                    items.push(GcItem {
+                        what: "server".into(),
+                        name: format!("{} (port {})", spec.name, spec.conn.port),
+                        reason: format!("runs on orphaned dataset {}", d.name),
+                    });
+                    if !dry_run {
+                        rt.stop(&spec).await?;
+                    }
+                }
+                if !dry_run {
+                    rt.remove(&spec).await?;
+                }
+            }
+            items.push(GcItem {
+                what: "dataset".into(),
+                name: d.name.clone(),
+                reason,
+            });
+            if !dry_run {
+                destroy_with_retry(&*self.storage, &d.name, true).await?;
+            }
+        }
+
+        for d in datasets
+            .iter()
+            .filter(|d| d.kind == DatasetType::Snapshot && ours(d))
+            .filter(|d| {
+                !kept
+                    .iter()
+                    .any(|e| e.snapshot.as_deref() == Some(d.name.as_str()))
+            })
+        {
+            // A snapshot on a dataset gc just destroyed went with it.
+            let fs = d.name.split('@').next().unwrap_or_default();
+            if !dry_run && self.storage.get(fs).await?.is_none() {
+                continue;
+            }
+            items.push(GcItem {
+                what: "snapshot".into(),
+                name: d.name.clone(),
+                reason: "no branch was cloned from it".into(),
+            });
+            if !dry_run {
+                destroy_with_retry(&*self.storage, &d.name, false).await?;
+            }
+        }
+
+        for e in &dead {
+            items.push(GcItem {
+                what: "catalog-entry".into(),
+                name: e.name.clone(),
+                reason: format!("{:?} by a process that no longer runs", e.state),
+            });
+        }
+        if !dry_run && !dead.is_empty() {
+            let mut cat = self.lock()?;
+            for e in &dead {
+                // Re-check under the lock: only remove what is still dead.
+                if cat.get(&e.name).is_some_and(|x| !is_live(x)) {
+                    cat.remove(&e.name);
+                }
+            }
+            cat.save()?;
+        }
+
+        // Passwords and logs of names the catalog no longer has.
+        let names: Vec<String> = self.lock()?.entries().map(|e| e.name.clone()).collect();
+        for (dir, suffix) in [
+            (self.home.secrets_dir(), ""),
+            (self.home.logs_dir(), ".log"),
+        ] {
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for f in rd.flatten() {
+                let file = f.file_name().to_string_lossy().into_owned();
+                let Some(name) = file.strip_suffix(suffix) else {
+                    continue;
+                };
+                if file.starts_with('.') || names.iter().any(|n| n == name) {
+                    continue;
+                }
+                items.push(GcItem {
+                    what: "file".into(),
+                    name: f.path().display().to_string(),
+                    reason: "belongs to no database or branch".into(),
+                });
+                if !dry_run {
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+        }
+
+        for rt in &self.runtimes {
+            for found in rt.sweep(self.home.root(), &names, dry_run).await? {
+                items.push(GcItem {
+                    what: rt.name().to_string(),
+                    name: found,
+                    reason: "made by betterpg for no existing database or branch".into(),
+                });
+            }
+        }
+        Ok(GcReport { dry_run, items })
+    }
+
+    /// A spec good enough to stop and remove a server on an orphaned
+    /// dataset (the catalog entry may be gone, so facts come from the
+    /// dataset's properties and its data directory).
+    async fn orphan_spec(&self, d: &DatasetInfo, dead: &[Entry]) -> Option<InstanceSpec> {
+        let mp = d.mountpoint.clone()?;
+        let data_dir = mp.join(PGDATA_SUBDIR);
+        let name = d.props.get("name")?.clone();
+        let entry = dead.iter().find(|e| e.dataset == d.name);
+        let pg_bin = match entry {
+            Some(e) => PgBin {
+                dir: e.pg_bin.clone(),
+                major: e.pg_major,
+            },
+            None => {
+                let major = data_dir_major(&data_dir).ok()?;
+                PgBin::discover(self.config.pg_bin.as_deref(), Some(major)).ok()?
+            }
+        };
+        let port = d
+            .props
+            .get("port")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        Some(InstanceSpec {
+            name: name.clone(),
+            data_dir,
+            pg_bin,
+            log_file: self.home.log_path(&name),
+            runtime: d
+                .props
+                .get("runtime")
+                .cloned()
+                .unwrap_or_else(|| "native".into()),
+            image: entry.and_then(|e| e.image.clone()),
+            home: self.home.root().to_path_buf(),
+            parent: d.props.get("parent").cloned(),
+            user: self.user.clone(),
+            conn: ConnInfo {
+                host: "127.0.0.1".into(),
+                port,
+                user: "postgres".into(),
+                password: self.home.read_secret(&name).unwrap_or_default(),
+                dbname: "postgres".into(),
+            },
+            start_timeout: Duration::from_secs(self.config.start_timeout_secs),
+        })
+    }
+}
