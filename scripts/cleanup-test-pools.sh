@@ -10,7 +10,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PREFIXES=("$@")
-[[ ${#PREFIXES[@]} -gt 0 ]] || PREFIXES=(bpgt bpgc bpgffi bpgpy bpgdk bpgbench bpgsafe bpgdemo bpgvm bpgex)
+[[ ${#PREFIXES[@]} -gt 0 ]] || PREFIXES=(bpgt bpgc bpgffi bpgpy bpgdk bpgbench bpgsafe bpgcidemo bpgvm bpgex)
 have_cmd zpool || exit 0
 zpool_answers() { zpool list >/dev/null 2>&1; }
 zpool_answers || exit 0

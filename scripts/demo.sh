@@ -5,13 +5,14 @@
 #
 # Usage: scripts/demo.sh            run (re-running starts the demo afresh)
 #        scripts/demo.sh --clean    remove the demo (servers, pool, home)
-# Env:   DEMO_HOME (default /var/lib/betterpg-demo), BPG (a prebuilt bpg binary)
+# Env:   DEMO_HOME (default /var/lib/betterpg-demo), DEMO_POOL (default bpgdemo),
+#        BPG (a prebuilt bpg binary)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DEMO_HOME=${DEMO_HOME:-/var/lib/betterpg-demo}
-POOL=bpgdemo
+POOL=${DEMO_POOL:-bpgdemo}
 PG_BIN=/usr/lib/postgresql/15/bin
 
 clean() {

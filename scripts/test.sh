@@ -41,8 +41,8 @@ for s in "${STAGES[@]}"; do
     lint) run_stage lint bash -c 'cargo fmt --all -- --check && cargo clippy -q --workspace --all-targets -- -D warnings' ;;
     unit) run_stage unit cargo test -q --workspace --lib --bins ;;
     core) run_stage core cargo test -q -p betterpg-core --tests -- --test-threads=2 ;;
-    cli)  run_stage cli cargo test -q -p betterpg-cli --test cli -- --test-threads=2 ;;
-    demo) run_stage demo bash -c 'BPG=$PWD/target/debug/bpg DEMO_HOME=/tmp/betterpg-ci-demo scripts/demo.sh && BPG=$PWD/target/debug/bpg DEMO_HOME=/tmp/betterpg-ci-demo scripts/demo.sh --clean' ;;
+    cli)  run_stage cli cargo test -q -p betterpg-cli --test cli --test faults -- --test-threads=2 ;;
+    demo) run_stage demo bash -c 'export BPG=$PWD/target/debug/bpg DEMO_HOME=/tmp/betterpg-ci-demo DEMO_POOL=bpgcidemo; scripts/demo.sh && scripts/demo.sh --clean' ;;
     *) die "unknown stage $s (have: ${ALL_STAGES[*]})" ;;
   esac
 done
