@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use betterpg_core::runtime::DockerRuntime;
 use betterpg_core::util::{human_bytes, parse_size};
 use betterpg_core::{
     BranchManager, BranchOptions, CreateOptions, Error, Info, InitOptions, InitStorage,
@@ -73,6 +74,14 @@ enum Cmd {
         /// Required PostgreSQL major version.
         #[arg(long)]
         pg_version: Option<u32>,
+        /// How to run it: native (a process on this machine) or docker (a
+        /// container; its branches run as containers too).
+        #[arg(long, default_value = "native")]
+        runtime: String,
+        /// Container image for --runtime docker (default betterpg/postgres:15,
+        /// built by scripts/build-image.sh; never pulled).
+        #[arg(long)]
+        image: Option<String>,
     },
     /// Branch a database (or branch): a new read-write server on a ZFS clone.
     Branch {
@@ -235,6 +244,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             name,
             pg_bin,
             pg_version,
+            runtime,
+            image,
         } => {
             let mgr = BranchManager::open(&cli.home).await?;
             let info = mgr
@@ -243,7 +254,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     CreateOptions {
                         pg_bin,
                         pg_version,
-                        ..Default::default()
+                        runtime: Some(runtime),
+                        image,
                     },
                 )
                 .await?;
@@ -251,8 +263,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 print_json(&info)?;
             } else {
                 println!(
-                    "created database {} (PostgreSQL {}, port {})\n{}",
-                    info.name, info.pg_version, info.port, info.url
+                    "created database {} (PostgreSQL {}, port {}, runtime {})\n{}",
+                    info.name, info.pg_version, info.port, info.runtime, info.url
                 );
             }
         }
@@ -369,6 +381,19 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Cmd::Logs { name, follow, tail } => {
             let mgr = BranchManager::open(&cli.home).await?;
+            let entry = mgr.entry(&name)?;
+            if follow && entry.runtime == "docker" {
+                // The container's own log stream, until it stops.
+                return DockerRuntime::new()
+                    .follow_logs(
+                        mgr.home(),
+                        &name,
+                        &mgr.log_path(&name)?,
+                        tail,
+                        &mut std::io::stdout(),
+                    )
+                    .await;
+            }
             let text = mgr.logs(&name, tail).await?;
             print!("{text}");
             if !text.is_empty() && !text.ends_with('\n') {

@@ -15,7 +15,7 @@ use crate::home::{Config, Home};
 use crate::name::validate_name;
 use crate::osuser::OsUser;
 use crate::pg::{cluster, ConnInfo, PgBin};
-use crate::runtime::{InstanceSpec, NativeRuntime, RunStatus, Runtime};
+use crate::runtime::{DockerRuntime, InstanceSpec, NativeRuntime, RunStatus, Runtime};
 use crate::storage::{DatasetInfo, PoolSpace, Storage, ZfsCli};
 use crate::util::{now_unix, random_token};
 
@@ -489,6 +489,17 @@ impl BranchManager {
         validate_name(name)?;
         let bin_dir = opts.pg_bin.clone().or_else(|| self.config.pg_bin.clone());
         let bin = PgBin::discover(bin_dir.as_deref(), opts.pg_version)?;
+        let rt = self.runtime(opts.runtime.as_deref().unwrap_or("native"))?;
+        if opts.image.is_some() && rt.default_image().is_none() {
+            return Err(Error::Config(format!(
+                "the {} runtime runs no image: --image needs a container runtime (--runtime docker)",
+                rt.name()
+            )));
+        }
+        let image = opts
+            .image
+            .clone()
+            .or_else(|| rt.default_image().map(str::to_string));
         let entry = self.reserve(Entry {
             name: name.to_string(),
             kind: Kind::Database,
@@ -496,8 +507,8 @@ impl BranchManager {
             dataset: self.dataset_for(name),
             snapshot: None,
             port: 0,
-            runtime: opts.runtime.clone().unwrap_or_else(|| "native".to_string()),
-            image: opts.image.clone(),
+            runtime: rt.name().to_string(),
+            image,
             mode: None,
             pg_bin: bin.dir.clone(),
             pg_major: bin.major,
@@ -548,16 +559,20 @@ impl BranchManager {
         let mp = self.mountpoint(&entry.dataset).await?;
         let data_dir = mp.join(PGDATA_SUBDIR);
         let password = random_token(32);
-        cluster::initdb(bin, &self.user, &data_dir, &password).await?;
+        // The secret first: the spec carries the connection with it (and a
+        // failed create removes it).
+        self.home.write_secret(&entry.name, &password)?;
+        let mut spec = self.spec_for(entry, data_dir.clone())?;
+        spec.pg_bin = bin.clone();
+        let rt = self.runtime(&entry.runtime)?;
+        rt.init_cluster(&spec, &password).await?;
         cluster::write_settings(
             &data_dir,
             &self.user,
             entry.port,
             &self.config.listen_address,
         )?;
-        self.home.write_secret(&entry.name, &password)?;
-        let spec = self.spec_for(entry, data_dir)?;
-        self.runtime(&entry.runtime)?.start(&spec).await
+        rt.start(&spec).await
     }
 
     /// Start a stopped database or branch.
@@ -742,7 +757,8 @@ impl BranchManager {
 
 /// The runtimes every manager starts with.
 fn default_runtimes() -> Vec<Arc<dyn Runtime>> {
-    vec![Arc::new(NativeRuntime)]
+    // The docker runtime contacts the engine only when an entry uses it.
+    vec![Arc::new(NativeRuntime), Arc::new(DockerRuntime::new())]
 }
 
 /// Parents before children, siblings by name.

@@ -1,10 +1,15 @@
 //! Running servers: the trait the manager uses, and its implementations.
 //!
 //! The native runtime runs `postgres` as a process on this machine (the
-//! embedded default). Other runtimes (containers) implement the same trait.
+//! embedded default). The docker runtime runs one container per server
+//! through the Docker Engine API. Both implement the same trait.
 
+mod docker;
 mod native;
 
+pub use docker::{
+    DockerRuntime, DEFAULT_IMAGE, LABEL_HOME, LABEL_MANAGED, LABEL_NAME, LABEL_PARENT,
+};
 pub use native::NativeRuntime;
 
 use std::path::PathBuf;
@@ -66,8 +71,21 @@ pub struct InstanceSpec {
 /// Starts, stops and inspects servers.
 #[async_trait]
 pub trait Runtime: Send + Sync + std::fmt::Debug {
-    /// Stable runtime name stored in the catalog ("native").
+    /// Stable runtime name stored in the catalog ("native", "docker").
     fn name(&self) -> &'static str;
+    /// Image used when none is given (container runtimes); `None` for a
+    /// runtime that runs no image.
+    fn default_image(&self) -> Option<&'static str> {
+        None
+    }
+    /// Make a new cluster in `spec.data_dir` (an empty directory on the new
+    /// dataset) whose superuser `postgres` has `password`. The default runs
+    /// the host's `initdb` (see [`crate::pg::cluster::initdb`]); a runtime may
+    /// check its own prerequisites first, or make the cluster its own way
+    /// with the same properties.
+    async fn init_cluster(&self, spec: &InstanceSpec, password: &str) -> Result<()> {
+        crate::pg::cluster::initdb(&spec.pg_bin, &spec.user, &spec.data_dir, password).await
+    }
     /// Start the server and wait until a query answers. On failure the
     /// server is left stopped and the error carries its last log lines.
     async fn start(&self, spec: &InstanceSpec) -> Result<()>;

@@ -1,0 +1,904 @@
+//! PostgreSQL in Docker containers, driven through the Engine API (bollard).
+//!
+//! One container per running database or branch, the way Database Lab
+//! Engine runs its clones:
+//!
+//! - The clone's data directory (`<mountpoint>/pgdata` on its ZFS dataset) is
+//!   bind-mounted as the image's `PGDATA` (read from the image, default
+//!   `/var/lib/postgresql/data`): a bind mount of the mountpoint, never
+//!   `--volumes-from`, so the container sees exactly the ZFS clone.
+//! - The container runs as the uid:gid that owns the data directory, so the
+//!   files stay the host server user's and the same cluster can also run
+//!   natively.
+//! - PostgreSQL listens on 5432 inside (`-c listen_addresses=* -c port=5432`,
+//!   command arguments that override `betterpg.conf`, which holds the host
+//!   port and address for the native runtime), published on the catalog port
+//!   of the client address (127.0.0.1 by default) only, never on 0.0.0.0.
+//!   The container sees its own `betterpg.conf` (`betterpg-docker.conf`
+//!   beside `pgdata`, mounted read-only over it) saying the same, so a
+//!   configuration reload stays quiet; the host file keeps native values.
+//! - Labels `betterpg.managed=true`, `betterpg.home`, `betterpg.name`,
+//!   `betterpg.parent` find everything betterpg made; the container name
+//!   `betterpg-<hash of home>-<name>` keeps two homes on one engine apart.
+//! - Ready means a real query answered through the published port (as in
+//!   [`ConnInfo::wait_ready`](crate::pg::ConnInfo::wait_ready), probing
+//!   also whether the container still runs), not a health check nor a log
+//!   line (the official image prints "ready to accept
+//!   connections" twice on first start).
+//!
+//! **A container lives exactly as long as its server runs.** `start` creates
+//! and starts a fresh container; `stop` stops it, appends its log to
+//! `HOME/logs/NAME.log` and removes it. Nothing is left behind by a stop, a
+//! failed start or a rolled-back branch (the branch rollback only calls
+//! `stop`), the container always carries the catalog's current image, port
+//! and labels, and `logs` still shows earlier runs, as for the native
+//! runtime. Creating a container costs some tens of milliseconds per start.
+//!
+//! **How a new cluster is made** ([`Runtime::init_cluster`]): on the host,
+//! with `initdb` of the host binaries, exactly as for the native runtime,
+//! after checking that the image exists and runs the same PostgreSQL major
+//! version (its `PG_MAJOR`, which the official images and ours set). Why not
+//! let the image's entrypoint run `initdb` (`POSTGRES_PASSWORD`) and patch
+//! the result? Entrypoints differ: the official one configures `trust` for
+//! local connections, ours and theirs differ in what they append to
+//! `pg_hba.conf`, and the first start would have to be followed by a patch
+//! and a restart. Host `initdb` gives the cluster a native database gets
+//! (scram-sha-256 on every line, trust nowhere, data checksums,
+//! `--locale=C`, so glibc and musl images read it alike, and the
+//! `include_if_exists = 'betterpg.conf'` line), one code path, and no extra
+//! container start. One line is added to `pg_hba.conf`: `host all all all
+//! scram-sha-256`, because published connections arrive from the bridge
+//! gateway, not from 127.0.0.1. The price: the host needs binaries of the image's major
+//! version (`--pg-version`/`--pg-bin`; `scripts/pg-versions.sh` fetches
+//! 14-18), which `create` already requires for every runtime. The password is
+//! therefore never passed to the container (`POSTGRES_PASSWORD` is only read
+//! by entrypoints when `PGDATA` is empty, which it never is here), so it does
+//! not appear in `docker inspect`.
+//!
+//! Images are never pulled: a missing image is an error that says how to
+//! build (`scripts/build-image.sh`) or pull it.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType, PortBinding,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio::sync::OnceCell;
+
+use super::{InstanceSpec, RunStatus, Runtime};
+use crate::error::{Error, Result};
+use crate::pg::binaries::data_dir_major;
+use crate::pg::cluster::SETTINGS_FILE;
+use crate::util::tail_lines;
+
+/// Image used when a database is created with the docker runtime and no
+/// image: the local image `scripts/build-image.sh` builds.
+pub const DEFAULT_IMAGE: &str = "betterpg/postgres:15";
+
+/// Label present (value `true`) on every container betterpg makes.
+pub const LABEL_MANAGED: &str = "betterpg.managed";
+/// Label holding the betterpg home the container belongs to.
+pub const LABEL_HOME: &str = "betterpg.home";
+/// Label holding the database or branch name.
+pub const LABEL_NAME: &str = "betterpg.name";
+/// Label holding the parent of a branch (empty for a database).
+pub const LABEL_PARENT: &str = "betterpg.parent";
+
+/// PostgreSQL's port inside the container.
+const CONTAINER_PORT: u16 = 5432;
+/// `PGDATA` when the image does not set one (the official image's, <= 17).
+const DEFAULT_PGDATA: &str = "/var/lib/postgresql/data";
+/// Seconds `docker stop` waits after SIGINT (fast shutdown) before SIGKILL.
+const STOP_TIMEOUT_SECS: i32 = 60;
+/// Lines of container log quoted in a start failure.
+const LOG_LINES_IN_ERRORS: usize = 15;
+/// Pause between two readiness probes.
+const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Runs servers as Docker containers (see the module documentation).
+#[derive(Debug, Default)]
+pub struct DockerRuntime {
+    /// `None`: `DOCKER_HOST`, else the default local socket.
+    host: Option<String>,
+    /// Labels added to every container, besides betterpg's own.
+    extra_labels: Vec<(String, String)>,
+    client: OnceCell<Docker>,
+}
+
+impl DockerRuntime {
+    /// A runtime talking to the engine named by `DOCKER_HOST`, else the
+    /// local socket `/var/run/docker.sock`. Nothing is contacted until the
+    /// first call.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A runtime talking to the engine at `host` (`unix:///path/docker.sock`
+    /// or `tcp://host:port`).
+    pub fn with_host(host: impl Into<String>) -> Self {
+        DockerRuntime {
+            host: Some(host.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Also put label `key=value` on every container (e.g. a CI job id, or
+    /// `betterpg.test=true` for the test sweep). betterpg's own labels win.
+    pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra_labels.push((key.into(), value.into()));
+        self
+    }
+
+    /// Name of the container of database or branch `name` of the betterpg
+    /// home `home`: `betterpg-<12 hex digits of a hash of home>-<name>`.
+    pub fn container_name(home: &Path, name: &str) -> String {
+        format!(
+            "betterpg-{:012x}-{name}",
+            fnv1a(home.as_os_str().as_encoded_bytes()) >> 16
+        )
+    }
+
+    fn where_(&self) -> String {
+        self.host.clone().unwrap_or_else(|| {
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+        })
+    }
+
+    /// The engine client, connected and with the API version negotiated
+    /// (the engine may be older than bollard's default API version).
+    async fn docker(&self) -> Result<&Docker> {
+        self.client
+            .get_or_try_init(|| async {
+                let d = match &self.host {
+                    Some(h) => Docker::connect_with_host(h),
+                    None => Docker::connect_with_defaults(),
+                }
+                .map_err(|e| self.unreachable(&e))?;
+                d.negotiate_version()
+                    .await
+                    .map_err(|e| self.unreachable(&e))
+            })
+            .await
+    }
+
+    fn unreachable(&self, e: &DockerError) -> Error {
+        Error::Docker(format!(
+            "the Docker engine at {} is not reachable ({e}): start it (e.g. `systemctl start docker` or `dockerd`), or point DOCKER_HOST at a running one",
+            self.where_()
+        ))
+    }
+
+    /// Docker error -> typed error. `what` says what was being done.
+    fn map_err(&self, what: &str, e: DockerError) -> Error {
+        match &e {
+            DockerError::DockerResponseServerError {
+                status_code,
+                message,
+            } => {
+                let m = message.to_ascii_lowercase();
+                if m.contains("port is already allocated")
+                    || m.contains("address already in use")
+                    || (m.contains("bind for") && m.contains("failed"))
+                {
+                    Error::Port(format!(
+                        "{what}: the port is taken on the host ({message}): stop what uses it, or destroy and re-create on another port"
+                    ))
+                } else {
+                    Error::Docker(format!("{what}: engine answered {status_code}: {message}"))
+                }
+            }
+            DockerError::IOError { .. }
+            | DockerError::HyperLegacyError { .. }
+            | DockerError::SocketNotFoundError(_)
+            | DockerError::RequestTimeoutError => self.unreachable(&e),
+            _ => Error::Docker(format!("{what}: {e}")),
+        }
+    }
+
+    /// The image's configuration; a missing image is an error saying how to
+    /// get it (nothing is pulled).
+    async fn image_config(&self, image: &str) -> Result<bollard::models::ImageConfig> {
+        let d = self.docker().await?;
+        match d.inspect_image(image).await {
+            Ok(i) => Ok(i.config.unwrap_or_default()),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Err(Error::Docker(format!(
+                "image {image:?} is not on this Docker engine: build the default one with scripts/build-image.sh ({DEFAULT_IMAGE}), or `docker pull {image}` where a registry is reachable (betterpg never pulls)"
+            ))),
+            Err(e) => Err(self.map_err(&format!("inspecting image {image}"), e)),
+        }
+    }
+
+    fn image_of(spec: &InstanceSpec) -> &str {
+        spec.image.as_deref().unwrap_or(DEFAULT_IMAGE)
+    }
+
+    /// Check the image exists and runs PostgreSQL `major` (when it says,
+    /// through `PG_MAJOR`); returns its `PGDATA`.
+    async fn check_image(&self, spec: &InstanceSpec, major: u32) -> Result<String> {
+        let image = Self::image_of(spec);
+        let cfg = self.image_config(image).await?;
+        let env = cfg.env.unwrap_or_default();
+        let var = |k: &str| {
+            env.iter()
+                .find_map(|e| e.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+                .map(str::to_string)
+        };
+        if let Some(m) = var("PG_MAJOR").and_then(|v| v.trim().parse::<u32>().ok()) {
+            if m != major {
+                return Err(Error::VersionMismatch(format!(
+                    "image {image:?} runs PostgreSQL {m} but the cluster of {} is PostgreSQL {major}: use an image of version {major}, or create the database with --pg-version {m} (host binaries of that version, e.g. from scripts/pg-versions.sh)",
+                    spec.name
+                )));
+            }
+        }
+        Ok(var("PGDATA").unwrap_or_else(|| DEFAULT_PGDATA.to_string()))
+    }
+
+    async fn inspect(&self, container: &str) -> Result<Option<ContainerInspectResponse>> {
+        let d = self.docker().await?;
+        match d.inspect_container(container, None).await {
+            Ok(c) => Ok(Some(c)),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(self.map_err(&format!("inspecting container {container}"), e)),
+        }
+    }
+
+    /// The container's log (stdout and stderr interleaved), or its last
+    /// `tail` lines.
+    async fn container_logs(&self, container: &str, tail: Option<usize>) -> Result<String> {
+        let d = self.docker().await?;
+        let tail = tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into());
+        let opts = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail)
+            .build();
+        let mut s = d.logs(container, Some(opts));
+        let mut out = Vec::new();
+        while let Some(chunk) = s.next().await {
+            match chunk {
+                Ok(c) => out.extend_from_slice(c.as_ref()),
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => break,
+                Err(e) => return Err(self.map_err(&format!("reading the log of {container}"), e)),
+            }
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Keep the log of a container that is going away: append it to the
+    /// instance's log file (so `logs` shows earlier runs).
+    async fn save_logs(&self, container: &str, log_file: &Path) {
+        let text = match self.container_logs(container, None).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("could not read the log of container {container}: {e}");
+                return;
+            }
+        };
+        if text.is_empty() {
+            return;
+        }
+        let r = (|| -> std::io::Result<()> {
+            if let Some(dir) = log_file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log_file)?;
+            f.write_all(text.as_bytes())?;
+            if !text.ends_with('\n') {
+                f.write_all(b"\n")?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            tracing::warn!(
+                "could not save the log of {container} to {}: {e}",
+                log_file.display()
+            );
+        }
+    }
+
+    /// Stop (fast shutdown), keep the log, remove. A missing container is fine.
+    async fn stop_and_remove(&self, container: &str, log_file: &Path) -> Result<()> {
+        let d = self.docker().await?;
+        let Some(c) = self.inspect(container).await? else {
+            return Ok(());
+        };
+        if c.state.as_ref().and_then(|s| s.running) == Some(true) {
+            let opts = StopContainerOptionsBuilder::default()
+                .t(STOP_TIMEOUT_SECS)
+                .build();
+            match d.stop_container(container, Some(opts)).await {
+                Ok(()) => {}
+                // 304: already stopped; 404: already gone.
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 304 | 404,
+                    ..
+                }) => {}
+                Err(e) => return Err(self.map_err(&format!("stopping container {container}"), e)),
+            }
+        }
+        self.save_logs(container, log_file).await;
+        self.remove_container(container).await
+    }
+
+    async fn remove_container(&self, container: &str) -> Result<()> {
+        let d = self.docker().await?;
+        // v: also anonymous volumes an image may declare (postgres:18's
+        // VOLUME /var/lib/postgresql); force: even if it still runs.
+        let opts = RemoveContainerOptionsBuilder::default()
+            .v(true)
+            .force(true)
+            .build();
+        match d.remove_container(container, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            // 409: a removal is already in progress.
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) if message.contains("in progress") => Ok(()),
+            Err(e) => Err(self.map_err(&format!("removing container {container}"), e)),
+        }
+    }
+
+    /// Remove a leftover container of this name (a crashed server, a run
+    /// interrupted before its cleanup), refusing one betterpg did not make.
+    async fn clear_stale(&self, spec: &InstanceSpec, container: &str) -> Result<()> {
+        let Some(c) = self.inspect(container).await? else {
+            return Ok(());
+        };
+        let labels = c
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.clone())
+            .unwrap_or_default();
+        let home = spec.home.to_string_lossy();
+        if labels.get(LABEL_MANAGED).map(String::as_str) != Some("true")
+            || labels.get(LABEL_HOME).map(String::as_str) != Some(home.as_ref())
+        {
+            return Err(Error::Docker(format!(
+                "a container named {container} exists that betterpg did not make for {home}: remove or rename it (`docker rm -f {container}`)"
+            )));
+        }
+        if c.state.as_ref().and_then(|s| s.running) == Some(true) {
+            return Err(Error::InvalidState(format!(
+                "{} already runs in container {container}",
+                spec.name
+            )));
+        }
+        self.save_logs(container, &spec.log_file).await;
+        self.remove_container(container).await
+    }
+
+    fn create_body(
+        &self,
+        spec: &InstanceSpec,
+        image: &str,
+        pgdata: &str,
+        uid: u32,
+        gid: u32,
+        settings: Option<&Path>,
+    ) -> ContainerCreateBody {
+        let mut mounts = vec![Mount {
+            target: Some(pgdata.to_string()),
+            source: Some(spec.data_dir.to_string_lossy().into_owned()),
+            typ: Some(MountType::BIND),
+            read_only: Some(false),
+            ..Default::default()
+        }];
+        if let Some(file) = settings {
+            mounts.push(Mount {
+                target: Some(format!("{pgdata}/{SETTINGS_FILE}")),
+                source: Some(file.to_string_lossy().into_owned()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
+        let port_key = format!("{CONTAINER_PORT}/tcp");
+        let host_ip = publish_address(&spec.conn.host);
+        let mut labels: HashMap<String, String> = self.extra_labels.iter().cloned().collect();
+        labels.insert(LABEL_MANAGED.to_string(), "true".to_string());
+        labels.insert(
+            LABEL_HOME.to_string(),
+            spec.home.to_string_lossy().into_owned(),
+        );
+        labels.insert(LABEL_NAME.to_string(), spec.name.clone());
+        labels.insert(
+            LABEL_PARENT.to_string(),
+            spec.parent.clone().unwrap_or_default(),
+        );
+        ContainerCreateBody {
+            image: Some(image.to_string()),
+            user: Some(format!("{uid}:{gid}")),
+            // `postgres` explicitly: entrypoints following the official
+            // image's convention run the server for it. The -c options win
+            // over every configuration file; the container's betterpg.conf
+            // says the same, so a reload finds nothing to complain about.
+            cmd: Some(vec![
+                "postgres".into(),
+                "-c".into(),
+                "listen_addresses=*".into(),
+                "-c".into(),
+                format!("port={CONTAINER_PORT}"),
+            ]),
+            env: Some(vec![format!("PGDATA={pgdata}")]),
+            exposed_ports: Some(vec![port_key.clone()]),
+            labels: Some(labels),
+            // SIGINT = fast shutdown (the official image's choice too).
+            stop_signal: Some("SIGINT".into()),
+            stop_timeout: Some(STOP_TIMEOUT_SECS as i64),
+            host_config: Some(HostConfig {
+                mounts: Some(mounts),
+                port_bindings: Some(HashMap::from([(
+                    port_key,
+                    Some(vec![PortBinding {
+                        host_ip: Some(host_ip),
+                        host_port: Some(spec.conn.port.to_string()),
+                    }]),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Probe until a query answers; stop early when the container exits.
+    async fn wait_ready(&self, spec: &InstanceSpec, container: &str) -> Result<()> {
+        let deadline = Instant::now() + spec.start_timeout;
+        loop {
+            let last = match spec.conn.connect().await {
+                Ok(c) => match c.simple_query("SELECT 1").await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => Error::from(e).to_string(),
+                },
+                Err(e) => e.to_string(),
+            };
+            if is_definitive(&last) {
+                return Err(Error::Runtime(format!(
+                    "{}: PostgreSQL in container {container} refuses betterpg's connection: {last}",
+                    spec.name
+                )));
+            }
+            let state = self.inspect(container).await?.and_then(|c| c.state);
+            if state.as_ref().and_then(|s| s.running) != Some(true) {
+                let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
+                return Err(Error::Runtime(format!(
+                    "{}: container {container} exited (status {code}) before PostgreSQL answered a query",
+                    spec.name
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Runtime(format!(
+                    "{}: container {container} runs but PostgreSQL did not answer a query within {}s ({last})",
+                    spec.name,
+                    spec.start_timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(PROBE_INTERVAL).await;
+        }
+    }
+
+    /// Print the log of the running container of `name` to `out` as it is
+    /// written (`bpg logs --follow`), starting with its last `tail` lines
+    /// (all when `None`). Returns when the container stops; when it is not
+    /// running, prints the saved log of earlier runs and returns.
+    pub async fn follow_logs(
+        &self,
+        home: &Path,
+        name: &str,
+        log_file: &Path,
+        tail: Option<usize>,
+        out: &mut (dyn Write + Send),
+    ) -> Result<()> {
+        let container = Self::container_name(home, name);
+        let running = self
+            .inspect(&container)
+            .await?
+            .and_then(|c| c.state)
+            .and_then(|s| s.running)
+            == Some(true);
+        let io = |e: std::io::Error| Error::io("writing the log to stdout", e);
+        if !running {
+            let saved = read_log_file(log_file)?;
+            let text = match tail {
+                Some(n) => tail_lines(&saved, n),
+                None => saved,
+            };
+            out.write_all(text.as_bytes()).map_err(io)?;
+            if !text.is_empty() && !text.ends_with('\n') {
+                out.write_all(b"\n").map_err(io)?;
+            }
+            return Ok(());
+        }
+        let d = self.docker().await?;
+        let tail = tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into());
+        let opts = LogsOptionsBuilder::default()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail)
+            .build();
+        let mut s = d.logs(&container, Some(opts));
+        while let Some(chunk) = s.next().await {
+            match chunk {
+                Ok(c) => {
+                    out.write_all(c.as_ref()).map_err(io)?;
+                    out.flush().map_err(io)?;
+                }
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => break,
+                Err(e) => return Err(self.map_err(&format!("following the log of {container}"), e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Names of the containers betterpg made for the home `home` (running
+    /// or not), found by label: what a sweep removes.
+    pub async fn containers_of_home(&self, home: &Path) -> Result<Vec<String>> {
+        Ok(self
+            .labelled_containers_of_home(home)
+            .await?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect())
+    }
+
+    /// Containers of `home` with their `betterpg.name` label.
+    async fn labelled_containers_of_home(&self, home: &Path) -> Result<Vec<(String, String)>> {
+        let d = self.docker().await?;
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{LABEL_MANAGED}=true"),
+                format!("{LABEL_HOME}={}", home.to_string_lossy()),
+            ],
+        )]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = d
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| self.map_err("listing containers", e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let name = c.names?.into_iter().next()?;
+                let label = c
+                    .labels
+                    .and_then(|l| l.get(LABEL_NAME).cloned())
+                    .unwrap_or_default();
+                Some((name.trim_start_matches('/').to_string(), label))
+            })
+            .collect())
+    }
+
+    /// Remove (stopping if needed) every container betterpg made for
+    /// `home`, without keeping their logs: for tests and cleanup of a home
+    /// that is gone. Returns how many were removed.
+    pub async fn remove_all_of_home(&self, home: &Path) -> Result<usize> {
+        let names = self.containers_of_home(home).await?;
+        for n in &names {
+            self.remove_container(n).await?;
+        }
+        Ok(names.len())
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn default_image(&self) -> Option<&'static str> {
+        Some(DEFAULT_IMAGE)
+    }
+
+    async fn init_cluster(&self, spec: &InstanceSpec, password: &str) -> Result<()> {
+        // Fail before any work when the image is missing or of another
+        // major version; then the same initdb as native (module docs).
+        self.check_image(spec, spec.pg_bin.major).await?;
+        crate::pg::cluster::initdb(&spec.pg_bin, &spec.user, &spec.data_dir, password).await?;
+        allow_published_clients(&spec.data_dir)
+    }
+
+    async fn start(&self, spec: &InstanceSpec) -> Result<()> {
+        let container = Self::container_name(&spec.home, &spec.name);
+        let data_major = data_dir_major(&spec.data_dir)?;
+        let image = Self::image_of(spec);
+        let pgdata = self.check_image(spec, data_major).await?;
+        let meta = std::fs::metadata(&spec.data_dir)
+            .map_err(|e| Error::io(format!("reading {}", spec.data_dir.display()), e))?;
+        if meta.uid() == 0 {
+            return Err(Error::InvalidState(format!(
+                "{} is owned by root; PostgreSQL must not run as root: chown it to the server user",
+                spec.data_dir.display()
+            )));
+        }
+        self.clear_stale(spec, &container).await?;
+        let d = self.docker().await?;
+        let settings = container_settings(&spec.data_dir)?;
+        let body = self.create_body(
+            spec,
+            image,
+            &pgdata,
+            meta.uid(),
+            meta.gid(),
+            settings.as_deref(),
+        );
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&container)
+            .build();
+        d.create_container(Some(opts), body)
+            .await
+            .map_err(|e| self.map_err(&format!("creating container {container}"), e))?;
+        let started = match d.start_container(&container, None).await {
+            Ok(()) => self.wait_ready(spec, &container).await,
+            Err(e) => Err(self.map_err(&format!("starting container {container}"), e)),
+        };
+        if let Err(e) = started {
+            let tail = self
+                .container_logs(&container, Some(LOG_LINES_IN_ERRORS))
+                .await
+                .unwrap_or_else(|e| format!("(no log: {e})"));
+            if let Err(e2) = self.stop_and_remove(&container, &spec.log_file).await {
+                tracing::warn!("removing the failed container {container}: {e2}");
+            }
+            return Err(match e {
+                Error::Runtime(m) => Error::Runtime(format!(
+                    "{m}\n--- last lines of the container log ---\n{}",
+                    tail.trim_end()
+                )),
+                other => other,
+            });
+        }
+        Ok(())
+    }
+
+    async fn stop(&self, spec: &InstanceSpec) -> Result<()> {
+        let container = Self::container_name(&spec.home, &spec.name);
+        self.stop_and_remove(&container, &spec.log_file).await
+    }
+
+    async fn status(&self, spec: &InstanceSpec) -> Result<RunStatus> {
+        let container = Self::container_name(&spec.home, &spec.name);
+        let running = self
+            .inspect(&container)
+            .await?
+            .and_then(|c| c.state)
+            .and_then(|s| s.running)
+            == Some(true);
+        Ok(if running {
+            RunStatus::Running
+        } else {
+            RunStatus::Stopped
+        })
+    }
+
+    async fn logs(&self, spec: &InstanceSpec, tail: Option<usize>) -> Result<String> {
+        let container = Self::container_name(&spec.home, &spec.name);
+        let mut text = read_log_file(&spec.log_file)?;
+        if self.inspect(&container).await?.is_some() {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&self.container_logs(&container, tail).await?);
+        }
+        Ok(match tail {
+            Some(n) => tail_lines(&text, n),
+            None => text,
+        })
+    }
+
+    async fn sweep(&self, home: &Path, keep: &[String], dry_run: bool) -> Result<Vec<String>> {
+        // gc runs every runtime's sweep: a machine without a Docker engine
+        // has no containers of ours to find, and must not fail gc.
+        let all = match self.labelled_containers_of_home(home).await {
+            Ok(v) => v,
+            Err(e) if self.docker().await.is_err() => {
+                tracing::info!("docker sweep skipped: {e}");
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut found = Vec::new();
+        for (container, name) in all {
+            if keep.contains(&name) {
+                continue;
+            }
+            if !dry_run {
+                self.remove_container(&container).await?;
+            }
+            found.push(format!("container {container} (of {name:?})"));
+        }
+        Ok(found)
+    }
+
+    async fn remove(&self, spec: &InstanceSpec) -> Result<()> {
+        let container = Self::container_name(&spec.home, &spec.name);
+        self.remove_container(&container).await?;
+        match std::fs::remove_file(&spec.log_file) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(
+                format!("removing {}", spec.log_file.display()),
+                e,
+            )),
+        }
+    }
+}
+
+/// Let clients in through Docker's port publishing. They reach the server
+/// from the bridge's gateway address (e.g. 172.17.0.1), not 127.0.0.1, so
+/// initdb's loopback-only `host` lines do not match them. The line added is
+/// the official image's (`host all all all`), with scram-sha-256 as every
+/// other line: a password is still required on every connection. Exposure is
+/// governed by where the port is published (the host's 127.0.0.1) and, when
+/// the cluster runs natively, by `listen_addresses` (127.0.0.1).
+fn allow_published_clients(data_dir: &Path) -> Result<()> {
+    let hba = data_dir.join("pg_hba.conf");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&hba)
+        .map_err(|e| Error::io(format!("opening {}", hba.display()), e))?;
+    f.write_all(
+        b"\n# Added by betterpg (docker runtime): clients come through Docker's port\n\
+          # publishing from the bridge gateway; the port is published on the host's\n\
+          # 127.0.0.1 only. A password is required, as on every line above.\n\
+          host    all             all             all                     scram-sha-256\n",
+    )
+    .map_err(|e| Error::io(format!("writing {}", hba.display()), e))
+}
+
+/// Name of the container's variant of `betterpg.conf`, beside `pgdata` on
+/// the dataset (so it never mixes with the cluster's own files).
+pub const CONTAINER_SETTINGS_FILE: &str = "betterpg-docker.conf";
+
+/// Write the container's view of `betterpg.conf`: the host file with `port`
+/// and `listen_addresses` set to the in-container values. It is bind-mounted
+/// read-only over `PGDATA/betterpg.conf` in the container, so that a reload
+/// (`pg_reload_conf()`, SIGHUP) reads the values the server runs with
+/// (otherwise PostgreSQL logs "cannot be changed without restarting" and
+/// flags both settings `pending_restart`), while the host file keeps the
+/// native values and the cluster can still run natively. `None` when the
+/// cluster has no `betterpg.conf` (nothing to shadow).
+fn container_settings(data_dir: &Path) -> Result<Option<PathBuf>> {
+    let host = data_dir.join(SETTINGS_FILE);
+    let text = match std::fs::read_to_string(&host) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("reading {}", host.display()), e)),
+    };
+    let dir = data_dir.parent().ok_or_else(|| {
+        Error::Internal(format!("{} has no parent directory", data_dir.display()))
+    })?;
+    let path = dir.join(CONTAINER_SETTINGS_FILE);
+    std::fs::write(&path, container_settings_text(&text))
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    crate::pg::cluster::set_mode(&path, 0o644)?;
+    Ok(Some(path))
+}
+
+/// `betterpg.conf` as the container sees it (pure; unit-tested).
+fn container_settings_text(host: &str) -> String {
+    let mut out = String::from(
+        "# Container view of betterpg.conf, written by betterpg's docker runtime at\n\
+         # every start and mounted read-only over it; edit betterpg.conf instead.\n",
+    );
+    for line in host.lines() {
+        let key = line.split(['=', ' ', '\t']).next().unwrap_or("");
+        if key != "port" && key != "listen_addresses" {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str(&format!(
+        "port = {CONTAINER_PORT}\nlisten_addresses = '*'\n"
+    ));
+    out
+}
+
+/// True for connection errors that waiting cannot fix: the server is up and
+/// refuses us.
+fn is_definitive(e: &str) -> bool {
+    e.contains("pg_hba.conf") || e.contains("password authentication failed")
+}
+
+fn read_log_file(path: &Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+/// The host address to publish on: the address clients are given (127.0.0.1
+/// unless configured otherwise), never every interface.
+fn publish_address(conn_host: &str) -> String {
+    match conn_host.parse::<std::net::IpAddr>() {
+        Ok(ip) if !ip.is_unspecified() => ip.to_string(),
+        _ => "127.0.0.1".into(),
+    }
+}
+
+/// FNV-1a, 64 bit: a hash that is the same in every build (std's hasher is
+/// not guaranteed to be), for container names.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_names_are_stable_and_per_home() {
+        let a = DockerRuntime::container_name(Path::new("/var/lib/betterpg"), "prod");
+        let b = DockerRuntime::container_name(Path::new("/var/lib/betterpg"), "prod");
+        let c = DockerRuntime::container_name(Path::new("/srv/other"), "prod");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.starts_with("betterpg-") && a.ends_with("-prod"), "{a}");
+        assert_eq!(a.len(), "betterpg-".len() + 12 + "-prod".len());
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn container_settings_override_port_and_address_only() {
+        let host = "# Written by betterpg\nport = 58001\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\nwal_recycle = off\n";
+        let c = container_settings_text(host);
+        assert!(
+            c.contains("port = 5432\n") && c.contains("listen_addresses = '*'\n"),
+            "{c}"
+        );
+        assert!(!c.contains("58001") && !c.contains("'127.0.0.1'"), "{c}");
+        assert!(
+            c.contains("unix_socket_directories = ''\nwal_recycle = off\n"),
+            "{c}"
+        );
+        assert_eq!(c.matches("port =").count(), 1, "{c}");
+    }
+
+    #[test]
+    fn publishes_on_the_client_address_only() {
+        assert_eq!(publish_address("127.0.0.1"), "127.0.0.1");
+        assert_eq!(publish_address("0.0.0.0"), "127.0.0.1");
+        assert_eq!(publish_address("::1"), "::1");
+        assert_eq!(publish_address("db.example"), "127.0.0.1");
+        assert_eq!(publish_address("10.1.2.3"), "10.1.2.3");
+    }
+}

@@ -1,0 +1,648 @@
+//! End-to-end tests of the docker runtime against the running Docker engine,
+//! real ZFS and PostgreSQL 15 in the local image `betterpg/postgres:15`.
+//!
+//! Where no engine answers, or the image cannot be built, the tests FAIL
+//! with the reason; nothing is skipped. Pools are named `bpgdk*` (files in
+//! /tmp/betterpg-test/), ports come from 58000-58499, and every container
+//! carries `betterpg.test=true`. A guard destroys the pool and removes the
+//! home's containers even when a test fails.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use betterpg_core::osuser::OsUser;
+use betterpg_core::pg::{ConnInfo, PgBin};
+use betterpg_core::runtime::{
+    DockerRuntime, InstanceSpec, Runtime, DEFAULT_IMAGE, LABEL_HOME, LABEL_MANAGED, LABEL_NAME,
+    LABEL_PARENT,
+};
+use betterpg_core::{
+    BranchManager, BranchOptions, CreateOptions, InitOptions, InitStorage, SnapshotMode,
+};
+use bollard::Docker;
+use common::{assert_prefix, connect, Writer, POOL_DIR};
+
+const PORT_BASE: u16 = 58000;
+const PORTS_PER_TEST: u16 = 50;
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn docker_opts() -> CreateOptions {
+    CreateOptions {
+        runtime: Some("docker".into()),
+        ..Default::default()
+    }
+}
+
+/// The engine answers and the default image exists (built with
+/// scripts/build-image.sh when missing). Panics with the reason otherwise.
+async fn check_docker() {
+    common::check_prerequisites();
+    let unreachable = |e: bollard::errors::Error| -> ! {
+        panic!(
+            "the Docker engine is not reachable ({e}): start dockerd (or set DOCKER_HOST); the docker runtime tests need a running engine"
+        )
+    };
+    let d = Docker::connect_with_defaults().unwrap_or_else(|e| unreachable(e));
+    let d = d
+        .negotiate_version()
+        .await
+        .unwrap_or_else(|e| unreachable(e));
+    if d.inspect_image(DEFAULT_IMAGE).await.is_ok() {
+        return;
+    }
+    static BUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _g = BUILD.lock().await;
+    if d.inspect_image(DEFAULT_IMAGE).await.is_ok() {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-image.sh");
+    let out = tokio::process::Command::new("bash")
+        .arg(&script)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "image {DEFAULT_IMAGE} is missing and {} failed:\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A betterpg home on its own pool; the guard cleans everything up.
+struct DockerEnv {
+    home: PathBuf,
+    pool: String,
+    pool_file: PathBuf,
+    ports: (u16, u16),
+    _dir: tempfile::TempDir,
+}
+
+impl DockerEnv {
+    /// `slot` picks this test's ports (50 each) and pool name.
+    async fn new(slot: u16) -> (DockerEnv, BranchManager) {
+        check_docker().await;
+        std::fs::create_dir_all(POOL_DIR).unwrap();
+        let pool = format!("bpgdk{}x{slot}", std::process::id() % 100_000);
+        let dir = tempfile::Builder::new()
+            .prefix("bpgdk-home-")
+            .tempdir()
+            .unwrap();
+        let start = PORT_BASE + slot * PORTS_PER_TEST;
+        let env = DockerEnv {
+            home: dir.path().join("home"),
+            pool_file: Path::new(POOL_DIR).join(format!("{pool}.img")),
+            pool,
+            ports: (start, start + PORTS_PER_TEST - 1),
+            _dir: dir,
+        };
+        let mgr = BranchManager::init(
+            &env.home,
+            InitOptions {
+                storage: InitStorage::PoolFile {
+                    file: env.pool_file.clone(),
+                    size: 1 << 30,
+                    pool: env.pool.clone(),
+                },
+                pg_bin: Some(PG_BIN.into()),
+                os_user: None,
+                listen_address: None,
+                port_range: Some(env.ports),
+            },
+        )
+        .await
+        .expect("bpg init on a file-backed pool");
+        let mgr = mgr.with_runtime(Arc::new(
+            DockerRuntime::new().with_label("betterpg.test", "true"),
+        ));
+        (env, mgr)
+    }
+
+    /// Names of this home's containers, found by label through the API.
+    async fn containers(&self) -> Vec<String> {
+        let mut v = DockerRuntime::new()
+            .containers_of_home(&self.home)
+            .await
+            .unwrap();
+        v.sort();
+        v
+    }
+
+    /// Every dataset and snapshot in the pool.
+    fn zfs_names(&self) -> Vec<String> {
+        let out = std::process::Command::new("zfs")
+            .args(["get", "-r", "-H", "-o", "name", "type", &self.pool])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn mountpoint(&self, dataset: &str) -> PathBuf {
+        let out = std::process::Command::new("zfs")
+            .args(["get", "-H", "-o", "value", "mountpoint", dataset])
+            .output()
+            .unwrap();
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    }
+}
+
+impl Drop for DockerEnv {
+    fn drop(&mut self) {
+        // Containers first (they hold the bind mounts), through the API on a
+        // runtime of our own: Drop may run inside the test's runtime or
+        // during a panic.
+        let home = self.home.clone();
+        let removed = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?
+                .block_on(DockerRuntime::new().remove_all_of_home(&home))
+                .map_err(|e| e.to_string())
+        })
+        .join();
+        match removed {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => eprintln!(
+                "cleanup: removed {n} container(s) of {}",
+                self.home.display()
+            ),
+            Ok(Err(e)) => eprintln!(
+                "warning: removing containers of {}: {e}",
+                self.home.display()
+            ),
+            Err(_) => eprintln!("warning: the container cleanup thread panicked"),
+        }
+        let mut last = String::new();
+        for _ in 0..40 {
+            match std::process::Command::new("zpool")
+                .args(["destroy", "-f", &self.pool])
+                .output()
+            {
+                Ok(o) if o.status.success() => {
+                    last.clear();
+                    break;
+                }
+                Ok(o) => last = String::from_utf8_lossy(&o.stderr).into_owned(),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        if !last.is_empty() {
+            eprintln!("warning: could not destroy test pool {}: {last}", self.pool);
+        }
+        let _ = std::fs::remove_file(&self.pool_file);
+    }
+}
+
+async fn inspect(name: &str) -> Option<bollard::models::ContainerInspectResponse> {
+    let d = Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    d.inspect_container(name, None).await.ok()
+}
+
+async fn count(url: &str, sql: &str) -> i64 {
+    connect(url).await.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn show(url: &str, setting: &str) -> String {
+    let rows = connect(url)
+        .await
+        .simple_query(&format!("SHOW {setting}"))
+        .await
+        .unwrap();
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(String::from),
+            _ => None,
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerised_database_lifecycle() {
+    let (env, mgr) = DockerEnv::new(0).await;
+    let db = mgr.create("db", docker_opts()).await.unwrap();
+    assert_eq!(db.runtime, "docker");
+    assert_eq!(db.status, "running");
+    assert_eq!(
+        mgr.entry("db").unwrap().image.as_deref(),
+        Some(DEFAULT_IMAGE),
+        "the default image is recorded in the catalog"
+    );
+
+    // The container: labels, user, port published on 127.0.0.1 only, the
+    // clone's data directory bind-mounted as PGDATA.
+    let cname = DockerRuntime::container_name(&env.home, "db");
+    assert_eq!(env.containers().await, vec![cname.clone()]);
+    let c = inspect(&cname).await.expect("container of db");
+    let cfg = c.config.clone().unwrap();
+    let labels = cfg.labels.clone().unwrap();
+    assert_eq!(labels[LABEL_MANAGED], "true");
+    assert_eq!(labels[LABEL_NAME], "db");
+    assert_eq!(labels[LABEL_PARENT], "");
+    assert_eq!(labels[LABEL_HOME], env.home.to_string_lossy());
+    assert_eq!(labels["betterpg.test"], "true");
+    let pg = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+    assert_eq!(
+        cfg.user.as_deref(),
+        Some(&*format!("{}:{}", pg.uid, pg.gid))
+    );
+    let hc = c.host_config.clone().unwrap();
+    let bindings = hc.port_bindings.clone().unwrap();
+    let b = bindings["5432/tcp"].clone().unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].host_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(b[0].host_port.as_deref(), Some(&*db.port.to_string()));
+    let data_dir = env.mountpoint(&db.dataset).join("pgdata");
+    let mounts = hc.mounts.clone().unwrap();
+    assert!(
+        mounts.iter().any(
+            |m| m.source.as_deref() == Some(&*data_dir.to_string_lossy())
+                && m.target.as_deref() == Some("/var/lib/postgresql/data")
+        ),
+        "{mounts:?}"
+    );
+
+    // The cluster has the properties of a native one.
+    assert_eq!(show(&db.url, "data_checksums").await, "on");
+    assert_eq!(show(&db.url, "password_encryption").await, "scram-sha-256");
+    assert_eq!(
+        show(&db.url, "wal_recycle").await,
+        "off",
+        "betterpg.conf included"
+    );
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT count(*) FROM pg_hba_file_rules WHERE auth_method <> 'scram-sha-256'"
+        )
+        .await,
+        0,
+        "trust (or anything but scram-sha-256) configured somewhere"
+    );
+    let conf = std::fs::read_to_string(data_dir.join("postgresql.conf")).unwrap();
+    assert!(conf.contains("include_if_exists = 'betterpg.conf'"));
+    let host_settings = std::fs::read_to_string(data_dir.join("betterpg.conf")).unwrap();
+    assert!(
+        host_settings.contains(&format!("port = {}", db.port)),
+        "the host betterpg.conf keeps the native port: {host_settings}"
+    );
+    let wrong = format!("postgresql://postgres:wrong@127.0.0.1:{}/postgres", db.port);
+    assert!(
+        tokio_postgres::connect(&wrong, tokio_postgres::NoTls)
+            .await
+            .is_err(),
+        "a wrong password was accepted"
+    );
+    // A reload does not trip over the host's port/address (no pending restart).
+    let cl = connect(&db.url).await;
+    cl.batch_execute(
+        "SELECT pg_reload_conf(); CREATE TABLE t AS SELECT generate_series(1, 5000) AS id",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        count(
+            &db.url,
+            "SELECT count(*) FROM pg_settings WHERE pending_restart"
+        )
+        .await,
+        0
+    );
+
+    // Logs come from the Docker API.
+    let log = mgr.logs("db", None).await.unwrap();
+    assert!(
+        log.contains("database system is ready to accept connections"),
+        "{log}"
+    );
+    assert_eq!(mgr.logs("db", Some(1)).await.unwrap().lines().count(), 1);
+
+    // Stop: no container left, the log is kept.
+    let stopped = mgr.stop("db").await.unwrap();
+    assert_eq!(stopped.status, "stopped");
+    assert!(inspect(&cname).await.is_none(), "stop leaves no container");
+    let log = mgr.logs("db", None).await.unwrap();
+    assert!(log.contains("database system is shut down"), "{log}");
+
+    // The port is taken: a typed port error, and no container is left.
+    let spec = InstanceSpec {
+        name: "db".into(),
+        data_dir: data_dir.clone(),
+        pg_bin: PgBin {
+            dir: PG_BIN.into(),
+            major: 15,
+        },
+        log_file: env.home.join("logs/db.log"),
+        runtime: "docker".into(),
+        image: Some(DEFAULT_IMAGE.into()),
+        home: env.home.clone(),
+        parent: None,
+        user: OsUser::resolve(None).unwrap(),
+        conn: ConnInfo {
+            host: "127.0.0.1".into(),
+            port: env.ports.1,
+            user: "postgres".into(),
+            password: "unused".into(),
+            dbname: "postgres".into(),
+        },
+        start_timeout: Duration::from_secs(30),
+    };
+    let blocker = std::net::TcpListener::bind(("127.0.0.1", env.ports.1)).unwrap();
+    let e = DockerRuntime::new().start(&spec).await.unwrap_err();
+    assert_eq!(e.kind_name(), "port", "{e}");
+    drop(blocker);
+    assert!(
+        inspect(&cname).await.is_none(),
+        "a failed start leaves no container"
+    );
+
+    // Start again: a new container on the same data.
+    let started = mgr.start("db").await.unwrap();
+    assert_eq!(started.status, "running");
+    assert_eq!(count(&db.url, "SELECT count(*) FROM t").await, 5000);
+
+    // Branch of a stopped containerised source: crash-consistent, no
+    // recovery needed, the branch runs in its own container, the source
+    // stays stopped.
+    mgr.stop("db").await.unwrap();
+    let r = mgr
+        .branch("db", "cold", BranchOptions::default())
+        .await
+        .unwrap();
+    assert!(!r.source_was_running);
+    assert_eq!(r.branch.mode, Some("crash-consistent"));
+    assert_eq!(r.branch.runtime, "docker");
+    assert_eq!(count(&r.branch.url, "SELECT count(*) FROM t").await, 5000);
+    let cold = inspect(&DockerRuntime::container_name(&env.home, "cold"))
+        .await
+        .expect("container of the branch");
+    assert_eq!(cold.config.unwrap().labels.unwrap()[LABEL_PARENT], "db");
+    assert_eq!(mgr.info("db").await.unwrap().status, "stopped");
+    let log = mgr.logs("cold", None).await.unwrap();
+    assert!(log.contains("database system was shut down at"), "{log}");
+
+    // A server that never becomes ready: the start fails with its last log
+    // lines and leaves no container; a branch of it is rolled back whole.
+    mgr.stop("cold").await.unwrap();
+    let cold_data = env.mountpoint(&r.branch.dataset).join("pgdata");
+    let conf_path = cold_data.join("postgresql.conf");
+    let mut conf = std::fs::read_to_string(&conf_path).unwrap();
+    conf.push_str("\nbetterpg_test_no_such_setting = 1\n");
+    std::fs::write(&conf_path, conf).unwrap();
+    let e = mgr.start("cold").await.unwrap_err();
+    assert_eq!(e.kind_name(), "runtime", "{e}");
+    assert!(
+        e.to_string().contains("betterpg_test_no_such_setting"),
+        "the error quotes the container log: {e}"
+    );
+    assert!(inspect(&DockerRuntime::container_name(&env.home, "cold"))
+        .await
+        .is_none());
+    let before = env.zfs_names();
+    let e = mgr
+        .branch("cold", "broken", BranchOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("betterpg_test_no_such_setting"),
+        "{e}"
+    );
+    assert!(inspect(&DockerRuntime::container_name(&env.home, "broken"))
+        .await
+        .is_none());
+    assert_eq!(
+        env.zfs_names(),
+        before,
+        "the failed branch left datasets or snapshots"
+    );
+    assert!(
+        mgr.entry("broken").is_err(),
+        "the failed branch is in the catalog"
+    );
+
+    // Destroy: no container, dataset or catalog entry is left.
+    mgr.start("db").await.unwrap();
+    mgr.destroy("db", true).await.unwrap();
+    assert_eq!(env.containers().await, Vec::<String>::new());
+    assert!(mgr.status().await.unwrap().is_empty());
+    let left: Vec<String> = env
+        .zfs_names()
+        .into_iter()
+        .filter(|n| n.contains("/betterpg/") || n.contains('@'))
+        .collect();
+    assert!(left.is_empty(), "datasets left: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerised_branches_under_writer_hold_every_acknowledged_commit() {
+    let (env, mgr) = DockerEnv::new(1).await;
+    let prod = mgr.create("prod", docker_opts()).await.unwrap();
+    let writer = Writer::start(&prod.url).await;
+
+    // Application-consistent: backup mode over the published port.
+    let acked = writer.acked();
+    let app = mgr
+        .branch("prod", "app", BranchOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(app.branch.mode, Some("application-consistent"));
+    assert_eq!(app.branch.runtime, "docker");
+    assert!(app.wal_bytes_copied > 0);
+    assert_prefix(&app.branch.url, acked).await;
+    let log = mgr.logs("app", None).await.unwrap();
+    assert!(
+        log.contains("completed backup recovery"),
+        "branch log:\n{log}"
+    );
+    assert!(
+        log.contains("consistent recovery state reached"),
+        "branch log:\n{log}"
+    );
+
+    // Crash-consistent (--fast), the writer still running.
+    let acked = writer.acked();
+    let fast = mgr
+        .branch(
+            "prod",
+            "quick",
+            BranchOptions {
+                mode: SnapshotMode::CrashConsistent,
+            },
+        )
+        .await
+        .unwrap();
+    let written = writer.stop().await;
+    assert_eq!(fast.branch.mode, Some("crash-consistent"));
+    let max = assert_prefix(&fast.branch.url, acked).await;
+    assert!(
+        max <= written,
+        "the branch holds ids the source never wrote"
+    );
+
+    // The source holds no slot and no backup session of ours.
+    assert_eq!(
+        count(&prod.url, "SELECT count(*) FROM pg_replication_slots").await,
+        0
+    );
+    // Branches are writable and independent of the source.
+    connect(&fast.branch.url)
+        .await
+        .execute("INSERT INTO seq VALUES (-1)", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&prod.url, "SELECT count(*) FROM seq WHERE id = -1").await,
+        0
+    );
+    let mut names = env.containers().await;
+    names.sort();
+    let mut want: Vec<String> = ["app", "prod", "quick"]
+        .iter()
+        .map(|n| DockerRuntime::container_name(&env.home, n))
+        .collect();
+    want.sort();
+    assert_eq!(names, want);
+
+    // The gc sweep finds (and removes) containers of names it is not told
+    // to keep, and only those.
+    let rt = DockerRuntime::new();
+    let keep = vec!["prod".to_string(), "app".to_string()];
+    let found = rt.sweep(&env.home, &keep, true).await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("quick"), "{found:?}");
+    assert_eq!(env.containers().await.len(), 3, "a dry run removes nothing");
+    rt.sweep(&env.home, &keep, false).await.unwrap();
+    assert_eq!(mgr.info("quick").await.unwrap().status, "stopped");
+    assert_eq!(mgr.info("app").await.unwrap().status, "running");
+
+    mgr.destroy("prod", true).await.unwrap();
+    assert_eq!(env.containers().await, Vec::<String>::new());
+    assert!(mgr.status().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_image_fails_cleanly_and_leaves_nothing() {
+    let (env, mgr) = DockerEnv::new(2).await;
+    let before = env.zfs_names();
+    let e = mgr
+        .create(
+            "db",
+            CreateOptions {
+                runtime: Some("docker".into()),
+                image: Some("betterpg/no-such-image:0".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind_name(), "docker", "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("betterpg/no-such-image:0") && msg.contains("scripts/build-image.sh"),
+        "the error says how to get an image: {msg}"
+    );
+    assert_eq!(env.containers().await, Vec::<String>::new());
+    assert_eq!(env.zfs_names(), before, "datasets left behind");
+    assert!(mgr.entry("db").is_err(), "catalog entry left behind");
+    assert!(mgr.status().await.unwrap().is_empty());
+    assert!(
+        !env.home.join("secrets/db").exists(),
+        "password left behind"
+    );
+
+    // An image of another PostgreSQL major version is refused up front: a
+    // local image derived from the default one that says PG_MAJOR=16.
+    let fake = "betterpg-test/pg-major-16:bpgdk";
+    let mut build = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", fake, "-"])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker CLI");
+    {
+        use std::io::Write;
+        let mut stdin = build.stdin.take().unwrap();
+        writeln!(stdin, "FROM {DEFAULT_IMAGE}\nENV PG_MAJOR=16").unwrap();
+    }
+    let out = build.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker build of {fake}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = mgr
+        .create(
+            "db",
+            CreateOptions {
+                runtime: Some("docker".into()),
+                image: Some(fake.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    let _ = std::process::Command::new("docker")
+        .args(["image", "rm", "-f", fake])
+        .output();
+    assert_eq!(e.kind_name(), "version_mismatch", "{e}");
+    assert_eq!(env.zfs_names(), before, "datasets left behind");
+    assert!(mgr.entry("db").is_err(), "catalog entry left behind");
+
+    let e = mgr
+        .create(
+            "db",
+            CreateOptions {
+                image: Some(DEFAULT_IMAGE.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kind_name(),
+        "config",
+        "--image without a container runtime: {e}"
+    );
+    let e = mgr
+        .create(
+            "db",
+            CreateOptions {
+                runtime: Some("podman-or-typo".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind_name(), "unsupported", "{e}");
+
+    // The same name works right after, with the good image.
+    let db = mgr.create("db", docker_opts()).await.unwrap();
+    assert_eq!(db.status, "running");
+    mgr.destroy("db", false).await.unwrap();
+    assert_eq!(env.containers().await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn unreachable_engine_is_reported_as_such() {
+    let rt = DockerRuntime::with_host("unix:///tmp/betterpg-test/bpgdk-no-engine.sock");
+    let e = rt
+        .containers_of_home(Path::new("/nonexistent"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind_name(), "docker", "{e}");
+    assert!(e.to_string().contains("not reachable"), "{e}");
+}
