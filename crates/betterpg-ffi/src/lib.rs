@@ -1,1 +1,297 @@
-//! C ABI over the blocking facade of betterpg-core (see issue: C ABI).
+//! # betterpg-ffi: the C ABI of betterpg
+//!
+//! A thin layer over [`betterpg_core::blocking::BranchManager`], with no
+//! logic of its own. The header `include/betterpg.h` is generated from this
+//! crate by cbindgen (see `cbindgen.toml`; `scripts/test-ffi.sh` checks it
+//! is up to date). Conventions, as in rustls-ffi:
+//!
+//! - Opaque handles (`betterpg_manager`, `betterpg_info`,
+//!   `betterpg_info_list`, `betterpg_branch_report`,
+//!   `betterpg_init_options`), made by `_new`/`_open`/`_init` or returned
+//!   through out-parameters, released by their `_free` (NULL is a no-op;
+//!   never free twice).
+//! - Every fallible function returns a [`betterpg_result`]; out-parameters
+//!   are written only on success; NULL pointers are rejected with
+//!   `BETTERPG_RESULT_NULL_PARAMETER`; panics are caught and returned as
+//!   `BETTERPG_RESULT_PANIC`.
+//! - The message of the last failure is thread-local:
+//!   [`betterpg_last_error_message`].
+//! - Strings are UTF-8 and NUL-terminated. Strings returned through a
+//!   `char **` out-parameter are owned by the caller
+//!   ([`betterpg_string_free`]); `const char *` returned by getters are
+//!   borrowed from their handle.
+
+#![warn(missing_docs)]
+#![allow(non_camel_case_types)]
+
+pub mod info;
+pub mod manager;
+pub mod options;
+pub mod result;
+
+use std::ffi::{c_char, CString};
+
+pub use info::{betterpg_branch_report, betterpg_info, betterpg_info_list};
+pub use manager::{
+    betterpg_branch_mode, betterpg_manager, BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT,
+    BETTERPG_BRANCH_MODE_CRASH_CONSISTENT,
+};
+pub use options::betterpg_init_options;
+pub use result::betterpg_result;
+
+/// Major part of the version (the header also has the string
+/// `BETTERPG_VERSION`, e.g. "0.1.0").
+pub const BETTERPG_VERSION_MAJOR: u32 = 0;
+/// Minor part of `BETTERPG_VERSION`.
+pub const BETTERPG_VERSION_MINOR: u32 = 1;
+/// Patch part of `BETTERPG_VERSION`.
+pub const BETTERPG_VERSION_PATCH: u32 = 0;
+/// The version as one comparable number: major * 10000 + minor * 100
+/// + patch.
+pub const BETTERPG_VERSION_NUMBER: u32 =
+    BETTERPG_VERSION_MAJOR * 10000 + BETTERPG_VERSION_MINOR * 100 + BETTERPG_VERSION_PATCH;
+
+/// The version of the loaded library, e.g. "0.1.0" (static string, do not
+/// free). Compare it with `BETTERPG_VERSION` to detect a header/library
+/// mismatch.
+#[no_mangle]
+pub extern "C" fn betterpg_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Short stable name of a result code: "ok", "not_found",
+/// "null_parameter", ... (the core's kind names for codes 1-999);
+/// "unknown" for a value that is no result code. Static string, do not
+/// free.
+#[no_mangle]
+pub extern "C" fn betterpg_result_name(result: u32) -> *const c_char {
+    betterpg_result::from_u32(result).map_or(c"unknown".as_ptr(), |r| r.name().as_ptr())
+}
+
+/// The message of the last failure on the calling thread: what went wrong
+/// and what to do, in English (UTF-8). NULL when the last fallible betterpg
+/// call on this thread succeeded (every function returning a
+/// `betterpg_result` first clears it; getters and `_free` functions leave it
+/// alone).
+///
+/// The string is owned by the library and stays valid until the next call
+/// of a betterpg function returning a `betterpg_result` on the same thread;
+/// copy it to keep it. Do not free it.
+#[no_mangle]
+pub extern "C" fn betterpg_last_error_message() -> *const c_char {
+    result::guard_value(std::ptr::null(), result::last_error_ptr)
+}
+
+/// Free a string returned by betterpg through a `char **` out-parameter
+/// (`betterpg_manager_url`, `betterpg_manager_logs`). NULL does nothing. Do
+/// not call it twice, nor on strings returned by getters (those are
+/// borrowed).
+///
+/// # Safety
+/// `s` is NULL or a string returned through a betterpg `char **`
+/// out-parameter, not freed yet and not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_string_free(s: *mut c_char) {
+    result::guard_value((), || {
+        if !s.is_null() {
+            // SAFETY: made by `CString::into_raw` in this library, per the
+            // contract above; ownership comes back once.
+            drop(unsafe { CString::from_raw(s) });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::{guard, Failure};
+    use betterpg_core::Error;
+    use std::collections::HashSet;
+    use std::ffi::CStr;
+    use std::ptr;
+
+    fn cstr<'a>(p: *const c_char) -> &'a str {
+        assert!(!p.is_null());
+        unsafe { CStr::from_ptr(p) }.to_str().unwrap()
+    }
+
+    fn last_error() -> Option<String> {
+        let p = betterpg_last_error_message();
+        (!p.is_null()).then(|| cstr(p).to_string())
+    }
+
+    #[test]
+    fn every_core_code_maps_to_a_distinct_result_with_the_same_value_and_name() {
+        let mut seen = HashSet::new();
+        for (code, kind) in Error::KINDS {
+            let r = betterpg_result::from_core_code(*code)
+                .unwrap_or_else(|| panic!("core code {code} ({kind}) has no betterpg_result"));
+            assert!(seen.insert(r), "{r:?} used for two core codes");
+            assert_eq!(r as u32, *code, "{kind}: same number as the core");
+            assert_eq!(r.name().to_str().unwrap(), *kind);
+            assert_eq!(cstr(betterpg_result_name(*code)), *kind);
+            assert!(*code > 0 && *code < 1000, "core codes stay in 1-999");
+        }
+        // Binding codes are distinct from the core's and from each other.
+        for r in [
+            betterpg_result::Ok,
+            betterpg_result::NullParameter,
+            betterpg_result::InvalidUtf8,
+            betterpg_result::InvalidArgument,
+            betterpg_result::Panic,
+        ] {
+            assert!(seen.insert(r), "{r:?} reused");
+            assert_eq!(betterpg_result::from_u32(r as u32), Some(r));
+            assert!(r == betterpg_result::Ok || r as u32 >= 1000);
+        }
+        assert_eq!(cstr(betterpg_result_name(0)), "ok");
+        assert_eq!(cstr(betterpg_result_name(1003)), "panic");
+        assert_eq!(cstr(betterpg_result_name(424242)), "unknown");
+        assert_eq!(cstr(betterpg_result_name(18)), "unknown");
+    }
+
+    #[test]
+    fn version_constants_match_the_crate() {
+        // The string macro is written in cbindgen.toml (cbindgen cannot
+        // emit string constants).
+        let toml = include_str!("../cbindgen.toml");
+        let define = format!("#define BETTERPG_VERSION \"{}\"", env!("CARGO_PKG_VERSION"));
+        assert!(
+            toml.contains(&define),
+            "cbindgen.toml must contain {define}"
+        );
+        assert_eq!(
+            BETTERPG_VERSION_MAJOR.to_string(),
+            env!("CARGO_PKG_VERSION_MAJOR")
+        );
+        assert_eq!(
+            BETTERPG_VERSION_MINOR.to_string(),
+            env!("CARGO_PKG_VERSION_MINOR")
+        );
+        assert_eq!(
+            BETTERPG_VERSION_PATCH.to_string(),
+            env!("CARGO_PKG_VERSION_PATCH")
+        );
+        assert_eq!(cstr(betterpg_version()), env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn guard_maps_failures_and_panics_and_clears_the_last_error() {
+        let r = guard("f", || Err(Error::Config("bad".into()).into()));
+        assert_eq!(r, betterpg_result::Config);
+        assert_eq!(last_error().unwrap(), "configuration error: bad");
+        assert_eq!(guard("f", || Ok(())), betterpg_result::Ok);
+        assert_eq!(last_error(), None);
+        let r = guard("f", || panic!("boom {}", 42));
+        assert_eq!(r, betterpg_result::Panic);
+        let msg = last_error().unwrap();
+        assert!(msg.contains("f: panic") && msg.contains("boom 42"), "{msg}");
+        let r = guard("f", || Err(Failure::Null("name")));
+        assert_eq!(r, betterpg_result::NullParameter);
+        assert_eq!(last_error().unwrap(), "f: argument `name` is NULL");
+        let r = guard("f", || Err(Failure::Arg("a\0b".into())));
+        assert_eq!(r, betterpg_result::InvalidArgument);
+        assert_eq!(last_error().unwrap(), "f: a\u{FFFD}b");
+    }
+
+    #[test]
+    fn null_arguments_are_rejected_and_outputs_untouched() {
+        unsafe {
+            let sentinel = ptr::dangling_mut::<betterpg_manager>();
+            let mut out = sentinel;
+            assert_eq!(
+                manager::betterpg_manager_open(ptr::null(), &mut out),
+                betterpg_result::NullParameter
+            );
+            assert_eq!(out, sentinel);
+            assert!(last_error().unwrap().contains("`home`"));
+            assert_eq!(
+                manager::betterpg_manager_open(c"/nonexistent".as_ptr(), ptr::null_mut()),
+                betterpg_result::NullParameter
+            );
+            assert_eq!(
+                manager::betterpg_manager_create(ptr::null(), c"x".as_ptr(), ptr::null_mut()),
+                betterpg_result::NullParameter
+            );
+            assert_eq!(
+                manager::betterpg_manager_destroy(ptr::null(), c"x".as_ptr(), false),
+                betterpg_result::NullParameter
+            );
+            // Getters and frees accept NULL.
+            assert!(info::betterpg_info_name(ptr::null()).is_null());
+            assert_eq!(info::betterpg_info_port(ptr::null()), 0);
+            assert_eq!(info::betterpg_info_list_len(ptr::null()), 0);
+            assert!(info::betterpg_info_list_get(ptr::null(), 0).is_null());
+            assert_eq!(info::betterpg_branch_report_step_count(ptr::null()), 0);
+            manager::betterpg_manager_free(ptr::null_mut());
+            info::betterpg_info_free(ptr::null_mut());
+            info::betterpg_info_list_free(ptr::null_mut());
+            info::betterpg_branch_report_free(ptr::null_mut());
+            options::betterpg_init_options_free(ptr::null_mut());
+            betterpg_string_free(ptr::null_mut());
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_rejected() {
+        let bad = [0xffu8, 0xfe, 0];
+        let mut out = ptr::null_mut();
+        let r = unsafe { manager::betterpg_manager_open(bad.as_ptr().cast(), &mut out) };
+        assert_eq!(r, betterpg_result::InvalidUtf8);
+        assert!(out.is_null());
+    }
+
+    #[test]
+    fn open_of_an_uninitialised_home_fails_with_not_initialized() {
+        let dir = std::env::temp_dir().join(format!("betterpg-ffi-unit-{}", std::process::id()));
+        let home = CString::new(dir.to_str().unwrap()).unwrap();
+        let mut out = ptr::null_mut();
+        let r = unsafe { manager::betterpg_manager_open(home.as_ptr(), &mut out) };
+        assert_eq!(r, betterpg_result::NotInitialized);
+        assert!(out.is_null());
+        assert!(last_error().unwrap().contains("not initialised"));
+    }
+
+    #[test]
+    fn init_options_are_checked() {
+        unsafe {
+            let o = options::betterpg_init_options_new();
+            assert!(!o.is_null());
+            assert_eq!(
+                options::betterpg_init_options_set_port_range(o, 0, 10),
+                betterpg_result::InvalidArgument
+            );
+            assert_eq!(
+                options::betterpg_init_options_set_port_range(o, 11, 10),
+                betterpg_result::InvalidArgument
+            );
+            assert_eq!(
+                options::betterpg_init_options_set_port_range(o, 10, 10),
+                betterpg_result::Ok
+            );
+            assert_eq!(
+                options::betterpg_init_options_set_pool_file(o, ptr::null(), 1, c"p".as_ptr()),
+                betterpg_result::NullParameter
+            );
+            assert_eq!(
+                options::betterpg_init_options_set_pool_file(o, c"/f".as_ptr(), 0, c"p".as_ptr()),
+                betterpg_result::InvalidArgument
+            );
+            // No storage yet: init refuses before touching anything.
+            let mut m = ptr::null_mut();
+            assert_eq!(
+                manager::betterpg_manager_init(c"/nonexistent-home".as_ptr(), o, &mut m),
+                betterpg_result::InvalidArgument
+            );
+            assert!(m.is_null());
+            assert!(last_error().unwrap().contains("no storage"));
+            options::betterpg_init_options_free(o);
+        }
+    }
+
+    #[test]
+    fn strings_round_trip() {
+        let s = CString::new("postgresql://x").unwrap().into_raw();
+        unsafe { betterpg_string_free(s) };
+    }
+}

@@ -1,0 +1,465 @@
+//! `betterpg_manager`: the verbs, over `betterpg_core::blocking::BranchManager`.
+
+use std::ffi::{c_char, CString};
+use std::sync::Mutex;
+
+use betterpg_core::blocking::BranchManager;
+use betterpg_core::{BranchOptions, BranchReport, CreateOptions, Info, SnapshotMode};
+
+use crate::info::{betterpg_branch_report, betterpg_info, betterpg_info_list, InfoC, ReportC};
+use crate::options::betterpg_init_options;
+use crate::result::{
+    arg_out, arg_str, betterpg_result, guard, guard_value, to_cstring, write_out, Failure, Opaque,
+};
+
+/// How `betterpg_manager_branch` snapshots a running source: one of the
+/// `BETTERPG_BRANCH_MODE_*` values.
+#[allow(non_camel_case_types)]
+pub type betterpg_branch_mode = u32;
+
+/// Backup mode around the snapshot (the default, and the safe choice): the
+/// branch holds every transaction committed before the call, recovered as
+/// from a base backup.
+pub const BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT: betterpg_branch_mode = 0;
+
+/// `CHECKPOINT` then an atomic snapshot; the branch starts with crash
+/// recovery. Also holds every committed transaction.
+pub const BETTERPG_BRANCH_MODE_CRASH_CONSISTENT: betterpg_branch_mode = 1;
+
+/// A betterpg home opened or initialised: makes, lists, starts, stops and
+/// destroys databases and branches. Made by `betterpg_manager_open` or
+/// `betterpg_manager_init`; free with `betterpg_manager_free`.
+///
+/// A manager may be used from several threads at once. Its calls block
+/// the calling thread (it runs its own internal runtime); do not call it
+/// from a thread of another Rust async runtime.
+pub struct betterpg_manager {
+    _private: [u8; 0],
+}
+
+/// The Rust value behind a `betterpg_manager`.
+#[derive(Debug)]
+pub(crate) struct Manager {
+    inner: BranchManager,
+    last_report: Mutex<Option<BranchReport>>,
+}
+
+impl Opaque for betterpg_manager {
+    type Inner = Manager;
+}
+
+impl Manager {
+    fn new(inner: BranchManager) -> Manager {
+        Manager {
+            inner,
+            last_report: Mutex::new(None),
+        }
+    }
+}
+
+// A manager handle may be shared between threads (documented above).
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Manager>();
+};
+
+fn mode_of(mode: betterpg_branch_mode) -> Result<SnapshotMode, Failure> {
+    match mode {
+        BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT => Ok(SnapshotMode::ApplicationConsistent),
+        BETTERPG_BRANCH_MODE_CRASH_CONSISTENT => Ok(SnapshotMode::CrashConsistent),
+        other => Err(Failure::Arg(format!(
+            "unknown branch mode {other}: use BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT (0) or BETTERPG_BRANCH_MODE_CRASH_CONSISTENT (1)"
+        ))),
+    }
+}
+
+/// Write an info to an optional out-parameter (NULL: discard it).
+///
+/// # Safety
+/// `out` is NULL or valid for writes.
+unsafe fn write_info_opt(out: *mut *mut betterpg_info, info: &Info) -> Result<(), Failure> {
+    if !out.is_null() {
+        let c = InfoC::new(info)?;
+        // SAFETY: non-NULL and valid for writes per the contract.
+        unsafe { write_out(out, betterpg_info::into_handle(c)) };
+    }
+    Ok(())
+}
+
+/// Open the initialised betterpg home directory `home`.
+///
+/// On success `*out_manager` receives a new manager, owned by the caller.
+/// Fails with `BETTERPG_RESULT_NOT_INITIALIZED` when `home` holds no
+/// betterpg configuration.
+///
+/// # Safety
+/// `home` is NULL or a NUL-terminated string; `out_manager` is NULL or
+/// valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_open(
+    home: *const c_char,
+    out_manager: *mut *mut betterpg_manager,
+) -> betterpg_result {
+    guard("betterpg_manager_open", || {
+        // SAFETY: per the contract above.
+        let home = unsafe { arg_str(home, "home") }?;
+        let out = arg_out(out_manager, "out_manager")?;
+        let m = BranchManager::open(home)?;
+        // SAFETY: checked non-NULL, valid for writes per the contract.
+        unsafe { write_out(out, betterpg_manager::into_handle(Manager::new(m))) };
+        Ok(())
+    })
+}
+
+/// Initialise a new betterpg home directory `home` (created when missing)
+/// with `opts`, and open it. With a pool file, the pool is created too.
+///
+/// On success `*out_manager` receives a new manager, owned by the caller.
+/// Fails with `BETTERPG_RESULT_ALREADY_EXISTS` when `home` is already
+/// initialised, and with `BETTERPG_RESULT_INVALID_ARGUMENT` when `opts`
+/// names no storage. `opts` is not consumed: free it yourself.
+///
+/// # Safety
+/// `home` is NULL or a NUL-terminated string; `opts` is NULL or a live
+/// `betterpg_init_options`; `out_manager` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_init(
+    home: *const c_char,
+    opts: *const betterpg_init_options,
+    out_manager: *mut *mut betterpg_manager,
+) -> betterpg_result {
+    guard("betterpg_manager_init", || {
+        // SAFETY: per the contract above.
+        let home = unsafe { arg_str(home, "home") }?;
+        let opts = unsafe { betterpg_init_options::get(opts, "opts") }?.to_core()?;
+        let out = arg_out(out_manager, "out_manager")?;
+        let m = BranchManager::init(home, opts)?;
+        // SAFETY: checked non-NULL, valid for writes per the contract.
+        unsafe { write_out(out, betterpg_manager::into_handle(Manager::new(m))) };
+        Ok(())
+    })
+}
+
+/// Free a manager. Servers keep running. NULL does nothing. Do not call it
+/// twice, nor while another thread uses the manager.
+///
+/// # Safety
+/// `manager` is NULL or an owned `betterpg_manager`, not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_free(manager: *mut betterpg_manager) {
+    // SAFETY: per the contract above.
+    guard_value((), || unsafe { betterpg_manager::free(manager) })
+}
+
+/// Create a new, empty, started database `name` (PostgreSQL of the
+/// configured version).
+///
+/// On success, when `out_info` is not NULL, `*out_info` receives its info,
+/// owned by the caller (`betterpg_info_free`). Fails with
+/// `BETTERPG_RESULT_INVALID_NAME` for a bad name and
+/// `BETTERPG_RESULT_ALREADY_EXISTS` when the name is taken.
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+/// NUL-terminated string; `out_info` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_create(
+    manager: *const betterpg_manager,
+    name: *const c_char,
+    out_info: *mut *mut betterpg_info,
+) -> betterpg_result {
+    guard("betterpg_manager_create", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let name = unsafe { arg_str(name, "name") }?;
+        let info = m.inner.create(name, CreateOptions::default())?;
+        // SAFETY: NULL or valid for writes per the contract.
+        unsafe { write_info_opt(out_info, &info) }
+    })
+}
+
+/// Make branch `name` of the database or branch `source`, snapshotting it
+/// as `mode` says (`BETTERPG_BRANCH_MODE_*`), and start it.
+///
+/// On success, when `out_report` is not NULL, `*out_report` receives the
+/// report (the new branch and the time of each step), owned by the caller
+/// (`betterpg_branch_report_free`); the manager also keeps a copy for
+/// `betterpg_manager_last_branch_report`. Fails with
+/// `BETTERPG_RESULT_NOT_FOUND` for an unknown source,
+/// `BETTERPG_RESULT_ALREADY_EXISTS` when `name` is taken and
+/// `BETTERPG_RESULT_INVALID_ARGUMENT` for an unknown mode.
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `source` and `name` are
+/// NULL or NUL-terminated strings; `out_report` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_branch(
+    manager: *const betterpg_manager,
+    source: *const c_char,
+    name: *const c_char,
+    mode: betterpg_branch_mode,
+    out_report: *mut *mut betterpg_branch_report,
+) -> betterpg_result {
+    guard("betterpg_manager_branch", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let source = unsafe { arg_str(source, "source") }?;
+        let name = unsafe { arg_str(name, "name") }?;
+        let mode = mode_of(mode)?;
+        let report = m.inner.branch(source, name, BranchOptions { mode })?;
+        let c = if out_report.is_null() {
+            None
+        } else {
+            Some(ReportC::new(&report)?)
+        };
+        *m.last_report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+        if let Some(c) = c {
+            // SAFETY: non-NULL and valid for writes per the contract.
+            unsafe { write_out(out_report, betterpg_branch_report::into_handle(c)) };
+        }
+        Ok(())
+    })
+}
+
+/// The report of the last branch made with this manager handle.
+///
+/// On success `*out_report` receives a new copy, owned by the caller
+/// (`betterpg_branch_report_free`). Fails with
+/// `BETTERPG_RESULT_NOT_FOUND` when no branch was made with this handle yet.
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `out_report` is NULL or
+/// valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_last_branch_report(
+    manager: *const betterpg_manager,
+    out_report: *mut *mut betterpg_branch_report,
+) -> betterpg_result {
+    guard("betterpg_manager_last_branch_report", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let out = arg_out(out_report, "out_report")?;
+        let c = match &*m.last_report.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(r) => ReportC::new(r)?,
+            None => {
+                return Err(Failure::Core(betterpg_core::Error::NotFound {
+                    what: "branch report",
+                    name: "last".into(),
+                    hint: ": no branch was made with this manager handle yet".into(),
+                }))
+            }
+        };
+        // SAFETY: checked non-NULL, valid for writes per the contract.
+        unsafe { write_out(out, betterpg_branch_report::into_handle(c)) };
+        Ok(())
+    })
+}
+
+/// Start the database or branch `name` (starting a running one is fine).
+///
+/// On success, when `out_info` is not NULL, `*out_info` receives its info,
+/// owned by the caller (`betterpg_info_free`).
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+/// NUL-terminated string; `out_info` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_start(
+    manager: *const betterpg_manager,
+    name: *const c_char,
+    out_info: *mut *mut betterpg_info,
+) -> betterpg_result {
+    guard("betterpg_manager_start", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let name = unsafe { arg_str(name, "name") }?;
+        let info = m.inner.start(name)?;
+        // SAFETY: NULL or valid for writes per the contract.
+        unsafe { write_info_opt(out_info, &info) }
+    })
+}
+
+/// Stop the database or branch `name` (fast shutdown; stopping a stopped
+/// one is fine).
+///
+/// On success, when `out_info` is not NULL, `*out_info` receives its info,
+/// owned by the caller (`betterpg_info_free`).
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+/// NUL-terminated string; `out_info` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_stop(
+    manager: *const betterpg_manager,
+    name: *const c_char,
+    out_info: *mut *mut betterpg_info,
+) -> betterpg_result {
+    guard("betterpg_manager_stop", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let name = unsafe { arg_str(name, "name") }?;
+        let info = m.inner.stop(name)?;
+        // SAFETY: NULL or valid for writes per the contract.
+        unsafe { write_info_opt(out_info, &info) }
+    })
+}
+
+/// Destroy the database or branch `name`: stop it, destroy its dataset and
+/// the snapshot it came from. One with branches fails with
+/// `BETTERPG_RESULT_HAS_DEPENDENTS` unless `force`, which destroys its
+/// branches first.
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+/// NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_destroy(
+    manager: *const betterpg_manager,
+    name: *const c_char,
+    force: bool,
+) -> betterpg_result {
+    guard("betterpg_manager_destroy", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let name = unsafe { arg_str(name, "name") }?;
+        m.inner.destroy(name, force)?;
+        Ok(())
+    })
+}
+
+/// The current state of the database or branch `name`.
+///
+/// On success `*out_info` receives it, owned by the caller
+/// (`betterpg_info_free`). Fails with `BETTERPG_RESULT_NOT_FOUND` for an
+/// unknown name.
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+/// NUL-terminated string; `out_info` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_info(
+    manager: *const betterpg_manager,
+    name: *const c_char,
+    out_info: *mut *mut betterpg_info,
+) -> betterpg_result {
+    guard("betterpg_manager_info", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let name = unsafe { arg_str(name, "name") }?;
+        let out = arg_out(out_info, "out_info")?;
+        let c = InfoC::new(&m.inner.info(name)?)?;
+        // SAFETY: checked non-NULL, valid for writes per the contract.
+        unsafe { write_out(out, betterpg_info::into_handle(c)) };
+        Ok(())
+    })
+}
+
+/// Every database and branch, parents before their branches.
+///
+/// On success `*out_list` receives the list, owned by the caller
+/// (`betterpg_info_list_free`).
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `out_list` is NULL or
+/// valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_list(
+    manager: *const betterpg_manager,
+    out_list: *mut *mut betterpg_info_list,
+) -> betterpg_result {
+    guard("betterpg_manager_list", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let out = arg_out(out_list, "out_list")?;
+        let list = m
+            .inner
+            .status()?
+            .iter()
+            .map(InfoC::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        // SAFETY: checked non-NULL, valid for writes per the contract.
+        unsafe { write_out(out, betterpg_info_list::into_handle(list)) };
+        Ok(())
+    })
+}
+
+/// Connection URL of the database or branch `name`, with the password
+/// (`postgresql://postgres:PASSWORD@HOST:PORT/postgres`; a libpq conninfo).
+///
+/// On success `*out_url` receives a new string, owned by the caller
+/// (`betterpg_string_free`).
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+/// NUL-terminated string; `out_url` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_url(
+    manager: *const betterpg_manager,
+    name: *const c_char,
+    out_url: *mut *mut c_char,
+) -> betterpg_result {
+    guard("betterpg_manager_url", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let name = unsafe { arg_str(name, "name") }?;
+        let out = arg_out(out_url, "out_url")?;
+        let url = to_cstring(m.inner.url(name)?)?;
+        // SAFETY: checked non-NULL, valid for writes per the contract.
+        unsafe { write_out(out, url.into_raw()) };
+        Ok(())
+    })
+}
+
+/// The server log of `name`, or its last `tail_lines` lines (0: all).
+///
+/// On success `*out_log` receives a new string, owned by the caller
+/// (`betterpg_string_free`).
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+/// NUL-terminated string; `out_log` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_logs(
+    manager: *const betterpg_manager,
+    name: *const c_char,
+    tail_lines: usize,
+    out_log: *mut *mut c_char,
+) -> betterpg_result {
+    guard("betterpg_manager_logs", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let name = unsafe { arg_str(name, "name") }?;
+        let out = arg_out(out_log, "out_log")?;
+        let tail = (tail_lines > 0).then_some(tail_lines);
+        let log = m.inner.logs(name, tail)?;
+        // A log is text from the server; a stray NUL must not fail the call.
+        let log = CString::new(log.replace('\0', "\u{FFFD}")).unwrap_or_default();
+        // SAFETY: checked non-NULL, valid for writes per the contract.
+        unsafe { write_out(out, log.into_raw()) };
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes() {
+        assert_eq!(
+            mode_of(BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT).unwrap(),
+            SnapshotMode::ApplicationConsistent
+        );
+        assert_eq!(
+            mode_of(BETTERPG_BRANCH_MODE_CRASH_CONSISTENT).unwrap(),
+            SnapshotMode::CrashConsistent
+        );
+        assert!(matches!(mode_of(2), Err(Failure::Arg(_))));
+        // The default of the core is the default of C (0).
+        assert_eq!(
+            mode_of(0).unwrap(),
+            BranchOptions::default().mode,
+            "mode 0 must stay the core's default"
+        );
+    }
+}

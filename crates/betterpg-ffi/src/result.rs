@@ -1,0 +1,354 @@
+//! Result codes, the thread-local last error, and the panic guard that wraps
+//! the body of every exported function.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use betterpg_core::Error;
+
+/// What every fallible betterpg function returns.
+///
+/// `BETTERPG_RESULT_OK` (0) is success. Values 1-999 are the stable codes of
+/// the core library's errors (`betterpg_core::Error::code()`, same numbers).
+/// Values from 1000 up come from this C binding itself (bad arguments,
+/// panics). Values are never renumbered nor reused; new ones may be added,
+/// so treat an unknown value as a failure (`betterpg_result_name` gives
+/// `"unknown"` for it). On failure, `betterpg_last_error_message()` says
+/// what went wrong.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(non_camel_case_types)]
+pub enum betterpg_result {
+    /// Success.
+    Ok = 0,
+    /// A database or branch name failed validation (1-63 ASCII letters,
+    /// digits, '-' or '_', starting with a letter or digit).
+    InvalidName = 1,
+    /// Something with this name already exists.
+    AlreadyExists = 2,
+    /// No database or branch with this name.
+    NotFound = 3,
+    /// The object has branches and `force` was not given.
+    HasDependents = 4,
+    /// The home directory is not initialised (`betterpg_manager_init`).
+    NotInitialized = 5,
+    /// Configuration is missing or wrong.
+    Config = 6,
+    /// A ZFS command failed.
+    Zfs = 7,
+    /// PostgreSQL refused or failed something.
+    Postgres = 8,
+    /// Starting, stopping or inspecting a server failed.
+    Runtime = 9,
+    /// Something did not finish in time.
+    Timeout = 10,
+    /// An I/O error on a named path.
+    Io = 11,
+    /// The catalog is unreadable, corrupt or from a newer betterpg.
+    Catalog = 12,
+    /// No free port, or the requested port is taken.
+    Port = 13,
+    /// Data directory and binaries are of different PostgreSQL versions.
+    VersionMismatch = 14,
+    /// The operation is not supported in this situation.
+    Unsupported = 15,
+    /// The Docker engine refused or failed something.
+    Docker = 16,
+    /// The object is in a state that does not allow the operation.
+    InvalidState = 17,
+    /// A bug in betterpg.
+    Internal = 99,
+    /// A pointer argument that must not be NULL was NULL.
+    NullParameter = 1000,
+    /// A string argument was not valid UTF-8.
+    InvalidUtf8 = 1001,
+    /// An argument had a value outside its allowed range (unknown mode
+    /// flag, index out of range, empty port range, missing storage ...).
+    InvalidArgument = 1002,
+    /// betterpg panicked; the panic was caught at the boundary. The
+    /// objects involved may be in an unspecified (but memory-safe) state.
+    Panic = 1003,
+}
+
+/// Core error codes, in the order of `Error::KINDS`, with their result.
+const CORE_RESULTS: &[(u32, betterpg_result)] = &[
+    (1, betterpg_result::InvalidName),
+    (2, betterpg_result::AlreadyExists),
+    (3, betterpg_result::NotFound),
+    (4, betterpg_result::HasDependents),
+    (5, betterpg_result::NotInitialized),
+    (6, betterpg_result::Config),
+    (7, betterpg_result::Zfs),
+    (8, betterpg_result::Postgres),
+    (9, betterpg_result::Runtime),
+    (10, betterpg_result::Timeout),
+    (11, betterpg_result::Io),
+    (12, betterpg_result::Catalog),
+    (13, betterpg_result::Port),
+    (14, betterpg_result::VersionMismatch),
+    (15, betterpg_result::Unsupported),
+    (16, betterpg_result::Docker),
+    (17, betterpg_result::InvalidState),
+    (99, betterpg_result::Internal),
+];
+
+impl betterpg_result {
+    /// The result for a core error code, `None` for a code this build does
+    /// not know (a unit test checks that every code of `Error::KINDS` is
+    /// known).
+    pub fn from_core_code(code: u32) -> Option<betterpg_result> {
+        CORE_RESULTS
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, r)| *r)
+    }
+
+    /// The result for a raw value, `None` when no result has this value.
+    pub fn from_u32(value: u32) -> Option<betterpg_result> {
+        use betterpg_result::*;
+        if value == 0 {
+            return Some(Ok);
+        }
+        if let Some(r) = Self::from_core_code(value) {
+            return Some(r);
+        }
+        [NullParameter, InvalidUtf8, InvalidArgument, Panic]
+            .into_iter()
+            .find(|r| *r as u32 == value)
+    }
+
+    /// Short stable name: the core's `kind_name()` for core codes, else
+    /// "ok", "null_parameter", "invalid_utf8", "invalid_argument", "panic".
+    pub fn name(self) -> &'static CStr {
+        use betterpg_result::*;
+        match self {
+            Ok => c"ok",
+            InvalidName => c"invalid_name",
+            AlreadyExists => c"already_exists",
+            NotFound => c"not_found",
+            HasDependents => c"has_dependents",
+            NotInitialized => c"not_initialized",
+            Config => c"config",
+            Zfs => c"zfs",
+            Postgres => c"postgres",
+            Runtime => c"runtime",
+            Timeout => c"timeout",
+            Io => c"io",
+            Catalog => c"catalog",
+            Port => c"port",
+            VersionMismatch => c"version_mismatch",
+            Unsupported => c"unsupported",
+            Docker => c"docker",
+            InvalidState => c"invalid_state",
+            Internal => c"internal",
+            NullParameter => c"null_parameter",
+            InvalidUtf8 => c"invalid_utf8",
+            InvalidArgument => c"invalid_argument",
+            Panic => c"panic",
+        }
+    }
+}
+
+/// Why an exported function failed (internal; becomes a result code and
+/// the last error message).
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The core library failed.
+    Core(Error),
+    /// This argument was NULL.
+    Null(&'static str),
+    /// This string argument was not UTF-8.
+    Utf8(&'static str),
+    /// An argument was out of range; the message says which and why.
+    Arg(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Core(e)
+    }
+}
+
+impl Failure {
+    fn describe(self, func: &str) -> (betterpg_result, String) {
+        match self {
+            Failure::Core(e) => match betterpg_result::from_core_code(e.code()) {
+                Some(r) => (r, e.to_string()),
+                None => (
+                    betterpg_result::Internal,
+                    format!(
+                        "{e} (error code {} of kind {} is not known to this build of the C binding)",
+                        e.code(),
+                        e.kind_name()
+                    ),
+                ),
+            },
+            Failure::Null(arg) => (
+                betterpg_result::NullParameter,
+                format!("{func}: argument `{arg}` is NULL"),
+            ),
+            Failure::Utf8(arg) => (
+                betterpg_result::InvalidUtf8,
+                format!("{func}: argument `{arg}` is not valid UTF-8"),
+            ),
+            Failure::Arg(msg) => (betterpg_result::InvalidArgument, format!("{func}: {msg}")),
+        }
+    }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+}
+
+fn set_last_error(msg: String) {
+    // A message with an interior NUL would be cut short by C; replace it.
+    let msg = CString::new(msg.replace('\0', "\u{FFFD}")).unwrap_or_default();
+    LAST_ERROR.with(|l| *l.borrow_mut() = Some(msg));
+}
+
+fn clear_last_error() {
+    LAST_ERROR.with(|l| *l.borrow_mut() = None);
+}
+
+/// The message of the last error on this thread, NULL when none.
+pub(crate) fn last_error_ptr() -> *const c_char {
+    LAST_ERROR.with(|l| l.borrow().as_ref().map_or(std::ptr::null(), |m| m.as_ptr()))
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_string()
+    }
+}
+
+/// Run the body of a fallible exported function `func`: clear the last
+/// error, catch panics, turn failures into a result code and a message.
+pub(crate) fn guard(func: &str, body: impl FnOnce() -> Result<(), Failure>) -> betterpg_result {
+    clear_last_error();
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => betterpg_result::Ok,
+        Ok(Err(failure)) => {
+            let (code, msg) = failure.describe(func);
+            set_last_error(msg);
+            code
+        }
+        Err(payload) => {
+            set_last_error(format!(
+                "{func}: panic (a bug in betterpg): {}",
+                panic_message(&*payload)
+            ));
+            betterpg_result::Panic
+        }
+    }
+}
+
+/// Run the body of an infallible exported function (a getter, a `_free`):
+/// a panic returns `fallback` instead of unwinding into C. Does not touch
+/// the last error.
+pub(crate) fn guard_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+}
+
+/// A NUL-terminated UTF-8 argument as `&str`.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string that stays valid and
+/// unchanged for `'a`.
+pub(crate) unsafe fn arg_str<'a>(p: *const c_char, arg: &'static str) -> Result<&'a str, Failure> {
+    if p.is_null() {
+        return Err(Failure::Null(arg));
+    }
+    // SAFETY: non-NULL and NUL-terminated per the caller's contract.
+    unsafe { CStr::from_ptr(p) }
+        .to_str()
+        .map_err(|_| Failure::Utf8(arg))
+}
+
+/// Check that an out-parameter is not NULL.
+pub(crate) fn arg_out<T>(p: *mut T, arg: &'static str) -> Result<*mut T, Failure> {
+    if p.is_null() {
+        Err(Failure::Null(arg))
+    } else {
+        Ok(p)
+    }
+}
+
+/// A Rust string as an owned C string; an interior NUL (which betterpg
+/// never produces) is an internal error.
+pub(crate) fn to_cstring(s: impl Into<Vec<u8>>) -> Result<CString, Failure> {
+    CString::new(s).map_err(|e| {
+        Failure::Core(Error::Internal(format!(
+            "string with an interior NUL byte at {}",
+            e.nul_position()
+        )))
+    })
+}
+
+/// Opaque C handles: each is a zero-sized `_private` struct in the header
+/// and a boxed Rust value (`Inner`) behind the pointer.
+pub(crate) trait Opaque: Sized {
+    /// The Rust value behind a handle.
+    type Inner;
+
+    /// Box a value and hand out its handle (owned by the caller).
+    fn into_handle(inner: Self::Inner) -> *mut Self {
+        Box::into_raw(Box::new(inner)).cast::<Self>()
+    }
+
+    /// Borrow the value behind a handle, NULL being an error.
+    ///
+    /// # Safety
+    /// `p` is NULL or a live handle of this type made by this library.
+    unsafe fn get<'a>(p: *const Self, arg: &'static str) -> Result<&'a Self::Inner, Failure> {
+        // SAFETY: per the caller's contract, a live handle of this type.
+        unsafe { p.cast::<Self::Inner>().as_ref() }.ok_or(Failure::Null(arg))
+    }
+
+    /// Borrow the value behind a handle, `None` for NULL.
+    ///
+    /// # Safety
+    /// As [`Opaque::get`].
+    unsafe fn get_opt<'a>(p: *const Self) -> Option<&'a Self::Inner> {
+        // SAFETY: per the caller's contract, a live handle of this type.
+        unsafe { p.cast::<Self::Inner>().as_ref() }
+    }
+
+    /// Mutably borrow the value behind a handle, NULL being an error.
+    ///
+    /// # Safety
+    /// `p` is NULL or a live handle of this type, not used elsewhere meanwhile.
+    unsafe fn get_mut<'a>(p: *mut Self, arg: &'static str) -> Result<&'a mut Self::Inner, Failure> {
+        // SAFETY: per the caller's contract.
+        unsafe { p.cast::<Self::Inner>().as_mut() }.ok_or(Failure::Null(arg))
+    }
+
+    /// A handle for a value borrowed from another handle (not to be freed).
+    fn borrowed(inner: &Self::Inner) -> *const Self {
+        (inner as *const Self::Inner).cast::<Self>()
+    }
+
+    /// Drop the value behind a handle; NULL does nothing.
+    ///
+    /// # Safety
+    /// `p` is NULL or an owned handle of this type, never used again.
+    unsafe fn free(p: *mut Self) {
+        if !p.is_null() {
+            // SAFETY: made by `into_handle`, ownership comes back here once.
+            drop(unsafe { Box::from_raw(p.cast::<Self::Inner>()) });
+        }
+    }
+}
+
+/// Write `value` to a checked out-parameter.
+///
+/// # Safety
+/// `out` is non-NULL (checked by [`arg_out`]) and valid for writes.
+pub(crate) unsafe fn write_out<T>(out: *mut T, value: T) {
+    // SAFETY: per the caller's contract.
+    unsafe { out.write(value) }
+}

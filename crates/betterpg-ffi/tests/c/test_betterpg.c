@@ -1,0 +1,510 @@
+/*
+ * End-to-end test of the betterpg C API against real ZFS and PostgreSQL.
+ *
+ * Usage: test_betterpg HOME POOL_FILE POOL PORT_FIRST PORT_LAST
+ *
+ * Initialises HOME with a new file-backed pool, creates a database, fills it
+ * with libpq, branches it in both modes, checks the branches hold the rows,
+ * lists, stops, starts and destroys, and provokes every error it can (NULL
+ * arguments, unknown and invalid names, taken names, bad flags). It destroys
+ * what it created; the pool itself is left to the caller
+ * (scripts/test-ffi.sh), which also cleans up after a crash.
+ *
+ * Exit status: 0 when every check passed, 1 otherwise.
+ */
+#include <betterpg.h>
+#include <libpq-fe.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+static int checks = 0;
+
+static const char *last_error(void) {
+    const char *m = betterpg_last_error_message();
+    return m ? m : "(no message)";
+}
+
+#define CHECK(cond)                                                          \
+    do {                                                                     \
+        checks++;                                                            \
+        if (!(cond)) {                                                       \
+            failures++;                                                      \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);  \
+        }                                                                    \
+    } while (0)
+
+/* Run CALL, which must return EXPECTED; on success of a failing call, the
+ * last error message must be set, and on OK it must be NULL. */
+#define EXPECT_RC(expected, call)                                            \
+    do {                                                                     \
+        betterpg_result rc_ = (call);                                        \
+        checks++;                                                            \
+        if (rc_ != (betterpg_result)(expected)) {                            \
+            failures++;                                                      \
+            fprintf(stderr, "FAIL %s:%d: %s\n  returned %u (%s), expected %s; last error: %s\n", \
+                    __FILE__, __LINE__, #call, (unsigned)rc_,                \
+                    betterpg_result_name(rc_), #expected, last_error());     \
+        } else if (rc_ != BETTERPG_RESULT_OK &&                              \
+                   betterpg_last_error_message() == NULL) {                  \
+            failures++;                                                      \
+            fprintf(stderr, "FAIL %s:%d: %s failed without a message\n",     \
+                    __FILE__, __LINE__, #call);                              \
+        } else if (rc_ == BETTERPG_RESULT_OK &&                              \
+                   betterpg_last_error_message() != NULL) {                  \
+            failures++;                                                      \
+            fprintf(stderr, "FAIL %s:%d: %s succeeded but left a message\n", \
+                    __FILE__, __LINE__, #call);                              \
+        }                                                                    \
+    } while (0)
+
+/* A step the rest of the test depends on: stop at the first failure. */
+#define REQUIRE_OK(call)                                                     \
+    do {                                                                     \
+        betterpg_result rc_ = (call);                                        \
+        checks++;                                                            \
+        if (rc_ != BETTERPG_RESULT_OK) {                                     \
+            failures++;                                                      \
+            fprintf(stderr, "FAIL %s:%d: %s\n  returned %u (%s): %s\n",      \
+                    __FILE__, __LINE__, #call, (unsigned)rc_,                \
+                    betterpg_result_name(rc_), last_error());                \
+            goto out;                                                        \
+        }                                                                    \
+    } while (0)
+
+#define REQUIRE(cond)                                                        \
+    do {                                                                     \
+        checks++;                                                            \
+        if (!(cond)) {                                                       \
+            failures++;                                                      \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);  \
+            goto out;                                                        \
+        }                                                                    \
+    } while (0)
+
+static int streq(const char *a, const char *b) {
+    return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+static int contains(const char *haystack, const char *needle) {
+    return haystack != NULL && strstr(haystack, needle) != NULL;
+}
+
+/* Run SQL on URL; return the first value of the first row as a number,
+ * or -1 on any failure (printed). */
+static long sql_number(const char *url, const char *sql) {
+    long value = -1;
+    PGconn *conn = PQconnectdb(url);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fprintf(stderr, "  libpq: cannot connect: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return -1;
+    }
+    PGresult *res = PQexec(conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_TUPLES_OK && PQntuples(res) > 0) {
+        value = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    } else if (st == PGRES_COMMAND_OK) {
+        value = 0;
+    } else {
+        fprintf(stderr, "  libpq: %s: %s", sql, PQerrorMessage(conn));
+    }
+    PQclear(res);
+    PQfinish(conn);
+    return value;
+}
+
+/* True when a libpq connection to URL succeeds. */
+static int can_connect(const char *url) {
+    PGconn *conn = PQconnectdb(url);
+    int ok = PQstatus(conn) == CONNECTION_OK;
+    PQfinish(conn);
+    return ok;
+}
+
+static void print_report(const betterpg_branch_report *report) {
+    const betterpg_info *b = betterpg_branch_report_branch(report);
+    printf("  branch %s (%s) of %s on port %u in %.0f ms:",
+           betterpg_info_name(b), betterpg_info_mode(b), betterpg_info_parent(b),
+           (unsigned)betterpg_info_port(b), betterpg_branch_report_total_millis(report));
+    for (size_t i = 0; i < betterpg_branch_report_step_count(report); i++) {
+        const char *step = NULL;
+        double ms = 0;
+        if (betterpg_branch_report_step(report, i, &step, &ms) == BETTERPG_RESULT_OK) {
+            printf(" %s=%.0f", step, ms);
+        }
+    }
+    printf("\n");
+}
+
+/* Checks every report must pass. */
+static void check_report(const betterpg_branch_report *report, const char *name,
+                         const char *mode) {
+    const betterpg_info *b = betterpg_branch_report_branch(report);
+    CHECK(b != NULL);
+    CHECK(streq(betterpg_info_name(b), name));
+    CHECK(streq(betterpg_info_kind(b), "branch"));
+    CHECK(betterpg_info_is_branch(b));
+    CHECK(streq(betterpg_info_parent(b), "src"));
+    CHECK(streq(betterpg_info_mode(b), mode));
+    CHECK(betterpg_info_snapshot(b) != NULL);
+    CHECK(betterpg_info_is_running(b));
+    CHECK(betterpg_branch_report_source_was_running(report));
+    size_t n = betterpg_branch_report_step_count(report);
+    CHECK(n > 0);
+    int saw_snapshot = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *step = NULL;
+        double ms = -1;
+        EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_report_step(report, i, &step, &ms));
+        CHECK(step != NULL && step[0] != '\0');
+        CHECK(ms >= 0);
+        saw_snapshot |= streq(step, "snapshot");
+    }
+    CHECK(saw_snapshot);
+    /* Out of range and NULL outputs; the outputs stay untouched. */
+    const char *step = "untouched";
+    double ms = 42;
+    EXPECT_RC(BETTERPG_RESULT_INVALID_ARGUMENT, betterpg_branch_report_step(report, n, &step, &ms));
+    CHECK(streq(step, "untouched") && ms == 42);
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_report_step(report, 0, NULL, &ms));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_report_step(report, 0, &step, NULL));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_report_step(NULL, 0, &step, &ms));
+    CHECK(streq(step, "untouched") && ms == 42);
+}
+
+/* Errors that need no manager. */
+static void test_without_manager(const char *home) {
+    char missing[4096];
+    snprintf(missing, sizeof missing, "%s-does-not-exist", home);
+    betterpg_manager *sentinel = (betterpg_manager *)&failures; /* any non-NULL */
+    betterpg_manager *m = sentinel;
+
+    CHECK(streq(betterpg_version(), BETTERPG_VERSION));
+    CHECK(BETTERPG_VERSION_NUMBER == BETTERPG_VERSION_MAJOR * 10000 + BETTERPG_VERSION_MINOR * 100 + BETTERPG_VERSION_PATCH);
+    CHECK(streq(betterpg_result_name(BETTERPG_RESULT_OK), "ok"));
+    CHECK(streq(betterpg_result_name(BETTERPG_RESULT_NOT_FOUND), "not_found"));
+    CHECK(streq(betterpg_result_name(BETTERPG_RESULT_PANIC), "panic"));
+    CHECK(streq(betterpg_result_name(123456), "unknown"));
+
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_open(NULL, &m));
+    CHECK(m == sentinel);
+    CHECK(contains(betterpg_last_error_message(), "home"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_open(home, NULL));
+    EXPECT_RC(BETTERPG_RESULT_NOT_INITIALIZED, betterpg_manager_open(missing, &m));
+    CHECK(m == sentinel);
+    CHECK(contains(betterpg_last_error_message(), "not initialised"));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_UTF8, betterpg_manager_open("\xff\xfe", &m));
+    CHECK(m == sentinel);
+
+    /* Every verb rejects a NULL manager. */
+    betterpg_info *info = NULL;
+    betterpg_info_list *list = NULL;
+    betterpg_branch_report *report = NULL;
+    char *s = NULL;
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_create(NULL, "x", &info));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_branch(NULL, "x", "y", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &report));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_last_branch_report(NULL, &report));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_start(NULL, "x", &info));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_stop(NULL, "x", &info));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_destroy(NULL, "x", false));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_info(NULL, "x", &info));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_list(NULL, &list));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_url(NULL, "x", &s));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_logs(NULL, "x", 0, &s));
+    CHECK(info == NULL && list == NULL && report == NULL && s == NULL);
+
+    /* Options. */
+    betterpg_init_options *opts = betterpg_init_options_new();
+    CHECK(opts != NULL);
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_init_options_set_pool_file(NULL, "/tmp/x.img", 1 << 30, "p"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_init_options_set_pool_file(opts, NULL, 1 << 30, "p"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_init_options_set_pool_file(opts, "/tmp/x.img", 1 << 30, NULL));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_ARGUMENT, betterpg_init_options_set_pool_file(opts, "/tmp/x.img", 0, "p"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_init_options_set_dataset(opts, NULL));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_init_options_set_pg_bin(opts, NULL));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_init_options_set_os_user(opts, NULL));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_init_options_set_listen_address(opts, NULL));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_ARGUMENT, betterpg_init_options_set_port_range(opts, 0, 10));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_ARGUMENT, betterpg_init_options_set_port_range(opts, 20, 10));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_init_options_set_port_range(NULL, 1, 10));
+    /* No storage set: refused before anything is made. */
+    EXPECT_RC(BETTERPG_RESULT_INVALID_ARGUMENT, betterpg_manager_init(missing, opts, &m));
+    CHECK(contains(betterpg_last_error_message(), "no storage"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_init(missing, NULL, &m));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_init(NULL, opts, &m));
+    CHECK(m == sentinel);
+    /* A pool name that is not a valid name: a configuration error. */
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_init_options_set_pool_file(opts, "/tmp/betterpg-test/never.img", 1 << 30, "bad pool!"));
+    EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_init(missing, opts, &m));
+    CHECK(m == sentinel);
+    betterpg_init_options_free(opts);
+
+    /* NULL handles: getters give NULL/0/false, frees do nothing. */
+    CHECK(betterpg_info_name(NULL) == NULL);
+    CHECK(betterpg_info_url(NULL) == NULL);
+    CHECK(betterpg_info_port(NULL) == 0);
+    CHECK(!betterpg_info_is_running(NULL));
+    CHECK(betterpg_info_list_len(NULL) == 0);
+    CHECK(betterpg_info_list_get(NULL, 0) == NULL);
+    CHECK(betterpg_branch_report_branch(NULL) == NULL);
+    CHECK(betterpg_branch_report_step_count(NULL) == 0);
+    betterpg_manager_free(NULL);
+    betterpg_info_free(NULL);
+    betterpg_info_list_free(NULL);
+    betterpg_branch_report_free(NULL);
+    betterpg_init_options_free(NULL);
+    betterpg_string_free(NULL);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 6) {
+        fprintf(stderr, "usage: %s HOME POOL_FILE POOL PORT_FIRST PORT_LAST\n", argv[0]);
+        return 2;
+    }
+    const char *home = argv[1], *pool_file = argv[2], *pool = argv[3];
+    unsigned port_first = (unsigned)atoi(argv[4]), port_last = (unsigned)atoi(argv[5]);
+
+    betterpg_init_options *opts = NULL;
+    betterpg_manager *m = NULL, *m2 = NULL;
+    betterpg_info *info = NULL, *src = NULL;
+    betterpg_info_list *list = NULL;
+    betterpg_branch_report *report = NULL, *report2 = NULL;
+    char *url = NULL, *log = NULL;
+
+    printf("betterpg %s (header %s)\n", betterpg_version(), BETTERPG_VERSION);
+    test_without_manager(home);
+
+    /* --- init a home on a new file-backed pool ---------------------------- */
+    opts = betterpg_init_options_new();
+    REQUIRE(opts != NULL);
+    REQUIRE_OK(betterpg_init_options_set_pool_file(opts, pool_file, (uint64_t)1 << 30, pool));
+    REQUIRE_OK(betterpg_init_options_set_port_range(opts, (uint16_t)port_first, (uint16_t)port_last));
+    REQUIRE_OK(betterpg_manager_init(home, opts, &m));
+    CHECK(betterpg_last_error_message() == NULL);
+    printf("  initialised %s on pool %s\n", home, pool);
+    /* A second init of the same home is refused, the first one untouched. */
+    m2 = (betterpg_manager *)&failures;
+    EXPECT_RC(BETTERPG_RESULT_ALREADY_EXISTS, betterpg_manager_init(home, opts, &m2));
+    CHECK(m2 == (betterpg_manager *)&failures);
+    m2 = NULL;
+    betterpg_init_options_free(opts);
+    opts = NULL;
+    /* Reopen: the home works through betterpg_manager_open too. */
+    betterpg_manager_free(m);
+    m = NULL;
+    REQUIRE_OK(betterpg_manager_open(home, &m));
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_last_branch_report(m, &report));
+    CHECK(report == NULL);
+
+    /* --- create a database and fill it with libpq ------------------------- */
+    REQUIRE_OK(betterpg_manager_create(m, "src", &src));
+    CHECK(streq(betterpg_info_name(src), "src"));
+    CHECK(streq(betterpg_info_kind(src), "database"));
+    CHECK(!betterpg_info_is_branch(src));
+    CHECK(betterpg_info_parent(src) == NULL);
+    CHECK(betterpg_info_mode(src) == NULL);
+    CHECK(betterpg_info_snapshot(src) == NULL);
+    CHECK(streq(betterpg_info_status(src), "running"));
+    CHECK(betterpg_info_is_running(src));
+    CHECK(streq(betterpg_info_state(src), "ready"));
+    CHECK(streq(betterpg_info_runtime(src), "native"));
+    CHECK(betterpg_info_pg_version(src) == 15);
+    CHECK(betterpg_info_port(src) >= port_first && betterpg_info_port(src) <= port_last);
+    CHECK(betterpg_info_created_at(src) > 0);
+    CHECK(contains(betterpg_info_dataset(src), pool));
+    CHECK(contains(betterpg_info_url(src), "postgresql://"));
+    printf("  created src on port %u\n", (unsigned)betterpg_info_port(src));
+
+    REQUIRE(sql_number(betterpg_info_url(src),
+                       "CREATE TABLE t (id int PRIMARY KEY, v text)") == 0);
+    REQUIRE(sql_number(betterpg_info_url(src),
+                       "INSERT INTO t SELECT i, md5(i::text) FROM generate_series(1, 1000) i") == 0);
+    REQUIRE(sql_number(betterpg_info_url(src), "SELECT count(*) FROM t") == 1000);
+
+    /* Create errors. */
+    info = (betterpg_info *)&failures;
+    EXPECT_RC(BETTERPG_RESULT_ALREADY_EXISTS, betterpg_manager_create(m, "src", &info));
+    CHECK(contains(betterpg_last_error_message(), "src"));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_create(m, "bad name!", &info));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_create(m, "", &info));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_create(m, "../etc", &info));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_create(m, NULL, &info));
+    CHECK(info == (betterpg_info *)&failures);
+    info = NULL;
+
+    /* --- branch, application-consistent ----------------------------------- */
+    REQUIRE_OK(betterpg_manager_branch(m, "src", "app", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &report));
+    print_report(report);
+    check_report(report, "app", "application-consistent");
+    const betterpg_info *app = betterpg_branch_report_branch(report);
+    CHECK(betterpg_info_port(app) >= port_first && betterpg_info_port(app) <= port_last);
+    CHECK(betterpg_info_port(app) != betterpg_info_port(src));
+    CHECK(sql_number(betterpg_info_url(app), "SELECT count(*) FROM t") == 1000);
+    CHECK(sql_number(betterpg_info_url(app), "SELECT count(*) FROM t WHERE v = md5(id::text)") == 1000);
+    /* The branch is independent of its source. */
+    CHECK(sql_number(betterpg_info_url(src), "INSERT INTO t VALUES (1001, 'after')") == 0);
+    CHECK(sql_number(betterpg_info_url(app), "DELETE FROM t WHERE id <= 10") == 0);
+    CHECK(sql_number(betterpg_info_url(src), "SELECT count(*) FROM t") == 1001);
+    CHECK(sql_number(betterpg_info_url(app), "SELECT count(*) FROM t") == 990);
+
+    /* --- branch, crash-consistent; report read back from the manager ------ */
+    REQUIRE_OK(betterpg_manager_branch(m, "src", "crash", BETTERPG_BRANCH_MODE_CRASH_CONSISTENT, NULL));
+    REQUIRE_OK(betterpg_manager_last_branch_report(m, &report2));
+    print_report(report2);
+    check_report(report2, "crash", "crash-consistent");
+    CHECK(sql_number(betterpg_info_url(betterpg_branch_report_branch(report2)),
+                     "SELECT count(*) FROM t") == 1001);
+
+    /* Branch errors: nothing is made, outputs untouched. */
+    betterpg_branch_report *untouched = (betterpg_branch_report *)&failures;
+    betterpg_branch_report *r = untouched;
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_branch(m, "nosuch", "b1", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
+    CHECK(contains(betterpg_last_error_message(), "nosuch"));
+    EXPECT_RC(BETTERPG_RESULT_ALREADY_EXISTS, betterpg_manager_branch(m, "src", "app", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
+    EXPECT_RC(BETTERPG_RESULT_ALREADY_EXISTS, betterpg_manager_branch(m, "src", "src", BETTERPG_BRANCH_MODE_CRASH_CONSISTENT, &r));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_branch(m, "src", "no/slash", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_branch(m, "bad name", "b1", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_ARGUMENT, betterpg_manager_branch(m, "src", "b1", 7, &r));
+    CHECK(contains(betterpg_last_error_message(), "mode"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_branch(m, NULL, "b1", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_branch(m, "src", NULL, BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
+    CHECK(r == untouched);
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "b1", &info));
+    CHECK(info == NULL);
+    /* The report of the last successful branch is still "crash". */
+    betterpg_branch_report_free(report2);
+    report2 = NULL;
+    REQUIRE_OK(betterpg_manager_last_branch_report(m, &report2));
+    CHECK(streq(betterpg_info_name(betterpg_branch_report_branch(report2)), "crash"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_last_branch_report(m, NULL));
+    /* Another handle on the same home has made no branch. */
+    REQUIRE_OK(betterpg_manager_open(home, &m2));
+    r = untouched;
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_last_branch_report(m2, &r));
+    CHECK(r == untouched);
+
+    /* --- url, info, list --------------------------------------------------- */
+    REQUIRE_OK(betterpg_manager_url(m2, "app", &url));
+    CHECK(streq(url, betterpg_info_url(app)));
+    CHECK(sql_number(url, "SELECT count(*) FROM t") == 990);
+    betterpg_string_free(url);
+    url = NULL;
+    char *untouched_s = (char *)&failures;
+    url = untouched_s;
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_url(m, "nosuch", &url));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_url(m, "a b", &url));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_url(m, NULL, &url));
+    CHECK(url == untouched_s);
+    url = NULL;
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_url(m, "app", NULL));
+
+    REQUIRE_OK(betterpg_manager_info(m, "crash", &info));
+    CHECK(streq(betterpg_info_name(info), "crash"));
+    CHECK(streq(betterpg_info_parent(info), "src"));
+    CHECK(streq(betterpg_info_status(info), "running"));
+    CHECK(betterpg_info_port(info) ==
+          betterpg_info_port(betterpg_branch_report_branch(report2)));
+    betterpg_info_free(info);
+    info = NULL;
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "nosuch", &info));
+    CHECK(contains(betterpg_last_error_message(), "nosuch"));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_info(m, "x;rm -rf", &info));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_info(m, "src", NULL));
+    CHECK(info == NULL);
+
+    REQUIRE_OK(betterpg_manager_list(m, &list));
+    REQUIRE(betterpg_info_list_len(list) == 3);
+    /* Parents before their branches, siblings by name. */
+    CHECK(streq(betterpg_info_name(betterpg_info_list_get(list, 0)), "src"));
+    CHECK(streq(betterpg_info_name(betterpg_info_list_get(list, 1)), "app"));
+    CHECK(streq(betterpg_info_name(betterpg_info_list_get(list, 2)), "crash"));
+    {
+        int databases = 0, branches = 0;
+        for (size_t i = 0; i < betterpg_info_list_len(list); i++) {
+            const betterpg_info *e = betterpg_info_list_get(list, i);
+            printf("  list: %-6s %-8s %-7s port %u\n", betterpg_info_name(e),
+                   betterpg_info_kind(e), betterpg_info_status(e),
+                   (unsigned)betterpg_info_port(e));
+            if (betterpg_info_is_branch(e)) {
+                branches++;
+            } else {
+                databases++;
+            }
+        }
+        CHECK(databases == 1 && branches == 2);
+    }
+    CHECK(betterpg_info_list_get(list, 3) == NULL);
+    betterpg_info_list_free(list);
+    list = NULL;
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_list(m, NULL));
+
+    /* --- stop / start ------------------------------------------------------ */
+    REQUIRE_OK(betterpg_manager_stop(m, "app", &info));
+    CHECK(streq(betterpg_info_status(info), "stopped"));
+    CHECK(!betterpg_info_is_running(info));
+    betterpg_info_free(info);
+    info = NULL;
+    CHECK(!can_connect(betterpg_info_url(app)));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_stop(m, "app", NULL)); /* already stopped */
+    REQUIRE_OK(betterpg_manager_start(m, "app", &info));
+    CHECK(streq(betterpg_info_status(info), "running"));
+    CHECK(betterpg_info_port(info) == betterpg_info_port(app));
+    betterpg_info_free(info);
+    info = NULL;
+    CHECK(sql_number(betterpg_info_url(app), "SELECT count(*) FROM t") == 990);
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_start(m, "app", NULL)); /* already running */
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_start(m, "nosuch", &info));
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_stop(m, "nosuch", &info));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_start(m, "-x", &info));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_stop(m, NULL, &info));
+    CHECK(info == NULL);
+
+    REQUIRE_OK(betterpg_manager_logs(m, "app", 5, &log));
+    CHECK(log != NULL && log[0] != '\0');
+    betterpg_string_free(log);
+    log = NULL;
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_logs(m, "nosuch", 5, &log));
+    CHECK(log == NULL);
+
+    /* --- destroy ------------------------------------------------------------ */
+    EXPECT_RC(BETTERPG_RESULT_HAS_DEPENDENTS, betterpg_manager_destroy(m, "src", false));
+    CHECK(contains(betterpg_last_error_message(), "app"));
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_destroy(m, "nosuch", false));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_destroy(m, "a.b", false));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_destroy(m, NULL, true));
+    REQUIRE_OK(betterpg_manager_destroy(m, "app", false));
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "app", &info));
+    CHECK(!can_connect(betterpg_info_url(app)));
+    /* The copy of the report outlives the branch. */
+    CHECK(streq(betterpg_info_name(app), "app"));
+    /* force: destroys crash, then src. */
+    REQUIRE_OK(betterpg_manager_destroy(m, "src", true));
+    REQUIRE_OK(betterpg_manager_list(m2, &list));
+    CHECK(betterpg_info_list_len(list) == 0);
+    betterpg_info_list_free(list);
+    list = NULL;
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_destroy(m, "src", true));
+
+out:
+    if (failures > 0 && m != NULL) {
+        /* Leave no server behind after a failed step (errors ignored). */
+        betterpg_manager_destroy(m, "src", true);
+        betterpg_manager_destroy(m, "app", true);
+        betterpg_manager_destroy(m, "crash", true);
+    }
+    betterpg_init_options_free(opts);
+    betterpg_info_free(info);
+    betterpg_info_free(src);
+    betterpg_info_list_free(list);
+    betterpg_branch_report_free(report);
+    betterpg_branch_report_free(report2);
+    betterpg_string_free(url);
+    betterpg_string_free(log);
+    betterpg_manager_free(m2);
+    betterpg_manager_free(m);
+    printf("%d checks, %d failed\n", checks, failures);
+    return failures == 0 ? 0 : 1;
+}
