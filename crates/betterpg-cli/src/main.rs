@@ -93,6 +93,15 @@ enum Cmd {
         #[arg(long)]
         fast: bool,
     },
+    /// Throw a branch's changes away: branch its parent again under the same
+    /// name and port.
+    Reset {
+        /// The branch.
+        name: String,
+        /// Crash-consistent: CHECKPOINT + snapshot, no backup mode.
+        #[arg(long)]
+        fast: bool,
+    },
     /// Show databases and branches as a tree, with pool usage.
     Status {
         /// Only this database or branch.
@@ -295,6 +304,25 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
                 println!("  {:<13} {:>8.1} ms", "total", r.total_millis);
                 println!("{}", r.branch.url);
+            }
+        }
+        Cmd::Reset { name, fast } => {
+            let mgr = BranchManager::open(&cli.home).await?;
+            let mode = if fast {
+                SnapshotMode::CrashConsistent
+            } else {
+                SnapshotMode::ApplicationConsistent
+            };
+            let r = mgr.reset(&name, BranchOptions { mode }).await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "reset {name} to {} in {:.0} ms\n{}",
+                    r.branch.parent.as_deref().unwrap_or("?"),
+                    r.total_millis,
+                    r.branch.url
+                );
             }
         }
         Cmd::Status { name } => {

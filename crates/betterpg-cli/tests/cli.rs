@@ -86,10 +86,24 @@ async fn full_flow_through_the_cli() {
 
     // Human output names every step with its time and ends with the URL.
     let out = bpg.ok(&["branch", "prod", "dev"]);
-    for step in ["backup_start", "snapshot", "backup_stop", "clone", "start", "total"] {
+    for step in [
+        "backup_start",
+        "snapshot",
+        "backup_stop",
+        "clone",
+        "start",
+        "total",
+    ] {
         assert!(out.contains(step), "missing {step} in:\n{out}");
     }
-    assert!(out.trim_end().lines().last().unwrap().starts_with("postgresql://"), "{out}");
+    assert!(
+        out.trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("postgresql://"),
+        "{out}"
+    );
 
     let fast = bpg.json(&["branch", "prod", "quick", "--fast"]);
     assert_eq!(fast["branch"]["mode"], "crash-consistent");
@@ -100,7 +114,14 @@ async fn full_flow_through_the_cli() {
     assert_eq!(rows.len(), 3);
     for r in rows {
         for key in [
-            "name", "kind", "parent", "status", "port", "used_bytes", "referenced_bytes", "url",
+            "name",
+            "kind",
+            "parent",
+            "status",
+            "port",
+            "used_bytes",
+            "referenced_bytes",
+            "url",
             "mode",
         ] {
             assert!(r.get(key).is_some(), "missing {key} in {r}");
@@ -129,7 +150,9 @@ async fn full_flow_through_the_cli() {
 
     let logs = bpg.ok(&["logs", "dev", "--tail", "3"]);
     assert_eq!(logs.trim_end().lines().count(), 3, "{logs}");
-    assert!(bpg.ok(&["logs", "dev"]).contains("completed backup recovery"));
+    assert!(bpg
+        .ok(&["logs", "dev"])
+        .contains("completed backup recovery"));
 
     assert_eq!(bpg.json(&["stop", "dev"])["status"], "stopped");
     assert_eq!(bpg.json(&["status", "dev"])[0]["status"], "stopped");
@@ -154,7 +177,10 @@ fn bad_input_fails_with_one_clear_line_and_changes_nothing() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
     let err = bpg.fails(&["branch", "ghost", "dev"]);
-    assert!(err.contains("not found") && err.contains("bpg status"), "{err}");
+    assert!(
+        err.contains("not found") && err.contains("bpg status"),
+        "{err}"
+    );
     let err = bpg.fails(&["url", "ghost"]);
     assert!(err.contains("not found"), "{err}");
     assert_eq!(before, catalog());
@@ -177,6 +203,9 @@ fn bad_input_fails_with_one_clear_line_and_changes_nothing() {
         .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("no_such_pool_xyz") && err.contains("zpool create"), "{err}");
+    assert!(
+        err.contains("no_such_pool_xyz") && err.contains("zpool create"),
+        "{err}"
+    );
     assert!(!dir.path().join("config.json").exists());
 }

@@ -109,10 +109,105 @@ impl BranchManager {
                 let _ = self.unreserve(name);
             })?;
 
+        self.complete_branch(&src, &entry, opts, t0).await
+    }
+
+    /// Reset a branch to its parent's current state: its data is thrown
+    /// away and it is branched again under the same name and port (so
+    /// connection URLs stay valid). A branch with branches of its own is
+    /// refused. If the new branch cannot be made, the old one is already
+    /// gone and the error says so.
+    pub async fn reset(&self, name: &str, opts: BranchOptions) -> Result<BranchReport> {
+        let t0 = Instant::now();
+        validate_name(name)?;
+        let (src, entry) = {
+            let mut cat = self.lock()?;
+            let e = cat
+                .get(name)
+                .cloned()
+                .ok_or_else(|| Error::not_found(name))?;
+            if !e.is_ready() {
+                return Err(Error::InvalidState(format!(
+                    "{name:?} is not ready (it is being created or destroyed)"
+                )));
+            }
+            let parent = match (e.kind, &e.parent) {
+                (Kind::Branch, Some(p)) => p.clone(),
+                _ => {
+                    return Err(Error::Unsupported(format!(
+                        "{name:?} is a database, not a branch: only branches can be reset to their parent"
+                    )))
+                }
+            };
+            let src = cat
+                .get(&parent)
+                .cloned()
+                .filter(|p| p.is_ready())
+                .ok_or_else(|| {
+                    Error::InvalidState(format!("the parent {parent:?} of {name:?} is not ready"))
+                })?;
+            let kids: Vec<String> = cat.children(name).iter().map(|c| c.name.clone()).collect();
+            if !kids.is_empty() {
+                return Err(Error::HasDependents {
+                    name: name.to_string(),
+                    dependents: kids.join(", "),
+                });
+            }
+            let x = cat.get_mut(name).expect("checked above");
+            x.state = State::Creating {
+                pid: std::process::id(),
+            };
+            cat.save()?;
+            (src, e)
+        };
+        // Throw the old data away (server, clone, its snapshot on the parent).
+        let old = entry.clone();
+        if let Some(ds) = self.storage.get(&old.dataset).await? {
+            if let Some(mp) = ds.mountpoint {
+                let spec = self.spec_for(&old, mp.join(PGDATA_SUBDIR))?;
+                self.runtime(&old.runtime)?.stop(&spec).await?;
+            }
+            destroy_with_retry(&*self.storage, &old.dataset, true).await?;
+        }
+        if let Some(snap) = &old.snapshot {
+            destroy_with_retry(&*self.storage, snap, false).await?;
+        }
+        let created_at = now_unix();
+        let mut entry = entry;
+        entry.snapshot = Some(format!("{}@bpg-{name}-{created_at}", src.dataset));
+        entry.created_at = created_at;
+        {
+            let mut cat = self.lock()?;
+            if let Some(x) = cat.get_mut(name) {
+                x.snapshot = entry.snapshot.clone();
+                x.created_at = created_at;
+            }
+            cat.save()?;
+        }
+        self.complete_branch(&src, &entry, opts, t0)
+            .await
+            .map_err(|e| {
+                Error::InvalidState(format!(
+                    "resetting {name:?} failed after its old data was removed, so it no longer exists ({e}); make it again with `bpg branch {} {name}`",
+                    src.name
+                ))
+            })
+    }
+
+    /// Everything after the reservation: run the recipe, then mark the
+    /// entry ready, or undo it all.
+    async fn complete_branch(
+        &self,
+        src: &Entry,
+        entry: &Entry,
+        opts: BranchOptions,
+        t0: Instant,
+    ) -> Result<BranchReport> {
+        let name = entry.name.as_str();
         let mut undo = Undo::default();
         let mut timer = Timer::new();
         match self
-            .run_recipe(&src, &entry, opts, &mut undo, &mut timer)
+            .run_recipe(src, entry, opts, &mut undo, &mut timer)
             .await
         {
             Ok((mode, running, wal_bytes)) => {

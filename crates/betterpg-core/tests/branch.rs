@@ -34,19 +34,35 @@ async fn application_consistent_branch_under_writer_holds_every_acknowledged_com
     let prod = mgr.create("prod", CreateOptions::default()).await.unwrap();
     let writer = Writer::start(&prod.url).await;
     let acked = writer.acked();
-    let report = mgr.branch("prod", "dev", BranchOptions::default()).await.unwrap();
+    let report = mgr
+        .branch("prod", "dev", BranchOptions::default())
+        .await
+        .unwrap();
     let written = writer.stop().await;
     assert_eq!(report.branch.mode, Some("application-consistent"));
     assert!(report.source_was_running);
     let steps: Vec<&str> = report.timings.iter().map(|t| t.step).collect();
-    for s in ["backup_start", "snapshot", "backup_stop", "clone", "wal_copy", "start"] {
+    for s in [
+        "backup_start",
+        "snapshot",
+        "backup_stop",
+        "clone",
+        "wal_copy",
+        "start",
+    ] {
         assert!(steps.contains(&s), "missing step {s} in {steps:?}");
     }
     let max = assert_prefix(&report.branch.url, acked).await;
     assert!(max <= written, "branch holds ids the source never wrote");
     let log = mgr.logs("dev", None).await.unwrap();
-    assert!(log.contains("completed backup recovery"), "branch log:\n{log}");
-    assert!(log.contains("consistent recovery state reached"), "branch log:\n{log}");
+    assert!(
+        log.contains("completed backup recovery"),
+        "branch log:\n{log}"
+    );
+    assert!(
+        log.contains("consistent recovery state reached"),
+        "branch log:\n{log}"
+    );
     // The source is out of backup mode and holds no slot of ours.
     let c = connect(&prod.url).await;
     let slots: i64 = c
@@ -87,7 +103,10 @@ async fn fast_branch_under_writer_holds_every_acknowledged_commit() {
         log.contains("automatic recovery in progress") || log.contains("not properly shut down"),
         "a crash-consistent branch recovers from a crash image; log:\n{log}"
     );
-    assert!(!log.contains("backup recovery"), "no backup label expected:\n{log}");
+    assert!(
+        !log.contains("backup recovery"),
+        "no backup label expected:\n{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,11 +120,17 @@ async fn branch_of_stopped_source_starts_without_recovery() {
         .unwrap();
     let stopped = mgr.stop("prod").await.unwrap();
     assert_eq!(stopped.status, "stopped");
-    let report = mgr.branch("prod", "cold", BranchOptions::default()).await.unwrap();
+    let report = mgr
+        .branch("prod", "cold", BranchOptions::default())
+        .await
+        .unwrap();
     assert!(!report.source_was_running);
     assert_eq!(report.branch.mode, Some("crash-consistent"));
     let steps: Vec<&str> = report.timings.iter().map(|t| t.step).collect();
-    assert!(!steps.contains(&"backup_start") && !steps.contains(&"checkpoint"), "{steps:?}");
+    assert!(
+        !steps.contains(&"backup_start") && !steps.contains(&"checkpoint"),
+        "{steps:?}"
+    );
     let n: i64 = connect(&report.branch.url)
         .await
         .query_one("SELECT count(*) FROM t", &[])
@@ -116,7 +141,11 @@ async fn branch_of_stopped_source_starts_without_recovery() {
     let log = mgr.logs("cold", None).await.unwrap();
     assert!(log.contains("database system was shut down at"), "{log}");
     assert!(!log.contains("recovery"), "no recovery expected:\n{log}");
-    assert_eq!(mgr.info("prod").await.unwrap().status, "stopped", "source left stopped");
+    assert_eq!(
+        mgr.info("prod").await.unwrap().status,
+        "stopped",
+        "source left stopped"
+    );
     // The source starts again with its data.
     let prod = mgr.start("prod").await.unwrap();
     let n: i64 = connect(&prod.url)
@@ -139,18 +168,28 @@ async fn branches_are_isolated_and_small() {
     )
     .await
     .unwrap();
-    let report = mgr.branch("prod", "dev", BranchOptions::default()).await.unwrap();
+    let report = mgr
+        .branch("prod", "dev", BranchOptions::default())
+        .await
+        .unwrap();
     let fresh = mgr.info("dev").await.unwrap();
     assert!(
         fresh.used_bytes < 1 << 20,
         "a fresh branch should use < 1 MiB of pool, uses {} bytes",
         fresh.used_bytes
     );
-    assert!(fresh.referenced_bytes > 10 << 20, "the branch refers to the source's data");
+    assert!(
+        fresh.referenced_bytes > 10 << 20,
+        "the branch refers to the source's data"
+    );
     let b = connect(&report.branch.url).await;
-    b.execute("INSERT INTO t VALUES (-1, 'branch only')", &[]).await.unwrap();
+    b.execute("INSERT INTO t VALUES (-1, 'branch only')", &[])
+        .await
+        .unwrap();
     b.execute("DELETE FROM t WHERE id = 1", &[]).await.unwrap();
-    p.execute("INSERT INTO t VALUES (-2, 'source only')", &[]).await.unwrap();
+    p.execute("INSERT INTO t VALUES (-2, 'source only')", &[])
+        .await
+        .unwrap();
     let in_src: i64 = p
         .query_one("SELECT count(*) FROM t WHERE id IN (-1, 1)", &[])
         .await
@@ -162,7 +201,10 @@ async fn branches_are_isolated_and_small() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(in_branch, 0, "branch sees the source's later writes (or kept deleted row)");
+    assert_eq!(
+        in_branch, 0,
+        "branch sees the source's later writes (or kept deleted row)"
+    );
     assert_ne!(prod.port, report.branch.port);
 }
 
@@ -170,19 +212,28 @@ async fn branches_are_isolated_and_small() {
 async fn destroy_removes_everything_and_respects_dependents() {
     let (env, mgr) = TestEnv::new("bpgt").await;
     mgr.create("prod", CreateOptions::default()).await.unwrap();
-    let dev = mgr.branch("prod", "dev", BranchOptions::default()).await.unwrap();
+    let dev = mgr
+        .branch("prod", "dev", BranchOptions::default())
+        .await
+        .unwrap();
     let child = mgr.branch("dev", "dev-child", fast()).await.unwrap();
     assert_eq!(child.branch.parent.as_deref(), Some("dev"));
     let snapshot = dev.branch.snapshot.clone().unwrap();
     let dataset = dev.branch.dataset.clone();
     let names = zfs_names(&env.pool).await;
-    assert!(names.contains(&snapshot) && names.contains(&dataset), "{names:?}");
+    assert!(
+        names.contains(&snapshot) && names.contains(&dataset),
+        "{names:?}"
+    );
 
     // A branch with a branch is refused without force, and nothing changes.
     let before = (catalog_text(&env), zfs_names(&env.pool).await);
     let e = mgr.destroy("dev", false).await.unwrap_err();
     assert_eq!(e.kind_name(), "has_dependents", "{e}");
-    assert!(e.to_string().contains("dev-child") && e.to_string().contains("--force"), "{e}");
+    assert!(
+        e.to_string().contains("dev-child") && e.to_string().contains("--force"),
+        "{e}"
+    );
     assert_eq!(before, (catalog_text(&env), zfs_names(&env.pool).await));
 
     // Destroying the leaf removes dataset, snapshot, server and entry.
@@ -190,12 +241,18 @@ async fn destroy_removes_everything_and_respects_dependents() {
     mgr.destroy("dev-child", false).await.unwrap();
     let names = zfs_names(&env.pool).await;
     assert!(!names.contains(&child.branch.dataset), "{names:?}");
-    assert!(!names.contains(child.branch.snapshot.as_ref().unwrap()), "{names:?}");
+    assert!(
+        !names.contains(child.branch.snapshot.as_ref().unwrap()),
+        "{names:?}"
+    );
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", child_port)).is_err(),
         "the branch server still listens"
     );
-    assert_eq!(mgr.info("dev-child").await.unwrap_err().kind_name(), "not_found");
+    assert_eq!(
+        mgr.info("dev-child").await.unwrap_err().kind_name(),
+        "not_found"
+    );
     assert!(!env.home.join("secrets/dev-child").exists());
 
     // force on the database takes the remaining branch first.
@@ -203,7 +260,11 @@ async fn destroy_removes_everything_and_respects_dependents() {
     mgr.destroy("prod", true).await.unwrap();
     assert!(mgr.status().await.unwrap().is_empty());
     let names = zfs_names(&env.pool).await;
-    assert_eq!(names.len(), 2, "only the pool and root dataset remain: {names:?}");
+    assert_eq!(
+        names.len(),
+        2,
+        "only the pool and root dataset remain: {names:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,20 +273,49 @@ async fn bad_names_and_unknown_sources_fail_clearly_and_change_nothing() {
     mgr.create("prod", CreateOptions::default()).await.unwrap();
     let before = (catalog_text(&env), zfs_names(&env.pool).await);
     let long = "a".repeat(64);
-    for bad in ["", "a/b", "a@b", "a b", "..", "-x", "a;rm -rf /", "$(id)", "é", &long] {
+    for bad in [
+        "",
+        "a/b",
+        "a@b",
+        "a b",
+        "..",
+        "-x",
+        "a;rm -rf /",
+        "$(id)",
+        "é",
+        &long,
+    ] {
         let e = mgr.create(bad, CreateOptions::default()).await.unwrap_err();
         assert_eq!(e.kind_name(), "invalid_name", "create {bad:?}: {e}");
-        let e = mgr.branch("prod", bad, BranchOptions::default()).await.unwrap_err();
+        let e = mgr
+            .branch("prod", bad, BranchOptions::default())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind_name(), "invalid_name", "branch {bad:?}: {e}");
-        let e = mgr.branch(bad, "ok", BranchOptions::default()).await.unwrap_err();
+        let e = mgr
+            .branch(bad, "ok", BranchOptions::default())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind_name(), "invalid_name", "branch from {bad:?}: {e}");
     }
-    let e = mgr.branch("nope", "dev", BranchOptions::default()).await.unwrap_err();
+    let e = mgr
+        .branch("nope", "dev", BranchOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind_name(), "not_found");
-    assert!(e.to_string().contains("nope") && e.to_string().contains("bpg status"), "{e}");
-    let e = mgr.create("prod", CreateOptions::default()).await.unwrap_err();
+    assert!(
+        e.to_string().contains("nope") && e.to_string().contains("bpg status"),
+        "{e}"
+    );
+    let e = mgr
+        .create("prod", CreateOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind_name(), "already_exists", "{e}");
-    let e = mgr.branch("prod", "prod", BranchOptions::default()).await.unwrap_err();
+    let e = mgr
+        .branch("prod", "prod", BranchOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind_name(), "already_exists", "{e}");
     for verb in ["destroy", "start", "stop", "url", "logs"] {
         let e = match verb {
@@ -251,14 +341,20 @@ async fn stop_start_and_reopen_keep_data_and_status() {
         .batch_execute("CREATE TABLE t AS SELECT 42 AS v")
         .await
         .unwrap();
-    let dev = mgr.branch("prod", "dev", BranchOptions::default()).await.unwrap();
+    let dev = mgr
+        .branch("prod", "dev", BranchOptions::default())
+        .await
+        .unwrap();
     for name in ["dev", "prod"] {
         assert_eq!(mgr.stop(name).await.unwrap().status, "stopped");
     }
     // A second manager (as a second process would) sees the same state.
     let again = BranchManager::open(&env.home).await.unwrap();
     let st = again.status().await.unwrap();
-    assert_eq!(st.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["prod", "dev"]);
+    assert_eq!(
+        st.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+        ["prod", "dev"]
+    );
     assert!(st.iter().all(|i| i.status == "stopped"));
     assert_eq!(st[1].parent.as_deref(), Some("prod"));
     assert_eq!(st[1].kind, "branch");
@@ -274,8 +370,15 @@ async fn stop_start_and_reopen_keep_data_and_status() {
     assert_eq!(v, 42);
     // Secrets are private; servers listen on loopback only.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(env.home.join("secrets/prod")).unwrap().permissions().mode();
-    assert_eq!(mode & 0o077, 0, "password file readable by others: {mode:o}");
+    let mode = std::fs::metadata(env.home.join("secrets/prod"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "password file readable by others: {mode:o}"
+    );
     let c = connect(&prod.url).await;
     let listen: String = c
         .query_one("SHOW listen_addresses", &[])
@@ -292,4 +395,59 @@ async fn stop_start_and_reopen_keep_data_and_status() {
         .unwrap()
         .get(0);
     assert_eq!(hba, 0, "trust authentication configured somewhere");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_throws_branch_changes_away_and_keeps_name_and_port() {
+    let (env, mgr) = TestEnv::new("bpgt").await;
+    let prod = mgr.create("prod", CreateOptions::default()).await.unwrap();
+    let p = connect(&prod.url).await;
+    p.batch_execute("CREATE TABLE t (v text); INSERT INTO t VALUES ('before')")
+        .await
+        .unwrap();
+    let dev = mgr
+        .branch("prod", "dev", BranchOptions::default())
+        .await
+        .unwrap();
+    connect(&dev.branch.url)
+        .await
+        .batch_execute("INSERT INTO t VALUES ('branch change')")
+        .await
+        .unwrap();
+    p.batch_execute("INSERT INTO t VALUES ('after')")
+        .await
+        .unwrap();
+    let old_snapshot = dev.branch.snapshot.clone().unwrap();
+
+    let r = mgr.reset("dev", BranchOptions::default()).await.unwrap();
+    assert_eq!(r.branch.port, dev.branch.port);
+    assert_eq!(r.branch.url, dev.branch.url);
+    assert_ne!(r.branch.snapshot.as_deref(), Some(old_snapshot.as_str()));
+    let rows: Vec<String> = connect(&r.branch.url)
+        .await
+        .query("SELECT v FROM t ORDER BY v", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(rows, ["after", "before"]);
+    assert!(
+        !zfs_names(&env.pool).await.contains(&old_snapshot),
+        "old snapshot kept"
+    );
+
+    let e = mgr
+        .reset("prod", BranchOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind_name(), "unsupported", "{e}");
+    mgr.branch("dev", "dev2", fast()).await.unwrap();
+    let before = (catalog_text(&env), zfs_names(&env.pool).await);
+    let e = mgr
+        .reset("dev", BranchOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind_name(), "has_dependents", "{e}");
+    assert_eq!(before, (catalog_text(&env), zfs_names(&env.pool).await));
 }
