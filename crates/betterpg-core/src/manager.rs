@@ -202,6 +202,15 @@ impl BranchManager {
             Err(Error::NotInitialized { .. }) => {}
             Err(e) => return Err(e),
         }
+        // Everything that can be checked without touching storage is checked
+        // first, so a bad option never leaves a pool or dataset behind.
+        if let Some((a, b)) = opts.port_range {
+            if a == 0 || a > b {
+                return Err(Error::Config(format!(
+                    "invalid port range {a}-{b}: give FIRST-LAST with 0 < FIRST <= LAST"
+                )));
+            }
+        }
         let user = OsUser::resolve(opts.os_user.as_deref())?;
         let pg_bin = match &opts.pg_bin {
             Some(d) => Some(PgBin::at(d)?.dir),
@@ -241,9 +250,6 @@ impl BranchManager {
             cfg.listen_address = l;
         }
         if let Some((a, b)) = opts.port_range {
-            if a == 0 || a > b {
-                return Err(Error::Config(format!("invalid port range {a}-{b}")));
-            }
             cfg.port_start = a;
             cfg.port_end = b;
         }
