@@ -4,17 +4,20 @@
 # what it started even on failure. Exits non-zero when anything fails.
 #
 # Usage: scripts/test.sh [STAGE...]   (default: all stages, in order)
-# Stages: lint unit core cli demo
+# Stages: lint unit core cli ffi docker demo
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-ALL_STAGES=(lint unit core cli demo)
+ALL_STAGES=(lint unit core cli ffi docker demo)
 STAGES=("$@")
 [[ ${#STAGES[@]} -gt 0 ]] || STAGES=("${ALL_STAGES[@]}")
 
 need_root "tests create ZFS pools and run PostgreSQL as user postgres"
 scripts/setup.sh --quiet
+log "PostgreSQL 14-18 binaries (cached) and the local Docker image"
+scripts/pg-versions.sh >/dev/null
+scripts/build-image.sh >/dev/null
 scripts/cleanup-test-pools.sh
 bpg_cleanup_cmd "scripts/cleanup-test-pools.sh"
 export RUST_BACKTRACE=1
@@ -40,8 +43,10 @@ for s in "${STAGES[@]}"; do
   case "$s" in
     lint) run_stage lint bash -c 'cargo fmt --all -- --check && cargo clippy -q --workspace --all-targets -- -D warnings' ;;
     unit) run_stage unit cargo test -q --workspace --lib --bins ;;
-    core) run_stage core cargo test -q -p betterpg-core --tests -- --test-threads=2 ;;
+    core) run_stage core cargo test -q -p betterpg-core --lib --test branch -- --test-threads=2 ;;
     cli)  run_stage cli cargo test -q -p betterpg-cli --test cli --test faults -- --test-threads=2 ;;
+    ffi)  run_stage ffi scripts/test-ffi.sh ;;
+    docker) run_stage docker scripts/test-docker.sh ;;
     demo) run_stage demo bash -c 'export BPG=$PWD/target/debug/bpg DEMO_HOME=/tmp/betterpg-ci-demo DEMO_POOL=bpgcidemo; scripts/demo.sh && scripts/demo.sh --clean' ;;
     *) die "unknown stage $s (have: ${ALL_STAGES[*]})" ;;
   esac
