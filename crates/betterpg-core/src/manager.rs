@@ -493,8 +493,11 @@ impl BranchManager {
     /// Create a new, started, empty database cluster.
     pub async fn create(&self, name: &str, opts: CreateOptions) -> Result<Info> {
         validate_name(name)?;
-        let bin_dir = opts.pg_bin.clone().or_else(|| self.config.pg_bin.clone());
-        let bin = PgBin::discover(bin_dir.as_deref(), opts.pg_version)?;
+        let bin = PgBin::choose(
+            opts.pg_bin.as_deref(),
+            self.config.pg_bin.as_deref(),
+            opts.pg_version,
+        )?;
         let rt = self.runtime(opts.runtime.as_deref().unwrap_or("native"))?;
         if opts.image.is_some() && rt.default_image().is_none() {
             return Err(Error::Config(format!(
@@ -587,6 +590,14 @@ impl BranchManager {
         let spec = self.spec(&e).await?;
         let rt = self.runtime(&e.runtime)?;
         if rt.status(&spec).await? == RunStatus::Stopped {
+            // Another program on our port would make the server fail with
+            // a page of log: say what is wrong instead.
+            if !port_is_free(&self.config.listen_address, e.port) {
+                return Err(Error::Port(format!(
+                    "port {port} of {name:?} is in use by another program: stop it (`ss -ltnp 'sport = :{port}'` shows which) and run `bpg start {name}` again",
+                    port = e.port
+                )));
+            }
             rt.start(&spec).await?;
         }
         self.info(name).await

