@@ -63,7 +63,14 @@ enum Cmd {
         /// Port range to allocate from, e.g. 54320-54999.
         #[arg(long)]
         ports: Option<String>,
+        /// Storage backend: auto (the linked libzfs where usable, else the
+        /// zfs command), libzfs or cli.
+        #[arg(long)]
+        storage_backend: Option<String>,
     },
+    /// Check this machine and home: storage backend and why, ZFS flavour,
+    /// PostgreSQL binaries, OS user. Exits non-zero when something is missing.
+    Doctor,
     /// Create a new, started, empty database.
     Create {
         /// Name of the database.
@@ -92,6 +99,10 @@ enum Cmd {
         /// Crash-consistent: CHECKPOINT + snapshot, no backup mode.
         #[arg(long)]
         fast: bool,
+        /// Most pool space the branch may use (e.g. 10G); protects the source
+        /// and other branches from a branch that fills the pool.
+        #[arg(long)]
+        quota: Option<String>,
     },
     /// Throw a branch's changes away: branch its parent again under the same
     /// name and port.
@@ -101,6 +112,10 @@ enum Cmd {
         /// Crash-consistent: CHECKPOINT + snapshot, no backup mode.
         #[arg(long)]
         fast: bool,
+        /// Most pool space the branch may use (e.g. 10G); protects the source
+        /// and other branches from a branch that fills the pool.
+        #[arg(long)]
+        quota: Option<String>,
     },
     /// Show databases and branches as a tree, with pool usage.
     Status {
@@ -212,6 +227,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
             os_user,
             listen,
             ports,
+            storage_backend,
         } => {
             let storage = match (dataset, pool_file) {
                 (Some(ds), None) => InitStorage::Dataset(ds),
@@ -227,7 +243,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
             };
             let port_range = ports.map(|p| parse_ports(&p)).transpose()?;
-            let mgr = BranchManager::init(
+            let mgr = BranchManager::init_with_backend(
                 &cli.home,
                 InitOptions {
                     storage,
@@ -236,19 +252,22 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     listen_address: Some(listen),
                     port_range,
                 },
+                storage_backend.as_deref(),
             )
             .await?;
             if json {
                 print_json(mgr.config())?;
             } else {
                 println!(
-                    "initialised {} with dataset {} (storage: {})",
+                    "initialised {} with dataset {} (storage: {}: {})",
                     mgr.home().display(),
                     mgr.config().dataset,
-                    mgr.storage_backend()
+                    mgr.storage_backend(),
+                    mgr.storage_selection().reason
                 );
             }
         }
+        Cmd::Doctor => doctor(&cli.home, json).await?,
         Cmd::Create {
             name,
             pg_bin,
@@ -277,14 +296,28 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 );
             }
         }
-        Cmd::Branch { source, name, fast } => {
+        Cmd::Branch {
+            source,
+            name,
+            fast,
+            quota,
+        } => {
             let mgr = BranchManager::open(&cli.home).await?;
             let mode = if fast {
                 SnapshotMode::CrashConsistent
             } else {
                 SnapshotMode::ApplicationConsistent
             };
-            let r = mgr.branch(&source, &name, BranchOptions { mode }).await?;
+            let r = mgr
+                .branch(
+                    &source,
+                    &name,
+                    BranchOptions {
+                        mode,
+                        quota: quota.as_deref().map(parse_size).transpose()?,
+                    },
+                )
+                .await?;
             if json {
                 print_json(&r)?;
             } else {
@@ -306,14 +339,22 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 println!("{}", r.branch.url);
             }
         }
-        Cmd::Reset { name, fast } => {
+        Cmd::Reset { name, fast, quota } => {
             let mgr = BranchManager::open(&cli.home).await?;
             let mode = if fast {
                 SnapshotMode::CrashConsistent
             } else {
                 SnapshotMode::ApplicationConsistent
             };
-            let r = mgr.reset(&name, BranchOptions { mode }).await?;
+            let r = mgr
+                .reset(
+                    &name,
+                    BranchOptions {
+                        mode,
+                        quota: quota.as_deref().map(parse_size).transpose()?,
+                    },
+                )
+                .await?;
             if json {
                 print_json(&r)?;
             } else {
@@ -433,6 +474,118 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// `bpg doctor`: what this machine and home would use, and what is missing.
+async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
+    use betterpg_core::home::Home;
+    use betterpg_core::osuser::OsUser;
+    use betterpg_core::pg::PgBin;
+    use betterpg_core::storage::{self, ZfsCli, ZfsFlavor};
+    use serde_json::json;
+
+    let mut problems: Vec<String> = Vec::new();
+    let cfg = match Home::new(home).load_config() {
+        Ok(c) => Some(c),
+        Err(Error::NotInitialized { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let requested = cfg.as_ref().and_then(|c| c.storage_backend.clone());
+    let storage = match storage::select(requested.as_deref()).await {
+        Ok((s, sel)) => json!({
+            "backend": sel.backend,
+            "name": s.backend_name(),
+            "requested": sel.requested,
+            "reason": sel.reason,
+            "libzfs_compiled": storage::LIBZFS_COMPILED,
+        }),
+        Err(e) => {
+            problems.push(format!("storage: {e}"));
+            json!({ "error": e.to_string(), "libzfs_compiled": storage::LIBZFS_COMPILED })
+        }
+    };
+    let zfs = ZfsCli::default();
+    let flavor = match zfs.flavor().await {
+        ZfsFlavor::OpenZfs => "openzfs",
+        ZfsFlavor::Legacy => "legacy (zfs-fuse)",
+    };
+    let pools_ok = std::process::Command::new("zpool")
+        .arg("list")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !pools_ok {
+        problems
+            .push("zfs: `zpool list` fails: no ZFS daemon/module (run scripts/setup.sh)".into());
+    }
+    let pg = match PgBin::discover(cfg.as_ref().and_then(|c| c.pg_bin.as_deref()), None) {
+        Ok(b) => json!({ "bin": b.dir, "major": b.major }),
+        Err(e) => {
+            problems.push(format!("postgres: {e}"));
+            json!({ "error": e.to_string() })
+        }
+    };
+    let user = match OsUser::resolve(cfg.as_ref().and_then(|c| c.os_user.as_deref())) {
+        Ok(u) => json!({ "name": u.name, "uid": u.uid }),
+        Err(e) => {
+            problems.push(format!("os user: {e}"));
+            json!({ "error": e.to_string() })
+        }
+    };
+    let report = json!({
+        "home": home,
+        "initialised": cfg.is_some(),
+        "storage": storage,
+        "zfs": { "flavor": flavor, "zpool_list_ok": pools_ok },
+        "postgres": pg,
+        "os_user": user,
+        "problems": problems,
+    });
+    if json {
+        print_json(&report)?;
+    } else {
+        let field = |v: &serde_json::Value, k: &str| match &v[k] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "-".into(),
+            other => other.to_string(),
+        };
+        let s = &report["storage"];
+        println!(
+            "home:     {} ({})",
+            home.display(),
+            if cfg.is_some() {
+                "initialised"
+            } else {
+                "not initialised"
+            }
+        );
+        match s.get("error") {
+            Some(e) => println!("storage:  ERROR {}", e.as_str().unwrap_or_default()),
+            None => println!("storage:  {} — {}", field(s, "name"), field(s, "reason")),
+        }
+        println!(
+            "zfs:      {flavor} userland, zpool list {}",
+            if pools_ok { "ok" } else { "FAILS" }
+        );
+        let p = &report["postgres"];
+        match p.get("error") {
+            Some(e) => println!("postgres: ERROR {}", e.as_str().unwrap_or_default()),
+            None => println!("postgres: {} in {}", field(p, "major"), field(p, "bin")),
+        }
+        let u = &report["os_user"];
+        match u.get("error") {
+            Some(e) => println!("os user:  ERROR {}", e.as_str().unwrap_or_default()),
+            None => println!("os user:  {} (uid {})", field(u, "name"), field(u, "uid")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "doctor found problems: {}",
+            problems.join("; ")
+        )))
+    }
 }
 
 fn parse_ports(s: &str) -> Result<(u16, u16), Error> {

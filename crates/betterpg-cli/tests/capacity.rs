@@ -208,10 +208,9 @@ async fn a_full_pool_fails_the_writer_warns_and_destroy_gives_the_space_back() {
     assert_consistent(&env);
 }
 
-/// Evidence for the proposed fix: with a ZFS quota on the branch (set by
-/// hand here, `zfs set quota=64M`), the branch hits its quota, not the
-/// pool, and the source and the other branch keep reading AND writing, with
-/// no server restart.
+/// With `bpg branch --quota`, the branch hits its quota, not the pool, and
+/// the source and the other branch keep reading AND writing, with no server
+/// restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quota_on_the_branch_keeps_the_source_writing() {
     let _serial = SERIAL.lock().await;
@@ -226,16 +225,17 @@ async fn a_quota_on_the_branch_keeps_the_source_writing() {
     .await
     .unwrap();
     let bystander = url_of(&bpg.json(&["branch", "prod", "bystander"]));
-    let filler = bpg.json(&["branch", "prod", "filler"]);
+    let filler = bpg.json(&["branch", "prod", "filler", "--quota", "64M"]);
     let o = Command::new("zfs")
-        .args([
-            "set",
-            "quota=64M",
-            filler["branch"]["dataset"].as_str().unwrap(),
-        ])
+        .args(["get", "-H", "-p", "-o", "value", "quota"])
+        .arg(filler["branch"]["dataset"].as_str().unwrap())
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        (64u64 << 20).to_string(),
+        "bpg branch --quota did not set the ZFS quota"
+    );
     let started: String = src
         .query_one("SELECT pg_postmaster_start_time()::text", &[])
         .await

@@ -36,6 +36,18 @@ use crate::pg::{cluster, wal, BackupSession};
 use crate::runtime::{InstanceSpec, RunStatus};
 use crate::util::now_unix;
 
+/// Smallest quota accepted: a cluster needs some room to start at all.
+pub const MIN_QUOTA: u64 = 64 << 20;
+
+fn check_quota(q: Option<u64>) -> Result<()> {
+    match q {
+        Some(b) if b < MIN_QUOTA => Err(Error::Config(format!(
+            "a quota of {b} bytes is too small for a PostgreSQL cluster: give at least 64M"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// What has been made so far, to undo on failure.
 #[derive(Default)]
 struct Undo {
@@ -79,6 +91,7 @@ impl BranchManager {
         let t0 = Instant::now();
         validate_name(source)?;
         validate_name(name)?;
+        check_quota(opts.quota)?;
         let src = self.entry(source)?;
         if !src.is_ready() {
             return Err(Error::InvalidState(format!(
@@ -120,6 +133,7 @@ impl BranchManager {
     pub async fn reset(&self, name: &str, opts: BranchOptions) -> Result<BranchReport> {
         let t0 = Instant::now();
         validate_name(name)?;
+        check_quota(opts.quota)?;
         let (src, entry) = {
             let mut cat = self.lock()?;
             let e = cat
@@ -323,6 +337,9 @@ impl BranchManager {
         timer.lap("clone");
         fault::point("after_clone").await?;
 
+        if let Some(q) = opts.quota {
+            self.storage.set_quota(&entry.dataset, q).await?;
+        }
         let mp = self.mountpoint(&entry.dataset).await?;
         let data_dir = mp.join(PGDATA_SUBDIR);
         cluster::detach_clone(&data_dir)?;

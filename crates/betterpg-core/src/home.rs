@@ -51,6 +51,10 @@ pub struct Config {
     /// Seconds to wait for a server to accept a query after start.
     #[serde(default = "default_start_timeout")]
     pub start_timeout_secs: u64,
+    /// Storage backend: `auto` (when unset: the linked libzfs where usable,
+    /// else the `zfs` command), `libzfs` or `cli`; see [`crate::storage::select`].
+    #[serde(default)]
+    pub storage_backend: Option<String>,
 }
 
 fn default_start_timeout() -> u64 {
@@ -70,6 +74,7 @@ impl Config {
             port_end: DEFAULT_PORT_END,
             pool_file: None,
             start_timeout_secs: default_start_timeout(),
+            storage_backend: None,
         }
     }
 }

@@ -100,6 +100,11 @@ pub enum SnapshotMode {
 pub struct BranchOptions {
     /// How to snapshot a running source.
     pub mode: SnapshotMode,
+    /// Most pool space the branch may use (a ZFS `quota`), in bytes. A
+    /// branch that fills it gets PostgreSQL's own disk-full error while its
+    /// source and the other branches keep writing; without it, one branch
+    /// can fill the pool for everyone.
+    pub quota: Option<u64>,
 }
 
 /// A database or branch as `status` reports it.
@@ -182,6 +187,8 @@ pub struct BranchManager {
     pub(crate) home: Home,
     pub(crate) config: Config,
     pub(crate) storage: Arc<dyn Storage>,
+    /// Which storage backend is in use, and why.
+    pub(crate) storage_selection: crate::storage::Selection,
     /// Runtimes by name; an entry's `runtime` field picks one.
     pub(crate) runtimes: Vec<Arc<dyn Runtime>>,
     pub(crate) user: OsUser,
@@ -191,6 +198,16 @@ impl BranchManager {
     /// Initialise a home: record where datasets live (creating a file-backed
     /// pool and/or the root dataset when asked) and the defaults.
     pub async fn init(home: impl Into<PathBuf>, opts: InitOptions) -> Result<BranchManager> {
+        Self::init_with_backend(home, opts, None).await
+    }
+
+    /// [`BranchManager::init`], recording a storage backend choice in the
+    /// config: `auto` (`None`), `libzfs` or `cli` (see [`crate::storage::select`]).
+    pub async fn init_with_backend(
+        home: impl Into<PathBuf>,
+        opts: InitOptions,
+        storage_backend: Option<&str>,
+    ) -> Result<BranchManager> {
         let home = Home::new(absolute(home.into())?);
         match home.load_config() {
             Ok(cfg) => {
@@ -220,6 +237,7 @@ impl BranchManager {
                 None
             }
         };
+        let (storage, storage_selection) = crate::storage::select(storage_backend).await?;
         let zfs = ZfsCli::default();
         let mut created_pool: Option<(String, PathBuf)> = None;
         let dataset = match &opts.storage {
@@ -244,6 +262,7 @@ impl BranchManager {
             return Err(e);
         }
         let mut cfg = Config::new(dataset);
+        cfg.storage_backend = storage_backend.map(str::to_string);
         cfg.pg_bin = pg_bin;
         cfg.os_user = opts.os_user.clone();
         if let Some(l) = opts.listen_address {
@@ -261,7 +280,8 @@ impl BranchManager {
         Ok(BranchManager {
             home,
             config: cfg,
-            storage: Arc::new(zfs),
+            storage,
+            storage_selection,
             runtimes: default_runtimes(),
             user,
         })
@@ -323,10 +343,13 @@ impl BranchManager {
         }
         let config = home.load_config()?;
         let user = OsUser::resolve(config.os_user.as_deref())?;
+        let (storage, storage_selection) =
+            crate::storage::select(config.storage_backend.as_deref()).await?;
         Ok(BranchManager {
             home,
             config,
-            storage: Arc::new(ZfsCli::default()),
+            storage,
+            storage_selection,
             runtimes: default_runtimes(),
             user,
         })
@@ -359,6 +382,14 @@ impl BranchManager {
 
     /// Replace the storage backend (tests, other backends).
     pub fn with_storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage_selection = crate::storage::Selection {
+            backend: "custom",
+            requested: "custom".into(),
+            reason: format!(
+                "set with BranchManager::with_storage: {}",
+                storage.backend_name()
+            ),
+        };
         self.storage = storage;
         self
     }
@@ -376,6 +407,11 @@ impl BranchManager {
     /// Name of the storage backend in use.
     pub fn storage_backend(&self) -> String {
         self.storage.backend_name()
+    }
+
+    /// Which storage backend is in use and why (see [`crate::storage::select`]).
+    pub fn storage_selection(&self) -> &crate::storage::Selection {
+        &self.storage_selection
     }
 
     pub(crate) fn dataset_for(&self, name: &str) -> String {
@@ -711,7 +747,10 @@ impl BranchManager {
     /// Status of every database and branch, parents before their branches.
     pub async fn status(&self) -> Result<Vec<Info>> {
         let entries: Vec<Entry> = self.lock()?.entries().cloned().collect();
-        let datasets = self.storage.list(&self.config.dataset).await?;
+        let datasets = match self.storage.list(&self.config.dataset).await {
+            Err(Error::NotFound { .. }) => return Err(self.root_missing()),
+            other => other?,
+        };
         let mut out = Vec::with_capacity(entries.len());
         for e in tree_order(&entries) {
             let ds = datasets.iter().find(|d| d.name == e.dataset);
@@ -751,6 +790,25 @@ impl BranchManager {
             pg_version: e.pg_major,
             created_at: e.created_at,
         })
+    }
+
+    /// The error for a root dataset that is not there (pool not imported).
+    fn root_missing(&self) -> Error {
+        let pool = self.config.dataset.split('/').next().unwrap_or_default();
+        let how = match &self.config.pool_file {
+            Some(f) => format!(
+                "`zpool import -d {} {pool}`",
+                f.parent()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ),
+            None => format!("`zpool import {pool}`"),
+        };
+        Error::NotFound {
+            what: "ZFS dataset",
+            name: self.config.dataset.clone(),
+            hint: format!(": is the pool {pool} imported? Import it with {how}"),
+        }
     }
 
     /// Space of the pool holding the datasets.

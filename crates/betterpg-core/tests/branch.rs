@@ -9,6 +9,7 @@ use betterpg_core::{BranchManager, BranchOptions, CreateOptions, SnapshotMode};
 fn fast() -> BranchOptions {
     BranchOptions {
         mode: SnapshotMode::CrashConsistent,
+        ..Default::default()
     }
 }
 

@@ -479,6 +479,7 @@ async fn containerised_branches_under_writer_hold_every_acknowledged_commit() {
             "quick",
             BranchOptions {
                 mode: SnapshotMode::CrashConsistent,
+                ..Default::default()
             },
         )
         .await

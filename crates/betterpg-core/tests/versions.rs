@@ -29,6 +29,7 @@ async fn env() -> (TestEnv, BranchManager) {
 fn fast() -> BranchOptions {
     BranchOptions {
         mode: SnapshotMode::CrashConsistent,
+        ..Default::default()
     }
 }
 

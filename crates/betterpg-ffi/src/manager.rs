@@ -206,7 +206,14 @@ pub unsafe extern "C" fn betterpg_manager_branch(
         let source = unsafe { arg_str(source, "source") }?;
         let name = unsafe { arg_str(name, "name") }?;
         let mode = mode_of(mode)?;
-        let report = m.inner.branch(source, name, BranchOptions { mode })?;
+        let report = m.inner.branch(
+            source,
+            name,
+            BranchOptions {
+                mode,
+                ..Default::default()
+            },
+        )?;
         let c = if out_report.is_null() {
             None
         } else {

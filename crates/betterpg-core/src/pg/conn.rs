@@ -25,11 +25,17 @@ impl ConnInfo {
     /// A `postgresql://` URL for clients. Passwords betterpg generates are
     /// alphanumeric; anything else is percent-encoded.
     pub fn url(&self) -> String {
+        // An IPv6 literal needs brackets in a URL.
+        let host = if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         format!(
             "postgresql://{}:{}@{}:{}/{}",
             pct(&self.user),
             pct(&self.password),
-            self.host,
+            host,
             self.port,
             pct(&self.dbname)
         )
@@ -45,6 +51,16 @@ impl ConnInfo {
             .application_name("betterpg")
             .connect_timeout(Duration::from_secs(10));
         c
+    }
+
+    async fn connect_raw(&self) -> std::result::Result<Client, tokio_postgres::Error> {
+        let (client, conn) = self.config().connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection closed: {e}");
+            }
+        });
+        Ok(client)
     }
 
     /// Open a connection; the connection task runs on the current runtime
@@ -72,12 +88,22 @@ impl ConnInfo {
     pub async fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            let last = match self.connect().await {
+            let last = match self.connect_raw().await {
                 Ok(c) => match c.simple_query("SELECT 1").await {
                     Ok(_) => return Ok(()),
                     Err(e) => Error::from(e).to_string(),
                 },
-                Err(e) => e.to_string(),
+                // The server answered and refused us: waiting will not help.
+                Err(e) if is_auth_failure(&e) => {
+                    return Err(Error::Postgres(format!(
+                        "the server on port {} refuses the stored password for {:?} ({}): restore the password file under HOME/secrets, or set it on the server with ALTER ROLE {} PASSWORD",
+                        self.port,
+                        self.user,
+                        Error::from(e).to_string().trim_start_matches("postgres: "),
+                        self.user
+                    )))
+                }
+                Err(e) => Error::from(e).to_string(),
             };
             if Instant::now() >= deadline {
                 return Err(Error::Timeout(format!(
@@ -89,6 +115,13 @@ impl ConnInfo {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// True for "password authentication failed" and "no pg_hba.conf entry"
+/// (SQLSTATE class 28: invalid authorization).
+fn is_auth_failure(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|d| d.code().code().starts_with("28"))
 }
 
 fn pct(s: &str) -> String {

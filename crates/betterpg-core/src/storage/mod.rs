@@ -6,16 +6,19 @@
 //! store that can do that (ZFS through its CLI today; libzfs, btrfs or XFS
 //! reflinks later) plugs in here without touching the recipe.
 
+#[cfg(feature = "libzfs")]
+pub mod libzfs;
 mod zfs_cli;
 
 pub use zfs_cli::{parse_get_output, ZfsCli, ZfsFlavor};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Prefix of every user property betterpg writes (`betterpg:kind` ...).
 pub const PROP_PREFIX: &str = "betterpg:";
@@ -106,6 +109,15 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// children go too (clones elsewhere still block it).
     async fn destroy(&self, name: &str, force: bool) -> Result<()>;
 
+    /// Limit the space `dataset` (and its descendants) may use, in bytes.
+    async fn set_quota(&self, dataset: &str, bytes: u64) -> Result<()> {
+        let _ = (dataset, bytes);
+        Err(crate::Error::Unsupported(format!(
+            "the {} storage backend cannot set quotas",
+            self.backend_name()
+        )))
+    }
+
     /// Set user properties on a dataset.
     async fn set_props(&self, name: &str, props: &[(&str, &str)]) -> Result<()>;
 
@@ -117,4 +129,97 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Space of the pool that holds `dataset`.
     async fn pool_space(&self, dataset: &str) -> Result<PoolSpace>;
+}
+
+/// Which storage backend [`select`] chose, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Selection {
+    /// `"libzfs"` or `"cli"` (`"custom"` after `BranchManager::with_storage`).
+    pub backend: &'static str,
+    /// What was asked for: `"auto"`, `"libzfs"` or `"cli"`.
+    pub requested: String,
+    /// Why this backend, in one sentence (the fallback reason included).
+    pub reason: String,
+}
+
+/// Whether this build links libzfs (cargo feature `libzfs`).
+pub const LIBZFS_COMPILED: bool = cfg!(feature = "libzfs");
+
+/// Backend names accepted by [`select`] (and `storage_backend` in the config).
+pub const BACKENDS: &[&str] = &["auto", "libzfs", "cli"];
+
+/// Choose the storage backend: `requested` is `None`/`"auto"` (the linked
+/// library where usable, the `zfs` command otherwise), `"libzfs"` (the
+/// library or an error saying why not) or `"cli"`.
+pub async fn select(requested: Option<&str>) -> Result<(Arc<dyn Storage>, Selection)> {
+    let requested = requested.unwrap_or("auto").trim().to_ascii_lowercase();
+    // The CLI backend, its userland detected now so that its name says which.
+    let cli = |reason: String, requested: String| async move {
+        let zfs = ZfsCli::default();
+        let flavor = match zfs.flavor().await {
+            ZfsFlavor::OpenZfs => "OpenZFS",
+            ZfsFlavor::Legacy => "zfs-fuse/legacy",
+        };
+        let storage: Arc<dyn Storage> = Arc::new(zfs);
+        (
+            storage,
+            Selection {
+                backend: "cli",
+                requested,
+                reason: format!("{reason} ({flavor} userland)"),
+            },
+        )
+    };
+    match requested.as_str() {
+        "cli" | "zfs-cli" => Ok(cli("configured: storage_backend = cli".into(), "cli".into()).await),
+        "auto" | "libzfs" => match open_libzfs().await {
+            Ok((lib, why)) => Ok((
+                lib,
+                Selection {
+                    backend: "libzfs",
+                    reason: if requested == "auto" {
+                        format!("auto: {why}")
+                    } else {
+                        format!("configured: storage_backend = libzfs; {why}")
+                    },
+                    requested,
+                },
+            )),
+            Err(why) if requested == "auto" => {
+                tracing::info!("storage: libzfs not used ({why}); falling back to the zfs CLI");
+                Ok(cli(
+                    format!("auto: libzfs not usable ({why}); using the zfs command"),
+                    requested,
+                )
+                .await)
+            }
+            Err(why) => Err(Error::Unsupported(format!(
+                "storage backend libzfs was asked for but is not usable: {why} (use `auto` or `cli`)"
+            ))),
+        },
+        other => Err(Error::Config(format!(
+            "unknown storage backend {other:?}: use one of {}",
+            BACKENDS.join(", ")
+        ))),
+    }
+}
+
+#[cfg(feature = "libzfs")]
+async fn open_libzfs() -> std::result::Result<(Arc<dyn Storage>, String), String> {
+    let lib = tokio::task::spawn_blocking(libzfs::Libzfs::open)
+        .await
+        .map_err(|e| format!("libzfs probe failed: {e}"))??;
+    let v = lib.versions().clone();
+    Ok((
+        Arc::new(lib),
+        format!(
+            "libzfs {} with kernel module {} (built for OpenZFS {})",
+            v.userland, v.kernel, v.built_for
+        ),
+    ))
+}
+
+#[cfg(not(feature = "libzfs"))]
+async fn open_libzfs() -> std::result::Result<(Arc<dyn Storage>, String), String> {
+    Err("this build has no libzfs support (cargo feature `libzfs` is off)".into())
 }

@@ -406,7 +406,26 @@ impl Storage for ZfsCli {
             args.push("-r".into());
         }
         args.push(name.into());
-        self.run(&args).await.map(drop)
+        // zfs-fuse transiently reports a dataset it just made, cloned or
+        // unmounted as busy; OpenZFS does not. Retry briefly there only.
+        let mut tries = 0;
+        loop {
+            match self.run(&args).await {
+                Err(Error::Zfs(m))
+                    if m.contains("dataset is busy")
+                        && tries < 20
+                        && self.flavor().await == ZfsFlavor::Legacy =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                r => return r.map(drop),
+            }
+        }
+    }
+
+    async fn set_quota(&self, dataset: &str, bytes: u64) -> Result<()> {
+        self.set_native(dataset, "quota", &bytes.to_string()).await
     }
 
     async fn set_props(&self, name: &str, props: &[(&str, &str)]) -> Result<()> {
