@@ -303,20 +303,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             quota,
         } => {
             let mgr = BranchManager::open(&cli.home).await?;
-            let mode = if fast {
-                SnapshotMode::CrashConsistent
-            } else {
-                SnapshotMode::ApplicationConsistent
-            };
             let r = mgr
-                .branch(
-                    &source,
-                    &name,
-                    BranchOptions {
-                        mode,
-                        quota: quota.as_deref().map(parse_size).transpose()?,
-                    },
-                )
+                .branch(&source, &name, branch_options(fast, quota)?)
                 .await?;
             if json {
                 print_json(&r)?;
@@ -341,20 +329,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Cmd::Reset { name, fast, quota } => {
             let mgr = BranchManager::open(&cli.home).await?;
-            let mode = if fast {
-                SnapshotMode::CrashConsistent
-            } else {
-                SnapshotMode::ApplicationConsistent
-            };
-            let r = mgr
-                .reset(
-                    &name,
-                    BranchOptions {
-                        mode,
-                        quota: quota.as_deref().map(parse_size).transpose()?,
-                    },
-                )
-                .await?;
+            let r = mgr.reset(&name, branch_options(fast, quota)?).await?;
             if json {
                 print_json(&r)?;
             } else {
@@ -586,6 +561,18 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
             problems.join("; ")
         )))
     }
+}
+
+/// `--fast` and `--quota` of `branch` and `reset`.
+fn branch_options(fast: bool, quota: Option<String>) -> Result<BranchOptions, Error> {
+    Ok(BranchOptions {
+        mode: if fast {
+            SnapshotMode::CrashConsistent
+        } else {
+            SnapshotMode::ApplicationConsistent
+        },
+        quota: quota.as_deref().map(parse_size).transpose()?,
+    })
 }
 
 fn parse_ports(s: &str) -> Result<(u16, u16), Error> {

@@ -2,74 +2,24 @@
 
 #[path = "../../betterpg-core/tests/common/mod.rs"]
 mod common;
+mod support;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use common::*;
-use serde_json::Value;
-
-struct Bpg<'a> {
-    env: &'a TestEnv,
-}
-
-impl Bpg<'_> {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_bpg"))
-            .arg("--home")
-            .arg(&self.env.home)
-            .args(args)
-            .output()
-            .expect("run bpg")
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "bpg {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&o.stderr),
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&a)).expect("valid JSON")
-    }
-    /// Run expecting failure; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(!o.status.success(), "bpg {args:?} should fail");
-        let err = String::from_utf8(o.stderr).unwrap();
-        assert!(err.starts_with("error: "), "stderr: {err}");
-        err
-    }
-}
+use support::*;
 
 fn setup() -> TestEnv {
     std::env::set_var("BPG_TEST_PORT_BASE", "55500");
     let env = TestEnv::plan("bpgc");
-    let (a, b) = env.ports;
-    let bpg = Bpg { env: &env };
-    let file = env.pool_file.to_string_lossy().into_owned();
-    bpg.ok(&[
-        "init",
-        "--pool-file",
-        &file,
-        "--size",
-        "1G",
-        "--pool",
-        &env.pool,
-        "--ports",
-        &format!("{a}-{b}"),
-    ]);
+    init(&env, "1G");
     env
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_flow_through_the_cli() {
     let env = setup();
-    let bpg = Bpg { env: &env };
+    let bpg = Bpg::of(&env);
     // init twice is refused
     let err = bpg.fails(&["init", "--dataset", &format!("{}/betterpg", env.pool)]);
     assert!(err.contains("already exists"), "{err}");
@@ -168,7 +118,7 @@ async fn full_flow_through_the_cli() {
 #[test]
 fn bad_input_fails_with_one_clear_line_and_changes_nothing() {
     let env = setup();
-    let bpg = Bpg { env: &env };
+    let bpg = Bpg::of(&env);
     let catalog = || std::fs::read_to_string(env.home.join("catalog.json")).unwrap_or_default();
     let before = catalog();
     for bad in ["a/b", "x y", "..", "a@b", "$(id)", "é"] {

@@ -7,13 +7,14 @@
 
 #[path = "../../betterpg-core/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
+use support::*;
 
 const STEPS: &[&str] = &[
     "after_backup_start",
@@ -24,51 +25,17 @@ const STEPS: &[&str] = &[
     "before_catalog",
 ];
 
-struct Bpg<'a> {
-    env: &'a TestEnv,
-}
-
-impl Bpg<'_> {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_bpg"));
-        c.arg("--home").arg(&self.env.home).args(args);
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run bpg")
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "bpg {args:?} failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&a)).unwrap()
-    }
+/// `bpg --home HOME ARGS` as a command, to add environment or pipes.
+fn bpg_cmd(env: &TestEnv, args: &[&str]) -> Command {
+    let mut c = Command::new(bpg_exe());
+    c.arg("--home").arg(&env.home).args(args);
+    c
 }
 
 fn setup() -> TestEnv {
     std::env::set_var("BPG_TEST_PORT_BASE", "55700");
     let env = TestEnv::plan("bpgt");
-    let (a, b) = env.ports;
-    let file = env.pool_file.to_string_lossy().into_owned();
-    Bpg { env: &env }.ok(&[
-        "init",
-        "--pool-file",
-        &file,
-        "--size",
-        "1G",
-        "--pool",
-        &env.pool,
-        "--ports",
-        &format!("{a}-{b}"),
-    ]);
+    init(&env, "1G");
     env
 }
 
@@ -160,11 +127,10 @@ async fn make_prod(bpg: &Bpg<'_>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_error_at_every_step_leaves_nothing_behind() {
     let env = setup();
-    let bpg = Bpg { env: &env };
+    let bpg = Bpg::of(&env);
     let url = make_prod(&bpg).await;
     for step in STEPS {
-        let o = bpg
-            .cmd(&["branch", "prod", "dev"])
+        let o = bpg_cmd(&env, &["branch", "prod", "dev"])
             .env("BETTERPG_FAULT", step)
             .output()
             .unwrap();
@@ -189,11 +155,10 @@ async fn injected_error_at_every_step_leaves_nothing_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_every_step_is_cleaned_by_gc() {
     let env = setup();
-    let bpg = Bpg { env: &env };
+    let bpg = Bpg::of(&env);
     let url = make_prod(&bpg).await;
     for step in STEPS {
-        let mut child = bpg
-            .cmd(&["branch", "prod", "dev"])
+        let mut child = bpg_cmd(&env, &["branch", "prod", "dev"])
             .env("BETTERPG_FAULT", format!("{step}:pause"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -274,10 +239,9 @@ async fn sigkill_at_every_step_is_cleaned_by_gc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_killed_mid_branch_fails_cleanly_and_recovers() {
     let env = setup();
-    let bpg = Bpg { env: &env };
+    let bpg = Bpg::of(&env);
     let url = make_prod(&bpg).await;
-    let mut child = bpg
-        .cmd(&["branch", "prod", "dev"])
+    let mut child = bpg_cmd(&env, &["branch", "prod", "dev"])
         .env("BETTERPG_FAULT", "after_backup_start:sleep=2")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -341,7 +305,7 @@ async fn source_killed_mid_branch_fails_cleanly_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn branch_server_that_cannot_start_fails_with_its_log_and_leaves_nothing() {
     let env = setup();
-    let bpg = Bpg { env: &env };
+    let bpg = Bpg::of(&env);
     let url = make_prod(&bpg).await;
     // A setting the running source never re-reads, but a branch of it will.
     let c = connect(&url).await;
