@@ -1,0 +1,400 @@
+//! `betterpg.BranchManager`: the blocking core manager, made safe to share
+//! between Python threads and to survive `fork`.
+//!
+//! Every call releases the GIL (`Python::detach`) while the core works, so
+//! other Python threads run meanwhile. The core's blocking manager owns a
+//! multi-threaded tokio runtime; after `fork` the child has none of its
+//! threads, and blocking on it (or even dropping it, which joins them) would
+//! hang. So the manager records the pid that opened it: in any other process
+//! (a forked child) the first call opens a fresh core manager, with a fresh
+//! runtime, on the same home, and the inherited one is leaked on purpose,
+//! never used or dropped.
+
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
+
+use betterpg_core::blocking::BranchManager as Blocking;
+use betterpg_core::{BranchOptions, CreateOptions, Error, InitOptions, InitStorage, SnapshotMode};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyType};
+
+use crate::errors::to_pyerr;
+use crate::types::{PyBranch, PyInfo, PyPoolUsage};
+
+/// Home used when none is given and `BPG_HOME` is unset (the CLI's default).
+pub const DEFAULT_HOME: &str = "/var/lib/betterpg";
+
+/// The core manager and the process it belongs to.
+struct Handle {
+    pid: u32,
+    mgr: Option<Arc<Blocking>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            // Inherited through fork: its runtime's threads do not exist
+            // here, and dropping it would wait for them forever.
+            if let Some(m) = self.mgr.take() {
+                std::mem::forget(m);
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The process in which this thread last refreshed its `ThreadRng`.
+    static RNG_PID: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Make this thread's `rand::thread_rng()` forget values buffered before a
+/// fork.
+///
+/// The core draws names (replication slots, passwords) from `ThreadRng` on
+/// the thread that blocks on it, i.e. the Python thread. After `fork` that
+/// thread's generator still holds the block of output it buffered in the
+/// parent; rand 0.8 reseeds only when it generates the next block. Two
+/// children forked from one parent would otherwise draw the same "random"
+/// slot name and collide on the source. Drawing a whole buffer's worth (64
+/// words for ChaCha12) forces the reseed now. Done once per thread and
+/// process; costs nothing measurable.
+fn refresh_thread_rng_after_fork() {
+    let pid = std::process::id();
+    RNG_PID.with(|seen| {
+        if seen.get() != pid {
+            let mut rng = rand::thread_rng();
+            for _ in 0..64 {
+                rand::RngCore::next_u32(&mut rng);
+            }
+            seen.set(pid);
+        }
+    });
+}
+
+/// A size given as bytes or as text like "1G".
+#[derive(FromPyObject)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    fn bytes(self) -> Result<u64, Error> {
+        match self {
+            Size::Bytes(b) => Ok(b),
+            Size::Text(t) => betterpg_core::util::parse_size(&t),
+        }
+    }
+}
+
+/// Manages the databases and branches of one betterpg home.
+///
+/// Create one per process and share it between threads; every method
+/// releases the GIL while it works. Safe across `os.fork()`: a child
+/// transparently opens its own copy on first use.
+#[pyclass(module = "betterpg", name = "BranchManager", frozen)]
+pub struct PyBranchManager {
+    home: PathBuf,
+    handle: Mutex<Handle>,
+}
+
+impl PyBranchManager {
+    fn wrap(home: PathBuf, mgr: Blocking) -> Self {
+        PyBranchManager {
+            home,
+            handle: Mutex::new(Handle {
+                pid: std::process::id(),
+                mgr: Some(Arc::new(mgr)),
+            }),
+        }
+    }
+
+    /// Lock the handle. It is only ever held for a few instructions and never
+    /// across a GIL release, so a lock that stays taken can only have been
+    /// held by a thread that `fork` did not copy: report that instead of
+    /// waiting forever.
+    fn lock(&self) -> PyResult<MutexGuard<'_, Handle>> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match self.handle.try_lock() {
+                Ok(g) => return Ok(g),
+                Err(TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                        "betterpg.BranchManager: internal lock held by a thread that no longer exists \
+                         (fork() while another thread was using the manager): create a new BranchManager in this process",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The core manager for this process (re-opened after a fork).
+    fn core(&self, py: Python<'_>) -> PyResult<Arc<Blocking>> {
+        refresh_thread_rng_after_fork();
+        let pid = std::process::id();
+        {
+            let h = self.lock()?;
+            if h.pid == pid {
+                if let Some(m) = &h.mgr {
+                    return Ok(m.clone());
+                }
+            }
+        }
+        // A forked child: open a fresh manager (new runtime) on the same home.
+        let home = self.home.clone();
+        let fresh = Arc::new(
+            py.detach(move || Blocking::open(home))
+                .map_err(|e| to_pyerr(py, e))?,
+        );
+        let mut h = self.lock()?;
+        if h.pid != pid {
+            // Dropping the old Handle leaks the inherited manager (see Drop).
+            *h = Handle {
+                pid,
+                mgr: Some(fresh.clone()),
+            };
+            return Ok(fresh);
+        }
+        // Another thread of this child got there first.
+        Ok(h.mgr.clone().unwrap_or(fresh))
+    }
+
+    /// Run `f` on the core manager with the GIL released; map errors.
+    fn call<T, F>(&self, py: Python<'_>, f: F) -> PyResult<T>
+    where
+        F: FnOnce(&Blocking) -> Result<T, Error> + Send,
+        T: Send,
+    {
+        let mgr = self.core(py)?;
+        py.detach(move || f(&mgr)).map_err(|e| to_pyerr(py, e))
+    }
+
+    /// `destroy`, usable from other Rust code (the `Branch` context manager).
+    pub fn destroy(&self, py: Python<'_>, name: &str, force: bool) -> PyResult<()> {
+        self.call(py, |m| m.destroy(name, force))
+    }
+}
+
+fn resolve_home(home: Option<PathBuf>) -> PathBuf {
+    home.or_else(|| std::env::var_os("BPG_HOME").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_HOME))
+}
+
+#[pymethods]
+impl PyBranchManager {
+    /// Open an initialised home (`home`, else `$BPG_HOME`, else /var/lib/betterpg).
+    #[new]
+    #[pyo3(signature = (home = None))]
+    fn new(py: Python<'_>, home: Option<PathBuf>) -> PyResult<Self> {
+        let home = resolve_home(home);
+        let h = home.clone();
+        let mgr = py
+            .detach(move || Blocking::open(h))
+            .map_err(|e| to_pyerr(py, e))?;
+        Ok(Self::wrap(mgr.inner().home().to_path_buf(), mgr))
+    }
+
+    /// Initialise a home and return its manager.
+    ///
+    /// Either ``dataset`` (an existing pool, e.g. ``"tank/betterpg"``) or
+    /// ``pool_file`` + ``size`` + ``pool`` (a new pool on a sparse file).
+    #[classmethod]
+    #[pyo3(signature = (
+        home,
+        *,
+        dataset = None,
+        pool_file = None,
+        size = None,
+        pool = None,
+        pg_bin = None,
+        os_user = None,
+        listen_address = None,
+        port_range = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn init(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        home: PathBuf,
+        dataset: Option<String>,
+        pool_file: Option<PathBuf>,
+        size: Option<Size>,
+        pool: Option<String>,
+        pg_bin: Option<PathBuf>,
+        os_user: Option<String>,
+        listen_address: Option<String>,
+        port_range: Option<(u16, u16)>,
+    ) -> PyResult<Self> {
+        let storage = match (dataset, pool_file, size, pool) {
+            (Some(ds), None, None, None) => InitStorage::Dataset(ds),
+            (None, Some(file), Some(size), Some(pool)) => InitStorage::PoolFile {
+                file,
+                size: size.bytes().map_err(|e| to_pyerr(py, e))?,
+                pool,
+            },
+            _ => {
+                return Err(to_pyerr(
+                    py,
+                    Error::Config(
+                        "BranchManager.init needs either dataset=... or all of pool_file=..., size=..., pool=..."
+                            .into(),
+                    ),
+                ))
+            }
+        };
+        let opts = InitOptions {
+            storage,
+            pg_bin,
+            os_user,
+            listen_address,
+            port_range,
+        };
+        let h = home.clone();
+        let mgr = py
+            .detach(move || Blocking::init(h, opts))
+            .map_err(|e| to_pyerr(py, e))?;
+        Ok(Self::wrap(mgr.inner().home().to_path_buf(), mgr))
+    }
+
+    /// The home directory (absolute).
+    #[getter]
+    fn home(&self) -> PathBuf {
+        self.home.clone()
+    }
+
+    /// The parent ZFS dataset of every database and branch.
+    #[getter]
+    fn dataset(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.core(py)?.inner().config().dataset.clone())
+    }
+
+    /// The (first, last) ports this home allocates from.
+    #[getter]
+    fn port_range(&self, py: Python<'_>) -> PyResult<(u16, u16)> {
+        let m = self.core(py)?;
+        let c = m.inner().config();
+        Ok((c.port_start, c.port_end))
+    }
+
+    /// Create a new, started, empty database.
+    #[pyo3(signature = (name, *, pg_bin = None, pg_version = None, runtime = None, image = None))]
+    fn create(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        pg_bin: Option<PathBuf>,
+        pg_version: Option<u32>,
+        runtime: Option<String>,
+        image: Option<String>,
+    ) -> PyResult<PyInfo> {
+        let opts = CreateOptions {
+            pg_bin,
+            pg_version,
+            runtime,
+            image,
+        };
+        self.call(py, |m| m.create(name, opts)).map(PyInfo::from)
+    }
+
+    /// Make `name`, a new read-write server on a ZFS clone of `source`
+    /// (a database or branch), started. ``fast=True`` takes a
+    /// crash-consistent snapshot (no backup mode). ``quota`` (bytes, or text
+    /// like ``"2G"``) caps the pool space the branch may use, so it cannot
+    /// fill the pool for its source. Returns a `Branch`, a context manager
+    /// that destroys the branch on exit.
+    #[pyo3(signature = (source, name, fast = false, quota = None))]
+    fn branch(
+        slf: &Bound<'_, Self>,
+        source: &str,
+        name: &str,
+        fast: bool,
+        quota: Option<Size>,
+    ) -> PyResult<Py<PyBranch>> {
+        let py = slf.py();
+        let quota = quota
+            .map(|q| q.bytes())
+            .transpose()
+            .map_err(|e| to_pyerr(py, e))?;
+        let opts = BranchOptions {
+            mode: if fast {
+                SnapshotMode::CrashConsistent
+            } else {
+                SnapshotMode::ApplicationConsistent
+            },
+            quota,
+        };
+        let report = slf.get().call(py, |m| m.branch(source, name, opts))?;
+        Py::new(py, PyBranch::initializer(report, slf.clone().unbind()))
+    }
+
+    /// Destroy a database or branch. One with branches is refused
+    /// (`HasDependentsError`) unless ``force=True``, which destroys them too.
+    #[pyo3(name = "destroy", signature = (name, force = false))]
+    fn py_destroy(&self, py: Python<'_>, name: &str, force: bool) -> PyResult<()> {
+        self.destroy(py, name, force)
+    }
+
+    /// Start a stopped database or branch.
+    fn start(&self, py: Python<'_>, name: &str) -> PyResult<PyInfo> {
+        self.call(py, |m| m.start(name)).map(PyInfo::from)
+    }
+
+    /// Stop a database or branch (fast shutdown).
+    fn stop(&self, py: Python<'_>, name: &str) -> PyResult<PyInfo> {
+        self.call(py, |m| m.stop(name)).map(PyInfo::from)
+    }
+
+    /// Status of one database or branch.
+    fn info(&self, py: Python<'_>, name: &str) -> PyResult<PyInfo> {
+        self.call(py, |m| m.info(name)).map(PyInfo::from)
+    }
+
+    /// Without a name: every database and branch (parents first), as a
+    /// list. With a name: that one's `Info`.
+    #[pyo3(signature = (name = None))]
+    fn status<'py>(&self, py: Python<'py>, name: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+        match name {
+            Some(n) => Ok(Bound::new(py, self.info(py, n)?)?.into_any()),
+            None => Ok(self.list(py)?.into_any()),
+        }
+    }
+
+    /// Every database and branch, parents before their branches.
+    fn list<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let all = self.call(py, |m| m.status())?;
+        let objs = all
+            .into_iter()
+            .map(|i| Py::new(py, PyInfo::from(i)))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, objs)
+    }
+
+    /// Connection URL (with the password) of a database or branch.
+    fn url(&self, py: Python<'_>, name: &str) -> PyResult<String> {
+        self.call(py, |m| m.url(name))
+    }
+
+    /// The server log, or its last `tail` lines.
+    #[pyo3(signature = (name, tail = None))]
+    fn logs(&self, py: Python<'_>, name: &str, tail: Option<usize>) -> PyResult<String> {
+        self.call(py, |m| m.logs(name, tail))
+    }
+
+    /// Space of the pool holding the datasets.
+    fn pool_usage(&self, py: Python<'_>) -> PyResult<PyPoolUsage> {
+        self.call(py, |m| m.pool_usage()).map(PyPoolUsage::from)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "BranchManager(home={})",
+            crate::types::py_str(&self.home.display().to_string())
+        )
+    }
+}

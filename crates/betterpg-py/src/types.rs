@@ -1,0 +1,411 @@
+//! Result objects: `Info`, `Branch`, `StepTiming`, `PoolUsage`.
+//!
+//! Plain immutable snapshots of what the core returned; `Branch` adds the
+//! timing breakdown and a context manager that destroys the branch.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::manager::PyBranchManager;
+
+/// Replace the password of a `postgresql://user:password@...` URL with `***`.
+pub fn mask_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// `value` as a Python string literal (single quotes).
+pub fn py_str(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// `value` as a Python literal: a string or `None`.
+pub fn py_opt(value: Option<&str>) -> String {
+    value.map(py_str).unwrap_or_else(|| "None".into())
+}
+
+/// A database or branch as `status` reports it (a snapshot, not live).
+#[pyclass(module = "betterpg", name = "Info", frozen, subclass)]
+#[derive(Debug, Clone)]
+pub struct PyInfo {
+    /// Name.
+    #[pyo3(get)]
+    pub name: String,
+    /// "database" or "branch".
+    #[pyo3(get)]
+    pub kind: String,
+    /// Parent name (None for a database).
+    #[pyo3(get)]
+    pub parent: Option<String>,
+    /// "running" or "stopped".
+    #[pyo3(get)]
+    pub status: String,
+    /// "ready", "creating", "destroying" or "incomplete".
+    #[pyo3(get)]
+    pub state: String,
+    /// TCP port.
+    #[pyo3(get)]
+    pub port: u16,
+    /// Pool bytes used by its dataset.
+    #[pyo3(get)]
+    pub used_bytes: u64,
+    /// Bytes its dataset refers to.
+    #[pyo3(get)]
+    pub referenced_bytes: u64,
+    /// Connection URL, with the password (`postgresql://postgres:...@host:port/postgres`).
+    #[pyo3(get)]
+    pub url: String,
+    /// How a branch was made ("application-consistent" or "crash-consistent"); None for a database.
+    #[pyo3(get)]
+    pub mode: Option<String>,
+    /// Its ZFS dataset.
+    #[pyo3(get)]
+    pub dataset: String,
+    /// For a branch, the snapshot it was cloned from.
+    #[pyo3(get)]
+    pub snapshot: Option<String>,
+    /// Runtime name ("native").
+    #[pyo3(get)]
+    pub runtime: String,
+    /// PostgreSQL major version.
+    #[pyo3(get)]
+    pub pg_version: u32,
+    /// Unix time of creation.
+    #[pyo3(get)]
+    pub created_at: u64,
+}
+
+impl From<betterpg_core::Info> for PyInfo {
+    fn from(i: betterpg_core::Info) -> Self {
+        PyInfo {
+            name: i.name,
+            kind: i.kind.to_string(),
+            parent: i.parent,
+            status: i.status.to_string(),
+            state: i.state.to_string(),
+            port: i.port,
+            used_bytes: i.used_bytes,
+            referenced_bytes: i.referenced_bytes,
+            url: i.url,
+            mode: i.mode.map(str::to_string),
+            dataset: i.dataset,
+            snapshot: i.snapshot,
+            runtime: i.runtime,
+            pg_version: i.pg_version,
+            created_at: i.created_at,
+        }
+    }
+}
+
+impl PyInfo {
+    fn fill_dict(&self, d: &Bound<'_, PyDict>) -> PyResult<()> {
+        d.set_item("name", &self.name)?;
+        d.set_item("kind", &self.kind)?;
+        d.set_item("parent", &self.parent)?;
+        d.set_item("status", &self.status)?;
+        d.set_item("state", &self.state)?;
+        d.set_item("port", self.port)?;
+        d.set_item("used_bytes", self.used_bytes)?;
+        d.set_item("referenced_bytes", self.referenced_bytes)?;
+        d.set_item("url", &self.url)?;
+        d.set_item("mode", &self.mode)?;
+        d.set_item("dataset", &self.dataset)?;
+        d.set_item("snapshot", &self.snapshot)?;
+        d.set_item("runtime", &self.runtime)?;
+        d.set_item("pg_version", self.pg_version)?;
+        d.set_item("created_at", self.created_at)?;
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl PyInfo {
+    /// True for a branch, False for a database.
+    #[getter]
+    fn is_branch(&self) -> bool {
+        self.kind == "branch"
+    }
+
+    /// True when the server is running.
+    #[getter]
+    fn running(&self) -> bool {
+        self.status == "running"
+    }
+
+    /// Every field as a plain dict (JSON-serialisable; includes the URL with its password).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        self.fill_dict(&d)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Info(name={}, kind={}, parent={}, status={}, port={}, url={})",
+            py_str(&self.name),
+            py_str(&self.kind),
+            py_opt(self.parent.as_deref()),
+            py_str(&self.status),
+            self.port,
+            py_str(&mask_url(&self.url))
+        )
+    }
+}
+
+/// Time taken by one step of a branch call.
+#[pyclass(module = "betterpg", name = "StepTiming", frozen)]
+#[derive(Debug, Clone)]
+pub struct PyStepTiming {
+    /// Step name: backup_start, snapshot, backup_stop, clone, prepare, start ...
+    #[pyo3(get)]
+    pub step: String,
+    /// Milliseconds.
+    #[pyo3(get)]
+    pub millis: f64,
+}
+
+#[pymethods]
+impl PyStepTiming {
+    fn __repr__(&self) -> String {
+        format!(
+            "StepTiming(step={}, millis={:.1})",
+            py_str(&self.step),
+            self.millis
+        )
+    }
+}
+
+/// A branch just made by `BranchManager.branch`: an `Info` plus the timing
+/// breakdown. A context manager: leaving the `with` block destroys the
+/// branch (and any branch made of it).
+#[pyclass(module = "betterpg", name = "Branch", frozen, extends = PyInfo)]
+pub struct PyBranch {
+    steps: Vec<(String, f64)>,
+    /// Whole branch call, milliseconds.
+    #[pyo3(get)]
+    total_millis: f64,
+    /// Whether the source was running (a stopped source needs no backup mode).
+    #[pyo3(get)]
+    source_was_running: bool,
+    /// WAL copied from the source into the branch, bytes.
+    #[pyo3(get)]
+    wal_bytes_copied: u64,
+    manager: Py<PyBranchManager>,
+    destroyed: AtomicBool,
+}
+
+impl PyBranch {
+    /// The initializer for a `Branch` object made from a core report.
+    pub fn initializer(
+        report: betterpg_core::BranchReport,
+        manager: Py<PyBranchManager>,
+    ) -> PyClassInitializer<PyBranch> {
+        let steps = report
+            .timings
+            .iter()
+            .map(|t| (t.step.to_string(), t.millis))
+            .collect();
+        PyClassInitializer::from(PyInfo::from(report.branch)).add_subclass(PyBranch {
+            steps,
+            total_millis: report.total_millis,
+            source_was_running: report.source_was_running,
+            wal_bytes_copied: report.wal_bytes_copied,
+            manager,
+            destroyed: AtomicBool::new(false),
+        })
+    }
+}
+
+#[pymethods]
+impl PyBranch {
+    /// Each step of the branch call with its time, in order.
+    #[getter]
+    fn timings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let items = self
+            .steps
+            .iter()
+            .map(|(step, millis)| {
+                Py::new(
+                    py,
+                    PyStepTiming {
+                        step: step.clone(),
+                        millis: *millis,
+                    },
+                )
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
+
+    /// The steps as a dict: step name -> milliseconds.
+    #[getter]
+    fn timing_breakdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (step, millis) in &self.steps {
+            d.set_item(step, millis)?;
+        }
+        Ok(d)
+    }
+
+    /// The manager that made this branch.
+    #[getter]
+    fn manager(&self, py: Python<'_>) -> Py<PyBranchManager> {
+        self.manager.clone_ref(py)
+    }
+
+    /// True once `destroy()` (or leaving the `with` block) removed it.
+    #[getter]
+    fn destroyed(&self) -> bool {
+        self.destroyed.load(Ordering::SeqCst)
+    }
+
+    /// Destroy this branch (`force=True` also destroys branches made of it).
+    #[pyo3(signature = (force = false))]
+    fn destroy(slf: &Bound<'_, Self>, force: bool) -> PyResult<()> {
+        let py = slf.py();
+        let me = slf.get();
+        let name = slf.as_super().get().name.clone();
+        me.manager.bind(py).get().destroy(py, &name, force)?;
+        me.destroyed.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// Destroy the branch with `force=True`; a branch already gone is fine.
+    fn __exit__(
+        slf: &Bound<'_, Self>,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        let py = slf.py();
+        let me = slf.get();
+        if !me.destroyed.load(Ordering::SeqCst) {
+            let name = slf.as_super().get().name.clone();
+            match me.manager.bind(py).get().destroy(py, &name, true) {
+                Ok(()) => {}
+                Err(e) if is_not_found(py, &e) => {}
+                Err(e) => return Err(e),
+            }
+            me.destroyed.store(true, Ordering::SeqCst);
+        }
+        Ok(false)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        let me = slf.get();
+        let info = slf.as_super().get();
+        format!(
+            "Branch(name={}, parent={}, port={}, mode={}, total_millis={:.1}, url={})",
+            py_str(&info.name),
+            py_opt(info.parent.as_deref()),
+            info.port,
+            py_opt(info.mode.as_deref()),
+            me.total_millis,
+            py_str(&mask_url(&info.url))
+        )
+    }
+
+    /// Every field as a plain dict, with `timings` (list of [step, millis]) and `total_millis`.
+    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        let py = slf.py();
+        let me = slf.get();
+        let d = PyDict::new(py);
+        slf.as_super().get().fill_dict(&d)?;
+        d.set_item("timings", me.steps.clone())?;
+        d.set_item("total_millis", me.total_millis)?;
+        d.set_item("source_was_running", me.source_was_running)?;
+        d.set_item("wal_bytes_copied", me.wal_bytes_copied)?;
+        Ok(d)
+    }
+}
+
+fn is_not_found(py: Python<'_>, e: &PyErr) -> bool {
+    let not_found = crate::errors::code_of("not_found");
+    e.value(py)
+        .getattr("code")
+        .and_then(|c| c.extract::<u32>())
+        .is_ok_and(|c| Some(c) == not_found)
+}
+
+/// Space of the pool holding the datasets.
+#[pyclass(module = "betterpg", name = "PoolUsage", frozen)]
+#[derive(Debug, Clone)]
+pub struct PyPoolUsage {
+    /// Pool name.
+    #[pyo3(get)]
+    pub pool: String,
+    /// Bytes in use.
+    #[pyo3(get)]
+    pub used_bytes: u64,
+    /// Bytes still available.
+    #[pyo3(get)]
+    pub available_bytes: u64,
+    /// Used fraction, 0..1.
+    #[pyo3(get)]
+    pub fraction_used: f64,
+    /// True above the core's warning threshold.
+    #[pyo3(get)]
+    pub warning: bool,
+}
+
+impl From<betterpg_core::PoolUsage> for PyPoolUsage {
+    fn from(p: betterpg_core::PoolUsage) -> Self {
+        PyPoolUsage {
+            pool: p.pool,
+            used_bytes: p.space.used,
+            available_bytes: p.space.available,
+            fraction_used: p.fraction_used,
+            warning: p.warning,
+        }
+    }
+}
+
+#[pymethods]
+impl PyPoolUsage {
+    fn __repr__(&self) -> String {
+        format!(
+            "PoolUsage(pool={}, used_bytes={}, available_bytes={}, fraction_used={:.3}, warning={})",
+            py_str(&self.pool),
+            self.used_bytes,
+            self.available_bytes,
+            self.fraction_used,
+            if self.warning { "True" } else { "False" }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{mask_url, py_opt, py_str};
+
+    #[test]
+    fn python_literals() {
+        assert_eq!(py_str("a'b\\c"), "'a\\'b\\\\c'");
+        assert_eq!(py_opt(None), "None");
+        assert_eq!(py_opt(Some("x")), "'x'");
+    }
+
+    #[test]
+    fn masks_passwords() {
+        assert_eq!(
+            mask_url("postgresql://postgres:s3cr%40t@127.0.0.1:5432/postgres"),
+            "postgresql://postgres:***@127.0.0.1:5432/postgres"
+        );
+        assert_eq!(mask_url("postgresql://h:1/db"), "postgresql://h:1/db");
+        assert_eq!(mask_url("nonsense"), "nonsense");
+    }
+}

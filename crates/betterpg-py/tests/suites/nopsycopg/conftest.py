@@ -1,0 +1,4 @@
+import sys
+
+# Simulate an environment without psycopg.
+sys.modules["psycopg"] = None  # type: ignore[assignment]

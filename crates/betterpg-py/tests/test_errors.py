@@ -1,0 +1,317 @@
+"""Every exception class, provoked for real where the core can raise it."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Callable, Set, Type
+
+import betterpg
+import betterpg.exceptions as bx
+import pytest
+from betterpg import _internal
+from helpers import SOURCE, TEST_DIR, rows, unique
+
+#: Kinds this file provoked (filled by `expect`), checked by the last test.
+PROVOKED: Set[str] = set()
+
+#: Kinds the public API cannot raise on this machine, and why.
+UNPROVOKABLE = {
+    # The core's only Timeout (a server not answering after start) is
+    # wrapped into a Runtime error by the native runtime before it reaches
+    # the API; OperationTimeoutError exists for future core errors.
+    "timeout": "the core wraps its only timeout into a runtime error",
+    "internal": "a bug by definition",
+}
+
+
+def expect(
+    cls: Type[betterpg.BetterPgError], fn: Callable[[], object], match: str = ""
+) -> betterpg.BetterPgError:
+    """Call fn, assert it raises exactly ``cls`` with the core's code and kind; record the kind."""
+    with pytest.raises(betterpg.BetterPgError) as ei:
+        fn()
+    e = ei.value
+    assert type(e) is cls, f"expected {cls.__name__}, got {type(e).__name__}: {e}"
+    assert e.code == cls.code and e.kind == cls.kind
+    assert bx.error_class(e.code) is cls and bx.error_class(e.kind) is cls
+    assert str(e), "the core's message must not be empty"
+    if match:
+        assert match in str(e), str(e)
+    PROVOKED.add(cls.kind)
+    return e
+
+
+def mountpoint(dataset: str) -> Path:
+    out = subprocess.run(
+        ["zfs", "get", "-H", "-o", "value", "mountpoint", dataset], capture_output=True, text=True, check=True
+    )
+    return Path(out.stdout.strip())
+
+
+# ---------------------------------------------------------------- the classes
+
+
+def test_one_class_per_core_kind():
+    kinds = _internal.ERROR_KINDS
+    assert kinds == bx.ERROR_KINDS and len(kinds) >= 18
+    assert sorted(bx.ERROR_CLASSES) == sorted(code for code, _ in kinds)
+    names = set()
+    for code, kind in kinds:
+        cls = bx.ERROR_CLASSES[code]
+        assert issubclass(cls, betterpg.BetterPgError) and cls is not betterpg.BetterPgError
+        assert (cls.code, cls.kind) == (code, kind)
+        assert cls.__module__ == "betterpg.exceptions"
+        assert cls.__name__.endswith("Error") and cls.__name__ not in names
+        names.add(cls.__name__)
+        assert getattr(bx, cls.__name__) is cls and getattr(betterpg, cls.__name__) is cls
+        assert cls.__name__ in bx.__all__ and cls.__doc__
+        e = pickle.loads(pickle.dumps(cls("boom")))
+        assert type(e) is cls and str(e) == "boom"
+    assert issubclass(betterpg.BetterPgError, Exception)
+
+
+def test_builtin_bases():
+    assert issubclass(betterpg.InvalidNameError, ValueError)
+    assert issubclass(betterpg.NotFoundError, LookupError)
+    assert issubclass(betterpg.OperationTimeoutError, TimeoutError)
+    assert issubclass(betterpg.LocalIOError, OSError)
+    assert not issubclass(betterpg.ServerRuntimeError, RuntimeError)
+    for name in ["TimeoutError", "RuntimeError", "IOError"]:
+        assert name not in betterpg.__all__, "must not shadow a builtin"
+
+
+# ---------------------------------------------------------------- provoked
+
+
+def test_not_found(manager):
+    missing = unique("missing")
+    for fn in [
+        lambda: manager.info(missing),
+        lambda: manager.status(missing),
+        lambda: manager.destroy(missing),
+        lambda: manager.branch(missing, unique("b")),
+        lambda: manager.url(missing),
+        lambda: manager.logs(missing),
+        lambda: manager.start(missing),
+        lambda: manager.stop(missing),
+    ]:
+        e = expect(betterpg.NotFoundError, fn, match=missing)
+        assert isinstance(e, LookupError)
+
+
+def test_not_found_pool(tmp_path):
+    expect(
+        betterpg.NotFoundError,
+        lambda: betterpg.BranchManager.init(tmp_path / "h", dataset="bpgpy-no-such-pool/x"),
+        match="bpgpy-no-such-pool",
+    )
+
+
+def test_already_exists(env, manager):
+    expect(betterpg.AlreadyExistsError, lambda: manager.create(SOURCE), match=SOURCE)
+    expect(betterpg.AlreadyExistsError, lambda: manager.branch(SOURCE, SOURCE), match=SOURCE)
+    with manager.branch(SOURCE, unique("dup")) as b:
+        expect(betterpg.AlreadyExistsError, lambda: manager.branch(SOURCE, b.name), match=b.name)
+    expect(
+        betterpg.AlreadyExistsError,
+        lambda: betterpg.BranchManager.init(env.path, dataset=f"{env.pool}/other"),
+        match="home",
+    )
+
+
+def test_already_exists_pool(env, tmp_path):
+    expect(
+        betterpg.AlreadyExistsError,
+        lambda: betterpg.BranchManager.init(
+            tmp_path / "h", pool_file=TEST_DIR / f"{env.pool}-again.img", size="128M", pool=env.pool
+        ),
+        match=env.pool,
+    )
+    assert not (TEST_DIR / f"{env.pool}-again.img").exists()
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "../x", "-rf", "x/y", "é", "a" * 64])
+def test_invalid_name(manager, bad):
+    e = expect(betterpg.InvalidNameError, lambda: manager.create(bad), match="ASCII letters")
+    assert isinstance(e, ValueError)
+    expect(betterpg.InvalidNameError, lambda: manager.branch(SOURCE, bad))
+    expect(betterpg.InvalidNameError, lambda: manager.destroy(bad))
+
+
+def test_has_dependents(manager):
+    with manager.branch(SOURCE, unique("dep")) as b:
+        expect(betterpg.HasDependentsError, lambda: manager.destroy(SOURCE), match=b.name)
+        # Nothing was harmed.
+        assert manager.info(SOURCE).status == "running"
+        assert rows(b.url, "SELECT 1") == [(1,)]
+
+
+def test_not_initialized(tmp_path):
+    expect(betterpg.NotInitializedError, lambda: betterpg.BranchManager(tmp_path / "nothing"))
+    expect(betterpg.NotInitializedError, lambda: betterpg.BranchManager(tmp_path), match=str(tmp_path))
+
+
+def test_config(tmp_path):
+    expect(
+        betterpg.ConfigError,
+        lambda: betterpg.BranchManager.init(tmp_path / "h", dataset="/bad"),
+        match="invalid dataset",
+    )
+    expect(betterpg.ConfigError, lambda: betterpg.BranchManager.init(tmp_path / "h"), match="pool_file")
+    expect(
+        betterpg.ConfigError,
+        lambda: betterpg.BranchManager.init(
+            tmp_path / "h", pool_file=tmp_path / "p.img", size="5Q", pool="bpgpy-cfg"
+        ),
+        match="size",
+    )
+    expect(
+        betterpg.ConfigError,
+        lambda: betterpg.BranchManager.init(
+            tmp_path / "h", pool_file="relative.img", size="128M", pool="bpgpy-cfg"
+        ),
+        match="absolute",
+    )
+
+
+def test_config_quota_and_ports(manager, tmp_path):
+    name = unique("q")
+    expect(betterpg.ConfigError, lambda: manager.branch(SOURCE, name, quota=1000), match="too small")
+    expect(betterpg.ConfigError, lambda: manager.branch(SOURCE, name, quota="lots"), match="size")
+    assert name not in [i.name for i in manager.list()]
+    pool = f"bpgpy-cfg-{uuid.uuid4().hex[:6]}"
+    expect(
+        betterpg.ConfigError,
+        lambda: betterpg.BranchManager.init(
+            tmp_path / "h",
+            pool_file=TEST_DIR / f"{pool}.img",
+            size="128M",
+            pool=pool,
+            port_range=(57990, 57900),
+        ),
+        match="port range",
+    )
+    # Refused before anything was made.
+    assert subprocess.run(["zpool", "list", pool], capture_output=True).returncode != 0
+    assert not (TEST_DIR / f"{pool}.img").exists()
+
+
+def test_zfs(extra_home):
+    h = extra_home("zfs")
+    # A read-only root dataset: `zfs create` makes the dataset but cannot mount it.
+    subprocess.run(["zfs", "set", "readonly=on", h.manager.dataset], check=True)
+    try:
+        expect(betterpg.ZfsError, lambda: h.manager.create("db"), match="zfs create")
+    finally:
+        subprocess.run(["zfs", "set", "readonly=off", h.manager.dataset], check=True)
+    assert h.manager.list() == []  # the core rolled back
+
+
+def test_postgres(extra_home):
+    h = extra_home("pg")
+    info = h.manager.create("db")
+    rows(info.url, "ALTER ROLE postgres PASSWORD 'not-the-one-betterpg-knows'")
+    expect(
+        betterpg.PostgresError, lambda: h.manager.branch("db", "b"), match="password authentication failed"
+    )
+    assert [i.name for i in h.manager.list()] == ["db"]
+
+
+def test_server_runtime(extra_home):
+    h = extra_home("rt")
+    info = h.manager.create("db")
+    h.manager.stop("db")
+    conf = mountpoint(info.dataset) / "pgdata" / "postgresql.auto.conf"
+    original = conf.read_text()
+    conf.write_text(original + "\nbpgpy_not_a_setting = 1\n")
+    expect(betterpg.ServerRuntimeError, lambda: h.manager.start("db"), match="failed to start")
+    conf.write_text(original)
+    assert h.manager.start("db").status == "running"
+
+
+def test_local_io(tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    e = expect(
+        betterpg.LocalIOError,
+        lambda: betterpg.BranchManager.init(
+            tmp_path / "h", pool_file=not_a_dir / "pool.img", size="128M", pool="bpgpy-io"
+        ),
+        match=str(not_a_dir),
+    )
+    assert isinstance(e, OSError)
+
+
+def test_port_catalog_and_invalid_state(extra_home):
+    h = extra_home("one", ports=(57999, 57999))
+    h.manager.create("only")
+    expect(betterpg.PortError, lambda: h.manager.create("second"), match="no free port")
+
+    catalog = h.path / "catalog.json"
+    original = catalog.read_text()
+    try:
+        # An entry left "creating" by a process that died.
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        data = json.loads(original)
+        data["entries"]["only"]["state"] = "creating"
+        data["entries"]["only"]["pid"] = dead.pid
+        catalog.write_text(json.dumps(data))
+        expect(betterpg.InvalidStateError, lambda: h.manager.start("only"), match="incomplete")
+
+        catalog.write_text("{ this is not json")
+        expect(betterpg.CatalogError, lambda: h.manager.list(), match="corrupt")
+    finally:
+        catalog.write_text(original)
+    assert [i.name for i in h.manager.list()] == ["only"]
+
+
+def test_version_mismatch(manager):
+    pg_bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    assert pg_bins, "no PostgreSQL binaries"
+    b = pg_bins[-1]
+    other = int(b.parent.name) - 1
+    expect(
+        betterpg.VersionMismatchError,
+        lambda: manager.create(unique("vm"), pg_bin=b, pg_version=other),
+        match=f"not {other}",
+    )
+
+
+def test_unsupported(manager):
+    name = unique("rt")
+    expect(
+        betterpg.UnsupportedError,
+        lambda: manager.create(name, runtime="bpgpy-no-such-runtime"),
+        match="runtime",
+    )
+    assert name not in [i.name for i in manager.list()]
+
+
+def test_docker(manager):
+    # An image that is not on the engine: refused before anything runs (nothing is pulled).
+    name = unique("dk")
+    expect(
+        betterpg.DockerError,
+        lambda: manager.create(name, runtime="docker", image="bpgpy-no-such-image:none"),
+        match="bpgpy-no-such-image",
+    )
+    assert name not in [i.name for i in manager.list()]
+
+
+def test_error_messages_are_the_cores(manager):
+    with pytest.raises(betterpg.NotFoundError) as ei:
+        manager.info("nope-x")
+    assert str(ei.value) == 'database or branch "nope-x" not found: `bpg status` lists what exists'
+
+
+def test_every_provokable_kind_was_provoked():
+    """Runs last in this file: every kind is provoked above or listed as unprovokable."""
+    all_kinds = {kind for _, kind in bx.ERROR_KINDS}
+    assert set(UNPROVOKABLE) <= all_kinds
+    missing = all_kinds - PROVOKED - set(UNPROVOKABLE)
+    assert not missing, f"never provoked: {sorted(missing)} (run the whole file)"

@@ -1,0 +1,278 @@
+"""The pytest plugin, used by real test suites run as subprocesses.
+
+Suites: examples/python (the documented example) and tests/suites/* (records,
+deliberate failures, a crashing process, no psycopg). After every run no
+branch made by the plugin may be left in the home, and the source must be
+untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import betterpg
+import pytest
+from betterpg import pytest_plugin as plugin
+from helpers import (
+    EXAMPLES,
+    SOURCE,
+    SOURCE_ROWS,
+    SUITES,
+    plugin_branches,
+    rows,
+    run_pytest,
+    unique,
+)
+
+
+def opts(env) -> List[str]:
+    return ["--betterpg-home", str(env.path), "--betterpg-source", SOURCE]
+
+
+def outcome(out: str) -> dict:
+    """{'passed': n, 'failed': n, 'error': n, ...} from pytest's summary line."""
+    last = [line for line in out.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
+    assert last, out
+    return {k.rstrip("s"): int(n) for n, k in re.findall(r"(\d+) (\w+)", last[-1])}
+
+
+def assert_clean(manager) -> None:
+    assert plugin_branches(manager) == [], "plugin branches left behind"
+    url = manager.url(SOURCE)
+    assert rows(url, "SELECT count(*) FROM items") == [(SOURCE_ROWS,)]
+    assert rows(url, "SELECT count(*) FROM items WHERE name LIKE 'test:%%'") == [(0,)]
+
+
+def read_records(path: Path) -> List[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------- the example suite
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_example_suite(env, manager, xdist):
+    r = run_pytest([*xdist, *opts(env), "-v"], cwd=EXAMPLES)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = outcome(r.stdout)
+    assert res.get("passed", 0) >= 15 and not res.get("failed") and not res.get("error"), res
+    assert f"betterpg: home {env.path}, source {SOURCE}" in r.stdout
+    if xdist:
+        assert "[gw0]" in r.stdout and "[gw1]" in r.stdout, r.stdout
+    assert_clean(manager)
+
+
+# ---------------------------------------------------------------- isolation and names
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_every_test_gets_its_own_branch(env, manager, tmp_path, xdist):
+    record = tmp_path / "records.jsonl"
+    r = run_pytest([*xdist, *opts(env)], cwd=SUITES / "records", env_extra={"BPGPY_RECORD": str(record)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert outcome(r.stdout)["passed"] == 12, r.stdout
+    recs = read_records(record)
+    assert len(recs) == 12
+    names = [x["name"] for x in recs]
+    assert len(set(names)) == 12, "a branch was shared between tests"
+    for x in recs:
+        m = plugin.NAME_RE.match(x["name"])
+        assert m, x["name"]
+        assert int(m["pid"]) == x["pid"]
+        assert m["worker"] == x["worker"]
+        assert x["parent"] == SOURCE
+        assert x["mode"] == "application-consistent"
+    workers = {x["worker"] for x in recs}
+    if xdist:
+        assert workers == {"gw0", "gw1"}
+        # One random suffix per process, distinct between the workers.
+        per_worker = {x["worker"]: plugin.NAME_RE.match(x["name"])["rand"] for x in recs}
+        assert len(set(per_worker.values())) == 2
+    else:
+        assert workers == {"main"}
+    assert_clean(manager)
+
+
+def test_configuration_from_ini_and_env(env, manager, tmp_path):
+    record = tmp_path / "r.jsonl"
+    suite = SUITES / "records"
+    # ini values (-o) and the fast switch
+    r = run_pytest(
+        [
+            "-o",
+            f"betterpg_home={env.path}",
+            "-o",
+            f"betterpg_source={SOURCE}",
+            "-o",
+            "betterpg_fast=true",
+            "-k",
+            "test_private[0] or test_private[1]",
+        ],
+        cwd=suite,
+        env_extra={"BPGPY_RECORD": str(record)},
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert {x["mode"] for x in read_records(record)} == {"crash-consistent"}
+    assert {x["quota"] for x in read_records(record)} == {"0"}  # no quota unless asked
+    # BPG_HOME from the environment, --betterpg-fast and --betterpg-quota on the command line
+    record.unlink()
+    r = run_pytest(
+        ["--betterpg-source", SOURCE, "--betterpg-fast", "--betterpg-quota", "200M", "-k", "test_private[2]"],
+        cwd=suite,
+        env_extra={"BPGPY_RECORD": str(record), "BPG_HOME": str(env.path)},
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [(x["mode"], x["quota"]) for x in read_records(record)] == [("crash-consistent", str(200 << 20))]
+    # the ini value
+    record.unlink()
+    r = run_pytest(
+        [*opts(env), "-o", "betterpg_quota=150M", "-k", "test_private[3]"],
+        cwd=suite,
+        env_extra={"BPGPY_RECORD": str(record)},
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [x["quota"] for x in read_records(record)] == [str(150 << 20)]
+    assert_clean(manager)
+
+
+# ---------------------------------------------------------------- cleanup
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_failing_tests_leave_no_branch(env, manager, xdist):
+    r = run_pytest([*xdist, *opts(env)], cwd=SUITES / "failing")
+    assert r.returncode == 1, r.stdout + r.stderr
+    res = outcome(r.stdout)
+    assert (res.get("failed"), res.get("passed"), res.get("error")) == (2, 1, 1), r.stdout
+    assert "deliberate failure" in r.stdout and "deliberate error" in r.stdout
+    assert "NotFoundError" in r.stdout and "bpgpy-no-such-source" in r.stdout
+    assert_clean(manager)
+
+
+def test_crashed_session_is_swept_by_the_next(env, manager, tmp_path):
+    record = tmp_path / "crashed.txt"
+    r = run_pytest(opts(env), cwd=SUITES / "crash", env_extra={"BPGPY_RECORD": str(record)})
+    assert r.returncode == 3, r.stdout + r.stderr
+    (leftover,) = record.read_text().split()
+    assert plugin_branches(manager) == [leftover], "the crash should have left its branch"
+    m = plugin.NAME_RE.match(leftover)
+    assert not plugin.creator_alive(int(m["pid"]), m["start"])
+
+    # The next session sweeps it at start, and says so.
+    rec2 = tmp_path / "r.jsonl"
+    r = run_pytest(
+        [*opts(env), "-k", "test_private[0]"], cwd=SUITES / "records", env_extra={"BPGPY_RECORD": str(rec2)}
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "destroyed 1 leftover branch(es)" in r.stdout and leftover in r.stdout, r.stdout
+    assert_clean(manager)
+
+
+def test_crashed_xdist_worker_is_swept(env, manager, tmp_path):
+    record = tmp_path / "crashed.txt"
+    r = run_pytest(["-n", "2", *opts(env)], cwd=SUITES / "crash", env_extra={"BPGPY_RECORD": str(record)})
+    assert r.returncode != 0
+    assert "crashed" in r.stdout.lower() or "died" in r.stdout.lower() or "worker" in r.stdout.lower(), (
+        r.stdout
+    )
+    (leftover,) = record.read_text().split()
+    assert re.match(r"pytest-\d+-[0-9a-z]+-gw[01]-", leftover)
+    r = run_pytest(
+        ["-n", "2", *opts(env), "-k", "test_private[0] or test_private[1]"],
+        cwd=SUITES / "records",
+        env_extra={"BPGPY_RECORD": str(tmp_path / "r.jsonl")},
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_clean(manager)
+
+
+def test_sweep_rule(env, manager):
+    """Only names of the plugin's pattern whose creator is dead are swept."""
+    # A process that existed and is gone: its pid and start time.
+    p = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    start = plugin._base36(plugin.process_start_time(p.pid))
+    p.communicate(b"")
+    dead = f"pytest-{p.pid}-{start}-gw0-abc123-1"
+    # This very process, alive.
+    alive = plugin.new_branch_name()
+    # Right pid, wrong start time: the pid was reused by another process.
+    reused = (
+        f"pytest-{os.getpid()}-{plugin._base36(plugin.process_start_time(os.getpid()) + 1)}-main-zzz999-1"
+    )
+    # Not the plugin's pattern at all.
+    foreign = unique("pytestish")
+    made = [dead, alive, reused, foreign]
+    try:
+        for n in made:
+            manager.branch(SOURCE, n, fast=True)
+        child_of_dead = f"pytest-{p.pid}-{start}-gw0-abc123-2"
+        manager.branch(dead, child_of_dead, fast=True)
+        swept = plugin.sweep(manager)
+        assert sorted(swept) == sorted([dead, reused]), swept
+        left = {i.name for i in manager.list()}
+        assert alive in left and foreign in left
+        assert not {dead, reused, child_of_dead} & left
+        assert plugin.sweep(manager) == []
+    finally:
+        for n in made:
+            try:
+                manager.destroy(n, force=True)
+            except betterpg.NotFoundError:
+                pass
+    assert_clean(manager)
+
+
+def test_names_are_valid_and_unique():
+    names = [plugin.new_branch_name() for _ in range(50)]
+    assert len(set(names)) == 50
+    for n in names:
+        # The core's rules: <= 63 chars of [A-Za-z0-9_-], starting with a letter or digit.
+        assert len(n) <= 63 and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", n)
+        m = plugin.NAME_RE.match(n)
+        assert m and int(m["pid"]) == os.getpid() and plugin.creator_alive(int(m["pid"]), m["start"])
+
+
+# ---------------------------------------------------------------- missing configuration
+
+
+def test_missing_home_fails_with_a_message(env):
+    r = run_pytest(
+        ["--betterpg-source", SOURCE], cwd=SUITES / "records", env_extra={"BPGPY_RECORD": os.devnull}
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "betterpg: no home configured" in r.stdout
+    assert outcome(r.stdout).get("error") == 12
+
+
+def test_missing_source_fails_with_a_message(env, manager):
+    r = run_pytest(
+        ["--betterpg-home", str(env.path), "-k", "test_private[0]"],
+        cwd=SUITES / "records",
+        env_extra={"BPGPY_RECORD": os.devnull},
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "betterpg: no source database configured" in r.stdout
+    assert_clean(manager)
+
+
+def test_missing_psycopg_fails_with_a_message(env, manager):
+    r = run_pytest(opts(env), cwd=SUITES / "nopsycopg")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "betterpg_conn needs psycopg 3" in r.stdout
+    assert_clean(manager)
+
+
+def test_plugin_is_registered_by_entry_point():
+    from importlib.metadata import entry_points
+
+    eps = entry_points()
+    group = eps.select(group="pytest11") if hasattr(eps, "select") else eps.get("pytest11", [])
+    assert any(ep.name == "betterpg" and ep.value == "betterpg.pytest_plugin" for ep in group)
+    r = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True)
+    assert "--betterpg-home" in r.stdout and "betterpg_source" in r.stdout
