@@ -427,7 +427,12 @@ impl Session<'_> {
         let n = cstring(name)?;
         // SAFETY: valid handle and C string.
         let zhp = unsafe { zsys::zfs_open(self.hdl, n.as_ptr(), types) };
-        Ok((!zhp.is_null()).then_some(Zhp(zhp)))
+        // Never wrap NULL: a Zhp is closed on drop.
+        if zhp.is_null() {
+            Ok(None)
+        } else {
+            Ok(Some(Zhp(zhp)))
+        }
     }
 
     fn open_existing(&self, name: &str, types: c_int) -> Result<Zhp> {
