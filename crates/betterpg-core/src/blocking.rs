@@ -89,6 +89,14 @@ impl BranchManager {
     pub fn logs(&self, name: &str, tail: Option<usize>) -> Result<String> {
         self.rt.block_on(self.inner.logs(name, tail))
     }
+    /// See [`AsyncManager::reset`].
+    pub fn reset(&self, name: &str, opts: BranchOptions) -> Result<BranchReport> {
+        self.rt.block_on(self.inner.reset(name, opts))
+    }
+    /// See [`AsyncManager::gc`].
+    pub fn gc(&self, dry_run: bool) -> Result<crate::GcReport> {
+        self.rt.block_on(self.inner.gc(dry_run))
+    }
     /// See [`AsyncManager::pool_usage`].
     pub fn pool_usage(&self) -> Result<PoolUsage> {
         self.rt.block_on(self.inner.pool_usage())

@@ -3,10 +3,12 @@
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
-/// A random alphanumeric string (passwords, slot names). Uses the OS-seeded
-/// thread RNG, a CSPRNG.
+/// A random alphanumeric string (passwords, slot names), straight from the
+/// operating system's generator. Not the thread RNG: its buffered block
+/// survives `fork`, so two forked children would draw the same "random"
+/// slot name or password.
 pub fn random_token(len: usize) -> String {
-    rand::thread_rng()
+    rand::rngs::OsRng
         .sample_iter(&Alphanumeric)
         .take(len)
         .map(char::from)

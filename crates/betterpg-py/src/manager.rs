@@ -10,7 +10,6 @@
 //! runtime, on the same home, and the inherited one is leaked on purpose,
 //! never used or dropped.
 
-use std::cell::Cell;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
@@ -42,35 +41,6 @@ impl Drop for Handle {
             }
         }
     }
-}
-
-thread_local! {
-    /// The process in which this thread last refreshed its `ThreadRng`.
-    static RNG_PID: Cell<u32> = const { Cell::new(0) };
-}
-
-/// Make this thread's `rand::thread_rng()` forget values buffered before a
-/// fork.
-///
-/// The core draws names (replication slots, passwords) from `ThreadRng` on
-/// the thread that blocks on it, i.e. the Python thread. After `fork` that
-/// thread's generator still holds the block of output it buffered in the
-/// parent; rand 0.8 reseeds only when it generates the next block. Two
-/// children forked from one parent would otherwise draw the same "random"
-/// slot name and collide on the source. Drawing a whole buffer's worth (64
-/// words for ChaCha12) forces the reseed now. Done once per thread and
-/// process; costs nothing measurable.
-fn refresh_thread_rng_after_fork() {
-    let pid = std::process::id();
-    RNG_PID.with(|seen| {
-        if seen.get() != pid {
-            let mut rng = rand::thread_rng();
-            for _ in 0..64 {
-                rand::RngCore::next_u32(&mut rng);
-            }
-            seen.set(pid);
-        }
-    });
 }
 
 /// A size given as bytes or as text like "1G".
@@ -136,7 +106,6 @@ impl PyBranchManager {
 
     /// The core manager for this process (re-opened after a fork).
     fn core(&self, py: Python<'_>) -> PyResult<Arc<Blocking>> {
-        refresh_thread_rng_after_fork();
         let pid = std::process::id();
         {
             let h = self.lock()?;
@@ -331,6 +300,46 @@ impl PyBranchManager {
         };
         let report = slf.get().call(py, |m| m.branch(source, name, opts))?;
         Py::new(py, PyBranch::initializer(report, slf.clone().unbind()))
+    }
+
+    /// Throw a branch's changes away: branch its parent again under the
+    /// same name and port (its URL stays valid). Refused for a database and
+    /// for a branch that has branches (`HasDependentsError`).
+    #[pyo3(signature = (name, fast = false, quota = None))]
+    fn reset(
+        slf: &Bound<'_, Self>,
+        name: &str,
+        fast: bool,
+        quota: Option<Size>,
+    ) -> PyResult<Py<PyBranch>> {
+        let py = slf.py();
+        let quota = quota
+            .map(|q| q.bytes())
+            .transpose()
+            .map_err(|e| to_pyerr(py, e))?;
+        let opts = BranchOptions {
+            mode: if fast {
+                SnapshotMode::CrashConsistent
+            } else {
+                SnapshotMode::ApplicationConsistent
+            },
+            quota,
+        };
+        let report = slf.get().call(py, |m| m.reset(name, opts))?;
+        Py::new(py, PyBranch::initializer(report, slf.clone().unbind()))
+    }
+
+    /// Find (and unless ``dry_run``, remove) what betterpg made that no
+    /// complete database or branch owns (left by a killed process). Returns
+    /// ``(what, name, reason)`` tuples.
+    #[pyo3(signature = (dry_run = false))]
+    fn gc(&self, py: Python<'_>, dry_run: bool) -> PyResult<Vec<(String, String, String)>> {
+        let report = self.call(py, |m| m.gc(dry_run))?;
+        Ok(report
+            .items
+            .into_iter()
+            .map(|i| (i.what, i.name, i.reason))
+            .collect())
     }
 
     /// Destroy a database or branch. One with branches is refused

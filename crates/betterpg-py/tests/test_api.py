@@ -310,3 +310,21 @@ def test_init_accepts_size_in_bytes_and_dataset(extra_home):
 def test_default_home_from_env(env, monkeypatch):
     monkeypatch.setenv("BPG_HOME", str(env.path))
     assert betterpg.BranchManager().home == env.path
+
+
+def test_reset_throws_branch_changes_away(manager):
+    name = unique("reset")
+    with manager.branch(SOURCE, name) as b:
+        rows(b.url, "INSERT INTO items (name) VALUES ('to-be-thrown-away')")
+        again = manager.reset(name)
+        assert isinstance(again, betterpg.Branch)
+        assert again.port == b.port and again.url == b.url
+        assert again.snapshot != b.snapshot
+        assert rows(again.url, "SELECT count(*) FROM items WHERE name = 'to-be-thrown-away'") == [(0,)]
+        assert rows(again.url, "SELECT count(*) FROM items") == [(SOURCE_ROWS,)]
+    with pytest.raises(betterpg.UnsupportedError):
+        manager.reset(SOURCE)
+
+
+def test_gc_finds_nothing_on_a_clean_home(manager):
+    assert manager.gc(dry_run=True) == []

@@ -142,12 +142,19 @@ impl Runtime for NativeRuntime {
         }
         if let Err(e) = spec.conn.wait_ready(spec.start_timeout).await {
             let _ = self.stop(spec).await;
-            return Err(Error::Runtime(format!(
+            let text = format!(
                 "{} started but did not answer a query: {e}\n--- last lines of {} ---\n{}",
                 spec.name,
                 spec.log_file.display(),
                 Self::log_tail(spec)
-            )));
+            );
+            // Keep the kind: a timeout stays a timeout (callers may retry
+            // with a longer start_timeout_secs), a refusal stays a refusal.
+            return Err(match e {
+                Error::Timeout(_) => Error::Timeout(text),
+                Error::Postgres(_) => Error::Postgres(text),
+                _ => Error::Runtime(text),
+            });
         }
         Ok(())
     }
