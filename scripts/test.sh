@@ -4,13 +4,13 @@
 # what it started even on failure. Exits non-zero when anything fails.
 #
 # Usage: scripts/test.sh [STAGE...]   (default: all stages, in order)
-# Stages: lint unit core cli versions safety ffi docker demo daemon-restart
+# Stages: lint unit core cli versions safety ffi python docker demo daemon-restart
 # (daemon-restart kills and restarts the zfs-fuse daemon: it runs last.)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-ALL_STAGES=(lint unit core cli versions safety ffi docker demo daemon-restart)
+ALL_STAGES=(lint unit core cli versions safety ffi python docker demo daemon-restart)
 STAGES=("$@")
 [[ ${#STAGES[@]} -gt 0 ]] || STAGES=("${ALL_STAGES[@]}")
 
@@ -44,12 +44,13 @@ for s in "${STAGES[@]}"; do
   case "$s" in
     lint) run_stage lint bash -c 'cargo fmt --all -- --check && cargo clippy -q --workspace --all-targets -- -D warnings' ;;
     unit) run_stage unit cargo test -q --workspace --lib --bins ;;
-    core) run_stage core cargo test -q -p betterpg-core --lib --test branch -- --test-threads=2 ;;
+    core) run_stage core cargo test -q -p betterpg-core --lib --test branch --test storage -- --test-threads=2 ;;
     cli)  run_stage cli cargo test -q -p betterpg-cli --test cli --test faults -- --test-threads=2 ;;
     versions) run_stage versions cargo test -q -p betterpg-core --test versions --test fuzz_names -- --test-threads=2 ;;
     safety) run_stage safety cargo test -q -p betterpg-cli --test bad_input --test concurrency --test capacity -- --test-threads=2 ;;
     daemon-restart) run_stage daemon-restart env BPG_ALLOW_DAEMON_RESTART=1 cargo test -q -p betterpg-cli --test daemon_restart -- --ignored --nocapture ;;
     ffi)  run_stage ffi scripts/test-ffi.sh ;;
+    python) run_stage python scripts/test-python.sh ;;
     docker) run_stage docker scripts/test-docker.sh ;;
     demo) run_stage demo bash -c 'export BPG=$PWD/target/debug/bpg DEMO_HOME=/tmp/betterpg-ci-demo DEMO_POOL=bpgcidemo; scripts/demo.sh && scripts/demo.sh --clean' ;;
     *) die "unknown stage $s (have: ${ALL_STAGES[*]})" ;;
