@@ -5,12 +5,13 @@
 # test homes. Safe to run at any time no test is running (CI runs it before
 # and after the suite).
 #
-# Usage: scripts/cleanup-test-pools.sh [PREFIX...]   (default: all test prefixes)
+# Usage: scripts/cleanup-test-pools.sh [PREFIX...]   (default: the test suites' prefixes;
+# the benchmark (bpgbench) and OpenZFS guest (bpgvm) scripts clean their own)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PREFIXES=("$@")
-[[ ${#PREFIXES[@]} -gt 0 ]] || PREFIXES=(bpgt bpgc bpgffi bpgpy bpgdk bpgbench bpgsafe bpgcidemo bpgvm bpgex)
+[[ ${#PREFIXES[@]} -gt 0 ]] || PREFIXES=(bpgt bpgc bpgffi bpgpy bpgdk bpgsafe bpgcidemo bpgex)
 have_cmd zpool || exit 0
 zpool_answers() { zpool list >/dev/null 2>&1; }
 zpool_answers || exit 0
