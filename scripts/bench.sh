@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Run betterpg's benchmarks (benches/run.py) with everything they need set up:
+# time until a copy answers a query (betterpg branches vs CREATE DATABASE
+# TEMPLATE, PG 18 reflink clone, pg_basebackup, pg_dump|pg_restore) at
+# 100 MB / 1 GB / 4 GB, the cost to the source under pgbench, branch space,
+# betterpg's per-step breakdown, and per-test cost in pytest.
+#
+# Usage: scripts/bench.sh [--short] [--no-docker] [run.py options...]
+#   --short      CI mode: smallest size (100 MB), 2-3 repeats, 10 s load
+#                phases, 5 pytest tests. A few minutes. Writes to
+#                target/bench-short/. Exits non-zero if anything failed.
+#   (default)    full mode: all sizes, 3 repeats (5 for betterpg), 60 s load
+#                phases, 20 pytest tests. Writes benches/results/. Run by hand.
+#   --no-docker  leave out betterpg's Docker runtime (otherwise a Docker
+#                engine that does not answer is an error).
+#   Anything else goes to benches/run.py (--sizes 100M,1G, --repeats N,
+#   --skip load,space,pytest,pg_dump_restore, --out DIR; see run.py --help).
+#
+# Idempotent setup: scripts/setup.sh (zfs-fuse, PostgreSQL 15), xfsprogs,
+# PostgreSQL 18 (scripts/pg-versions.sh 18), the release bpg binary, a venv in
+# target/bench-venv (matplotlib, psycopg, pytest, pytest-postgresql), the
+# betterpg Python module (built in place with maturin if it is not importable)
+# and the Docker image (scripts/build-image.sh).
+#
+# Uses pool names bpgbench*, files /tmp/betterpg-test/bpgbench-*, ports
+# 59000-59499, a loop device for the XFS file system; removes all of it at
+# the end, also on failure or when interrupted.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO=$PWD
+
+SHORT=0
+DOCKER=1
+PASS=()
+for arg in "$@"; do
+  case "$arg" in
+    --short) SHORT=1; PASS+=("$arg") ;;
+    --no-docker) DOCKER=0; PASS+=("$arg") ;;
+    -h|--help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+    *) PASS+=("$arg") ;;
+  esac
+done
+TAG=$([[ $SHORT == 1 ]] && echo short || echo full)
+WORK=/tmp/betterpg-test/bpgbench-$TAG-work
+POOL=bpgbench$TAG
+VENV=$REPO/target/bench-venv
+BPG=$REPO/target/release/bpg
+
+need_root "benchmarks create ZFS pools, loop devices and run PostgreSQL as user postgres"
+
+# Backstop cleanup for what run.py could not remove itself (it cleans up on
+# every normal exit and on SIGTERM; this covers SIGKILL and crashes).
+backstop() {
+  local pidfile mp loop
+  if [[ -x "$BPG" && -d "$WORK/home" ]]; then
+    "$BPG" --home "$WORK/home" --json status 2>/dev/null \
+      | python3 -c 'import json,sys; [print(i["name"]) for i in json.load(sys.stdin) if i.get("parent") is None]' 2>/dev/null \
+      | while read -r n; do "$BPG" --home "$WORK/home" destroy "$n" --force >/dev/null 2>&1 || true; done
+  fi
+  if [[ -d "$WORK" ]]; then
+    while read -r pidfile; do
+      runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl stop -m immediate -D "$(dirname "$pidfile")" >/dev/null 2>&1 \
+        || runuser -u postgres -- "${PG18_BIN:-/nonexistent}/pg_ctl" stop -m immediate -D "$(dirname "$pidfile")" >/dev/null 2>&1 || true
+    done < <(find "$WORK" -maxdepth 5 -name postmaster.pid 2>/dev/null)
+  fi
+  if zpool list -H -o name 2>/dev/null | grep -qx "$POOL"; then
+    for _ in $(seq 1 40); do zpool destroy -f "$POOL" >/dev/null 2>&1 && break; sleep 0.5; done
+  fi
+  mp=$WORK/xfs
+  if mountpoint -q "$mp" 2>/dev/null; then umount -l "$mp" || true; fi
+  for loop in $(losetup -j "/tmp/betterpg-test/bpgbench-$TAG-xfs.img" -O NAME -n 2>/dev/null); do
+    losetup -d "$loop" || true
+  done
+  rm -rf -- "$WORK" "/tmp/betterpg-test/bpgbench-$TAG.img" "/tmp/betterpg-test/bpgbench-$TAG-xfs.img"
+}
+
+log "setup (idempotent)"
+scripts/setup.sh --quiet
+if ! command -v mkfs.xfs >/dev/null 2>&1; then
+  log "installing xfsprogs (mkfs.xfs, for PostgreSQL 18's reflink clone on XFS)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends xfsprogs >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends xfsprogs >/dev/null; } \
+    || die "could not install xfsprogs"
+fi
+[[ -e /dev/loop-control ]] || die "no /dev/loop-control: loop devices are needed for the XFS reflink file system (or pass --skip pg18_clone)"
+PG18_BIN=$(scripts/pg-versions.sh 18 | awk '$1 == 18 {print $2}')
+[[ -x "$PG18_BIN/postgres" ]] || die "PostgreSQL 18 not available (scripts/pg-versions.sh 18 printed '$PG18_BIN')"
+
+log "building bpg (release)"
+cargo build --release -q -p betterpg-cli
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  log "creating $VENV"
+  python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c 'import matplotlib, psycopg, pytest, pytest_postgresql' >/dev/null 2>&1; then
+  log "installing matplotlib, psycopg, pytest, pytest-postgresql into $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'matplotlib>=3.8' 'psycopg[binary]>=3.1' 'pytest>=8' 'pytest-postgresql>=6'
+fi
+if ! PYTHONPATH=$REPO/crates/betterpg-py/python "$VENV/bin/python" -c 'import betterpg, betterpg.pytest_plugin' >/dev/null 2>&1; then
+  log "building the betterpg Python module in place (maturin develop --release)"
+  "$VENV/bin/python" -c 'import maturin' >/dev/null 2>&1 || "$VENV/bin/pip" install -q --disable-pip-version-check 'maturin>=1.9,<2'
+  (cd crates/betterpg-py && VIRTUAL_ENV=$VENV PATH=$VENV/bin:$PATH "$VENV/bin/maturin" develop --release -q) \
+    || warn "building the betterpg Python module failed: the pytest section will be reported as failed"
+fi
+
+if (( DOCKER )); then
+  if ! { have_cmd docker && timeout 20 docker info >/dev/null 2>&1; }; then
+    die "no Docker engine answers: start it, or pass --no-docker to leave out the Docker runtime"
+  fi
+  log "Docker image (scripts/build-image.sh, reused when unchanged)"
+  scripts/build-image.sh >/dev/null
+fi
+
+backstop   # leftovers of an earlier, killed run
+mkdir -p /tmp/betterpg-test
+
+PYPID=
+on_signal() {
+  [[ -n "$PYPID" ]] && kill -TERM "$PYPID" 2>/dev/null && wait "$PYPID" 2>/dev/null
+  backstop
+  exit 143
+}
+trap on_signal TERM INT HUP
+bpg_cleanup_cmd backstop
+
+log "running benches/run.py ${PASS[*]}"
+rc=0
+"$VENV/bin/python" benches/run.py --pg18-bin "$PG18_BIN" --bpg "$BPG" "${PASS[@]}" &
+PYPID=$!
+wait "$PYPID" || rc=$?
+PYPID=
+(( rc == 0 )) || die "benchmark harness failed (exit $rc); see the failures listed above"
+ok "benchmarks done"
