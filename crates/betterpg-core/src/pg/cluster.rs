@@ -135,8 +135,15 @@ pub fn detach_clone(data_dir: &Path) -> Result<()> {
 
 /// Write a file into the data directory owned by the server user, 0600.
 pub fn write_owned(data_dir: &Path, name: &str, content: &[u8], user: &OsUser) -> Result<()> {
+    use std::io::Write;
     let path = data_dir.join(name);
-    fs::write(&path, content).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    // Synced: recovery reads backup_label first, and the server's own
+    // pre-recovery sync is one syncfs() that betterpg does not rely on.
+    let mut f = fs::File::create(&path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    f.write_all(content)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     user.chown(&path)?;
     set_mode(&path, 0o600)
 }
