@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Test betterpg against the real OpenZFS 2.1 kernel module, in a guest kernel
 # booted with virtme-ng under software emulation (nested KVM hangs on these
-# machines). A separate, slow CI stage: cold (first run on a machine: module
-# build etc.) about 20 minutes, warm about 6-7 minutes (see docs/openzfs.md).
+# machines). A separate, slow CI stage: cold (fresh machine: packages, module
+# build, cargo build) about 21 minutes, warm about 9-12 minutes on 2 cores
+# (see docs/openzfs.md).
 #
 #   1. scripts/vm/setup.sh: contrib apt source, Debian kernel, zfs-dkms
 #      module (built once, cached), OpenZFS userland unpacked for the guest

@@ -186,7 +186,12 @@ pub async fn select(requested: Option<&str>) -> Result<(Arc<dyn Storage>, Select
                 },
             )),
             Err(why) if requested == "auto" => {
-                tracing::info!("storage: libzfs not used ({why}); falling back to the zfs CLI");
+                if LIBZFS_COMPILED && std::path::Path::new("/dev/zfs").exists() {
+                    // OpenZFS is here but its library is not usable: say so.
+                    tracing::warn!("storage: libzfs not used ({why}); falling back to the zfs CLI");
+                } else {
+                    tracing::info!("storage: libzfs not used ({why}); falling back to the zfs CLI");
+                }
                 Ok(cli(
                     format!("auto: libzfs not usable ({why}); using the zfs command"),
                     requested,
