@@ -31,11 +31,14 @@ cargo build --workspace --all-targets -q
 cargo test --workspace --no-run -q 2>/dev/null
 
 FAILED=()
+# A stage that hangs (e.g. a wedged zfs-fuse daemon) fails after this long
+# instead of eating CI's whole budget.
+STAGE_TIMEOUT=${STAGE_TIMEOUT:-1800}
 run_stage() {
   local name=$1; shift
   local t0=$SECONDS
   log "=== stage $name"
-  if "$@"; then
+  if timeout --kill-after=30 "$STAGE_TIMEOUT" "$@"; then
     log "=== stage $name passed ($((SECONDS - t0)) s)"
   else
     warn "=== stage $name FAILED ($((SECONDS - t0)) s)"
