@@ -31,7 +31,7 @@ scripts/build-image.sh >/dev/null
 log "running the docker runtime tests"
 t0=$SECONDS
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
-if cargo test -p betterpg-core --test docker -- --test-threads=2 "$@"; then
+if cargo test -p betterpg-core --test docker -- --test-threads=1 "$@"; then
   ok "docker runtime tests passed ($((SECONDS - t0)) s)"
 else
   die "docker runtime tests failed ($((SECONDS - t0)) s)"

@@ -31,9 +31,13 @@ cargo build --workspace --all-targets -q
 cargo test --workspace --no-run -q 2>/dev/null
 
 FAILED=()
+# Integration tests run one at a time: zfs-fuse has been seen to wedge (every
+# FUSE call on the new mounts blocks) when two tests create pools and mount
+# datasets at the same moment. Concurrency is still tested on purpose, by
+# the concurrency test's eight bpg processes on one pool.
 # A stage that hangs (e.g. a wedged zfs-fuse daemon) fails after this long
 # instead of eating CI's whole budget.
-STAGE_TIMEOUT=${STAGE_TIMEOUT:-1800}
+STAGE_TIMEOUT=${STAGE_TIMEOUT:-1200}
 run_stage() {
   local name=$1; shift
   local t0=$SECONDS
@@ -50,10 +54,10 @@ for s in "${STAGES[@]}"; do
   case "$s" in
     lint) run_stage lint bash -c 'cargo fmt --all -- --check && cargo clippy -q --workspace --all-targets -- -D warnings' ;;
     unit) run_stage unit cargo test -q --workspace --lib --bins ;;
-    core) run_stage core cargo test -q -p betterpg-core --lib --test branch --test storage -- --test-threads=2 ;;
-    cli)  run_stage cli cargo test -q -p betterpg-cli --test cli --test faults -- --test-threads=2 ;;
-    versions) run_stage versions cargo test -q -p betterpg-core --test versions --test fuzz_names -- --test-threads=2 ;;
-    safety) run_stage safety cargo test -q -p betterpg-cli --test bad_input --test concurrency --test capacity -- --test-threads=2 ;;
+    core) run_stage core cargo test -q -p betterpg-core --lib --test branch --test storage -- --test-threads=1 ;;
+    cli)  run_stage cli cargo test -q -p betterpg-cli --test cli --test faults -- --test-threads=1 ;;
+    versions) run_stage versions cargo test -q -p betterpg-core --test versions --test fuzz_names -- --test-threads=1 ;;
+    safety) run_stage safety cargo test -q -p betterpg-cli --test bad_input --test concurrency --test capacity -- --test-threads=1 ;;
     bench) run_stage bench env BPG_BENCH_BIN="$PWD/target/debug/bpg" scripts/bench.sh --short ;;
     openzfs) run_stage openzfs scripts/test-openzfs-vm.sh ;;
     daemon-restart) run_stage daemon-restart env BPG_ALLOW_DAEMON_RESTART=1 cargo test -q -p betterpg-cli --test daemon_restart -- --ignored --nocapture ;;
