@@ -67,6 +67,12 @@ enum Cmd {
         /// zfs command), libzfs or cli.
         #[arg(long)]
         storage_backend: Option<String>,
+        /// Runtime `create` uses by default: native (processes) or docker.
+        #[arg(long)]
+        runtime: Option<String>,
+        /// Image `create` uses by default with --runtime docker.
+        #[arg(long, requires = "runtime")]
+        image: Option<String>,
     },
     /// Check this machine and home: storage backend and why, ZFS flavour,
     /// PostgreSQL binaries, OS user. Exits non-zero when something is missing.
@@ -103,6 +109,13 @@ enum Cmd {
         /// and other branches from a branch that fills the pool.
         #[arg(long)]
         quota: Option<String>,
+        /// Runtime of the branch (default: its source's), e.g. docker.
+        #[arg(long)]
+        runtime: Option<String>,
+        /// Container image of the branch (default: its source's, or the
+        /// runtime's default image).
+        #[arg(long)]
+        image: Option<String>,
     },
     /// Throw a branch's changes away: branch its parent again under the same
     /// name and port.
@@ -228,7 +241,24 @@ async fn run(cli: Cli) -> Result<(), Error> {
             listen,
             ports,
             storage_backend,
+            runtime,
+            image,
         } => {
+            // Checked before anything is made, so a bad value changes nothing.
+            if let Some(r) = &runtime {
+                let have = betterpg_core::manager::available_runtimes();
+                if !have.contains(&r.as_str()) {
+                    return Err(Error::Config(format!(
+                        "unknown --runtime {r:?}: use one of {}",
+                        have.join(", ")
+                    )));
+                }
+                if r == "native" && image.is_some() {
+                    return Err(Error::Config(
+                        "--image needs a container runtime (--runtime docker)".into(),
+                    ));
+                }
+            }
             let storage = match (dataset, pool_file) {
                 (Some(ds), None) => InitStorage::Dataset(ds),
                 (None, Some(file)) => InitStorage::PoolFile {
@@ -243,7 +273,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
             };
             let port_range = ports.map(|p| parse_ports(&p)).transpose()?;
-            let mgr = BranchManager::init_with_backend(
+            let mut mgr = BranchManager::init_with_backend(
                 &cli.home,
                 InitOptions {
                     storage,
@@ -255,6 +285,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 storage_backend.as_deref(),
             )
             .await?;
+            if runtime.is_some() {
+                mgr.set_default_runtime(runtime, image)?;
+            }
             if json {
                 print_json(mgr.config())?;
             } else {
@@ -301,11 +334,16 @@ async fn run(cli: Cli) -> Result<(), Error> {
             name,
             fast,
             quota,
+            runtime,
+            image,
         } => {
             let mgr = BranchManager::open(&cli.home).await?;
-            let r = mgr
-                .branch(&source, &name, branch_options(fast, quota)?)
-                .await?;
+            let opts = BranchOptions {
+                runtime,
+                image,
+                ..branch_options(fast, quota)?
+            };
+            let r = mgr.branch(&source, &name, opts).await?;
             if json {
                 print_json(&r)?;
             } else {
@@ -566,6 +604,8 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
 /// `--fast` and `--quota` of `branch` and `reset`.
 fn branch_options(fast: bool, quota: Option<String>) -> Result<BranchOptions, Error> {
     Ok(BranchOptions {
+        runtime: None,
+        image: None,
         mode: if fast {
             SnapshotMode::CrashConsistent
         } else {

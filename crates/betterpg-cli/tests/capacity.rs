@@ -124,6 +124,7 @@ async fn try_read(url: &str) -> Result<i64, String> {
 /// quota on branches, `reservation` on databases) and the next test for
 /// evidence that a quota gives the guarantee.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fills a zfs-fuse pool to ENOSPC, which has crashed the zfs-fuse daemon (and so every pool on the machine) in CI: run alone with --ignored, via `scripts/test.sh pool-fill`"]
 async fn a_full_pool_fails_the_writer_warns_and_destroy_gives_the_space_back() {
     let _serial = SERIAL.lock().await;
     let env = env("256M");

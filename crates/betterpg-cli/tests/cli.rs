@@ -165,29 +165,38 @@ fn init_with_a_bad_option_leaves_no_pool_behind() {
     std::env::set_var("BPG_TEST_PORT_BASE", "55500");
     let env = TestEnv::plan("bpgc");
     let file = env.pool_file.to_string_lossy().into_owned();
-    let o = Command::new(env!("CARGO_BIN_EXE_bpg"))
-        .arg("--home")
-        .arg(&env.home)
-        .args([
-            "init",
-            "--pool-file",
-            &file,
-            "--size",
-            "1G",
-            "--pool",
-            &env.pool,
-        ])
-        .args(["--ports", "60000-50000"])
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("invalid port range"), "{err}");
-    assert!(!env.pool_file.exists(), "pool file left behind");
-    let pools = Command::new("zpool").arg("list").output().unwrap();
-    assert!(
-        !String::from_utf8_lossy(&pools.stdout).contains(&env.pool),
-        "pool left behind"
-    );
-    assert!(!env.home.join("config.json").exists());
+    let bad: [(&[&str], &str); 3] = [
+        (&["--ports", "60000-50000"], "invalid port range"),
+        (&["--runtime", "podman"], "unknown --runtime"),
+        (
+            &["--runtime", "native", "--image", "x"],
+            "--image needs a container runtime",
+        ),
+    ];
+    for (extra, want) in bad {
+        let o = Command::new(bpg_exe())
+            .arg("--home")
+            .arg(&env.home)
+            .args([
+                "init",
+                "--pool-file",
+                &file,
+                "--size",
+                "1G",
+                "--pool",
+                &env.pool,
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = check_failure(extra, &o);
+        assert!(err.contains(want), "{extra:?}: {err}");
+        assert!(!env.pool_file.exists(), "{extra:?}: pool file left behind");
+        let pools = Command::new("zpool").arg("list").output().unwrap();
+        assert!(
+            !String::from_utf8_lossy(&pools.stdout).contains(&env.pool),
+            "{extra:?}: pool left behind"
+        );
+        assert!(!env.home.join("config.json").exists());
+    }
 }

@@ -98,6 +98,21 @@ impl BranchManager {
                 "source {source:?} is not ready (it is being created or destroyed)"
             )));
         }
+        // The source's runtime and image unless told otherwise; a new
+        // runtime without an image gets that runtime's default image.
+        let (runtime, image) = match &opts.runtime {
+            Some(r) if *r != src.runtime => {
+                let (rt, image) = self.runtime_and_image(r, opts.image.clone())?;
+                (rt.name().to_string(), image)
+            }
+            _ => {
+                let (rt, image) = self.runtime_and_image(
+                    &src.runtime,
+                    opts.image.clone().or_else(|| src.image.clone()),
+                )?;
+                (rt.name().to_string(), image)
+            }
+        };
         let created_at = now_unix();
         let snapshot = format!("{}@bpg-{name}-{created_at}", src.dataset);
         let entry = self.reserve(Entry {
@@ -107,8 +122,8 @@ impl BranchManager {
             dataset: self.dataset_for(name),
             snapshot: Some(snapshot.clone()),
             port: 0,
-            runtime: src.runtime.clone(),
-            image: src.image.clone(),
+            runtime,
+            image,
             mode: None,
             pg_bin: src.pg_bin.clone(),
             pg_major: src.pg_major,
@@ -134,6 +149,11 @@ impl BranchManager {
         let t0 = Instant::now();
         validate_name(name)?;
         check_quota(opts.quota)?;
+        if opts.runtime.is_some() || opts.image.is_some() {
+            return Err(Error::Unsupported(
+                "reset keeps the branch's runtime and image: destroy it and branch again to change them".into(),
+            ));
+        }
         let (src, entry) = {
             let mut cat = self.lock()?;
             let e = cat

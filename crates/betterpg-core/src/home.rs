@@ -55,6 +55,12 @@ pub struct Config {
     /// else the `zfs` command), `libzfs` or `cli`; see [`crate::storage::select`].
     #[serde(default)]
     pub storage_backend: Option<String>,
+    /// Runtime `create` uses when none is given (`native` when unset).
+    #[serde(default)]
+    pub default_runtime: Option<String>,
+    /// Image `create` uses with the default runtime when none is given.
+    #[serde(default)]
+    pub default_image: Option<String>,
 }
 
 fn default_start_timeout() -> u64 {
@@ -75,6 +81,8 @@ impl Config {
             pool_file: None,
             start_timeout_secs: default_start_timeout(),
             storage_backend: None,
+            default_runtime: None,
+            default_image: None,
         }
     }
 }

@@ -96,7 +96,7 @@ pub enum SnapshotMode {
 }
 
 /// Options of [`BranchManager::branch`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct BranchOptions {
     /// How to snapshot a running source.
     pub mode: SnapshotMode,
@@ -105,6 +105,13 @@ pub struct BranchOptions {
     /// source and the other branches keep writing; without it, one branch
     /// can fill the pool for everyone.
     pub quota: Option<u64>,
+    /// Runtime of the branch; `None`: its source's. Branching a native
+    /// database into a container (or back) works: the data directory is
+    /// the same either way.
+    pub runtime: Option<String>,
+    /// Container image of the branch; `None`: its source's image when the
+    /// runtime is the source's, else the runtime's default image.
+    pub image: Option<String>,
 }
 
 /// A database or branch as `status` reports it.
@@ -373,6 +380,46 @@ impl BranchManager {
             })
     }
 
+    /// The runtime `name` and the image to run with it: `image` if given
+    /// (refused for a runtime that runs no image), else the runtime's default.
+    pub(crate) fn runtime_and_image(
+        &self,
+        name: &str,
+        image: Option<String>,
+    ) -> Result<(Arc<dyn Runtime>, Option<String>)> {
+        let rt = self.runtime(name)?;
+        if image.is_some() && rt.default_image().is_none() {
+            return Err(Error::Config(format!(
+                "the {} runtime runs no image: --image needs a container runtime (--runtime docker)",
+                rt.name()
+            )));
+        }
+        let image = image.or_else(|| rt.default_image().map(str::to_string));
+        Ok((rt, image))
+    }
+
+    /// Make `runtime` (and `image`) what `create` uses when a call names no
+    /// runtime; recorded in the home's config. `None` resets to native.
+    pub fn set_default_runtime(
+        &mut self,
+        runtime: Option<String>,
+        image: Option<String>,
+    ) -> Result<()> {
+        if let Some(r) = &runtime {
+            self.runtime_and_image(r, image.clone())?;
+        } else if image.is_some() {
+            return Err(Error::Config(
+                "--image needs a container runtime (--runtime docker)".into(),
+            ));
+        }
+        let mut cfg = self.config.clone();
+        cfg.default_runtime = runtime;
+        cfg.default_image = image;
+        self.home.save_config(&cfg)?;
+        self.config = cfg;
+        Ok(())
+    }
+
     /// Register (or replace) a runtime.
     pub fn with_runtime(mut self, rt: Arc<dyn Runtime>) -> Self {
         self.runtimes.retain(|r| r.name() != rt.name());
@@ -534,17 +581,21 @@ impl BranchManager {
             self.config.pg_bin.as_deref(),
             opts.pg_version,
         )?;
-        let rt = self.runtime(opts.runtime.as_deref().unwrap_or("native"))?;
-        if opts.image.is_some() && rt.default_image().is_none() {
-            return Err(Error::Config(format!(
-                "the {} runtime runs no image: --image needs a container runtime (--runtime docker)",
-                rt.name()
-            )));
-        }
-        let image = opts
-            .image
-            .clone()
-            .or_else(|| rt.default_image().map(str::to_string));
+        // The home's defaults (bpg init --runtime/--image) apply when the
+        // call names no runtime.
+        let (runtime, image) = match &opts.runtime {
+            Some(r) => (r.clone(), opts.image.clone()),
+            None => (
+                self.config
+                    .default_runtime
+                    .clone()
+                    .unwrap_or_else(|| "native".into()),
+                opts.image
+                    .clone()
+                    .or_else(|| self.config.default_image.clone()),
+            ),
+        };
+        let (rt, image) = self.runtime_and_image(&runtime, image)?;
         let entry = self.reserve(Entry {
             name: name.to_string(),
             kind: Kind::Database,
@@ -828,6 +879,11 @@ impl BranchManager {
             warning: f > POOL_WARN_FRACTION,
         })
     }
+}
+
+/// Names of the runtimes every manager has ("native", "docker").
+pub fn available_runtimes() -> Vec<&'static str> {
+    default_runtimes().iter().map(|r| r.name()).collect()
 }
 
 /// The runtimes every manager starts with.

@@ -647,3 +647,72 @@ async fn unreachable_engine_is_reported_as_such() {
     assert_eq!(e.kind_name(), "docker", "{e}");
     assert!(e.to_string().contains("not reachable"), "{e}");
 }
+
+/// A branch can change runtime (a native database branched into a
+/// container), and `set_default_runtime` (`bpg init --runtime`) makes
+/// `create` use containers without asking each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn branch_runtime_override_and_home_default_runtime() {
+    let (env, mut mgr) = DockerEnv::new(5).await;
+    let prod = mgr.create("prod", CreateOptions::default()).await.unwrap();
+    assert_eq!(prod.runtime, "native");
+    connect(&prod.url)
+        .await
+        .batch_execute("CREATE TABLE t AS SELECT generate_series(1, 500) AS id")
+        .await
+        .unwrap();
+    let boxed = mgr
+        .branch(
+            "prod",
+            "boxed",
+            BranchOptions {
+                runtime: Some("docker".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(boxed.branch.runtime, "docker");
+    assert!(
+        inspect(&DockerRuntime::container_name(&env.home, "boxed"))
+            .await
+            .is_some(),
+        "the branch runs in a container"
+    );
+    assert_eq!(
+        count(&boxed.branch.url, "SELECT count(*) FROM t").await,
+        500
+    );
+    // An image for a native branch is refused, and nothing is made.
+    let e = mgr
+        .branch(
+            "prod",
+            "nope",
+            BranchOptions {
+                image: Some(DEFAULT_IMAGE.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind_name(), "config", "{e}");
+    assert_eq!(mgr.info("nope").await.unwrap_err().kind_name(), "not_found");
+
+    mgr.set_default_runtime(Some("docker".into()), None)
+        .unwrap();
+    let again = BranchManager::open(&env.home).await.unwrap();
+    let db2 = again.create("db2", CreateOptions::default()).await.unwrap();
+    assert_eq!(db2.runtime, "docker");
+    assert!(inspect(&DockerRuntime::container_name(&env.home, "db2"))
+        .await
+        .is_some());
+    again.destroy("db2", false).await.unwrap();
+    again.destroy("prod", true).await.unwrap();
+    assert!(inspect(&DockerRuntime::container_name(&env.home, "boxed"))
+        .await
+        .is_none());
+    let e = mgr
+        .set_default_runtime(Some("podman".into()), None)
+        .unwrap_err();
+    assert_eq!(e.kind_name(), "unsupported", "{e}");
+}

@@ -277,13 +277,15 @@ impl PyBranchManager {
     /// like ``"2G"``) caps the pool space the branch may use, so it cannot
     /// fill the pool for its source. Returns a `Branch`, a context manager
     /// that destroys the branch on exit.
-    #[pyo3(signature = (source, name, fast = false, quota = None))]
+    #[pyo3(signature = (source, name, fast = false, quota = None, runtime = None, image = None))]
     fn branch(
         slf: &Bound<'_, Self>,
         source: &str,
         name: &str,
         fast: bool,
         quota: Option<Size>,
+        runtime: Option<String>,
+        image: Option<String>,
     ) -> PyResult<Py<PyBranch>> {
         let py = slf.py();
         let quota = quota
@@ -297,6 +299,8 @@ impl PyBranchManager {
                 SnapshotMode::ApplicationConsistent
             },
             quota,
+            runtime,
+            image,
         };
         let report = slf.get().call(py, |m| m.branch(source, name, opts))?;
         Py::new(py, PyBranch::initializer(report, slf.clone().unbind()))
@@ -324,6 +328,7 @@ impl PyBranchManager {
                 SnapshotMode::ApplicationConsistent
             },
             quota,
+            ..Default::default()
         };
         let report = slf.get().call(py, |m| m.reset(name, opts))?;
         Py::new(py, PyBranch::initializer(report, slf.clone().unbind()))

@@ -644,6 +644,7 @@ impl Runtime for DockerRuntime {
             )));
         }
         self.clear_stale(spec, &container).await?;
+        allow_published_clients(&spec.data_dir)?;
         let d = self.docker().await?;
         let settings = container_settings(&spec.data_dir)?;
         let body = self.create_body(
@@ -763,8 +764,16 @@ impl Runtime for DockerRuntime {
 /// other line: a password is still required on every connection. Exposure is
 /// governed by where the port is published (the host's 127.0.0.1) and, when
 /// the cluster runs natively, by `listen_addresses` (127.0.0.1).
+///
+/// Idempotent, and also run at every container start: a cluster made by the
+/// native runtime (a native database branched into a container) lacks it.
 fn allow_published_clients(data_dir: &Path) -> Result<()> {
     let hba = data_dir.join("pg_hba.conf");
+    let current = std::fs::read_to_string(&hba)
+        .map_err(|e| Error::io(format!("reading {}", hba.display()), e))?;
+    if current.contains("# Added by betterpg (docker runtime)") {
+        return Ok(());
+    }
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(&hba)

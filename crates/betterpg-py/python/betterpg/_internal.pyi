@@ -136,7 +136,13 @@ class BranchManager:
         image: Optional[str] = None,
     ) -> Info: ...
     def branch(
-        self, source: str, name: str, fast: bool = False, quota: Union[int, str, None] = None
+        self,
+        source: str,
+        name: str,
+        fast: bool = False,
+        quota: Union[int, str, None] = None,
+        runtime: Optional[str] = None,
+        image: Optional[str] = None,
     ) -> Branch: ...
     def reset(
         self, name: str, fast: bool = False, quota: Union[int, str, None] = None
