@@ -35,7 +35,12 @@ for pool in $pools; do
     break
   done
 done
+# Servers whose pool is already gone (e.g. the zfs-fuse daemon crashed under
+# them) are found by their data directory, HOME/mnt/POOL/..., instead.
 for p in "${PREFIXES[@]}"; do
+  if pkill -QUIT -f "postgres -D [^ ]*/mnt/${p}[^/]*/" 2>/dev/null; then
+    log "stopped leftover servers of pools $p*"
+  fi
   rm -f /tmp/betterpg-test/"$p"*.img 2>/dev/null || true
 done
 if have_cmd docker && docker info >/dev/null 2>&1; then
