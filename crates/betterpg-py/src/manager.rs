@@ -43,6 +43,23 @@ impl Drop for Handle {
     }
 }
 
+/// `fast` and `quota` of `branch` and `reset`.
+fn branch_options(py: Python<'_>, fast: bool, quota: Option<Size>) -> PyResult<BranchOptions> {
+    let quota = quota
+        .map(|q| q.bytes())
+        .transpose()
+        .map_err(|e| to_pyerr(py, e))?;
+    Ok(BranchOptions {
+        mode: if fast {
+            SnapshotMode::CrashConsistent
+        } else {
+            SnapshotMode::ApplicationConsistent
+        },
+        quota,
+        ..Default::default()
+    })
+}
+
 /// A size given as bytes or as text like "1G".
 #[derive(FromPyObject)]
 enum Size {
@@ -288,19 +305,10 @@ impl PyBranchManager {
         image: Option<String>,
     ) -> PyResult<Py<PyBranch>> {
         let py = slf.py();
-        let quota = quota
-            .map(|q| q.bytes())
-            .transpose()
-            .map_err(|e| to_pyerr(py, e))?;
         let opts = BranchOptions {
-            mode: if fast {
-                SnapshotMode::CrashConsistent
-            } else {
-                SnapshotMode::ApplicationConsistent
-            },
-            quota,
             runtime,
             image,
+            ..branch_options(py, fast, quota)?
         };
         let report = slf.get().call(py, |m| m.branch(source, name, opts))?;
         Py::new(py, PyBranch::initializer(report, slf.clone().unbind()))
@@ -317,19 +325,7 @@ impl PyBranchManager {
         quota: Option<Size>,
     ) -> PyResult<Py<PyBranch>> {
         let py = slf.py();
-        let quota = quota
-            .map(|q| q.bytes())
-            .transpose()
-            .map_err(|e| to_pyerr(py, e))?;
-        let opts = BranchOptions {
-            mode: if fast {
-                SnapshotMode::CrashConsistent
-            } else {
-                SnapshotMode::ApplicationConsistent
-            },
-            quota,
-            ..Default::default()
-        };
+        let opts = branch_options(py, fast, quota)?;
         let report = slf.get().call(py, |m| m.reset(name, opts))?;
         Py::new(py, PyBranch::initializer(report, slf.clone().unbind()))
     }
