@@ -66,11 +66,7 @@ async fn application_consistent_branch_under_writer_holds_every_acknowledged_com
     );
     // The source is out of backup mode and holds no slot of ours.
     let c = connect(&prod.url).await;
-    let slots: i64 = c
-        .query_one("SELECT count(*) FROM pg_replication_slots", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let slots: i64 = query_i64(&c, "SELECT count(*) FROM pg_replication_slots").await;
     assert_eq!(slots, 0, "a replication slot was left on the source");
     let in_backup: bool = c
         .query_one(
@@ -132,12 +128,7 @@ async fn branch_of_stopped_source_starts_without_recovery() {
         !steps.contains(&"backup_start") && !steps.contains(&"checkpoint"),
         "{steps:?}"
     );
-    let n: i64 = connect(&report.branch.url)
-        .await
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = query_i64(&connect(&report.branch.url).await, "SELECT count(*) FROM t").await;
     assert_eq!(n, 5000);
     let log = mgr.logs("cold", None).await.unwrap();
     assert!(log.contains("database system was shut down at"), "{log}");
@@ -149,12 +140,7 @@ async fn branch_of_stopped_source_starts_without_recovery() {
     );
     // The source starts again with its data.
     let prod = mgr.start("prod").await.unwrap();
-    let n: i64 = connect(&prod.url)
-        .await
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = query_i64(&connect(&prod.url).await, "SELECT count(*) FROM t").await;
     assert_eq!(n, 5000);
 }
 
@@ -191,17 +177,9 @@ async fn branches_are_isolated_and_small() {
     p.execute("INSERT INTO t VALUES (-2, 'source only')", &[])
         .await
         .unwrap();
-    let in_src: i64 = p
-        .query_one("SELECT count(*) FROM t WHERE id IN (-1, 1)", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let in_src: i64 = query_i64(&p, "SELECT count(*) FROM t WHERE id IN (-1, 1)").await;
     assert_eq!(in_src, 1, "source sees the branch's writes (or lost row 1)");
-    let in_branch: i64 = b
-        .query_one("SELECT count(*) FROM t WHERE id IN (-2, 1)", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let in_branch: i64 = query_i64(&b, "SELECT count(*) FROM t WHERE id IN (-2, 1)").await;
     assert_eq!(
         in_branch, 0,
         "branch sees the source's later writes (or kept deleted row)"
@@ -387,14 +365,11 @@ async fn stop_start_and_reopen_keep_data_and_status() {
         .unwrap()
         .get(0);
     assert_eq!(listen, "127.0.0.1");
-    let hba: i64 = c
-        .query_one(
-            "SELECT count(*) FROM pg_hba_file_rules WHERE auth_method = 'trust'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let hba: i64 = query_i64(
+        &c,
+        "SELECT count(*) FROM pg_hba_file_rules WHERE auth_method = 'trust'",
+    )
+    .await;
     assert_eq!(hba, 0, "trust authentication configured somewhere");
 }
 

@@ -211,7 +211,7 @@ async fn inspect(name: &str) -> Option<bollard::models::ContainerInspectResponse
 }
 
 async fn count(url: &str, sql: &str) -> i64 {
-    connect(url).await.query_one(sql, &[]).await.unwrap().get(0)
+    common::query_i64(&connect(url).await, sql).await
 }
 
 async fn show(url: &str, setting: &str) -> String {

@@ -131,11 +131,7 @@ async fn branch_recipe_on(major: u32) {
     assert_eq!(r.branch.pg_version, major);
     assert_eq!(server_major(&r.branch.url).await, major);
     let src = connect(&prod.url).await;
-    let slots: i64 = src
-        .query_one("SELECT count(*) FROM pg_replication_slots", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let slots: i64 = query_i64(&src, "SELECT count(*) FROM pg_replication_slots").await;
     assert_eq!(
         slots, 0,
         "PG {major}: a replication slot was left on the source"

@@ -330,6 +330,14 @@ pub fn edit_catalog_entry(env: &TestEnv, name: &str, field: &str, value: serde_j
     std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).expect("write catalog");
 }
 
+/// A query returning one `bigint` (counts, mostly) on an open connection.
+pub async fn query_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
 /// `SELECT count(*) FROM <table>` on `url`.
 pub async fn count_rows(url: &str, table: &str) -> i64 {
     connect(url)
