@@ -594,6 +594,73 @@ async fn a_port_taken_by_another_program_is_named_and_skipped() {
     report("a_port_taken_by_another_program");
 }
 
+/// A port that was free when the branch reserved it but is taken before its
+/// server binds it (on Linux any outgoing connection can take a port of the
+/// ephemeral range): the branch moves to another free port instead of
+/// failing, and the catalog and the clone's ZFS property record the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_taken_after_reservation_moves_the_branch_to_a_free_one() {
+    let env = env("1G");
+    let bpg = Bpg::of(&env);
+    bpg.json(&["create", "prod"]);
+    let child = Command::new(bpg_exe())
+        .arg("--home")
+        .arg(&env.home)
+        .args(["--json", "branch", "prod", "dev"])
+        .env("BETTERPG_FAULT", "after_clone:sleep=4")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the reservation, then take its port as another program would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let reserved = loop {
+        if let Some((_, _, p)) = catalog_entries(&env).into_iter().find(|e| e.0 == "dev") {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reservation for dev"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", reserved))
+        .expect("the reserved port is still free until the server starts");
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "the branch failed instead of moving off the taken port: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let made: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let port = made["branch"]["port"].as_u64().unwrap() as u16;
+    assert_ne!(port, reserved, "{made}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("port {reserved}")));
+    let status = bpg.json(&["status", "dev"]);
+    assert_eq!(status[0]["status"], "running", "{status}");
+    assert_eq!(status[0]["port"].as_u64(), Some(port as u64));
+    let prop = Command::new("zfs")
+        .args(["get", "-H", "-o", "value", "betterpg:port"])
+        .arg(status[0]["dataset"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&prop.stdout).trim(),
+        port.to_string()
+    );
+    let url = status[0]["url"].as_str().unwrap();
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let one: i32 = c.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    drop(squatter);
+    assert_consistent(&env);
+    CHECKED.fetch_add(1, Ordering::SeqCst);
+    report("a_port_taken_after_reservation");
+}
+
 /// A bad --ports is refused before any storage is touched: no dataset, no
 /// pool, no pool file left behind (found by this suite; fixed in `init`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -403,9 +403,8 @@ impl BranchManager {
         timer.lap("wal_copy");
 
         // 5: start it.
-        let spec = self.spec_for(entry, data_dir)?;
-        undo.started = Some(spec.clone());
-        self.runtime(&entry.runtime)?.start(&spec).await?;
+        self.start_on_free_port(entry, &data_dir, |_| {}, &mut undo.started)
+            .await?;
         timer.lap("start");
         fault::point("after_start").await?;
         fault::point("before_catalog").await?;

@@ -493,6 +493,24 @@ impl BranchManager {
         Ok(entry)
     }
 
+    /// Give the reserved entry `name` another free port (its current one
+    /// turned out to be taken) and record it; returns the new port.
+    pub(crate) fn move_port(&self, name: &str) -> Result<u16> {
+        let mut cat = self.lock()?;
+        let listen = self.config.listen_address.clone();
+        let port = allocate_port(
+            self.config.port_start,
+            self.config.port_end,
+            &cat.used_ports(),
+            |p| port_is_free(&listen, p),
+        )?;
+        cat.get_mut(name)
+            .ok_or_else(|| Error::Internal(format!("catalog entry {name} vanished")))?
+            .port = port;
+        cat.save()?;
+        Ok(port)
+    }
+
     /// Drop a reservation (after a failed create/branch).
     pub(crate) fn unreserve(&self, name: &str) -> Result<()> {
         let mut cat = self.lock()?;
@@ -668,7 +686,49 @@ impl BranchManager {
             entry.port,
             &self.config.listen_address,
         )?;
-        rt.start(&spec).await
+        self.start_on_free_port(entry, &data_dir, |s| s.pg_bin = bin.clone(), &mut None)
+            .await
+    }
+
+    /// Start the new server. The port was free when it was reserved, but
+    /// another program may bind it before the server does (on Linux any
+    /// outgoing connection can take a port of the ephemeral range as its
+    /// local port): then move to another free port and try again, instead
+    /// of failing a branch over a race nobody can prevent.
+    pub(crate) async fn start_on_free_port(
+        &self,
+        entry: &Entry,
+        data_dir: &Path,
+        adjust: impl Fn(&mut InstanceSpec),
+        started: &mut Option<InstanceSpec>,
+    ) -> Result<()> {
+        const ATTEMPTS: usize = 3;
+        let mut entry = entry.clone();
+        let listen = self.config.listen_address.clone();
+        for attempt in 1..=ATTEMPTS {
+            let mut spec = self.spec_for(&entry, data_dir.to_path_buf())?;
+            adjust(&mut spec);
+            *started = Some(spec.clone());
+            let rt = self.runtime(&entry.runtime)?;
+            match rt.start(&spec).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < ATTEMPTS && !port_is_free(&listen, entry.port) => {
+                    let old = entry.port;
+                    entry.port = self.move_port(&entry.name)?;
+                    tracing::warn!(
+                        "port {old} of {} was taken by another program before the server could bind it ({e}); trying port {}",
+                        entry.name,
+                        entry.port
+                    );
+                    self.storage
+                        .set_props(&entry.dataset, &[("port", &entry.port.to_string())])
+                        .await?;
+                    cluster::write_settings(data_dir, &self.user, entry.port, &listen)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
     }
 
     /// Start a stopped database or branch.
