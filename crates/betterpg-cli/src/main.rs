@@ -73,6 +73,15 @@ enum Cmd {
         /// Image `create` uses by default with --runtime docker.
         #[arg(long, requires = "runtime")]
         image: Option<String>,
+        /// Percent of the pool kept for databases, which branches together
+        /// can never use, so a branch filling its space cannot stop a
+        /// database (0-90; 0: no limit). Default 20.
+        #[arg(long, value_name = "PERCENT")]
+        branch_headroom: Option<u8>,
+        /// Space guaranteed to every branch, so it can still write when
+        /// other branches filled the rest (e.g. 64M; 0: none). Default 64M.
+        #[arg(long, value_name = "SIZE")]
+        branch_reserve: Option<String>,
     },
     /// Check this machine and home: storage backend and why, ZFS flavour,
     /// PostgreSQL binaries, OS user. Exits non-zero when something is missing.
@@ -243,6 +252,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             storage_backend,
             runtime,
             image,
+            branch_headroom,
+            branch_reserve,
         } => {
             // Checked before anything is made, so a bad value changes nothing.
             if let Some(r) = &runtime {
@@ -281,6 +292,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     os_user,
                     listen_address: Some(listen),
                     port_range,
+                    branch_headroom_percent: branch_headroom,
+                    branch_reserve: branch_reserve.as_deref().map(parse_size).transpose()?,
                 },
                 storage_backend.as_deref(),
             )
@@ -402,12 +415,37 @@ async fn run(cli: Cli) -> Result<(), Error> {
                         ""
                     }
                 );
+                let b = &pool.branches;
+                match b.limit {
+                    Some(limit) => println!(
+                        "branches: {:.1}% of their space used ({} of {}; {}% of the pool is kept for databases){}",
+                        b.fraction_used * 100.0,
+                        human_bytes(b.used),
+                        human_bytes(limit),
+                        mgr.config().branch_headroom_percent,
+                        if b.warning {
+                            "  WARNING: branch space above 90% full"
+                        } else {
+                            ""
+                        }
+                    ),
+                    None => println!(
+                        "branches: {} used, no limit (branch_headroom_percent is 0)",
+                        human_bytes(b.used)
+                    ),
+                }
             }
             if pool.warning {
                 eprintln!(
                     "warning: pool {} is {:.0}% full: destroy unused branches or grow the pool",
                     pool.pool,
                     pool.fraction_used * 100.0
+                );
+            }
+            if pool.branches.warning {
+                eprintln!(
+                    "warning: branches use {:.0}% of their space: branches that write more get disk-full errors (databases keep their headroom); destroy unused branches or grow the pool",
+                    pool.branches.fraction_used * 100.0
                 );
             }
         }

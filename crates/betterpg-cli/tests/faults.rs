@@ -81,12 +81,14 @@ async fn assert_source_healthy(url: &str, tag: &str) {
         .unwrap_or_else(|e| panic!("{tag}: source refuses writes: {e}"));
 }
 
-/// Only prod (and the root) remain in the pool and the catalog.
+/// Only prod (and the root and the branch space) remain in the pool and
+/// the catalog.
 fn assert_only_prod(bpg: &Bpg, env: &TestEnv, tag: &str) {
     let names = zfs_names(&env.pool);
     let expected = vec![
         env.pool.clone(),
         format!("{}/betterpg", env.pool),
+        format!("{}/betterpg/_branches", env.pool),
         format!("{}/betterpg/prod", env.pool),
     ];
     assert_eq!(names, expected, "{tag}: leftovers in the pool");

@@ -34,6 +34,7 @@ use crate::manager::{
 use crate::name::validate_name;
 use crate::pg::{cluster, wal, BackupSession};
 use crate::runtime::{InstanceSpec, RunStatus};
+use crate::storage::SpaceLimit;
 use crate::util::now_unix;
 
 /// Smallest quota accepted: a cluster needs some room to start at all.
@@ -119,7 +120,7 @@ impl BranchManager {
             name: name.to_string(),
             kind: Kind::Branch,
             parent: Some(source.to_string()),
-            dataset: self.dataset_for(name),
+            dataset: self.branch_dataset_for(name),
             snapshot: Some(snapshot.clone()),
             port: 0,
             runtime,
@@ -210,11 +211,14 @@ impl BranchManager {
         let mut entry = entry;
         entry.snapshot = Some(format!("{}@bpg-{name}-{created_at}", src.dataset));
         entry.created_at = created_at;
+        // A branch made before the branch space existed moves into it.
+        entry.dataset = self.branch_dataset_for(name);
         {
             let mut cat = self.lock()?;
             if let Some(x) = cat.get_mut(name) {
                 x.snapshot = entry.snapshot.clone();
                 x.created_at = created_at;
+                x.dataset = entry.dataset.clone();
             }
             cat.save()?;
         }
@@ -303,6 +307,10 @@ impl BranchManager {
             Mode::CrashConsistent
         };
         timer.lap("prepare");
+        // Before anything is made: the branch space has room for one more.
+        self.prepare_branch_space(self.branch_reserve_for(opts.quota))
+            .await?;
+        timer.lap("space");
 
         // 1-3: snapshot, inside backup mode when the source is running.
         let mut stop = None;
@@ -358,8 +366,12 @@ impl BranchManager {
         fault::point("after_clone").await?;
 
         if let Some(q) = opts.quota {
-            self.storage.set_quota(&entry.dataset, q).await?;
+            self.storage
+                .set_space_limit(&entry.dataset, SpaceLimit::Quota, Some(q))
+                .await?;
         }
+        self.reserve_branch_space(&entry.dataset, opts.quota)
+            .await?;
         let mp = self.mountpoint(&entry.dataset).await?;
         let data_dir = mp.join(PGDATA_SUBDIR);
         cluster::detach_clone(&data_dir)?;

@@ -95,6 +95,9 @@ pub enum Error {
     /// The object is in a state that does not allow the operation.
     #[error("{0}")]
     InvalidState(String),
+    /// Not enough space for what was asked (see [`crate::space`]).
+    #[error("no space: {0}")]
+    NoSpace(String),
     /// A bug: something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
@@ -121,6 +124,7 @@ impl Error {
             Error::Unsupported(_) => 15,
             Error::Docker(_) => 16,
             Error::InvalidState(_) => 17,
+            Error::NoSpace(_) => 18,
             Error::Internal(_) => 99,
         }
     }
@@ -145,6 +149,7 @@ impl Error {
             Error::Unsupported(_) => "unsupported",
             Error::Docker(_) => "docker",
             Error::InvalidState(_) => "invalid_state",
+            Error::NoSpace(_) => "no_space",
             Error::Internal(_) => "internal",
         }
     }
@@ -168,6 +173,7 @@ impl Error {
         (15, "unsupported"),
         (16, "docker"),
         (17, "invalid_state"),
+        (18, "no_space"),
         (99, "internal"),
     ];
 

@@ -61,10 +61,34 @@ pub struct Config {
     /// Image `create` uses with the default runtime when none is given.
     #[serde(default)]
     pub default_image: Option<String>,
+    /// Percent of the pool kept for the databases: all branches together
+    /// may use the rest, never this part, so a branch filling its space
+    /// cannot stop a database (see [`crate::space`]). 0: no limit.
+    #[serde(default = "default_branch_headroom")]
+    pub branch_headroom_percent: u8,
+    /// Bytes of the branch space guaranteed to every branch (a ZFS
+    /// `reservation`), so a branch keeps room to write when others filled
+    /// the rest. 0: none.
+    #[serde(default = "default_branch_reserve")]
+    pub branch_reserve: u64,
 }
 
 fn default_start_timeout() -> u64 {
     120
+}
+
+/// Default [`Config::branch_headroom_percent`].
+pub const DEFAULT_BRANCH_HEADROOM_PERCENT: u8 = 20;
+/// Default [`Config::branch_reserve`]: room for a few WAL segments and a
+/// checkpoint's worth of writes.
+pub const DEFAULT_BRANCH_RESERVE: u64 = 64 << 20;
+
+fn default_branch_headroom() -> u8 {
+    DEFAULT_BRANCH_HEADROOM_PERCENT
+}
+
+fn default_branch_reserve() -> u64 {
+    DEFAULT_BRANCH_RESERVE
 }
 
 impl Config {
@@ -83,6 +107,8 @@ impl Config {
             storage_backend: None,
             default_runtime: None,
             default_image: None,
+            branch_headroom_percent: DEFAULT_BRANCH_HEADROOM_PERCENT,
+            branch_reserve: DEFAULT_BRANCH_RESERVE,
         }
     }
 }
@@ -158,6 +184,8 @@ impl Home {
                 CONFIG_VERSION
             )));
         }
+        crate::space::check_settings(&cfg)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         Ok(cfg)
     }
 

@@ -16,7 +16,8 @@
 //! ```
 //!
 //! Modules: [`manager`] (the verbs), [`branch`] (the recipe), [`storage`]
-//! (ZFS), [`pg`] (PostgreSQL), [`runtime`] (running servers), [`catalog`],
+//! (ZFS), [`space`] (why a full branch cannot stop its source), [`pg`]
+//! (PostgreSQL), [`runtime`] (running servers), [`catalog`],
 //! [`blocking`] (the synchronous facade the C and Python bindings use).
 
 #![warn(missing_docs)]
@@ -33,6 +34,7 @@ pub mod name;
 pub mod osuser;
 pub mod pg;
 pub mod runtime;
+pub mod space;
 pub mod storage;
 pub mod util;
 

@@ -56,6 +56,12 @@ pub struct InitOptions {
     pub listen_address: Option<String>,
     /// First and last port to allocate from.
     pub port_range: Option<(u16, u16)>,
+    /// Percent of the pool kept for databases (see [`crate::space`]);
+    /// default [`crate::home::DEFAULT_BRANCH_HEADROOM_PERCENT`].
+    pub branch_headroom_percent: Option<u8>,
+    /// Bytes reserved for every branch; default
+    /// [`crate::home::DEFAULT_BRANCH_RESERVE`].
+    pub branch_reserve: Option<u64>,
 }
 
 impl InitOptions {
@@ -67,6 +73,8 @@ impl InitOptions {
             os_user: None,
             listen_address: None,
             port_range: None,
+            branch_headroom_percent: None,
+            branch_reserve: None,
         }
     }
 }
@@ -186,6 +194,8 @@ pub struct PoolUsage {
     pub fraction_used: f64,
     /// True above [`POOL_WARN_FRACTION`].
     pub warning: bool,
+    /// All branches together: what they use and may use.
+    pub branches: crate::space::BranchSpace,
 }
 
 /// The entry point of the library.
@@ -235,6 +245,14 @@ impl BranchManager {
                 )));
             }
         }
+        let mut cfg = Config::new("");
+        if let Some(p) = opts.branch_headroom_percent {
+            cfg.branch_headroom_percent = p;
+        }
+        if let Some(r) = opts.branch_reserve {
+            cfg.branch_reserve = r;
+        }
+        crate::space::check_settings(&cfg)?;
         let user = OsUser::resolve(opts.os_user.as_deref())?;
         let pg_bin = match &opts.pg_bin {
             Some(d) => Some(PgBin::at(d)?.dir),
@@ -268,7 +286,7 @@ impl BranchManager {
             }
             return Err(e);
         }
-        let mut cfg = Config::new(dataset);
+        cfg.dataset = dataset;
         cfg.storage_backend = storage_backend.map(str::to_string);
         cfg.pg_bin = pg_bin;
         cfg.os_user = opts.os_user.clone();
@@ -336,6 +354,14 @@ impl BranchManager {
                     tracing::warn!("could not enable compression on {dataset}: {e}");
                 }
             }
+        }
+        // The parent of every branch (see crate::space); its quota is set
+        // at each branch.
+        let branches = format!("{dataset}/{}", crate::space::BRANCHES_DATASET);
+        if zfs.get(&branches).await?.is_none() {
+            let h = home.root().to_string_lossy().into_owned();
+            zfs.create(&branches, None, &[("managed", "branches"), ("home", &h)])
+                .await?;
         }
         Ok(())
     }
@@ -937,6 +963,7 @@ impl BranchManager {
             space,
             fraction_used: f,
             warning: f > POOL_WARN_FRACTION,
+            branches: self.branch_space().await?,
         })
     }
 }

@@ -241,9 +241,11 @@ async fn destroy_removes_everything_and_respects_dependents() {
     let names = zfs_names(&env.pool).await;
     assert_eq!(
         names.len(),
-        2,
-        "only the pool and root dataset remain: {names:?}"
+        3,
+        "only the pool, the root dataset and the branch space remain: {names:?}"
     );
+    // Branches live in the branch space (see betterpg_core::space).
+    assert!(dataset.ends_with("/betterpg/_branches/dev"), "{dataset}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

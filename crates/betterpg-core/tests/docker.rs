@@ -111,6 +111,8 @@ impl DockerEnv {
                 os_user: None,
                 listen_address: None,
                 port_range: Some(env.ports),
+                branch_headroom_percent: None,
+                branch_reserve: None,
             },
         )
         .await
@@ -440,7 +442,7 @@ async fn containerised_database_lifecycle() {
     let left: Vec<String> = env
         .zfs_names()
         .into_iter()
-        .filter(|n| n.contains("/betterpg/") || n.contains('@'))
+        .filter(|n| (n.contains("/betterpg/") && !n.ends_with("/_branches")) || n.contains('@'))
         .collect();
     assert!(left.is_empty(), "datasets left: {left:?}");
 }

@@ -249,7 +249,8 @@ async fn branch_recipe_on(major: u32) {
     assert_eq!(count_rows(&cold.url, "seq").await, rows);
 
     mgr.destroy("prod", true).await.unwrap();
-    assert_eq!(zfs_tree(&env.pool).len(), 2, "{:?}", zfs_tree(&env.pool));
+    // The pool, the root and the branch space.
+    assert_eq!(zfs_tree(&env.pool).len(), 3, "{:?}", zfs_tree(&env.pool));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

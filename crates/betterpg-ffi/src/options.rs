@@ -44,6 +44,8 @@ impl InitOptionsC {
             os_user: self.os_user.clone(),
             listen_address: self.listen_address.clone(),
             port_range: self.port_range,
+            branch_headroom_percent: None,
+            branch_reserve: None,
         })
     }
 }

@@ -57,6 +57,9 @@ pub enum betterpg_result {
     Docker = 16,
     /// The object is in a state that does not allow the operation.
     InvalidState = 17,
+    /// Not enough space for what was asked (the branches' share of the
+    /// pool is used up).
+    NoSpace = 18,
     /// A bug in betterpg.
     Internal = 99,
     /// A pointer argument that must not be NULL was NULL.
@@ -90,6 +93,7 @@ const CORE_RESULTS: &[(u32, betterpg_result)] = &[
     (15, betterpg_result::Unsupported),
     (16, betterpg_result::Docker),
     (17, betterpg_result::InvalidState),
+    (18, betterpg_result::NoSpace),
     (99, betterpg_result::Internal),
 ];
 
@@ -141,6 +145,7 @@ impl betterpg_result {
             Unsupported => c"unsupported",
             Docker => c"docker",
             InvalidState => c"invalid_state",
+            NoSpace => c"no_space",
             Internal => c"internal",
             NullParameter => c"null_parameter",
             InvalidUtf8 => c"invalid_utf8",

@@ -140,6 +140,12 @@ pub const PY_NAMES: &[(&str, &str, Builtin, &str)] = &[
         "The object is in a state that does not allow the operation (busy, incomplete).",
     ),
     (
+        "no_space",
+        "NoSpaceError",
+        Builtin::None,
+        "Not enough space for what was asked: the branches' share of the pool is used up.",
+    ),
+    (
         "internal",
         "InternalError",
         Builtin::None,

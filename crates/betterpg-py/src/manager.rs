@@ -240,6 +240,8 @@ impl PyBranchManager {
             os_user,
             listen_address,
             port_range,
+            branch_headroom_percent: None,
+            branch_reserve: None,
         };
         let h = home.clone();
         let mgr = py

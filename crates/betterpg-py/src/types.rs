@@ -360,6 +360,15 @@ pub struct PyPoolUsage {
     /// True above the core's warning threshold.
     #[pyo3(get)]
     pub warning: bool,
+    /// Bytes all branches use together (reservations included).
+    #[pyo3(get)]
+    pub branches_used_bytes: u64,
+    /// Most bytes the branches may use together (None: no limit).
+    #[pyo3(get)]
+    pub branches_limit_bytes: Option<u64>,
+    /// True when the branches' space is above the core's warning threshold.
+    #[pyo3(get)]
+    pub branches_warning: bool,
 }
 
 impl From<betterpg_core::PoolUsage> for PyPoolUsage {
@@ -370,6 +379,9 @@ impl From<betterpg_core::PoolUsage> for PyPoolUsage {
             available_bytes: p.space.available,
             fraction_used: p.fraction_used,
             warning: p.warning,
+            branches_used_bytes: p.branches.used,
+            branches_limit_bytes: p.branches.limit,
+            branches_warning: p.branches.warning,
         }
     }
 }
@@ -378,13 +390,25 @@ impl From<betterpg_core::PoolUsage> for PyPoolUsage {
 impl PyPoolUsage {
     fn __repr__(&self) -> String {
         format!(
-            "PoolUsage(pool={}, used_bytes={}, available_bytes={}, fraction_used={:.3}, warning={})",
+            "PoolUsage(pool={}, used_bytes={}, available_bytes={}, fraction_used={:.3}, warning={}, branches_used_bytes={}, branches_limit_bytes={}, branches_warning={})",
             py_str(&self.pool),
             self.used_bytes,
             self.available_bytes,
             self.fraction_used,
-            if self.warning { "True" } else { "False" }
+            py_bool(self.warning),
+            self.branches_used_bytes,
+            self.branches_limit_bytes
+                .map_or_else(|| "None".to_string(), |b| b.to_string()),
+            py_bool(self.branches_warning),
         )
+    }
+}
+
+fn py_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
     }
 }
 

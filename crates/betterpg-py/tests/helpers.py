@@ -53,7 +53,11 @@ def _destroy_pool(pool: str, file: Path, home: Path) -> None:
     """Best-effort teardown: stop servers on the pool, destroy it, remove files."""
     mnt = home / "mnt" / pool
     if mnt.is_dir():
-        for pidfile in mnt.glob("betterpg/*/pgdata/postmaster.pid"):
+        pidfiles = [
+            *mnt.glob("betterpg/_branches/*/pgdata/postmaster.pid"),
+            *mnt.glob("betterpg/*/pgdata/postmaster.pid"),
+        ]
+        for pidfile in pidfiles:
             data_dir = pidfile.parent
             pg_ctl = _pg_ctl()
             if pg_ctl:

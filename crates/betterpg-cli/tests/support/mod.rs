@@ -166,6 +166,7 @@ pub fn assert_consistent(env: &TestEnv) {
     let zfs = zfs_owned(&env.pool);
     let names: Vec<&str> = zfs.iter().map(|z| z.0.as_str()).collect();
     let root = format!("{}/betterpg", env.pool);
+    let branches = format!("{root}/_branches");
     let mut ports = std::collections::BTreeSet::new();
     for i in infos {
         let name = i["name"].as_str().unwrap();
@@ -188,7 +189,7 @@ pub fn assert_consistent(env: &TestEnv) {
         );
     }
     for (name, kind, managed, _home) in &zfs {
-        if name == &env.pool || name == &root {
+        if name == &env.pool || name == &root || name == &branches {
             continue;
         }
         let owned = infos.iter().any(|i| {

@@ -34,7 +34,7 @@ use async_trait::async_trait;
 use libzfs_sys as zsys;
 use nvpair_sys as nv;
 
-use super::{DatasetInfo, DatasetType, PoolSpace, Storage, PROP_PREFIX};
+use super::{DatasetInfo, DatasetType, PoolSpace, SpaceLimit, Storage, PROP_PREFIX};
 use crate::error::{Error, Result};
 
 /// OpenZFS release (major.minor) whose headers the declarations in [`ffi`]
@@ -714,6 +714,21 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Set one native property (its value as text, parsed by libzfs the
+    /// way `zfs set` does).
+    fn set_native(&self, name: &str, prop: &str, value: &str) -> Result<()> {
+        let zhp = self.open_existing(name, any_type())?;
+        let mut nvl = NvList::new()?;
+        nvl.add_string(prop, value)?;
+        // SAFETY: valid handle and list (not consumed).
+        if unsafe { ffi::zfs_prop_set_list(zhp.0, nvl.0) } != 0 {
+            return Err(Error::Zfs(
+                self.error(&format!("setting {prop}={value} on {name}")),
+            ));
+        }
+        Ok(())
+    }
+
     fn get(&self, name: &str) -> Result<Option<DatasetInfo>> {
         if !self.exists(name)? {
             return Ok(None);
@@ -938,6 +953,17 @@ impl Storage for Libzfs {
     async fn destroy(&self, name: &str, force: bool) -> Result<()> {
         let n = name.to_string();
         self.with(move |s| s.destroy(&n, force)).await
+    }
+
+    async fn set_space_limit(
+        &self,
+        dataset: &str,
+        limit: SpaceLimit,
+        bytes: Option<u64>,
+    ) -> Result<()> {
+        let n = dataset.to_string();
+        self.with(move |s| s.set_native(&n, limit.property(), &SpaceLimit::value(bytes)))
+            .await
     }
 
     async fn set_props(&self, name: &str, props: &[(&str, &str)]) -> Result<()> {

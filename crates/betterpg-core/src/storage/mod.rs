@@ -53,6 +53,31 @@ pub struct DatasetInfo {
     pub props: BTreeMap<String, String>,
 }
 
+/// The ZFS space limits betterpg sets (see [`crate::space`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpaceLimit {
+    /// `quota`: the most the dataset and its descendants may use.
+    Quota,
+    /// `reservation`: space kept for the dataset and its descendants,
+    /// which no other dataset may take.
+    Reservation,
+}
+
+impl SpaceLimit {
+    /// The ZFS property name.
+    pub fn property(self) -> &'static str {
+        match self {
+            SpaceLimit::Quota => "quota",
+            SpaceLimit::Reservation => "reservation",
+        }
+    }
+
+    /// The property's value: bytes, or `none`.
+    pub fn value(bytes: Option<u64>) -> String {
+        bytes.map_or_else(|| "none".to_string(), |b| b.to_string())
+    }
+}
+
 /// Space in the pool that holds the datasets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct PoolSpace {
@@ -109,14 +134,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// children go too (clones elsewhere still block it).
     async fn destroy(&self, name: &str, force: bool) -> Result<()>;
 
-    /// Limit the space `dataset` (and its descendants) may use, in bytes.
-    async fn set_quota(&self, dataset: &str, bytes: u64) -> Result<()> {
-        let _ = (dataset, bytes);
-        Err(crate::Error::Unsupported(format!(
-            "the {} storage backend cannot set quotas",
-            self.backend_name()
-        )))
-    }
+    /// Set a space limit of `dataset` (and its descendants), in bytes;
+    /// `None` removes it.
+    async fn set_space_limit(
+        &self,
+        dataset: &str,
+        limit: SpaceLimit,
+        bytes: Option<u64>,
+    ) -> Result<()>;
 
     /// Set user properties on a dataset.
     async fn set_props(&self, name: &str, props: &[(&str, &str)]) -> Result<()>;

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use async_trait::async_trait;
 use tokio::process::Command;
 
-use super::{DatasetInfo, DatasetType, PoolSpace, Storage, PROP_PREFIX};
+use super::{DatasetInfo, DatasetType, PoolSpace, SpaceLimit, Storage, PROP_PREFIX};
 use crate::error::{Error, Result};
 
 /// Which `zfs` userland is installed.
@@ -424,8 +424,14 @@ impl Storage for ZfsCli {
         }
     }
 
-    async fn set_quota(&self, dataset: &str, bytes: u64) -> Result<()> {
-        self.set_native(dataset, "quota", &bytes.to_string()).await
+    async fn set_space_limit(
+        &self,
+        dataset: &str,
+        limit: SpaceLimit,
+        bytes: Option<u64>,
+    ) -> Result<()> {
+        self.set_native(dataset, limit.property(), &SpaceLimit::value(bytes))
+            .await
     }
 
     async fn set_props(&self, name: &str, props: &[(&str, &str)]) -> Result<()> {

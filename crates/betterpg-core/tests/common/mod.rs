@@ -98,6 +98,8 @@ impl TestEnv {
             os_user: None,
             listen_address: None,
             port_range: Some(self.ports),
+            branch_headroom_percent: None,
+            branch_reserve: None,
         }
     }
 

@@ -39,6 +39,7 @@ from betterpg._internal import (  # noqa: F401  (explicit for type checkers)
     InvalidNameError,
     InvalidStateError,
     LocalIOError,
+    NoSpaceError,
     NotFoundError,
     NotInitializedError,
     OperationTimeoutError,

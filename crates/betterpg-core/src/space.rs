@@ -1,0 +1,239 @@
+//! Branch space: why a branch that fills the pool cannot stop its source.
+//!
+//! Databases and branches share one pool. Without a limit, one branch
+//! writing without end fills the pool, and the next WAL write of *every*
+//! server on it fails: PostgreSQL PANICs on a failed WAL write and stays
+//! down until space returns. So betterpg keeps two promises with plain ZFS
+//! properties:
+//!
+//! - every branch lives under one parent dataset, `ROOT/_branches`, whose
+//!   `quota` leaves [`Config::branch_headroom_percent`] of the pool to the
+//!   databases: branches together can never take that part. The quota is
+//!   recomputed before every branch from the pool's current numbers (a
+//!   ZFS quota is a fixed number, the pool is not);
+//! - every branch gets a `reservation` of [`Config::branch_reserve`] bytes
+//!   inside that space: when another branch has filled the rest, it still
+//!   has room of its own to keep writing.
+//!
+//! A branch that runs out gets PostgreSQL's own disk-full error ("Disk quota
+//! exceeded"); the source and the other branches go on.
+//!
+//! (A `reservation` on the databases instead would not do: it is a floor on
+//! what they may use, so once they use more than it, branches could again
+//! take every free byte.)
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::home::Config;
+use crate::manager::BranchManager;
+use crate::storage::{DatasetInfo, SpaceLimit};
+use crate::util::human_bytes;
+
+/// Name of the parent dataset of every branch, under the root dataset.
+/// It starts with `_`, which no database or branch name may, so it can never
+/// collide with one.
+pub const BRANCHES_DATASET: &str = "_branches";
+
+/// Used fraction of the branch space above which `status` warns.
+pub const BRANCH_SPACE_WARN_FRACTION: f64 = 0.9;
+
+/// Space of all branches together, as `status` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BranchSpace {
+    /// Bytes the branches use, their reservations included.
+    pub used: u64,
+    /// Most bytes they may use together (`None`: no limit, headroom 0%).
+    pub limit: Option<u64>,
+    /// `used / limit`, 0..1 (0 without a limit).
+    pub fraction_used: f64,
+    /// True above [`BRANCH_SPACE_WARN_FRACTION`].
+    pub warning: bool,
+}
+
+/// The quota of the branch space: what the branches use now plus what the
+/// pool has free beyond the databases' headroom (never less than what they
+/// use: ZFS refuses a quota below it, and shrinking is not the point).
+/// `None` when the headroom is 0 (no limit). Pure logic, unit-tested.
+pub fn branch_space_limit(
+    pool_used: u64,
+    pool_available: u64,
+    branches_used: u64,
+    headroom_percent: u8,
+) -> Option<u64> {
+    if headroom_percent == 0 {
+        return None;
+    }
+    let total = pool_used.saturating_add(pool_available) as u128;
+    let headroom = (total * headroom_percent as u128 / 100) as u64;
+    Some(branches_used.saturating_add(pool_available.saturating_sub(headroom)))
+}
+
+/// Check the settings of the branch space (at `init`, and when a config is
+/// loaded, so a hand-edited value is refused with a clear message).
+pub fn check_settings(cfg: &Config) -> Result<()> {
+    if cfg.branch_headroom_percent > 90 {
+        return Err(Error::Config(format!(
+            "branch_headroom_percent is {}: give 0 (no limit on branches) to 90",
+            cfg.branch_headroom_percent
+        )));
+    }
+    Ok(())
+}
+
+impl BranchManager {
+    /// Name of the parent dataset of every branch.
+    pub(crate) fn branches_dataset(&self) -> String {
+        format!("{}/{BRANCHES_DATASET}", self.config.dataset)
+    }
+
+    /// Dataset of a new branch `name`.
+    pub(crate) fn branch_dataset_for(&self, name: &str) -> String {
+        format!("{}/{name}", self.branches_dataset())
+    }
+
+    /// Make sure the branch space exists (homes made before it are given
+    /// one at their next branch) and set its quota from the pool's current
+    /// numbers; refuse when it has not `reserve` bytes left for one more
+    /// branch. Changes nothing but the parent's quota.
+    pub(crate) async fn prepare_branch_space(&self, reserve: u64) -> Result<()> {
+        let ds = self.branches_dataset();
+        let info = match self.storage.get(&ds).await? {
+            Some(i) => i,
+            None => {
+                let home = self.home.root().to_string_lossy().into_owned();
+                self.storage
+                    .create(&ds, None, &[("managed", "branches"), ("home", &home)])
+                    .await?;
+                self.storage
+                    .get(&ds)
+                    .await?
+                    .ok_or_else(|| Error::Internal(format!("{ds} vanished after its creation")))?
+            }
+        };
+        let pool = self.storage.pool_space(&self.config.dataset).await?;
+        let limit = branch_space_limit(
+            pool.used,
+            pool.available,
+            info.used,
+            self.config.branch_headroom_percent,
+        );
+        if let Some(limit) = limit {
+            if limit.saturating_sub(info.used) < reserve {
+                return Err(self.no_space(&info, limit, reserve));
+            }
+        }
+        self.storage
+            .set_space_limit(&ds, SpaceLimit::Quota, limit)
+            .await
+    }
+
+    /// The reservation of a branch with this quota: the configured one, at
+    /// most the quota (ZFS refuses a reservation above the quota).
+    pub(crate) fn branch_reserve_for(&self, quota: Option<u64>) -> u64 {
+        quota.map_or(self.config.branch_reserve, |q| {
+            q.min(self.config.branch_reserve)
+        })
+    }
+
+    /// Give a new branch its reservation.
+    pub(crate) async fn reserve_branch_space(
+        &self,
+        dataset: &str,
+        quota: Option<u64>,
+    ) -> Result<()> {
+        let bytes = self.branch_reserve_for(quota);
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.storage
+            .set_space_limit(dataset, SpaceLimit::Reservation, Some(bytes))
+            .await
+            .map_err(|e| match e {
+                // Another branch took the space since prepare_branch_space.
+                Error::Zfs(m) if m.contains("space") => Error::NoSpace(format!(
+                    "no room left for the {} reservation of a new branch ({m}): destroy unused branches or grow the pool",
+                    human_bytes(bytes)
+                )),
+                e => e,
+            })
+    }
+
+    fn no_space(&self, info: &DatasetInfo, limit: u64, reserve: u64) -> Error {
+        Error::NoSpace(format!(
+            "the branches use {} of the {} they may use together ({}% of the pool is kept for the databases), less than the {} a new branch reserves: destroy unused branches, grow the pool, or lower branch_headroom_percent / branch_reserve in {}",
+            human_bytes(info.used),
+            human_bytes(limit),
+            self.config.branch_headroom_percent,
+            human_bytes(reserve),
+            self.home.config_path().display()
+        ))
+    }
+
+    /// Space of all branches together, without changing anything (the
+    /// limit is the one the next branch will set).
+    pub async fn branch_space(&self) -> Result<BranchSpace> {
+        let pool = self.storage.pool_space(&self.config.dataset).await?;
+        let used = self
+            .storage
+            .get(&self.branches_dataset())
+            .await?
+            .map_or(0, |i| i.used);
+        let limit = branch_space_limit(
+            pool.used,
+            pool.available,
+            used,
+            self.config.branch_headroom_percent,
+        );
+        let fraction_used = match limit {
+            Some(l) if l > 0 => used as f64 / l as f64,
+            Some(_) => 1.0,
+            None => 0.0,
+        };
+        Ok(BranchSpace {
+            used,
+            limit,
+            fraction_used,
+            warning: fraction_used > BRANCH_SPACE_WARN_FRACTION,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: u64 = 1 << 20;
+
+    #[test]
+    fn the_limit_leaves_the_headroom_to_the_databases() {
+        // 1000 MiB pool, 200 used (100 of them by branches), 20% headroom:
+        // branches may grow by 800 - 200 = 600 MiB, to 700 MiB.
+        assert_eq!(
+            branch_space_limit(200 * M, 800 * M, 100 * M, 20),
+            Some(700 * M)
+        );
+    }
+
+    #[test]
+    fn a_pool_inside_the_headroom_lets_branches_grow_no_more() {
+        assert_eq!(
+            branch_space_limit(900 * M, 100 * M, 300 * M, 20),
+            Some(300 * M)
+        );
+    }
+
+    #[test]
+    fn no_headroom_means_no_limit() {
+        assert_eq!(branch_space_limit(1, 2, 3, 0), None);
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused() {
+        let mut c = Config::new("p/b");
+        assert!(check_settings(&c).is_ok());
+        c.branch_headroom_percent = 91;
+        let e = check_settings(&c).unwrap_err().to_string();
+        assert!(e.contains("0 (no limit on branches) to 90"), "{e}");
+    }
+}
