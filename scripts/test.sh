@@ -6,9 +6,6 @@
 # Usage: scripts/test.sh [STAGE...]   (default: all stages, in order)
 # Stages: lint unit core cli versions safety ffi python docker demo bench openzfs
 #         daemon-restart
-# Opt-in stage, not in the default list: pool-fill (fills a zfs-fuse pool to
-# ENOSPC without a quota; zfs-fuse itself has crashed doing that, taking every
-# pool down, so it runs only when asked: scripts/test.sh pool-fill).
 # (openzfs boots a guest with the real OpenZFS 2.1 kernel module: 12 min warm,
 # 21 min cold, of which ~8 min build the module once per machine.)
 # (daemon-restart kills and restarts the zfs-fuse daemon: it runs last.)
@@ -63,7 +60,6 @@ for s in "${STAGES[@]}"; do
     safety) run_stage safety cargo test -q -p betterpg-cli --test bad_input --test concurrency --test capacity -- --test-threads=1 ;;
     bench) run_stage bench env BPG_BENCH_BIN="$PWD/target/debug/bpg" scripts/bench.sh --short ;;
     openzfs) run_stage openzfs scripts/test-openzfs-vm.sh ;;
-    pool-fill) run_stage pool-fill cargo test -q -p betterpg-cli --test capacity -- --ignored --test-threads=1 ;;
     daemon-restart) run_stage daemon-restart env BPG_ALLOW_DAEMON_RESTART=1 cargo test -q -p betterpg-cli --test daemon_restart -- --ignored --nocapture ;;
     ffi)  run_stage ffi scripts/test-ffi.sh ;;
     python) run_stage python scripts/test-python.sh ;;

@@ -154,6 +154,11 @@ enum betterpg_result
    */
   BETTERPG_RESULT_INVALID_STATE = 17,
   /*
+   Not enough space for what was asked (the branches' share of the
+   pool is used up).
+   */
+  BETTERPG_RESULT_NO_SPACE = 18,
+  /*
    A bug in betterpg.
    */
   BETTERPG_RESULT_INTERNAL = 99,
