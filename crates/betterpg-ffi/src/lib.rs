@@ -147,7 +147,7 @@ mod tests {
         assert_eq!(cstr(betterpg_result_name(0)), "ok");
         assert_eq!(cstr(betterpg_result_name(1003)), "panic");
         assert_eq!(cstr(betterpg_result_name(424242)), "unknown");
-        assert_eq!(cstr(betterpg_result_name(18)), "unknown");
+        assert_eq!(cstr(betterpg_result_name(98)), "unknown");
     }
 
     #[test]

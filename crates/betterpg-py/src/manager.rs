@@ -190,6 +190,9 @@ impl PyBranchManager {
     ///
     /// Either ``dataset`` (an existing pool, e.g. ``"tank/betterpg"``) or
     /// ``pool_file`` + ``size`` + ``pool`` (a new pool on a sparse file).
+    /// ``branch_headroom`` (percent of the pool kept for databases, 0-90,
+    /// default 20) and ``branch_reserve`` (space guaranteed to every branch,
+    /// default ``"64M"``) set the branch space (see the README's Safety).
     #[classmethod]
     #[pyo3(signature = (
         home,
@@ -202,6 +205,8 @@ impl PyBranchManager {
         os_user = None,
         listen_address = None,
         port_range = None,
+        branch_headroom = None,
+        branch_reserve = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn init(
@@ -216,6 +221,8 @@ impl PyBranchManager {
         os_user: Option<String>,
         listen_address: Option<String>,
         port_range: Option<(u16, u16)>,
+        branch_headroom: Option<u8>,
+        branch_reserve: Option<Size>,
     ) -> PyResult<Self> {
         let storage = match (dataset, pool_file, size, pool) {
             (Some(ds), None, None, None) => InitStorage::Dataset(ds),
@@ -240,8 +247,11 @@ impl PyBranchManager {
             os_user,
             listen_address,
             port_range,
-            branch_headroom_percent: None,
-            branch_reserve: None,
+            branch_headroom_percent: branch_headroom,
+            branch_reserve: branch_reserve
+                .map(|s| s.bytes())
+                .transpose()
+                .map_err(|e| to_pyerr(py, e))?,
         };
         let h = home.clone();
         let mgr = py

@@ -270,6 +270,33 @@ def test_port_catalog_and_invalid_state(extra_home):
     assert [i.name for i in h.manager.list()] == ["only"]
 
 
+def test_no_space_for_a_branch_changes_nothing(extra_home):
+    h = extra_home("space")
+    h.manager.create("src")
+    # The documented knob: every branch reserves branch_reserve bytes of the
+    # branch space; more than the pool has cannot be given.
+    config = h.path / "config.json"
+    data = json.loads(config.read_text())
+    data["branch_reserve"] = 10 << 30
+    config.write_text(json.dumps(data))
+    m = betterpg.BranchManager(home=h.path)
+    before = [i.name for i in m.list()]
+    expect(betterpg.NoSpaceError, lambda: m.branch("src", "b"), match="destroy unused branches")
+    assert [i.name for i in m.list()] == before
+    usage = m.pool_usage()
+    assert usage.branches_limit_bytes is not None and usage.branches_limit_bytes < 10 << 30, usage
+    # A headroom outside 0-90 is refused at init, before any pool is made.
+    pool_file = h.path / "never.img"
+    expect(
+        betterpg.ConfigError,
+        lambda: betterpg.BranchManager.init(
+            h.path / "h2", pool_file=pool_file, size="128M", pool="bpgpy-never", branch_headroom=91
+        ),
+        match="0 (no limit on branches) to 90",
+    )
+    assert not pool_file.exists()
+
+
 def test_version_mismatch(manager):
     pg_bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
     assert pg_bins, "no PostgreSQL binaries"

@@ -128,6 +128,8 @@ class BranchManager:
         os_user: Optional[str] = None,
         listen_address: Optional[str] = None,
         port_range: Optional[Tuple[int, int]] = None,
+        branch_headroom: Optional[int] = None,
+        branch_reserve: Union[int, str, None] = None,
     ) -> BranchManager: ...
     @property
     def home(self) -> Path: ...
