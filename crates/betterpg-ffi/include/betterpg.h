@@ -785,6 +785,20 @@ betterpg_result betterpg_init_options_set_port_range(struct betterpg_init_option
                                                      uint16_t last);
 
 /*
+ The branch space: `headroom_percent` of the pool is kept for the
+ databases (branches together can never use it; 0-90, 0 for no limit;
+ default 20) and every branch reserves `reserve_bytes` (0 for none;
+ default 64 MiB). A headroom above 90 makes `betterpg_manager_init` fail
+ with `BETTERPG_RESULT_CONFIG` before anything is made.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_init_options`.
+ */
+betterpg_result betterpg_init_options_set_branch_space(struct betterpg_init_options *opts,
+                                                       uint8_t headroom_percent,
+                                                       uint64_t reserve_bytes);
+
+/*
  Default PostgreSQL bin directory (e.g. "/usr/lib/postgresql/15/bin");
  without it, `init` finds one on the machine.
 

@@ -24,6 +24,8 @@ pub(crate) struct InitOptionsC {
     os_user: Option<String>,
     listen_address: Option<String>,
     port_range: Option<(u16, u16)>,
+    branch_headroom_percent: Option<u8>,
+    branch_reserve: Option<u64>,
 }
 
 impl Opaque for betterpg_init_options {
@@ -44,8 +46,8 @@ impl InitOptionsC {
             os_user: self.os_user.clone(),
             listen_address: self.listen_address.clone(),
             port_range: self.port_range,
-            branch_headroom_percent: None,
-            branch_reserve: None,
+            branch_headroom_percent: self.branch_headroom_percent,
+            branch_reserve: self.branch_reserve,
         })
     }
 }
@@ -142,6 +144,29 @@ pub unsafe extern "C" fn betterpg_init_options_set_port_range(
             )));
         }
         o.port_range = Some((first, last));
+        Ok(())
+    })
+}
+
+/// The branch space: `headroom_percent` of the pool is kept for the
+/// databases (branches together can never use it; 0-90, 0 for no limit;
+/// default 20) and every branch reserves `reserve_bytes` (0 for none;
+/// default 64 MiB). A headroom above 90 makes `betterpg_manager_init` fail
+/// with `BETTERPG_RESULT_CONFIG` before anything is made.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_init_options`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_init_options_set_branch_space(
+    opts: *mut betterpg_init_options,
+    headroom_percent: u8,
+    reserve_bytes: u64,
+) -> betterpg_result {
+    guard("betterpg_init_options_set_branch_space", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_init_options::get_mut(opts, "opts") }?;
+        o.branch_headroom_percent = Some(headroom_percent);
+        o.branch_reserve = Some(reserve_bytes);
         Ok(())
     })
 }

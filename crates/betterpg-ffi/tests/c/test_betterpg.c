@@ -240,6 +240,18 @@ static void test_without_manager(const char *home) {
     EXPECT_RC(BETTERPG_RESULT_OK, betterpg_init_options_set_pool_file(opts, "/tmp/betterpg-test/never.img", 1 << 30, "bad pool!"));
     EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_init(missing, opts, &m));
     CHECK(m == sentinel);
+    /* A branch headroom above 90%: refused before any pool is made. */
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_init_options_set_branch_space(NULL, 20, 0));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_init_options_set_pool_file(opts, "/tmp/betterpg-test/never.img", 1 << 30, "bpgffinever"));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_init_options_set_branch_space(opts, 91, 0));
+    EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_init(missing, opts, &m));
+    CHECK(contains(betterpg_last_error_message(), "0 (no limit on branches) to 90"));
+    CHECK(m == sentinel);
+    {
+        FILE *never = fopen("/tmp/betterpg-test/never.img", "rb");
+        CHECK(never == NULL);
+        if (never) fclose(never);
+    }
     betterpg_init_options_free(opts);
 
     /* NULL handles: getters give NULL/0/false, frees do nothing. */
@@ -282,6 +294,7 @@ int main(int argc, char **argv) {
     REQUIRE(opts != NULL);
     REQUIRE_OK(betterpg_init_options_set_pool_file(opts, pool_file, (uint64_t)1 << 30, pool));
     REQUIRE_OK(betterpg_init_options_set_port_range(opts, (uint16_t)port_first, (uint16_t)port_last));
+    REQUIRE_OK(betterpg_init_options_set_branch_space(opts, 20, (uint64_t)32 << 20));
     REQUIRE_OK(betterpg_manager_init(home, opts, &m));
     CHECK(betterpg_last_error_message() == NULL);
     printf("  initialised %s on pool %s\n", home, pool);
