@@ -444,7 +444,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             }
             if pool.branches.warning {
                 eprintln!(
-                    "warning: branches use {:.0}% of their space: branches that write more get disk-full errors (databases keep their headroom); destroy unused branches or grow the pool",
+                    "warning: pool {}: branches use {:.0}% of the space they may take: branches that write more get disk-full errors (databases keep their headroom); destroy unused branches or grow the pool",
+                    pool.pool,
                     pool.branches.fraction_used * 100.0
                 );
             }

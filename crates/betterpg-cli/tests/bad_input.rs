@@ -380,6 +380,26 @@ async fn init_refuses_missing_pools_foreign_datasets_and_wrong_homes() {
             ],
             "bpgsafe_nobody",
         ),
+        (
+            vec![
+                "init",
+                "--dataset",
+                &format!("{pool}/x"),
+                "--branch-headroom",
+                "91",
+            ],
+            "0 (no limit on branches) to 90",
+        ),
+        (
+            vec![
+                "init",
+                "--dataset",
+                &format!("{pool}/x"),
+                "--branch-reserve",
+                "lots",
+            ],
+            "invalid size \"lots\"",
+        ),
     ] {
         let e = run2(&args);
         assert!(e.contains(want), "{args:?}: {e}");

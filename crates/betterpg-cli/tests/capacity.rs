@@ -187,14 +187,20 @@ async fn a_branch_filling_its_space_fails_alone_and_destroy_gives_the_space_back
         "{out}"
     );
     assert!(
-        err.contains("warning: branches use") && err.contains("destroy unused branches"),
+        err.contains(&format!("warning: pool {}: branches use", env.pool))
+            && err.contains("destroy unused branches"),
         "{err}"
     );
     // No room for another branch: refused, nothing made.
+    let before = (catalog_bytes(&env), zfs_tree(&env.pool));
     let e = bpg.fails(&["branch", "prod", "one-more"]);
     assert!(
         e.contains("no space") && e.contains("destroy unused branches"),
         "{e}"
+    );
+    assert!(
+        before == (catalog_bytes(&env), zfs_tree(&env.pool)),
+        "the refused branch changed the catalog or the pool"
     );
 
     // Destroying the branch gives the space back.
