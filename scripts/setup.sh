@@ -133,10 +133,32 @@ check_fuse() {
 zfs_running() { pgrep -x zfs-fuse >/dev/null 2>&1; }
 zpool_answers() { timeout 5 zpool list >/dev/null 2>&1; }
 
+# FUSE writes of at most 8 KiB (PostgreSQL's page size). zfs-fuse 0.7 aborts
+# (`zfsfuse_write: Assertion uio.uio_resid == 0`, taking every pool down)
+# when a write request crosses a record boundary and only its first part
+# fits under a quota; a request of one 8 KiB-aligned page never crosses one.
+# Seen in CI when a branch fills its quota; with this option 14 fills in a
+# row passed (docs/safety.md). tests/daemon_restart.rs starts it the same way.
+ZFS_FUSE_ARGS=(--pidfile "$ZFS_PIDFILE" -o max_write=8192)
+
 start_zfs() {
   if ! have_cmd zfs-fuse; then
     (( CHECK )) && { MISSING+=("zfs-fuse daemon (package not installed)"); return 0; }
     die "zfs-fuse not found after install"
+  fi
+  # A daemon started without the option is restarted with it, but only when
+  # it serves no pool (a restart would take imported pools away).
+  local running_args=""
+  zfs_running && running_args=$(tr '\0' ' ' < "/proc/$(pgrep -x zfs-fuse | head -1)/cmdline" 2>/dev/null || true)
+  if zfs_running && ! (( CHECK )) && [[ "$running_args" != *max_write=8192* ]]; then
+    if zpool_answers && [[ -z "$(zpool list -H -o name 2>/dev/null)" ]]; then
+      log "restarting zfs-fuse with ${ZFS_FUSE_ARGS[*]} (it serves no pool)"
+      pkill -x zfs-fuse || true
+      for _ in $(seq 1 50); do zfs_running || break; sleep 0.2; done
+      if zfs_running; then pkill -9 -x zfs-fuse || true; fi
+    else
+      warn "zfs-fuse runs without '-o max_write=8192' and serves pools: left alone; a branch filling its quota may crash it (restart it with ${ZFS_FUSE_ARGS[*]})"
+    fi
   fi
   if zfs_running; then
     if zpool_answers; then ok "zfs-fuse running, zpool answers"; return 0; fi
@@ -152,7 +174,7 @@ start_zfs() {
     # systemd has none).
     [[ -d /run/lock ]] || install -d -m 1777 /run/lock
     log "starting zfs-fuse daemon"
-    zfs-fuse --pidfile "$ZFS_PIDFILE" \
+    zfs-fuse "${ZFS_FUSE_ARGS[@]}" \
       || die "zfs-fuse failed to start (exit $?; it logs to syslog only; needs /dev/fuse and /run/lock)"
   fi
   local i

@@ -12,7 +12,7 @@
 //! What it does: databases and branches with data on a file-backed pool;
 //! stop them all; `zpool export`; stop the zfs-fuse daemon (SIGTERM, then
 //! SIGKILL if it lingers); start it again (`zfs-fuse --pidfile
-//! /run/zfs-fuse.pid`, as scripts/setup.sh does); `zpool import -d DIR
+//! /run/zfs-fuse.pid -o max_write=8192`, as scripts/setup.sh does); `zpool import -d DIR
 //! POOL`; start them all; every one holds its data. Whatever happens, a
 //! guard starts the daemon again before the test ends.
 //!
@@ -31,6 +31,9 @@ use support::*;
 const PORT_LO: u16 = 59920;
 const PORT_HI: u16 = 59959;
 const PIDFILE: &str = "/run/zfs-fuse.pid";
+/// The daemon's arguments, as scripts/setup.sh gives them (see there for
+/// why `max_write`).
+const DAEMON_ARGS: [&str; 4] = ["--pidfile", PIDFILE, "-o", "max_write=8192"];
 const GUARD_ENV: &str = "BPG_ALLOW_DAEMON_RESTART";
 
 fn daemon_pid() -> Option<i32> {
@@ -55,11 +58,14 @@ fn zpool_answers() -> bool {
 /// Start the daemon the way scripts/setup.sh does and wait for `zpool list`.
 fn start_daemon() -> Result<(), String> {
     if daemon_pid().is_none() {
-        eprintln!("daemon_restart: starting zfs-fuse --pidfile {PIDFILE}");
+        eprintln!(
+            "daemon_restart: starting zfs-fuse {}",
+            DAEMON_ARGS.join(" ")
+        );
         let _ = std::fs::remove_file(PIDFILE);
         let _ = std::fs::create_dir_all("/run/lock");
         let o = Command::new("zfs-fuse")
-            .args(["--pidfile", PIDFILE])
+            .args(DAEMON_ARGS)
             .output()
             .map_err(|e| format!("cannot run zfs-fuse: {e}"))?;
         if !o.status.success() {

@@ -370,8 +370,6 @@ impl BranchManager {
                 .set_space_limit(&entry.dataset, SpaceLimit::Quota, Some(q))
                 .await?;
         }
-        self.reserve_branch_space(&entry.dataset, opts.quota)
-            .await?;
         let mp = self.mountpoint(&entry.dataset).await?;
         let data_dir = mp.join(PGDATA_SUBDIR);
         cluster::detach_clone(&data_dir)?;
@@ -414,9 +412,16 @@ impl BranchManager {
         }
         timer.lap("wal_copy");
 
-        // 5: start it.
-        self.start_on_free_port(entry, &data_dir, |_| {}, &mut undo.started)
-            .await?;
+        // 5: start it, while the clone gets its reservation: a `zfs set`
+        // waits for a transaction group, the server start takes longer, and
+        // a reservation is a guarantee, not a limit, so it need not come
+        // first. Either failing fails the branch (and rolls it back).
+        let (started, reserved) = tokio::join!(
+            self.start_on_free_port(entry, &data_dir, |_| {}, &mut undo.started),
+            self.reserve_branch_space(&entry.dataset, opts.quota)
+        );
+        started?;
+        reserved?;
         timer.lap("start");
         fault::point("after_start").await?;
         fault::point("before_catalog").await?;

@@ -10,7 +10,9 @@
 //!   `quota` leaves [`Config::branch_headroom_percent`] of the pool to the
 //!   databases: branches together can never take that part. The quota is
 //!   recomputed before every branch from the pool's current numbers (a
-//!   ZFS quota is a fixed number, the pool is not);
+//!   ZFS quota is a fixed number, the pool is not), and rewritten when it
+//!   moved by more than [`QUOTA_SLACK_PERCENT`] of the pool (a `zfs set`
+//!   waits for a transaction group: ~50-100 ms on zfs-fuse);
 //! - every branch gets a `reservation` of [`Config::branch_reserve`] bytes
 //!   inside that space: when another branch has filled the rest, it still
 //!   has room of its own to keep writing.
@@ -34,6 +36,21 @@ use crate::util::human_bytes;
 /// It starts with `_`, which no database or branch name may, so it can never
 /// collide with one.
 pub const BRANCHES_DATASET: &str = "_branches";
+
+/// How far (percent of the pool) the branch space's quota may lag behind
+/// the computed one before it is rewritten.
+pub const QUOTA_SLACK_PERCENT: u64 = 1;
+
+/// Whether the quota `current` must be rewritten as `wanted`. Pure logic,
+/// unit-tested.
+pub fn quota_needs_update(current: Option<u64>, wanted: Option<u64>, pool_total: u64) -> bool {
+    let slack = pool_total / 100 * QUOTA_SLACK_PERCENT;
+    match (current, wanted) {
+        (None, None) => false,
+        (Some(c), Some(w)) => c.abs_diff(w) > slack,
+        _ => true,
+    }
+}
 
 /// Used fraction of the branch space above which `status` warns.
 pub const BRANCH_SPACE_WARN_FRACTION: f64 = 0.9;
@@ -98,7 +115,12 @@ impl BranchManager {
     /// branch. Changes nothing but the parent's quota.
     pub(crate) async fn prepare_branch_space(&self, reserve: u64) -> Result<()> {
         let ds = self.branches_dataset();
-        let info = match self.storage.get(&ds).await? {
+        let (info, pool) = tokio::join!(
+            self.storage.get(&ds),
+            self.storage.pool_space(&self.config.dataset)
+        );
+        let (info, pool) = (info?, pool?);
+        let info = match info {
             Some(i) => i,
             None => {
                 let home = self.home.root().to_string_lossy().into_owned();
@@ -111,7 +133,6 @@ impl BranchManager {
                     .ok_or_else(|| Error::Internal(format!("{ds} vanished after its creation")))?
             }
         };
-        let pool = self.storage.pool_space(&self.config.dataset).await?;
         let limit = branch_space_limit(
             pool.used,
             pool.available,
@@ -123,9 +144,12 @@ impl BranchManager {
                 return Err(self.no_space(&info, limit, reserve));
             }
         }
-        self.storage
-            .set_space_limit(&ds, SpaceLimit::Quota, limit)
-            .await
+        if quota_needs_update(info.quota, limit, pool.used + pool.available) {
+            self.storage
+                .set_space_limit(&ds, SpaceLimit::Quota, limit)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The reservation of a branch with this quota: the configured one, at
@@ -221,6 +245,18 @@ mod tests {
             branch_space_limit(900 * M, 100 * M, 300 * M, 20),
             Some(300 * M)
         );
+    }
+
+    #[test]
+    fn the_quota_is_rewritten_only_when_it_moved_more_than_the_slack() {
+        let pool = 1000 * M; // slack: 10 MiB
+        assert!(!quota_needs_update(Some(500 * M), Some(505 * M), pool));
+        assert!(!quota_needs_update(Some(500 * M), Some(495 * M), pool));
+        assert!(quota_needs_update(Some(500 * M), Some(480 * M), pool));
+        assert!(quota_needs_update(Some(500 * M), Some(520 * M), pool));
+        assert!(quota_needs_update(None, Some(500 * M), pool));
+        assert!(quota_needs_update(Some(500 * M), None, pool));
+        assert!(!quota_needs_update(None, None, pool));
     }
 
     #[test]

@@ -137,6 +137,7 @@ struct Props {
     referenced: c_int,
     origin: c_int,
     mountpoint: c_int,
+    quota: c_int,
     createtxg: c_int,
 }
 
@@ -387,6 +388,12 @@ impl Zhp {
                 self.string(p.mountpoint)
                     .filter(|m| m.starts_with('/'))
                     .map(PathBuf::from)
+            } else {
+                None
+            },
+            // 0 means no quota.
+            quota: if kind == DatasetType::Filesystem {
+                Some(self.int(p.quota)).filter(|q| *q > 0)
             } else {
                 None
             },
@@ -868,6 +875,7 @@ impl Libzfs {
             referenced: prop("referenced", zsys::zfs_prop_t_ZFS_PROP_REFERENCED)?,
             origin: prop("origin", zsys::zfs_prop_t_ZFS_PROP_ORIGIN)?,
             mountpoint: prop("mountpoint", zsys::zfs_prop_t_ZFS_PROP_MOUNTPOINT)?,
+            quota: prop("quota", zsys::zfs_prop_t_ZFS_PROP_QUOTA)?,
             createtxg: prop("createtxg", -1)?,
         };
         Ok(Inner {

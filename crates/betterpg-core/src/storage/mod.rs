@@ -47,6 +47,9 @@ pub struct DatasetInfo {
     pub referenced: u64,
     /// For a clone, the snapshot it was cloned from.
     pub origin: Option<String>,
+    /// Its ZFS `quota` in bytes (`None`: no quota; always `None` for
+    /// snapshots).
+    pub quota: Option<u64>,
     /// Where it is mounted (file systems only).
     pub mountpoint: Option<PathBuf>,
     /// betterpg's user properties, without the `betterpg:` prefix.

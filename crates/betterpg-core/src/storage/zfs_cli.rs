@@ -40,7 +40,7 @@ impl Default for ZfsCli {
 }
 
 /// Properties read for every dataset.
-const BASE_PROPS: &str = "type,used,referenced,origin,mountpoint";
+const BASE_PROPS: &str = "type,used,referenced,origin,mountpoint,quota";
 
 impl ZfsCli {
     /// A backend running the given `zfs` binary (a name on `PATH` or a path).
@@ -272,6 +272,7 @@ pub fn parse_get_output(out: &str) -> Vec<DatasetInfo> {
                 used: 0,
                 referenced: 0,
                 origin: None,
+                quota: None,
                 mountpoint: None,
                 props: BTreeMap::new(),
             }
@@ -288,6 +289,8 @@ pub fn parse_get_output(out: &str) -> Vec<DatasetInfo> {
             "used" => entry.used = value.parse().unwrap_or(0),
             "referenced" => entry.referenced = value.parse().unwrap_or(0),
             "origin" if !unset => entry.origin = Some(value.to_string()),
+            // 0 (or "none") means no quota.
+            "quota" => entry.quota = value.parse().ok().filter(|q| *q > 0),
             "mountpoint" if !unset && value.starts_with('/') => {
                 entry.mountpoint = Some(PathBuf::from(value))
             }
@@ -500,12 +503,14 @@ tank/b\tused\t1048576\n\
 tank/b\treferenced\t114688\n\
 tank/b\torigin\t-\n\
 tank/b\tmountpoint\t/tank/b\n\
+tank/b\tquota\t0\n\
 tank/b\tbetterpg:kind\t-\n\
 tank/b/dev\ttype\tfilesystem\n\
 tank/b/dev\tused\t8192\n\
 tank/b/dev\treferenced\t40000000\n\
 tank/b/dev\torigin\ttank/b/prod@bpg-dev\n\
 tank/b/dev\tmountpoint\t/tank/b/dev\n\
+tank/b/dev\tquota\t67108864\n\
 tank/b/dev\tbetterpg:kind\tbranch\n\
 tank/b/dev\tbetterpg:parent\tprod\n\
 tank/b/prod@bpg-dev\ttype\tsnapshot\n\
@@ -521,6 +526,8 @@ tank/b/prod@bpg-dev\tbetterpg:note\twith\ttab\n";
         assert_eq!(ds[0].used, 1048576);
         assert!(ds[0].props.is_empty(), "unset user props are dropped");
         assert_eq!(ds[0].origin, None);
+        assert_eq!(ds[0].quota, None, "quota 0 is no quota");
+        assert_eq!(ds[1].quota, Some(64 << 20));
         assert_eq!(ds[1].origin.as_deref(), Some("tank/b/prod@bpg-dev"));
         assert_eq!(ds[1].referenced, 40_000_000);
         assert_eq!(ds[1].props["kind"], "branch");
