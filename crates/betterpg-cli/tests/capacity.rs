@@ -39,13 +39,24 @@ fn env(size: &str) -> TestEnv {
     env
 }
 
-/// Bytes allocated in the pool (`zfs get -Hp used POOL`).
-fn pool_used(pool: &str) -> u64 {
+/// A byte-valued ZFS property (`zfs get -Hp PROP NAME`).
+fn zfs_bytes(name: &str, prop: &str) -> u64 {
     let o = Command::new("zfs")
-        .args(["get", "-H", "-p", "-o", "value", "used", pool])
+        .args(["get", "-H", "-p", "-o", "value", prop, name])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+    let v = String::from_utf8_lossy(&o.stdout);
+    v.trim().parse().unwrap_or_else(|_| {
+        panic!(
+            "zfs get {prop} {name}: {v:?} {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+/// Bytes allocated in the pool.
+fn pool_used(pool: &str) -> u64 {
+    zfs_bytes(pool, "used")
 }
 
 fn url_of(v: &serde_json::Value) -> String {
@@ -111,7 +122,7 @@ async fn started_at(url: &str) -> String {
 
 /// The source and `others` read and write (100 rows each, then a
 /// CHECKPOINT), without a restart since `started`.
-async fn keep_working(servers: &[(&str, &str, String)], rows_before: i64) {
+async fn keep_working(servers: &[(&str, String, String)], rows_before: i64) {
     for (name, url, started) in servers {
         let c = connect(url).await;
         for i in 0..100 {
@@ -130,6 +141,34 @@ async fn keep_working(servers: &[(&str, &str, String)], rows_before: i64) {
     }
 }
 
+/// A database `prod` with 10,000 rows in `t`, a branch `bystander`, and a
+/// branch `filler` made with `filler_args`; returns the filler's `bpg branch
+/// --json` report, and the source's and the bystander's names, URLs and
+/// server start times.
+async fn source_and_two_branches(
+    bpg: &Bpg<'_>,
+    filler_args: &[&str],
+) -> (serde_json::Value, [(&'static str, String, String); 2]) {
+    let prod = url_of(&bpg.json(&["create", "prod"]));
+    connect(&prod)
+        .await
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text); \
+             INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 10000) g; CHECKPOINT",
+        )
+        .await
+        .unwrap();
+    let bystander = url_of(&bpg.json(&["branch", "prod", "bystander"]));
+    let mut args = vec!["branch", "prod", "filler"];
+    args.extend_from_slice(filler_args);
+    let filler = bpg.json(&args);
+    let servers = [
+        ("prod", prod.clone(), started_at(&prod).await),
+        ("bystander", bystander.clone(), started_at(&bystander).await),
+    ];
+    (filler, servers)
+}
+
 /// A branch without any quota of its own writes until it cannot: it gets
 /// PostgreSQL's own disk-full error, because all branches together may only
 /// use the pool minus the databases' headroom (see betterpg_core::space).
@@ -141,38 +180,13 @@ async fn a_branch_filling_its_space_fails_alone_and_destroy_gives_the_space_back
     let _serial = SERIAL.lock().await;
     let env = env("512M");
     let bpg = Bpg::of(&env);
-    let prod = url_of(&bpg.json(&["create", "prod"]));
-    connect(&prod)
-        .await
-        .batch_execute(
-            "CREATE TABLE t (id int PRIMARY KEY, v text); \
-             INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 10000) g; CHECKPOINT",
-        )
-        .await
-        .unwrap();
-    let bystander = url_of(&bpg.json(&["branch", "prod", "bystander"]));
-    let filler = bpg.json(&["branch", "prod", "filler"]);
-    let servers = [
-        ("prod", prod.as_str(), started_at(&prod).await),
-        (
-            "bystander",
-            bystander.as_str(),
-            started_at(&bystander).await,
-        ),
-    ];
+    let (filler, servers) = source_and_two_branches(&bpg, &[]).await;
 
     let err = fill(&url_of(&filler)).await;
     eprintln!("the filling branch got: {err}");
     assert_pg_disk_full(&bpg, "filler", &err, "Disk quota exceeded");
     // The pool itself is not full: the databases' headroom is left.
-    let free = Command::new("zfs")
-        .args(["get", "-H", "-p", "-o", "value", "available", &env.pool])
-        .output()
-        .unwrap();
-    let free: u64 = String::from_utf8_lossy(&free.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    let free = zfs_bytes(&env.pool, "available");
     assert!(free > 64 << 20, "only {free} bytes left in the pool");
 
     keep_working(&servers, 10000).await;
@@ -228,35 +242,12 @@ async fn a_quota_on_the_branch_keeps_the_source_writing() {
     let _serial = SERIAL.lock().await;
     let env = env("512M");
     let bpg = Bpg::of(&env);
-    let prod = url_of(&bpg.json(&["create", "prod"]));
-    let src = connect(&prod).await;
-    src.batch_execute(
-        "CREATE TABLE t (id int PRIMARY KEY, v text); \
-         INSERT INTO t SELECT g, 'row ' || g FROM generate_series(1, 10000) g; CHECKPOINT",
-    )
-    .await
-    .unwrap();
-    let bystander = url_of(&bpg.json(&["branch", "prod", "bystander"]));
-    let filler = bpg.json(&["branch", "prod", "filler", "--quota", "64M"]);
-    let o = Command::new("zfs")
-        .args(["get", "-H", "-p", "-o", "value", "quota"])
-        .arg(filler["branch"]["dataset"].as_str().unwrap())
-        .output()
-        .unwrap();
+    let (filler, servers) = source_and_two_branches(&bpg, &["--quota", "64M"]).await;
     assert_eq!(
-        String::from_utf8_lossy(&o.stdout).trim(),
-        (64u64 << 20).to_string(),
+        zfs_bytes(filler["branch"]["dataset"].as_str().unwrap(), "quota"),
+        64 << 20,
         "bpg branch --quota did not set the ZFS quota"
     );
-    let servers = [
-        ("prod", prod.as_str(), started_at(&prod).await),
-        (
-            "bystander",
-            bystander.as_str(),
-            started_at(&bystander).await,
-        ),
-    ];
-
     let err = fill(&url_of(&filler)).await;
     eprintln!("the branch with a quota got: {err}");
     assert_pg_disk_full(&bpg, "filler", &err, "Disk quota exceeded");

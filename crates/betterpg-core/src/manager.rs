@@ -358,11 +358,7 @@ impl BranchManager {
         // The parent of every branch (see crate::space); its quota is set
         // at each branch.
         let branches = format!("{dataset}/{}", crate::space::BRANCHES_DATASET);
-        if zfs.get(&branches).await?.is_none() {
-            let h = home.root().to_string_lossy().into_owned();
-            zfs.create(&branches, None, &[("managed", "branches"), ("home", &h)])
-                .await?;
-        }
+        crate::space::ensure_branches_dataset(zfs, &branches, home.root()).await?;
         Ok(())
     }
 
@@ -504,13 +500,7 @@ impl BranchManager {
                 name: entry.name,
             });
         }
-        let listen = self.config.listen_address.clone();
-        entry.port = allocate_port(
-            self.config.port_start,
-            self.config.port_end,
-            &cat.used_ports(),
-            |p| port_is_free(&listen, p),
-        )?;
+        entry.port = self.free_port(&cat)?;
         entry.state = State::Creating {
             pid: std::process::id(),
         };
@@ -519,17 +509,23 @@ impl BranchManager {
         Ok(entry)
     }
 
+    /// A port of the configured range that no entry of `cat` holds and
+    /// nothing listens on (call with the catalog locked).
+    fn free_port(&self, cat: &Catalog) -> Result<u16> {
+        let listen = &self.config.listen_address;
+        allocate_port(
+            self.config.port_start,
+            self.config.port_end,
+            &cat.used_ports(),
+            |p| port_is_free(listen, p),
+        )
+    }
+
     /// Give the reserved entry `name` another free port (its current one
     /// turned out to be taken) and record it; returns the new port.
     pub(crate) fn move_port(&self, name: &str) -> Result<u16> {
         let mut cat = self.lock()?;
-        let listen = self.config.listen_address.clone();
-        let port = allocate_port(
-            self.config.port_start,
-            self.config.port_end,
-            &cat.used_ports(),
-            |p| port_is_free(&listen, p),
-        )?;
+        let port = self.free_port(&cat)?;
         cat.get_mut(name)
             .ok_or_else(|| Error::Internal(format!("catalog entry {name} vanished")))?
             .port = port;

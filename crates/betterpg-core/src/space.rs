@@ -24,12 +24,14 @@
 //! what they may use, so once they use more than it, branches could again
 //! take every free byte.)
 
+use std::path::Path;
+
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::home::Config;
 use crate::manager::BranchManager;
-use crate::storage::{DatasetInfo, SpaceLimit};
+use crate::storage::{DatasetInfo, SpaceLimit, Storage};
 use crate::util::human_bytes;
 
 /// Name of the parent dataset of every branch, under the root dataset.
@@ -98,6 +100,26 @@ pub fn check_settings(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Create the branch space `dataset` when missing (at `init`, and at the
+/// next branch of a home made before it existed); returns it.
+pub(crate) async fn ensure_branches_dataset(
+    storage: &dyn Storage,
+    dataset: &str,
+    home: &Path,
+) -> Result<DatasetInfo> {
+    if let Some(info) = storage.get(dataset).await? {
+        return Ok(info);
+    }
+    let home = home.to_string_lossy();
+    storage
+        .create(dataset, None, &[("managed", "branches"), ("home", &home)])
+        .await?;
+    storage
+        .get(dataset)
+        .await?
+        .ok_or_else(|| Error::Internal(format!("{dataset} vanished after its creation")))
+}
+
 impl BranchManager {
     /// Name of the parent dataset of every branch.
     pub(crate) fn branches_dataset(&self) -> String {
@@ -122,16 +144,7 @@ impl BranchManager {
         let (info, pool) = (info?, pool?);
         let info = match info {
             Some(i) => i,
-            None => {
-                let home = self.home.root().to_string_lossy().into_owned();
-                self.storage
-                    .create(&ds, None, &[("managed", "branches"), ("home", &home)])
-                    .await?;
-                self.storage
-                    .get(&ds)
-                    .await?
-                    .ok_or_else(|| Error::Internal(format!("{ds} vanished after its creation")))?
-            }
+            None => ensure_branches_dataset(&*self.storage, &ds, self.home.root()).await?,
         };
         let limit = branch_space_limit(
             pool.used,
