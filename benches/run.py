@@ -698,12 +698,12 @@ class Bench:
             "server_ms": server_phases(log_text),
         }
 
-    def m_create_database(self, cl: Cluster, strategy: str, scale: int) -> Dict[str, Any]:
-        name = self.next_name("copy")
+    def timed_database_copy(self, cl: Cluster, name: str, make: Callable[[], None], scale: int) -> Dict[str, Any]:
+        """Time ``make()`` (which makes database ``name`` in ``cl``) until the copy answers a
+        query; drop it whatever happens; check it holds the source's rows."""
         try:
             t0 = time.perf_counter()
-            with connect(cl.params()) as c:
-                c.execute(f"CREATE DATABASE {name} TEMPLATE bench STRATEGY {strategy}")
+            make()
             n = query_copy(cl.params(name))
             wall = time.perf_counter() - t0
         finally:
@@ -712,6 +712,15 @@ class Bench:
         if n != scale:
             raise BenchError(f"copy {name} answered {n}, expected {scale}")
         return {"seconds": wall}
+
+    def m_create_database(self, cl: Cluster, strategy: str, scale: int) -> Dict[str, Any]:
+        name = self.next_name("copy")
+
+        def make() -> None:
+            with connect(cl.params()) as c:
+                c.execute(f"CREATE DATABASE {name} TEMPLATE bench STRATEGY {strategy}")
+
+        return self.timed_database_copy(cl, name, make, scale)
 
     def m_basebackup(self, scale: int) -> Dict[str, Any]:
         cl = self.pg15
@@ -737,8 +746,8 @@ class Bench:
         cl = self.pg15
         name = self.next_name("dump")
         env = dict(os.environ, **libpq_env(cl.params("bench")))
-        try:
-            t0 = time.perf_counter()
+
+        def make() -> None:
             with connect(cl.params()) as c:
                 c.execute(f"CREATE DATABASE {name} TEMPLATE template0")
             dump = subprocess.Popen([cl.tool("pg_dump"), "-Fc", "-Z0", "bench"], stdout=subprocess.PIPE,
@@ -750,14 +759,8 @@ class Bench:
             dump.wait()
             if dump.returncode != 0 or restore.returncode != 0:
                 raise BenchError(f"pg_dump|pg_restore failed: {dump_err.strip()} {restore.stderr.strip()}"[-2000:])
-            n = query_copy(cl.params(name))
-            wall = time.perf_counter() - t0
-        finally:
-            with connect(cl.params()) as c:
-                c.execute(f"DROP DATABASE IF EXISTS {name}")
-        if n != scale:
-            raise BenchError(f"restored copy answered {n}, expected {scale}")
-        return {"seconds": wall}
+
+        return self.timed_database_copy(cl, name, make, scale)
 
     def measure(self, method: str, ctx: Dict[str, Any]) -> Dict[str, Any]:
         scale = ctx["scale"]
