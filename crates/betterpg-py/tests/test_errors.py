@@ -295,6 +295,13 @@ def test_no_space_for_a_branch_changes_nothing(extra_home):
         match="0 (no limit on branches) to 90",
     )
     assert not pool_file.exists()
+    # The keyword arguments reach the home's config (a second home on the same pool).
+    h3 = betterpg.BranchManager.init(
+        h.path / "h3", dataset=f"{h.pool}/third", branch_headroom=10, branch_reserve="16M"
+    )
+    cfg = json.loads((h3.home / "config.json").read_text())
+    assert (cfg["branch_headroom_percent"], cfg["branch_reserve"]) == (10, 16 << 20), cfg
+    assert h3.pool_usage().branches_limit_bytes is not None  # 10%: a limit, unlike 0
 
 
 def test_version_mismatch(manager):
