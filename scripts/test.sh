@@ -59,15 +59,30 @@ revive_zfs() {
 # A second failure fails the run; a stage that fails with the daemon alive
 # is never retried.
 RETRIED=()
+# Every stage's output also goes to target/ci-logs/STAGE.log, so the end of
+# the run can repeat why a stage failed: CI keeps only the tail of the output,
+# and later stages (openzfs is verbose) would push the cause out of it. A
+# process substitution, not a pipe: a daemon a stage starts (zfs-fuse, a
+# server) may keep the stream open, which must not hold the stage.
+LOG_DIR=$PWD/target/ci-logs
+mkdir -p "$LOG_DIR"
 run_stage() {
   local name=$1; shift
   local t0=$SECONDS attempt
+  : > "$LOG_DIR/$name.log"
   for attempt in 1 2; do
     if (( attempt == 1 )); then log "=== stage $name"; else log "=== stage $name (second attempt)"; fi
-    if timeout --kill-after=30 "$STAGE_TIMEOUT" "$@"; then
+    local rc=0
+    timeout --kill-after=30 "$STAGE_TIMEOUT" "$@" > >(tee -a "$LOG_DIR/$name.log") 2>&1 || rc=$?
+    if (( rc == 0 )); then
       log "=== stage $name passed ($((SECONDS - t0)) s)"
       zfs_alive || { warn "zfs-fuse died after stage $name passed: restarting it"; revive_zfs; }
       return 0
+    fi
+    if (( rc == 124 || rc == 137 )); then
+      echo "stage $name timed out after $STAGE_TIMEOUT s (exit $rc)" >> "$LOG_DIR/$name.log"
+    else
+      echo "stage $name exited with status $rc" >> "$LOG_DIR/$name.log"
     fi
     if zfs_alive || (( attempt == 2 )); then
       break
@@ -104,6 +119,13 @@ if [[ ${#RETRIED[@]} -gt 0 ]]; then
   warn "stages run twice because zfs-fuse died during their first attempt: ${RETRIED[*]}"
 fi
 if [[ ${#FAILED[@]} -gt 0 ]]; then
+  sleep 1   # let tee write the last lines
+  for s in "${FAILED[@]}"; do
+    warn "=== why stage $s failed: its error lines and last lines (whole output: $LOG_DIR/$s.log)"
+    grep -n -E 'FAILED|panicked|error|Error|failure|assert|timed out' "$LOG_DIR/$s.log" | tail -n 40 || true
+    echo "--- last 30 lines of stage $s"
+    tail -n 30 "$LOG_DIR/$s.log"
+  done
   die "failed stages: ${FAILED[*]}"
 fi
 log "all stages passed: ${STAGES[*]}"
