@@ -76,6 +76,28 @@ BPG_PORTS = "59000-59399"
 PORT_PG15 = 59400
 PORT_PG18 = 59401
 PORT_BASEBACKUP = 59402
+PORT_SPARE = range(59403, 59500)  # for a server whose port was taken
+
+
+def port_free(port: int) -> bool:
+    """True when 127.0.0.1:port can be bound now (as PostgreSQL binds it,
+    with SO_REUSEADDR)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def spare_port(exclude: set) -> int:
+    for p in PORT_SPARE:
+        if p not in exclude and port_free(p):
+            return p
+    raise BenchError(f"no free port in {PORT_SPARE.start}-{PORT_SPARE.stop - 1}: what listens there?")
 
 #: Method keys in table order; label, family.
 METHODS = [
@@ -289,11 +311,37 @@ class Cluster:
         with open(p, "a") as f:
             f.write(conf)
 
-    def start(self, data: Optional[Path] = None) -> None:
+    def start(self, data: Optional[Path] = None, port: Optional[int] = None) -> int:
+        """Start the cluster in `data` (default: this one) on `port` (default:
+        this cluster's) and return the port it listens on. Our fixed ports lie
+        in Linux's ephemeral range (32768-60999), so an outgoing connection
+        can hold one: a server that cannot bind moves to a spare port (the
+        same fix as betterpg's own). Errors carry the server log's new lines."""
+        main = data is None or data == self.data
         data = data or self.data
+        port = port or self.port
         logf = data.parent / f"{data.name}.log"
-        run([self.tool("pg_ctl"), "start", "-w", "-s", "-t", "300", "-D", data, "-l", logf],
-            as_postgres=True, cwd=str(data.parent))
+        for attempt in range(3):
+            seen = logf.stat().st_size if logf.exists() else 0
+            try:
+                run([self.tool("pg_ctl"), "start", "-w", "-s", "-t", "300", "-D", data, "-l", logf],
+                    as_postgres=True, cwd=str(data.parent))
+                break
+            except BenchError as e:
+                with open(logf, "rb") as f:
+                    f.seek(seen)
+                    new_lines = f.read().decode(errors="replace").strip()[-3000:]
+                taken = "could not bind" in new_lines or "Address already in use" in new_lines
+                if taken and attempt < 2:
+                    spare = spare_port(exclude={port, PORT_PG15, PORT_PG18, PORT_BASEBACKUP})
+                    log(f"port {port} of {data} was taken before the server bound it; moving to {spare}")
+                    self.write_port_conf(data, spare)
+                    port = spare
+                    continue
+                raise BenchError(f"{e}\nserver log {logf}:\n{new_lines}") from None
+        if main:
+            self.port = port
+        return port
 
     def stop(self, data: Optional[Path] = None, mode: str = "fast") -> None:
         data = data or self.data
@@ -731,8 +779,8 @@ class Bench:
                  "-D", dest, "-X", "stream", "-c", "fast", "--no-sync"],
                 env={"PGPASSWORD": cl.password}, as_postgres=True, timeout=7200)
             cl.write_port_conf(dest, PORT_BASEBACKUP)
-            cl.start(dest)
-            n = wait_query({**cl.params("bench"), "port": PORT_BASEBACKUP})
+            port = cl.start(dest, port=PORT_BASEBACKUP)
+            n = wait_query({**cl.params("bench"), "port": port})
             wall = time.perf_counter() - t0
         finally:
             cl.stop(dest, mode="immediate")

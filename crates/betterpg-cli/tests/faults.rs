@@ -221,7 +221,23 @@ async fn sigkill_at_every_step_is_cleaned_by_gc() {
             "{step}: --dry-run changed the pool"
         );
         let port = dev["port"].as_u64().unwrap() as u16;
-        bpg.ok(&["gc"]);
+        let real = bpg.json(&["gc"]);
+        // The dry run listed exactly what the real run removed.
+        let what_and_name = |v: &serde_json::Value| {
+            let mut l: Vec<(String, String)> = v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| (i["what"].to_string(), i["name"].to_string()))
+                .collect();
+            l.sort();
+            l
+        };
+        assert_eq!(
+            what_and_name(&dry),
+            what_and_name(&real),
+            "{step}: gc --dry-run and gc disagree"
+        );
         assert_only_prod(&bpg, &env, step);
         assert!(
             std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),

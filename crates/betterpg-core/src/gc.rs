@@ -55,6 +55,10 @@ impl BranchManager {
     pub async fn gc(&self, dry_run: bool) -> Result<GcReport> {
         let entries: Vec<Entry> = self.lock()?.entries().cloned().collect();
         let (kept, dead): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(is_live);
+        // Password and log files of names no live entry owns, listed before
+        // anything is removed: removing a dead server also removes its log,
+        // and a dry run must list exactly what the real run removes.
+        let stray = self.stray_files(&kept);
         let home = self.home.root().to_string_lossy().into_owned();
         let ours = |d: &DatasetInfo| {
             d.props.get("managed").map(String::as_str) == Some("yes")
@@ -145,8 +149,48 @@ impl BranchManager {
             cat.save()?;
         }
 
-        // Passwords and logs of names the catalog no longer has.
+        // Passwords and logs of names no live entry has (listed at the
+        // start, see above).
+        let live_now: Vec<String> = self
+            .lock()?
+            .entries()
+            .filter(|e| is_live(e))
+            .map(|e| e.name.clone())
+            .collect();
+        for (name, path) in stray {
+            // An operation that started since owns its files: keep them.
+            if live_now.contains(&name) {
+                continue;
+            }
+            if !dry_run {
+                let _ = std::fs::remove_file(&path);
+            }
+            items.push(GcItem {
+                what: "file".into(),
+                name: path.display().to_string(),
+                reason: "belongs to no database or branch".into(),
+            });
+        }
+
         let names: Vec<String> = self.lock()?.entries().map(|e| e.name.clone()).collect();
+        // Containers of names the catalog does not have (a dead entry's
+        // container went with its dataset above, in the real run).
+        for rt in &self.runtimes {
+            for found in rt.sweep(self.home.root(), &names, dry_run).await? {
+                items.push(GcItem {
+                    what: rt.name().to_string(),
+                    name: found,
+                    reason: "made by betterpg for no existing database or branch".into(),
+                });
+            }
+        }
+        Ok(GcReport { dry_run, items })
+    }
+
+    /// Password and log files (name, path) of names no entry in `kept`
+    /// has.
+    fn stray_files(&self, kept: &[Entry]) -> Vec<(String, std::path::PathBuf)> {
+        let mut out = Vec::new();
         for (dir, suffix) in [
             (self.home.secrets_dir(), ""),
             (self.home.logs_dir(), ".log"),
@@ -159,30 +203,14 @@ impl BranchManager {
                 let Some(name) = file.strip_suffix(suffix) else {
                     continue;
                 };
-                if file.starts_with('.') || names.iter().any(|n| n == name) {
+                if file.starts_with('.') || kept.iter().any(|e| e.name == name) {
                     continue;
                 }
-                items.push(GcItem {
-                    what: "file".into(),
-                    name: f.path().display().to_string(),
-                    reason: "belongs to no database or branch".into(),
-                });
-                if !dry_run {
-                    let _ = std::fs::remove_file(f.path());
-                }
+                out.push((name.to_string(), f.path()));
             }
         }
-
-        for rt in &self.runtimes {
-            for found in rt.sweep(self.home.root(), &names, dry_run).await? {
-                items.push(GcItem {
-                    what: rt.name().to_string(),
-                    name: found,
-                    reason: "made by betterpg for no existing database or branch".into(),
-                });
-            }
-        }
-        Ok(GcReport { dry_run, items })
+        out.sort();
+        out
     }
 
     /// A spec good enough to stop and remove a server on an orphaned

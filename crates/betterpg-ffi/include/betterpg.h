@@ -238,6 +238,38 @@ typedef struct betterpg_manager betterpg_manager;
 typedef uint32_t betterpg_branch_mode;
 
 /*
+ Space of the pool of a home, and of its branches together (all in
+ bytes). Filled by `betterpg_manager_pool_usage`.
+ */
+typedef struct betterpg_pool_usage {
+  /*
+   Bytes of the pool in use.
+   */
+  uint64_t used;
+  /*
+   Bytes of the pool still available.
+   */
+  uint64_t available;
+  /*
+   True when the pool is more than 90% full.
+   */
+  bool warning;
+  /*
+   Bytes all branches use together, their reservations included.
+   */
+  uint64_t branches_used;
+  /*
+   Most bytes the branches may use together, keeping the configured
+   headroom of the pool for databases; 0 when there is no limit.
+   */
+  uint64_t branches_limit;
+  /*
+   True when the branches use more than 90% of their limit.
+   */
+  bool branches_warning;
+} betterpg_pool_usage;
+
+/*
  Backup mode around the snapshot (the default, and the safe choice): the
  branch holds every transaction committed before the call, recovered as
  from a base backup.
@@ -618,6 +650,29 @@ betterpg_result betterpg_manager_branch(const struct betterpg_manager *manager,
                                         struct betterpg_branch_report **out_report);
 
 /*
+ Reset the branch `name` to its parent's current state: its data is
+ thrown away and it is branched again (snapshotting the parent as `mode`
+ says) under the same name and port, so its URL stays valid.
+
+ On success, when `out_report` is not NULL, `*out_report` receives the
+ report, owned by the caller (`betterpg_branch_report_free`); the manager
+ also keeps a copy for `betterpg_manager_last_branch_report`. Fails with
+ `BETTERPG_RESULT_NOT_FOUND` for an unknown name,
+ `BETTERPG_RESULT_UNSUPPORTED` for a database (not a branch),
+ `BETTERPG_RESULT_INVALID_ARGUMENT` for an unknown mode and `BETTERPG_RESULT_HAS_DEPENDENTS` for a branch with
+ branches of its own. If the new branch cannot be made, the old one is
+ already gone and the message says so.
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+ NUL-terminated string; `out_report` is NULL or valid for writes.
+ */
+betterpg_result betterpg_manager_reset(const struct betterpg_manager *manager,
+                                       const char *name,
+                                       betterpg_branch_mode mode,
+                                       struct betterpg_branch_report **out_report);
+
+/*
  The report of the last branch made with this manager handle.
 
  On success `*out_report` receives a new copy, owned by the caller
@@ -673,6 +728,37 @@ betterpg_result betterpg_manager_stop(const struct betterpg_manager *manager,
 betterpg_result betterpg_manager_destroy(const struct betterpg_manager *manager,
                                          const char *name,
                                          bool force);
+
+/*
+ Find, and unless `dry_run` remove, everything of this home that no
+ complete database or branch owns: datasets, snapshots, servers,
+ containers, catalog entries and files left by a process that died in
+ the middle of a `create` or `branch` (the same sweep as `bpg gc`).
+ Work of operations still running is kept.
+
+ On success, when `out_count` is not NULL, `*out_count` receives how many
+ things were found (and removed unless `dry_run`); the detail of each is
+ in the log (`bpg gc --dry-run` prints it).
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `out_count` is NULL or
+ valid for writes.
+ */
+betterpg_result betterpg_manager_gc(const struct betterpg_manager *manager,
+                                    bool dry_run,
+                                    size_t *out_count);
+
+/*
+ The space of the pool this home lives on, and what its branches use.
+
+ On success `*out_usage` is filled.
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `out_usage` is NULL or
+ valid for writes.
+ */
+betterpg_result betterpg_manager_pool_usage(const struct betterpg_manager *manager,
+                                            struct betterpg_pool_usage *out_usage);
 
 /*
  The current state of the database or branch `name`.

@@ -33,8 +33,8 @@ use std::ffi::{c_char, CString};
 
 pub use info::{betterpg_branch_report, betterpg_info, betterpg_info_list};
 pub use manager::{
-    betterpg_branch_mode, betterpg_manager, BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT,
-    BETTERPG_BRANCH_MODE_CRASH_CONSISTENT,
+    betterpg_branch_mode, betterpg_manager, betterpg_pool_usage,
+    BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, BETTERPG_BRANCH_MODE_CRASH_CONSISTENT,
 };
 pub use options::betterpg_init_options;
 pub use result::betterpg_result;

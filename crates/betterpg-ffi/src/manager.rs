@@ -214,17 +214,73 @@ pub unsafe extern "C" fn betterpg_manager_branch(
                 ..Default::default()
             },
         )?;
-        let c = if out_report.is_null() {
+        // SAFETY: NULL or valid for writes per the contract.
+        unsafe { m.keep_report(report, out_report) }
+    })
+}
+
+impl Manager {
+    /// Keep `report` as the last one and hand a copy to an optional
+    /// out-parameter (NULL: none).
+    ///
+    /// # Safety
+    /// `out` is NULL or valid for writes.
+    unsafe fn keep_report(
+        &self,
+        report: BranchReport,
+        out: *mut *mut betterpg_branch_report,
+    ) -> Result<(), Failure> {
+        let c = if out.is_null() {
             None
         } else {
             Some(ReportC::new(&report)?)
         };
-        *m.last_report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
+        *self.last_report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
         if let Some(c) = c {
             // SAFETY: non-NULL and valid for writes per the contract.
-            unsafe { write_out(out_report, betterpg_branch_report::into_handle(c)) };
+            unsafe { write_out(out, betterpg_branch_report::into_handle(c)) };
         }
         Ok(())
+    }
+}
+
+/// Reset the branch `name` to its parent's current state: its data is
+/// thrown away and it is branched again (snapshotting the parent as `mode`
+/// says) under the same name and port, so its URL stays valid.
+///
+/// On success, when `out_report` is not NULL, `*out_report` receives the
+/// report, owned by the caller (`betterpg_branch_report_free`); the manager
+/// also keeps a copy for `betterpg_manager_last_branch_report`. Fails with
+/// `BETTERPG_RESULT_NOT_FOUND` for an unknown name,
+/// `BETTERPG_RESULT_UNSUPPORTED` for a database (not a branch),
+/// `BETTERPG_RESULT_INVALID_ARGUMENT` for an unknown mode and `BETTERPG_RESULT_HAS_DEPENDENTS` for a branch with
+/// branches of its own. If the new branch cannot be made, the old one is
+/// already gone and the message says so.
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+/// NUL-terminated string; `out_report` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_reset(
+    manager: *const betterpg_manager,
+    name: *const c_char,
+    mode: betterpg_branch_mode,
+    out_report: *mut *mut betterpg_branch_report,
+) -> betterpg_result {
+    guard("betterpg_manager_reset", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let name = unsafe { arg_str(name, "name") }?;
+        let mode = mode_of(mode)?;
+        let report = m.inner.reset(
+            name,
+            BranchOptions {
+                mode,
+                ..Default::default()
+            },
+        )?;
+        // SAFETY: NULL or valid for writes per the contract.
+        unsafe { m.keep_report(report, out_report) }
     })
 }
 
@@ -330,6 +386,88 @@ pub unsafe extern "C" fn betterpg_manager_destroy(
         let m = unsafe { betterpg_manager::get(manager, "manager") }?;
         let name = unsafe { arg_str(name, "name") }?;
         m.inner.destroy(name, force)?;
+        Ok(())
+    })
+}
+
+/// Find, and unless `dry_run` remove, everything of this home that no
+/// complete database or branch owns: datasets, snapshots, servers,
+/// containers, catalog entries and files left by a process that died in
+/// the middle of a `create` or `branch` (the same sweep as `bpg gc`).
+/// Work of operations still running is kept.
+///
+/// On success, when `out_count` is not NULL, `*out_count` receives how many
+/// things were found (and removed unless `dry_run`); the detail of each is
+/// in the log (`bpg gc --dry-run` prints it).
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `out_count` is NULL or
+/// valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_gc(
+    manager: *const betterpg_manager,
+    dry_run: bool,
+    out_count: *mut usize,
+) -> betterpg_result {
+    guard("betterpg_manager_gc", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let report = m.inner.gc(dry_run)?;
+        if !out_count.is_null() {
+            // SAFETY: non-NULL and valid for writes per the contract.
+            unsafe { write_out(out_count, report.items.len()) };
+        }
+        Ok(())
+    })
+}
+
+/// Space of the pool of a home, and of its branches together (all in
+/// bytes). Filled by `betterpg_manager_pool_usage`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct betterpg_pool_usage {
+    /// Bytes of the pool in use.
+    pub used: u64,
+    /// Bytes of the pool still available.
+    pub available: u64,
+    /// True when the pool is more than 90% full.
+    pub warning: bool,
+    /// Bytes all branches use together, their reservations included.
+    pub branches_used: u64,
+    /// Most bytes the branches may use together, keeping the configured
+    /// headroom of the pool for databases; 0 when there is no limit.
+    pub branches_limit: u64,
+    /// True when the branches use more than 90% of their limit.
+    pub branches_warning: bool,
+}
+
+/// The space of the pool this home lives on, and what its branches use.
+///
+/// On success `*out_usage` is filled.
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `out_usage` is NULL or
+/// valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_pool_usage(
+    manager: *const betterpg_manager,
+    out_usage: *mut betterpg_pool_usage,
+) -> betterpg_result {
+    guard("betterpg_manager_pool_usage", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let out = arg_out(out_usage, "out_usage")?;
+        let u = m.inner.pool_usage()?;
+        let c = betterpg_pool_usage {
+            used: u.space.used,
+            available: u.space.available,
+            warning: u.warning,
+            branches_used: u.branches.used,
+            branches_limit: u.branches.limit.unwrap_or(0),
+            branches_warning: u.branches.warning,
+        };
+        // SAFETY: checked non-NULL, valid for writes per the contract.
+        unsafe { write_out(out, c) };
         Ok(())
     })
 }

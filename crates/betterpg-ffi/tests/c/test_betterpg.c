@@ -2,22 +2,33 @@
  * End-to-end test of the betterpg C API against real ZFS and PostgreSQL.
  *
  * Usage: test_betterpg HOME POOL_FILE POOL PORT_FIRST PORT_LAST
+ *        (test_betterpg --child-branch HOME: the process it SIGKILLs, below)
  *
  * Initialises HOME with a new file-backed pool, creates a database, fills it
  * with libpq, branches it in both modes, checks the branches hold the rows,
- * lists, stops, starts and destroys, and provokes every error it can (NULL
- * arguments, unknown and invalid names, taken names, bad flags). It destroys
+ * lists, stops, starts, resets and destroys, reads the pool's space, sweeps
+ * the leftovers of a child process killed in the middle of a branch with gc,
+ * and provokes every error it can (NULL arguments, unknown and invalid
+ * names, taken names, bad flags). It destroys
  * what it created; the pool itself is left to the caller
  * (scripts/test-ffi.sh), which also cleans up after a crash.
  *
  * Exit status: 0 when every check passed, 1 otherwise.
  */
+#define _POSIX_C_SOURCE 200809L
+
 #include <betterpg.h>
 #include <libpq-fe.h>
 
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 static int failures = 0;
 static int checks = 0;
@@ -122,6 +133,78 @@ static int can_connect(const char *url) {
     int ok = PQstatus(conn) == CONNECTION_OK;
     PQfinish(conn);
     return ok;
+}
+
+/* The child of kill_mid_branch: branch src -> orphan with a fault injected
+ * after the clone (betterpg then pauses there until killed). */
+static int child_branch(const char *home) {
+    betterpg_manager *m = NULL;
+    if (setenv("BETTERPG_FAULT", "after_clone:pause", 1) != 0 ||
+        betterpg_manager_open(home, &m) != BETTERPG_RESULT_OK) {
+        fprintf(stderr, "child: cannot open %s: %s\n", home, last_error());
+        return 2;
+    }
+    betterpg_result rc = betterpg_manager_branch(
+        m, "src", "orphan", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, NULL);
+    fprintf(stderr, "child: branch returned %s (it should have been killed)\n",
+            betterpg_result_name(rc));
+    betterpg_manager_free(m);
+    return 3;
+}
+
+/* Run `SELF --child-branch HOME` and SIGKILL it once betterpg says it paused
+ * after the clone: a process dying in the middle of a branch, with a
+ * snapshot, a clone and a catalog entry made. Returns 1 when the child got
+ * there and was killed. */
+static int kill_mid_branch(const char *self, const char *home) {
+    int fds[2];
+    if (pipe(fds) != 0) {
+        perror("pipe");
+        return 0;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return 0;
+    }
+    if (pid == 0) {
+        /* Exec at once: the parent has threads, the child must not use them. */
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        char *args[] = {(char *)self, (char *)"--child-branch", (char *)home, NULL};
+        execv(self, args);
+        _exit(127);
+    }
+    close(fds[1]);
+    char buf[8192];
+    size_t len = 0;
+    int paused = 0;
+    time_t deadline = time(NULL) + 180;
+    while (!paused && time(NULL) < deadline) {
+        struct pollfd p = {fds[0], POLLIN, 0};
+        if (poll(&p, 1, 1000) <= 0) {
+            continue;
+        }
+        ssize_t n = read(fds[0], buf + len, sizeof buf - 1 - len);
+        if (n <= 0) {
+            break; /* the child exited */
+        }
+        len += (size_t)n;
+        buf[len] = '\0';
+        paused = strstr(buf, "pausing at after_clone") != NULL;
+        if (len == sizeof buf - 1) {
+            break;
+        }
+    }
+    if (!paused) {
+        fprintf(stderr, "  child never paused after the clone; it said:\n%.*s\n", (int)len, buf);
+    }
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    close(fds[0]);
+    return paused && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
 }
 
 static void print_report(const betterpg_branch_report *report) {
@@ -272,6 +355,9 @@ static void test_without_manager(const char *home) {
 }
 
 int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--child-branch") == 0) {
+        return child_branch(argv[2]);
+    }
     if (argc != 6) {
         fprintf(stderr, "usage: %s HOME POOL_FILE POOL PORT_FIRST PORT_LAST\n", argv[0]);
         return 2;
@@ -482,6 +568,84 @@ int main(int argc, char **argv) {
     EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_logs(m, "nosuch", 5, &log));
     CHECK(log == NULL);
 
+    /* --- reset: app goes back to src's current rows, same port ------------- */
+    betterpg_branch_report_free(report2);
+    report2 = NULL;
+    REQUIRE_OK(betterpg_manager_reset(m, "app", BETTERPG_BRANCH_MODE_CRASH_CONSISTENT, &report2));
+    {
+        const betterpg_info *reset = betterpg_branch_report_branch(report2);
+        CHECK(streq(betterpg_info_name(reset), "app"));
+        CHECK(streq(betterpg_info_mode(reset), "crash-consistent"));
+        CHECK(betterpg_info_port(reset) == betterpg_info_port(app));
+        CHECK(sql_number(betterpg_info_url(reset), "SELECT count(*) FROM t") == 1001);
+        CHECK(sql_number(betterpg_info_url(app), "SELECT count(*) FROM t WHERE id <= 10") == 10);
+    }
+    r = untouched;
+    EXPECT_RC(BETTERPG_RESULT_UNSUPPORTED, betterpg_manager_reset(m, "src", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
+    CHECK(contains(betterpg_last_error_message(), "not a branch"));
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_reset(m, "nosuch", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_reset(m, "a b", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_ARGUMENT, betterpg_manager_reset(m, "app", 9, &r));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_reset(m, NULL, BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
+    CHECK(r == untouched);
+    /* A refused reset leaves the branch as it was. */
+    CHECK(sql_number(betterpg_info_url(app), "SELECT count(*) FROM t") == 1001);
+
+    /* --- pool space -------------------------------------------------------- */
+    {
+        betterpg_pool_usage u;
+        memset(&u, 0xAB, sizeof u);
+        REQUIRE_OK(betterpg_manager_pool_usage(m, &u));
+        printf("  pool: %llu used, %llu available; branches %llu of %llu\n",
+               (unsigned long long)u.used, (unsigned long long)u.available,
+               (unsigned long long)u.branches_used, (unsigned long long)u.branches_limit);
+        /* A 1 GiB pool file: used + available is a bit under it. */
+        CHECK(u.used > 0 && u.available > 0);
+        CHECK(u.used + u.available > ((uint64_t)1 << 30) / 2);
+        CHECK(u.used + u.available <= (uint64_t)1 << 30);
+        CHECK(!u.warning);
+        /* Two live branches reserve 32 MiB each (set at init above). */
+        CHECK(u.branches_used >= (uint64_t)64 << 20);
+        /* Headroom 20%: the branches may not use the whole pool. */
+        CHECK(u.branches_limit > u.branches_used);
+        CHECK(u.branches_limit < u.used + u.available);
+        CHECK(!u.branches_warning);
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_pool_usage(m, NULL));
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_pool_usage(NULL, &u));
+    }
+
+    /* --- gc: a process killed in the middle of a branch ---------------------- */
+    {
+        size_t found = 12345;
+        REQUIRE_OK(betterpg_manager_gc(m, true, &found));
+        CHECK(found == 0);
+        REQUIRE(kill_mid_branch(argv[0], home));
+        printf("  killed a child process in the middle of branching src -> orphan\n");
+        found = 0;
+        REQUIRE_OK(betterpg_manager_gc(m, true, &found));
+        printf("  gc --dry-run found %zu leftovers\n", found);
+        /* At least the catalog entry, the clone and the snapshot. */
+        CHECK(found >= 3);
+        size_t again = 0;
+        REQUIRE_OK(betterpg_manager_gc(m, true, &again));
+        CHECK(again == found); /* a dry run changed nothing */
+        size_t removed = 0;
+        REQUIRE_OK(betterpg_manager_gc(m, false, &removed));
+        CHECK(removed == found);
+        REQUIRE_OK(betterpg_manager_gc(m, true, &again));
+        CHECK(again == 0);
+        REQUIRE_OK(betterpg_manager_gc(m, false, NULL));
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_gc(NULL, true, &again));
+        /* The sources kept serving, and the same branch now succeeds. */
+        CHECK(sql_number(betterpg_info_url(src), "SELECT count(*) FROM t") == 1001);
+        REQUIRE_OK(betterpg_manager_branch(m, "src", "orphan", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, NULL));
+        REQUIRE_OK(betterpg_manager_url(m, "orphan", &url));
+        CHECK(sql_number(url, "SELECT count(*) FROM t") == 1001);
+        betterpg_string_free(url);
+        url = NULL;
+        REQUIRE_OK(betterpg_manager_destroy(m, "orphan", false));
+    }
+
     /* --- destroy ------------------------------------------------------------ */
     EXPECT_RC(BETTERPG_RESULT_HAS_DEPENDENTS, betterpg_manager_destroy(m, "src", false));
     CHECK(contains(betterpg_last_error_message(), "app"));
@@ -507,6 +671,8 @@ out:
         betterpg_manager_destroy(m, "src", true);
         betterpg_manager_destroy(m, "app", true);
         betterpg_manager_destroy(m, "crash", true);
+        betterpg_manager_destroy(m, "orphan", true);
+        betterpg_manager_gc(m, false, NULL);
     }
     betterpg_init_options_free(opts);
     betterpg_info_free(info);
