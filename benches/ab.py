@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""A/B timing of two bpg binaries on one home: the check for an optimisation.
+
+    benches/ab.py --a OLD_BPG --b NEW_BPG [--cycles 15] [--rows 100000]
+
+Makes a file-backed pool and home (pool bpgab, ports 59000-59099: run it
+when the benchmark harness is not running), one database with --rows rows,
+then runs --cycles rounds; each round, for A and then B in alternating
+order: `bpg branch` (application-consistent), `bpg branch --fast`, `bpg stop`
++ `bpg start` of the branch, `bpg destroy`. Prints the median (min-max) of
+each in ms, and of the `start` step bpg reports, as a Markdown table.
+Everything it made is removed at the end, also on failure. Needs root,
+scripts/setup.sh done.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+POOL = "bpgab"
+PORTS = "59000-59099"
+
+
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run(list(cmd), capture_output=True, text=True)
+    if check and p.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{p.stderr.strip()}")
+    return p
+
+
+def timed(*cmd: str) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    p = sh(*cmd)
+    return (time.perf_counter() - t0) * 1000, p.stdout
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--a", required=True, help="bpg binary A (e.g. the old one)")
+    ap.add_argument("--b", required=True, help="bpg binary B (e.g. the new one)")
+    ap.add_argument("--cycles", type=int, default=15)
+    ap.add_argument("--rows", type=int, default=100000)
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bpgab-", dir="/tmp"))
+    work.chmod(0o755)  # the server user must reach the home's mounts
+    home = work / "home"
+    a = [args.a, "--home", str(home), "--json"]
+    b = [args.b, "--home", str(home), "--json"]
+    res: Dict[str, Dict[str, List[float]]] = {"A": {}, "B": {}}
+    try:
+        sh(args.a, "--home", str(home), "init", "--pool-file", str(work / "pool.img"),
+           "--size", "2G", "--pool", POOL, "--ports", PORTS)
+        sh(*a, "create", "prod")
+        url = json.loads(sh(*a, "status", "prod").stdout)[0]["url"]
+        sh("psql", "-q", url, "-c",
+           f"CREATE TABLE t AS SELECT i, md5(i::text) v FROM generate_series(1, {args.rows}) i")
+        for cycle in range(args.cycles):
+            order = [("A", a), ("B", b)] if cycle % 2 == 0 else [("B", b), ("A", a)]
+            for label, bpg in order:
+                r = res[label]
+                for mode, extra in (("branch", []), ("branch --fast", ["--fast"])):
+                    ms, out = timed(*bpg, "branch", "prod", "ab", *extra)
+                    rep = json.loads(out)
+                    r.setdefault(mode, []).append(ms)
+                    start = next(t["millis"] for t in rep["timings"] if t["step"] == "start")
+                    r.setdefault(f"{mode}: start step", []).append(start)
+                    if mode == "branch":
+                        r.setdefault("stop", []).append(timed(*bpg, "stop", "ab")[0])
+                        r.setdefault("start (restart)", []).append(timed(*bpg, "start", "ab")[0])
+                    r.setdefault("destroy", []).append(timed(*bpg, "destroy", "ab")[0])
+        rows = list(res["A"].keys())
+        print(f"\n{args.cycles} cycles, interleaved; ms, median (min-max)\n")
+        print("| operation | A | B | B / A |")
+        print("|---|---|---|---|")
+        for k in rows:
+            ma, mb = statistics.median(res["A"][k]), statistics.median(res["B"][k])
+            fa = f"{ma:.0f} ({min(res['A'][k]):.0f}-{max(res['A'][k]):.0f})"
+            fb = f"{mb:.0f} ({min(res['B'][k]):.0f}-{max(res['B'][k]):.0f})"
+            print(f"| {k} | {fa} | {fb} | {mb / ma:.2f} |")
+        print(f"\nA = {args.a}\nB = {args.b}")
+        return 0
+    finally:
+        sh(args.b, "--home", str(home), "destroy", "prod", "--force", check=False)
+        for _ in range(20):
+            if sh("zpool", "destroy", "-f", POOL, check=False).returncode == 0:
+                break
+            time.sleep(0.5)
+        sh("rm", "-rf", str(work), check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
