@@ -122,7 +122,8 @@ if [[ ${#FAILED[@]} -gt 0 ]]; then
   sleep 1   # let tee write the last lines
   for s in "${FAILED[@]}"; do
     warn "=== why stage $s failed: its error lines and last lines (whole output: $LOG_DIR/$s.log)"
-    grep -n -E 'FAILED|panicked|error|Error|failure|assert|timed out' "$LOG_DIR/$s.log" | tail -n 40 || true
+    # (a panic's message is on the line after "panicked at")
+    grep -n -A1 -E 'FAILED|panicked|error|Error|failure|assert|timed out' "$LOG_DIR/$s.log" | cut -c1-2000 | tail -n 60 || true
     echo "--- last 30 lines of stage $s"
     tail -n 30 "$LOG_DIR/$s.log"
   done

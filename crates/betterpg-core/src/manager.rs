@@ -734,7 +734,12 @@ impl BranchManager {
             let rt = self.runtime(&entry.runtime)?;
             match rt.start(&spec).await {
                 Ok(()) => return Ok(()),
-                Err(e) if attempt < ATTEMPTS && !port_is_free(&listen, entry.port) => {
+                // The holder may be gone again by now (another home's
+                // short-lived server): the server's own words count too.
+                Err(e)
+                    if attempt < ATTEMPTS
+                        && (port_taken_error(&e) || !port_is_free(&listen, entry.port)) =>
+                {
                     let old = entry.port;
                     entry.port = self.move_port(&entry.name)?;
                     tracing::warn!(
@@ -1024,6 +1029,19 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
 
+/// True when a start failed because the port was taken: PostgreSQL's
+/// "could not bind ... Address already in use" in the log quoted by the
+/// error, or a runtime's own port error.
+fn port_taken_error(e: &Error) -> bool {
+    match e {
+        Error::Port(_) => true,
+        Error::Runtime(text) => {
+            text.contains("Address already in use") || text.contains("address already in use")
+        }
+        _ => false,
+    }
+}
+
 /// True when nothing listens on `addr:port` (we can bind it).
 pub(crate) fn port_is_free(addr: &str, port: u16) -> bool {
     let host = connect_host(addr);
@@ -1081,6 +1099,16 @@ pub fn validate_dataset_name(ds: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_taken_port_is_recognised_from_the_error() {
+        let log = "prod failed to start: pg_ctl: could not start server\n--- last lines ---\nLOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use";
+        assert!(port_taken_error(&Error::Runtime(log.into())));
+        assert!(port_taken_error(&Error::Port("port 5 is taken".into())));
+        let other = "prod failed to start: FATAL:  configuration file contains errors";
+        assert!(!port_taken_error(&Error::Runtime(other.into())));
+        assert!(!port_taken_error(&Error::Timeout("Address already in use".into())));
+    }
 
     #[test]
     fn dataset_names() {

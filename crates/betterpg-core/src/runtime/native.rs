@@ -61,7 +61,12 @@ const POLL: std::time::Duration = std::time::Duration::from_millis(10);
 /// data directory. Pure parsing, unit-tested.
 fn parse_pid_file(text: &str) -> Option<(u32, &str)> {
     let mut lines = text.lines();
-    let pid = lines.next()?.trim().parse::<u32>().ok().filter(|p| *p > 0)?;
+    let pid = lines
+        .next()?
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|p| *p > 0)?;
     // Line 8 is the status; a postmaster writes it last, after the others.
     let status = text.lines().nth(7).map(str::trim).unwrap_or("");
     Some((pid, status))
@@ -301,9 +306,11 @@ impl Runtime for NativeRuntime {
         // act), as pg_ctl -w checks it.
         let pid_file = spec.data_dir.join("postmaster.pid");
         let Some(out) = self
-            .pg_ctl_until(spec, &["stop", "-w", "-s", "-m", "fast", "-t", "120"], || {
-                !pid_file.exists()
-            })
+            .pg_ctl_until(
+                spec,
+                &["stop", "-w", "-s", "-m", "fast", "-t", "120"],
+                || !pid_file.exists(),
+            )
             .await?
         else {
             return Ok(());
