@@ -99,7 +99,7 @@ run_stage() {
 for s in "${STAGES[@]}"; do
   case "$s" in
     lint) run_stage lint bash -c 'cargo fmt --all -- --check && cargo clippy -q --workspace --all-targets -- -D warnings' ;;
-    unit) run_stage unit cargo test -q --workspace --lib --bins ;;
+    unit) run_stage unit bash -c 'cargo test -q --workspace --lib --bins && cargo test -q --workspace --doc' ;;
     core) run_stage core cargo test -q -p betterpg-core --lib --test branch --test storage -- --test-threads=1 ;;
     cli)  run_stage cli cargo test -q -p betterpg-cli --test cli --test faults -- --test-threads=1 ;;
     versions) run_stage versions cargo test -q -p betterpg-core --test versions --test fuzz_names -- --test-threads=1 ;;

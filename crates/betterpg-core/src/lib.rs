@@ -46,3 +46,9 @@ pub use manager::{
     PoolUsage, SnapshotMode, StepTiming,
 };
 pub use name::validate_name;
+
+/// The README's Rust examples, compiled by `cargo test --doc` so they stay
+/// true to the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
