@@ -115,7 +115,7 @@ impl BranchManager {
             }
         };
         let created_at = now_unix();
-        let snapshot = format!("{}@bpg-{name}-{created_at}", src.dataset);
+        let snapshot = snapshot_name(&src.dataset, name);
         let entry = self.reserve(Entry {
             name: name.to_string(),
             kind: Kind::Branch,
@@ -209,7 +209,7 @@ impl BranchManager {
         }
         let created_at = now_unix();
         let mut entry = entry;
-        entry.snapshot = Some(format!("{}@bpg-{name}-{created_at}", src.dataset));
+        entry.snapshot = Some(snapshot_name(&src.dataset, name));
         entry.created_at = created_at;
         // A branch made before the branch space existed moves into it.
         entry.dataset = self.branch_dataset_for(name);
@@ -462,4 +462,16 @@ impl BranchManager {
             tracing::warn!("removing the catalog reservation of {name}: {e}");
         }
     }
+}
+
+/// The name of the snapshot a branch is cloned from: `SOURCE@bpg-NAME-MILLIS`.
+/// Milliseconds, not seconds: a branch destroyed (or reset) and made again
+/// within the same second must not reuse the name of a snapshot that may
+/// still exist (a destroy that could not remove it, a gc not yet run).
+fn snapshot_name(source_dataset: &str, name: &str) -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{source_dataset}@bpg-{name}-{millis}")
 }

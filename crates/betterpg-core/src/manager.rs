@@ -1107,7 +1107,9 @@ mod tests {
         assert!(port_taken_error(&Error::Port("port 5 is taken".into())));
         let other = "prod failed to start: FATAL:  configuration file contains errors";
         assert!(!port_taken_error(&Error::Runtime(other.into())));
-        assert!(!port_taken_error(&Error::Timeout("Address already in use".into())));
+        assert!(!port_taken_error(&Error::Timeout(
+            "Address already in use".into()
+        )));
     }
 
     #[test]
