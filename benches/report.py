@@ -232,6 +232,7 @@ def pytest_table(data: Dict[str, Any]) -> List[str]:
         "|---|---|---|---|---|",
     ]
     for k, label in [("betterpg", "betterpg plugin (`betterpg_conn`)"),
+                     ("betterpg_sync", "betterpg plugin, `--betterpg-sync-destroy`"),
                      ("pytest_postgresql", "pytest-postgresql (`postgresql_noproc` + template database)")]:
         v = pt.get(k)
         if not v:

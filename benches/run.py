@@ -1031,7 +1031,10 @@ class Bench:
         py = sys.executable
         suite = BENCHES / "pytest_suite"
         pymod = REPO / "crates" / "betterpg-py" / "python"
-        for variant in ["betterpg", "pytest_postgresql"]:
+        # betterpg twice: the default (a finished test's branch destroyed in
+        # the background) and --betterpg-sync-destroy (destroyed before the
+        # next test starts).
+        for variant in ["betterpg", "betterpg_sync", "pytest_postgresql"]:
             rep_file = self.s.work / f"pytest-{variant}.json"
             env = {
                 "PYTHONPATH": os.pathsep.join([str(suite), str(pymod)]),
@@ -1042,9 +1045,11 @@ class Bench:
                 "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
             }
             args = [py, "-m", "pytest", "-q", "-p", "recorder", "-p", "no:cacheprovider", str(suite / "test_private_db.py")]
-            if variant == "betterpg":
+            if variant.startswith("betterpg"):
                 args += ["-p", "betterpg.pytest_plugin", f"--betterpg-home={self.bpg.home}",
                          f"--betterpg-source={ctx['bpg_src']}"]
+                if variant == "betterpg_sync":
+                    args.append("--betterpg-sync-destroy")
             else:
                 args += ["-p", "pytest_postgresql.plugin"]
                 env.update({"BENCH_PG_PORT": str(self.pg15.port), "BENCH_PG_PASSWORD": self.pg15.password,

@@ -1,8 +1,10 @@
-"""The same suite on two fixtures, chosen by $BENCH_VARIANT:
+"""The same suite on three fixtures, chosen by $BENCH_VARIANT:
 
 * ``betterpg``: betterpg's pytest plugin (``betterpg_conn``: a branch of the
-  betterpg source per test, destroyed after it). The source already holds
-  the pgbench data (benches/run.py loaded it).
+  betterpg source per test, destroyed after it, in the background). The
+  source already holds the pgbench data (benches/run.py loaded it).
+* ``betterpg_sync``: the same with ``--betterpg-sync-destroy`` (each branch
+  destroyed before the next test starts).
 * ``pytest_postgresql``: pytest-postgresql on an existing PostgreSQL 15
   server (``postgresql_noproc``): its session fixture creates the template
   database and loads the pgbench data into it once; every test then gets
@@ -43,10 +45,10 @@ if VARIANT == "pytest_postgresql":
     )
     ptpg = factories.postgresql("ptpg_proc")
     SESSION_FIXTURE, DB_FIXTURE = "ptpg_proc", "ptpg"
-elif VARIANT == "betterpg":
+elif VARIANT in ("betterpg", "betterpg_sync"):
     SESSION_FIXTURE, DB_FIXTURE = "_betterpg_session", "betterpg_conn"
 else:
-    raise RuntimeError(f"BENCH_VARIANT must be betterpg or pytest_postgresql, not {VARIANT!r}")
+    raise RuntimeError(f"BENCH_VARIANT must be betterpg, betterpg_sync or pytest_postgresql, not {VARIANT!r}")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -54,7 +56,7 @@ def _bench_session(request):  # type: ignore[no-untyped-def]
     """Set up the variant's session fixture first and record how long it took."""
     t0 = time.perf_counter()
     request.getfixturevalue(SESSION_FIXTURE)
-    if VARIANT == "betterpg":
+    if VARIANT.startswith("betterpg"):
         request.getfixturevalue("betterpg_source")
     recorder.SESSION_SETUP_S = time.perf_counter() - t0
 

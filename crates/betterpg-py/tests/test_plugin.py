@@ -99,6 +99,28 @@ def test_every_test_gets_its_own_branch(env, manager, tmp_path, xdist):
     assert_clean(manager)
 
 
+@pytest.mark.parametrize("mode", ["background", "sync"])
+def test_destroy_modes(env, manager, tmp_path, mode):
+    """By default a finished test's branch is destroyed in the background
+    (never more than MAX_PENDING_DESTROYS waiting); --betterpg-sync-destroy
+    destroys it before the next test starts. Either way nothing is left."""
+    record = tmp_path / "records.jsonl"
+    extra = ["--betterpg-sync-destroy"] if mode == "sync" else []
+    r = run_pytest([*opts(env), *extra], cwd=SUITES / "records", env_extra={"BPGPY_RECORD": str(record)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    recs = read_records(record)
+    assert len(recs) == 12
+    waiting = [len(x["others"]) for x in recs]
+    if mode == "sync":
+        assert waiting == [0] * 12, waiting
+    else:
+        assert max(waiting) <= plugin.MAX_PENDING_DESTROYS, waiting
+        # Every earlier branch still around is one this process made earlier.
+        earlier = {x["name"] for x in recs}
+        assert all(set(x["others"]) <= earlier for x in recs), recs
+    assert_clean(manager)
+
+
 def test_configuration_from_ini_and_env(env, manager, tmp_path):
     record = tmp_path / "r.jsonl"
     suite = SUITES / "records"

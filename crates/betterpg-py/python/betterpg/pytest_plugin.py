@@ -36,6 +36,10 @@ fast:   ``--betterpg-fast`` option, ``betterpg_fast`` ini value (crash-consisten
 quota:  ``--betterpg-quota`` option, ``betterpg_quota`` ini value: most pool space
         each branch may use (e.g. ``2G``), so a runaway test cannot fill the pool.
 sweep:  ``--betterpg-no-sweep`` option, ``betterpg_sweep`` ini value (default on).
+destroy: ``--betterpg-sync-destroy`` option, ``betterpg_background_destroy`` ini
+        value (default on: a finished test's branches are destroyed by one
+        background thread while the next test runs, at most two waiting; the
+        session's end waits for all and reports any failure).
 
 Names, pytest-xdist and leftovers
 ---------------------------------
@@ -47,8 +51,9 @@ drawn once per process, and a counter. Names therefore never collide
 between workers, sessions or machines sharing a home, and the core gives
 every branch its own port.
 
-Each process destroys its own branches: after each test, and again at the
-end of its session for any whose per-test teardown failed. If a process
+Each process destroys its own branches: after each test (in the
+background, see above), and again at the end of its session for any whose
+destroy failed. If a process
 dies without cleaning up (killed, crashed xdist worker), its branches are
 removed by the *sweep* that runs whenever a session first opens the manager:
 a branch is swept when its name matches the pattern above **and** no process
@@ -64,6 +69,7 @@ core's own "creating process is dead" checks do).
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import os
 import re
@@ -242,6 +248,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("betterpg_source", "source database for betterpg_branch", default=None)
     parser.addini("betterpg_fast", "crash-consistent snapshots (bool)", type="bool", default=False)
     parser.addini("betterpg_quota", "most pool space per branch, e.g. 2G", default=None)
+    group.addoption(
+        "--betterpg-sync-destroy",
+        dest="betterpg_background_destroy",
+        action="store_false",
+        default=None,
+        help="destroy each test's branches before the next test starts (default: in the "
+        "background while it runs; else ini betterpg_background_destroy)",
+    )
+    parser.addini(
+        "betterpg_background_destroy",
+        "destroy finished tests' branches in the background while the next test runs (bool)",
+        type="bool",
+        default=True,
+    )
     parser.addini(
         "betterpg_sweep",
         "destroy leftover branches of dead test sessions at start (bool)",
@@ -283,15 +303,34 @@ def pytest_report_header(config: pytest.Config) -> Optional[str]:
 # per-process state
 
 
+#: Most branches waiting for their background destroy: beyond it a test's
+#: teardown waits, so finished tests never pile up running servers.
+MAX_PENDING_DESTROYS = 2
+
+
 class _Session:
     """Branches this process made and has not destroyed yet."""
 
-    def __init__(self, manager: betterpg.BranchManager, fast: bool, quota: Optional[str]) -> None:
+    def __init__(
+        self,
+        manager: betterpg.BranchManager,
+        fast: bool,
+        quota: Optional[str],
+        background: bool = False,
+    ) -> None:
         self.manager = manager
         self.fast = fast
         self.quota = quota
         self.live: Dict[str, None] = {}
         self.lock = threading.Lock()
+        # Background destroys: one worker thread (the core releases the GIL
+        # while it works), at most MAX_PENDING_DESTROYS queued; failures are
+        # kept for the end of the session.
+        self.background = background
+        self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._pending: List["concurrent.futures.Future[None]"] = []
+        self._slots = threading.BoundedSemaphore(MAX_PENDING_DESTROYS)
+        self.background_errors: List[BaseException] = []
 
     def make(
         self, source: str, fast: Optional[bool] = None, quota: Union[int, str, None] = None
@@ -311,7 +350,7 @@ class _Session:
                 self.live.pop(name, None)
             raise
 
-    def destroy(self, name: str) -> None:
+    def _destroy_now(self, name: str) -> None:
         try:
             self.manager.destroy(name, force=True)
         except betterpg.NotFoundError:
@@ -319,13 +358,51 @@ class _Session:
         with self.lock:
             self.live.pop(name, None)
 
+    def destroy(self, name: str) -> None:
+        """Destroy ``name`` now, after every background destroy queued
+        before it (a branch of this branch may be among them)."""
+        self.flush()
+        self._destroy_now(name)
+
+    def destroy_later(self, name: str) -> None:
+        """Destroy ``name`` in the background: the next test starts while
+        it goes. Waits while MAX_PENDING_DESTROYS are queued already."""
+        self._slots.acquire()
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="betterpg-destroy"
+            )
+
+        def work() -> None:
+            try:
+                self._destroy_now(name)
+            except BaseException as e:  # noqa: BLE001 - kept for the session's end
+                self.background_errors.append(e)
+            finally:
+                self._slots.release()
+
+        with self.lock:
+            self._pending = [f for f in self._pending if not f.done()]
+            self._pending.append(self._executor.submit(work))
+
+    def flush(self) -> None:
+        """Wait for every queued background destroy."""
+        with self.lock:
+            pending, self._pending = self._pending, []
+        concurrent.futures.wait(pending)
+
     def destroy_all(self) -> List[BaseException]:
-        errors: List[BaseException] = []
+        self.flush()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        errors: List[BaseException] = list(self.background_errors)
+        self.background_errors.clear()
         with self.lock:
             names = list(self.live)
         for name in reversed(names):
             try:
-                self.destroy(name)
+                self._destroy_now(name)
             except betterpg.BetterPgError as e:
                 errors.append(e)
         return errors
@@ -370,6 +447,7 @@ def _betterpg_session(
         betterpg_manager,
         bool(_setting(pytestconfig, "betterpg_fast")),
         _setting(pytestconfig, "betterpg_quota") or None,
+        background=_setting(pytestconfig, "betterpg_background_destroy") is not False,
     )
     yield session
     errors = session.destroy_all()
@@ -417,10 +495,16 @@ class BranchFactory:
         return branch
 
     def cleanup(self) -> None:
-        """Destroy every branch made, newest first; raise the first failure."""
+        """Destroy every branch made, newest first; raise the first failure.
+
+        With background destroys (the default) the branches are queued and
+        a failure is reported at the end of the session instead."""
         first: Optional[BaseException] = None
         while self.branches:
             branch = self.branches.pop()
+            if self._session.background:
+                self._session.destroy_later(branch.name)
+                continue
             try:
                 self._session.destroy(branch.name)
             except betterpg.BetterPgError as e:

@@ -9,7 +9,7 @@ import pytest
 
 
 @pytest.mark.parametrize("n", range(12))
-def test_private(betterpg_branch, betterpg_conn, request, n):
+def test_private(betterpg_manager, betterpg_branch, betterpg_conn, request, n):
     me = f"test:{request.node.nodeid}"
     betterpg_conn.execute("INSERT INTO items (name) VALUES (%s)", (me,))
     betterpg_conn.commit()
@@ -17,8 +17,17 @@ def test_private(betterpg_branch, betterpg_conn, request, n):
     assert seen == [(me,)]
     port = betterpg_conn.execute("SELECT current_setting('port')::int").fetchone()[0]
     assert port == betterpg_branch.port
+    # Branches of earlier tests of this process still in the catalog
+    # (background destroys not done yet).
+    mine = f"pytest-{os.getpid()}-"
+    others = [
+        i.name
+        for i in betterpg_manager.list()
+        if i.name.startswith(mine) and i.name != betterpg_branch.name
+    ]
     record = {
         "nodeid": request.node.nodeid,
+        "others": others,
         "name": betterpg_branch.name,
         "parent": betterpg_branch.parent,
         "port": port,
