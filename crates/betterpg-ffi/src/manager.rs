@@ -73,6 +73,14 @@ fn mode_of(mode: betterpg_branch_mode) -> Result<SnapshotMode, Failure> {
     }
 }
 
+/// The options of a branch or reset made from C: only the mode is chosen.
+fn branch_options(mode: betterpg_branch_mode) -> Result<BranchOptions, Failure> {
+    Ok(BranchOptions {
+        mode: mode_of(mode)?,
+        ..Default::default()
+    })
+}
+
 /// Write an info to an optional out-parameter (NULL: discard it).
 ///
 /// # Safety
@@ -205,15 +213,7 @@ pub unsafe extern "C" fn betterpg_manager_branch(
         let m = unsafe { betterpg_manager::get(manager, "manager") }?;
         let source = unsafe { arg_str(source, "source") }?;
         let name = unsafe { arg_str(name, "name") }?;
-        let mode = mode_of(mode)?;
-        let report = m.inner.branch(
-            source,
-            name,
-            BranchOptions {
-                mode,
-                ..Default::default()
-            },
-        )?;
+        let report = m.inner.branch(source, name, branch_options(mode)?)?;
         // SAFETY: NULL or valid for writes per the contract.
         unsafe { m.keep_report(report, out_report) }
     })
@@ -271,14 +271,7 @@ pub unsafe extern "C" fn betterpg_manager_reset(
         // SAFETY: per the contract above.
         let m = unsafe { betterpg_manager::get(manager, "manager") }?;
         let name = unsafe { arg_str(name, "name") }?;
-        let mode = mode_of(mode)?;
-        let report = m.inner.reset(
-            name,
-            BranchOptions {
-                mode,
-                ..Default::default()
-            },
-        )?;
+        let report = m.inner.reset(name, branch_options(mode)?)?;
         // SAFETY: NULL or valid for writes per the contract.
         unsafe { m.keep_report(report, out_report) }
     })
