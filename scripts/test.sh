@@ -4,7 +4,7 @@
 # what it started even on failure. Exits non-zero when anything fails.
 #
 # Usage: scripts/test.sh [STAGE...]   (default: all stages, in order)
-# Stages: lint unit core cli versions safety ffi python docker demo bench openzfs
+# Stages: lint unit core cli versions safety isolation ffi python docker demo bench openzfs
 #         daemon-restart
 # (openzfs boots a guest with the real OpenZFS 2.1 kernel module: 12 min warm,
 # 21 min cold, of which ~8 min build the module once per machine.)
@@ -13,7 +13,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-ALL_STAGES=(lint unit core cli versions safety ffi python docker demo bench openzfs daemon-restart)
+ALL_STAGES=(lint unit core cli versions safety isolation ffi python docker demo bench openzfs daemon-restart)
 STAGES=("$@")
 [[ ${#STAGES[@]} -gt 0 ]] || STAGES=("${ALL_STAGES[@]}")
 
@@ -104,6 +104,9 @@ for s in "${STAGES[@]}"; do
     cli)  run_stage cli cargo test -q -p betterpg-cli --test cli --test faults -- --test-threads=1 ;;
     versions) run_stage versions cargo test -q -p betterpg-core --test versions --test fuzz_names -- --test-threads=1 ;;
     safety) run_stage safety cargo test -q -p betterpg-cli --test bad_input --test concurrency --test capacity -- --test-threads=1 ;;
+    # A branch isolated from its source (docs/safety.md, "Isolation"): every
+    # crates/betterpg-cli/tests/isolation_*.rs, one test at a time.
+    isolation) run_stage isolation bash -c 'set -e; shopt -s nullglob; t=(); for f in crates/betterpg-cli/tests/isolation_*.rs; do b=${f##*/}; t+=(--test "${b%.rs}"); done; [[ ${#t[@]} -gt 0 ]] || { echo "no isolation tests found"; exit 1; }; cargo test -q -p betterpg-cli "${t[@]}" -- --test-threads=1' ;;
     bench) run_stage bench env BPG_BENCH_BIN="$PWD/target/debug/bpg" scripts/bench.sh --short ;;
     openzfs) run_stage openzfs scripts/test-openzfs-vm.sh ;;
     daemon-restart) run_stage daemon-restart env BPG_ALLOW_DAEMON_RESTART=1 cargo test -q -p betterpg-cli --test daemon_restart -- --ignored --nocapture ;;
