@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build and test the C API (crates/betterpg-ffi), for real:
 #   1. builds the library with cargo (dev profile by default; an existing
-#      build is reused) and asks rustc which system libraries its static
+#      build is reused; with the fault-injection feature the C test needs) and asks rustc which system libraries its static
 #      archive needs; runs the crate's Rust unit tests;
 #   2. regenerates include/betterpg.h with the pinned cbindgen (installed by
 #      `cargo install --locked` when missing) and fails if the committed
@@ -83,7 +83,10 @@ fi
 # --- 1. build -----------------------------------------------------------------
 log "building betterpg-ffi ($PROFILE)"
 build_log=$(mktemp); bpg_cleanup_add "$build_log"
-if ! cargo rustc -q -p betterpg-ffi --lib --profile "$PROFILE" -- --print native-static-libs >"$build_log" 2>&1; then
+# With fault injection (cargo feature fault-injection): the C test pauses a
+# branch with BETTERPG_FAULT=after_clone:pause. A library built without the
+# feature (what ships) never reads that variable.
+if ! cargo rustc -q -p betterpg-ffi --lib --profile "$PROFILE" --features fault-injection -- --print native-static-libs >"$build_log" 2>&1; then
   cat "$build_log" >&2
   die "cargo build of betterpg-ffi failed"
 fi
@@ -98,7 +101,7 @@ ok "built $LIBDIR/libbetterpg.{a,so}; static archive needs: $NATIVE_LIBS"
 
 if [[ $MODE == test ]]; then
   log "Rust unit tests of betterpg-ffi"
-  cargo test -q -p betterpg-ffi --lib --profile "$PROFILE" >&2 \
+  cargo test -q -p betterpg-ffi --lib --profile "$PROFILE" --features fault-injection >&2 \
     || die "cargo test -p betterpg-ffi failed"
 fi
 

@@ -96,11 +96,13 @@ unset PYTHONPATH BPG_HOME PYTEST_ADDOPTS
 
 # --- 2. Rust unit tests ---------------------------------------------------------
 log "cargo test -p betterpg-py"
-cargo test -q -p betterpg-py
+cargo test -q -p betterpg-py --features fault-injection
 
 # --- 3. build and install --------------------------------------------------------
-log "maturin develop ($CRATE)"
-(cd "$CRATE" && maturin develop -q)
+# The test build has fault injection (BETTERPG_FAULT), like every test
+# build; the wheel below is built as shipped, without it.
+log "maturin develop ($CRATE, with fault injection)"
+(cd "$CRATE" && maturin develop -q --features fault-injection)
 python -c 'import betterpg, betterpg.pytest_plugin; print("betterpg", betterpg.__version__, "from", betterpg.__file__)'
 
 # --- 3b. the wheel: what it ships, and that it works installed (not editable) ----

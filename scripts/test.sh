@@ -26,9 +26,18 @@ scripts/cleanup-test-pools.sh
 bpg_cleanup_cmd "scripts/cleanup-test-pools.sh"
 export RUST_BACKTRACE=1
 
-log "building the workspace (once; every stage reuses it)"
-cargo build --workspace --all-targets -q
-cargo test --workspace --no-run -q 2>/dev/null
+# Fault injection (BETTERPG_FAULT) exists only in builds with the cargo
+# feature betterpg-core/fault-injection: every test build here has it. What
+# ships has not: a bpg built without it is kept aside for the isolation
+# stage, which checks that it ignores BETTERPG_FAULT.
+FEAT=(--features betterpg-core/fault-injection)
+NO_FAULT_BIN=$PWD/target/no-fault-injection/bpg
+log "building bpg without fault injection (as shipped) -> $NO_FAULT_BIN"
+cargo build -q -p betterpg-cli
+install -D -m 0755 target/debug/bpg "$NO_FAULT_BIN"
+log "building the workspace with fault injection (once; every stage reuses it)"
+cargo build --workspace --all-targets -q "${FEAT[@]}"
+cargo test --workspace --no-run -q "${FEAT[@]}" 2>/dev/null
 
 FAILED=()
 # Integration tests run one at a time: zfs-fuse has been seen to wedge (every
@@ -98,18 +107,20 @@ run_stage() {
 
 for s in "${STAGES[@]}"; do
   case "$s" in
-    lint) run_stage lint bash -c 'cargo fmt --all -- --check && cargo clippy -q --workspace --all-targets -- -D warnings' ;;
-    unit) run_stage unit bash -c 'cargo test -q --workspace --lib --bins && cargo test -q --workspace --doc' ;;
-    core) run_stage core cargo test -q -p betterpg-core --lib --test branch --test storage -- --test-threads=1 ;;
-    cli)  run_stage cli cargo test -q -p betterpg-cli --test cli --test faults -- --test-threads=1 ;;
-    versions) run_stage versions cargo test -q -p betterpg-core --test versions --test fuzz_names -- --test-threads=1 ;;
-    safety) run_stage safety cargo test -q -p betterpg-cli --test bad_input --test concurrency --test capacity -- --test-threads=1 ;;
+    lint) run_stage lint bash -c 'cargo fmt --all -- --check && cargo clippy -q --workspace --all-targets -- -D warnings && cargo clippy -q --workspace --all-targets "$@" -- -D warnings' _ "${FEAT[@]}" ;;
+    unit) run_stage unit bash -c 'cargo test -q --workspace --lib --bins "$@" && cargo test -q --workspace --doc "$@"' _ "${FEAT[@]}" ;;
+    core) run_stage core cargo test -q "${FEAT[@]}" -p betterpg-core --lib --test branch --test storage -- --test-threads=1 ;;
+    cli)  run_stage cli cargo test -q "${FEAT[@]}" -p betterpg-cli --test cli --test faults -- --test-threads=1 ;;
+    versions) run_stage versions cargo test -q "${FEAT[@]}" -p betterpg-core --test versions --test fuzz_names -- --test-threads=1 ;;
+    safety) run_stage safety cargo test -q "${FEAT[@]}" -p betterpg-cli --test bad_input --test concurrency --test capacity -- --test-threads=1 ;;
     # A branch isolated from its source (docs/safety.md, "Isolation"): every
     # crates/betterpg-cli/tests/isolation_*.rs, one test at a time.
-    isolation) run_stage isolation bash -c 'set -e; shopt -s nullglob; t=(); for f in crates/betterpg-cli/tests/isolation_*.rs; do b=${f##*/}; t+=(--test "${b%.rs}"); done; [[ ${#t[@]} -gt 0 ]] || { echo "no isolation tests found"; exit 1; }; cargo test -q -p betterpg-cli "${t[@]}" -- --test-threads=1' ;;
+    # BPG_NO_FAULT_BIN: the bpg built without fault injection (above), which
+    # isolation_fault_injection.rs runs with BETTERPG_FAULT set.
+    isolation) run_stage isolation env BPG_NO_FAULT_BIN="$NO_FAULT_BIN" bash -c 'set -e; shopt -s nullglob; t=(); for f in crates/betterpg-cli/tests/isolation_*.rs; do b=${f##*/}; t+=(--test "${b%.rs}"); done; [[ ${#t[@]} -gt 0 ]] || { echo "no isolation tests found"; exit 1; }; cargo test -q "$@" -p betterpg-cli "${t[@]}" -- --test-threads=1' _ "${FEAT[@]}" ;;
     bench) run_stage bench env BPG_BENCH_BIN="$PWD/target/debug/bpg" scripts/bench.sh --short ;;
     openzfs) run_stage openzfs scripts/test-openzfs-vm.sh ;;
-    daemon-restart) run_stage daemon-restart env BPG_ALLOW_DAEMON_RESTART=1 cargo test -q -p betterpg-cli --test daemon_restart -- --ignored --nocapture ;;
+    daemon-restart) run_stage daemon-restart env BPG_ALLOW_DAEMON_RESTART=1 cargo test -q "${FEAT[@]}" -p betterpg-cli --test daemon_restart -- --ignored --nocapture ;;
     ffi)  run_stage ffi scripts/test-ffi.sh ;;
     python) run_stage python scripts/test-python.sh ;;
     docker) run_stage docker scripts/test-docker.sh ;;

@@ -587,6 +587,9 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
     let report = json!({
         "home": home,
         "initialised": cfg.is_some(),
+        // Test builds only (cargo feature `fault-injection`); a shipped
+        // build never reads BETTERPG_FAULT.
+        "fault_injection": betterpg_core::fault::ENABLED,
         "storage": storage,
         "zfs": { "flavor": flavor, "zpool_list_ok": pools_ok },
         "postgres": pg,
@@ -628,6 +631,9 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
         match u.get("error") {
             Some(e) => println!("os user:  ERROR {}", e.as_str().unwrap_or_default()),
             None => println!("os user:  {} (uid {})", field(u, "name"), field(u, "uid")),
+        }
+        if betterpg_core::fault::ENABLED {
+            println!("build:    TEST BUILD with fault injection (BETTERPG_FAULT is obeyed)");
         }
     }
     if problems.is_empty() {

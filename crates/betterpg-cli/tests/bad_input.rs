@@ -621,6 +621,7 @@ async fn a_port_taken_by_another_program_is_named_and_skipped() {
 /// failing, and the catalog and the clone's ZFS property record the new one.
 /// (Part of the test above: this file's port range has room for six homes.)
 async fn a_port_taken_after_reservation_moves_the_branch_to_a_free_one(env: &TestEnv) {
+    require_fault_injection();
     let bpg = Bpg::of(env);
     let child = Command::new(bpg_exe())
         .arg("--home")

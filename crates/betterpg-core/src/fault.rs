@@ -1,19 +1,39 @@
 //! Fault injection points for the safety tests.
 //!
-//! Set `BETTERPG_FAULT=<step>` to make the branch operation fail with an
-//! injected error when it reaches `<step>`, or `BETTERPG_FAULT=<step>:pause`
-//! to make it sleep there (so a test can SIGKILL the process at that exact
-//! point), or `<step>:sleep=N` to pause N seconds and go on (so a test can
-//! disturb the source mid-branch). Unset in normal use; reading one environment variable per step
-//! costs nothing measurable.
+//! Only in builds with the cargo feature `fault-injection` (the test scripts
+//! enable it; what ships does not): there, `BETTERPG_FAULT=<step>` makes the
+//! branch operation fail with an injected error when it reaches `<step>`,
+//! `BETTERPG_FAULT=<step>:pause` makes it sleep there (so a test can SIGKILL
+//! the process at that exact point), and `<step>:sleep=N` pauses N seconds
+//! and goes on (so a test can disturb the source mid-branch).
+//!
+//! Without the feature [`point`] does nothing and the variable is never
+//! read: a stray `BETTERPG_FAULT=after_backup_start:pause` in a production
+//! environment must not hold the source in backup mode with a WAL-holding
+//! slot for an hour.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// Environment variable naming the step to fail at.
+/// Environment variable naming the step to fail at (read only when
+/// [`ENABLED`]).
 pub const ENV: &str = "BETTERPG_FAULT";
 
+/// Whether this build has fault injection (the `fault-injection` feature);
+/// `bpg doctor` reports it.
+pub const ENABLED: bool = cfg!(feature = "fault-injection");
+
+/// Called by the recipe after each step. Without the `fault-injection`
+/// feature: nothing, not even an environment read.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub async fn point(_step: &str) -> Result<()> {
+    Ok(())
+}
+
 /// Called by the recipe after each step.
+#[cfg(feature = "fault-injection")]
 pub async fn point(step: &str) -> Result<()> {
+    use crate::error::Error;
     let Ok(v) = std::env::var(ENV) else {
         return Ok(());
     };

@@ -213,3 +213,37 @@ pub fn assert_consistent(env: &TestEnv) {
         );
     }
 }
+
+/// Whether the `bpg` at `exe` obeys `BETTERPG_FAULT` (built with the cargo
+/// feature `fault-injection`), as its `doctor --json` says.
+pub fn has_fault_injection(exe: &Path) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(exe)
+        .arg("--home")
+        .arg(dir.path().join("none"))
+        .args(["--json", "doctor"])
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", exe.display()));
+    // doctor exits non-zero when the machine lacks something, but still
+    // prints its report.
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{} doctor --json printed no JSON ({e}): {}",
+            exe.display(),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    v["fault_injection"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("doctor --json has no boolean fault_injection: {v}"))
+}
+
+/// Fail (never skip) a test that injects faults when the `bpg` under test
+/// was built without them: it would test nothing.
+pub fn require_fault_injection() {
+    assert!(
+        has_fault_injection(Path::new(bpg_exe())),
+        "{} was built without fault injection: run the tests with `--features betterpg-cli/fault-injection` (scripts/test.sh does)",
+        bpg_exe()
+    );
+}
