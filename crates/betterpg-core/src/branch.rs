@@ -35,6 +35,7 @@ use crate::name::validate_name;
 use crate::pg::{cluster, wal, BackupSession};
 use crate::runtime::{InstanceSpec, RunStatus};
 use crate::storage::SpaceLimit;
+use crate::tablespace;
 use crate::util::now_unix;
 
 /// Smallest quota accepted: a cluster needs some room to start at all.
@@ -56,6 +57,8 @@ struct Undo {
     snapshot: Option<String>,
     clone: Option<String>,
     started: Option<InstanceSpec>,
+    /// Snapshots and clones of the source's tablespaces.
+    tablespaces: tablespace::Made,
 }
 
 struct Timer {
@@ -197,6 +200,8 @@ impl BranchManager {
         };
         // Throw the old data away (server, clone, its snapshot on the parent).
         let old = entry.clone();
+        let old_ts =
+            tablespace::snapshots_of(&*self.storage, &old.dataset, old.snapshot.as_deref()).await?;
         if let Some(ds) = self.storage.get(&old.dataset).await? {
             if let Some(mp) = ds.mountpoint {
                 let spec = self.spec_for(&old, mp.join(PGDATA_SUBDIR))?;
@@ -207,6 +212,7 @@ impl BranchManager {
         if let Some(snap) = &old.snapshot {
             destroy_with_retry(&*self.storage, snap, false).await?;
         }
+        tablespace::destroy_snapshots(&*self.storage, &old_ts).await?;
         let created_at = now_unix();
         let mut entry = entry;
         entry.snapshot = Some(snapshot_name(&src.dataset, name));
@@ -261,6 +267,7 @@ impl BranchManager {
                 let branch = self.info(name).await?;
                 Ok(BranchReport {
                     branch,
+                    tablespaces: undo.tablespaces.clones,
                     timings: timer.steps,
                     total_millis: t0.elapsed().as_secs_f64() * 1000.0,
                     source_was_running: running,
@@ -296,7 +303,11 @@ impl BranchManager {
             ("branch", entry.name.as_str()),
             ("home", home.as_str()),
         ];
-        let datasets = [src.dataset.as_str()];
+        // Tablespaces: where they live, or a refusal before anything is made.
+        let plan = self
+            .plan_tablespaces(src, &src_spec.data_dir, running.then_some(&src_spec.conn))
+            .await?;
+        let datasets = plan.snapshot_datasets(&src.dataset);
 
         let mode = if running {
             match opts.mode {
@@ -327,8 +338,10 @@ impl BranchManager {
         }
         self.storage
             .snapshot(&datasets, &snap_name, &snap_props)
-            .await?;
+            .await
+            .map_err(|e| plan.explain_snapshot_error(&src.dataset, e))?;
         undo.snapshot = entry.snapshot.clone();
+        undo.tablespaces.snapshots = plan.snapshots(&snap_name);
         timer.lap("snapshot");
         fault::point("after_snapshot").await?;
         if let Some(session) = undo.session.as_mut() {
@@ -372,6 +385,8 @@ impl BranchManager {
         }
         let mp = self.mountpoint(&entry.dataset).await?;
         let data_dir = mp.join(PGDATA_SUBDIR);
+        self.clone_tablespaces(&plan, entry, &snap_name, &mp, &mut undo.tablespaces)
+            .await?;
         cluster::detach_clone(&data_dir)?;
         cluster::write_settings(
             &data_dir,
@@ -389,12 +404,8 @@ impl BranchManager {
                 &self.user,
             )?;
             if !stop.spcmapfile.is_empty() {
-                cluster::write_owned(
-                    &data_dir,
-                    "tablespace_map",
-                    stop.spcmapfile.as_bytes(),
-                    &self.user,
-                )?;
+                let map = tablespace::rewrite_map(&stop.spcmapfile, &undo.tablespaces.clones)?;
+                cluster::write_owned(&data_dir, "tablespace_map", map.as_bytes(), &self.user)?;
             }
             let segs = wal::segments_between(
                 label.timeline,
@@ -411,6 +422,7 @@ impl BranchManager {
             session.finish().await?;
         }
         timer.lap("wal_copy");
+        tablespace::check_links(&entry.name, &data_dir, &mp)?;
 
         // 5: start it, while the clone gets its reservation: a `zfs set`
         // waits for a transaction group, the server start takes longer, and
@@ -455,6 +467,11 @@ impl BranchManager {
             if let Err(e) = destroy_with_retry(&*self.storage, snap, false).await {
                 tracing::warn!("destroying snapshot {snap}: {e}");
             }
+        }
+        if let Err(e) =
+            tablespace::destroy_snapshots(&*self.storage, &undo.tablespaces.snapshots).await
+        {
+            tracing::warn!("destroying the tablespace snapshots of {name}: {e}");
         }
         let _ = std::fs::remove_file(self.home.log_path(name));
         self.home.remove_secret(name);

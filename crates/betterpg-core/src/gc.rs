@@ -74,6 +74,7 @@ impl BranchManager {
             .filter(|d| d.kind == DatasetType::Filesystem && d.name != self.config.dataset)
             .filter(|d| ours(d))
             .filter(|d| !kept.iter().any(|e| e.dataset == d.name))
+            .filter(|d| !crate::tablespace::inside_kept(d, &kept))
             .collect();
         filesystems.sort_by_key(|d| std::cmp::Reverse(d.origin.is_some()));
         for d in filesystems {
@@ -115,6 +116,7 @@ impl BranchManager {
                     .iter()
                     .any(|e| e.snapshot.as_deref() == Some(d.name.as_str()))
             })
+            .filter(|d| !crate::tablespace::snapshot_kept(d, &kept))
         {
             // A snapshot on a dataset gc just destroyed went with it.
             let fs = d.name.split('@').next().unwrap_or_default();

@@ -36,6 +36,7 @@ pub mod pg;
 pub mod runtime;
 pub mod space;
 pub mod storage;
+pub mod tablespace;
 pub mod util;
 
 pub use catalog::{Kind, Mode};

@@ -180,6 +180,9 @@ pub struct BranchReport {
     pub source_was_running: bool,
     /// WAL copied from the source into the branch, bytes.
     pub wal_bytes_copied: u64,
+    /// The source's tablespaces, each cloned for the branch (empty when it
+    /// has none outside its data directory).
+    pub tablespaces: Vec<crate::tablespace::TablespaceClone>,
 }
 
 /// Pool usage summary.
@@ -764,6 +767,10 @@ impl BranchManager {
         let spec = self.spec(&e).await?;
         let rt = self.runtime(&e.runtime)?;
         if rt.status(&spec).await? == RunStatus::Stopped {
+            if e.kind == Kind::Branch {
+                let own = spec.data_dir.parent().unwrap_or(&spec.data_dir);
+                crate::tablespace::check_links(name, &spec.data_dir, own)?;
+            }
             // Another program on our port would make the server fail with
             // a page of log: say what is wrong instead.
             if !port_is_free(&self.config.listen_address, e.port) {
@@ -852,6 +859,9 @@ impl BranchManager {
     /// Remove one entry and everything it owns; tolerant of parts already gone
     /// (so a destroy interrupted half-way can simply be run again).
     pub(crate) async fn destroy_one(&self, e: &Entry) -> Result<()> {
+        let tablespace_snapshots =
+            crate::tablespace::snapshots_of(&*self.storage, &e.dataset, e.snapshot.as_deref())
+                .await?;
         if let Some(ds) = self.storage.get(&e.dataset).await? {
             if let Some(mp) = ds.mountpoint {
                 let spec = self.spec_for(e, mp.join(PGDATA_SUBDIR));
@@ -868,6 +878,7 @@ impl BranchManager {
             // first, one zfs call fewer per destroy.
             destroy_with_retry(&*self.storage, snap, false).await?;
         }
+        crate::tablespace::destroy_snapshots(&*self.storage, &tablespace_snapshots).await?;
         let _ = std::fs::remove_file(self.home.log_path(&e.name));
         self.home.remove_secret(&e.name);
         let mut cat = self.lock()?;

@@ -1,0 +1,688 @@
+//! Tablespaces of a branch: cloned with it, never shared with its source.
+//!
+//! A tablespace outside the data directory (`CREATE TABLESPACE t LOCATION
+//! '/srv/ts'`) is reached through the link `pg_tblspc/OID` and, in a base
+//! backup, the `tablespace_map` file. A plain clone of the data directory
+//! keeps both pointing at the SOURCE's directory, so the branch would replay
+//! and write into production's files. So a branch of a source with
+//! tablespaces:
+//!
+//! 1. finds, before anything is made, the ZFS dataset each tablespace lives
+//!    on (from `/proc/self/mountinfo`); one not on a dataset of betterpg's
+//!    pool makes the branch refuse, naming the tablespace, its location and
+//!    what to do;
+//! 2. snapshots those datasets in the same atomic call as the data
+//!    directory's dataset;
+//! 3. clones each as a child of the branch's dataset (`<branch>/tblspc-OID`,
+//!    mounted inside the branch's mountpoint), so destroy, reset and gc
+//!    take them with the branch;
+//! 4. points `tablespace_map` and every `pg_tblspc` link at the clones
+//!    (links are replaced through a directory fd opened without following
+//!    links: the data directory belongs to the server's OS user);
+//! 5. before any start of a branch, checks that every link (and map entry)
+//!    points inside the branch's own dataset, and refuses otherwise.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::{fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use serde::Serialize;
+
+use crate::catalog::Entry;
+use crate::error::{Error, Result};
+use crate::manager::{destroy_with_retry, BranchManager, PGDATA_SUBDIR};
+use crate::pg::ConnInfo;
+use crate::storage::{DatasetInfo, DatasetType, Storage};
+
+/// A tablespace a branch got its own clone of (listed in the branch report).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TablespaceClone {
+    /// The tablespace's OID (the name of its `pg_tblspc` link).
+    pub oid: u32,
+    /// Its name, when the source was running to say it.
+    pub name: Option<String>,
+    /// Where the source has it.
+    pub source_location: PathBuf,
+    /// Where the branch has it.
+    pub location: PathBuf,
+    /// The branch's dataset holding it (a clone of the source's).
+    pub dataset: String,
+}
+
+/// One tablespace of a source and the dataset it lives on.
+#[derive(Debug, Clone)]
+struct SourceTablespace {
+    oid: u32,
+    name: Option<String>,
+    location: PathBuf,
+    /// The dataset holding it.
+    dataset: String,
+    /// Its path below that dataset's mountpoint.
+    rel: PathBuf,
+}
+
+/// What a branch must do about its source's tablespaces.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Plan {
+    tablespaces: Vec<SourceTablespace>,
+    /// Datasets to snapshot and clone besides the source's own, sorted.
+    datasets: Vec<String>,
+}
+
+/// What was made for the tablespaces of one branch (kept for the report and
+/// to undo it).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Made {
+    /// Snapshots of the tablespace datasets (`DATASET@SNAP`).
+    pub snapshots: Vec<String>,
+    /// The tablespaces with their new places.
+    pub clones: Vec<TablespaceClone>,
+}
+
+impl Plan {
+    /// Every dataset the branch's snapshot must cover, the source's first.
+    pub fn snapshot_datasets<'a>(&'a self, source: &'a str) -> Vec<&'a str> {
+        let mut v = vec![source];
+        v.extend(self.datasets.iter().map(String::as_str));
+        v
+    }
+
+    /// The snapshots of the tablespace datasets a snapshot named `snap` makes.
+    pub fn snapshots(&self, snap: &str) -> Vec<String> {
+        self.datasets
+            .iter()
+            .map(|d| format!("{d}@{snap}"))
+            .collect()
+    }
+
+    /// Whether the source has any tablespace outside its data directory.
+    pub fn is_empty(&self) -> bool {
+        self.tablespaces.is_empty()
+    }
+
+    /// Say which tablespace blocked an atomic snapshot that this ZFS cannot
+    /// take (zfs-fuse: one subtree only), and what to do.
+    pub fn explain_snapshot_error(&self, source_dataset: &str, e: Error) -> Error {
+        let Error::Unsupported(why) = &e else {
+            return e;
+        };
+        match self
+            .tablespaces
+            .iter()
+            .find(|t| !is_within(&t.dataset, source_dataset))
+        {
+            Some(t) => Error::Unsupported(format!(
+                "tablespace {} at {} is on dataset {}, which this ZFS cannot snapshot in one atomic call with {source_dataset} ({why}): put the tablespace on a child dataset of the database's, e.g. {source_dataset}/{}, or use OpenZFS",
+                t.label(),
+                t.location.display(),
+                t.dataset,
+                t.name.as_deref().unwrap_or("ts")
+            )),
+            None => e,
+        }
+    }
+}
+
+impl SourceTablespace {
+    fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("{n:?} (OID {})", self.oid),
+            None => format!("with OID {}", self.oid),
+        }
+    }
+}
+
+/// True when `ds` is `parent` or below it.
+fn is_within(ds: &str, parent: &str) -> bool {
+    ds == parent || ds.strip_prefix(parent).is_some_and(|r| r.starts_with('/'))
+}
+
+/// The part of a snapshot name after `@`.
+fn snap_suffix(snapshot: &str) -> Option<&str> {
+    snapshot.split_once('@').map(|(_, s)| s)
+}
+
+impl BranchManager {
+    /// Find the source's tablespaces and the datasets they live on; refuse
+    /// (changing nothing) when one cannot be cloned.
+    pub(crate) async fn plan_tablespaces(
+        &self,
+        src: &Entry,
+        data_dir: &Path,
+        conn: Option<&ConnInfo>,
+    ) -> Result<Plan> {
+        let links = read_links(data_dir)?;
+        if links.is_empty() {
+            return Ok(Plan::default());
+        }
+        let names = match conn {
+            Some(c) => tablespace_names(c).await.unwrap_or_else(|e| {
+                tracing::warn!("reading tablespace names of {}: {e}", src.name);
+                BTreeMap::new()
+            }),
+            None => BTreeMap::new(),
+        };
+        let pool = self.config.dataset.split('/').next().unwrap_or_default();
+        let mounts = read_mounts()?;
+        let mut plan = Plan::default();
+        for (oid, location) in links {
+            let mut t = SourceTablespace {
+                oid,
+                name: names.get(&oid).cloned(),
+                location,
+                dataset: String::new(),
+                rel: PathBuf::new(),
+            };
+            let refuse = |t: &SourceTablespace, why: String| {
+                Error::Unsupported(format!(
+                    "tablespace {} of {:?} is at {}, {why}: a branch would share the source's files. Put it on a ZFS dataset of pool {pool} (e.g. a child of {}: `zfs create {}/ts`, then `CREATE TABLESPACE ... LOCATION` there and `ALTER TABLE ... SET TABLESPACE`), then branch again",
+                    t.label(),
+                    src.name,
+                    t.location.display(),
+                    src.dataset,
+                    src.dataset
+                ))
+            };
+            let real = std::fs::canonicalize(&t.location)
+                .map_err(|e| refuse(&t, format!("which cannot be resolved ({e})")))?;
+            let mount = mounts
+                .iter()
+                .filter(|m| real.starts_with(&m.point))
+                .max_by_key(|m| m.point.components().count())
+                .ok_or_else(|| refuse(&t, "which is on no mounted file system".into()))?;
+            let on_pool = matches!(mount.fstype.as_str(), "zfs" | "fuse.zfs")
+                && is_within(&mount.source, pool);
+            if !on_pool {
+                return Err(refuse(
+                    &t,
+                    format!(
+                        "which is not on a ZFS dataset of pool {pool} (it is on {} {})",
+                        mount.fstype, mount.source
+                    ),
+                ));
+            }
+            if is_within(&mount.source, &self.config.dataset)
+                && !is_within(&mount.source, &src.dataset)
+            {
+                return Err(refuse(
+                    &t,
+                    format!(
+                        "on dataset {} of another betterpg database or branch",
+                        mount.source
+                    ),
+                ));
+            }
+            t.rel = real
+                .strip_prefix(&mount.point)
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            t.dataset = mount.source.clone();
+            if t.dataset != src.dataset && !plan.datasets.contains(&t.dataset) {
+                plan.datasets.push(t.dataset.clone());
+            }
+            plan.tablespaces.push(t);
+        }
+        plan.datasets.sort();
+        Ok(plan)
+    }
+
+    /// Clone the tablespace datasets of `plan` (snapshot `snap`) under the
+    /// branch's dataset and point the clone's `pg_tblspc` links at them.
+    /// What was made is recorded in `made` as it is made (for the undo).
+    pub(crate) async fn clone_tablespaces(
+        &self,
+        plan: &Plan,
+        entry: &Entry,
+        snap: &str,
+        branch_mountpoint: &Path,
+        made: &mut Made,
+    ) -> Result<()> {
+        if plan.is_empty() {
+            return Ok(());
+        }
+        made.snapshots = plan.snapshots(snap);
+        let home = self.home.root().to_string_lossy().into_owned();
+        let created = entry.created_at.to_string();
+        // One clone per dataset, named after its first tablespace.
+        let mut mounted: BTreeMap<&str, (String, PathBuf)> = BTreeMap::new();
+        for ds in &plan.datasets {
+            let first = plan
+                .tablespaces
+                .iter()
+                .filter(|t| &t.dataset == ds)
+                .map(|t| t.oid)
+                .min()
+                .unwrap_or_default();
+            let target = format!("{}/tblspc-{first}", entry.dataset);
+            self.storage
+                .clone_snapshot(
+                    &format!("{ds}@{snap}"),
+                    &target,
+                    None,
+                    &[
+                        ("managed", "yes"),
+                        ("kind", "tablespace"),
+                        ("name", &entry.name),
+                        ("home", &home),
+                        ("created", &created),
+                    ],
+                )
+                .await?;
+            let mp = self.mountpoint(&target).await?;
+            mounted.insert(ds, (target, mp));
+        }
+        let data_dir = branch_mountpoint.join(PGDATA_SUBDIR);
+        for t in &plan.tablespaces {
+            let (dataset, root) = match mounted.get(t.dataset.as_str()) {
+                Some((d, mp)) => (d.clone(), mp.clone()),
+                None => (entry.dataset.clone(), branch_mountpoint.to_path_buf()),
+            };
+            let location = root.join(&t.rel);
+            check_inside(&location, branch_mountpoint)?;
+            std::os::unix::fs::lchown(&location, Some(self.user.uid), Some(self.user.gid))
+                .map_err(|e| Error::io(format!("chown {}", location.display()), e))?;
+            made.clones.push(TablespaceClone {
+                oid: t.oid,
+                name: t.name.clone(),
+                source_location: t.location.clone(),
+                location,
+                dataset,
+            });
+        }
+        relink(&data_dir, &made.clones, self.user.uid, self.user.gid)
+    }
+}
+
+/// The snapshots of tablespace datasets cloned for the branch on `dataset`:
+/// the origins of its children that carry the branch's snapshot name. Read
+/// before the branch's dataset is destroyed, destroyed after.
+pub(crate) async fn snapshots_of(
+    storage: &dyn Storage,
+    dataset: &str,
+    snapshot: Option<&str>,
+) -> Result<Vec<String>> {
+    let Some(suffix) = snapshot.and_then(snap_suffix) else {
+        return Ok(Vec::new());
+    };
+    let list = match storage.list(dataset).await {
+        Ok(l) => l,
+        Err(Error::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(list
+        .into_iter()
+        .filter(|d| d.kind == DatasetType::Filesystem && d.name != dataset)
+        .filter_map(|d| d.origin)
+        .filter(|o| snap_suffix(o) == Some(suffix))
+        .collect())
+}
+
+/// Destroy tablespace snapshots (already gone is fine).
+pub(crate) async fn destroy_snapshots(storage: &dyn Storage, snapshots: &[String]) -> Result<()> {
+    for s in snapshots {
+        destroy_with_retry(storage, s, false).await?;
+    }
+    Ok(())
+}
+
+/// For gc: a dataset inside a kept entry's dataset (its tablespace clones)
+/// belongs to that entry.
+pub(crate) fn inside_kept(d: &DatasetInfo, kept: &[Entry]) -> bool {
+    kept.iter()
+        .any(|e| d.name != e.dataset && is_within(&d.name, &e.dataset))
+}
+
+/// For gc: a snapshot with a kept branch's snapshot name is that branch's
+/// (the snapshots of its tablespace datasets carry the same name).
+pub(crate) fn snapshot_kept(d: &DatasetInfo, kept: &[Entry]) -> bool {
+    let Some(suffix) = snap_suffix(&d.name) else {
+        return false;
+    };
+    kept.iter()
+        .filter_map(|e| e.snapshot.as_deref())
+        .any(|s| snap_suffix(s) == Some(suffix))
+}
+
+/// `tablespace_map` as `pg_backup_stop` returned it, with each path
+/// replaced by the branch's clone of it.
+pub(crate) fn rewrite_map(map: &str, clones: &[TablespaceClone]) -> Result<String> {
+    let mut out = String::new();
+    for (oid, _) in parse_map(map)? {
+        let c = clones.iter().find(|c| c.oid == oid).ok_or_else(|| {
+            Error::Postgres(format!(
+                "tablespace_map names tablespace {oid}, which was not there when the branch began: branch again"
+            ))
+        })?;
+        out.push_str(&format!("{oid} {}\n", escape_map_path(&c.location)));
+    }
+    Ok(out)
+}
+
+/// `(oid, path)` of each line of a `tablespace_map` (paths unescaped: the
+/// server writes `\` before a newline, carriage return or backslash).
+fn parse_map(map: &str) -> Result<Vec<(u32, PathBuf)>> {
+    let mut out = Vec::new();
+    let mut chars = map.chars().peekable();
+    while chars.peek().is_some() {
+        let mut oid = String::new();
+        for c in chars.by_ref() {
+            if c == ' ' {
+                break;
+            }
+            oid.push(c);
+        }
+        let oid: u32 = oid
+            .parse()
+            .map_err(|_| Error::Postgres(format!("unreadable tablespace_map: {map:?}")))?;
+        let mut path = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => path.extend(chars.next()),
+                '\n' => break,
+                c => path.push(c),
+            }
+        }
+        out.push((oid, PathBuf::from(path)));
+    }
+    Ok(out)
+}
+
+fn escape_map_path(p: &Path) -> String {
+    let mut s = String::new();
+    for c in p.to_string_lossy().chars() {
+        if matches!(c, '\n' | '\r' | '\\') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s
+}
+
+/// Before a branch starts: every `pg_tblspc` link and `tablespace_map`
+/// entry of `data_dir` must point inside `own` (the branch's dataset, which
+/// holds its tablespace clones), through real directories only.
+pub fn check_links(name: &str, data_dir: &Path, own: &Path) -> Result<()> {
+    let mut targets = read_links(data_dir)?;
+    let map = data_dir.join("tablespace_map");
+    match std::fs::symlink_metadata(&map) {
+        Ok(md) if md.is_file() => {
+            let text = std::fs::read_to_string(&map)
+                .map_err(|e| Error::io(format!("reading {}", map.display()), e))?;
+            targets.extend(parse_map(&text)?);
+        }
+        Ok(_) => {
+            return Err(Error::InvalidState(format!(
+                "{name:?}: {} is not a regular file: refusing to start the branch",
+                map.display()
+            )))
+        }
+        Err(_) => {}
+    }
+    for (oid, target) in targets {
+        check_inside(&target, own).map_err(|_| {
+            Error::InvalidState(format!(
+                "branch {name:?}: its tablespace {oid} points to {}, outside its own clones under {}: refusing to start it (it would use another server's files); destroy the branch and branch again",
+                target.display(),
+                own.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// `path` is absolute, below `root`, without `..`, and every component
+/// below `root` is a real directory (no link).
+fn check_inside(path: &Path, root: &Path) -> Result<()> {
+    let bad = || {
+        Error::InvalidState(format!(
+            "{} is not a directory inside {}",
+            path.display(),
+            root.display()
+        ))
+    };
+    let rel = path.strip_prefix(root).map_err(|_| bad())?;
+    if !path.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(bad());
+    }
+    let mut p = root.to_path_buf();
+    for c in rel.components() {
+        p.push(c);
+        match std::fs::symlink_metadata(&p) {
+            Ok(md) if md.is_dir() => {}
+            _ => return Err(bad()),
+        }
+    }
+    Ok(())
+}
+
+/// The `pg_tblspc` links of a data directory: `(oid, target)`. Links are
+/// read, never followed; anything else there is refused.
+fn read_links(data_dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
+    let dir = data_dir.join("pg_tblspc");
+    match std::fs::symlink_metadata(&dir) {
+        Ok(md) if md.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::InvalidState(format!(
+                "{} is not a directory",
+                dir.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+    }
+    let rd =
+        std::fs::read_dir(&dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+    let mut out = Vec::new();
+    for f in rd {
+        let f = f.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+        let p = f.path();
+        let oid: u32 = f.file_name().to_string_lossy().parse().map_err(|_| {
+            Error::InvalidState(format!("unexpected file {} in pg_tblspc", p.display()))
+        })?;
+        let md = std::fs::symlink_metadata(&p)
+            .map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+        if !md.file_type().is_symlink() {
+            // PostgreSQL's in-place tablespaces (a directory here, for tests
+            // only) live inside the data directory: the clone has them.
+            if md.is_dir() {
+                continue;
+            }
+            return Err(Error::InvalidState(format!(
+                "{} is neither a tablespace link nor a directory",
+                p.display()
+            )));
+        }
+        let target =
+            std::fs::read_link(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+        out.push((oid, target));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Replace the clone's `pg_tblspc` links with links to the clones, through
+/// directory fds opened without following links (the data directory is
+/// the server user's: a planted link must not send root elsewhere).
+fn relink(data_dir: &Path, clones: &[TablespaceClone], uid: u32, gid: u32) -> Result<()> {
+    let io = |what: String, e: nix::Error| Error::io(what, std::io::Error::from(e));
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+    let open = |dir: Option<&OwnedFd>, name: &Path| -> Result<OwnedFd> {
+        let fd = openat(dir.map(|d| d.as_raw_fd()), name, flags, Mode::empty())
+            .map_err(|e| io(format!("opening {} (no links followed)", name.display()), e))?;
+        // SAFETY: openat returned a new descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let parent = data_dir
+        .parent()
+        .ok_or_else(|| Error::Internal("data directory without parent".into()))?;
+    let root = open(None, parent)?;
+    let pgdata = open(Some(&root), Path::new(PGDATA_SUBDIR))?;
+    let tblspc = open(Some(&pgdata), Path::new("pg_tblspc"))?;
+    for c in clones {
+        let name = c.oid.to_string();
+        match unlinkat(
+            Some(tblspc.as_raw_fd()),
+            name.as_str(),
+            UnlinkatFlags::NoRemoveDir,
+        ) {
+            Ok(()) | Err(nix::Error::ENOENT) => {}
+            Err(e) => return Err(io(format!("removing pg_tblspc/{name}"), e)),
+        }
+        symlinkat(&c.location, Some(tblspc.as_raw_fd()), name.as_str())
+            .map_err(|e| io(format!("linking pg_tblspc/{name}"), e))?;
+        fchownat(
+            Some(tblspc.as_raw_fd()),
+            name.as_str(),
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| io(format!("chown pg_tblspc/{name}"), e))?;
+    }
+    Ok(())
+}
+
+/// Names of the tablespaces by OID, from the running source.
+async fn tablespace_names(conn: &ConnInfo) -> Result<BTreeMap<u32, String>> {
+    let c = conn.connect().await?;
+    let rows = c
+        .query("SELECT oid, spcname::text FROM pg_tablespace", &[])
+        .await
+        .map_err(|e| Error::Postgres(format!("listing tablespaces: {e}")))?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<_, u32>(0), r.get::<_, String>(1)))
+        .collect())
+}
+
+/// One mounted file system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Mount {
+    point: PathBuf,
+    fstype: String,
+    source: String,
+}
+
+fn read_mounts() -> Result<Vec<Mount>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
+    Ok(parse_mountinfo(&text))
+}
+
+/// Parse `/proc/self/mountinfo`: field 5 is the mount point, and after the
+/// ` - ` separator come the file system type and the source (for ZFS, the
+/// dataset). Octal escapes (`\040` for a space) are decoded.
+fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    fn unescape(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+                let v = u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?');
+                out.push(v);
+                i += 4;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let point = left.split(' ').nth(4)?;
+            let mut r = right.split(' ');
+            let fstype = r.next()?;
+            let source = r.next()?;
+            Some(Mount {
+                point: PathBuf::from(unescape(point)),
+                fstype: fstype.to_string(),
+                source: unescape(source),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_is_parsed() {
+        let text = "46 27 0:40 / /tmp/p-mnt rw,relatime - fuse.zfs pool rw,user_id=0\n\
+                    47 46 0:41 / /tmp/p-mnt/a\\040b rw,relatime shared:5 - zfs pool/a rw\n\
+                    22 57 0:21 / /proc rw - proc proc rw\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0].point, PathBuf::from("/tmp/p-mnt"));
+        assert_eq!(m[0].fstype, "fuse.zfs");
+        assert_eq!(m[1].point, PathBuf::from("/tmp/p-mnt/a b"));
+        assert_eq!(m[1].source, "pool/a");
+    }
+
+    #[test]
+    fn map_is_rewritten_with_escapes() {
+        let map = "16384 /srv/ts\n16390 /srv/odd\\\nname\n";
+        assert_eq!(
+            parse_map(map).unwrap(),
+            vec![
+                (16384, PathBuf::from("/srv/ts")),
+                (16390, PathBuf::from("/srv/odd\nname"))
+            ]
+        );
+        let clone = |oid, loc: &str| TablespaceClone {
+            oid,
+            name: None,
+            source_location: PathBuf::new(),
+            location: PathBuf::from(loc),
+            dataset: String::new(),
+        };
+        let out = rewrite_map(map, &[clone(16384, "/b/t1"), clone(16390, "/b/t\\2")]).unwrap();
+        assert_eq!(out, "16384 /b/t1\n16390 /b/t\\\\2\n");
+        assert!(rewrite_map(map, &[clone(16384, "/b/t1")]).is_err());
+        assert!(parse_map("x /a\n").is_err());
+    }
+
+    #[test]
+    fn datasets_within() {
+        assert!(is_within("p/a", "p"));
+        assert!(is_within("p", "p"));
+        assert!(!is_within("p/ab", "p/a"));
+        assert!(is_within("p/a/b", "p/a"));
+    }
+
+    #[test]
+    fn links_must_stay_inside_real_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let own = d.path().join("own");
+        std::fs::create_dir_all(own.join("tblspc-1/loc")).unwrap();
+        let other = d.path().join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        std::os::unix::fs::symlink(&other, own.join("tblspc-1/planted")).unwrap();
+        check_inside(&own.join("tblspc-1/loc"), &own).unwrap();
+        assert!(check_inside(&other, &own).is_err());
+        assert!(check_inside(&own.join("tblspc-1/planted"), &own).is_err());
+        assert!(check_inside(&own.join("tblspc-1/../../other"), &own).is_err());
+        assert!(check_inside(&own.join("missing"), &own).is_err());
+
+        let data = own.join("pgdata");
+        std::fs::create_dir_all(data.join("pg_tblspc")).unwrap();
+        std::os::unix::fs::symlink(own.join("tblspc-1/loc"), data.join("pg_tblspc/16384")).unwrap();
+        check_links("b", &data, &own).unwrap();
+        std::fs::write(
+            data.join("tablespace_map"),
+            format!("16384 {}\n", other.display()),
+        )
+        .unwrap();
+        let e = check_links("b", &data, &own).unwrap_err().to_string();
+        assert!(e.contains("16384") && e.contains("other"), "{e}");
+        std::fs::remove_file(data.join("tablespace_map")).unwrap();
+        std::os::unix::fs::symlink(&other, data.join("pg_tblspc/16385")).unwrap();
+        assert!(check_links("b", &data, &own).is_err());
+    }
+}
