@@ -563,6 +563,30 @@ betterpg_result betterpg_branch_report_step(const struct betterpg_branch_report 
                                             double *out_millis);
 
 /*
+ Number of the source's tablespaces the branch got its own clones of; 0
+ if `report` is NULL.
+
+ # Safety
+ `report` is NULL or a live `betterpg_branch_report`.
+ */
+size_t betterpg_branch_report_tablespace_count(const struct betterpg_branch_report *report);
+
+/*
+ Cloned tablespace `index` (0-based): its OID, where the source has it and
+ where the branch has it (paths borrowed from the report). Fails with
+ `BETTERPG_RESULT_INVALID_ARGUMENT` when `index` is out of range.
+
+ # Safety
+ `report` is NULL or a live `betterpg_branch_report`; the out pointers
+ are NULL or valid for writes.
+ */
+betterpg_result betterpg_branch_report_tablespace(const struct betterpg_branch_report *report,
+                                                  size_t index,
+                                                  uint32_t *out_oid,
+                                                  const char **out_source_location,
+                                                  const char **out_location);
+
+/*
  Free a report and the info borrowed from it. NULL does nothing. Do not
  call it twice.
 

@@ -332,6 +332,8 @@ pub(crate) struct ReportC {
     total_millis: f64,
     source_was_running: bool,
     wal_bytes_copied: u64,
+    /// (oid, source location, branch location) of each cloned tablespace.
+    tablespaces: Vec<(u32, CString, CString)>,
 }
 
 impl Opaque for betterpg_branch_report {
@@ -350,6 +352,17 @@ impl ReportC {
             total_millis: r.total_millis,
             source_was_running: r.source_was_running,
             wal_bytes_copied: r.wal_bytes_copied,
+            tablespaces: r
+                .tablespaces
+                .iter()
+                .map(|t| {
+                    Ok((
+                        t.oid,
+                        to_cstring(t.source_location.to_string_lossy().as_ref())?,
+                        to_cstring(t.location.to_string_lossy().as_ref())?,
+                    ))
+                })
+                .collect::<Result<_, Failure>>()?,
         })
     }
 }
@@ -457,6 +470,58 @@ pub unsafe extern "C" fn betterpg_branch_report_step(
         unsafe {
             write_out(out_step, step.as_ptr());
             write_out(out_millis, *millis);
+        }
+        Ok(())
+    })
+}
+
+/// Number of the source's tablespaces the branch got its own clones of; 0
+/// if `report` is NULL.
+///
+/// # Safety
+/// `report` is NULL or a live `betterpg_branch_report`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_report_tablespace_count(
+    report: *const betterpg_branch_report,
+) -> usize {
+    guard_value(0, || {
+        // SAFETY: per the contract above.
+        unsafe { betterpg_branch_report::get_opt(report) }.map_or(0, |r| r.tablespaces.len())
+    })
+}
+
+/// Cloned tablespace `index` (0-based): its OID, where the source has it and
+/// where the branch has it (paths borrowed from the report). Fails with
+/// `BETTERPG_RESULT_INVALID_ARGUMENT` when `index` is out of range.
+///
+/// # Safety
+/// `report` is NULL or a live `betterpg_branch_report`; the out pointers
+/// are NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_report_tablespace(
+    report: *const betterpg_branch_report,
+    index: usize,
+    out_oid: *mut u32,
+    out_source_location: *mut *const c_char,
+    out_location: *mut *const c_char,
+) -> betterpg_result {
+    guard("betterpg_branch_report_tablespace", || {
+        // SAFETY: per the contract above.
+        let r = unsafe { betterpg_branch_report::get(report, "report") }?;
+        let out_oid = arg_out(out_oid, "out_oid")?;
+        let out_source = arg_out(out_source_location, "out_source_location")?;
+        let out_location = arg_out(out_location, "out_location")?;
+        let (oid, source, location) = r.tablespaces.get(index).ok_or_else(|| {
+            Failure::Arg(format!(
+                "tablespace index {index} is out of range (the report has {})",
+                r.tablespaces.len()
+            ))
+        })?;
+        // SAFETY: all checked non-NULL; valid for writes per the contract.
+        unsafe {
+            write_out(out_oid, *oid);
+            write_out(out_source, source.as_ptr());
+            write_out(out_location, location.as_ptr());
         }
         Ok(())
     })

@@ -200,6 +200,7 @@ pub struct PyBranch {
     /// WAL copied from the source into the branch, bytes.
     #[pyo3(get)]
     wal_bytes_copied: u64,
+    tablespaces: Vec<betterpg_core::tablespace::TablespaceClone>,
     manager: Py<PyBranchManager>,
     destroyed: AtomicBool,
 }
@@ -220,6 +221,7 @@ impl PyBranch {
             total_millis: report.total_millis,
             source_was_running: report.source_was_running,
             wal_bytes_copied: report.wal_bytes_copied,
+            tablespaces: report.tablespaces,
             manager,
             destroyed: AtomicBool::new(false),
         })
@@ -228,6 +230,24 @@ impl PyBranch {
 
 #[pymethods]
 impl PyBranch {
+    /// The source's tablespaces the branch got its own clones of: dicts with
+    /// `oid`, `name` (None when the source was stopped), `source_location`,
+    /// `location` and `dataset`.
+    #[getter]
+    fn tablespaces<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for t in &self.tablespaces {
+            let d = PyDict::new(py);
+            d.set_item("oid", t.oid)?;
+            d.set_item("name", t.name.clone())?;
+            d.set_item("source_location", t.source_location.to_string_lossy())?;
+            d.set_item("location", t.location.to_string_lossy())?;
+            d.set_item("dataset", t.dataset.clone())?;
+            list.append(d)?;
+        }
+        Ok(list)
+    }
+
     /// Each step of the branch call with its time, in order.
     #[getter]
     fn timings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
@@ -329,6 +349,7 @@ impl PyBranch {
         d.set_item("total_millis", me.total_millis)?;
         d.set_item("source_was_running", me.source_was_running)?;
         d.set_item("wal_bytes_copied", me.wal_bytes_copied)?;
+        d.set_item("tablespaces", me.tablespaces(py)?)?;
         Ok(d)
     }
 }

@@ -4,7 +4,7 @@
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import Dict, List, Literal, Optional, Tuple, Type, Union, overload
+from typing import Any, Dict, List, Literal, Optional, Tuple, Type, Union, overload
 
 __version__: str
 
@@ -71,6 +71,8 @@ class Branch(Info):
     def source_was_running(self) -> bool: ...
     @property
     def wal_bytes_copied(self) -> int: ...
+    @property
+    def tablespaces(self) -> List[Dict[str, Any]]: ...
     @property
     def manager(self) -> BranchManager: ...
     @property
