@@ -533,7 +533,7 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
     use betterpg_core::home::Home;
     use betterpg_core::osuser::OsUser;
     use betterpg_core::pg::PgBin;
-    use betterpg_core::storage::{self, ZfsCli, ZfsFlavor};
+    use betterpg_core::storage::{self, Storage, ZfsCli, ZfsFlavor};
     use serde_json::json;
 
     let mut problems: Vec<String> = Vec::new();
@@ -577,12 +577,53 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
             json!({ "error": e.to_string() })
         }
     };
-    let user = match OsUser::resolve(cfg.as_ref().and_then(|c| c.os_user.as_deref())) {
+    let resolved = OsUser::resolve(cfg.as_ref().and_then(|c| c.os_user.as_deref()));
+    let user = match &resolved {
         Ok(u) => json!({ "name": u.name, "uid": u.uid }),
         Err(e) => {
             problems.push(format!("os user: {e}"));
             json!({ "error": e.to_string() })
         }
+    };
+    // The servers' user must reach the log directory and the datasets'
+    // mountpoint through every ancestor (a directory closed after init
+    // would fail every start with "Permission denied").
+    let mut warnings: Vec<String> = Vec::new();
+    if let (Some(c), Ok(u)) = (&cfg, &resolved) {
+        let h = Home::new(home);
+        let mut targets = vec![(h.logs_dir(), "the log directory")];
+        if let Ok(Some(d)) = zfs.get(&c.dataset).await {
+            if let Some(mp) = d.mountpoint {
+                targets.push((mp, "the datasets' mountpoint"));
+            }
+        }
+        for (path, what) in targets {
+            if let Err(e) = betterpg_core::home::check_reachable(u, &path, true, what) {
+                problems.push(format!("reach: {e}"));
+            }
+        }
+    }
+    // A sparse pool file the host could not hold once the pool fills:
+    // the pool would suspend before ZFS reports it full.
+    let pool_file = match cfg.as_ref().and_then(|c| c.pool_file.clone()) {
+        Some(f) => match storage::PoolFileSpace::of(&f) {
+            Ok(sp) => {
+                if sp.host_short() {
+                    warnings.push(format!(
+                        "pool file {} can still grow by {} but its file system has only {} free: free space on the host (or move the pool) before the pool fills, or it suspends",
+                        f.display(),
+                        human_bytes(sp.can_grow()),
+                        human_bytes(sp.host_free)
+                    ));
+                }
+                json!({ "path": f, "space": sp, "host_short": sp.host_short() })
+            }
+            Err(e) => {
+                problems.push(format!("pool file: {e}"));
+                json!({ "path": f, "error": e.to_string() })
+            }
+        },
+        None => serde_json::Value::Null,
     };
     let report = json!({
         "home": home,
@@ -594,6 +635,8 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
         "zfs": { "flavor": flavor, "zpool_list_ok": pools_ok },
         "postgres": pg,
         "os_user": user,
+        "pool_file": pool_file,
+        "warnings": warnings,
         "problems": problems,
     });
     if json {
@@ -631,6 +674,9 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
         match u.get("error") {
             Some(e) => println!("os user:  ERROR {}", e.as_str().unwrap_or_default()),
             None => println!("os user:  {} (uid {})", field(u, "name"), field(u, "uid")),
+        }
+        for w in &warnings {
+            println!("WARNING:  {w}");
         }
         if betterpg_core::fault::ENABLED {
             println!("build:    TEST BUILD with fault injection (BETTERPG_FAULT is obeyed)");

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::osuser::OsUser;
 
 /// Newest config format this build reads and writes.
 pub const CONFIG_VERSION: u32 = 1;
@@ -203,9 +204,13 @@ impl Home {
             fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
                 .map_err(|e| Error::io(format!("chmod {}", dir.display()), e))?;
         }
+        // 0755 whatever the umask: servers (another OS user) write their
+        // logs here.
         let logs = self.logs_dir();
         fs::create_dir_all(&logs)
             .map_err(|e| Error::io(format!("creating {}", logs.display()), e))?;
+        fs::set_permissions(&logs, fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::io(format!("chmod {}", logs.display()), e))?;
         Ok(())
     }
 
@@ -231,6 +236,100 @@ impl Home {
     pub fn remove_secret(&self, name: &str) {
         let _ = fs::remove_file(self.secret_path(name));
     }
+}
+
+/// A directory on the way to a path that the server's OS user may not
+/// search (enter), found by [`unreachable_dir`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreachable {
+    /// The directory without search permission for the user.
+    pub dir: PathBuf,
+    /// Its permission bits.
+    pub mode: u32,
+    /// Its owner's uid.
+    pub owner: u32,
+}
+
+/// Whether a user with `uid` and `groups` may search a directory with
+/// `mode` owned by `owner`:`group`, by its permission bits (POSIX: the
+/// owner class decides for the owner, the group class for members, else
+/// the other class). Pure logic, so it is unit tested; ACLs are not read.
+pub fn may_search(mode: u32, owner: u32, group: u32, uid: u32, groups: &[u32]) -> bool {
+    if uid == 0 {
+        return mode & 0o111 != 0;
+    }
+    if owner == uid {
+        mode & 0o100 != 0
+    } else if groups.contains(&group) {
+        mode & 0o010 != 0
+    } else {
+        mode & 0o001 != 0
+    }
+}
+
+/// The first existing directory on the way from `/` to `target` (`target`
+/// itself too when `include_self`) that `user` cannot search, or `None`.
+/// Components that do not exist yet are skipped: betterpg creates them.
+///
+/// Why: servers run as `user`, and PostgreSQL (`initdb`, the postmaster,
+/// the server log) needs to reach its data directory and log file through
+/// every ancestor; a 0700 directory owned by root on the way (e.g. a
+/// `mktemp -d` home) only fails later with a bare "Permission denied".
+pub fn unreachable_dir(
+    user: &OsUser,
+    target: &Path,
+    include_self: bool,
+) -> Result<Option<Unreachable>> {
+    use std::os::unix::fs::MetadataExt;
+    let groups: Vec<u32> = std::ffi::CString::new(user.name.clone())
+        .ok()
+        .and_then(|n| nix::unistd::getgrouplist(&n, nix::unistd::Gid::from_raw(user.gid)).ok())
+        .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_else(|| vec![user.gid]);
+    let mut dirs: Vec<&Path> = target.ancestors().collect();
+    dirs.reverse();
+    if !include_self {
+        dirs.pop();
+    }
+    for dir in dirs {
+        let md = match fs::metadata(dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+        };
+        if !md.is_dir() {
+            continue;
+        }
+        if !may_search(md.mode(), md.uid(), md.gid(), user.uid, &groups) {
+            return Ok(Some(Unreachable {
+                dir: dir.to_path_buf(),
+                mode: md.mode() & 0o7777,
+                owner: md.uid(),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Fail with what to change when `user` cannot reach `target` (`what`
+/// names it, e.g. "the log directory"); see [`unreachable_dir`].
+pub fn check_reachable(user: &OsUser, target: &Path, include_self: bool, what: &str) -> Result<()> {
+    let Some(u) = unreachable_dir(user, target, include_self)? else {
+        return Ok(());
+    };
+    let owner = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u.owner))
+        .ok()
+        .flatten()
+        .map(|o| o.name)
+        .unwrap_or_else(|| u.owner.to_string());
+    Err(Error::Config(format!(
+        "the servers' OS user {name} cannot reach {what} {target}: {dir} (owner {owner}, mode {mode:04o}) does not let {name} search it. \
+         Run `chmod o+x {dir}` (or otherwise give {name} search permission on it), or use a --home (and storage) under directories {name} can reach",
+        name = user.name,
+        target = target.display(),
+        dir = u.dir.display(),
+        mode = u.mode,
+    )))
 }
 
 /// Write `data` to `path` via a temporary file in the same directory and a
@@ -291,6 +390,20 @@ mod tests {
         let cfg = Config::new("tank/b");
         home.save_config(&cfg).unwrap();
         assert_eq!(home.load_config().unwrap(), cfg);
+    }
+
+    #[test]
+    fn search_permission_by_class() {
+        // owner class decides for the owner, even when others may search
+        assert!(!may_search(0o601, 100, 100, 100, &[100]));
+        assert!(may_search(0o700, 100, 100, 100, &[]));
+        // group class for members
+        assert!(may_search(0o710, 0, 50, 100, &[50]));
+        assert!(!may_search(0o701, 0, 50, 100, &[50]));
+        // other class for everyone else
+        assert!(!may_search(0o700, 0, 0, 100, &[100]));
+        assert!(may_search(0o711, 0, 0, 100, &[100]));
+        assert!(may_search(0o1777, 0, 0, 100, &[]));
     }
 
     #[test]

@@ -267,14 +267,32 @@ impl BranchManager {
         };
         let (storage, storage_selection) = crate::storage::select(storage_backend).await?;
         let zfs = ZfsCli::default();
-        let mut created_pool: Option<(String, PathBuf)> = None;
-        let dataset = match &opts.storage {
+        // The storage's own checks, then reachability, all before anything
+        // is made.
+        let mut planned_mountpoint = None;
+        match &opts.storage {
             InitStorage::Dataset(ds) => {
                 validate_dataset_name(ds)?;
-                ds.clone()
+                Self::check_pool_exists(&zfs, ds).await?;
+                planned_mountpoint = Self::planned_mountpoint(&zfs, ds).await?;
             }
             InitStorage::PoolFile { file, size, pool } => {
                 validate_name(pool).map_err(|e| Error::Config(format!("pool name: {e}")))?;
+                zfs.check_file_pool(pool, file, *size).await?;
+            }
+        }
+        // The servers' OS user must reach the home (its logs, and a
+        // file-backed pool's mountpoint, live there; the home itself is
+        // made 0755) and the datasets' mountpoint, or every `create` would
+        // fail later with a bare "Permission denied".
+        crate::home::check_reachable(&user, home.root(), false, "the betterpg home")?;
+        if let Some(mp) = &planned_mountpoint {
+            crate::home::check_reachable(&user, mp, true, "the datasets' mountpoint")?;
+        }
+        let mut created_pool: Option<(String, PathBuf)> = None;
+        let dataset = match &opts.storage {
+            InitStorage::Dataset(ds) => ds.clone(),
+            InitStorage::PoolFile { file, size, pool } => {
                 let mountpoint = home.root().join("mnt").join(pool);
                 zfs.create_file_pool(pool, file, *size, &mountpoint).await?;
                 created_pool = Some((pool.clone(), file.clone()));
@@ -315,7 +333,24 @@ impl BranchManager {
         })
     }
 
-    async fn init_dataset(zfs: &ZfsCli, home: &Home, dataset: &str) -> Result<()> {
+    /// Where `dataset` is (or, once created under its parent, will be)
+    /// mounted; `None` when unknown (missing parent, legacy or no mountpoint).
+    async fn planned_mountpoint(zfs: &ZfsCli, dataset: &str) -> Result<Option<PathBuf>> {
+        if let Some(d) = zfs.get(dataset).await? {
+            return Ok(d.mountpoint);
+        }
+        let Some((parent, last)) = dataset.rsplit_once('/') else {
+            return Ok(None);
+        };
+        Ok(zfs
+            .get(parent)
+            .await?
+            .and_then(|p| p.mountpoint)
+            .map(|m| m.join(last)))
+    }
+
+    /// The pool of `dataset` exists, or a NotFound saying what to do.
+    async fn check_pool_exists(zfs: &ZfsCli, dataset: &str) -> Result<()> {
         let pool = dataset.split('/').next().unwrap_or(dataset);
         if zfs.get(pool).await?.is_none() {
             return Err(Error::NotFound {
@@ -325,6 +360,12 @@ impl BranchManager {
                     .into(),
             });
         }
+        Ok(())
+    }
+
+    async fn init_dataset(zfs: &ZfsCli, home: &Home, dataset: &str) -> Result<()> {
+        let pool = dataset.split('/').next().unwrap_or(dataset);
+        Self::check_pool_exists(zfs, dataset).await?;
         match zfs.get(dataset).await? {
             Some(ds) => {
                 if ds.props.get("managed").map(String::as_str) != Some("root") {

@@ -236,10 +236,12 @@ def test_server_runtime(extra_home):
 def test_local_io(tmp_path):
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
+    # The home where the servers' user can reach it (pytest's tmp_path is
+    # 0700: init refuses such a home before any I/O).
     e = expect(
         betterpg.LocalIOError,
         lambda: betterpg.BranchManager.init(
-            tmp_path / "h", pool_file=not_a_dir / "pool.img", size="128M", pool="bpgpy-io"
+            TEST_DIR / "bpgpy-io-home", pool_file=not_a_dir / "pool.img", size="128M", pool="bpgpy-io"
         ),
         match=str(not_a_dir),
     )

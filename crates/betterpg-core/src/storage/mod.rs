@@ -10,7 +10,7 @@
 pub mod libzfs;
 mod zfs_cli;
 
-pub use zfs_cli::{parse_get_output, ZfsCli, ZfsFlavor};
+pub use zfs_cli::{host_free_space, parse_get_output, PoolFileSpace, ZfsCli, ZfsFlavor};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

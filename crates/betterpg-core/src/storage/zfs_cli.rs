@@ -138,7 +138,8 @@ impl ZfsCli {
     }
 
     /// Create a pool on a new sparse file of `size` bytes, mounted at
-    /// `mountpoint`. Refuses an existing file or pool.
+    /// `mountpoint`. Refuses an existing file or pool, and a size the host
+    /// does not have free (see [`ZfsCli::check_file_pool`]).
     pub async fn create_file_pool(
         &self,
         pool: &str,
@@ -146,21 +147,7 @@ impl ZfsCli {
         size: u64,
         mountpoint: &Path,
     ) -> Result<()> {
-        if !file.is_absolute() {
-            return Err(Error::Config(format!(
-                "--pool-file must be an absolute path, not {}",
-                file.display()
-            )));
-        }
-        if self.get(pool).await?.is_some() {
-            return Err(Error::AlreadyExists {
-                what: "ZFS pool",
-                name: pool.to_string(),
-            });
-        }
-        if size < 64 << 20 {
-            return Err(Error::Config("a pool needs at least 64M".into()));
-        }
+        self.check_file_pool(pool, file, size).await?;
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
@@ -190,6 +177,45 @@ impl ZfsCli {
         Ok(())
     }
 
+    /// Everything [`ZfsCli::create_file_pool`] checks before it makes
+    /// anything: an absolute path, a new pool name, at least 64M, and at
+    /// least `size` free on the host file system that will hold the file.
+    pub async fn check_file_pool(&self, pool: &str, file: &Path, size: u64) -> Result<()> {
+        if !file.is_absolute() {
+            return Err(Error::Config(format!(
+                "--pool-file must be an absolute path, not {}",
+                file.display()
+            )));
+        }
+        if self.get(pool).await?.is_some() {
+            return Err(Error::AlreadyExists {
+                what: "ZFS pool",
+                name: pool.to_string(),
+            });
+        }
+        if size < 64 << 20 {
+            return Err(Error::Config("a pool needs at least 64M".into()));
+        }
+        // The file is sparse: ZFS (and betterpg's headroom for databases)
+        // would plan for `size` bytes the host may not have, and a pool
+        // whose file cannot grow suspends, hanging every database on it.
+        let (free, fs_dir) = host_free_space(file)?;
+        if free < size {
+            return Err(Error::NoSpace(format!(
+                "the pool file {} would be {} (--size) but the file system holding {} has only {} free: \
+                 the file is sparse, so the pool would plan for space the host does not have and \
+                 suspend (every database hanging) when the host fills up. Free space there, give a \
+                 --size of at most {}, or put --pool-file on a file system with more room",
+                file.display(),
+                crate::util::human_bytes(size),
+                fs_dir.display(),
+                crate::util::human_bytes(free),
+                crate::util::human_bytes(free),
+            )));
+        }
+        Ok(())
+    }
+
     /// Set a native (non-user) property, e.g. `compression=on`.
     pub async fn set_native(&self, name: &str, prop: &str, value: &str) -> Result<()> {
         let args = vec![
@@ -203,6 +229,63 @@ impl ZfsCli {
     /// Destroy a pool (tests and failed inits).
     pub async fn destroy_pool(&self, pool: &str) -> Result<()> {
         self.run_zpool(&["destroy", "-f", pool]).await
+    }
+}
+
+/// Bytes an unprivileged writer may still allocate on the file system
+/// holding `path` (statvfs `f_bavail * f_frsize`), measured at `path`'s
+/// nearest existing ancestor, which is returned too.
+pub fn host_free_space(path: &Path) -> Result<(u64, PathBuf)> {
+    let dir = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf();
+    let st = nix::sys::statvfs::statvfs(&dir).map_err(|e| {
+        Error::io(
+            format!("reading the free space of {}", dir.display()),
+            std::io::Error::from(e),
+        )
+    })?;
+    #[allow(clippy::unnecessary_cast)] // the field types differ by platform
+    let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
+    Ok((free, dir))
+}
+
+/// A file-backed pool's file: how big it may get and what it holds now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PoolFileSpace {
+    /// Apparent size (the pool's size), bytes.
+    pub size: u64,
+    /// Bytes the host has allocated to it so far (it is sparse).
+    pub allocated: u64,
+    /// Free bytes on the host file system holding it.
+    pub host_free: u64,
+}
+
+impl PoolFileSpace {
+    /// Measure `file`.
+    pub fn of(file: &Path) -> Result<PoolFileSpace> {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(file)
+            .map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+        let (host_free, _) = host_free_space(file)?;
+        Ok(PoolFileSpace {
+            size: md.len(),
+            allocated: md.blocks().saturating_mul(512),
+            host_free,
+        })
+    }
+
+    /// Bytes the file can still grow by before it is fully allocated.
+    pub fn can_grow(&self) -> u64 {
+        self.size.saturating_sub(self.allocated)
+    }
+
+    /// True when the host could not hold the pool filled up: the pool would
+    /// suspend before ZFS sees it full.
+    pub fn host_short(&self) -> bool {
+        self.host_free < self.can_grow()
     }
 }
 

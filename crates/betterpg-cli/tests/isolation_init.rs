@@ -1,0 +1,177 @@
+//! Isolation items 12, 13 and 15: what `bpg init` checks and sets before a
+//! database exists. Real ZFS (zfs-fuse), real PostgreSQL 15, real file
+//! systems and permissions.
+//!
+//! - 12: a file-backed pool larger than the host's free space is refused
+//!   (a real 200M tmpfs, 1G asked), and nothing is made.
+//! - 13: a home under a directory the server's OS user cannot search (a real
+//!   0700 parent) is refused at init, naming the directory and what to do;
+//!   `bpg doctor` finds the same when the parent is closed later.
+
+#[path = "../../betterpg-core/tests/common/mod.rs"]
+mod common;
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use support::*;
+
+fn setup_ports() {
+    if std::env::var_os("BPG_TEST_PORT_BASE").is_none() {
+        set_port_base(43100);
+    }
+}
+
+/// `bpg --home HOME init --pool-file FILE --size SIZE --pool POOL ...` args.
+fn init_args(env: &TestEnv, file: &Path, size: &str) -> Vec<String> {
+    let (a, b) = env.ports;
+    [
+        "init",
+        "--pool-file",
+        &file.to_string_lossy(),
+        "--size",
+        size,
+        "--pool",
+        &env.pool,
+        "--ports",
+        &format!("{a}-{b}"),
+        "--pg-bin",
+        "/usr/lib/postgresql/15/bin",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn pool_exists(pool: &str) -> bool {
+    Command::new("zpool")
+        .args(["list", pool])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// A tmpfs of `size` mounted on a new directory; unmounted and removed on drop.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = Path::new(POOL_DIR).join(format!("bpghc-tmpfs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let o = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            o.status.success(),
+            "mounting a {size} tmpfs on {} failed (the test needs root and mount): {}",
+            dir.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Tmpfs { dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).output();
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Item 12: asked for a 1G pool on a 200M file system, init refuses, says
+/// how much is free and what to do, and makes nothing.
+#[test]
+fn pool_file_larger_than_the_hosts_free_space_is_refused() {
+    setup_ports();
+    // Declared first, so it is unmounted after the env's pool is gone.
+    let fs = Tmpfs::mount("200M");
+    let env = TestEnv::plan("bpghc");
+    let file = fs.dir.join("pool.img");
+    let bpg = Bpg::of(&env);
+    let err = bpg.fails(&strs(&init_args(&env, &file, "1G")));
+    assert!(
+        err.contains("free") && err.contains(&fs.dir.to_string_lossy().to_string()),
+        "the error should name the file system and its free space: {err}"
+    );
+    assert!(
+        err.contains("--size"),
+        "the error should say what to do: {err}"
+    );
+    assert!(!file.exists(), "init left the pool file {}", file.display());
+    assert!(!pool_exists(&env.pool), "init left the pool {}", env.pool);
+    assert!(
+        !env.home.join("config.json").exists(),
+        "init wrote a config"
+    );
+    // The free space decides, not the place: a pool that fits is made there.
+    bpg.ok(&strs(&init_args(&env, &file, "150M")));
+    assert!(
+        pool_exists(&env.pool),
+        "a 150M pool on 200M free was not made"
+    );
+}
+
+/// Item 13: a home under a 0700 directory owned by root.
+#[test]
+fn a_home_the_server_user_cannot_reach_is_refused_at_init_and_found_by_doctor() {
+    setup_ports();
+    let outer = tempfile::Builder::new()
+        .prefix("bpghc-closed-")
+        .tempdir()
+        .unwrap();
+    let closed = outer.path().to_path_buf();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut env = TestEnv::plan("bpghc");
+    env.home = closed.join("home");
+    let bpg = Bpg::of(&env);
+    let args = init_args(&env, &env.pool_file, "1G");
+    let err = bpg.fails(&strs(&args));
+    assert!(
+        err.contains(&closed.to_string_lossy().to_string()),
+        "the error should name the directory the server user cannot search: {err}"
+    );
+    assert!(
+        err.contains("postgres") && err.contains("chmod o+x") && err.contains("--home"),
+        "the error should name the user and say what to change: {err}"
+    );
+    assert!(!env.pool_file.exists(), "init left the pool file");
+    assert!(!pool_exists(&env.pool), "init left the pool {}", env.pool);
+    assert!(
+        !env.home.exists(),
+        "init made the home {}",
+        env.home.display()
+    );
+
+    // Opened as the error says: init, create and a query work.
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o711)).unwrap();
+    bpg.ok(&strs(&args));
+    bpg.ok(&["create", "prod"]);
+    let doc = bpg.run(&["--json", "doctor"]);
+    assert!(
+        doc.status.success(),
+        "doctor on a reachable home: {}",
+        String::from_utf8_lossy(&doc.stderr)
+    );
+
+    // Closed again later: doctor says which directory and what to do.
+    bpg.ok(&["stop", "prod"]);
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let err = bpg.fails(&["doctor"]);
+    assert!(
+        err.contains(&closed.to_string_lossy().to_string()) && err.contains("chmod o+x"),
+        "doctor should name the unreachable directory: {err}"
+    );
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o711)).unwrap();
+    bpg.ok(&["destroy", "prod", "--force"]);
+}
