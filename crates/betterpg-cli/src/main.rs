@@ -35,6 +35,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per process: the size of `Init`'s many options costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Set up a home: use a ZFS dataset, or create a file-backed pool.
@@ -82,6 +84,14 @@ enum Cmd {
         /// other branches filled the rest (e.g. 64M; 0: none). Default 64M.
         #[arg(long, value_name = "SIZE")]
         branch_reserve: Option<String>,
+        /// Memory limit of every container of the docker runtime (e.g.
+        /// 4G; at least 64M; 0: none). Default 2G.
+        #[arg(long, value_name = "SIZE")]
+        docker_memory: Option<String>,
+        /// Most processes/threads in every container of the docker runtime
+        /// (at least 32; 0: none). Default 1024.
+        #[arg(long, value_name = "N")]
+        docker_pids: Option<u64>,
     },
     /// Check this machine and home: storage backend and why, ZFS flavour,
     /// PostgreSQL binaries, OS user. Exits non-zero when something is missing.
@@ -254,6 +264,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             image,
             branch_headroom,
             branch_reserve,
+            docker_memory,
+            docker_pids,
         } => {
             // Checked before anything is made, so a bad value changes nothing.
             if let Some(r) = &runtime {
@@ -294,6 +306,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     port_range,
                     branch_headroom_percent: branch_headroom,
                     branch_reserve: branch_reserve.as_deref().map(parse_size).transpose()?,
+                    docker_memory: docker_memory.as_deref().map(parse_size).transpose()?,
+                    docker_pids,
                 },
                 storage_backend.as_deref(),
             )
@@ -625,12 +639,21 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
         },
         None => serde_json::Value::Null,
     };
+    // The home's container limits (docker runtime), 0 = no limit.
+    let docker = cfg.as_ref().map(|c| {
+        json!({
+            "network": betterpg_core::runtime::NETWORK,
+            "memory": c.docker_memory,
+            "pids": c.docker_pids,
+        })
+    });
     let report = json!({
         "home": home,
         "initialised": cfg.is_some(),
         // Test builds only (cargo feature `fault-injection`); a shipped
         // build never reads BETTERPG_FAULT.
         "fault_injection": betterpg_core::fault::ENABLED,
+        "docker": docker,
         "storage": storage,
         "zfs": { "flavor": flavor, "zpool_list_ok": pools_ok },
         "postgres": pg,
@@ -680,6 +703,15 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
         }
         if betterpg_core::fault::ENABLED {
             println!("build:    TEST BUILD with fault injection (BETTERPG_FAULT is obeyed)");
+        }
+        if let Some(c) = &cfg {
+            let limit = |v: u64, s: String| if v == 0 { "no limit".into() } else { s };
+            println!(
+                "docker:   network {} (no inter-container traffic), memory {}, pids {} per container",
+                betterpg_core::runtime::NETWORK,
+                limit(c.docker_memory, format!("{} MiB", c.docker_memory >> 20)),
+                limit(c.docker_pids, c.docker_pids.to_string()),
+            );
         }
     }
     if problems.is_empty() {

@@ -260,6 +260,7 @@ impl BranchManager {
                 dbname: "postgres".into(),
             },
             start_timeout: Duration::from_secs(self.config.start_timeout_secs),
+            limits: self.config.container_limits(),
         })
     }
 }

@@ -72,6 +72,12 @@ pub struct Config {
     /// the rest. 0: none.
     #[serde(default = "default_branch_reserve")]
     pub branch_reserve: u64,
+    /// Memory limit of every container (docker runtime), bytes; 0: none.
+    #[serde(default = "default_docker_memory")]
+    pub docker_memory: u64,
+    /// Most processes/threads in every container (docker runtime); 0: none.
+    #[serde(default = "default_docker_pids")]
+    pub docker_pids: u64,
 }
 
 fn default_start_timeout() -> u64 {
@@ -92,6 +98,30 @@ fn default_branch_reserve() -> u64 {
     DEFAULT_BRANCH_RESERVE
 }
 
+/// Default [`Config::docker_memory`]: 2 GiB, room for PostgreSQL's default
+/// `shared_buffers` (128 MB) many times over plus sorts and connections,
+/// while one branch cannot take the host's memory. A branch of a source
+/// with a larger `shared_buffers` needs a larger limit (or 0).
+pub const DEFAULT_DOCKER_MEMORY: u64 = 2 << 30;
+/// Default [`Config::docker_pids`]: PostgreSQL needs one process per
+/// connection plus about a dozen background processes; 1024 leaves room
+/// for `max_connections` in the hundreds and stops a fork bomb.
+pub const DEFAULT_DOCKER_PIDS: u64 = 1024;
+/// Smallest non-zero [`Config::docker_memory`] accepted: below it
+/// PostgreSQL cannot even start reliably.
+pub const MIN_DOCKER_MEMORY: u64 = 64 << 20;
+/// Smallest non-zero [`Config::docker_pids`] accepted: PostgreSQL's
+/// background processes alone take about a dozen.
+pub const MIN_DOCKER_PIDS: u64 = 32;
+
+fn default_docker_memory() -> u64 {
+    DEFAULT_DOCKER_MEMORY
+}
+
+fn default_docker_pids() -> u64 {
+    DEFAULT_DOCKER_PIDS
+}
+
 impl Config {
     /// A config for `dataset` with the defaults.
     pub fn new(dataset: impl Into<String>) -> Self {
@@ -110,7 +140,49 @@ impl Config {
             default_image: None,
             branch_headroom_percent: DEFAULT_BRANCH_HEADROOM_PERCENT,
             branch_reserve: DEFAULT_BRANCH_RESERVE,
+            docker_memory: DEFAULT_DOCKER_MEMORY,
+            docker_pids: DEFAULT_DOCKER_PIDS,
         }
+    }
+
+    /// The container limits this config asks for.
+    pub fn container_limits(&self) -> crate::runtime::ContainerLimits {
+        crate::runtime::ContainerLimits {
+            memory: self.docker_memory,
+            pids: self.docker_pids,
+        }
+    }
+
+    /// Refuse container limits too small for PostgreSQL to run (0 = no
+    /// limit is fine).
+    pub fn check_container_limits(&self) -> Result<()> {
+        if self.docker_memory != 0 && self.docker_memory < MIN_DOCKER_MEMORY {
+            return Err(Error::Config(format!(
+                "docker memory limit {} bytes is too small for PostgreSQL: give at least {} MiB (e.g. 512M), or 0 for no limit",
+                self.docker_memory,
+                MIN_DOCKER_MEMORY >> 20
+            )));
+        }
+        if i64::try_from(self.docker_memory).is_err() {
+            return Err(Error::Config(format!(
+                "docker memory limit {} bytes is larger than Docker accepts: give a size up to 8E, or 0 for no limit",
+                self.docker_memory
+            )));
+        }
+        if self.docker_pids != 0 && self.docker_pids < MIN_DOCKER_PIDS {
+            return Err(Error::Config(format!(
+                "docker pids limit {} is too small for PostgreSQL (about a dozen background processes plus one per connection): give at least {MIN_DOCKER_PIDS}, or 0 for no limit",
+                self.docker_pids
+            )));
+        }
+        if i64::try_from(self.docker_pids).is_err() {
+            return Err(Error::Config(format!(
+                "docker pids limit {} is larger than Docker accepts: give at most {}, or 0 for no limit",
+                self.docker_pids,
+                i64::MAX
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -186,6 +258,7 @@ impl Home {
             )));
         }
         crate::space::check_settings(&cfg)
+            .and_then(|()| cfg.check_container_limits())
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         Ok(cfg)
     }
@@ -417,5 +490,41 @@ mod tests {
         fs::write(home.config_path(), serde_json::to_string(&cfg).unwrap()).unwrap();
         let e = home.load_config().unwrap_err();
         assert!(e.to_string().contains("newer"), "{e}");
+    }
+
+    #[test]
+    fn container_limits_default_and_bounds() {
+        // A config written before the limits existed gets the defaults.
+        let mut v = serde_json::to_value(Config::new("t/b")).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("docker_memory");
+        o.remove("docker_pids");
+        let old: Config = serde_json::from_value(v).unwrap();
+        assert_eq!(
+            (old.docker_memory, old.docker_pids),
+            (DEFAULT_DOCKER_MEMORY, DEFAULT_DOCKER_PIDS)
+        );
+        assert_eq!(
+            old.container_limits(),
+            crate::runtime::ContainerLimits::default()
+        );
+        let mut cfg = Config::new("t/b");
+        for (m, p, ok) in [
+            (0, 0, true),
+            (MIN_DOCKER_MEMORY, MIN_DOCKER_PIDS, true),
+            (MIN_DOCKER_MEMORY - 1, 100, false),
+            (1 << 30, MIN_DOCKER_PIDS - 1, false),
+            (u64::MAX, 100, false),
+            (1 << 30, u64::MAX, false),
+        ] {
+            cfg.docker_memory = m;
+            cfg.docker_pids = p;
+            let r = cfg.check_container_limits();
+            assert_eq!(r.is_ok(), ok, "{m} {p}: {r:?}");
+            if let Err(e) = r {
+                assert_eq!(e.kind_name(), "config", "{e}");
+                assert!(e.to_string().contains("0 for no limit"), "{e}");
+            }
+        }
     }
 }

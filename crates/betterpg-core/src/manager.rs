@@ -62,6 +62,12 @@ pub struct InitOptions {
     /// Bytes reserved for every branch; default
     /// [`crate::home::DEFAULT_BRANCH_RESERVE`].
     pub branch_reserve: Option<u64>,
+    /// Memory limit of every container (docker runtime), bytes, 0 for none;
+    /// default [`crate::home::DEFAULT_DOCKER_MEMORY`].
+    pub docker_memory: Option<u64>,
+    /// Most processes/threads in every container, 0 for none; default
+    /// [`crate::home::DEFAULT_DOCKER_PIDS`].
+    pub docker_pids: Option<u64>,
 }
 
 impl InitOptions {
@@ -75,6 +81,8 @@ impl InitOptions {
             port_range: None,
             branch_headroom_percent: None,
             branch_reserve: None,
+            docker_memory: None,
+            docker_pids: None,
         }
     }
 }
@@ -255,7 +263,14 @@ impl BranchManager {
         if let Some(r) = opts.branch_reserve {
             cfg.branch_reserve = r;
         }
+        if let Some(m) = opts.docker_memory {
+            cfg.docker_memory = m;
+        }
+        if let Some(p) = opts.docker_pids {
+            cfg.docker_pids = p;
+        }
         crate::space::check_settings(&cfg)?;
+        cfg.check_container_limits()?;
         let user = OsUser::resolve(opts.os_user.as_deref())?;
         let pg_bin = match &opts.pg_bin {
             Some(d) => Some(PgBin::at(d)?.dir),
@@ -649,6 +664,7 @@ impl BranchManager {
             user: self.user.clone(),
             conn: self.conn_for(e)?,
             start_timeout: Duration::from_secs(self.config.start_timeout_secs),
+            limits: self.config.container_limits(),
         })
     }
 

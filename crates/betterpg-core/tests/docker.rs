@@ -16,8 +16,8 @@ use std::time::Duration;
 use betterpg_core::osuser::OsUser;
 use betterpg_core::pg::{ConnInfo, PgBin};
 use betterpg_core::runtime::{
-    DockerRuntime, InstanceSpec, Runtime, DEFAULT_IMAGE, LABEL_HOME, LABEL_MANAGED, LABEL_NAME,
-    LABEL_PARENT,
+    DockerRuntime, InstanceSpec, Runtime, DEFAULT_IMAGE, ICC_OPTION, LABEL_HOME, LABEL_MANAGED,
+    LABEL_NAME, LABEL_PARENT, NETWORK,
 };
 use betterpg_core::{
     BranchManager, BranchOptions, CreateOptions, InitOptions, InitStorage, SnapshotMode,
@@ -25,7 +25,14 @@ use betterpg_core::{
 use bollard::Docker;
 use common::{assert_prefix, connect, Writer, POOL_DIR};
 
-const PORT_BASE: u16 = 58000;
+/// First port of these tests (50 per test slot); `BPG_TEST_PORT_BASE`
+/// overrides it so runs of several people on one machine do not collide.
+fn port_base() -> u16 {
+    std::env::var("BPG_TEST_PORT_BASE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(58000)
+}
 const PORTS_PER_TEST: u16 = 50;
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
@@ -84,6 +91,15 @@ struct DockerEnv {
 impl DockerEnv {
     /// `slot` picks this test's ports (50 each) and pool name.
     async fn new(slot: u16) -> (DockerEnv, BranchManager) {
+        Self::with_limits(slot, None, None).await
+    }
+
+    /// [`DockerEnv::new`] with `bpg init --docker-memory/--docker-pids`.
+    async fn with_limits(
+        slot: u16,
+        docker_memory: Option<u64>,
+        docker_pids: Option<u64>,
+    ) -> (DockerEnv, BranchManager) {
         check_docker().await;
         std::fs::create_dir_all(POOL_DIR).unwrap();
         let pool = format!("bpgdk{}x{slot}", std::process::id() % 100_000);
@@ -91,7 +107,7 @@ impl DockerEnv {
             .prefix("bpgdk-home-")
             .tempdir()
             .unwrap();
-        let start = PORT_BASE + slot * PORTS_PER_TEST;
+        let start = port_base() + slot * PORTS_PER_TEST;
         let env = DockerEnv {
             home: dir.path().join("home"),
             pool_file: Path::new(POOL_DIR).join(format!("{pool}.img")),
@@ -113,6 +129,8 @@ impl DockerEnv {
                 port_range: Some(env.ports),
                 branch_headroom_percent: None,
                 branch_reserve: None,
+                docker_memory,
+                docker_pids,
             },
         )
         .await
@@ -265,6 +283,15 @@ async fn containerised_database_lifecycle() {
     assert_eq!(b.len(), 1);
     assert_eq!(b[0].host_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(b[0].host_port.as_deref(), Some(&*db.port.to_string()));
+    // The default limits of a home.
+    assert_eq!(
+        hc.memory,
+        Some(betterpg_core::home::DEFAULT_DOCKER_MEMORY as i64)
+    );
+    assert_eq!(
+        hc.pids_limit,
+        Some(betterpg_core::home::DEFAULT_DOCKER_PIDS as i64)
+    );
     let data_dir = env.mountpoint(&db.dataset).join("pgdata");
     let mounts = hc.mounts.clone().unwrap();
     assert!(
@@ -360,6 +387,7 @@ async fn containerised_database_lifecycle() {
             dbname: "postgres".into(),
         },
         start_timeout: Duration::from_secs(30),
+        limits: Default::default(),
     };
     let blocker = std::net::TcpListener::bind(("127.0.0.1", env.ports.1)).unwrap();
     let e = DockerRuntime::new().start(&spec).await.unwrap_err();
@@ -717,4 +745,183 @@ async fn branch_runtime_override_and_home_default_runtime() {
         .set_default_runtime(Some("podman".into()), None)
         .unwrap_err();
     assert_eq!(e.kind_name(), "unsupported", "{e}");
+}
+
+/// Exit code and output of `pg_isready -h ip -p 5432` run in a throw-away
+/// container of the local image on Docker network `network`: 0 = a server
+/// answered, 2 = no response (nothing reachable at that address).
+fn probe_from_network(network: &str, ip: &str) -> (i32, String) {
+    let out = std::process::Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--label",
+            "betterpg.test=true",
+            "--network",
+            network,
+            "--entrypoint",
+            "pg_isready",
+            DEFAULT_IMAGE,
+            "-h",
+            ip,
+            "-p",
+            "5432",
+            "-t",
+            "5",
+        ])
+        .output()
+        .expect("running the docker CLI");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Issue 11 item 7: a branch container must not be reachable from other
+/// containers (on the default bridge, or on the network betterpg puts its
+/// own containers on), only through the port published on the host's
+/// 127.0.0.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_containers_cannot_reach_a_branch() {
+    // Limits other than the defaults, to see the home's values applied.
+    let memory: u64 = 768 << 20;
+    let pids: u64 = 300;
+    let (env, mgr) = DockerEnv::with_limits(6, Some(memory), Some(pids)).await;
+    mgr.create("prod", docker_opts()).await.unwrap();
+    let dev = mgr
+        .branch("prod", "dev", BranchOptions::default())
+        .await
+        .unwrap();
+    let cname = DockerRuntime::container_name(&env.home, "dev");
+    let c = inspect(&cname).await.expect("container of the branch");
+    let networks = c
+        .network_settings
+        .clone()
+        .and_then(|n| n.networks)
+        .unwrap_or_default();
+    assert!(!networks.is_empty(), "the branch container has no network");
+
+    // A container on the default bridge, and one on every network the
+    // branch is on, try its PostgreSQL port directly.
+    let mut probes: Vec<String> = networks.keys().cloned().collect();
+    if !probes.iter().any(|n| n == "bridge") {
+        probes.push("bridge".into());
+    }
+    let ip = networks
+        .values()
+        .find_map(|e| e.ip_address.clone().filter(|a| !a.is_empty()))
+        .expect("an IP address of the branch container");
+    for net in &probes {
+        let (code, text) = probe_from_network(net, &ip);
+        assert_eq!(
+            code, 2,
+            "a container on network {net:?} reached the branch at {ip}:5432 (pg_isready exit {code}): {text}"
+        );
+        assert!(text.contains("no response"), "{net}: {text}");
+    }
+    // The published 127.0.0.1 port still works.
+    assert_eq!(count(&dev.branch.url, "SELECT 1::bigint").await, 1);
+
+    // On betterpg's network, which has inter-container traffic off.
+    assert_eq!(
+        networks.keys().collect::<Vec<_>>(),
+        vec![NETWORK],
+        "the branch is on betterpg's network only"
+    );
+    let d = Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    let net = d.inspect_network(NETWORK, None).await.unwrap();
+    assert_eq!(
+        net.options
+            .unwrap_or_default()
+            .get(ICC_OPTION)
+            .map(String::as_str),
+        Some("false")
+    );
+    assert_eq!(net.labels.unwrap_or_default()[LABEL_MANAGED], "true");
+
+    // Hardening and limits, as Docker recorded them ...
+    let hc = c.host_config.clone().unwrap();
+    let secopt = hc.security_opt.clone().unwrap_or_default();
+    assert!(
+        secopt.iter().any(|o| o.starts_with("no-new-privileges")),
+        "{secopt:?}"
+    );
+    assert_eq!(
+        hc.cap_drop.clone().unwrap_or_default(),
+        vec!["ALL".to_string()]
+    );
+    assert!(
+        hc.cap_add.clone().unwrap_or_default().is_empty(),
+        "{:?}",
+        hc.cap_add
+    );
+    assert_eq!(hc.memory, Some(memory as i64));
+    assert_eq!(hc.pids_limit, Some(pids as i64));
+    // ... and as the kernel applies them to the running server (PID 1 is
+    // postgres; cgroup v2 or v1 paths).
+    let out = std::process::Command::new("docker")
+        .args([
+            "exec",
+            &cname,
+            "sh",
+            "-c",
+            "cat /proc/1/status; echo pids=$(cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max); echo mem=$(cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes)",
+        ])
+        .output()
+        .expect("docker exec");
+    let st = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{st}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |k: &str| {
+        st.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {k} in:\n{st}"))
+    };
+    assert!(field("Name:").starts_with("postgres"), "{st}");
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("CapEff:"), "0000000000000000");
+    assert_eq!(field("CapBnd:"), "0000000000000000");
+    assert_eq!(field("pids="), pids.to_string());
+    assert_eq!(field("mem="), memory.to_string());
+
+    mgr.destroy("prod", true).await.unwrap();
+    assert_eq!(env.containers().await, Vec::<String>::new());
+    // gc removes the network once no container (of any home) uses it.
+    mgr.gc(false).await.unwrap();
+    match d.inspect_network(NETWORK, None).await {
+        Err(_) => {}
+        Ok(n) => assert!(
+            !n.containers.unwrap_or_default().is_empty(),
+            "gc left the unused network {NETWORK}"
+        ),
+    }
+}
+
+/// Container limits are checked at init: too small is a config error and
+/// nothing is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_limits_too_small_are_refused_at_init() {
+    check_docker().await;
+    let dir = tempfile::tempdir().unwrap();
+    for (m, p) in [(Some(1 << 20), None), (None, Some(5))] {
+        let mut opts = InitOptions::dataset("bpgdk-never-made/x");
+        opts.docker_memory = m;
+        opts.docker_pids = p;
+        let e = BranchManager::init(dir.path().join("h"), opts)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind_name(), "config", "{e}");
+        assert!(e.to_string().contains("0 for no limit"), "{e}");
+        assert!(!dir.path().join("h/config.json").exists());
+    }
 }

@@ -909,6 +909,20 @@ betterpg_result betterpg_init_options_set_branch_space(struct betterpg_init_opti
                                                        uint64_t reserve_bytes);
 
 /*
+ Limits of every container of the docker runtime: memory `memory_bytes`
+ (0 for none, else at least 64 MiB; default 2 GiB) and at most `pids`
+ processes/threads (0 for none, else at least 32; default 1024). Values
+ too small for PostgreSQL make `betterpg_manager_init` fail with
+ `BETTERPG_RESULT_CONFIG` before anything is made.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_init_options`.
+ */
+betterpg_result betterpg_init_options_set_docker_limits(struct betterpg_init_options *opts,
+                                                        uint64_t memory_bytes,
+                                                        uint64_t pids);
+
+/*
  Default PostgreSQL bin directory (e.g. "/usr/lib/postgresql/15/bin");
  without it, `init` finds one on the machine.
 

@@ -26,6 +26,8 @@ pub(crate) struct InitOptionsC {
     port_range: Option<(u16, u16)>,
     branch_headroom_percent: Option<u8>,
     branch_reserve: Option<u64>,
+    docker_memory: Option<u64>,
+    docker_pids: Option<u64>,
 }
 
 impl Opaque for betterpg_init_options {
@@ -48,6 +50,8 @@ impl InitOptionsC {
             port_range: self.port_range,
             branch_headroom_percent: self.branch_headroom_percent,
             branch_reserve: self.branch_reserve,
+            docker_memory: self.docker_memory,
+            docker_pids: self.docker_pids,
         })
     }
 }
@@ -167,6 +171,29 @@ pub unsafe extern "C" fn betterpg_init_options_set_branch_space(
         let o = unsafe { betterpg_init_options::get_mut(opts, "opts") }?;
         o.branch_headroom_percent = Some(headroom_percent);
         o.branch_reserve = Some(reserve_bytes);
+        Ok(())
+    })
+}
+
+/// Limits of every container of the docker runtime: memory `memory_bytes`
+/// (0 for none, else at least 64 MiB; default 2 GiB) and at most `pids`
+/// processes/threads (0 for none, else at least 32; default 1024). Values
+/// too small for PostgreSQL make `betterpg_manager_init` fail with
+/// `BETTERPG_RESULT_CONFIG` before anything is made.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_init_options`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_init_options_set_docker_limits(
+    opts: *mut betterpg_init_options,
+    memory_bytes: u64,
+    pids: u64,
+) -> betterpg_result {
+    guard("betterpg_init_options_set_docker_limits", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_init_options::get_mut(opts, "opts") }?;
+        o.docker_memory = Some(memory_bytes);
+        o.docker_pids = Some(pids);
         Ok(())
     })
 }

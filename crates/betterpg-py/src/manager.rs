@@ -193,6 +193,9 @@ impl PyBranchManager {
     /// ``branch_headroom`` (percent of the pool kept for databases, 0-90,
     /// default 20) and ``branch_reserve`` (space guaranteed to every branch,
     /// default ``"64M"``) set the branch space (see the README's Safety).
+    /// ``docker_memory`` (e.g. ``"4G"``, at least 64M, 0 for none, default
+    /// ``"2G"``) and ``docker_pids`` (at least 32, 0 for none, default 1024)
+    /// limit every container of the docker runtime.
     #[classmethod]
     #[pyo3(signature = (
         home,
@@ -207,6 +210,8 @@ impl PyBranchManager {
         port_range = None,
         branch_headroom = None,
         branch_reserve = None,
+        docker_memory = None,
+        docker_pids = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn init(
@@ -223,6 +228,8 @@ impl PyBranchManager {
         port_range: Option<(u16, u16)>,
         branch_headroom: Option<u8>,
         branch_reserve: Option<Size>,
+        docker_memory: Option<Size>,
+        docker_pids: Option<u64>,
     ) -> PyResult<Self> {
         let storage = match (dataset, pool_file, size, pool) {
             (Some(ds), None, None, None) => InitStorage::Dataset(ds),
@@ -252,6 +259,11 @@ impl PyBranchManager {
                 .map(|s| s.bytes())
                 .transpose()
                 .map_err(|e| to_pyerr(py, e))?,
+            docker_memory: docker_memory
+                .map(|s| s.bytes())
+                .transpose()
+                .map_err(|e| to_pyerr(py, e))?,
+            docker_pids,
         };
         let h = home.clone();
         let mgr = py

@@ -306,6 +306,31 @@ def test_no_space_for_a_branch_changes_nothing(extra_home):
     assert h3.pool_usage().branches_limit_bytes is not None  # 10%: a limit, unlike 0
 
 
+def test_docker_limits_reach_the_config(extra_home):
+    """Issue 11 item 7: container limits are init options; too small ones are
+    refused before anything is made."""
+    h = extra_home("dklimits")
+    pool_file = h.path / "never.img"
+    for kwargs, what in ((dict(docker_memory="1M"), "docker memory limit"), (dict(docker_pids=5), "docker pids limit")):
+        expect(
+            betterpg.ConfigError,
+            lambda: betterpg.BranchManager.init(
+                h.path / "h2", pool_file=pool_file, size="128M", pool="bpgpy-never", **kwargs
+            ),
+            match=what,
+        )
+        assert not pool_file.exists()
+        assert not (h.path / "h2" / "config.json").exists()
+    m = betterpg.BranchManager.init(
+        h.path / "h3", dataset=f"{h.pool}/dk", docker_memory="512M", docker_pids=200
+    )
+    cfg = json.loads((m.home / "config.json").read_text())
+    assert (cfg["docker_memory"], cfg["docker_pids"]) == (512 << 20, 200), cfg
+    m0 = betterpg.BranchManager.init(h.path / "h4", dataset=f"{h.pool}/dk0", docker_memory=0, docker_pids=0)
+    cfg = json.loads((m0.home / "config.json").read_text())
+    assert (cfg["docker_memory"], cfg["docker_pids"]) == (0, 0), cfg
+
+
 def test_version_mismatch(manager):
     pg_bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
     assert pg_bins, "no PostgreSQL binaries"

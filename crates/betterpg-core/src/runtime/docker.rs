@@ -17,6 +17,16 @@
 //!   The container sees its own `betterpg.conf` (`betterpg-docker.conf`
 //!   beside `pgdata`, mounted read-only over it) saying the same, so a
 //!   configuration reload stays quiet; the host file keeps native values.
+//! - Every container is on betterpg's own bridge network [`NETWORK`]
+//!   (`betterpg`, one per engine, labelled `betterpg.managed=true`, made on
+//!   first use and removed by `gc` when no container uses it) made with
+//!   inter-container traffic off ([`ICC_OPTION`]` = false`): no other
+//!   container, on that network or any other, can open a connection to a
+//!   server; only the port published on the host reaches it (issue 11 item
+//!   7; docs/docker.md says why this rather than a `pg_hba.conf` address).
+//! - Hardened: `no-new-privileges`, every capability dropped (the server
+//!   runs as the data directory's non-root owner and needs none), and the
+//!   home's memory and pids limits ([`super::ContainerLimits`]).
 //! - Labels `betterpg.managed=true`, `betterpg.home`, `betterpg.name`,
 //!   `betterpg.parent` find everything betterpg made; the container name
 //!   `betterpg-<hash of home>-<name>` keeps two homes on one engine apart.
@@ -48,7 +58,8 @@
 //! `include_if_exists = 'betterpg.conf'` line), one code path, and no extra
 //! container start. One line is added to `pg_hba.conf`: `host all all all
 //! scram-sha-256`, because published connections arrive from the bridge
-//! gateway, not from 127.0.0.1. The price: the host needs binaries of the image's major
+//! gateway, not from 127.0.0.1 (other containers are kept out by the
+//! network, not by this line). The price: the host needs binaries of the image's major
 //! version (`--pg-version`/`--pg-bin`; `scripts/pg-versions.sh` fetches
 //! 14-18), which `create` already requires for every runtime. The password is
 //! therefore never passed to the container (`POSTGRES_PASSWORD` is only read
@@ -67,7 +78,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType, PortBinding,
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType,
+    NetworkCreateRequest, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
@@ -95,6 +107,15 @@ pub const LABEL_HOME: &str = "betterpg.home";
 pub const LABEL_NAME: &str = "betterpg.name";
 /// Label holding the parent of a branch (empty for a database).
 pub const LABEL_PARENT: &str = "betterpg.parent";
+
+/// Name of betterpg's own Docker network, shared by every home on the
+/// engine (one bridge per home would use up Docker's address pools, about
+/// 30 networks by default; with inter-container traffic off, sharing it
+/// connects nothing).
+pub const NETWORK: &str = "betterpg";
+/// Bridge driver option that turns inter-container traffic off; betterpg's
+/// network is created with it set to `false`.
+pub const ICC_OPTION: &str = "com.docker.network.bridge.enable_icc";
 
 /// PostgreSQL's port inside the container.
 const CONTAINER_PORT: u16 = 5432;
@@ -452,6 +473,14 @@ impl DockerRuntime {
             stop_signal: Some("SIGINT".into()),
             stop_timeout: Some(STOP_TIMEOUT_SECS as i64),
             host_config: Some(HostConfig {
+                network_mode: Some(NETWORK.into()),
+                // The server runs as the data directory's (non-root) owner:
+                // it needs no capability, and nothing in it may gain any
+                // (setuid binaries, file capabilities).
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                cap_drop: Some(vec!["ALL".into()]),
+                memory: limit(spec.limits.memory),
+                pids_limit: limit(spec.limits.pids),
                 mounts: Some(mounts),
                 port_bindings: Some(HashMap::from([(
                     port_key,
@@ -463,6 +492,105 @@ impl DockerRuntime {
                 ..Default::default()
             }),
             ..Default::default()
+        }
+    }
+
+    /// Make sure betterpg's network exists with inter-container traffic
+    /// off, creating it when missing. A network of that name that betterpg
+    /// did not make, or that lets containers talk to each other, is refused
+    /// (never used, never changed).
+    async fn ensure_network(&self) -> Result<()> {
+        let d = self.docker().await?;
+        for _ in 0..2 {
+            match d.inspect_network(NETWORK, None).await {
+                Ok(n) => {
+                    let managed = n
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(LABEL_MANAGED))
+                        .map(String::as_str)
+                        == Some("true");
+                    let icc = n
+                        .options
+                        .as_ref()
+                        .and_then(|o| o.get(ICC_OPTION))
+                        .map(String::as_str);
+                    if !managed || icc != Some("false") || n.driver.as_deref() != Some("bridge") {
+                        return Err(Error::Docker(format!(
+                            "Docker network {NETWORK:?} exists but betterpg did not make it as it needs it (a bridge labelled {LABEL_MANAGED}=true with {ICC_OPTION}=false, so containers cannot reach each other): remove it (`docker network rm {NETWORK}`) and betterpg makes its own on the next start"
+                        )));
+                    }
+                    return Ok(());
+                }
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => return Err(self.map_err(&format!("inspecting network {NETWORK}"), e)),
+            }
+            let req = NetworkCreateRequest {
+                name: NETWORK.into(),
+                driver: Some("bridge".into()),
+                options: Some(HashMap::from([(ICC_OPTION.into(), "false".into())])),
+                labels: Some(HashMap::from([(LABEL_MANAGED.into(), "true".into())])),
+                ..Default::default()
+            };
+            match d.create_network(req).await {
+                Ok(_) => return Ok(()),
+                // 409: made meanwhile by another start; check it (loop).
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => {}
+                Err(e) => return Err(self.map_err(&format!("creating network {NETWORK}"), e)),
+            }
+        }
+        Err(Error::Docker(format!(
+            "network {NETWORK} could neither be found nor created (it is being made and removed at the same time?): retry"
+        )))
+    }
+
+    /// Remove betterpg's network when no container is attached to it any
+    /// more (any home's). Returns whether it was removed. A network in use,
+    /// already gone or not betterpg's is left alone.
+    pub async fn remove_network_if_unused(&self) -> Result<bool> {
+        let d = self.docker().await?;
+        let n = match d.inspect_network(NETWORK, None).await {
+            Ok(n) => n,
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(false),
+            Err(e) => return Err(self.map_err(&format!("inspecting network {NETWORK}"), e)),
+        };
+        let managed = n
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_MANAGED))
+            .map(String::as_str)
+            == Some("true");
+        if !managed || n.containers.as_ref().is_some_and(|c| !c.is_empty()) {
+            return Ok(false);
+        }
+        // Created (not yet started) containers hold no endpoint yet but
+        // will join the network: keep it for them.
+        let filters = HashMap::from([("network".to_string(), vec![NETWORK.to_string()])]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let users = d
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| self.map_err("listing containers", e))?;
+        if !users.is_empty() {
+            return Ok(false);
+        }
+        match d.remove_network(NETWORK).await {
+            Ok(()) => Ok(true),
+            // 404: gone meanwhile; 403/409: a container joined meanwhile.
+            Err(DockerError::DockerResponseServerError {
+                status_code: 403 | 404 | 409,
+                ..
+            }) => Ok(false),
+            Err(e) => Err(self.map_err(&format!("removing network {NETWORK}"), e)),
         }
     }
 
@@ -608,6 +736,7 @@ impl DockerRuntime {
         for n in &names {
             self.remove_container(n).await?;
         }
+        self.remove_network_if_unused().await?;
         Ok(names.len())
     }
 }
@@ -658,12 +787,40 @@ impl Runtime for DockerRuntime {
         let opts = CreateContainerOptionsBuilder::default()
             .name(&container)
             .build();
-        d.create_container(Some(opts), body)
-            .await
-            .map_err(|e| self.map_err(&format!("creating container {container}"), e))?;
-        let started = match d.start_container(&container, None).await {
-            Ok(()) => self.wait_ready(spec, &container).await,
-            Err(e) => Err(self.map_err(&format!("starting container {container}"), e)),
+        // A concurrent `gc` of another home may remove the (then unused)
+        // network between our check and the container's start: make it
+        // again and retry, once.
+        let mut attempt = 0;
+        let started = loop {
+            attempt += 1;
+            self.ensure_network().await?;
+            let r = match d.create_container(Some(opts.clone()), body.clone()).await {
+                Ok(_) => d.start_container(&container, None).await.map_err(|e| {
+                    (
+                        network_gone(&e),
+                        self.map_err(&format!("starting container {container}"), e),
+                    )
+                }),
+                Err(e) => Err((
+                    network_gone(&e),
+                    self.map_err(&format!("creating container {container}"), e),
+                )),
+            };
+            match r {
+                Ok(()) => break self.wait_ready(spec, &container).await,
+                Err((true, e)) if attempt < 2 => {
+                    tracing::info!("network {NETWORK} went away during the start ({e}); retrying");
+                    self.remove_container(&container).await?;
+                }
+                Err((_, e)) => {
+                    // Nothing was started: a created container is removed
+                    // below with the usual failed-start cleanup.
+                    if self.inspect(&container).await?.is_none() {
+                        return Err(e);
+                    }
+                    break Err(e);
+                }
+            }
         };
         if let Err(e) = started {
             let tail = self
@@ -740,6 +897,12 @@ impl Runtime for DockerRuntime {
             }
             found.push(format!("container {container} (of {name:?})"));
         }
+        // The shared network goes when no container (of any home) uses it;
+        // the next start makes it again. Not listed in `found`: it is no
+        // orphan of this home (and an unused network harms nothing).
+        if !dry_run && self.remove_network_if_unused().await? {
+            tracing::info!("removed the unused Docker network {NETWORK}");
+        }
         Ok(found)
     }
 
@@ -762,8 +925,9 @@ impl Runtime for DockerRuntime {
 /// initdb's loopback-only `host` lines do not match them. The line added is
 /// the official image's (`host all all all`), with scram-sha-256 as every
 /// other line: a password is still required on every connection. Exposure is
-/// governed by where the port is published (the host's 127.0.0.1) and, when
-/// the cluster runs natively, by `listen_addresses` (127.0.0.1).
+/// governed by where the port is published (the host's 127.0.0.1), by
+/// betterpg's network (no other container reaches the server: [`NETWORK`])
+/// and, when the cluster runs natively, by `listen_addresses` (127.0.0.1).
 ///
 /// Idempotent, and also run at every container start: a cluster made by the
 /// native runtime (a native database branched into a container) lacks it.
@@ -855,6 +1019,25 @@ fn publish_address(conn_host: &str) -> String {
     match conn_host.parse::<std::net::IpAddr>() {
         Ok(ip) if !ip.is_unspecified() => ip.to_string(),
         _ => "127.0.0.1".into(),
+    }
+}
+
+/// A Docker limit: `None` (no limit) for 0.
+fn limit(v: u64) -> Option<i64> {
+    (v != 0).then(|| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// True when the engine refused because betterpg's network is gone.
+fn network_gone(e: &DockerError) -> bool {
+    match e {
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => {
+            let m = message.to_ascii_lowercase();
+            m.contains("network") && m.contains(NETWORK)
+        }
+        _ => false,
     }
 }
 

@@ -8,7 +8,8 @@ mod docker;
 mod native;
 
 pub use docker::{
-    DockerRuntime, DEFAULT_IMAGE, LABEL_HOME, LABEL_MANAGED, LABEL_NAME, LABEL_PARENT,
+    DockerRuntime, DEFAULT_IMAGE, ICC_OPTION, LABEL_HOME, LABEL_MANAGED, LABEL_NAME, LABEL_PARENT,
+    NETWORK,
 };
 pub use native::NativeRuntime;
 
@@ -66,6 +67,33 @@ pub struct InstanceSpec {
     pub conn: ConnInfo,
     /// How long to wait for the first answered query.
     pub start_timeout: Duration,
+    /// Resource limits of a container (container runtimes; the native
+    /// runtime ignores them).
+    pub limits: ContainerLimits,
+}
+
+/// Resource limits put on every container of a home (`bpg init
+/// --docker-memory/--docker-pids`, stored in the home's config), so one
+/// branch (whose superuser can run any program as the server's user)
+/// cannot exhaust the host's memory or process table. 0 means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerLimits {
+    /// Memory limit in bytes (Docker `--memory`); 0: none.
+    pub memory: u64,
+    /// Most processes and threads (Docker `--pids-limit`); 0: none.
+    pub pids: u64,
+}
+
+impl Default for ContainerLimits {
+    /// The defaults of a new home:
+    /// [`crate::home::DEFAULT_DOCKER_MEMORY`] and
+    /// [`crate::home::DEFAULT_DOCKER_PIDS`].
+    fn default() -> Self {
+        ContainerLimits {
+            memory: crate::home::DEFAULT_DOCKER_MEMORY,
+            pids: crate::home::DEFAULT_DOCKER_PIDS,
+        }
+    }
 }
 
 /// Starts, stops and inspects servers.

@@ -100,6 +100,8 @@ impl TestEnv {
             port_range: Some(self.ports),
             branch_headroom_percent: None,
             branch_reserve: None,
+            docker_memory: None,
+            docker_pids: None,
         }
     }
 

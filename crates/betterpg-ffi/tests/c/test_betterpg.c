@@ -330,6 +330,17 @@ static void test_without_manager(const char *home) {
     EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_init(missing, opts, &m));
     CHECK(contains(betterpg_last_error_message(), "0 (no limit on branches) to 90"));
     CHECK(m == sentinel);
+    /* Container limits too small for PostgreSQL: refused the same way. */
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_init_options_set_branch_space(opts, 20, 0));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_init_options_set_docker_limits(NULL, 0, 0));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_init_options_set_docker_limits(opts, (uint64_t)1 << 20, 100));
+    EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_init(missing, opts, &m));
+    CHECK(contains(betterpg_last_error_message(), "docker memory limit"));
+    CHECK(m == sentinel);
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_init_options_set_docker_limits(opts, (uint64_t)1 << 30, 5));
+    EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_init(missing, opts, &m));
+    CHECK(contains(betterpg_last_error_message(), "docker pids limit"));
+    CHECK(m == sentinel);
     {
         FILE *never = fopen("/tmp/betterpg-test/never.img", "rb");
         CHECK(never == NULL);
@@ -381,8 +392,23 @@ int main(int argc, char **argv) {
     REQUIRE_OK(betterpg_init_options_set_pool_file(opts, pool_file, (uint64_t)1 << 30, pool));
     REQUIRE_OK(betterpg_init_options_set_port_range(opts, (uint16_t)port_first, (uint16_t)port_last));
     REQUIRE_OK(betterpg_init_options_set_branch_space(opts, 20, (uint64_t)32 << 20));
+    REQUIRE_OK(betterpg_init_options_set_docker_limits(opts, (uint64_t)512 << 20, 200));
     REQUIRE_OK(betterpg_manager_init(home, opts, &m));
     CHECK(betterpg_last_error_message() == NULL);
+    {
+        /* The container limits are in the home's config. */
+        char path[4096], cfg[8192] = {0};
+        snprintf(path, sizeof path, "%s/config.json", home);
+        FILE *f = fopen(path, "rb");
+        CHECK(f != NULL);
+        if (f) {
+            size_t n = fread(cfg, 1, sizeof cfg - 1, f);
+            cfg[n] = 0;
+            fclose(f);
+        }
+        CHECK(contains(cfg, "\"docker_memory\": 536870912"));
+        CHECK(contains(cfg, "\"docker_pids\": 200"));
+    }
     printf("  initialised %s on pool %s\n", home, pool);
     /* A second init of the same home is refused, the first one untouched. */
     m2 = (betterpg_manager *)&failures;

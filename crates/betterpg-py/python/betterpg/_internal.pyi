@@ -132,6 +132,8 @@ class BranchManager:
         port_range: Optional[Tuple[int, int]] = None,
         branch_headroom: Optional[int] = None,
         branch_reserve: Union[int, str, None] = None,
+        docker_memory: Union[int, str, None] = None,
+        docker_pids: Optional[int] = None,
     ) -> BranchManager: ...
     @property
     def home(self) -> Path: ...
