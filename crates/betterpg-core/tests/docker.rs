@@ -925,3 +925,64 @@ async fn container_limits_too_small_are_refused_at_init() {
         assert!(!dir.path().join("h/config.json").exists());
     }
 }
+
+/// A Docker network named `betterpg` that betterpg did not make (here: one
+/// with inter-container traffic on) is refused, never used: the start
+/// fails with what to do and leaves nothing; without it the next start
+/// makes betterpg's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_network_of_that_name_is_refused() {
+    let (env, mgr) = DockerEnv::new(7).await;
+    let rt = DockerRuntime::new();
+    rt.remove_network_if_unused().await.unwrap();
+    let d = Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    assert!(
+        d.inspect_network(NETWORK, None).await.is_err(),
+        "network {NETWORK} is in use by containers of another home: run this test when no betterpg container runs"
+    );
+    let out = std::process::Command::new("docker")
+        .args([
+            "network",
+            "create",
+            "--label",
+            "betterpg.test=true",
+            NETWORK,
+        ])
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = env.zfs_names();
+    let e = mgr.create("db", docker_opts()).await.unwrap_err();
+    let _ = std::process::Command::new("docker")
+        .args(["network", "rm", NETWORK])
+        .output();
+    assert_eq!(e.kind_name(), "docker", "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("docker network rm {NETWORK}")),
+        "{e}"
+    );
+    assert_eq!(env.containers().await, Vec::<String>::new());
+    assert!(mgr.entry("db").is_err(), "catalog entry left behind");
+    assert_eq!(env.zfs_names(), before, "datasets left behind");
+
+    let db = mgr.create("db", docker_opts()).await.unwrap();
+    assert_eq!(db.status, "running");
+    let net = d.inspect_network(NETWORK, None).await.unwrap();
+    assert_eq!(
+        net.options
+            .unwrap_or_default()
+            .get(ICC_OPTION)
+            .map(String::as_str),
+        Some("false")
+    );
+    mgr.destroy("db", false).await.unwrap();
+}
