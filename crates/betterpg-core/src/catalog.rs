@@ -13,11 +13,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 
-use fs4::fs_std::FileExt;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::home::{write_atomic, Home};
+
+pub mod lock;
 
 /// Newest catalog format this build reads and writes.
 pub const CATALOG_VERSION: u32 = 1;
@@ -141,22 +142,22 @@ struct CatalogFile {
 #[derive(Debug)]
 pub struct Catalog {
     path: PathBuf,
-    _lock: fs::File,
+    _lock: lock::LockFile,
     entries: BTreeMap<String, Entry>,
 }
 
 impl Catalog {
-    /// Take the exclusive lock (waiting for other processes) and read.
+    /// Take the exclusive lock (waiting for other processes at most
+    /// [`lock::timeout`] of the default, see [`Catalog::lock_within`]) and read.
     pub fn lock(home: &Home) -> Result<Catalog> {
-        let lock_path = home.lock_path();
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-        FileExt::lock_exclusive(&lock)
-            .map_err(|e| Error::io(format!("locking {}", lock_path.display()), e))?;
+        Self::lock_within(home, lock::timeout(lock::DEFAULT_TIMEOUT_SECS)?)
+    }
+
+    /// Take the exclusive lock, waiting for other processes at most
+    /// `timeout` (then a [`Error::Timeout`] naming the lock file and its
+    /// holder, having changed nothing), and read.
+    pub fn lock_within(home: &Home, timeout: std::time::Duration) -> Result<Catalog> {
+        let lock = lock::LockFile::acquire(&home.lock_path(), timeout)?;
         let path = home.catalog_path();
         let entries = match fs::read_to_string(&path) {
             Ok(text) => parse(&text, &path)?,

@@ -30,28 +30,54 @@ pub async fn point(_step: &str) -> Result<()> {
     Ok(())
 }
 
+/// [`point`] for the few steps in synchronous code (e.g. `catalog_locked`,
+/// right after the catalog lock is taken). Without the `fault-injection`
+/// feature: nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn point_blocking(_step: &str) -> Result<()> {
+    Ok(())
+}
+
 /// Called by the recipe after each step.
 #[cfg(feature = "fault-injection")]
 pub async fn point(step: &str) -> Result<()> {
+    if let Some(d) = action(step)? {
+        tokio::time::sleep(d).await;
+    }
+    Ok(())
+}
+
+/// [`point`] for the few steps in synchronous code (e.g. `catalog_locked`,
+/// right after the catalog lock is taken): blocks the calling thread.
+#[cfg(feature = "fault-injection")]
+pub fn point_blocking(step: &str) -> Result<()> {
+    if let Some(d) = action(step)? {
+        std::thread::sleep(d);
+    }
+    Ok(())
+}
+
+/// What `BETTERPG_FAULT` asks of `step`: nothing, an error, or a pause.
+#[cfg(feature = "fault-injection")]
+fn action(step: &str) -> Result<Option<std::time::Duration>> {
     use crate::error::Error;
     let Ok(v) = std::env::var(ENV) else {
-        return Ok(());
+        return Ok(None);
     };
     let (target, action) = v.split_once(':').unwrap_or((v.as_str(), "error"));
     if target != step {
-        return Ok(());
+        return Ok(None);
     }
     match action {
         "pause" => {
             eprintln!("betterpg: fault injection: pausing at {step}");
-            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
-            Ok(())
+            Ok(Some(std::time::Duration::from_secs(3600)))
         }
         a if a.starts_with("sleep=") => {
             let secs: u64 = a[6..].parse().unwrap_or(1);
             eprintln!("betterpg: fault injection: pausing at {step} for {secs}s");
-            tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
-            Ok(())
+            Ok(Some(std::time::Duration::from_secs(secs)))
         }
         _ => Err(Error::Internal(format!("injected fault at step {step}"))),
     }

@@ -3,7 +3,8 @@
 //! ```text
 //! HOME/config.json      what `bpg init` chose (dataset root, binaries, user)
 //! HOME/catalog.json     databases and branches (see `catalog`)
-//! HOME/catalog.lock     advisory lock serialising catalog changes
+//! HOME/catalog.lock     advisory lock serialising catalog changes (holds
+//!                       the holder's pid while held)
 //! HOME/secrets/NAME     superuser password, 0600, directory 0700
 //! HOME/logs/NAME.log    server log, owned by the server's OS user
 //! ```
@@ -78,6 +79,15 @@ pub struct Config {
     /// Most processes/threads in every container (docker runtime); 0: none.
     #[serde(default = "default_docker_pids")]
     pub docker_pids: u64,
+    /// Seconds to wait for the catalog lock before failing with a timeout
+    /// that names its holder (`BPG_LOCK_TIMEOUT` overrides; see
+    /// [`crate::catalog::lock`]).
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout_secs: u64,
+}
+
+fn default_lock_timeout() -> u64 {
+    crate::catalog::lock::DEFAULT_TIMEOUT_SECS
 }
 
 fn default_start_timeout() -> u64 {
@@ -142,6 +152,7 @@ impl Config {
             branch_reserve: DEFAULT_BRANCH_RESERVE,
             docker_memory: DEFAULT_DOCKER_MEMORY,
             docker_pids: DEFAULT_DOCKER_PIDS,
+            lock_timeout_secs: default_lock_timeout(),
         }
     }
 

@@ -547,7 +547,8 @@ impl BranchManager {
     }
 
     pub(crate) fn lock(&self) -> Result<Catalog> {
-        Catalog::lock(&self.home)
+        let timeout = crate::catalog::lock::timeout(self.config.lock_timeout_secs)?;
+        Catalog::lock_within(&self.home, timeout)
     }
 
     /// Reserve `name` and a port in the catalog (state `creating`).

@@ -24,6 +24,18 @@
  *   const char * returned by getters are borrowed from the handle and valid
  *   until it is freed.
  * - Calls block. A betterpg_manager may be used from several threads.
+ * - fork(): a child made by fork() has only the forking thread. Fork only
+ *   while no betterpg call runs on another thread: a call may hold the
+ *   catalog lock, a ZFS handle or a backup session on the source, and the
+ *   child would keep them (every later call, in any process, then waits
+ *   for the lock, and the source stays in backup mode while the child
+ *   lives). Serialise fork() with your calls, e.g. a pthread_rwlock_t taken
+ *   shared around each betterpg call and exclusively around fork() (the
+ *   Python module does this with os.register_at_fork). In the child, never
+ *   use or free a betterpg_manager made before the fork (its threads do not
+ *   exist there; freeing would wait for them forever): leave it, and open a
+ *   new one with betterpg_manager_open(). fork() followed at once by exec()
+ *   needs none of this.
  */
 
 

@@ -20,6 +20,9 @@
 //!   `char **` out-parameter are owned by the caller
 //!   ([`betterpg_string_free`]); `const char *` returned by getters are
 //!   borrowed from their handle.
+//! - `fork()`: fork only while no call runs on another thread, and in the
+//!   child never use or free a manager made before the fork (see the
+//!   header's conventions and [`betterpg_core::blocking::fork`]).
 
 #![warn(missing_docs)]
 #![allow(non_camel_case_types)]

@@ -8,7 +8,9 @@
 //! hang. So the manager records the pid that opened it: in any other process
 //! (a forked child) the first call opens a fresh core manager, with a fresh
 //! runtime, on the same home, and the inherited one is leaked on purpose,
-//! never used or dropped.
+//! never used or dropped. The module's fork hooks (see the crate docs) make
+//! sure nothing else is inherited half-held: `fork()` waits until no call
+//! of another thread is in flight.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};

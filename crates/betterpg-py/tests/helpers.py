@@ -19,9 +19,12 @@ from typing import List, Optional, Tuple, Union
 import pytest
 
 TEST_DIR = Path("/tmp/betterpg-test")
-POOL_PREFIX = "bpgpy"
-MAIN_PORTS = (57000, 57899)
-EXTRA_PORTS = (57900, 57999)
+# scripts/test-python.sh uses the defaults; an engineer running one file by
+# hand on a shared machine sets their own prefix and port base (1000 ports).
+POOL_PREFIX = os.environ.get("BPGPY_POOL_PREFIX", "bpgpy")
+_PORT_BASE = int(os.environ.get("BPGPY_PORT_BASE", "57000"))
+MAIN_PORTS = (_PORT_BASE, _PORT_BASE + 899)
+EXTRA_PORTS = (_PORT_BASE + 900, _PORT_BASE + 999)
 SOURCE = "src"
 SOURCE_ROWS = 100
 

@@ -810,6 +810,21 @@ impl Libzfs {
         Ok(Libzfs { inner })
     }
 
+    /// In a forked child: drop the shared handle from [`SHARED`] without
+    /// finalising it (leaked: `libzfs_fini` would close descriptors the
+    /// parent still uses through its own copy), so [`Libzfs::open`] makes a
+    /// new one. Managers made before the fork keep the old one and must not
+    /// be used (see [`crate::blocking::fork`]).
+    pub fn forget_after_fork() {
+        // Not waiting: a fork prepared by the gate happens while no call
+        // holds this mutex; if one did anyway, leave it (and say nothing).
+        if let Ok(mut shared) = SHARED.try_lock() {
+            if let Some(old) = shared.take() {
+                std::mem::forget(old);
+            }
+        }
+    }
+
     fn open_handle() -> std::result::Result<Inner, String> {
         if !Path::new("/dev/zfs").exists() {
             return Err(

@@ -237,6 +237,15 @@ pub async fn select(requested: Option<&str>) -> Result<(Arc<dyn Storage>, Select
     }
 }
 
+/// In a child made by `fork()`: forget process-wide storage handles
+/// inherited from the parent (the libzfs handle shares its descriptors and
+/// mount table stream with the parent), without finalising them, so the
+/// child's next manager opens its own. See [`crate::blocking::fork`].
+pub fn forget_after_fork() {
+    #[cfg(feature = "libzfs")]
+    libzfs::Libzfs::forget_after_fork();
+}
+
 #[cfg(feature = "libzfs")]
 async fn open_libzfs() -> std::result::Result<(Arc<dyn Storage>, String), String> {
     let lib = tokio::task::spawn_blocking(libzfs::Libzfs::open)
