@@ -41,6 +41,8 @@ ZFS_PIDFILE=/run/zfs-fuse.pid
 PACKAGES=(
   zfs-fuse
   postgresql-15 postgresql-client-15 libpq-dev
+  # pg_cron: the isolation tests check that a branch reports a source's jobs
+  postgresql-15-cron
   valgrind pkg-config gcc make
   python3 python3-venv
   procps util-linux ca-certificates tzdata

@@ -241,6 +241,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// What a new branch was cut off from, and what still points elsewhere.
+fn print_isolation(iso: &betterpg_core::IsolationReport) {
+    let lines = iso.detached_lines();
+    if !lines.is_empty() {
+        println!("detached from the source:");
+        for l in lines {
+            println!("  {l}");
+        }
+    }
+    for w in &iso.warnings {
+        let what = match w.kind.as_str() {
+            "foreign_server" => "foreign server",
+            "pg_cron_job" => "pg_cron job",
+            other => other,
+        };
+        println!(
+            "warning: {what} {} in database {} still points at another system: {}",
+            w.name, w.database, w.detail
+        );
+    }
+}
+
 fn print_json<T: serde::Serialize>(v: &T) -> Result<(), Error> {
     let s = serde_json::to_string_pretty(v).map_err(|e| Error::Internal(e.to_string()))?;
     println!("{s}");
@@ -389,6 +411,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     println!("  {:<13} {:>8.1} ms", s.step, s.millis);
                 }
                 println!("  {:<13} {:>8.1} ms", "total", r.total_millis);
+                print_isolation(&r.isolation);
                 println!("{}", r.branch.url);
             }
         }
@@ -399,11 +422,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 print_json(&r)?;
             } else {
                 println!(
-                    "reset {name} to {} in {:.0} ms\n{}",
+                    "reset {name} to {} in {:.0} ms",
                     r.branch.parent.as_deref().unwrap_or("?"),
                     r.total_millis,
-                    r.branch.url
                 );
+                print_isolation(&r.isolation);
+                println!("{}", r.branch.url);
             }
         }
         Cmd::Status { name } => {

@@ -32,11 +32,14 @@ use crate::manager::{
     PGDATA_SUBDIR,
 };
 use crate::name::validate_name;
-use crate::pg::{cluster, wal, BackupSession};
+use crate::pg::cluster::{self, Profile};
+use crate::pg::datadir::DataDir;
+use crate::pg::isolate::{self, IsolationReport};
+use crate::pg::{wal, BackupSession};
 use crate::runtime::{InstanceSpec, RunStatus};
 use crate::storage::SpaceLimit;
 use crate::tablespace;
-use crate::util::now_unix;
+use crate::util::{now_unix, random_token};
 
 /// Smallest quota accepted: a cluster needs some room to start at all.
 pub const MIN_QUOTA: u64 = 64 << 20;
@@ -134,9 +137,10 @@ impl BranchManager {
             created_at,
             state: State::Ready,
         })?;
-        // The password of a branch is its source's: the roles are cloned.
+        // A password of its own: the source's must not log in to a branch
+        // (it is set during the branch's private first start).
         self.home
-            .write_secret(name, &self.home.read_secret(source)?)
+            .write_secret(name, &random_token(32))
             .inspect_err(|_| {
                 let _ = self.unreserve(name);
             })?;
@@ -254,7 +258,7 @@ impl BranchManager {
             .run_recipe(src, entry, opts, &mut undo, &mut timer)
             .await
         {
-            Ok((mode, running, wal_bytes)) => {
+            Ok((mode, running, wal_bytes, isolation)) => {
                 {
                     let mut cat = self.lock()?;
                     let e = cat
@@ -272,6 +276,7 @@ impl BranchManager {
                     total_millis: t0.elapsed().as_secs_f64() * 1000.0,
                     source_was_running: running,
                     wal_bytes_copied: wal_bytes,
+                    isolation,
                 })
             }
             Err(e) => {
@@ -288,7 +293,7 @@ impl BranchManager {
         opts: BranchOptions,
         undo: &mut Undo,
         timer: &mut Timer,
-    ) -> Result<(Mode, bool, u64)> {
+    ) -> Result<(Mode, bool, u64, IsolationReport)> {
         let src_spec = self.spec(src).await?;
         let running = self.runtime(&src.runtime)?.status(&src_spec).await? == RunStatus::Running;
         let snap_name = entry
@@ -387,25 +392,17 @@ impl BranchManager {
         let data_dir = mp.join(PGDATA_SUBDIR);
         self.clone_tablespaces(&plan, entry, &snap_name, &mp, &mut undo.tablespaces)
             .await?;
-        cluster::detach_clone(&data_dir)?;
-        cluster::write_settings(
-            &data_dir,
-            &self.user,
-            entry.port,
-            &self.config.listen_address,
-        )?;
+        // Every file below is reached without following links: the clone is
+        // a copy of a directory its source's users could write.
+        let dd = DataDir::open(&data_dir)?;
+        let mut isolation = isolate::prepare_clone(&dd, &self.user)?;
         let mut wal_bytes = 0;
         if let (Some(stop), Some(session)) = (stop, undo.session.take()) {
             let label = wal::parse_backup_label(&stop.labelfile)?;
-            cluster::write_owned(
-                &data_dir,
-                "backup_label",
-                stop.labelfile.as_bytes(),
-                &self.user,
-            )?;
+            cluster::write_owned(&dd, "backup_label", stop.labelfile.as_bytes(), &self.user)?;
             if !stop.spcmapfile.is_empty() {
                 let map = tablespace::rewrite_map(&stop.spcmapfile, &undo.tablespaces.clones)?;
-                cluster::write_owned(&data_dir, "tablespace_map", map.as_bytes(), &self.user)?;
+                cluster::write_owned(&dd, "tablespace_map", map.as_bytes(), &self.user)?;
             }
             let segs = wal::segments_between(
                 label.timeline,
@@ -413,31 +410,105 @@ impl BranchManager {
                 stop.stop_lsn,
                 session.wal_segment_size,
             );
-            let dst_wal = data_dir.join("pg_wal");
-            wal_bytes = wal::copy_segments(&src_spec.data_dir.join("pg_wal"), &dst_wal, &segs)?;
-            for s in &segs {
-                self.user.chown(&dst_wal.join(s))?;
-            }
+            let src_wal = DataDir::open(&src_spec.data_dir)?.subdir("pg_wal")?;
+            wal_bytes = wal::copy_segments(
+                &src_wal,
+                &dd.subdir("pg_wal")?,
+                &segs,
+                session.wal_segment_size,
+                &self.user,
+            )?;
             // The WAL is safe in the clone: release the slot and connection.
             session.finish().await?;
         }
         timer.lap("wal_copy");
         tablespace::check_links(&entry.name, &data_dir, &mp)?;
 
-        // 5: start it, while the clone gets its reservation: a `zfs set`
-        // waits for a transaction group, the server start takes longer, and
-        // a reservation is a guarantee, not a limit, so it need not come
-        // first. Either failing fails the branch (and rolls it back).
-        let (started, reserved) = tokio::join!(
-            self.start_on_free_port(entry, &data_dir, |_| {}, &mut undo.started),
+        // 5: the first start is private (no TCP listener, no logical
+        // replication workers): recovery runs, then the branch gets its own
+        // password and its subscriptions are detached, before anything can
+        // reach it or it can reach anything. Meanwhile the clone gets its
+        // reservation: a `zfs set` waits for a transaction group, the server
+        // start takes longer, and a reservation is a guarantee, not a limit,
+        // so it need not come first. Either failing fails the branch (and
+        // rolls it back).
+        let (isolated, reserved) = tokio::join!(
+            self.isolate_privately(entry, &dd, &data_dir, &mut isolation, &mut undo.started),
             self.reserve_branch_space(&entry.dataset, opts.quota)
         );
-        started?;
+        isolated?;
         reserved?;
+        timer.lap("isolate");
+        fault::point("after_isolate").await?;
+
+        // 6: the real start, on its own port, with betterpg's settings.
+        cluster::write_settings(
+            &dd,
+            &self.user,
+            entry.port,
+            &self.config.listen_address,
+            &Profile::Branch,
+        )?;
+        self.start_on_free_port(entry, &data_dir, |_| {}, &mut undo.started)
+            .await?;
         timer.lap("start");
         fault::point("after_start").await?;
         fault::point("before_catalog").await?;
-        Ok((mode, running, wal_bytes))
+        Ok((mode, running, wal_bytes, isolation))
+    }
+
+    /// Start the clone privately, cut it off from its source in SQL
+    /// ([`isolate::detach_private`]), and stop it again.
+    async fn isolate_privately(
+        &self,
+        entry: &Entry,
+        dd: &DataDir,
+        data_dir: &std::path::Path,
+        report: &mut IsolationReport,
+        started: &mut Option<InstanceSpec>,
+    ) -> Result<()> {
+        // A fresh directory of its own for the socket: short (a socket path
+        // has ~100 bytes), reachable only by root and the server's user, and
+        // gone when this returns.
+        let sock = tempfile::Builder::new()
+            .prefix("bpg-sock-")
+            .tempdir()
+            .map_err(|e| Error::io("creating a private socket directory", e))?;
+        let sock_dd = DataDir::open(sock.path())?;
+        sock_dd.write(
+            "pg_hba.conf",
+            isolate::PRIVATE_HBA.as_bytes(),
+            Some(&self.user),
+            0o600,
+        )?;
+        crate::pg::datadir::give_fd(
+            &std::fs::File::open(sock.path())
+                .map_err(|e| Error::io("opening the socket directory", e))?,
+            &self.user,
+            &sock.path().display().to_string(),
+        )?;
+        cluster::write_settings(
+            dd,
+            &self.user,
+            entry.port,
+            &self.config.listen_address,
+            &Profile::Private {
+                socket_dir: sock.path().to_path_buf(),
+            },
+        )?;
+        let mut spec = self.spec_for(entry, data_dir.to_path_buf())?;
+        spec.private_socket_dir = Some(sock.path().to_path_buf());
+        let rt = self.runtime(&entry.runtime)?;
+        *started = Some(spec.clone());
+        rt.start(&spec).await?;
+        let admin = rt
+            .private_conn(&spec)
+            .ok_or_else(|| Error::Internal("private start without a private connection".into()))?;
+        let password = self.home.read_secret(&entry.name)?;
+        isolate::detach_private(&admin, &password, report).await?;
+        rt.stop(&spec).await?;
+        *started = None;
+        Ok(())
     }
 
     /// Undo a failed branch in reverse order. Best effort: each step is

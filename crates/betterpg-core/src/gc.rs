@@ -261,6 +261,7 @@ impl BranchManager {
             },
             start_timeout: Duration::from_secs(self.config.start_timeout_secs),
             limits: self.config.container_limits(),
+            private_socket_dir: None,
         })
     }
 }

@@ -47,6 +47,9 @@ pub use manager::{
     PoolUsage, SnapshotMode, StepTiming,
 };
 pub use name::validate_name;
+pub use pg::isolate::{
+    DetachedSubscription, IsolationReport, IsolationWarning, OverriddenSetting, RemovedSetting,
+};
 
 /// The README's Rust examples, compiled by `cargo test --doc` so they stay
 /// true to the API.

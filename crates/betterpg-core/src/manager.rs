@@ -14,7 +14,10 @@ use crate::error::{Error, Result};
 use crate::home::{Config, Home};
 use crate::name::validate_name;
 use crate::osuser::OsUser;
-use crate::pg::{cluster, ConnInfo, PgBin};
+use crate::pg::cluster::{self, Profile};
+use crate::pg::datadir::DataDir;
+use crate::pg::isolate::{enforce_owned_settings, Target};
+use crate::pg::{ConnInfo, PgBin};
 use crate::runtime::{DockerRuntime, InstanceSpec, NativeRuntime, RunStatus, Runtime};
 use crate::storage::{DatasetInfo, PoolSpace, Storage, ZfsCli};
 use crate::util::{now_unix, random_token};
@@ -191,6 +194,10 @@ pub struct BranchReport {
     /// The source's tablespaces, each cloned for the branch (empty when it
     /// has none outside its data directory).
     pub tablespaces: Vec<crate::tablespace::TablespaceClone>,
+    /// What was cut off between the branch and its source (archiving,
+    /// upstream, slots, subscriptions, settings, password), and warnings
+    /// about what still points at other systems (foreign servers, pg_cron).
+    pub isolation: crate::pg::isolate::IsolationReport,
 }
 
 /// Pool usage summary.
@@ -666,6 +673,7 @@ impl BranchManager {
             conn: self.conn_for(e)?,
             start_timeout: Duration::from_secs(self.config.start_timeout_secs),
             limits: self.config.container_limits(),
+            private_socket_dir: None,
         })
     }
 
@@ -764,10 +772,11 @@ impl BranchManager {
         let rt = self.runtime(&entry.runtime)?;
         rt.init_cluster(&spec, &password).await?;
         cluster::write_settings(
-            &data_dir,
+            &DataDir::open(&data_dir)?,
             &self.user,
             entry.port,
             &self.config.listen_address,
+            &Profile::Database,
         )?;
         self.start_on_free_port(entry, &data_dir, |s| s.pg_bin = bin.clone(), &mut None)
             .await
@@ -811,7 +820,17 @@ impl BranchManager {
                     self.storage
                         .set_props(&entry.dataset, &[("port", &entry.port.to_string())])
                         .await?;
-                    cluster::write_settings(data_dir, &self.user, entry.port, &listen)?;
+                    let profile = match entry.kind {
+                        Kind::Branch => Profile::Branch,
+                        Kind::Database => Profile::Database,
+                    };
+                    cluster::write_settings(
+                        &DataDir::open(data_dir)?,
+                        &self.user,
+                        entry.port,
+                        &listen,
+                        &profile,
+                    )?;
                 }
                 Err(e) => return Err(e),
             }
@@ -828,6 +847,22 @@ impl BranchManager {
             if e.kind == Kind::Branch {
                 let own = spec.data_dir.parent().unwrap_or(&spec.data_dir);
                 crate::tablespace::check_links(name, &spec.data_dir, own)?;
+            }
+            // betterpg's settings win over `ALTER SYSTEM` (port, addresses;
+            // for a branch also archiving, upstream, TLS): strip them from
+            // postgresql.auto.conf before every start.
+            let target = match e.kind {
+                Kind::Branch => Target::Branch,
+                Kind::Database => Target::Database,
+            };
+            let removed =
+                enforce_owned_settings(&DataDir::open(&spec.data_dir)?, &self.user, target)?;
+            for r in removed {
+                tracing::warn!(
+                    "{name}: removed {} = {} from postgresql.auto.conf (betterpg's settings win)",
+                    r.name,
+                    r.value
+                );
             }
             // Another program on our port would make the server fail with
             // a page of log: say what is wrong instead.

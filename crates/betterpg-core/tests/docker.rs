@@ -388,6 +388,7 @@ async fn containerised_database_lifecycle() {
         },
         start_timeout: Duration::from_secs(30),
         limits: Default::default(),
+        private_socket_dir: None,
     };
     let blocker = std::net::TcpListener::bind(("127.0.0.1", env.ports.1)).unwrap();
     let e = DockerRuntime::new().start(&spec).await.unwrap_err();

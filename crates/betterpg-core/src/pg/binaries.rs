@@ -161,8 +161,15 @@ pub fn parse_version_output(text: &str) -> Option<u32> {
 /// Major version of a data directory, from its `PG_VERSION` file.
 pub fn data_dir_major(data_dir: &Path) -> Result<u32> {
     let p = data_dir.join("PG_VERSION");
-    let t = std::fs::read_to_string(&p)
-        .map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+    // Read without following a link: the directory is the server user's.
+    let t = super::datadir::DataDir::open(data_dir)?
+        .read_text("PG_VERSION")?
+        .ok_or_else(|| {
+            Error::io(
+                format!("reading {}", p.display()),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )
+        })?;
     t.trim()
         .parse()
         .map_err(|_| Error::InvalidState(format!("{} holds {t:?}, not a version", p.display())))

@@ -8,6 +8,7 @@ use std::path::Path;
 use tokio::process::Command;
 
 use super::binaries::PgBin;
+use super::datadir::DataDir;
 use crate::error::{Error, Result};
 use crate::osuser::OsUser;
 
@@ -78,17 +79,79 @@ pub async fn initdb(bin: &PgBin, user: &OsUser, data_dir: &Path, password: &str)
     Ok(())
 }
 
-/// Write `betterpg.conf`: the settings that differ per instance.
-pub fn write_settings(data_dir: &Path, user: &OsUser, port: u16, listen: &str) -> Result<()> {
+/// Which variant of `betterpg.conf` an instance gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Profile {
+    /// A database: only port and addresses are betterpg's.
+    Database,
+    /// A branch: also cut off from its source's archive, upstream and
+    /// TLS identity (see [`crate::pg::isolate`]).
+    Branch,
+    /// A branch's first, private start: no TCP listener, a Unix socket in
+    /// `socket_dir` (which only root and the server user can enter), and
+    /// that directory's `pg_hba.conf`, which lets only that socket in.
+    Private {
+        /// The private socket directory.
+        socket_dir: std::path::PathBuf,
+    },
+}
+
+/// Settings every branch runs with whatever its source said: a branch
+/// shares its source's system identifier and WAL file names, so if it
+/// archived it would write into the source's archive; a `primary_conninfo`
+/// would make it follow (and hold a slot on) the source's primary; the
+/// source's certificate would let it pose as the source.
+const BRANCH_SETTINGS: &str =
+    "# A branch is cut off from its source (betterpg's isolation rules).\n\
+archive_mode = off\n\
+primary_conninfo = ''\n\
+primary_slot_name = ''\n\
+ssl = off\n";
+
+/// Write `betterpg.conf`: the settings that differ per instance. It is
+/// included last by `postgresql.conf`, and the same names are stripped from
+/// `postgresql.auto.conf` (see [`crate::pg::isolate::enforce_owned_settings`]),
+/// so these values win.
+pub fn write_settings(
+    dd: &DataDir,
+    user: &OsUser,
+    port: u16,
+    listen: &str,
+    profile: &Profile,
+) -> Result<()> {
     if listen.contains('\'') || listen.contains('\n') {
         return Err(Error::Config(format!("invalid listen address {listen:?}")));
     }
+    let (listen, sockets, extra) = match profile {
+        Profile::Database => (listen.to_string(), String::new(), String::new()),
+        Profile::Branch => (
+            listen.to_string(),
+            String::new(),
+            BRANCH_SETTINGS.to_string(),
+        ),
+        Profile::Private { socket_dir } => {
+            let dir = socket_dir.to_string_lossy();
+            if dir.contains('\'') || dir.contains('\n') {
+                return Err(Error::Config(format!(
+                    "invalid socket directory {dir:?}: use a home path without quotes"
+                )));
+            }
+            (
+                String::new(),
+                dir.to_string(),
+                format!(
+                    "{BRANCH_SETTINGS}# First, private start: only betterpg can connect.\n\
+                     hba_file = '{dir}/pg_hba.conf'\n"
+                ),
+            )
+        }
+    };
     let text = format!(
         "# Written by betterpg for this instance; rewritten on every branch.\n\
          port = {port}\n\
          listen_addresses = '{listen}'\n\
          # No Unix socket: every client uses TCP with a password.\n\
-         unix_socket_directories = ''\n\
+         unix_socket_directories = '{sockets}'\n\
          # Copy-on-write storage: pre-zeroing and recycling WAL files only\n\
          # costs space and time there (see the PostgreSQL docs on both).\n\
          wal_init_zero = off\n\
@@ -97,81 +160,21 @@ pub fn write_settings(data_dir: &Path, user: &OsUser, port: u16, listen: &str) -
          # syncfs() instead of an fsync() per file: a fresh clone is already\n\
          # durable, and the per-file walk was the largest part of a branch's\n\
          # start (PostgreSQL 14+).\n\
-         recovery_init_sync_method = syncfs\n"
+         recovery_init_sync_method = syncfs\n\
+         {extra}"
     );
-    let path = data_dir.join(SETTINGS_FILE);
-    fs::write(&path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    user.chown(&path)?;
-    set_mode(&path, 0o600)
+    dd.write(SETTINGS_FILE, text.as_bytes(), Some(user), 0o600)
 }
 
-/// Make a cloned data directory independent of its source: drop the
-/// source's pid/opts files (the source's pid may be alive, which would make
-/// the branch refuse to start) and its replication slots (a branch must not
-/// hold WAL for the source's consumers).
-pub fn detach_clone(data_dir: &Path) -> Result<()> {
-    for f in ["postmaster.pid", "postmaster.opts"] {
-        let p = data_dir.join(f);
-        match fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(format!("removing {}", p.display()), e)),
-        }
-    }
-    let slots = data_dir.join("pg_replslot");
-    if let Ok(rd) = fs::read_dir(&slots) {
-        for e in rd.flatten() {
-            let p = e.path();
-            let r = if p.is_dir() {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
-            };
-            r.map_err(|e| Error::io(format!("removing slot {}", p.display()), e))?;
-        }
-    }
-    Ok(())
-}
-
-/// Write a file into the data directory owned by the server user, 0600.
-pub fn write_owned(data_dir: &Path, name: &str, content: &[u8], user: &OsUser) -> Result<()> {
-    use std::io::Write;
-    let path = data_dir.join(name);
-    // Synced: recovery reads backup_label first, and the server's own
-    // pre-recovery sync is one syncfs() that betterpg does not rely on.
-    let mut f = fs::File::create(&path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    f.write_all(content)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    user.chown(&path)?;
-    set_mode(&path, 0o600)
+/// Write a file into the data directory owned by the server user, 0600,
+/// synced (recovery reads `backup_label` first, and the server's own
+/// pre-recovery sync is one syncfs() that betterpg does not rely on).
+pub fn write_owned(dd: &DataDir, name: &str, content: &[u8], user: &OsUser) -> Result<()> {
+    dd.write(name, content, Some(user), 0o600)
 }
 
 /// chmod helper with a path in the error.
 pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .map_err(|e| Error::io(format!("chmod {:o} {}", mode, path.display()), e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn detach_removes_pid_opts_and_slots() {
-        let d = tempfile::tempdir().unwrap();
-        let dd = d.path();
-        fs::write(dd.join("postmaster.pid"), "1").unwrap();
-        fs::write(dd.join("postmaster.opts"), "x").unwrap();
-        fs::create_dir_all(dd.join("pg_replslot/slot1")).unwrap();
-        fs::write(dd.join("pg_replslot/slot1/state"), "s").unwrap();
-        fs::write(dd.join("PG_VERSION"), "15").unwrap();
-        detach_clone(dd).unwrap();
-        assert!(!dd.join("postmaster.pid").exists());
-        assert!(!dd.join("postmaster.opts").exists());
-        assert_eq!(fs::read_dir(dd.join("pg_replslot")).unwrap().count(), 0);
-        assert!(dd.join("PG_VERSION").exists());
-        detach_clone(dd).unwrap();
-    }
 }

@@ -6,9 +6,9 @@
 //! taken; the rest (snapshot .. stop) is copied here from the live source,
 //! whose WAL a replication slot held back meanwhile.
 
-use std::path::Path;
-
+use super::datadir::DataDir;
 use crate::error::{Error, Result};
+use crate::osuser::OsUser;
 
 /// A WAL location (`XXXXXXXX/XXXXXXXX`).
 pub type Lsn = u64;
@@ -117,37 +117,61 @@ const WAL_CHUNK: usize = 8192;
 ///
 /// A missing source segment is an error: without it the branch would refuse
 /// to start ("WAL ends before end of online backup").
-pub fn copy_segments(src_wal: &Path, dst_wal: &Path, segments: &[String]) -> Result<u64> {
+///
+/// Both directories are reached without following links (see
+/// [`super::datadir`]): the source may itself be a branch whose superuser
+/// planted a link named like a segment, and the clone holds the same links.
+/// Every segment is at most `segment_size` bytes; new files go to `owner`.
+pub fn copy_segments(
+    src_wal: &DataDir,
+    dst_wal: &DataDir,
+    segments: &[String],
+    segment_size: u64,
+    owner: &OsUser,
+) -> Result<u64> {
     use std::io::{Read, Seek, SeekFrom, Write};
     let mut written = 0u64;
     for seg in segments {
-        let from = src_wal.join(seg);
-        let to = dst_wal.join(seg);
-        let src = std::fs::read(&from).map_err(|e| {
+        let from = src_wal.path().join(seg);
+        let to = dst_wal.path().join(seg);
+        let mut f = src_wal.open_read(seg)?.ok_or_else(|| {
             Error::io(
                 format!(
                     "reading WAL segment {} (needed to reach the backup's end)",
                     from.display()
                 ),
-                e,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
             )
         })?;
+        let mut src = Vec::new();
+        Read::by_ref(&mut f)
+            .take(segment_size + 1)
+            .read_to_end(&mut src)
+            .map_err(|e| Error::io(format!("reading {}", from.display()), e))?;
+        if src.len() as u64 > segment_size {
+            return Err(Error::InvalidState(format!(
+                "{} is larger than a WAL segment ({segment_size} bytes)",
+                from.display()
+            )));
+        }
         let mut existing = Vec::new();
-        let had = match std::fs::File::open(&to) {
-            Ok(mut f) => {
-                f.read_to_end(&mut existing)
+        let (mut out, had) = match dst_wal.open_rw(seg)? {
+            Some(mut f) => {
+                Read::by_ref(&mut f)
+                    .take(segment_size)
+                    .read_to_end(&mut existing)
                     .map_err(|e| Error::io(format!("reading {}", to.display()), e))?;
-                true
+                (f, true)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(Error::io(format!("opening {}", to.display()), e)),
+            None => (
+                dst_wal
+                    .create_new(seg, Some(owner), 0o600)?
+                    .ok_or_else(|| {
+                        Error::InvalidState(format!("{} appeared while copying", to.display()))
+                    })?,
+                false,
+            ),
         };
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&to)
-            .map_err(|e| Error::io(format!("opening {} for writing", to.display()), e))?;
         for (i, chunk) in src.chunks(WAL_CHUNK).enumerate() {
             let off = i * WAL_CHUNK;
             let same = if had {
@@ -166,6 +190,7 @@ pub fn copy_segments(src_wal: &Path, dst_wal: &Path, segments: &[String]) -> Res
         out.set_len(src.len() as u64)
             .and_then(|_| out.sync_all())
             .map_err(|e| Error::io(format!("finishing {}", to.display()), e))?;
+        super::datadir::give_fd(&out, owner, &to.display().to_string())?;
     }
     Ok(written)
 }
@@ -235,11 +260,30 @@ START TIMELINE: 1\n";
         let mut fresh = vec![0u8; 64 * 1024];
         fresh[9000] = 7;
         std::fs::write(src.join(&b), &fresh).unwrap();
-        let n = copy_segments(&src, &dst, &[a.clone(), b.clone()]).unwrap();
+        let me = crate::osuser::OsUser::resolve(None).ok();
+        let me = me.unwrap_or(crate::osuser::OsUser {
+            name: "postgres".into(),
+            uid: nix::unistd::Uid::effective().as_raw(),
+            gid: nix::unistd::Gid::effective().as_raw(),
+            home: "/".into(),
+        });
+        let (srcd, dstd) = (DataDir::open(&src).unwrap(), DataDir::open(&dst).unwrap());
+        let n = copy_segments(&srcd, &dstd, &[a.clone(), b.clone()], 1 << 24, &me).unwrap();
         assert_eq!(n, 2 * WAL_CHUNK as u64, "one page differs in each file");
         assert_eq!(std::fs::read(dst.join(&a)).unwrap(), data);
         assert_eq!(std::fs::read(dst.join(&b)).unwrap(), fresh);
-        let missing = copy_segments(&src, &dst, &["000000010000000000000009".into()]);
+        let missing = copy_segments(
+            &srcd,
+            &dstd,
+            &["000000010000000000000009".into()],
+            1 << 24,
+            &me,
+        );
         assert_eq!(missing.unwrap_err().code(), 11);
+        // A segment planted as a link in the source is refused, not read.
+        let c = "000000010000000000000003".to_string();
+        std::os::unix::fs::symlink("/etc/hostname", src.join(&c)).unwrap();
+        assert!(copy_segments(&srcd, &dstd, &[c.clone()], 1 << 24, &me).is_err());
+        assert!(!dst.join(&c).exists());
     }
 }

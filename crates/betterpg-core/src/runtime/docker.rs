@@ -93,6 +93,8 @@ use super::{InstanceSpec, RunStatus, Runtime};
 use crate::error::{Error, Result};
 use crate::pg::binaries::data_dir_major;
 use crate::pg::cluster::SETTINGS_FILE;
+use crate::pg::datadir::DataDir;
+use crate::pg::ConnInfo;
 use crate::util::tail_lines;
 
 /// Image used when a database is created with the docker runtime and no
@@ -439,6 +441,22 @@ impl DockerRuntime {
                 ..Default::default()
             });
         }
+        // A private start (a branch's first): no network at all, the socket
+        // directory mounted at its host path (so `betterpg.conf`'s
+        // `hba_file` and socket directory mean the same inside), no apply
+        // workers; the cluster's own betterpg.conf is read unshadowed.
+        if let Some(dir) = &spec.private_socket_dir {
+            let dir = dir.to_string_lossy().into_owned();
+            mounts.truncate(1);
+            mounts.push(Mount {
+                target: Some(dir.clone()),
+                source: Some(dir),
+                typ: Some(MountType::BIND),
+                read_only: Some(false),
+                ..Default::default()
+            });
+        }
+        let private = spec.private_socket_dir.is_some();
         let port_key = format!("{CONTAINER_PORT}/tcp");
         let host_ip = publish_address(&spec.conn.host);
         let mut labels: HashMap<String, String> = self.extra_labels.iter().cloned().collect();
@@ -459,15 +477,27 @@ impl DockerRuntime {
             // image's convention run the server for it. The -c options win
             // over every configuration file; the container's betterpg.conf
             // says the same, so a reload finds nothing to complain about.
-            cmd: Some(vec![
-                "postgres".into(),
-                "-c".into(),
-                "listen_addresses=*".into(),
-                "-c".into(),
-                format!("port={CONTAINER_PORT}"),
-            ]),
+            cmd: Some(if private {
+                vec![
+                    "postgres".into(),
+                    "-c".into(),
+                    "listen_addresses=".into(),
+                    "-c".into(),
+                    format!("port={CONTAINER_PORT}"),
+                    "-c".into(),
+                    "max_logical_replication_workers=0".into(),
+                ]
+            } else {
+                vec![
+                    "postgres".into(),
+                    "-c".into(),
+                    "listen_addresses=*".into(),
+                    "-c".into(),
+                    format!("port={CONTAINER_PORT}"),
+                ]
+            }),
             env: Some(vec![format!("PGDATA={pgdata}")]),
-            exposed_ports: Some(vec![port_key.clone()]),
+            exposed_ports: (!private).then(|| vec![port_key.clone()]),
             labels: Some(labels),
             // SIGINT = fast shutdown (the official image's choice too).
             stop_signal: Some("SIGINT".into()),
@@ -482,13 +512,16 @@ impl DockerRuntime {
                 memory: limit(spec.limits.memory),
                 pids_limit: limit(spec.limits.pids),
                 mounts: Some(mounts),
-                port_bindings: Some(HashMap::from([(
-                    port_key,
-                    Some(vec![PortBinding {
-                        host_ip: Some(host_ip),
-                        host_port: Some(spec.conn.port.to_string()),
-                    }]),
-                )])),
+                network_mode: private.then(|| "none".to_string()),
+                port_bindings: (!private).then(|| {
+                    HashMap::from([(
+                        port_key,
+                        Some(vec![PortBinding {
+                            host_ip: Some(host_ip),
+                            host_port: Some(spec.conn.port.to_string()),
+                        }]),
+                    )])
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -597,8 +630,9 @@ impl DockerRuntime {
     /// Probe until a query answers; stop early when the container exits.
     async fn wait_ready(&self, spec: &InstanceSpec, container: &str) -> Result<()> {
         let deadline = Instant::now() + spec.start_timeout;
+        let conn = self.private_conn(spec).unwrap_or_else(|| spec.conn.clone());
         loop {
-            let last = match spec.conn.connect().await {
+            let last = match conn.connect().await {
                 Ok(c) => match c.simple_query("SELECT 1").await {
                     Ok(_) => return Ok(()),
                     Err(e) => Error::from(e).to_string(),
@@ -747,6 +781,16 @@ impl Runtime for DockerRuntime {
         "docker"
     }
 
+    fn private_conn(&self, spec: &InstanceSpec) -> Option<ConnInfo> {
+        // Inside the container the server listens on its own port number.
+        let dir = spec.private_socket_dir.as_ref()?;
+        Some(ConnInfo {
+            host: dir.to_string_lossy().into_owned(),
+            port: CONTAINER_PORT,
+            ..spec.conn.clone()
+        })
+    }
+
     fn default_image(&self) -> Option<&'static str> {
         Some(DEFAULT_IMAGE)
     }
@@ -756,7 +800,7 @@ impl Runtime for DockerRuntime {
         // major version; then the same initdb as native (module docs).
         self.check_image(spec, spec.pg_bin.major).await?;
         crate::pg::cluster::initdb(&spec.pg_bin, &spec.user, &spec.data_dir, password).await?;
-        allow_published_clients(&spec.data_dir)
+        allow_published_clients(&spec.data_dir, &spec.user)
     }
 
     async fn start(&self, spec: &InstanceSpec) -> Result<()> {
@@ -773,7 +817,7 @@ impl Runtime for DockerRuntime {
             )));
         }
         self.clear_stale(spec, &container).await?;
-        allow_published_clients(&spec.data_dir)?;
+        allow_published_clients(&spec.data_dir, &spec.user)?;
         let d = self.docker().await?;
         let settings = container_settings(&spec.data_dir)?;
         let body = self.create_body(
@@ -931,24 +975,27 @@ impl Runtime for DockerRuntime {
 ///
 /// Idempotent, and also run at every container start: a cluster made by the
 /// native runtime (a native database branched into a container) lacks it.
-fn allow_published_clients(data_dir: &Path) -> Result<()> {
-    let hba = data_dir.join("pg_hba.conf");
-    let current = std::fs::read_to_string(&hba)
-        .map_err(|e| Error::io(format!("reading {}", hba.display()), e))?;
+fn allow_published_clients(data_dir: &Path, user: &crate::osuser::OsUser) -> Result<()> {
+    // Read and rewritten without following a link: the data directory is
+    // the server user's, who may have planted one as pg_hba.conf.
+    let dd = DataDir::open(data_dir)?;
+    let current = dd.read_text("pg_hba.conf")?.ok_or_else(|| {
+        Error::io(
+            format!("reading {}", data_dir.join("pg_hba.conf").display()),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        )
+    })?;
     if current.contains("# Added by betterpg (docker runtime)") {
         return Ok(());
     }
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&hba)
-        .map_err(|e| Error::io(format!("opening {}", hba.display()), e))?;
-    f.write_all(
-        b"\n# Added by betterpg (docker runtime): clients come through Docker's port\n\
+    let mut text = current;
+    text.push_str(
+        "\n# Added by betterpg (docker runtime): clients come through Docker's port\n\
           # publishing from the bridge gateway; the port is published on the host's\n\
           # 127.0.0.1 only. A password is required, as on every line above.\n\
           host    all             all             all                     scram-sha-256\n",
-    )
-    .map_err(|e| Error::io(format!("writing {}", hba.display()), e))
+    );
+    dd.write("pg_hba.conf", text.as_bytes(), Some(user), 0o600)
 }
 
 /// Name of the container's variant of `betterpg.conf`, beside `pgdata` on
@@ -964,11 +1011,8 @@ pub const CONTAINER_SETTINGS_FILE: &str = "betterpg-docker.conf";
 /// native values and the cluster can still run natively. `None` when the
 /// cluster has no `betterpg.conf` (nothing to shadow).
 fn container_settings(data_dir: &Path) -> Result<Option<PathBuf>> {
-    let host = data_dir.join(SETTINGS_FILE);
-    let text = match std::fs::read_to_string(&host) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(format!("reading {}", host.display()), e)),
+    let Some(text) = DataDir::open(data_dir)?.read_text(SETTINGS_FILE)? else {
+        return Ok(None);
     };
     let dir = data_dir.parent().ok_or_else(|| {
         Error::Internal(format!("{} has no parent directory", data_dir.display()))

@@ -70,6 +70,13 @@ pub struct InstanceSpec {
     /// Resource limits of a container (container runtimes; the native
     /// runtime ignores them).
     pub limits: ContainerLimits,
+    /// Start privately: no TCP listener, the Unix socket in this directory
+    /// (reachable only by root and the server's user), no logical
+    /// replication workers; readiness is checked through the socket (see
+    /// [`Runtime::private_conn`]). A branch's first start, so that nothing
+    /// reaches it, and it reaches nothing, before it is cut off from its
+    /// source ([`crate::pg::isolate`]).
+    pub private_socket_dir: Option<PathBuf>,
 }
 
 /// Resource limits put on every container of a home (`bpg init
@@ -116,7 +123,17 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
     }
     /// Start the server and wait until a query answers. On failure the
     /// server is left stopped and the error carries its last log lines.
+    /// With [`InstanceSpec::private_socket_dir`] set, start it privately.
     async fn start(&self, spec: &InstanceSpec) -> Result<()>;
+    /// How betterpg reaches a server started privately: through the socket
+    /// in [`InstanceSpec::private_socket_dir`] (`None` when not private).
+    fn private_conn(&self, spec: &InstanceSpec) -> Option<ConnInfo> {
+        let dir = spec.private_socket_dir.as_ref()?;
+        Some(ConnInfo {
+            host: dir.to_string_lossy().into_owned(),
+            ..spec.conn.clone()
+        })
+    }
     /// Stop the server (fast shutdown); stopping a stopped server is fine.
     async fn stop(&self, spec: &InstanceSpec) -> Result<()>;
     /// Whether the server is running.

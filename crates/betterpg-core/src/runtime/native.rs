@@ -1,8 +1,8 @@
 //! PostgreSQL as a native process, driven through `pg_ctl`.
 //!
-//! `pg_ctl` is run with an argument list and no `-o` option (which it would
-//! pass through a shell): per-instance settings live in the data directory's
-//! `betterpg.conf` instead. It double-forks the postmaster, so no zombie is
+//! `pg_ctl` is run with an argument list; its `-o` option (which it passes
+//! through a shell) only ever carries a constant, for a private start:
+//! per-instance settings live in the data directory's `betterpg.conf`. It double-forks the postmaster, so no zombie is
 //! left in a long-lived host process, and `-w` waits for the postmaster to
 //! report ready (or gone, for stop), while we watch `postmaster.pid` more
 //! often than pg_ctl does and stop waiting as soon as it says so; readiness
@@ -16,13 +16,14 @@ use tokio::process::Command;
 use super::{InstanceSpec, RunStatus, Runtime};
 use crate::error::{Error, Result};
 use crate::pg::binaries::{data_dir_major, PgBin};
+use crate::pg::datadir::DataDir;
 use crate::util::tail_lines;
 
 /// True when `postmaster.pid` exists and names this data directory (its
 /// second line is the data directory the postmaster was started on). A
 /// missing file is "not own" too: nothing runs here.
 pub fn pid_file_is_own(data_dir: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(data_dir.join("postmaster.pid")) else {
+    let Some(text) = read_pid_file(data_dir) else {
         return false;
     };
     let Some(dir) = text.lines().nth(1) else {
@@ -53,6 +54,22 @@ mod own_pid_tests {
     }
 }
 
+/// The text of `postmaster.pid`, read without following a link (the data
+/// directory belongs to the server's user, who may have planted one).
+fn read_pid_file(data_dir: &Path) -> Option<String> {
+    DataDir::open(data_dir)
+        .ok()?
+        .read_text("postmaster.pid")
+        .ok()
+        .flatten()
+}
+
+/// Settings of a private start that must beat every configuration file,
+/// `postgresql.auto.conf` included: no apply worker may connect to a
+/// source's publisher before the subscriptions are detached. A constant,
+/// so passing it through pg_ctl's shell is safe.
+const PRIVATE_OPTIONS: &str = "-c max_logical_replication_workers=0";
+
 /// How often start and stop look at `postmaster.pid` (pg_ctl: 100 ms).
 const POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -75,7 +92,7 @@ fn parse_pid_file(text: &str) -> Option<(u32, &str)> {
 /// The pid of a live postmaster of `data_dir` whose pid file says "ready",
 /// other than `stale` (a pid file left by an earlier, crashed run).
 fn ready_postmaster(data_dir: &Path, stale: Option<u32>) -> Option<u32> {
-    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let text = read_pid_file(data_dir)?;
     let (pid, status) = parse_pid_file(&text)?;
     (status == "ready" && Some(pid) != stale && process_exists(pid) && pid_file_is_own(data_dir))
         .then_some(pid)
@@ -257,15 +274,16 @@ impl Runtime for NativeRuntime {
         let log = spec.log_file.to_string_lossy().into_owned();
         // A pid file already here is stale (pg_ctl refuses to start over a
         // live one): its pid must not count as the new postmaster.
-        let stale = std::fs::read_to_string(spec.data_dir.join("postmaster.pid"))
-            .ok()
-            .and_then(|t| parse_pid_file(&t).map(|(pid, _)| pid));
+        let stale =
+            read_pid_file(&spec.data_dir).and_then(|t| parse_pid_file(&t).map(|(pid, _)| pid));
+        let mut args = vec!["start", "-w", "-s", "-t", &timeout, "-l", &log];
+        if spec.private_socket_dir.is_some() {
+            args.extend(["-o", PRIVATE_OPTIONS]);
+        }
         let out = self
-            .pg_ctl_until(
-                spec,
-                &["start", "-w", "-s", "-t", &timeout, "-l", &log],
-                || ready_postmaster(&spec.data_dir, stale).is_some(),
-            )
+            .pg_ctl_until(spec, &args, || {
+                ready_postmaster(&spec.data_dir, stale).is_some()
+            })
             .await?;
         if let Some(out) = out.filter(|o| !o.status.success()) {
             // pg_ctl may give up while the postmaster still runs (timeout):
@@ -279,7 +297,8 @@ impl Runtime for NativeRuntime {
                 Self::log_tail(spec)
             )));
         }
-        if let Err(e) = spec.conn.wait_ready(spec.start_timeout).await {
+        let conn = self.private_conn(spec).unwrap_or_else(|| spec.conn.clone());
+        if let Err(e) = conn.wait_ready(spec.start_timeout).await {
             let _ = self.stop(spec).await;
             let text = format!(
                 "{} started but did not answer a query: {e}\n--- last lines of {} ---\n{}",
@@ -326,7 +345,12 @@ impl Runtime for NativeRuntime {
     }
 
     async fn status(&self, spec: &InstanceSpec) -> Result<RunStatus> {
-        if !spec.data_dir.join("PG_VERSION").exists() {
+        let has_version = DataDir::open(&spec.data_dir)
+            .and_then(|d| d.entry_type("PG_VERSION"))
+            .ok()
+            .flatten()
+            .is_some();
+        if !has_version {
             return Ok(RunStatus::Stopped);
         }
         // A clone carries its source's postmaster.pid until betterpg removes
@@ -383,8 +407,7 @@ impl Runtime for NativeRuntime {
 /// directory (a clone may carry its source's pid file: the pid alone is not
 /// proof).
 fn pid_file_status(data_dir: &Path) -> RunStatus {
-    let pid = std::fs::read_to_string(data_dir.join("postmaster.pid"))
-        .ok()
+    let pid = read_pid_file(data_dir)
         .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()));
     let ours = pid.filter(|p| *p > 0).is_some_and(|p| {
         std::fs::read(format!("/proc/{p}/cmdline"))
