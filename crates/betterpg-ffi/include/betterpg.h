@@ -599,6 +599,63 @@ betterpg_result betterpg_branch_report_tablespace(const struct betterpg_branch_r
                                                   const char **out_location);
 
 /*
+ What the branch was cut off from (archiving, upstream, slots,
+ subscriptions, settings, password) and its warnings, as JSON text
+ borrowed from the report (the `isolation` object of `bpg --json
+ branch`). NULL if `report` is NULL.
+
+ # Safety
+ `report` is NULL or a live `betterpg_branch_report`.
+ */
+const char *betterpg_branch_report_isolation_json(const struct betterpg_branch_report *report);
+
+/*
+ Number of things the branch was cut off from its source (lines for
+ people, as `bpg branch` prints them); 0 if `report` is NULL.
+
+ # Safety
+ `report` is NULL or a live `betterpg_branch_report`.
+ */
+size_t betterpg_branch_report_detached_count(const struct betterpg_branch_report *report);
+
+/*
+ Line `index` (0-based) of what was cut off, borrowed from the report.
+ Fails with `BETTERPG_RESULT_INVALID_ARGUMENT` when out of range.
+
+ # Safety
+ `report` is NULL or a live `betterpg_branch_report`; `out_line` is NULL
+ or valid for writes.
+ */
+betterpg_result betterpg_branch_report_detached(const struct betterpg_branch_report *report,
+                                                size_t index,
+                                                const char **out_line);
+
+/*
+ Number of isolation warnings (foreign servers, pg_cron jobs that still
+ point at other systems); 0 if `report` is NULL.
+
+ # Safety
+ `report` is NULL or a live `betterpg_branch_report`.
+ */
+size_t betterpg_branch_report_warning_count(const struct betterpg_branch_report *report);
+
+/*
+ Isolation warning `index` (0-based): its kind (`foreign_server`,
+ `pg_cron_job`), database, name and detail, borrowed from the report.
+ Fails with `BETTERPG_RESULT_INVALID_ARGUMENT` when out of range.
+
+ # Safety
+ `report` is NULL or a live `betterpg_branch_report`; the out pointers
+ are NULL or valid for writes.
+ */
+betterpg_result betterpg_branch_report_warning(const struct betterpg_branch_report *report,
+                                               size_t index,
+                                               const char **out_kind,
+                                               const char **out_database,
+                                               const char **out_name,
+                                               const char **out_detail);
+
+/*
  Free a report and the info borrowed from it. NULL does nothing. Do not
  call it twice.
 

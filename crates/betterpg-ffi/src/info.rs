@@ -334,6 +334,12 @@ pub(crate) struct ReportC {
     wal_bytes_copied: u64,
     /// (oid, source location, branch location) of each cloned tablespace.
     tablespaces: Vec<(u32, CString, CString)>,
+    /// The isolation report as JSON (the same text as `bpg --json branch`).
+    isolation_json: CString,
+    /// One line per thing cut off from the source.
+    detached: Vec<CString>,
+    /// (kind, database, name, detail) of each isolation warning.
+    warnings: Vec<(CString, CString, CString, CString)>,
 }
 
 impl Opaque for betterpg_branch_report {
@@ -360,6 +366,30 @@ impl ReportC {
                         t.oid,
                         to_cstring(t.source_location.to_string_lossy().as_ref())?,
                         to_cstring(t.location.to_string_lossy().as_ref())?,
+                    ))
+                })
+                .collect::<Result<_, Failure>>()?,
+            isolation_json: to_cstring(
+                serde_json::to_string(&r.isolation)
+                    .map_err(|e| Failure::Arg(format!("isolation report: {e}")))?
+                    .as_str(),
+            )?,
+            detached: r
+                .isolation
+                .detached_lines()
+                .iter()
+                .map(|l| to_cstring(l.as_str()))
+                .collect::<Result<_, Failure>>()?,
+            warnings: r
+                .isolation
+                .warnings
+                .iter()
+                .map(|w| {
+                    Ok((
+                        to_cstring(w.kind.as_str())?,
+                        to_cstring(w.database.as_str())?,
+                        to_cstring(w.name.as_str())?,
+                        to_cstring(w.detail.as_str())?,
                     ))
                 })
                 .collect::<Result<_, Failure>>()?,
@@ -522,6 +552,122 @@ pub unsafe extern "C" fn betterpg_branch_report_tablespace(
             write_out(out_oid, *oid);
             write_out(out_source, source.as_ptr());
             write_out(out_location, location.as_ptr());
+        }
+        Ok(())
+    })
+}
+
+/// What the branch was cut off from (archiving, upstream, slots,
+/// subscriptions, settings, password) and its warnings, as JSON text
+/// borrowed from the report (the `isolation` object of `bpg --json
+/// branch`). NULL if `report` is NULL.
+///
+/// # Safety
+/// `report` is NULL or a live `betterpg_branch_report`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_report_isolation_json(
+    report: *const betterpg_branch_report,
+) -> *const c_char {
+    guard_value(ptr::null(), || {
+        // SAFETY: per the contract above.
+        unsafe { betterpg_branch_report::get_opt(report) }
+            .map_or(ptr::null(), |r| r.isolation_json.as_ptr())
+    })
+}
+
+/// Number of things the branch was cut off from its source (lines for
+/// people, as `bpg branch` prints them); 0 if `report` is NULL.
+///
+/// # Safety
+/// `report` is NULL or a live `betterpg_branch_report`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_report_detached_count(
+    report: *const betterpg_branch_report,
+) -> usize {
+    guard_value(0, || {
+        // SAFETY: per the contract above.
+        unsafe { betterpg_branch_report::get_opt(report) }.map_or(0, |r| r.detached.len())
+    })
+}
+
+/// Line `index` (0-based) of what was cut off, borrowed from the report.
+/// Fails with `BETTERPG_RESULT_INVALID_ARGUMENT` when out of range.
+///
+/// # Safety
+/// `report` is NULL or a live `betterpg_branch_report`; `out_line` is NULL
+/// or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_report_detached(
+    report: *const betterpg_branch_report,
+    index: usize,
+    out_line: *mut *const c_char,
+) -> betterpg_result {
+    guard("betterpg_branch_report_detached", || {
+        // SAFETY: per the contract above.
+        let r = unsafe { betterpg_branch_report::get(report, "report") }?;
+        let out_line = arg_out(out_line, "out_line")?;
+        let line = r.detached.get(index).ok_or_else(|| {
+            Failure::Arg(format!(
+                "detached index {index} is out of range (the report has {})",
+                r.detached.len()
+            ))
+        })?;
+        // SAFETY: checked non-NULL; valid for writes per the contract.
+        unsafe { write_out(out_line, line.as_ptr()) };
+        Ok(())
+    })
+}
+
+/// Number of isolation warnings (foreign servers, pg_cron jobs that still
+/// point at other systems); 0 if `report` is NULL.
+///
+/// # Safety
+/// `report` is NULL or a live `betterpg_branch_report`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_report_warning_count(
+    report: *const betterpg_branch_report,
+) -> usize {
+    guard_value(0, || {
+        // SAFETY: per the contract above.
+        unsafe { betterpg_branch_report::get_opt(report) }.map_or(0, |r| r.warnings.len())
+    })
+}
+
+/// Isolation warning `index` (0-based): its kind (`foreign_server`,
+/// `pg_cron_job`), database, name and detail, borrowed from the report.
+/// Fails with `BETTERPG_RESULT_INVALID_ARGUMENT` when out of range.
+///
+/// # Safety
+/// `report` is NULL or a live `betterpg_branch_report`; the out pointers
+/// are NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_report_warning(
+    report: *const betterpg_branch_report,
+    index: usize,
+    out_kind: *mut *const c_char,
+    out_database: *mut *const c_char,
+    out_name: *mut *const c_char,
+    out_detail: *mut *const c_char,
+) -> betterpg_result {
+    guard("betterpg_branch_report_warning", || {
+        // SAFETY: per the contract above.
+        let r = unsafe { betterpg_branch_report::get(report, "report") }?;
+        let out_kind = arg_out(out_kind, "out_kind")?;
+        let out_database = arg_out(out_database, "out_database")?;
+        let out_name = arg_out(out_name, "out_name")?;
+        let out_detail = arg_out(out_detail, "out_detail")?;
+        let (kind, db, name, detail) = r.warnings.get(index).ok_or_else(|| {
+            Failure::Arg(format!(
+                "warning index {index} is out of range (the report has {})",
+                r.warnings.len()
+            ))
+        })?;
+        // SAFETY: all checked non-NULL; valid for writes per the contract.
+        unsafe {
+            write_out(out_kind, kind.as_ptr());
+            write_out(out_database, db.as_ptr());
+            write_out(out_name, name.as_ptr());
+            write_out(out_detail, detail.as_ptr());
         }
         Ok(())
     })

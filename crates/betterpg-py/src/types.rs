@@ -201,6 +201,8 @@ pub struct PyBranch {
     #[pyo3(get)]
     wal_bytes_copied: u64,
     tablespaces: Vec<betterpg_core::tablespace::TablespaceClone>,
+    /// The isolation report as JSON (turned into a dict on access).
+    isolation_json: String,
     manager: Py<PyBranchManager>,
     destroyed: AtomicBool,
 }
@@ -222,6 +224,7 @@ impl PyBranch {
             source_was_running: report.source_was_running,
             wal_bytes_copied: report.wal_bytes_copied,
             tablespaces: report.tablespaces,
+            isolation_json: serde_json::to_string(&report.isolation).unwrap_or_default(),
             manager,
             destroyed: AtomicBool::new(false),
         })
@@ -246,6 +249,18 @@ impl PyBranch {
             list.append(d)?;
         }
         Ok(list)
+    }
+
+    /// What the branch was cut off from its source and what still points
+    /// elsewhere: the `isolation` object of `bpg --json branch` as a dict
+    /// (`settings_removed`, `settings_overridden`, `files_removed`,
+    /// `replication_slots_dropped`, `subscriptions_detached`,
+    /// `password_replaced`, `warnings`).
+    #[getter]
+    fn isolation<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("json")?
+            .getattr("loads")?
+            .call1((self.isolation_json.as_str(),))
     }
 
     /// Each step of the branch call with its time, in order.
@@ -350,6 +365,7 @@ impl PyBranch {
         d.set_item("source_was_running", me.source_was_running)?;
         d.set_item("wal_bytes_copied", me.wal_bytes_copied)?;
         d.set_item("tablespaces", me.tablespaces(py)?)?;
+        d.set_item("isolation", me.isolation(py)?)?;
         Ok(d)
     }
 }

@@ -60,6 +60,16 @@ def test_branch_end_to_end(manager):
         assert b.status == "running"
         assert b.mode == "application-consistent"
         assert b.source_was_running is True
+        # Cut off from the source: its own password; the source's is refused.
+        iso = b.isolation
+        assert iso["password_replaced"] is True and iso["warnings"] == []
+        assert b.to_dict()["isolation"] == iso
+        source_url = manager.info(SOURCE).url
+        source_pw = source_url.split("://postgres:")[1].split("@")[0]
+        branch_pw = b.url.split("://postgres:")[1].split("@")[0]
+        assert source_pw != branch_pw
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(b.url.replace(branch_pw, source_pw)).close()
         assert b.snapshot and b.snapshot.startswith(manager.info(SOURCE).dataset + "@")
         assert b.port != manager.info(SOURCE).port
         assert MAIN_PORTS[0] <= b.port <= MAIN_PORTS[1]

@@ -334,7 +334,7 @@ fn ensure_included_last(dd: &DataDir, user: &OsUser) -> Result<()> {
             dd.path().display()
         )));
     };
-    let last = text.lines().filter_map(parse_conf_line).last();
+    let last = text.lines().filter_map(parse_conf_line).next_back();
     let ok = matches!(&last, Some((k, v)) if k == "include_if_exists" && v == SETTINGS_FILE);
     if ok {
         return Ok(());
@@ -408,7 +408,13 @@ pub fn prepare_clone(dd: &DataDir, user: &OsUser) -> Result<IsolationReport> {
     }
     match dd.entry_type("pg_replslot")? {
         Some(EntryType::Dir) => {
-            report.replication_slots_dropped = dd.subdir("pg_replslot")?.clear()?;
+            // All go; betterpg's own temporary backup slot is not news.
+            report.replication_slots_dropped = dd
+                .subdir("pg_replslot")?
+                .clear()?
+                .into_iter()
+                .filter(|s| !s.starts_with("betterpg_"))
+                .collect();
         }
         None => {}
         // A link where the slots live: remove it, never follow it.
@@ -545,7 +551,7 @@ pub async fn detach_private(
                 kind: "foreign_server".into(),
                 database: db.clone(),
                 name: srv,
-                detail: redact(&format!("{fdw} {opts}").trim().to_string()),
+                detail: redact(format!("{fdw} {opts}").trim()),
             });
         }
         let has_cron: bool = c

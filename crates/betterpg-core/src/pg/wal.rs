@@ -283,7 +283,7 @@ START TIMELINE: 1\n";
         // A segment planted as a link in the source is refused, not read.
         let c = "000000010000000000000003".to_string();
         std::os::unix::fs::symlink("/etc/hostname", src.join(&c)).unwrap();
-        assert!(copy_segments(&srcd, &dstd, &[c.clone()], 1 << 24, &me).is_err());
+        assert!(copy_segments(&srcd, &dstd, std::slice::from_ref(&c), 1 << 24, &me).is_err());
         assert!(!dst.join(&c).exists());
     }
 }

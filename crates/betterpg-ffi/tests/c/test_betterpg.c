@@ -256,6 +256,25 @@ static void check_report(const betterpg_branch_report *report, const char *name,
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_report_step(report, 0, &step, NULL));
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_report_step(NULL, 0, &step, &ms));
     CHECK(streq(step, "untouched") && ms == 42);
+    /* Isolation: the branch got its own password; this source reaches no
+     * other system, so no warnings; lines and warnings are range-checked. */
+    const char *iso = betterpg_branch_report_isolation_json(report);
+    CHECK(iso != NULL && strstr(iso, "\"password_replaced\":true") != NULL);
+    CHECK(betterpg_branch_report_isolation_json(NULL) == NULL);
+    CHECK(betterpg_branch_report_warning_count(report) == 0);
+    size_t nd = betterpg_branch_report_detached_count(report);
+    for (size_t i = 0; i < nd; i++) {
+        const char *line = NULL;
+        EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_report_detached(report, i, &line));
+        CHECK(line != NULL && line[0] != '\0');
+    }
+    const char *line = "untouched";
+    EXPECT_RC(BETTERPG_RESULT_INVALID_ARGUMENT, betterpg_branch_report_detached(report, nd, &line));
+    CHECK(streq(line, "untouched"));
+    const char *k = "untouched", *d = "untouched", *nm = "untouched", *dt = "untouched";
+    EXPECT_RC(BETTERPG_RESULT_INVALID_ARGUMENT,
+              betterpg_branch_report_warning(report, 0, &k, &d, &nm, &dt));
+    CHECK(streq(k, "untouched") && streq(dt, "untouched"));
 }
 
 /* Errors that need no manager. */
