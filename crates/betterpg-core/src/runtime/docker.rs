@@ -503,7 +503,8 @@ impl DockerRuntime {
             stop_signal: Some("SIGINT".into()),
             stop_timeout: Some(STOP_TIMEOUT_SECS as i64),
             host_config: Some(HostConfig {
-                network_mode: Some(NETWORK.into()),
+                // A private start has no network at all.
+                network_mode: Some(if private { "none".into() } else { NETWORK.into() }),
                 // The server runs as the data directory's (non-root) owner:
                 // it needs no capability, and nothing in it may gain any
                 // (setuid binaries, file capabilities).
@@ -512,7 +513,6 @@ impl DockerRuntime {
                 memory: limit(spec.limits.memory),
                 pids_limit: limit(spec.limits.pids),
                 mounts: Some(mounts),
-                network_mode: private.then(|| "none".to_string()),
                 port_bindings: (!private).then(|| {
                     HashMap::from([(
                         port_key,
