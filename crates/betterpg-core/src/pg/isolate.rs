@@ -398,7 +398,14 @@ fn overridden_settings(dd: &DataDir) -> Result<Vec<OverriddenSetting>> {
 /// settings that reach out or beat betterpg's. Nothing here follows a link.
 pub fn prepare_clone(dd: &DataDir, user: &OsUser) -> Result<IsolationReport> {
     let mut report = IsolationReport::default();
-    for f in ["postmaster.pid", "postmaster.opts"] {
+    // A label or map in the clone is not ours (a running source has none:
+    // its backups are non-exclusive); betterpg writes its own below.
+    for f in [
+        "postmaster.pid",
+        "postmaster.opts",
+        "backup_label",
+        "tablespace_map",
+    ] {
         dd.remove(f)?;
     }
     for f in ["standby.signal", "recovery.signal"] {

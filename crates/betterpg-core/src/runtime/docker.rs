@@ -504,7 +504,11 @@ impl DockerRuntime {
             stop_timeout: Some(STOP_TIMEOUT_SECS as i64),
             host_config: Some(HostConfig {
                 // A private start has no network at all.
-                network_mode: Some(if private { "none".into() } else { NETWORK.into() }),
+                network_mode: Some(if private {
+                    "none".into()
+                } else {
+                    NETWORK.into()
+                }),
                 // The server runs as the data directory's (non-root) owner:
                 // it needs no capability, and nothing in it may gain any
                 // (setuid binaries, file capabilities).
