@@ -127,7 +127,10 @@ async fn planted_links_are_never_followed() {
     }
     assert!(!copy_dd.join("standby.signal").exists());
     let copy_url = r["branch"]["url"].as_str().unwrap().to_string();
-    assert_eq!(query_i64(&connect(&copy_url).await, "SELECT 1").await, 1);
+    assert_eq!(
+        query_i64(&connect(&copy_url).await, "SELECT 1::bigint").await,
+        1
+    );
     let removed = r["isolation"]["settings_removed"].to_string();
     assert!(removed.contains("postgresql.auto.conf"), "{removed}");
 
