@@ -173,7 +173,8 @@ enum Cmd {
     Destroy {
         /// Database or branch.
         name: String,
-        /// Also destroy its branches.
+        /// Also destroy its branches, and snapshots or datasets under it
+        /// that betterpg did not make (refused without it, naming them).
         #[arg(long)]
         force: bool,
     },
@@ -529,12 +530,16 @@ async fn run(cli: Cli) -> Result<(), Error> {
             let report = mgr.gc(dry_run).await?;
             if json {
                 print_json(&report)?;
-            } else if report.items.is_empty() {
-                println!("nothing to collect");
             } else {
+                if report.items.is_empty() {
+                    println!("nothing to collect");
+                }
                 let verb = if dry_run { "would remove" } else { "removed" };
                 for i in &report.items {
                     println!("{verb} {} {} ({})", i.what, i.name, i.reason);
+                }
+                for i in &report.kept {
+                    println!("left {} {} alone: {}", i.what, i.name, i.reason);
                 }
             }
         }

@@ -120,6 +120,7 @@ impl BranchManager {
                 (rt.name().to_string(), image)
             }
         };
+        fault::point("before_reserve").await?;
         let created_at = now_unix();
         let snapshot = snapshot_name(&src.dataset, name);
         let entry = self.reserve(Entry {
@@ -196,9 +197,7 @@ impl BranchManager {
                 });
             }
             let x = cat.get_mut(name).expect("checked above");
-            x.state = State::Creating {
-                pid: std::process::id(),
-            };
+            x.state = State::creating();
             cat.save()?;
             (src, e)
         };
@@ -368,6 +367,7 @@ impl BranchManager {
                 &[
                     ("managed", "yes"),
                     ("name", &entry.name),
+                    ("dataset", &entry.dataset),
                     ("kind", "branch"),
                     ("parent", &parent),
                     ("snapshot", &snapshot),

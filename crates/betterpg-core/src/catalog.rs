@@ -26,7 +26,7 @@ pub const CATALOG_VERSION: u32 = 1;
 /// User properties (without the `betterpg:` prefix) betterpg sets on datasets.
 pub const ZFS_PROPS: &[&str] = &[
     "managed", "name", "kind", "parent", "snapshot", "port", "mode", "runtime", "home", "created",
-    "branch",
+    "branch", "dataset",
 ];
 
 /// Whether an entry is a database or a branch.
@@ -72,6 +72,12 @@ impl Mode {
 }
 
 /// Life-cycle state of an entry.
+///
+/// A busy state names the process doing the work by its pid AND its start
+/// time (`/proc/PID/stat` field 22): a pid alone can be reused by an
+/// unrelated process after the worker died, which would make a dead
+/// operation look alive forever. Catalogs written before the start time was
+/// recorded still load (`pid_start` is then `None` and the pid alone counts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "state")]
 pub enum State {
@@ -79,6 +85,9 @@ pub enum State {
     Creating {
         /// The process doing the work.
         pid: u32,
+        /// Its start time in clock ticks since boot (`None` in old catalogs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid_start: Option<u64>,
     },
     /// Complete and usable.
     Ready,
@@ -86,7 +95,95 @@ pub enum State {
     Destroying {
         /// The process doing the work.
         pid: u32,
+        /// Its start time in clock ticks since boot (`None` in old catalogs).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid_start: Option<u64>,
     },
+}
+
+impl State {
+    /// `Creating` by this process.
+    pub fn creating() -> State {
+        let (pid, pid_start) = this_process();
+        State::Creating { pid, pid_start }
+    }
+
+    /// `Destroying` by this process.
+    pub fn destroying() -> State {
+        let (pid, pid_start) = this_process();
+        State::Destroying { pid, pid_start }
+    }
+
+    /// The process working on the entry (`None` when ready).
+    pub fn worker(&self) -> Option<u32> {
+        match self {
+            State::Creating { pid, .. } | State::Destroying { pid, .. } => Some(*pid),
+            State::Ready => None,
+        }
+    }
+
+    /// True when the entry is ready, or the process that is working on it
+    /// still runs (same pid and same start time).
+    pub fn is_live(&self) -> bool {
+        match self {
+            State::Ready => true,
+            State::Creating { pid, pid_start } | State::Destroying { pid, pid_start } => {
+                process_alive(*pid, *pid_start)
+            }
+        }
+    }
+
+    /// True when a process other than this one is working on the entry.
+    pub fn busy_elsewhere(&self) -> bool {
+        self.worker().is_some_and(|p| p != std::process::id()) && self.is_live()
+    }
+
+    /// "ready", "creating", "destroying", or "incomplete" when the process
+    /// that was working on it is gone.
+    pub fn label(&self) -> &'static str {
+        match self {
+            State::Ready => "ready",
+            _ if !self.is_live() => "incomplete",
+            State::Creating { .. } => "creating",
+            State::Destroying { .. } => "destroying",
+        }
+    }
+}
+
+/// This process's pid and start time.
+fn this_process() -> (u32, Option<u64>) {
+    let pid = std::process::id();
+    (pid, process_start_time(pid))
+}
+
+/// Start time of process `pid` in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`), or `None` when there is no such process (or no /proc).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+/// Field 22 (starttime) of a `/proc/PID/stat` line. The command name
+/// (field 2) is in parentheses and may itself hold spaces and ')', so
+/// fields are counted from the last ')'.
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // rest starts at field 3 (state): starttime is 19 fields later.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// True when process `pid` exists and, if `start` is known, is the same
+/// process (same start time): a reused pid is a different process.
+pub fn process_alive(pid: u32, start: Option<u64>) -> bool {
+    let exists = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok();
+    match start {
+        Some(s) if exists => match process_start_time(pid) {
+            Some(now) => now == s,
+            // Gone since, or a system without /proc (then the pid counts).
+            None => !std::path::Path::new("/proc/self/stat").exists(),
+        },
+        _ => exists,
+    }
 }
 
 /// One database or branch.
@@ -335,6 +432,45 @@ mod tests {
         assert_eq!(c.entries().count(), 3);
         assert_eq!(c.descendants_deepest_first("prod"), vec!["dev2", "dev"]);
         assert_eq!(c.used_ports(), vec![2, 3, 1]);
+    }
+
+    #[test]
+    fn parses_the_start_time_of_proc_stat() {
+        let line =
+            "4242 (a b) c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_start_time(line), Some(987654));
+        assert_eq!(parse_start_time("4242 (x) S 1"), None);
+        assert_eq!(parse_start_time("garbage"), None);
+        let me = std::process::id();
+        let start = process_start_time(me).expect("own start time");
+        assert!(process_alive(me, Some(start)));
+        assert!(process_alive(me, None), "old catalogs: the pid alone");
+        assert!(!process_alive(me, Some(start + 1)), "a reused pid");
+        assert!(State::creating().is_live());
+        assert!(!State::creating().busy_elsewhere());
+    }
+
+    #[test]
+    fn loads_states_written_without_a_start_time() {
+        let old = r#"{"name":"a","kind":"database","parent":null,"dataset":"t/a","snapshot":null,"port":1,"runtime":"native","mode":null,"pg_bin":"/b","pg_major":15,"created_at":0,"state":"creating","pid":7}"#;
+        let e: Entry = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            e.state,
+            State::Creating {
+                pid: 7,
+                pid_start: None
+            }
+        );
+        let new = serde_json::to_value(Entry {
+            state: State::Destroying {
+                pid: 7,
+                pid_start: Some(9),
+            },
+            ..e
+        })
+        .unwrap();
+        assert_eq!(new["state"], "destroying");
+        assert_eq!(new["pid_start"], 9);
     }
 
     #[test]

@@ -39,8 +39,9 @@ pub enum Error {
         /// Extra advice, starting with ": " when non-empty.
         hint: String,
     },
-    /// The object has dependents (branches, clones) and `force` was not given.
-    #[error("{name:?} has branches ({dependents}): destroy them first or pass --force")]
+    /// The object has dependents (branches, clones, snapshots betterpg did
+    /// not make) and `force` was not given.
+    #[error("{name:?} has dependents ({dependents}): destroy them first or pass --force")]
     HasDependents {
         /// The object asked to be destroyed.
         name: String,

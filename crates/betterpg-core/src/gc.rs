@@ -5,16 +5,21 @@
 //! snapshot, a clone, a running server and a catalog entry in state
 //! `creating`. Everything betterpg makes carries `betterpg:managed=yes` and
 //! `betterpg:home=<home>` ZFS properties (set atomically at creation), so the
-//! pool itself says what is ours. `gc` keeps what a `ready` entry or a live
-//! operation (its process still runs) owns and removes the rest.
+//! pool itself says what is ours. ZFS user properties are inherited, so only
+//! properties set on the dataset itself that name it count
+//! ([`DatasetInfo::made_by_betterpg`]): an operator's snapshot of a database
+//! or dataset under it is never taken, and a dataset of ours holding such a
+//! thing is left alone (and listed in [`GcReport::kept`]). `gc` keeps what a
+//! `ready` entry or a live operation (its process still runs) owns and
+//! removes the rest, clones before what they were cloned from.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::catalog::{Entry, State};
+use crate::catalog::Entry;
 use crate::error::Result;
-use crate::manager::{destroy_with_retry, pid_alive, BranchManager, PGDATA_SUBDIR};
+use crate::manager::{destroy_with_retry, BranchManager, PGDATA_SUBDIR};
 use crate::pg::binaries::data_dir_major;
 use crate::pg::{ConnInfo, PgBin};
 use crate::runtime::{InstanceSpec, RunStatus};
@@ -37,15 +42,36 @@ pub struct GcItem {
 pub struct GcReport {
     /// True when nothing was changed.
     pub dry_run: bool,
-    /// Everything found.
+    /// Everything found (and removed, unless a dry run).
     pub items: Vec<GcItem>,
+    /// Garbage of betterpg's that gc left alone, with why (it holds, or a
+    /// clone of it is, something betterpg did not make).
+    pub kept: Vec<GcItem>,
 }
 
 fn is_live(e: &Entry) -> bool {
-    match e.state {
-        State::Ready => true,
-        State::Creating { pid } | State::Destroying { pid } => pid_alive(pid),
+    e.state.is_live()
+}
+
+/// How many clones deep `d` is: 0 for a dataset that is no clone, else one
+/// more than the file system its origin snapshot is on (when listed).
+/// Destroying the deepest first never meets a snapshot that still has a
+/// clone.
+fn clone_depth(d: &DatasetInfo, all: &[DatasetInfo]) -> usize {
+    let mut depth = 0;
+    let mut cur = d;
+    // Bounded: a listing cannot hold a cycle, but never loop on bad input.
+    while depth < all.len() {
+        let Some(fs) = cur.origin.as_deref().and_then(|o| o.split('@').next()) else {
+            break;
+        };
+        depth += 1;
+        match all.iter().find(|x| x.name == fs) {
+            Some(x) => cur = x,
+            None => break,
+        }
     }
+    depth
 }
 
 impl BranchManager {
@@ -54,21 +80,20 @@ impl BranchManager {
     /// branch, and no operation still running, owns.
     pub async fn gc(&self, dry_run: bool) -> Result<GcReport> {
         let entries: Vec<Entry> = self.lock()?.entries().cloned().collect();
-        let (kept, dead): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(is_live);
+        let (kept, mut dead): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(is_live);
         // Password and log files of names no live entry owns, listed before
         // anything is removed: removing a dead server also removes its log,
         // and a dry run must list exactly what the real run removes.
         let stray = self.stray_files(&kept);
         let home = self.home.root().to_string_lossy().into_owned();
-        let ours = |d: &DatasetInfo| {
-            d.props.get("managed").map(String::as_str) == Some("yes")
-                && d.props.get("home") == Some(&home)
-        };
+        let ours = |d: &DatasetInfo| d.made_by_betterpg(&home);
         let datasets = self.storage.list(&self.config.dataset).await?;
         let mut items = Vec::new();
+        let mut left = Vec::new();
 
-        // Clones and databases first (a snapshot cannot go while a clone of
-        // it lives), deepest names first so children go before parents.
+        // File systems first (a snapshot cannot go while a clone of it
+        // lives): clones before what they were cloned from, however deep
+        // the chain, then children before parents.
         let mut filesystems: Vec<&DatasetInfo> = datasets
             .iter()
             .filter(|d| d.kind == DatasetType::Filesystem && d.name != self.config.dataset)
@@ -76,10 +101,78 @@ impl BranchManager {
             .filter(|d| !kept.iter().any(|e| e.dataset == d.name))
             .filter(|d| !crate::tablespace::inside_kept(d, &kept))
             .collect();
-        filesystems.sort_by_key(|d| std::cmp::Reverse(d.origin.is_some()));
-        for d in filesystems {
+        filesystems.sort_by_cached_key(|d| {
+            (
+                std::cmp::Reverse(clone_depth(d, &datasets)),
+                std::cmp::Reverse(d.name.matches('/').count()),
+                d.name.clone(),
+            )
+        });
+        // What gc will destroy, to tell a clone that goes first from one
+        // that stays.
+        let mut going: Vec<String> = Vec::new();
+        for d in &filesystems {
+            let inside = |x: &DatasetInfo| {
+                x.name.starts_with(&format!("{}@", d.name))
+                    || x.name.starts_with(&format!("{}/", d.name))
+            };
+            let foreign: Vec<&str> = datasets
+                .iter()
+                .filter(|x| inside(x) && !ours(x))
+                .map(|x| x.name.as_str())
+                .collect();
+            let clones: Vec<&str> = datasets
+                .iter()
+                .filter(|x| {
+                    x.origin
+                        .as_deref()
+                        .is_some_and(|o| o.starts_with(&format!("{}@", d.name)))
+                        && !going.contains(&x.name)
+                        && !inside(x)
+                })
+                .map(|x| x.name.as_str())
+                .collect();
+            if !foreign.is_empty() || !clones.is_empty() {
+                let mut why = Vec::new();
+                if !foreign.is_empty() {
+                    why.push(format!(
+                        "it holds what betterpg did not make: {}",
+                        foreign.join(", ")
+                    ));
+                }
+                if !clones.is_empty() {
+                    why.push(format!("{} are clones of its snapshots", clones.join(", ")));
+                }
+                left.push(GcItem {
+                    what: "dataset".into(),
+                    name: d.name.clone(),
+                    reason: format!(
+                        "{}: move or destroy them, then run gc again",
+                        why.join("; ")
+                    ),
+                });
+                continue;
+            }
+            going.push(d.name.clone());
+        }
+        // A dead entry whose dataset stays keeps its catalog entry (and
+        // files), so `bpg destroy NAME --force` can still finish it.
+        let held: Vec<String> = dead
+            .iter()
+            .filter(|e| left.iter().any(|l| l.name == e.dataset))
+            .map(|e| e.name.clone())
+            .collect();
+        dead.retain(|e| !held.contains(&e.name));
+        for d in filesystems.into_iter().filter(|d| going.contains(&d.name)) {
             let reason = match dead.iter().find(|e| e.dataset == d.name) {
-                Some(e) => format!("left {:?} by a bpg process that died", e.state),
+                Some(e) => format!(
+                    "left {} by a bpg process (pid {}) that is gone",
+                    match e.state {
+                        crate::catalog::State::Destroying { .. } => "half-destroyed",
+                        _ => "half-made",
+                    },
+                    e.state.worker().unwrap_or_default()
+                ),
                 None => "no catalog entry owns it".to_string(),
             };
             if let Some(spec) = self.orphan_spec(d, &dead).await {
@@ -123,6 +216,23 @@ impl BranchManager {
             if !dry_run && self.storage.get(fs).await?.is_none() {
                 continue;
             }
+            let clones: Vec<&str> = datasets
+                .iter()
+                .filter(|x| x.origin.as_deref() == Some(d.name.as_str()))
+                .filter(|x| !going.contains(&x.name))
+                .map(|x| x.name.as_str())
+                .collect();
+            if !clones.is_empty() {
+                left.push(GcItem {
+                    what: "snapshot".into(),
+                    name: d.name.clone(),
+                    reason: format!(
+                        "{} are clones of it: destroy them, then run gc again",
+                        clones.join(", ")
+                    ),
+                });
+                continue;
+            }
             items.push(GcItem {
                 what: "snapshot".into(),
                 name: d.name.clone(),
@@ -137,7 +247,14 @@ impl BranchManager {
             items.push(GcItem {
                 what: "catalog-entry".into(),
                 name: e.name.clone(),
-                reason: format!("{:?} by a process that no longer runs", e.state),
+                reason: format!(
+                    "{} by process {} that no longer runs",
+                    match e.state {
+                        crate::catalog::State::Destroying { .. } => "destroying",
+                        _ => "creating",
+                    },
+                    e.state.worker().unwrap_or_default()
+                ),
             });
         }
         if !dry_run && !dead.is_empty() {
@@ -161,7 +278,7 @@ impl BranchManager {
             .collect();
         for (name, path) in stray {
             // An operation that started since owns its files: keep them.
-            if live_now.contains(&name) {
+            if live_now.contains(&name) || held.contains(&name) {
                 continue;
             }
             if !dry_run {
@@ -186,7 +303,11 @@ impl BranchManager {
                 });
             }
         }
-        Ok(GcReport { dry_run, items })
+        Ok(GcReport {
+            dry_run,
+            items,
+            kept: left,
+        })
     }
 
     /// Password and log files (name, path) of names no entry in `kept`

@@ -303,12 +303,24 @@ impl Home {
         write_atomic(&self.secret_path(name), password.as_bytes(), 0o600)
     }
 
-    /// Read a stored password.
+    /// Read a stored password. Only what logs in to a server needs it
+    /// (start, branch, url); a missing file is an error that names it and
+    /// says how to get going again.
     pub fn read_secret(&self, name: &str) -> Result<String> {
         let p = self.secret_path(name);
         fs::read_to_string(&p)
             .map(|s| s.trim().to_string())
             .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    return Error::NotFound {
+                        what: "password file",
+                        name: p.display().to_string(),
+                        hint: format!(
+                            ": betterpg needs it to log in to {name:?} (stop, status and destroy work without it). Restore it from a backup of {dir} (the password on one line, mode 0600), or write a new password there and set the same one on the server (ALTER ROLE postgres PASSWORD ..., as a superuser)",
+                            dir = self.secrets_dir().display()
+                        ),
+                    };
+                }
                 Error::io(
                     format!("reading the password of {name:?} from {}", p.display()),
                     e,

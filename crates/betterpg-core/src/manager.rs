@@ -567,10 +567,23 @@ impl BranchManager {
                 name: entry.name,
             });
         }
+        // Checked again here, under the lock: the caller looked at the
+        // source before, and a `destroy` may have begun since. Once this
+        // entry is recorded, `destroy` of the parent waits for it.
+        if let Some(parent) = &entry.parent {
+            match cat.get(parent) {
+                Some(p) if p.is_ready() => {}
+                Some(p) => {
+                    return Err(Error::InvalidState(format!(
+                        "source {parent:?} is not ready (it is {}): wait for the other bpg process, or `bpg destroy {parent}` if it is incomplete",
+                        p.state.label()
+                    )))
+                }
+                None => return Err(Error::not_found(parent)),
+            }
+        }
         entry.port = self.free_port(&cat)?;
-        entry.state = State::Creating {
-            pid: std::process::id(),
-        };
+        entry.state = State::creating();
         cat.insert(entry.clone())?;
         cat.save()?;
         Ok(entry)
@@ -627,13 +640,18 @@ impl BranchManager {
 
     fn ready_entry(&self, name: &str) -> Result<Entry> {
         let e = self.entry(name)?;
-        match &e.state {
-            State::Ready => Ok(e),
-            State::Creating { pid } if !pid_alive(*pid) => Err(Error::InvalidState(format!(
-                "{name:?} is incomplete (left by process {pid} that died): `bpg destroy {name}` removes it"
+        match e.state.worker() {
+            None => Ok(e),
+            Some(pid) if !e.state.is_live() => Err(Error::InvalidState(format!(
+                "{name:?} is incomplete (left {} by process {pid} that is gone): `bpg destroy {name}` removes it",
+                match e.state {
+                    State::Destroying { .. } => "half-destroyed",
+                    _ => "half-made",
+                }
             ))),
-            s => Err(Error::InvalidState(format!(
-                "{name:?} is busy ({s:?}); wait for the other bpg process"
+            Some(pid) => Err(Error::InvalidState(format!(
+                "{name:?} is busy ({} by process {pid}); wait for the other bpg process",
+                e.state.label()
             ))),
         }
     }
@@ -656,8 +674,19 @@ impl BranchManager {
         })
     }
 
+    /// The spec of `e` for what logs in to its server (start, branch): its
+    /// password file must be there (the error says which file is missing).
     pub(crate) fn spec_for(&self, e: &Entry, data_dir: PathBuf) -> Result<InstanceSpec> {
-        Ok(InstanceSpec {
+        let mut spec = self.control_spec_for(e, data_dir);
+        spec.conn = self.conn_for(e)?;
+        Ok(spec)
+    }
+
+    /// The spec of `e` for what never logs in (stop, status, logs,
+    /// destroy): works without its password file (then the password is
+    /// empty), so a lost file never blocks stopping or removing a server.
+    pub(crate) fn control_spec_for(&self, e: &Entry, data_dir: PathBuf) -> InstanceSpec {
+        InstanceSpec {
             name: e.name.clone(),
             data_dir,
             pg_bin: PgBin {
@@ -670,16 +699,28 @@ impl BranchManager {
             home: self.home.root().to_path_buf(),
             parent: e.parent.clone(),
             user: self.user.clone(),
-            conn: self.conn_for(e)?,
+            conn: ConnInfo {
+                host: connect_host(&self.config.listen_address),
+                port: e.port,
+                user: "postgres".into(),
+                password: self.home.read_secret(&e.name).unwrap_or_default(),
+                dbname: "postgres".into(),
+            },
             start_timeout: Duration::from_secs(self.config.start_timeout_secs),
             limits: self.config.container_limits(),
             private_socket_dir: None,
-        })
+        }
     }
 
     pub(crate) async fn spec(&self, e: &Entry) -> Result<InstanceSpec> {
         let mp = self.mountpoint(&e.dataset).await?;
         self.spec_for(e, mp.join(PGDATA_SUBDIR))
+    }
+
+    /// [`Self::control_spec_for`] of `e` on its mounted dataset.
+    pub(crate) async fn control_spec(&self, e: &Entry) -> Result<InstanceSpec> {
+        let mp = self.mountpoint(&e.dataset).await?;
+        Ok(self.control_spec_for(e, mp.join(PGDATA_SUBDIR)))
     }
 
     /// Create a new, started, empty database cluster.
@@ -752,6 +793,9 @@ impl BranchManager {
                 &[
                     ("managed", "yes"),
                     ("name", &entry.name),
+                    // Its own full name: a dataset made under it inherits
+                    // this, and then it does not match (see gc).
+                    ("dataset", &entry.dataset),
                     ("kind", "database"),
                     ("port", &port),
                     ("runtime", &entry.runtime),
@@ -841,6 +885,8 @@ impl BranchManager {
     /// Start a stopped database or branch.
     pub async fn start(&self, name: &str) -> Result<Info> {
         let e = self.ready_entry(name)?;
+        // Strict: waiting for the server to be ready logs in, so a missing
+        // password file is reported before anything is started.
         let spec = self.spec(&e).await?;
         let rt = self.runtime(&e.runtime)?;
         if rt.status(&spec).await? == RunStatus::Stopped {
@@ -880,7 +926,7 @@ impl BranchManager {
     /// Stop a database or branch (fast shutdown).
     pub async fn stop(&self, name: &str) -> Result<Info> {
         let e = self.ready_entry(name)?;
-        let spec = self.spec(&e).await?;
+        let spec = self.control_spec(&e).await?;
         self.runtime(&e.runtime)?.stop(&spec).await?;
         self.info(name).await
     }
@@ -894,7 +940,7 @@ impl BranchManager {
     /// The server log, or its last `tail` lines.
     pub async fn logs(&self, name: &str, tail: Option<usize>) -> Result<String> {
         let e = self.entry(name)?;
-        let spec = self.spec_for(&e, PathBuf::new())?;
+        let spec = self.control_spec_for(&e, PathBuf::new());
         self.runtime(&e.runtime)?.logs(&spec, tail).await
     }
 
@@ -905,36 +951,88 @@ impl BranchManager {
     }
 
     /// Destroy a database or branch: stop it, destroy its dataset and the
-    /// snapshot it came from, forget it. A database with branches is refused
-    /// unless `force`, which destroys the branches first (deepest first).
+    /// snapshot it came from, forget it. Refused unless `force` when it has
+    /// branches (`force` destroys them first, deepest first) or when its
+    /// dataset (or a branch's) carries snapshots or datasets betterpg did
+    /// not make (an operator's, sanoid's ...; `force` destroys them too).
+    /// Always refused while a process that still runs is making or
+    /// destroying it or one of its branches.
     pub async fn destroy(&self, name: &str, force: bool) -> Result<()> {
         validate_name(name)?;
+        // What betterpg did not make under the datasets that would go,
+        // looked up before the lock is taken (a listing per dataset).
+        let datasets: Vec<String> = {
+            let cat = self.lock()?;
+            let e = cat.get(name).ok_or_else(|| Error::not_found(name))?;
+            let mut v: Vec<String> = cat
+                .descendants_deepest_first(name)
+                .iter()
+                .filter_map(|d| cat.get(d).map(|x| x.dataset.clone()))
+                .collect();
+            v.push(e.dataset.clone());
+            v
+        };
+        let foreign = if force {
+            Vec::new()
+        } else {
+            self.not_made_by_betterpg(&datasets).await?
+        };
         let victims = {
             let mut cat = self.lock()?;
             let e = cat
                 .get(name)
                 .cloned()
                 .ok_or_else(|| Error::not_found(name))?;
-            if let State::Creating { pid } | State::Destroying { pid } = e.state {
-                if pid_alive(pid) && pid != std::process::id() {
-                    return Err(Error::InvalidState(format!(
-                        "{name:?} is being changed by process {pid}; wait for it"
-                    )));
-                }
+            if e.state.busy_elsewhere() {
+                return Err(Error::InvalidState(format!(
+                    "{name:?} is being changed by process {}; wait for it",
+                    e.state.worker().unwrap_or_default()
+                )));
             }
             let desc = cat.descendants_deepest_first(name);
-            if !desc.is_empty() && !force {
+            // A branch still being made has a clone of a snapshot of its
+            // parent (or soon will): destroying the parent under it would
+            // leave the parent half-destroyed and the clone orphaned.
+            let busy: Vec<String> = desc
+                .iter()
+                .filter_map(|d| cat.get(d))
+                .filter(|d| d.state.busy_elsewhere())
+                .map(|d| {
+                    format!(
+                        "{} ({} by process {})",
+                        d.name,
+                        d.state.label(),
+                        d.state.worker().unwrap_or_default()
+                    )
+                })
+                .collect();
+            if !busy.is_empty() {
+                return Err(Error::InvalidState(format!(
+                    "{name:?} has a branch that is being made or changed by another bpg process: {}; wait for it to finish, then run destroy again",
+                    busy.join(", ")
+                )));
+            }
+            if (!desc.is_empty() || !foreign.is_empty()) && !force {
+                let mut parts = Vec::new();
+                if !desc.is_empty() {
+                    parts.push(format!("branches {}", desc.join(", ")));
+                }
+                if !foreign.is_empty() {
+                    parts.push(format!(
+                        "snapshots or datasets betterpg did not make (--force destroys them too): {}",
+                        foreign.join(", ")
+                    ));
+                }
                 return Err(Error::HasDependents {
                     name: name.to_string(),
-                    dependents: desc.join(", "),
+                    dependents: parts.join("; "),
                 });
             }
             let mut victims = desc;
             victims.push(name.to_string());
-            let me = std::process::id();
             for v in &victims {
                 if let Some(x) = cat.get_mut(v) {
-                    x.state = State::Destroying { pid: me };
+                    x.state = State::destroying();
                 }
             }
             cat.save()?;
@@ -949,6 +1047,26 @@ impl BranchManager {
         Ok(())
     }
 
+    /// Snapshots and datasets under `datasets` (each included) that
+    /// betterpg did not make for this home, by full name.
+    pub(crate) async fn not_made_by_betterpg(&self, datasets: &[String]) -> Result<Vec<String>> {
+        let home = self.home.root().to_string_lossy().into_owned();
+        let mut out = Vec::new();
+        for ds in datasets {
+            let list = match self.storage.list(ds).await {
+                Ok(l) => l,
+                Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            out.extend(
+                list.into_iter()
+                    .filter(|d| d.name != *ds && !d.made_by_betterpg(&home))
+                    .map(|d| d.name),
+            );
+        }
+        Ok(out)
+    }
+
     /// Remove one entry and everything it owns; tolerant of parts already gone
     /// (so a destroy interrupted half-way can simply be run again).
     pub(crate) async fn destroy_one(&self, e: &Entry) -> Result<()> {
@@ -957,12 +1075,10 @@ impl BranchManager {
                 .await?;
         if let Some(ds) = self.storage.get(&e.dataset).await? {
             if let Some(mp) = ds.mountpoint {
-                let spec = self.spec_for(e, mp.join(PGDATA_SUBDIR));
-                if let Ok(spec) = spec {
-                    let rt = self.runtime(&e.runtime)?;
-                    rt.stop(&spec).await?;
-                    rt.remove(&spec).await?;
-                }
+                let spec = self.control_spec_for(e, mp.join(PGDATA_SUBDIR));
+                let rt = self.runtime(&e.runtime)?;
+                rt.stop(&spec).await?;
+                rt.remove(&spec).await?;
             }
             destroy_with_retry(&*self.storage, &e.dataset, true).await?;
         }
@@ -1003,18 +1119,13 @@ impl BranchManager {
 
     async fn info_of(&self, e: &Entry, ds: Option<&DatasetInfo>) -> Result<Info> {
         let status = match ds.and_then(|d| d.mountpoint.clone()) {
-            Some(mp) => match self.spec_for(e, mp.join(PGDATA_SUBDIR)) {
-                Ok(spec) => self.runtime(&e.runtime)?.status(&spec).await?,
-                Err(_) => RunStatus::Stopped,
-            },
+            Some(mp) => {
+                let spec = self.control_spec_for(e, mp.join(PGDATA_SUBDIR));
+                self.runtime(&e.runtime)?.status(&spec).await?
+            }
             None => RunStatus::Stopped,
         };
-        let state = match &e.state {
-            State::Ready => "ready",
-            State::Creating { pid } if pid_alive(*pid) => "creating",
-            State::Destroying { pid } if pid_alive(*pid) => "destroying",
-            _ => "incomplete",
-        };
+        let state = e.state.label();
         Ok(Info {
             name: e.name.clone(),
             kind: e.kind.as_str(),
@@ -1126,11 +1237,6 @@ pub(crate) async fn destroy_with_retry(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     Err(last.unwrap_or_else(|| Error::Internal("destroy failed".into())))
-}
-
-/// True when a process with this pid exists.
-pub(crate) fn pid_alive(pid: u32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
 
 /// True when a start failed because the port was taken: PostgreSQL's

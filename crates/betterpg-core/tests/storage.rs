@@ -535,6 +535,68 @@ async fn user_props_round_trip() {
     assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
 }
 
+/// Both backends say which user properties are set on a dataset itself and
+/// which are inherited (by a child dataset or a snapshot): betterpg's
+/// ownership test (gc, destroy) rests on it.
+#[tokio::test]
+async fn props_say_whether_they_are_local_or_inherited() {
+    let (_pool, s, root) = setup().await;
+    let db = format!("{root}/db");
+    let home = "/some/home";
+    s.create(
+        &db,
+        None,
+        &[
+            ("managed", "yes"),
+            ("home", home),
+            ("name", "db"),
+            ("dataset", &db),
+        ],
+    )
+    .await
+    .unwrap();
+    let child = format!("{db}/extra");
+    s.create(&child, None, &[]).await.unwrap();
+    s.snapshot(&[&db], "manual", &[]).await.unwrap();
+    s.snapshot(
+        &[&db],
+        "bpg-dev-1",
+        &[("managed", "yes"), ("home", home), ("branch", "dev")],
+    )
+    .await
+    .unwrap();
+    let listed = s.list(&db).await.unwrap();
+    let by = |n: &str| {
+        listed
+            .iter()
+            .find(|d| d.name == n)
+            .unwrap_or_else(|| panic!("{n} not listed: {listed:?}"))
+            .clone()
+    };
+    let d = by(&db);
+    assert_eq!(d.local_prop("name"), Some("db"), "{d:?}");
+    assert!(d.made_by_betterpg(home), "{d:?}");
+    assert_eq!(
+        s.get(&db).await.unwrap().unwrap().local,
+        d.local,
+        "get and list agree"
+    );
+    for n in [child.clone(), format!("{db}@manual")] {
+        let x = by(&n);
+        assert_eq!(
+            x.props.get("name").map(String::as_str),
+            Some("db"),
+            "inherited: {x:?}"
+        );
+        assert_eq!(x.local_prop("name"), None, "{x:?}");
+        assert_eq!(x.local_prop("managed"), None, "{x:?}");
+        assert!(!x.made_by_betterpg(home), "{x:?}");
+    }
+    let snap = by(&format!("{db}@bpg-dev-1"));
+    assert_eq!(snap.local_prop("branch"), Some("dev"), "{snap:?}");
+    assert!(snap.made_by_betterpg(home), "{snap:?}");
+}
+
 /// Median of `v` (milliseconds).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());

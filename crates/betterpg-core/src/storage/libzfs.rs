@@ -24,7 +24,7 @@
 //! process-global state: one handle per process, behind a mutex, every call
 //! on a blocking thread (`spawn_blocking`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int, c_void};
 use std::path::{Path, PathBuf};
@@ -340,15 +340,21 @@ impl Zhp {
         (!s.is_empty() && s != "-").then_some(s)
     }
     /// betterpg's user properties (the names `catalog::ZFS_PROPS` lists, as
-    /// the CLI backend reads them), local or inherited, without the prefix.
-    fn user_props(&self) -> BTreeMap<String, String> {
+    /// the CLI backend reads them), local or inherited, without the prefix;
+    /// and the names of those set on this dataset itself. Each property's
+    /// nvlist holds its `value` and its `source`: the name of the dataset
+    /// it is set on, so it is local when that is this handle's own name
+    /// (what `zfs get` prints as source `local`).
+    fn user_props(&self) -> (BTreeMap<String, String>, BTreeSet<String>) {
         let wanted = crate::catalog::ZFS_PROPS;
+        let own_name = self.name();
         let mut out = BTreeMap::new();
+        let mut local = BTreeSet::new();
         // SAFETY: the list belongs to the handle (not freed here).
         unsafe {
             let list = zsys::zfs_get_user_props(self.0);
             if list.is_null() {
-                return out;
+                return (out, local);
             }
             let mut pair = nv::nvlist_next_nvpair(list, std::ptr::null_mut());
             while !pair.is_null() {
@@ -356,6 +362,7 @@ impl Zhp {
                 if let Some(k) = name.strip_prefix(PROP_PREFIX) {
                     let mut inner: *mut nv::nvlist_t = std::ptr::null_mut();
                     let mut val: *mut c_char = std::ptr::null_mut();
+                    let mut src: *mut c_char = std::ptr::null_mut();
                     if wanted.contains(&k)
                         && nv::nvpair_value_nvlist(pair, &mut inner) == 0
                         && nv::nvlist_lookup_string(inner, c"value".as_ptr(), &mut val) == 0
@@ -363,6 +370,14 @@ impl Zhp {
                     {
                         let v = CStr::from_ptr(val).to_string_lossy().into_owned();
                         if !v.is_empty() && v != "-" {
+                            // No source entry: treated as inherited (never
+                            // counts as betterpg's).
+                            if nv::nvlist_lookup_string(inner, c"source".as_ptr(), &mut src) == 0
+                                && !src.is_null()
+                                && CStr::from_ptr(src).to_string_lossy() == own_name
+                            {
+                                local.insert(k.to_string());
+                            }
                             out.insert(k.to_string(), v);
                         }
                     }
@@ -370,10 +385,11 @@ impl Zhp {
                 pair = nv::nvlist_next_nvpair(list, pair);
             }
         }
-        out
+        (out, local)
     }
     fn info(&self, p: &Props) -> DatasetInfo {
         let kind = self.kind();
+        let (props, local) = self.user_props();
         DatasetInfo {
             name: self.name(),
             kind,
@@ -397,7 +413,8 @@ impl Zhp {
             } else {
                 None
             },
-            props: self.user_props(),
+            props,
+            local,
         }
     }
 }

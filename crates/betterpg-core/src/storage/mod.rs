@@ -12,7 +12,7 @@ mod zfs_cli;
 
 pub use zfs_cli::{host_free_space, parse_get_output, PoolFileSpace, ZfsCli, ZfsFlavor};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -52,8 +52,57 @@ pub struct DatasetInfo {
     pub quota: Option<u64>,
     /// Where it is mounted (file systems only).
     pub mountpoint: Option<PathBuf>,
-    /// betterpg's user properties, without the `betterpg:` prefix.
+    /// betterpg's user properties, without the `betterpg:` prefix, set on
+    /// this dataset or inherited (ZFS user properties are inherited by
+    /// children and snapshots).
     pub props: BTreeMap<String, String>,
+    /// The names (keys of `props`) whose ZFS source is `local`: set on this
+    /// dataset or snapshot itself, not inherited. Only these say who made
+    /// it (see [`DatasetInfo::made_by_betterpg`]).
+    pub local: BTreeSet<String>,
+}
+
+impl DatasetInfo {
+    /// The betterpg property `key` when it is set on this dataset itself
+    /// (not inherited from a parent).
+    pub fn local_prop(&self, key: &str) -> Option<&str> {
+        if self.local.contains(key) {
+            self.props.get(key).map(String::as_str)
+        } else {
+            None
+        }
+    }
+
+    /// True when betterpg made this dataset or snapshot for the home
+    /// `home`. A snapshot an operator takes of a database, or a dataset made
+    /// under one, inherits its `betterpg:*` properties, so only properties
+    /// set locally count, and they must name this very dataset:
+    /// `betterpg:dataset` equal to its full name, or (datasets made before
+    /// that property existed) `betterpg:name` equal to its last path
+    /// component; for a snapshot, `betterpg:branch` = B with a snapshot name
+    /// `bpg-B-…` (as betterpg names them).
+    pub fn made_by_betterpg(&self, home: &str) -> bool {
+        if self.local_prop("managed") != Some("yes") || self.local_prop("home") != Some(home) {
+            return false;
+        }
+        if let Some(ds) = self.local_prop("dataset") {
+            return ds == self.name;
+        }
+        match self.kind {
+            DatasetType::Filesystem => self
+                .local_prop("name")
+                .is_some_and(|n| self.name.rsplit('/').next() == Some(n)),
+            DatasetType::Snapshot => {
+                let snap = self.name.split_once('@').map(|(_, s)| s).unwrap_or("");
+                self.local_prop("branch").is_some_and(|b| {
+                    snap.strip_prefix("bpg-")
+                        .and_then(|rest| rest.strip_prefix(b))
+                        .is_some_and(|tail| tail.is_empty() || tail.starts_with('-'))
+                })
+            }
+            DatasetType::Other => false,
+        }
+    }
 }
 
 /// The ZFS space limits betterpg sets (see [`crate::space`]).
@@ -264,4 +313,67 @@ async fn open_libzfs() -> std::result::Result<(Arc<dyn Storage>, String), String
 #[cfg(not(feature = "libzfs"))]
 async fn open_libzfs() -> std::result::Result<(Arc<dyn Storage>, String), String> {
     Err("this build has no libzfs support (cargo feature `libzfs` is off)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds(name: &str, kind: DatasetType, props: &[(&str, &str)], local: &[&str]) -> DatasetInfo {
+        DatasetInfo {
+            name: name.into(),
+            kind,
+            used: 0,
+            referenced: 0,
+            origin: None,
+            quota: None,
+            mountpoint: None,
+            props: props
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            local: local.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn only_local_properties_naming_the_dataset_make_it_betterpgs() {
+        use DatasetType::*;
+        let h = "/h";
+        let all = [("managed", "yes"), ("home", h), ("name", "prod")];
+        let every = ["managed", "home", "name"];
+        // A database (old style: name) and one with betterpg:dataset.
+        assert!(ds("t/b/prod", Filesystem, &all, &every).made_by_betterpg(h));
+        let mut p = all.to_vec();
+        p.push(("dataset", "t/b/prod"));
+        assert!(
+            ds("t/b/prod", Filesystem, &p, &["managed", "home", "dataset"]).made_by_betterpg(h)
+        );
+        // Renamed elsewhere: the recorded name no longer matches.
+        assert!(
+            !ds("t/b/other", Filesystem, &p, &["managed", "home", "dataset"]).made_by_betterpg(h)
+        );
+        // Another home's.
+        assert!(!ds("t/b/prod", Filesystem, &all, &every).made_by_betterpg("/x"));
+        // A child dataset or snapshot inheriting everything from prod.
+        assert!(!ds("t/b/prod/extra", Filesystem, &all, &[]).made_by_betterpg(h));
+        assert!(!ds("t/b/prod@manual", Snapshot, &all, &[]).made_by_betterpg(h));
+        assert!(!ds("t/b/prod@autosnap_2026-01-01_daily", Snapshot, &all, &[]).made_by_betterpg(h));
+        // A child that happens to be called like its parent.
+        assert!(!ds("t/b/prod/prod", Filesystem, &all, &[]).made_by_betterpg(h));
+        // Local but not naming this dataset.
+        assert!(!ds("t/b/prod/x", Filesystem, &all, &every).made_by_betterpg(h));
+        // A branch snapshot: local branch matching the snapshot's name.
+        let snap = [("managed", "yes"), ("home", h), ("branch", "dev")];
+        let local = ["managed", "home", "branch"];
+        assert!(ds("t/b/prod@bpg-dev-17", Snapshot, &snap, &local).made_by_betterpg(h));
+        assert!(ds("t/b/prod@bpg-dev", Snapshot, &snap, &local).made_by_betterpg(h));
+        assert!(!ds("t/b/prod@bpg-devx-17", Snapshot, &snap, &local).made_by_betterpg(h));
+        assert!(!ds("t/b/prod@manual", Snapshot, &snap, &local).made_by_betterpg(h));
+        // managed inherited, branch local (as a snapshot made with only
+        // -o betterpg:branch would be): not ours.
+        assert!(
+            !ds("t/b/prod@bpg-dev-1", Snapshot, &snap, &["branch", "home"]).made_by_betterpg(h)
+        );
+    }
 }

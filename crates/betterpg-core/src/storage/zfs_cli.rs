@@ -7,7 +7,7 @@
 //! zfs-fuse's `zfs snapshot` takes a single argument, so an atomic snapshot of
 //! several datasets uses `zfs snapshot -r` on their common parent there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -102,7 +102,9 @@ impl ZfsCli {
         if recursive {
             args.push("-r".into());
         }
-        args.extend(["-H", "-p", "-o", "name,property,value"].map(String::from));
+        // `source` says whether a user property is set on the dataset
+        // itself or inherited: only local ones say who made it.
+        args.extend(["-H", "-p", "-o", "name,property,value,source"].map(String::from));
         args.push(props);
         args.extend(names.iter().map(|s| s.to_string()));
         let out = self.run(&args).await?;
@@ -332,15 +334,19 @@ fn classify_error(args: &[String], stderr: &str) -> Error {
     Error::Zfs(format!("`{cmd}` failed: {stderr}"))
 }
 
-/// Parse `zfs get -H -p -o name,property,value` output into datasets, in the
-/// order they first appear.
+/// Parse `zfs get -H -p -o name,property,value,source` output into
+/// datasets, in the order they first appear. A value may hold tabs; the
+/// source (`local`, `default`, `inherited from X`, `-` ...) never does.
 pub fn parse_get_output(out: &str) -> Vec<DatasetInfo> {
     let mut order: Vec<String> = Vec::new();
     let mut map: BTreeMap<String, DatasetInfo> = BTreeMap::new();
     for line in out.lines() {
         let mut parts = line.splitn(3, '\t');
-        let (Some(name), Some(prop), Some(value)) = (parts.next(), parts.next(), parts.next())
+        let (Some(name), Some(prop), Some(rest)) = (parts.next(), parts.next(), parts.next())
         else {
+            continue;
+        };
+        let Some((value, source)) = rest.rsplit_once('\t') else {
             continue;
         };
         let entry = map.entry(name.to_string()).or_insert_with(|| {
@@ -358,6 +364,7 @@ pub fn parse_get_output(out: &str) -> Vec<DatasetInfo> {
                 quota: None,
                 mountpoint: None,
                 props: BTreeMap::new(),
+                local: BTreeSet::new(),
             }
         });
         let unset = value == "-" || value.is_empty();
@@ -381,6 +388,9 @@ pub fn parse_get_output(out: &str) -> Vec<DatasetInfo> {
                 if let Some(k) = p.strip_prefix(PROP_PREFIX) {
                     if !unset {
                         entry.props.insert(k.to_string(), value.to_string());
+                        if source == "local" {
+                            entry.local.insert(k.to_string());
+                        }
                     }
                 }
             }
@@ -581,25 +591,26 @@ impl Storage for ZfsCli {
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = "tank/b\ttype\tfilesystem\n\
-tank/b\tused\t1048576\n\
-tank/b\treferenced\t114688\n\
-tank/b\torigin\t-\n\
-tank/b\tmountpoint\t/tank/b\n\
-tank/b\tquota\t0\n\
-tank/b\tbetterpg:kind\t-\n\
-tank/b/dev\ttype\tfilesystem\n\
-tank/b/dev\tused\t8192\n\
-tank/b/dev\treferenced\t40000000\n\
-tank/b/dev\torigin\ttank/b/prod@bpg-dev\n\
-tank/b/dev\tmountpoint\t/tank/b/dev\n\
-tank/b/dev\tquota\t67108864\n\
-tank/b/dev\tbetterpg:kind\tbranch\n\
-tank/b/dev\tbetterpg:parent\tprod\n\
-tank/b/prod@bpg-dev\ttype\tsnapshot\n\
-tank/b/prod@bpg-dev\tused\t0\n\
-tank/b/prod@bpg-dev\tmountpoint\t-\n\
-tank/b/prod@bpg-dev\tbetterpg:note\twith\ttab\n";
+    const SAMPLE: &str = "tank/b\ttype\tfilesystem\t-\n\
+tank/b\tused\t1048576\t-\n\
+tank/b\treferenced\t114688\t-\n\
+tank/b\torigin\t-\t-\n\
+tank/b\tmountpoint\t/tank/b\tdefault\n\
+tank/b\tquota\t0\tdefault\n\
+tank/b\tbetterpg:kind\t-\t-\n\
+tank/b/dev\ttype\tfilesystem\t-\n\
+tank/b/dev\tused\t8192\t-\n\
+tank/b/dev\treferenced\t40000000\t-\n\
+tank/b/dev\torigin\ttank/b/prod@bpg-dev\t-\n\
+tank/b/dev\tmountpoint\t/tank/b/dev\tinherited from tank/b\n\
+tank/b/dev\tquota\t67108864\tlocal\n\
+tank/b/dev\tbetterpg:kind\tbranch\tlocal\n\
+tank/b/dev\tbetterpg:parent\tprod\tlocal\n\
+tank/b/prod@bpg-dev\ttype\tsnapshot\t-\n\
+tank/b/prod@bpg-dev\tused\t0\t-\n\
+tank/b/prod@bpg-dev\tmountpoint\t-\t-\n\
+tank/b/prod@bpg-dev\tbetterpg:kind\tdatabase\tinherited from tank/b/prod\n\
+tank/b/prod@bpg-dev\tbetterpg:note\twith\ttab\tlocal\n";
 
     #[test]
     fn parses_get_output() {
@@ -619,6 +630,13 @@ tank/b/prod@bpg-dev\tbetterpg:note\twith\ttab\n";
         assert_eq!(ds[2].kind, DatasetType::Snapshot);
         assert_eq!(ds[2].mountpoint, None);
         assert_eq!(ds[2].props["note"], "with\ttab");
+        // Where each property comes from: set here, or inherited.
+        assert!(ds[1].local.contains("kind") && ds[1].local.contains("parent"));
+        assert_eq!(ds[2].props["kind"], "database");
+        assert!(!ds[2].local.contains("kind"), "inherited from prod");
+        assert!(ds[2].local.contains("note"));
+        assert_eq!(ds[1].local_prop("kind"), Some("branch"));
+        assert_eq!(ds[2].local_prop("kind"), None);
     }
 
     #[test]
