@@ -114,6 +114,7 @@ fn destroy_and_branch_of_the_same_source_started_together() {
 /// Start `bpg branch prod dev` with `BETTERPG_FAULT=<fault>` and wait until
 /// it says it is pausing there.
 fn branch_paused_at(env: &TestEnv, fault: &str) -> std::process::Child {
+    require_fault_injection();
     let mut c = Command::new(bpg_exe())
         .arg("--home")
         .arg(&env.home)

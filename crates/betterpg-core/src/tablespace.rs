@@ -266,6 +266,7 @@ impl BranchManager {
                         ("managed", "yes"),
                         ("kind", "tablespace"),
                         ("name", &entry.name),
+                        ("dataset", &target),
                         ("home", &home),
                         ("created", &created),
                     ],

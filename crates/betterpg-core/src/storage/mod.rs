@@ -89,9 +89,16 @@ impl DatasetInfo {
             return ds == self.name;
         }
         match self.kind {
-            DatasetType::Filesystem => self
-                .local_prop("name")
-                .is_some_and(|n| self.name.rsplit('/').next() == Some(n)),
+            DatasetType::Filesystem => self.local_prop("name").is_some_and(|n| {
+                let mut parts = self.name.rsplit('/');
+                let last = parts.next();
+                // A branch's tablespace clone, `<branch>/tblspc-OID`, is
+                // named after its branch.
+                last == Some(n)
+                    || self.local_prop("kind") == Some("tablespace")
+                        && last.is_some_and(|l| l.starts_with("tblspc-"))
+                        && parts.next() == Some(n)
+            }),
             DatasetType::Snapshot => {
                 let snap = self.name.split_once('@').map(|(_, s)| s).unwrap_or("");
                 self.local_prop("branch").is_some_and(|b| {
@@ -359,6 +366,19 @@ mod tests {
         assert!(!ds("t/b/prod/extra", Filesystem, &all, &[]).made_by_betterpg(h));
         assert!(!ds("t/b/prod@manual", Snapshot, &all, &[]).made_by_betterpg(h));
         assert!(!ds("t/b/prod@autosnap_2026-01-01_daily", Snapshot, &all, &[]).made_by_betterpg(h));
+        // A branch's tablespace clone (made before betterpg:dataset).
+        let ts = [
+            ("managed", "yes"),
+            ("home", h),
+            ("name", "dev"),
+            ("kind", "tablespace"),
+        ];
+        let ts_local = ["managed", "home", "name", "kind"];
+        assert!(
+            ds("t/b/_branches/dev/tblspc-16384", Filesystem, &ts, &ts_local).made_by_betterpg(h)
+        );
+        assert!(!ds("t/b/_branches/dev/other", Filesystem, &ts, &ts_local).made_by_betterpg(h));
+        assert!(!ds("t/b/_branches/dev/tblspc-1", Filesystem, &ts, &[]).made_by_betterpg(h));
         // A child that happens to be called like its parent.
         assert!(!ds("t/b/prod/prod", Filesystem, &all, &[]).made_by_betterpg(h));
         // Local but not naming this dataset.
