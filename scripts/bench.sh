@@ -3,7 +3,9 @@
 # time until a copy answers a query (betterpg branches vs CREATE DATABASE
 # TEMPLATE, PG 18 reflink clone, pg_basebackup, pg_dump|pg_restore) at
 # 100 MB / 1 GB / 4 GB, the cost to the source under pgbench, branch space,
-# betterpg's per-step breakdown, and per-test cost in pytest.
+# betterpg's per-step breakdown, and per-test cost in pytest; then
+# benches/recordsize.py: a branch's growth after the same UPDATE with the old
+# (128K records) and new (8K) dataset properties.
 #
 # Usage: scripts/bench.sh [--short] [--no-docker] [run.py options...]
 # Env:   BPG_BENCH_BIN=PATH  use this bpg instead of building a release one.
@@ -66,9 +68,13 @@ backstop() {
         || runuser -u postgres -- "${PG18_BIN:-/nonexistent}/pg_ctl" stop -m immediate -D "$(dirname "$pidfile")" >/dev/null 2>&1 || true
     done < <(find "$WORK" -maxdepth 5 -name postmaster.pid 2>/dev/null)
   fi
-  if zpool list -H -o name 2>/dev/null | grep -qx "$POOL"; then
-    for _ in $(seq 1 40); do zpool destroy -f "$POOL" >/dev/null 2>&1 && break; sleep 0.5; done
-  fi
+  local p
+  for p in "$POOL" "${POOL}rs128k" "${POOL}rs8k"; do
+    if zpool list -H -o name 2>/dev/null | grep -qx "$p"; then
+      for _ in $(seq 1 40); do zpool destroy -f "$p" >/dev/null 2>&1 && break; sleep 0.5; done
+    fi
+  done
+  rm -f "/tmp/betterpg-test/${POOL}rs128k.img" "/tmp/betterpg-test/${POOL}rs8k.img"
   mp=$WORK/xfs
   if mountpoint -q "$mp" 2>/dev/null; then umount -l "$mp" || true; fi
   for loop in $(losetup -j "/tmp/betterpg-test/bpgbench-$TAG-xfs.img" -O NAME -n 2>/dev/null); do
@@ -142,4 +148,13 @@ PYPID=$!
 wait "$PYPID" || rc=$?
 PYPID=
 (( rc == 0 )) || die "benchmark harness failed (exit $rc); see the failures listed above"
+
+# Branch growth for the same UPDATE with the old dataset properties
+# (recordsize=128K, atime=on) and betterpg's (8K, off), side by side
+# (docs/benchmarks.md, "Dataset properties").
+RS_OUT=$([[ $SHORT == 1 ]] && echo "$REPO/target/bench-short" || echo "$REPO/benches/results")/recordsize.json
+log "running benches/recordsize.py -> $RS_OUT"
+"$VENV/bin/python" benches/recordsize.py --bpg "$BPG" --work "$WORK/recordsize" --out "$RS_OUT" \
+  --pool-prefix "${POOL}rs" --ports 59450-59489 $([[ $SHORT == 1 ]] && echo --pages 4096) \
+  || die "benches/recordsize.py failed; see above"
 ok "benchmarks done"

@@ -92,6 +92,16 @@ enum Cmd {
         /// (at least 32; 0: none). Default 1024.
         #[arg(long, value_name = "N")]
         docker_pids: Option<u64>,
+        /// ZFS record size of the datasets (default 8K, PostgreSQL's page:
+        /// a branch changing one page copies one record).
+        #[arg(long, value_name = "SIZE")]
+        recordsize: Option<String>,
+        /// A ZFS property of the datasets, replacing betterpg's default
+        /// (recordsize=8K, atime=off, compression=lz4 or on); repeatable.
+        /// Keys: recordsize, compression, atime, logbias, primarycache,
+        /// secondarycache, xattr, redundant_metadata.
+        #[arg(long = "zfs-property", value_name = "KEY=VALUE")]
+        zfs_property: Vec<String>,
     },
     /// Check this machine and home: storage backend and why, ZFS flavour,
     /// PostgreSQL binaries, OS user. Exits non-zero when something is missing.
@@ -289,6 +299,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
             branch_reserve,
             docker_memory,
             docker_pids,
+            recordsize,
+            zfs_property,
         } => {
             // Checked before anything is made, so a bad value changes nothing.
             if let Some(r) = &runtime {
@@ -319,6 +331,13 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
             };
             let port_range = ports.map(|p| parse_ports(&p)).transpose()?;
+            let mut zfs_properties = zfs_property
+                .iter()
+                .map(|p| betterpg_core::storage::props::parse_assignment(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(r) = recordsize {
+                zfs_properties.push(("recordsize".into(), r));
+            }
             let mut mgr = BranchManager::init_with_backend(
                 &cli.home,
                 InitOptions {
@@ -331,6 +350,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     branch_reserve: branch_reserve.as_deref().map(parse_size).transpose()?,
                     docker_memory: docker_memory.as_deref().map(parse_size).transpose()?,
                     docker_pids,
+                    zfs_properties,
                 },
                 storage_backend.as_deref(),
             )
@@ -347,6 +367,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     mgr.config().dataset,
                     mgr.storage_backend(),
                     mgr.storage_selection().reason
+                );
+                println!(
+                    "dataset properties: {}",
+                    format_props(&mgr.config().zfs_properties)
                 );
             }
         }
@@ -646,6 +670,33 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
             }
         }
     }
+    // The datasets' ZFS properties: recorded at init, and what ZFS says now.
+    let mut dataset_props = serde_json::Value::Null;
+    if let Some(c) = &cfg {
+        let mut keys: Vec<String> = c.zfs_properties.keys().cloned().collect();
+        if keys.is_empty() {
+            keys = storage::props::defaults(zfs.flavor().await)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+        }
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        match zfs.get_native(&c.dataset, &keys).await {
+            Ok(live) => {
+                for (k, v) in &c.zfs_properties {
+                    if live.get(k) != Some(v) {
+                        warnings.push(format!(
+                            "dataset {} has {k}={} but init set {k}={v}",
+                            c.dataset,
+                            live.get(k).map(String::as_str).unwrap_or("?")
+                        ));
+                    }
+                }
+                dataset_props = json!({ "recorded": c.zfs_properties, "live": live });
+            }
+            Err(e) => problems.push(format!("dataset properties: {e}")),
+        }
+    }
     // A sparse pool file the host could not hold once the pool fills:
     // the pool would suspend before ZFS reports it full.
     let pool_file = match cfg.as_ref().and_then(|c| c.pool_file.clone()) {
@@ -688,6 +739,7 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
         "postgres": pg,
         "os_user": user,
         "pool_file": pool_file,
+        "dataset_properties": dataset_props,
         "warnings": warnings,
         "problems": problems,
     });
@@ -727,6 +779,13 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
             Some(e) => println!("os user:  ERROR {}", e.as_str().unwrap_or_default()),
             None => println!("os user:  {} (uid {})", field(u, "name"), field(u, "uid")),
         }
+        if let Some(live) = report["dataset_properties"]["live"].as_object() {
+            let p: std::collections::BTreeMap<String, String> = live
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            println!("dataset:  {}", format_props(&p));
+        }
         for w in &warnings {
             println!("WARNING:  {w}");
         }
@@ -765,6 +824,17 @@ fn branch_options(fast: bool, quota: Option<String>) -> Result<BranchOptions, Er
         },
         quota: quota.as_deref().map(parse_size).transpose()?,
     })
+}
+
+/// `k=v k=v ...` of ZFS properties.
+fn format_props(p: &std::collections::BTreeMap<String, String>) -> String {
+    if p.is_empty() {
+        return "(not recorded)".into();
+    }
+    p.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn parse_ports(s: &str) -> Result<(u16, u16), Error> {

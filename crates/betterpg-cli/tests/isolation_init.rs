@@ -175,3 +175,143 @@ fn a_home_the_server_user_cannot_reach_is_refused_at_init_and_found_by_doctor() 
     std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o711)).unwrap();
     bpg.ok(&["destroy", "prod", "--force"]);
 }
+
+/// `zfs get -H -o value PROP DATASET`.
+fn zfs_value(dataset: &str, prop: &str) -> String {
+    let o = Command::new("zfs")
+        .args(["get", "-H", "-o", "value", prop, dataset])
+        .output()
+        .expect("zfs get");
+    assert!(
+        o.status.success(),
+        "zfs get {prop} {dataset}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// lz4 where this ZFS has it (OpenZFS), else `on` (zfs-fuse 0.7).
+fn default_compression() -> &'static str {
+    let openzfs = Command::new("zfs")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if openzfs {
+        "lz4"
+    } else {
+        "on"
+    }
+}
+
+/// Item 15: betterpg's ZFS properties for PostgreSQL are on the root
+/// dataset and on every database and branch (inherited), recorded in the
+/// config and shown by doctor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dataset_properties_for_postgresql_are_set_at_init() {
+    setup_ports();
+    let env = TestEnv::plan("bpghc");
+    let bpg = Bpg::of(&env);
+    bpg.ok(&strs(&init_args(&env, &env.pool_file, "1G")));
+    bpg.ok(&["create", "prod"]);
+    bpg.ok(&["branch", "prod", "dev"]);
+    let root = format!("{}/betterpg", env.pool);
+    let status = bpg.json(&["status"]);
+    let mut datasets = vec![root.clone()];
+    for i in status.as_array().expect("status is a list") {
+        datasets.push(i["dataset"].as_str().unwrap().to_string());
+    }
+    assert_eq!(datasets.len(), 3, "{status}");
+    for ds in &datasets {
+        assert_eq!(zfs_value(ds, "recordsize"), "8K", "{ds}");
+        assert_eq!(zfs_value(ds, "atime"), "off", "{ds}");
+        assert_eq!(zfs_value(ds, "compression"), default_compression(), "{ds}");
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.home.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["zfs_properties"]["recordsize"], "8K", "{cfg}");
+    assert_eq!(cfg["zfs_properties"]["atime"], "off", "{cfg}");
+    let doc = bpg.json(&["doctor"]);
+    assert_eq!(
+        doc["dataset_properties"]["live"]["recordsize"], "8K",
+        "{doc}"
+    );
+    assert_eq!(
+        doc["dataset_properties"]["recorded"], cfg["zfs_properties"],
+        "{doc}"
+    );
+    bpg.ok(&["destroy", "prod", "--force"]);
+}
+
+/// Item 15: `--recordsize` and `--zfs-property` override the defaults (on
+/// the datasets and in the record); bad keys and values are refused before
+/// anything is made.
+#[test]
+fn dataset_properties_can_be_overridden_and_bad_ones_change_nothing() {
+    setup_ports();
+    let env = TestEnv::plan("bpghc");
+    let bpg = Bpg::of(&env);
+    let base = init_args(&env, &env.pool_file, "1G");
+    for bad in [
+        &["--recordsize", "3K"][..],
+        &["--recordsize", "lots"],
+        &["--zfs-property", "recordsize=256K"], // above zfs-fuse's 128K, below OpenZFS's 1M
+        &["--zfs-property", "atime=sometimes"],
+        &["--zfs-property", "sync=disabled"],
+        &["--zfs-property", "mountpoint=/tmp/x"],
+        &["--zfs-property", "compression"],
+    ] {
+        if bad[1] == "recordsize=256K" && default_compression() == "lz4" {
+            continue; // valid on OpenZFS
+        }
+        let mut args = strs(&base);
+        args.extend_from_slice(bad);
+        let err = bpg.fails(&args);
+        let key = bad[1].split('=').next().unwrap();
+        let key = if bad[0] == "--recordsize" {
+            "recordsize"
+        } else {
+            key
+        };
+        assert!(
+            err.contains(key),
+            "{bad:?}: the error should name {key}: {err}"
+        );
+        assert!(!env.pool_file.exists(), "{bad:?}: init left the pool file");
+        assert!(!pool_exists(&env.pool), "{bad:?}: init left the pool");
+        assert!(
+            !env.home.join("config.json").exists(),
+            "{bad:?}: init wrote a config"
+        );
+    }
+    let mut args = strs(&base);
+    args.extend_from_slice(&[
+        "--recordsize",
+        "16K",
+        "--zfs-property",
+        "atime=on",
+        "--zfs-property",
+        "compression=gzip",
+        "--zfs-property",
+        "logbias=throughput",
+    ]);
+    let cfg = bpg.json(&args);
+    let root = format!("{}/betterpg", env.pool);
+    for (k, v) in [
+        ("recordsize", "16K"),
+        ("atime", "on"),
+        ("compression", "gzip"),
+        ("logbias", "throughput"),
+    ] {
+        assert_eq!(zfs_value(&root, k), v, "{k}");
+        assert_eq!(cfg["zfs_properties"][k], v, "{k} recorded: {cfg}");
+    }
+    bpg.ok(&["create", "prod"]);
+    let prod = bpg.json(&["status"])[0]["dataset"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(zfs_value(&prod, "recordsize"), "16K");
+    bpg.ok(&["destroy", "prod", "--force"]);
+}

@@ -84,6 +84,11 @@ pub struct Config {
     /// [`crate::catalog::lock`]).
     #[serde(default = "default_lock_timeout")]
     pub lock_timeout_secs: u64,
+    /// Native ZFS properties of the root dataset (inherited by every
+    /// database and branch) as ZFS reported them right after `init` set
+    /// them (see [`crate::storage::props`]); empty for homes made before.
+    #[serde(default)]
+    pub zfs_properties: std::collections::BTreeMap<String, String>,
 }
 
 fn default_lock_timeout() -> u64 {
@@ -153,6 +158,7 @@ impl Config {
             docker_memory: DEFAULT_DOCKER_MEMORY,
             docker_pids: DEFAULT_DOCKER_PIDS,
             lock_timeout_secs: default_lock_timeout(),
+            zfs_properties: Default::default(),
         }
     }
 

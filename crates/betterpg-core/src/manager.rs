@@ -71,6 +71,12 @@ pub struct InitOptions {
     /// Most processes/threads in every container, 0 for none; default
     /// [`crate::home::DEFAULT_DOCKER_PIDS`].
     pub docker_pids: Option<u64>,
+    /// Native ZFS properties (`("recordsize", "16K")` ...) replacing or
+    /// adding to betterpg's defaults for PostgreSQL (`recordsize=8K`,
+    /// `atime=off`, `compression=lz4` or `on`); see
+    /// [`crate::storage::props`] for the keys and values accepted. Empty:
+    /// the defaults.
+    pub zfs_properties: Vec<(String, String)>,
 }
 
 impl InitOptions {
@@ -86,6 +92,7 @@ impl InitOptions {
             branch_reserve: None,
             docker_memory: None,
             docker_pids: None,
+            zfs_properties: Vec::new(),
         }
     }
 }
@@ -290,7 +297,8 @@ impl BranchManager {
         let (storage, storage_selection) = crate::storage::select(storage_backend).await?;
         let zfs = ZfsCli::default();
         // The storage's own checks, then reachability, all before anything
-        // is made.
+        // is made. ZFS properties are checked against this ZFS's flavour.
+        let zfs_props = crate::storage::props::resolve(&opts.zfs_properties, zfs.flavor().await)?;
         let mut planned_mountpoint = None;
         match &opts.storage {
             InitStorage::Dataset(ds) => {
@@ -321,7 +329,21 @@ impl BranchManager {
                 format!("{pool}/betterpg")
             }
         };
-        let result = Self::init_dataset(&zfs, &home, &dataset).await;
+        let result =
+            Self::init_dataset(&zfs, &home, &dataset, &zfs_props, &opts.zfs_properties).await;
+        if let Err(e) = &result {
+            tracing::debug!("init of {dataset} failed: {e}");
+        }
+        let result = match result {
+            Ok(()) => {
+                let keys: Vec<&str> = zfs_props.iter().map(|(k, _)| k.as_str()).collect();
+                zfs.get_native(&dataset, &keys).await
+            }
+            Err(e) => Err(e),
+        };
+        if let Ok(p) = &result {
+            cfg.zfs_properties = p.clone();
+        }
         if let Err(e) = result {
             if let Some((pool, file)) = created_pool {
                 let _ = zfs.destroy_pool(&pool).await;
@@ -385,7 +407,16 @@ impl BranchManager {
         Ok(())
     }
 
-    async fn init_dataset(zfs: &ZfsCli, home: &Home, dataset: &str) -> Result<()> {
+    /// Create (or adopt, when it is this home's) the root dataset with the
+    /// ZFS properties `props` (see [`crate::storage::props`]); `overrides`
+    /// are what the caller asked for, the rest are defaults.
+    async fn init_dataset(
+        zfs: &ZfsCli,
+        home: &Home,
+        dataset: &str,
+        props: &[(String, String)],
+        overrides: &[(String, String)],
+    ) -> Result<()> {
         let pool = dataset.split('/').next().unwrap_or(dataset);
         Self::check_pool_exists(zfs, dataset).await?;
         match zfs.get(dataset).await? {
@@ -401,6 +432,11 @@ impl BranchManager {
                         "dataset {dataset} belongs to the betterpg home {owner:?}: use --home {owner} or another dataset"
                     )));
                 }
+                // This home's dataset, initialised again: the properties
+                // apply to what is written from now on.
+                for (k, v) in props {
+                    zfs.set_native(dataset, k, v).await?;
+                }
             }
             None => {
                 let parent = dataset.rsplit_once('/').map(|(p, _)| p).unwrap_or(pool);
@@ -412,12 +448,34 @@ impl BranchManager {
                     });
                 }
                 let h = home.root().to_string_lossy().into_owned();
-                zfs.create(dataset, None, &[("managed", "root"), ("home", &h)])
-                    .await?;
-                // Compression makes all-zero blocks free (holes) and is
-                // cheap; every database and branch inherits it.
-                if let Err(e) = zfs.set_native(dataset, "compression", "on").await {
-                    tracing::warn!("could not enable compression on {dataset}: {e}");
+                let user = [("managed", "root"), ("home", h.as_str())];
+                // One `zfs create -o ...`: a value ZFS refuses leaves no
+                // dataset. Every database and branch inherits them.
+                match zfs.create_with_native(dataset, &user, props).await {
+                    Ok(()) => {}
+                    // A pool without the lz4 feature (an old pool given with
+                    // --dataset): the default falls back to `on`; a value
+                    // the caller asked for is never replaced.
+                    Err(e)
+                        if props.iter().any(|(k, v)| k == "compression" && v != "on")
+                            && !overrides.iter().any(|(k, _)| k == "compression") =>
+                    {
+                        tracing::warn!(
+                            "{dataset}: default compression refused ({e}); using compression=on"
+                        );
+                        let fallback: Vec<(String, String)> = props
+                            .iter()
+                            .map(|(k, v)| {
+                                if k == "compression" {
+                                    (k.clone(), "on".to_string())
+                                } else {
+                                    (k.clone(), v.clone())
+                                }
+                            })
+                            .collect();
+                        zfs.create_with_native(dataset, &user, &fallback).await?;
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         }

@@ -131,6 +131,7 @@ impl DockerEnv {
                 branch_reserve: None,
                 docker_memory,
                 docker_pids,
+                zfs_properties: Vec::new(),
             },
         )
         .await

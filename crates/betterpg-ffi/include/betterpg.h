@@ -992,6 +992,23 @@ betterpg_result betterpg_init_options_set_docker_limits(struct betterpg_init_opt
                                                         uint64_t pids);
 
 /*
+ Set the ZFS property `key` to `value` on the datasets (e.g.
+ "recordsize", "16K"), replacing betterpg's default for PostgreSQL
+ (recordsize=8K, atime=off, compression=lz4 or on) or a value set
+ before. Keys: recordsize, compression, atime, logbias, primarycache,
+ secondarycache, xattr, redundant_metadata. A key or value this ZFS does
+ not accept makes `betterpg_manager_init` fail with
+ `BETTERPG_RESULT_CONFIG` before anything is made.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_init_options`; `key` and `value` are
+ NULL or NUL-terminated strings.
+ */
+betterpg_result betterpg_init_options_set_zfs_property(struct betterpg_init_options *opts,
+                                                       const char *key,
+                                                       const char *value);
+
+/*
  Default PostgreSQL bin directory (e.g. "/usr/lib/postgresql/15/bin");
  without it, `init` finds one on the machine.
 

@@ -28,6 +28,7 @@ pub(crate) struct InitOptionsC {
     branch_reserve: Option<u64>,
     docker_memory: Option<u64>,
     docker_pids: Option<u64>,
+    zfs_properties: Vec<(String, String)>,
 }
 
 impl Opaque for betterpg_init_options {
@@ -52,6 +53,7 @@ impl InitOptionsC {
             branch_reserve: self.branch_reserve,
             docker_memory: self.docker_memory,
             docker_pids: self.docker_pids,
+            zfs_properties: self.zfs_properties.clone(),
         })
     }
 }
@@ -194,6 +196,34 @@ pub unsafe extern "C" fn betterpg_init_options_set_docker_limits(
         let o = unsafe { betterpg_init_options::get_mut(opts, "opts") }?;
         o.docker_memory = Some(memory_bytes);
         o.docker_pids = Some(pids);
+        Ok(())
+    })
+}
+
+/// Set the ZFS property `key` to `value` on the datasets (e.g.
+/// "recordsize", "16K"), replacing betterpg's default for PostgreSQL
+/// (recordsize=8K, atime=off, compression=lz4 or on) or a value set
+/// before. Keys: recordsize, compression, atime, logbias, primarycache,
+/// secondarycache, xattr, redundant_metadata. A key or value this ZFS does
+/// not accept makes `betterpg_manager_init` fail with
+/// `BETTERPG_RESULT_CONFIG` before anything is made.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_init_options`; `key` and `value` are
+/// NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_init_options_set_zfs_property(
+    opts: *mut betterpg_init_options,
+    key: *const c_char,
+    value: *const c_char,
+) -> betterpg_result {
+    guard("betterpg_init_options_set_zfs_property", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_init_options::get_mut(opts, "opts") }?;
+        let key = unsafe { arg_str(key, "key") }?;
+        let value = unsafe { arg_str(value, "value") }?;
+        o.zfs_properties.retain(|(k, _)| k != key);
+        o.zfs_properties.push((key.to_string(), value.to_string()));
         Ok(())
     })
 }

@@ -198,6 +198,10 @@ impl PyBranchManager {
     /// ``docker_memory`` (e.g. ``"4G"``, at least 64M, 0 for none, default
     /// ``"2G"``) and ``docker_pids`` (at least 32, 0 for none, default 1024)
     /// limit every container of the docker runtime.
+    /// ``zfs_properties`` (e.g. ``{"recordsize": "16K"}``) replaces or adds
+    /// to betterpg's ZFS properties for PostgreSQL (recordsize=8K,
+    /// atime=off, compression=lz4 or on); a bad key or value raises
+    /// ConfigError before anything is made.
     #[classmethod]
     #[pyo3(signature = (
         home,
@@ -214,6 +218,7 @@ impl PyBranchManager {
         branch_reserve = None,
         docker_memory = None,
         docker_pids = None,
+        zfs_properties = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn init(
@@ -232,6 +237,7 @@ impl PyBranchManager {
         branch_reserve: Option<Size>,
         docker_memory: Option<Size>,
         docker_pids: Option<u64>,
+        zfs_properties: Option<std::collections::BTreeMap<String, String>>,
     ) -> PyResult<Self> {
         let storage = match (dataset, pool_file, size, pool) {
             (Some(ds), None, None, None) => InitStorage::Dataset(ds),
@@ -266,6 +272,7 @@ impl PyBranchManager {
                 .transpose()
                 .map_err(|e| to_pyerr(py, e))?,
             docker_pids,
+            zfs_properties: zfs_properties.unwrap_or_default().into_iter().collect(),
         };
         let h = home.clone();
         let mgr = py
@@ -284,6 +291,16 @@ impl PyBranchManager {
     #[getter]
     fn dataset(&self, py: Python<'_>) -> PyResult<String> {
         Ok(self.core(py)?.inner().config().dataset.clone())
+    }
+
+    /// The datasets' ZFS properties as recorded at init (e.g.
+    /// ``{"recordsize": "8K", "atime": "off", "compression": "on"}``).
+    #[getter]
+    fn zfs_properties(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<std::collections::BTreeMap<String, String>> {
+        Ok(self.core(py)?.inner().config().zfs_properties.clone())
     }
 
     /// The (first, last) ports this home allocates from.

@@ -317,6 +317,45 @@ def test_init_accepts_size_in_bytes_and_dataset(extra_home):
         shutil.rmtree(home2, ignore_errors=True)
 
 
+def _zfs_value(dataset, prop):
+    out = subprocess.run(["zfs", "get", "-H", "-o", "value", prop, dataset], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_init_zfs_properties(extra_home):
+    # betterpg's defaults for PostgreSQL, on the dataset and recorded.
+    h = extra_home("zp")
+    props = h.manager.zfs_properties
+    assert props["recordsize"] == "8K" and props["atime"] == "off", props
+    assert _zfs_value(h.manager.dataset, "recordsize") == "8K"
+    # Overrides reach ZFS and the record.
+    home2 = h.path.parent / f"{h.pool}-home2"
+    home3 = h.path.parent / f"{h.pool}-home3"
+    import shutil
+
+    try:
+        m2 = betterpg.BranchManager.init(
+            home2,
+            dataset=f"{h.pool}/tuned",
+            port_range=(57980, 57989),
+            zfs_properties={"recordsize": "16K", "atime": "on"},
+        )
+        assert m2.zfs_properties["recordsize"] == "16K" and m2.zfs_properties["atime"] == "on"
+        assert _zfs_value(f"{h.pool}/tuned", "recordsize") == "16K"
+        assert _zfs_value(f"{h.pool}/tuned", "atime") == "on"
+        # A bad value: ConfigError naming it, nothing made.
+        with pytest.raises(betterpg.ConfigError, match="recordsize"):
+            betterpg.BranchManager.init(home3, dataset=f"{h.pool}/bad", zfs_properties={"recordsize": "3K"})
+        with pytest.raises(betterpg.ConfigError, match="sync"):
+            betterpg.BranchManager.init(home3, dataset=f"{h.pool}/bad", zfs_properties={"sync": "disabled"})
+        assert subprocess.run(["zfs", "list", f"{h.pool}/bad"], capture_output=True).returncode != 0
+        assert not home3.exists()
+    finally:
+        shutil.rmtree(home2, ignore_errors=True)
+        shutil.rmtree(home3, ignore_errors=True)
+
+
 def test_default_home_from_env(env, monkeypatch):
     monkeypatch.setenv("BPG_HOME", str(env.path))
     assert betterpg.BranchManager().home == env.path

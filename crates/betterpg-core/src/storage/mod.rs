@@ -8,6 +8,7 @@
 
 #[cfg(feature = "libzfs")]
 pub mod libzfs;
+pub mod props;
 mod zfs_cli;
 
 pub use zfs_cli::{host_free_space, parse_get_output, PoolFileSpace, ZfsCli, ZfsFlavor};

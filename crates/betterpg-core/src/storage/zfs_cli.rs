@@ -218,6 +218,47 @@ impl ZfsCli {
         Ok(())
     }
 
+    /// Create the file system `name` with betterpg's user properties
+    /// `props` and the native properties `native` (e.g. `recordsize=8K`)
+    /// in ONE `zfs create`, so a value ZFS refuses leaves nothing made.
+    pub async fn create_with_native(
+        &self,
+        name: &str,
+        props: &[(&str, &str)],
+        native: &[(String, String)],
+    ) -> Result<()> {
+        let mut args: Vec<String> = vec!["create".into()];
+        for (k, v) in native {
+            args.push("-o".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.extend(Self::prop_args(props));
+        args.push(name.to_string());
+        self.run(&args).await.map(drop)
+    }
+
+    /// The values of native properties `keys` of `name` as ZFS shows them
+    /// (`8K`, `off`, `lz4` ...).
+    pub async fn get_native(&self, name: &str, keys: &[&str]) -> Result<BTreeMap<String, String>> {
+        if keys.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let args: Vec<String> = vec![
+            "get".into(),
+            "-H".into(),
+            "-o".into(),
+            "property,value".into(),
+            keys.join(","),
+            name.to_string(),
+        ];
+        let out = self.run(&args).await?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect())
+    }
+
     /// Set a native (non-user) property, e.g. `compression=on`.
     pub async fn set_native(&self, name: &str, prop: &str, value: &str) -> Result<()> {
         let args = vec![

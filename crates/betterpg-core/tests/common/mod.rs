@@ -102,6 +102,7 @@ impl TestEnv {
             branch_reserve: None,
             docker_memory: None,
             docker_pids: None,
+            zfs_properties: Vec::new(),
         }
     }
 

@@ -103,6 +103,35 @@ static int contains(const char *haystack, const char *needle) {
     return haystack != NULL && strstr(haystack, needle) != NULL;
 }
 
+/* Run argv (an argument list, no shell) and copy the first line of its
+ * stdout into out; 0 when it ran and exited 0. */
+static int first_line_of(char *const argv[], char *out, size_t n) {
+    int fds[2], status = 0;
+    ssize_t got;
+    pid_t pid;
+    if (n == 0 || pipe(fds) != 0) return -1;
+    pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    got = read(fds[0], out, n - 1);
+    out[got > 0 ? got : 0] = 0;
+    out[strcspn(out, "\n")] = 0;
+    close(fds[0]);
+    if (waitpid(pid, &status, 0) != pid) return -1;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
 /* Run SQL on URL; return the first value of the first row as a number,
  * or -1 on any failure (printed). */
 static long sql_number(const char *url, const char *sql) {
@@ -365,6 +394,21 @@ static void test_without_manager(const char *home) {
         CHECK(never == NULL);
         if (never) fclose(never);
     }
+    /* A ZFS property betterpg does not set (sync=disabled would ack
+       commits before they are on disk): refused before any pool is made. */
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_init_options_set_zfs_property(NULL, "atime", "off"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_init_options_set_zfs_property(opts, NULL, "off"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_init_options_set_zfs_property(opts, "atime", NULL));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_init_options_set_branch_space(opts, 20, 0));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_init_options_set_zfs_property(opts, "sync", "disabled"));
+    EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_init(missing, opts, &m));
+    CHECK(contains(betterpg_last_error_message(), "sync"));
+    CHECK(m == sentinel);
+    {
+        FILE *never = fopen("/tmp/betterpg-test/never.img", "rb");
+        CHECK(never == NULL);
+        if (never) fclose(never);
+    }
     betterpg_init_options_free(opts);
 
     /* NULL handles: getters give NULL/0/false, frees do nothing. */
@@ -412,6 +456,7 @@ int main(int argc, char **argv) {
     REQUIRE_OK(betterpg_init_options_set_port_range(opts, (uint16_t)port_first, (uint16_t)port_last));
     REQUIRE_OK(betterpg_init_options_set_branch_space(opts, 20, (uint64_t)32 << 20));
     REQUIRE_OK(betterpg_init_options_set_docker_limits(opts, (uint64_t)512 << 20, 200));
+    REQUIRE_OK(betterpg_init_options_set_zfs_property(opts, "recordsize", "16K"));
     REQUIRE_OK(betterpg_manager_init(home, opts, &m));
     CHECK(betterpg_last_error_message() == NULL);
     {
@@ -429,6 +474,16 @@ int main(int argc, char **argv) {
         CHECK(contains(cfg, "\"docker_pids\": 200"));
     }
     printf("  initialised %s on pool %s\n", home, pool);
+    /* The property reached ZFS: ask zfs itself. */
+    {
+        char dataset[256], value[32] = "";
+        snprintf(dataset, sizeof dataset, "%s/betterpg", pool);
+        {
+            char *const argv_[] = {"zfs", "get", "-H", "-o", "value", "recordsize", dataset, NULL};
+            CHECK(first_line_of(argv_, value, sizeof value) == 0);
+        }
+        CHECK(strncmp(value, "16K", 3) == 0);
+    }
     /* A second init of the same home is refused, the first one untouched. */
     m2 = (betterpg_manager *)&failures;
     EXPECT_RC(BETTERPG_RESULT_ALREADY_EXISTS, betterpg_manager_init(home, opts, &m2));

@@ -4,7 +4,7 @@
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Dict, List, Literal, Optional, Tuple, Type, Union, overload
+from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Type, Union, overload
 
 __version__: str
 
@@ -136,11 +136,14 @@ class BranchManager:
         branch_reserve: Union[int, str, None] = None,
         docker_memory: Union[int, str, None] = None,
         docker_pids: Optional[int] = None,
+        zfs_properties: Optional[Mapping[str, str]] = None,
     ) -> BranchManager: ...
     @property
     def home(self) -> Path: ...
     @property
     def dataset(self) -> str: ...
+    @property
+    def zfs_properties(self) -> Dict[str, str]: ...
     @property
     def port_range(self) -> Tuple[int, int]: ...
     def create(
