@@ -400,6 +400,7 @@ static void test_without_manager(const char *home) {
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_init_options_set_zfs_property(opts, NULL, "off"));
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_init_options_set_zfs_property(opts, "atime", NULL));
     EXPECT_RC(BETTERPG_RESULT_OK, betterpg_init_options_set_branch_space(opts, 20, 0));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_init_options_set_docker_limits(opts, 0, 0));
     EXPECT_RC(BETTERPG_RESULT_OK, betterpg_init_options_set_zfs_property(opts, "sync", "disabled"));
     EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_init(missing, opts, &m));
     CHECK(contains(betterpg_last_error_message(), "sync"));
