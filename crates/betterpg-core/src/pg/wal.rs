@@ -121,6 +121,9 @@ const WAL_CHUNK: usize = 8192;
 /// Both directories are reached without following links (see
 /// [`super::datadir`]): the source may itself be a branch whose superuser
 /// planted a link named like a segment, and the clone holds the same links.
+/// A source segment that is not a regular file fails the branch (its bytes
+/// are needed); one in the clone is removed (a link, never its target) and
+/// written anew from the source, without a word: the clone is betterpg's.
 /// Every segment is at most `segment_size` bytes; new files go to `owner`.
 pub fn copy_segments(
     src_wal: &DataDir,
@@ -153,6 +156,16 @@ pub fn copy_segments(
                 "{} is larger than a WAL segment ({segment_size} bytes)",
                 from.display()
             )));
+        }
+        // Whatever sits in the clone under this name and is not a regular
+        // file (a link a branch's superuser planted, a directory, a FIFO)
+        // is removed, never followed, and the segment made anew: the clone
+        // is ours to write, and the source's bytes are what belongs there.
+        if dst_wal
+            .entry_type(seg)?
+            .is_some_and(|t| t != super::datadir::EntryType::File)
+        {
+            dst_wal.remove(seg)?;
         }
         let mut existing = Vec::new();
         let (mut out, had) = match dst_wal.open_rw(seg)? {
@@ -285,5 +298,58 @@ START TIMELINE: 1\n";
         std::os::unix::fs::symlink("/etc/hostname", src.join(&c)).unwrap();
         assert!(copy_segments(&srcd, &dstd, std::slice::from_ref(&c), 1 << 24, &me).is_err());
         assert!(!dst.join(&c).exists());
+    }
+
+    #[test]
+    fn a_link_in_the_clone_is_replaced_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, dst) = (d.path().join("src"), d.path().join("dst"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(&dst).unwrap();
+        // A file outside the clone, owned by whoever runs the test (root on
+        // the test machine, as bpg runs), that a planted link points at.
+        let outside = d.path().join("outside");
+        let before = b"not a WAL segment, not betterpg's".to_vec();
+        std::fs::write(&outside, &before).unwrap();
+        let owner_before = std::fs::metadata(&outside).unwrap();
+        let a = "000000010000000000000001".to_string();
+        let b = "000000010000000000000002".to_string();
+        let mut data = vec![0u8; 64 * 1024];
+        data[100] = 1;
+        data[20000] = 9;
+        std::fs::write(src.join(&a), &data).unwrap();
+        std::fs::write(src.join(&b), &data).unwrap();
+        std::os::unix::fs::symlink(&outside, dst.join(&a)).unwrap();
+        // Not a regular file either: a directory named like a segment.
+        std::fs::create_dir(dst.join(&b)).unwrap();
+        std::fs::write(dst.join(&b).join("inner"), b"x").unwrap();
+        let me = crate::osuser::OsUser::resolve(None).ok();
+        let me = me.unwrap_or(crate::osuser::OsUser {
+            name: "postgres".into(),
+            uid: nix::unistd::Uid::effective().as_raw(),
+            gid: nix::unistd::Gid::effective().as_raw(),
+            home: "/".into(),
+        });
+        let (srcd, dstd) = (DataDir::open(&src).unwrap(), DataDir::open(&dst).unwrap());
+        copy_segments(&srcd, &dstd, &[a.clone(), b.clone()], 1 << 24, &me)
+            .expect("a planted link or directory is replaced, not an error");
+        for seg in [&a, &b] {
+            let m = std::fs::symlink_metadata(dst.join(seg)).unwrap();
+            assert!(m.file_type().is_file(), "{seg} is a regular file again");
+            assert_eq!(std::fs::read(dst.join(seg)).unwrap(), data);
+        }
+        // The link's target is untouched: content, owner and mode.
+        assert_eq!(std::fs::read(&outside).unwrap(), before);
+        let after = std::fs::metadata(&outside).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            (after.uid(), after.gid(), after.mode(), after.len()),
+            (
+                owner_before.uid(),
+                owner_before.gid(),
+                owner_before.mode(),
+                owner_before.len()
+            )
+        );
     }
 }
