@@ -66,6 +66,11 @@ export PATH="$ZROOT/sbin:$ZROOT/usr/sbin:$ZROOT/usr/bin:$PATH"
 export LD_LIBRARY_PATH="$ZROOT/lib/x86_64-linux-gnu:$ZROOT/usr/lib/x86_64-linux-gnu"
 export RUST_BACKTRACE=1
 mkdir -p /tmp/betterpg-test
+# bpg init refuses a pool file larger than its file system's free space
+# (docs/safety.md, isolation item 12), and the guest's /tmp is a tmpfs of
+# half its memory (~1G): the tests' 1G pools (sparse files holding a few
+# hundred MB) get a tmpfs of their own that may hold them.
+mountpoint -q /tmp/betterpg-test || mount -t tmpfs -o size=6G tmpfs /tmp/betterpg-test
 
 load_zfs() {
   modprobe zfs

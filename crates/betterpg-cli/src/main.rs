@@ -497,6 +497,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
                         human_bytes(b.used)
                     ),
                 }
+                if !mgr.config().zfs_properties.is_empty() {
+                    println!(
+                        "datasets: {} (set at init; `bpg doctor` shows them live)",
+                        format_props(&mgr.config().zfs_properties)
+                    );
+                }
             }
             if pool.warning {
                 eprintln!(

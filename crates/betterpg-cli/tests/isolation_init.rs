@@ -120,6 +120,28 @@ fn pool_file_larger_than_the_hosts_free_space_is_refused() {
         pool_exists(&env.pool),
         "a 150M pool on 200M free was not made"
     );
+    let doctor = |bpg: &Bpg| -> serde_json::Value {
+        let o = bpg.run(&["--json", "doctor"]);
+        serde_json::from_slice(&o.stdout).expect("doctor --json")
+    };
+    let d = doctor(&bpg);
+    assert_eq!(d["pool_file"]["host_short"], false, "{d}");
+    // The host fills up under the pool: doctor warns that the pool file
+    // could outgrow what is left.
+    let filler = fs.dir.join("filler");
+    std::fs::write(&filler, vec![1u8; 150 << 20]).unwrap();
+    let d = doctor(&bpg);
+    assert_eq!(d["pool_file"]["host_short"], true, "{d}");
+    let warned = d["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap_or("").contains("can still grow"));
+    assert!(
+        warned,
+        "doctor should warn that the pool file can outgrow its host: {d}"
+    );
+    std::fs::remove_file(&filler).unwrap();
 }
 
 /// Item 13: a home under a 0700 directory owned by root.
