@@ -4,7 +4,8 @@
  *
  * Conventions
  * - Handles (betterpg_manager, betterpg_info, betterpg_info_list,
- *   betterpg_branch_report, betterpg_init_options) are opaque. Each is
+ *   betterpg_branch_report, betterpg_gc_report, betterpg_init_options) are
+ *   opaque. Each is
  *   released by its _free function; _free(NULL) does nothing; never free a
  *   handle twice. The info handles returned by betterpg_info_list_get()
  *   and betterpg_branch_report_branch() are borrowed from their owner and
@@ -210,6 +211,14 @@ typedef uint32_t betterpg_result;
 typedef struct betterpg_branch_report betterpg_branch_report;
 
 /*
+ What `betterpg_manager_gc_report` found: the things removed (or, in a
+ dry run, that would be) and the things of betterpg's it left alone
+ because an operator made something on or from them. Free with
+ `betterpg_gc_report_free`.
+ */
+typedef struct betterpg_gc_report betterpg_gc_report;
+
+/*
  The state of one database or branch at the time it was read (a snapshot:
  it does not change afterwards). Made by `betterpg_manager_info`,
  `_create`, `_start`, `_stop`; free with `betterpg_info_free`. Handles
@@ -337,6 +346,73 @@ const char *betterpg_last_error_message(void);
  out-parameter, not freed yet and not used afterwards.
  */
 void betterpg_string_free(char *s);
+
+/*
+ True when the report is of a dry run (nothing was changed); false if
+ `report` is NULL.
+
+ # Safety
+ `report` is NULL or a live `betterpg_gc_report`.
+ */
+bool betterpg_gc_report_dry_run(const struct betterpg_gc_report *report);
+
+/*
+ Number of things found (and removed unless a dry run); 0 if `report` is
+ NULL.
+
+ # Safety
+ `report` is NULL or a live `betterpg_gc_report`.
+ */
+size_t betterpg_gc_report_item_count(const struct betterpg_gc_report *report);
+
+/*
+ Found thing `index` (0-based): what it is ("server", "dataset",
+ "snapshot", "catalog-entry", "file", "container"), its name or path and
+ why it is garbage, borrowed from the report. Fails with
+ `BETTERPG_RESULT_INVALID_ARGUMENT` when out of range.
+
+ # Safety
+ `report` is NULL or a live `betterpg_gc_report`; the out pointers are
+ NULL or valid for writes.
+ */
+betterpg_result betterpg_gc_report_item(const struct betterpg_gc_report *report,
+                                        size_t index,
+                                        const char **out_what,
+                                        const char **out_name,
+                                        const char **out_reason);
+
+/*
+ Number of things of betterpg's that gc left alone (they hold, or are
+ the origin of, something an operator made); 0 if `report` is NULL.
+
+ # Safety
+ `report` is NULL or a live `betterpg_gc_report`.
+ */
+size_t betterpg_gc_report_kept_count(const struct betterpg_gc_report *report);
+
+/*
+ Left-alone thing `index` (0-based): what it is ("dataset",
+ "snapshot"), its name and why it was kept (naming what to move or
+ destroy), borrowed from the report. Fails with
+ `BETTERPG_RESULT_INVALID_ARGUMENT` when out of range.
+
+ # Safety
+ `report` is NULL or a live `betterpg_gc_report`; the out pointers are
+ NULL or valid for writes.
+ */
+betterpg_result betterpg_gc_report_kept(const struct betterpg_gc_report *report,
+                                        size_t index,
+                                        const char **out_what,
+                                        const char **out_name,
+                                        const char **out_reason);
+
+/*
+ Free a gc report. NULL does nothing. Do not call it twice.
+
+ # Safety
+ `report` is NULL or an owned `betterpg_gc_report`, not used afterwards.
+ */
+void betterpg_gc_report_free(struct betterpg_gc_report *report);
 
 /*
  Name of the database or branch. NULL if `info` is NULL.
@@ -831,7 +907,8 @@ betterpg_result betterpg_manager_destroy(const struct betterpg_manager *manager,
 
  On success, when `out_count` is not NULL, `*out_count` receives how many
  things were found (and removed unless `dry_run`); the detail of each is
- in the log (`bpg gc --dry-run` prints it).
+ in `betterpg_manager_gc_report` (and `bpg gc --dry-run`), which also
+ lists what gc left alone.
 
  # Safety
  `manager` is NULL or a live `betterpg_manager`; `out_count` is NULL or
@@ -840,6 +917,23 @@ betterpg_result betterpg_manager_destroy(const struct betterpg_manager *manager,
 betterpg_result betterpg_manager_gc(const struct betterpg_manager *manager,
                                     bool dry_run,
                                     size_t *out_count);
+
+/*
+ `betterpg_manager_gc` with its whole report: each thing found (and
+ removed unless `dry_run`) with what it is, its name and why, and each
+ thing of betterpg's that gc left alone because it holds, or is the
+ origin of, something an operator made (`bpg gc` lists these as kept).
+
+ On success `*out_report` receives the report, owned by the caller
+ (`betterpg_gc_report_free`).
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `out_report` is NULL or
+ valid for writes.
+ */
+betterpg_result betterpg_manager_gc_report(const struct betterpg_manager *manager,
+                                           bool dry_run,
+                                           struct betterpg_gc_report **out_report);
 
 /*
  The space of the pool this home lives on, and what its branches use.

@@ -6,7 +6,7 @@
 //! is up to date). Conventions, as in rustls-ffi:
 //!
 //! - Opaque handles (`betterpg_manager`, `betterpg_info`,
-//!   `betterpg_info_list`, `betterpg_branch_report`,
+//!   `betterpg_info_list`, `betterpg_branch_report`, `betterpg_gc_report`,
 //!   `betterpg_init_options`), made by `_new`/`_open`/`_init` or returned
 //!   through out-parameters, released by their `_free` (NULL is a no-op;
 //!   never free twice).
@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 #![allow(non_camel_case_types)]
 
+pub mod gc;
 pub mod info;
 pub mod manager;
 pub mod options;
@@ -34,6 +35,7 @@ pub mod result;
 
 use std::ffi::{c_char, CString};
 
+pub use gc::betterpg_gc_report;
 pub use info::{betterpg_branch_report, betterpg_info, betterpg_info_list};
 pub use manager::{
     betterpg_branch_mode, betterpg_manager, betterpg_pool_usage,

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use betterpg_core::blocking::BranchManager;
 use betterpg_core::{BranchOptions, BranchReport, CreateOptions, Info, SnapshotMode};
 
+use crate::gc::{betterpg_gc_report, GcReportC};
 use crate::info::{betterpg_branch_report, betterpg_info, betterpg_info_list, InfoC, ReportC};
 use crate::options::betterpg_init_options;
 use crate::result::{
@@ -391,7 +392,8 @@ pub unsafe extern "C" fn betterpg_manager_destroy(
 ///
 /// On success, when `out_count` is not NULL, `*out_count` receives how many
 /// things were found (and removed unless `dry_run`); the detail of each is
-/// in the log (`bpg gc --dry-run` prints it).
+/// in `betterpg_manager_gc_report` (and `bpg gc --dry-run`), which also
+/// lists what gc left alone.
 ///
 /// # Safety
 /// `manager` is NULL or a live `betterpg_manager`; `out_count` is NULL or
@@ -410,6 +412,34 @@ pub unsafe extern "C" fn betterpg_manager_gc(
             // SAFETY: non-NULL and valid for writes per the contract.
             unsafe { write_out(out_count, report.items.len()) };
         }
+        Ok(())
+    })
+}
+
+/// `betterpg_manager_gc` with its whole report: each thing found (and
+/// removed unless `dry_run`) with what it is, its name and why, and each
+/// thing of betterpg's that gc left alone because it holds, or is the
+/// origin of, something an operator made (`bpg gc` lists these as kept).
+///
+/// On success `*out_report` receives the report, owned by the caller
+/// (`betterpg_gc_report_free`).
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `out_report` is NULL or
+/// valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_gc_report(
+    manager: *const betterpg_manager,
+    dry_run: bool,
+    out_report: *mut *mut betterpg_gc_report,
+) -> betterpg_result {
+    guard("betterpg_manager_gc_report", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let out = arg_out(out_report, "out_report")?;
+        let c = GcReportC::new(&m.inner.gc(dry_run)?)?;
+        // SAFETY: checked non-NULL, valid for writes per the contract.
+        unsafe { write_out(out, betterpg_gc_report::into_handle(c)) };
         Ok(())
     })
 }

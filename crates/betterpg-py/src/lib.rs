@@ -52,6 +52,7 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::PyBranch>()?;
     m.add_class::<types::PyStepTiming>()?;
     m.add_class::<types::PyPoolUsage>()?;
+    m.add_class::<types::PyGcReport>()?;
     errors::register(m)?;
     let before = wrap_pyfunction!(_fork_before, m)?;
     let parent = wrap_pyfunction!(_fork_after_in_parent, m)?;

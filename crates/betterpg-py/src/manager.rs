@@ -22,7 +22,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyType};
 
 use crate::errors::to_pyerr;
-use crate::types::{PyBranch, PyInfo, PyPoolUsage};
+use crate::types::{PyBranch, PyGcReport, PyInfo, PyPoolUsage};
 
 /// Home used when none is given and `BPG_HOME` is unset (the CLI's default).
 pub const DEFAULT_HOME: &str = "/var/lib/betterpg";
@@ -375,15 +375,12 @@ impl PyBranchManager {
 
     /// Find (and unless ``dry_run``, remove) what betterpg made that no
     /// complete database or branch owns (left by a killed process). Returns
+    /// a ``GcReport``: ``items`` found, ``kept`` (what gc left alone because
+    /// an operator made something on or from it), each as
     /// ``(what, name, reason)`` tuples.
     #[pyo3(signature = (dry_run = false))]
-    fn gc(&self, py: Python<'_>, dry_run: bool) -> PyResult<Vec<(String, String, String)>> {
-        let report = self.call(py, |m| m.gc(dry_run))?;
-        Ok(report
-            .items
-            .into_iter()
-            .map(|i| (i.what, i.name, i.reason))
-            .collect())
+    fn gc(&self, py: Python<'_>, dry_run: bool) -> PyResult<PyGcReport> {
+        self.call(py, |m| m.gc(dry_run)).map(PyGcReport::from)
     }
 
     /// Destroy a database or branch. One with branches is refused

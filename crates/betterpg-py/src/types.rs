@@ -1,4 +1,4 @@
-//! Result objects: `Info`, `Branch`, `StepTiming`, `PoolUsage`.
+//! Result objects: `Info`, `Branch`, `StepTiming`, `PoolUsage`, `GcReport`.
 //!
 //! Plain immutable snapshots of what the core returned; `Branch` adds the
 //! timing breakdown and a context manager that destroys the branch.
@@ -437,6 +437,72 @@ impl PyPoolUsage {
             self.branches_limit_bytes
                 .map_or_else(|| "None".to_string(), |b| b.to_string()),
             py_bool(self.branches_warning),
+        )
+    }
+}
+
+/// One thing `gc` found: (what, name, reason).
+pub type GcItemTuple = (String, String, String);
+
+/// What `gc` found (and removed unless a dry run), and what of betterpg's
+/// it left alone because an operator made something on or from it.
+/// Iterating it (and `len`) goes over `items`, as the plain list `gc`
+/// returned before.
+#[pyclass(module = "betterpg", name = "GcReport", frozen)]
+#[derive(Debug, Clone)]
+pub struct PyGcReport {
+    /// True when nothing was changed.
+    #[pyo3(get)]
+    pub dry_run: bool,
+    /// ``(what, name, reason)`` of everything found (and removed unless a
+    /// dry run).
+    #[pyo3(get)]
+    pub items: Vec<GcItemTuple>,
+    /// ``(what, name, reason)`` of what gc left alone: it holds, or is the
+    /// origin of, something betterpg did not make (the reason says what to
+    /// move or destroy).
+    #[pyo3(get)]
+    pub kept: Vec<GcItemTuple>,
+}
+
+impl From<betterpg_core::GcReport> for PyGcReport {
+    fn from(r: betterpg_core::GcReport) -> Self {
+        let t = |i: betterpg_core::GcItem| (i.what, i.name, i.reason);
+        PyGcReport {
+            dry_run: r.dry_run,
+            items: r.items.into_iter().map(t).collect(),
+            kept: r.kept.into_iter().map(t).collect(),
+        }
+    }
+}
+
+#[pymethods]
+impl PyGcReport {
+    fn __len__(&self) -> usize {
+        self.items.len()
+    }
+
+    fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(PyList::new(py, self.items.clone())?
+            .as_any()
+            .try_iter()?
+            .into_any()
+            .unbind())
+    }
+
+    fn __repr__(&self) -> String {
+        let list = |v: &[GcItemTuple]| {
+            let inner: Vec<String> = v
+                .iter()
+                .map(|(w, n, r)| format!("({}, {}, {})", py_str(w), py_str(n), py_str(r)))
+                .collect();
+            format!("[{}]", inner.join(", "))
+        };
+        format!(
+            "GcReport(dry_run={}, items={}, kept={})",
+            py_bool(self.dry_run),
+            list(&self.items),
+            list(&self.kept)
         )
     }
 }

@@ -376,4 +376,8 @@ def test_reset_throws_branch_changes_away(manager):
 
 
 def test_gc_finds_nothing_on_a_clean_home(manager):
-    assert manager.gc(dry_run=True) == []
+    report = manager.gc(dry_run=True)
+    assert isinstance(report, betterpg.GcReport)
+    assert report.dry_run is True
+    assert report.items == [] and report.kept == []
+    assert list(report) == [] and len(report) == 0

@@ -722,6 +722,63 @@ int main(int argc, char **argv) {
         CHECK(found == 0);
         REQUIRE(kill_mid_branch(argv[0], home));
         printf("  killed a child process in the middle of branching src -> orphan\n");
+        /* An operator's snapshot of the orphaned clone: gc leaves the clone
+         * (and the snapshot it was cloned from) alone and says so in the
+         * report's kept list, removing nothing of it. */
+        {
+            betterpg_info *oi = NULL;
+            betterpg_gc_report *gr = NULL;
+            char manual[512], out[64];
+            const char *what = NULL, *name = NULL, *reason = NULL;
+            REQUIRE_OK(betterpg_manager_info(m, "orphan", &oi));
+            snprintf(manual, sizeof manual, "%s@operator-manual", betterpg_info_dataset(oi));
+            {
+                char *const argv_[] = {"zfs", "snapshot", manual, NULL};
+                REQUIRE(first_line_of(argv_, out, sizeof out) == 0);
+            }
+            REQUIRE_OK(betterpg_manager_gc_report(m, true, &gr));
+            CHECK(betterpg_gc_report_dry_run(gr));
+            CHECK(betterpg_gc_report_kept_count(gr) == 2);
+            int kept_clone = 0;
+            for (size_t i = 0; i < betterpg_gc_report_kept_count(gr); i++) {
+                REQUIRE_OK(betterpg_gc_report_kept(gr, i, &what, &name, &reason));
+                printf("  gc keeps %s %s: %s\n", what, name, reason);
+                if (streq(what, "dataset") && streq(name, betterpg_info_dataset(oi))) {
+                    kept_clone = 1;
+                    CHECK(contains(reason, "operator-manual"));
+                }
+            }
+            CHECK(kept_clone);
+            /* Nothing of the orphan is garbage while it is kept. */
+            for (size_t i = 0; i < betterpg_gc_report_item_count(gr); i++) {
+                REQUIRE_OK(betterpg_gc_report_item(gr, i, &what, &name, &reason));
+                CHECK(!contains(name, "orphan"));
+            }
+            EXPECT_RC(BETTERPG_RESULT_INVALID_ARGUMENT,
+                      betterpg_gc_report_kept(gr, 99, &what, &name, &reason));
+            EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER,
+                      betterpg_gc_report_kept(gr, 0, NULL, &name, &reason));
+            EXPECT_RC(BETTERPG_RESULT_INVALID_ARGUMENT,
+                      betterpg_gc_report_item(gr, 99, &what, &name, &reason));
+            EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_gc_report(m, true, NULL));
+            EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_gc_report(NULL, true, &gr));
+            CHECK(betterpg_gc_report_kept_count(NULL) == 0);
+            CHECK(betterpg_gc_report_item_count(NULL) == 0);
+            CHECK(!betterpg_gc_report_dry_run(NULL));
+            betterpg_gc_report_free(gr);
+            betterpg_gc_report_free(NULL);
+            /* The real run keeps them too; then the operator removes the
+             * snapshot and gc may take the orphan. */
+            REQUIRE_OK(betterpg_manager_gc_report(m, false, &gr));
+            CHECK(!betterpg_gc_report_dry_run(gr));
+            CHECK(betterpg_gc_report_kept_count(gr) == 2);
+            betterpg_gc_report_free(gr);
+            {
+                char *const argv_[] = {"zfs", "destroy", manual, NULL};
+                REQUIRE(first_line_of(argv_, out, sizeof out) == 0);
+            }
+            betterpg_info_free(oi);
+        }
         found = 0;
         REQUIRE_OK(betterpg_manager_gc(m, true, &found));
         printf("  gc --dry-run found %zu leftovers\n", found);
@@ -729,6 +786,13 @@ int main(int argc, char **argv) {
          * entry, the clone, its snapshot and the branch's password file
          * (no log yet: the server never ran). */
         CHECK(found == 4);
+        {
+            betterpg_gc_report *gr = NULL;
+            REQUIRE_OK(betterpg_manager_gc_report(m, true, &gr));
+            CHECK(betterpg_gc_report_item_count(gr) == found);
+            CHECK(betterpg_gc_report_kept_count(gr) == 0);
+            betterpg_gc_report_free(gr);
+        }
         size_t again = 0;
         REQUIRE_OK(betterpg_manager_gc(m, true, &again));
         CHECK(again == found); /* a dry run changed nothing */

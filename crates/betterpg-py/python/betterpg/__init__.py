@@ -22,6 +22,7 @@ from typing import Union
 from betterpg._internal import (
     Branch,
     BranchManager,
+    GcReport,
     Info,
     PoolUsage,
     StepTiming,
@@ -50,6 +51,7 @@ __all__ = [
     "Branch",
     "StepTiming",
     "PoolUsage",
+    "GcReport",
     "sqlalchemy_url",
     "__version__",
     *_exception_names,

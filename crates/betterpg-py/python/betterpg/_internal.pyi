@@ -4,7 +4,7 @@
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Type, Union, overload
+from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Tuple, Type, Union, overload
 
 __version__: str
 
@@ -111,6 +111,26 @@ class PoolUsage:
     def branches_warning(self) -> bool:
         """True when the branches' space is above 90% used."""
 
+class GcReport:
+    """What `gc` found (and removed unless a dry run), and what it left alone.
+
+    Iterating it (and ``len``) goes over ``items``.
+    """
+
+    @property
+    def dry_run(self) -> bool:
+        """True when nothing was changed."""
+    @property
+    def items(self) -> List[Tuple[str, str, str]]:
+        """``(what, name, reason)`` of everything found (and removed unless a dry run)."""
+    @property
+    def kept(self) -> List[Tuple[str, str, str]]:
+        """``(what, name, reason)`` of what of betterpg's gc left alone: it holds,
+        or is the origin of, something betterpg did not make (e.g. an operator's
+        snapshot); the reason says what to move or destroy."""
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Tuple[str, str, str]]: ...
+
 class BranchManager:
     """Manages the databases and branches of one betterpg home.
 
@@ -167,7 +187,7 @@ class BranchManager:
     def reset(
         self, name: str, fast: bool = False, quota: Union[int, str, None] = None
     ) -> Branch: ...
-    def gc(self, dry_run: bool = False) -> List[Tuple[str, str, str]]: ...
+    def gc(self, dry_run: bool = False) -> GcReport: ...
     def destroy(self, name: str, force: bool = False) -> None: ...
     def start(self, name: str) -> Info: ...
     def stop(self, name: str) -> Info: ...
