@@ -193,6 +193,10 @@ def main() -> int:
         finally:
             if h is not None:
                 h.destroy()
+    try:
+        a.work.rmdir()  # only when empty: every home was removed above
+    except OSError:
+        pass
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2) + "\n")
     print(render(result))
