@@ -451,6 +451,12 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     r.branch.parent.as_deref().unwrap_or("?"),
                     r.total_millis,
                 );
+                if r.password_changed {
+                    println!(
+                        "  new password: {} was missing, so {name} has a new password and a new URL (below)",
+                        cli.home.join("secrets").join(&name).display()
+                    );
+                }
                 print_isolation(&r.isolation);
                 println!("{}", r.branch.url);
             }

@@ -146,7 +146,7 @@ impl BranchManager {
                 let _ = self.unreserve(name);
             })?;
 
-        self.complete_branch(&src, &entry, opts, t0).await
+        self.complete_branch(&src, &entry, opts, t0, false).await
     }
 
     /// Reset a branch to its parent's current state: its data is thrown
@@ -207,7 +207,9 @@ impl BranchManager {
             tablespace::snapshots_of(&*self.storage, &old.dataset, old.snapshot.as_deref()).await?;
         if let Some(ds) = self.storage.get(&old.dataset).await? {
             if let Some(mp) = ds.mountpoint {
-                let spec = self.spec_for(&old, mp.join(PGDATA_SUBDIR))?;
+                // Stopping never logs in: a lost password file must not
+                // keep the old server running (item 11).
+                let spec = self.control_spec_for(&old, mp.join(PGDATA_SUBDIR));
                 self.runtime(&old.runtime)?.stop(&spec).await?;
             }
             destroy_with_retry(&*self.storage, &old.dataset, true).await?;
@@ -216,6 +218,21 @@ impl BranchManager {
             destroy_with_retry(&*self.storage, snap, false).await?;
         }
         tablespace::destroy_snapshots(&*self.storage, &old_ts).await?;
+        // The branch keeps its password (so its URL stays valid) unless its
+        // file is gone: then it gets a new one, and the report says so.
+        let password_changed = match std::fs::symlink_metadata(self.home.secret_path(name)) {
+            Ok(_) => false,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.home.write_secret(name, &random_token(32))?;
+                true
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    format!("reading {}", self.home.secret_path(name).display()),
+                    e,
+                ))
+            }
+        };
         let created_at = now_unix();
         let mut entry = entry;
         entry.snapshot = Some(snapshot_name(&src.dataset, name));
@@ -231,7 +248,7 @@ impl BranchManager {
             }
             cat.save()?;
         }
-        self.complete_branch(&src, &entry, opts, t0)
+        self.complete_branch(&src, &entry, opts, t0, password_changed)
             .await
             .map_err(|e| {
                 Error::InvalidState(format!(
@@ -242,13 +259,15 @@ impl BranchManager {
     }
 
     /// Everything after the reservation: run the recipe, then mark the
-    /// entry ready, or undo it all.
+    /// entry ready, or undo it all. `password_changed` goes into the report
+    /// (a reset that had to make a new password).
     async fn complete_branch(
         &self,
         src: &Entry,
         entry: &Entry,
         opts: BranchOptions,
         t0: Instant,
+        password_changed: bool,
     ) -> Result<BranchReport> {
         let name = entry.name.as_str();
         let mut undo = Undo::default();
@@ -276,6 +295,7 @@ impl BranchManager {
                     source_was_running: running,
                     wal_bytes_copied: wal_bytes,
                     isolation,
+                    password_changed,
                 })
             }
             Err(e) => {

@@ -205,6 +205,10 @@ pub struct BranchReport {
     /// upstream, slots, subscriptions, settings, password), and warnings
     /// about what still points at other systems (foreign servers, pg_cron).
     pub isolation: crate::pg::isolate::IsolationReport,
+    /// True when `reset` gave the branch a new password because its
+    /// password file (HOME/secrets/NAME) was missing: its URL changed.
+    /// False for a new branch and a reset that kept the password.
+    pub password_changed: bool,
 }
 
 /// Pool usage summary.

@@ -628,6 +628,17 @@ bool betterpg_branch_report_source_was_running(const struct betterpg_branch_repo
 uint64_t betterpg_branch_report_wal_bytes_copied(const struct betterpg_branch_report *report);
 
 /*
+ True when `betterpg_manager_reset` gave the branch a new password
+ because its password file (HOME/secrets/NAME) was missing, so its URL
+ changed; false for a new branch, a reset that kept the password, or a
+ NULL `report`.
+
+ # Safety
+ `report` is NULL or a live `betterpg_branch_report`.
+ */
+bool betterpg_branch_report_password_changed(const struct betterpg_branch_report *report);
+
+/*
  Number of timed steps; 0 if `report` is NULL.
 
  # Safety

@@ -332,6 +332,7 @@ pub(crate) struct ReportC {
     total_millis: f64,
     source_was_running: bool,
     wal_bytes_copied: u64,
+    password_changed: bool,
     /// (oid, source location, branch location) of each cloned tablespace.
     tablespaces: Vec<(u32, CString, CString)>,
     /// The isolation report as JSON (the same text as `bpg --json branch`).
@@ -358,6 +359,7 @@ impl ReportC {
             total_millis: r.total_millis,
             source_was_running: r.source_was_running,
             wal_bytes_copied: r.wal_bytes_copied,
+            password_changed: r.password_changed,
             tablespaces: r
                 .tablespaces
                 .iter()
@@ -453,6 +455,23 @@ pub unsafe extern "C" fn betterpg_branch_report_wal_bytes_copied(
     guard_value(0, || {
         // SAFETY: per the contract above.
         unsafe { betterpg_branch_report::get_opt(report) }.map_or(0, |r| r.wal_bytes_copied)
+    })
+}
+
+/// True when `betterpg_manager_reset` gave the branch a new password
+/// because its password file (HOME/secrets/NAME) was missing, so its URL
+/// changed; false for a new branch, a reset that kept the password, or a
+/// NULL `report`.
+///
+/// # Safety
+/// `report` is NULL or a live `betterpg_branch_report`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_report_password_changed(
+    report: *const betterpg_branch_report,
+) -> bool {
+    guard_value(false, || {
+        // SAFETY: per the contract above.
+        unsafe { betterpg_branch_report::get_opt(report) }.is_some_and(|r| r.password_changed)
     })
 }
 

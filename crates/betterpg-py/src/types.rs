@@ -200,6 +200,10 @@ pub struct PyBranch {
     /// WAL copied from the source into the branch, bytes.
     #[pyo3(get)]
     wal_bytes_copied: u64,
+    /// True when `reset` gave the branch a new password (its password file
+    /// was missing), so its URL changed.
+    #[pyo3(get)]
+    password_changed: bool,
     tablespaces: Vec<betterpg_core::tablespace::TablespaceClone>,
     /// The isolation report as JSON (turned into a dict on access).
     isolation_json: String,
@@ -223,6 +227,7 @@ impl PyBranch {
             total_millis: report.total_millis,
             source_was_running: report.source_was_running,
             wal_bytes_copied: report.wal_bytes_copied,
+            password_changed: report.password_changed,
             tablespaces: report.tablespaces,
             isolation_json: serde_json::to_string(&report.isolation).unwrap_or_default(),
             manager,
@@ -364,6 +369,7 @@ impl PyBranch {
         d.set_item("total_millis", me.total_millis)?;
         d.set_item("source_was_running", me.source_was_running)?;
         d.set_item("wal_bytes_copied", me.wal_bytes_copied)?;
+        d.set_item("password_changed", me.password_changed)?;
         d.set_item("tablespaces", me.tablespaces(py)?)?;
         d.set_item("isolation", me.isolation(py)?)?;
         Ok(d)

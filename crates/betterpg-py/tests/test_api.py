@@ -368,11 +368,24 @@ def test_reset_throws_branch_changes_away(manager):
         again = manager.reset(name)
         assert isinstance(again, betterpg.Branch)
         assert again.port == b.port and again.url == b.url
+        assert again.password_changed is False and b.password_changed is False
         assert again.snapshot != b.snapshot
         assert rows(again.url, "SELECT count(*) FROM items WHERE name = 'to-be-thrown-away'") == [(0,)]
         assert rows(again.url, "SELECT count(*) FROM items") == [(SOURCE_ROWS,)]
     with pytest.raises(betterpg.UnsupportedError):
         manager.reset(SOURCE)
+
+
+def test_reset_without_the_password_file_gives_a_new_password(env, manager):
+    name = unique("resetpw")
+    with manager.branch(SOURCE, name) as b:
+        (env.path / "secrets" / name).unlink()
+        again = manager.reset(name)
+        assert again.password_changed is True
+        assert again.port == b.port and again.url != b.url
+        assert (env.path / "secrets" / name).stat().st_mode & 0o777 == 0o600
+        assert rows(again.url, "SELECT count(*) FROM items") == [(SOURCE_ROWS,)]
+        assert manager.url(name) == again.url
 
 
 def test_gc_finds_nothing_on_a_clean_home(manager):

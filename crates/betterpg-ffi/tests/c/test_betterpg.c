@@ -678,6 +678,10 @@ int main(int argc, char **argv) {
         CHECK(streq(betterpg_info_name(reset), "app"));
         CHECK(streq(betterpg_info_mode(reset), "crash-consistent"));
         CHECK(betterpg_info_port(reset) == betterpg_info_port(app));
+        /* Its password file was there: same password, same URL. */
+        CHECK(!betterpg_branch_report_password_changed(report2));
+        CHECK(!betterpg_branch_report_password_changed(NULL));
+        CHECK(streq(betterpg_info_url(reset), betterpg_info_url(app)));
         CHECK(sql_number(betterpg_info_url(reset), "SELECT count(*) FROM t") == 1001);
         CHECK(sql_number(betterpg_info_url(app), "SELECT count(*) FROM t WHERE id <= 10") == 10);
     }

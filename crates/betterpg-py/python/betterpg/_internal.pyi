@@ -72,6 +72,9 @@ class Branch(Info):
     @property
     def wal_bytes_copied(self) -> int: ...
     @property
+    def password_changed(self) -> bool:
+        """True when `reset` gave the branch a new password (its password file was missing): its URL changed."""
+    @property
     def tablespaces(self) -> List[Dict[str, Any]]: ...
     @property
     def isolation(self) -> Dict[str, Any]: ...
