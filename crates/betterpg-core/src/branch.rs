@@ -76,6 +76,12 @@ impl Timer {
             last: Instant::now(),
         }
     }
+    /// Add steps timed elsewhere, which began at the last lap.
+    fn extend(&mut self, steps: Vec<StepTiming>) {
+        let ms: f64 = steps.iter().map(|s| s.millis).sum();
+        self.last += std::time::Duration::from_secs_f64(ms / 1000.0);
+        self.steps.extend(steps);
+    }
     fn lap(&mut self, step: &'static str) {
         let now = Instant::now();
         self.steps.push(StepTiming {
@@ -452,13 +458,24 @@ impl BranchManager {
         // start takes longer, and a reservation is a guarantee, not a limit,
         // so it need not come first. Either failing fails the branch (and
         // rolls it back).
+        let mut private_steps = Vec::new();
         let (isolated, reserved) = tokio::join!(
-            self.isolate_privately(entry, &dd, &data_dir, &mut isolation, &mut undo.started),
+            self.isolate_privately(
+                entry,
+                &dd,
+                &data_dir,
+                &mut isolation,
+                &mut undo.started,
+                &mut private_steps
+            ),
             self.reserve_branch_space(&entry.dataset, opts.quota)
         );
         isolated?;
         reserved?;
-        timer.lap("isolate");
+        // The private start's own steps, then whatever the reservation
+        // took beyond them.
+        timer.extend(private_steps);
+        timer.lap("reserve_wait");
         fault::point("after_isolate").await?;
 
         // 6: the real start, on its own port, with betterpg's settings.
@@ -486,7 +503,17 @@ impl BranchManager {
         data_dir: &std::path::Path,
         report: &mut IsolationReport,
         started: &mut Option<InstanceSpec>,
+        steps: &mut Vec<StepTiming>,
     ) -> Result<()> {
+        let mut t = Instant::now();
+        let mut lap = |step: &'static str, steps: &mut Vec<StepTiming>| {
+            let now = Instant::now();
+            steps.push(StepTiming {
+                step,
+                millis: (now - t).as_secs_f64() * 1000.0,
+            });
+            t = now;
+        };
         // A fresh directory of its own for the socket: short (a socket path
         // has ~100 bytes), reachable only by root and the server's user, and
         // gone when this returns.
@@ -521,13 +548,16 @@ impl BranchManager {
         let rt = self.runtime(&entry.runtime)?;
         *started = Some(spec.clone());
         rt.start(&spec).await?;
+        lap("private_start", steps);
         let admin = rt
             .private_conn(&spec)
             .ok_or_else(|| Error::Internal("private start without a private connection".into()))?;
         let password = self.home.read_secret(&entry.name)?;
         isolate::detach_private(&admin, &password, report).await?;
+        lap("isolate_sql", steps);
         rt.stop(&spec).await?;
         *started = None;
+        lap("private_stop", steps);
         Ok(())
     }
 
