@@ -203,7 +203,12 @@ pub fn assert_consistent(env: &TestEnv) {
     }
     let (a, b) = env.ports;
     for port in a..=b {
-        let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        // A connection to itself (Linux picks the probed port as the
+        // ephemeral source port: these ports are in the ephemeral range)
+        // succeeds with nothing listening: not a listener.
+        let listening = std::net::TcpStream::connect(("127.0.0.1", port))
+            .map(|s| s.local_addr().ok() != s.peer_addr().ok())
+            .unwrap_or(false);
         let running = infos
             .iter()
             .any(|i| i["port"].as_u64() == Some(port as u64) && i["status"] == "running");
