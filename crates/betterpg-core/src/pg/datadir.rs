@@ -139,19 +139,25 @@ impl DataDir {
         Ok(out)
     }
 
-    /// Read a regular file; `None` when absent. A link, FIFO or directory
-    /// there is an error (opened non-blocking, so a FIFO cannot hang us).
-    pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+    /// Open `name` as a regular file without following a link (opened
+    /// non-blocking, so a FIFO cannot hang us); `None` when absent. A link,
+    /// FIFO or directory there is an error.
+    fn open_regular(&self, name: &str, write: bool) -> Result<Option<std::fs::File>> {
         check_name(name)?;
+        let (access, what) = if write {
+            (OFlag::O_RDWR, "write")
+        } else {
+            (OFlag::O_RDONLY, "read")
+        };
         let fd = match openat(
             Some(self.fd.as_raw_fd()),
             name,
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            access | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
             Mode::empty(),
         ) {
             Ok(fd) => fd,
             Err(nix::Error::ENOENT) => return Ok(None),
-            Err(e) => return Err(link_or(e, &self.path.join(name), "reading")),
+            Err(e) => return Err(link_or(e, &self.path.join(name), "opening")),
         };
         // SAFETY: `openat` returned a new descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -159,19 +165,31 @@ impl DataDir {
             .map_err(|e| nix_err(format!("inspecting {}", self.shown(name)), e))?;
         if type_of(st.st_mode) != EntryType::File {
             return Err(Error::InvalidState(format!(
-                "{} is not a regular file: betterpg does not read it",
+                "{} is not a regular file: betterpg does not {what} it",
                 self.shown(name)
             )));
         }
-        if st.st_size as u64 > MAX_READ {
+        Ok(Some(std::fs::File::from(fd)))
+    }
+
+    /// Read a regular file of at most [`MAX_READ`] bytes; `None` when
+    /// absent. A link, FIFO or directory there is an error.
+    pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let Some(mut f) = self.open_regular(name, false)? else {
+            return Ok(None);
+        };
+        let size = f
+            .metadata()
+            .map_err(|e| Error::io(format!("inspecting {}", self.shown(name)), e))?
+            .len();
+        if size > MAX_READ {
             return Err(Error::InvalidState(format!(
                 "{} is larger than {} bytes: betterpg does not read it",
                 self.shown(name),
                 MAX_READ
             )));
         }
-        let mut f = std::fs::File::from(fd);
-        let mut buf = Vec::with_capacity(st.st_size as usize);
+        let mut buf = Vec::with_capacity(size as usize);
         Read::by_ref(&mut f)
             .take(MAX_READ)
             .read_to_end(&mut buf)
@@ -190,55 +208,13 @@ impl DataDir {
     /// following a link (for files betterpg updates in place, e.g. WAL
     /// segments); `None` when absent.
     pub fn open_rw(&self, name: &str) -> Result<Option<std::fs::File>> {
-        check_name(name)?;
-        let fd = match openat(
-            Some(self.fd.as_raw_fd()),
-            name,
-            OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(nix::Error::ENOENT) => return Ok(None),
-            Err(e) => return Err(link_or(e, &self.path.join(name), "opening")),
-        };
-        // SAFETY: `openat` returned a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let st = fstat(fd.as_raw_fd())
-            .map_err(|e| nix_err(format!("inspecting {}", self.shown(name)), e))?;
-        if type_of(st.st_mode) != EntryType::File {
-            return Err(Error::InvalidState(format!(
-                "{} is not a regular file: betterpg does not write it",
-                self.shown(name)
-            )));
-        }
-        Ok(Some(std::fs::File::from(fd)))
+        self.open_regular(name, true)
     }
 
     /// Open a regular file for reading without following a link; `None`
     /// when absent.
     pub fn open_read(&self, name: &str) -> Result<Option<std::fs::File>> {
-        check_name(name)?;
-        let fd = match openat(
-            Some(self.fd.as_raw_fd()),
-            name,
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(nix::Error::ENOENT) => return Ok(None),
-            Err(e) => return Err(link_or(e, &self.path.join(name), "reading")),
-        };
-        // SAFETY: `openat` returned a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let st = fstat(fd.as_raw_fd())
-            .map_err(|e| nix_err(format!("inspecting {}", self.shown(name)), e))?;
-        if type_of(st.st_mode) != EntryType::File {
-            return Err(Error::InvalidState(format!(
-                "{} is not a regular file: betterpg does not read it",
-                self.shown(name)
-            )));
-        }
-        Ok(Some(std::fs::File::from(fd)))
+        self.open_regular(name, false)
     }
 
     /// Create `name`, which must not exist (`O_CREAT|O_EXCL` never follows
