@@ -141,11 +141,14 @@ async fn planted_links_are_never_followed() {
     victims.assert_untouched("reset");
     bpg.ok(&["stop", "evil"]);
     victims.assert_untouched("stop");
-    // Its auto file was a link to a victim: replaced by betterpg's own file,
-    // never written through. (Its planted betterpg.conf link now makes the
-    // server read a victim file as settings, a start that may fail; what
-    // matters is that nothing was written there.)
-    let _ = bpg.run(&["start", "evil"]);
+    // The planted tablespace_map link makes start refuse before it touches
+    // anything (the tablespace check); nothing outside was written.
+    let o = bpg.run(&["start", "evil"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("tablespace_map is not a regular file"),
+        "start of the planted server: {err}"
+    );
     victims.assert_untouched("start");
     // And a branch of the stopped, planted server.
     let _ = bpg.run(&["branch", "evil", "copy-stopped"]);

@@ -363,6 +363,13 @@ async fn a_branch_reaches_nothing_its_source_reached() {
         "ALTER SYSTEM SET listen_addresses = '*'; ALTER SYSTEM SET archive_mode = on",
     )
     .await;
+    // ... and so does its superuser editing betterpg.conf (the server
+    // user's file): it is written anew at every start.
+    exec(
+        &dev_url,
+        "COPY (SELECT $$listen_addresses = '*'$$) TO PROGRAM 'cat >> betterpg.conf'",
+    )
+    .await;
     bpg.ok(&["stop", "dev"]);
     bpg.ok(&["start", "dev"]);
     assert_eq!(one(&dev_url, "SHOW listen_addresses").await, "127.0.0.1");

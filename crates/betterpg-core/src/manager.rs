@@ -963,8 +963,21 @@ impl BranchManager {
                 Kind::Branch => Target::Branch,
                 Kind::Database => Target::Database,
             };
-            let removed =
-                enforce_owned_settings(&DataDir::open(&spec.data_dir)?, &self.user, target)?;
+            let dd = DataDir::open(&spec.data_dir)?;
+            let removed = enforce_owned_settings(&dd, &self.user, target)?;
+            // betterpg.conf itself is the server user's file (and so its
+            // superuser's): written anew, never trusted, at every start.
+            let profile = match e.kind {
+                Kind::Branch => Profile::Branch,
+                Kind::Database => Profile::Database,
+            };
+            cluster::write_settings(
+                &dd,
+                &self.user,
+                e.port,
+                &self.config.listen_address,
+                &profile,
+            )?;
             for r in removed {
                 tracing::warn!(
                     "{name}: removed {} = {} from postgresql.auto.conf (betterpg's settings win)",
