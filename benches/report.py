@@ -267,7 +267,7 @@ def environment(data: Dict[str, Any]) -> List[str]:
         f"- machine: {e.get('nproc')} CPUs ({e.get('cpu')}), {mem / 2**30:.1f} GiB RAM, kernel {e.get('kernel')}; "
         f"shared with other jobs: loadavg {e.get('loadavg_start')} at start, {e.get('loadavg_end')} at end",
         f"- betterpg: {e.get('bpg')} at {str(e.get('git_head'))[:12]}"
-        + (f" (+ uncommitted changes in {len(mods)} crates/ files)" if mods else ""),
+        + (f" (+ uncommitted changes in {len(mods)} crate files)" if mods else ""),
         f"- {e.get('postgresql_15')}; {e.get('postgresql_18')}; {e.get('zfs')}; xfsprogs {e.get('xfsprogs')}; "
         f"Docker server {e.get('docker_server')}",
         f"- Python {e.get('python')}, psycopg {e.get('psycopg')}, pytest {e.get('pytest')}, "

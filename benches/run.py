@@ -460,7 +460,7 @@ class Bench:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 mem = int(line.split()[1]) * 1024
-        dirty = cmd_out(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", "crates"])
+        dirty = cmd_out(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--", "betterpg-core", "betterpg-cli", "betterpg-ffi", "betterpg-py"])
         env = {
             "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "hostname": platform.node(),
@@ -1030,7 +1030,7 @@ class Bench:
         out: Dict[str, Any] = {"tests": self.s.pytest_tests, "size": size, "loadavg_before": loadavg()}
         py = sys.executable
         suite = BENCHES / "pytest_suite"
-        pymod = REPO / "crates" / "betterpg-py" / "python"
+        pymod = REPO / "betterpg-py" / "python"
         # betterpg twice: the default (a finished test's branch destroyed in
         # the background) and --betterpg-sync-destroy (destroyed before the
         # next test starts).
@@ -1175,11 +1175,11 @@ def main() -> int:
             ap.error(f"unknown size {z} (have {', '.join(SIZES)})")
     middle = "1G" if "1G" in sizes else sizes[0]
     tag = "short" if short else "full"
-    # The betterpg Python module (crates/betterpg-py, built in place by
+    # The betterpg Python module (betterpg-py, built in place by
     # scripts/test-python.sh) is used from its source tree.
     python_module = subprocess.run(
         [sys.executable, "-c", "import betterpg, betterpg.pytest_plugin"],
-        env=dict(os.environ, PYTHONPATH=str(REPO / "crates" / "betterpg-py" / "python")),
+        env=dict(os.environ, PYTHONPATH=str(REPO / "betterpg-py" / "python")),
         capture_output=True).returncode == 0
     s = Settings(
         short=short, out=out, sizes=sizes,

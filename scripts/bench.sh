@@ -114,10 +114,10 @@ if ! "$VENV/bin/python" -c 'import matplotlib, psycopg, pytest, pytest_postgresq
   log "installing matplotlib, psycopg, pytest, pytest-postgresql into $VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check 'matplotlib>=3.8' 'psycopg[binary]>=3.1' 'pytest>=8' 'pytest-postgresql>=6'
 fi
-if ! PYTHONPATH=$REPO/crates/betterpg-py/python "$VENV/bin/python" -c 'import betterpg, betterpg.pytest_plugin' >/dev/null 2>&1; then
+if ! PYTHONPATH=$REPO/betterpg-py/python "$VENV/bin/python" -c 'import betterpg, betterpg.pytest_plugin' >/dev/null 2>&1; then
   log "building the betterpg Python module in place (maturin develop --release)"
   "$VENV/bin/python" -c 'import maturin' >/dev/null 2>&1 || "$VENV/bin/pip" install -q --disable-pip-version-check 'maturin>=1.9,<2'
-  (cd crates/betterpg-py && VIRTUAL_ENV=$VENV PATH=$VENV/bin:$PATH "$VENV/bin/maturin" develop --release -q) \
+  (cd betterpg-py && VIRTUAL_ENV=$VENV PATH=$VENV/bin:$PATH "$VENV/bin/maturin" develop --release -q) \
     || warn "building the betterpg Python module failed: the pytest section will be reported as failed"
 fi
 

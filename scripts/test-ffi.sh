@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build and test the C API (crates/betterpg-ffi), for real:
+# Build and test the C API (betterpg-ffi), for real:
 #   1. builds the library with cargo (dev profile by default; an existing
 #      build is reused; with the fault-injection feature the C test needs) and asks rustc which system libraries its static
 #      archive needs; runs the crate's Rust unit tests;
@@ -7,7 +7,7 @@
 #      `cargo install --locked` when missing) and fails if the committed
 #      header differs;
 #   3. writes the pkg-config file TARGET/<profile>/pkgconfig/betterpg.pc;
-#   4. compiles crates/betterpg-ffi/tests/c/test_betterpg.c with
+#   4. compiles betterpg-ffi/tests/c/test_betterpg.c with
 #      gcc -std=c11 -Wall -Wextra -Werror -pedantic against the static and the
 #      dynamic library (and checks which one each binary uses), and the
 #      examples/c program with its Makefile;
@@ -32,7 +32,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
 CBINDGEN_VERSION=0.29.4
-CRATE=crates/betterpg-ffi
+CRATE=betterpg-ffi
 HEADER=$CRATE/include/betterpg.h
 TEST_SRC=$CRATE/tests/c/test_betterpg.c
 VALGRIND_SUPP=$CRATE/tests/c/valgrind.supp

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the Python module (crates/betterpg-py) and test it, for real:
+# Build the Python module (betterpg-py) and test it, for real:
 #   1. a virtualenv in target/py-venv with maturin, pytest, pytest-xdist and
 #      psycopg[binary] (installed once; reinstalled only when this list
 #      changes or the venv is broken);
@@ -7,7 +7,7 @@
 #   3. `maturin develop` (editable install of the package), then a real
 #      abi3 wheel: checks what it ships (stubs, py.typed, the pytest11 entry
 #      point) and imports it from a throwaway venv;
-#   4. pytest crates/betterpg-py/tests against real ZFS (zfs-fuse) and
+#   4. pytest betterpg-py/tests against real ZFS (zfs-fuse) and
 #      PostgreSQL 15: the API end to end, every exception class, the stubs,
 #      fork safety, and the pytest plugin driving examples/python and the
 #      suites in tests/suites (serial and with -n 2).
@@ -29,7 +29,7 @@ case "${1:-}" in
   -h|--help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
 esac
 
-CRATE=crates/betterpg-py
+CRATE=betterpg-py
 VENV=$ROOT/target/py-venv
 PYTHON=${PYTHON:-python3}
 POOL_PREFIX=bpgpy

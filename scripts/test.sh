@@ -114,10 +114,10 @@ for s in "${STAGES[@]}"; do
     versions) run_stage versions cargo test -q "${FEAT[@]}" -p betterpg-core --test versions --test fuzz_names -- --test-threads=1 ;;
     safety) run_stage safety cargo test -q "${FEAT[@]}" -p betterpg-cli --test bad_input --test concurrency --test capacity -- --test-threads=1 ;;
     # A branch isolated from its source (docs/safety.md, "Isolation"): every
-    # crates/betterpg-cli/tests/isolation_*.rs, one test at a time.
+    # betterpg-cli/tests/isolation_*.rs, one test at a time.
     # BPG_NO_FAULT_BIN: the bpg built without fault injection (above), which
     # isolation_fault_injection.rs runs with BETTERPG_FAULT set.
-    isolation) run_stage isolation env BPG_NO_FAULT_BIN="$NO_FAULT_BIN" bash -c 'set -e; shopt -s nullglob; t=(); for f in crates/betterpg-cli/tests/isolation_*.rs; do b=${f##*/}; t+=(--test "${b%.rs}"); done; [[ ${#t[@]} -gt 0 ]] || { echo "no isolation tests found"; exit 1; }; cargo test -q "$@" -p betterpg-cli "${t[@]}" -- --test-threads=1' _ "${FEAT[@]}" ;;
+    isolation) run_stage isolation env BPG_NO_FAULT_BIN="$NO_FAULT_BIN" bash -c 'set -e; shopt -s nullglob; t=(); for f in betterpg-cli/tests/isolation_*.rs; do b=${f##*/}; t+=(--test "${b%.rs}"); done; [[ ${#t[@]} -gt 0 ]] || { echo "no isolation tests found"; exit 1; }; cargo test -q "$@" -p betterpg-cli "${t[@]}" -- --test-threads=1' _ "${FEAT[@]}" ;;
     bench) run_stage bench env BPG_BENCH_BIN="$PWD/target/debug/bpg" scripts/bench.sh --short ;;
     openzfs) run_stage openzfs scripts/test-openzfs-vm.sh ;;
     daemon-restart) run_stage daemon-restart env BPG_ALLOW_DAEMON_RESTART=1 cargo test -q "${FEAT[@]}" -p betterpg-cli --test daemon_restart -- --ignored --nocapture ;;

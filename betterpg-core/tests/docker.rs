@@ -65,7 +65,7 @@ async fn check_docker() {
     if d.inspect_image(DEFAULT_IMAGE).await.is_ok() {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-image.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-image.sh");
     let out = tokio::process::Command::new("bash")
         .arg(&script)
         .output()

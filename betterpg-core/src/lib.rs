@@ -54,5 +54,5 @@ pub use pg::isolate::{
 /// The README's Rust examples, compiled by `cargo test --doc` so they stay
 /// true to the API.
 #[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;

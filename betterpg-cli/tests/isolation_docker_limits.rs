@@ -3,7 +3,7 @@
 //! `--json` and `bpg doctor` show them, and values too small for PostgreSQL
 //! are refused before anything is made. (That containers run with them, on
 //! betterpg's network, hardened, is proven against the real engine by the
-//! docker stage: crates/betterpg-core/tests/docker.rs.) Real ZFS.
+//! docker stage: betterpg-core/tests/docker.rs.) Real ZFS.
 
 #[path = "../../betterpg-core/tests/common/mod.rs"]
 mod common;
