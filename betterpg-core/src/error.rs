@@ -104,79 +104,186 @@ pub enum Error {
     Internal(String),
 }
 
+/// A Python builtin exception an error kind's Python class also derives
+/// from, so code that catches builtins keeps working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PyBuiltin {
+    /// Only `BetterPgError`.
+    None,
+    /// Also `ValueError`.
+    Value,
+    /// Also `LookupError`.
+    Lookup,
+    /// Also `TimeoutError`.
+    Timeout,
+    /// Also `OSError`.
+    Os,
+}
+
+/// The one definition of betterpg's error kinds.
+///
+/// Each row gives a variant of [`Error`] and, for its kind, the stable
+/// code, the short name, the C result constant, the Python exception class
+/// (with the builtin it also derives from) and the documentation. From it
+/// come [`Error::code`], [`Error::kind_name`], [`Error::kind`],
+/// [`Error::KINDS`] and [`ErrorKind`]; the C binding checks its
+/// `betterpg_result` against [`ErrorKind::ALL`] at compile time (a mismatch
+/// does not build) and the Python binding builds its exception classes from
+/// it. Add rows, never renumber nor reuse a code.
+macro_rules! error_kinds {
+    ($(
+        $code:literal $variant:ident $name:literal $c_const:literal
+        $py_class:literal $py_builtin:ident $doc:literal;
+    )*) => {
+        /// The kind of an [`Error`], without its fields: what the bindings
+        /// map to a C result code and a Python exception class.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        #[repr(u32)]
+        pub enum ErrorKind {
+            $(
+                #[doc = $doc]
+                $variant = $code,
+            )*
+        }
+
+        impl ErrorKind {
+            /// Every kind, in code order.
+            pub const ALL: &'static [ErrorKind] = &[$(ErrorKind::$variant),*];
+
+            /// Stable numeric code (never reused, never renumbered).
+            pub const fn code(self) -> u32 {
+                self as u32
+            }
+
+            /// Short stable identifier, e.g. `"not_found"`.
+            pub const fn name(self) -> &'static str {
+                match self { $(ErrorKind::$variant => $name,)* }
+            }
+
+            /// [`ErrorKind::name`] as a C string (for the C binding).
+            pub const fn c_name(self) -> &'static std::ffi::CStr {
+                match self {
+                    $(ErrorKind::$variant => match std::ffi::CStr::from_bytes_with_nul(
+                        concat!($name, "\0").as_bytes(),
+                    ) {
+                        Ok(c) => c,
+                        Err(_) => panic!("kind name with a NUL byte"),
+                    },)*
+                }
+            }
+
+            /// The C binding's result constant, e.g. `"BETTERPG_RESULT_NOT_FOUND"`.
+            pub const fn c_constant(self) -> &'static str {
+                match self { $(ErrorKind::$variant => $c_const,)* }
+            }
+
+            /// The Python binding's exception class, e.g. `"NotFoundError"`.
+            pub const fn py_class(self) -> &'static str {
+                match self { $(ErrorKind::$variant => $py_class,)* }
+            }
+
+            /// The Python builtin the class also derives from.
+            pub const fn py_builtin(self) -> PyBuiltin {
+                match self { $(ErrorKind::$variant => PyBuiltin::$py_builtin,)* }
+            }
+
+            /// One sentence saying what the kind means.
+            pub const fn doc(self) -> &'static str {
+                match self { $(ErrorKind::$variant => $doc,)* }
+            }
+
+            /// The kind with this code, `None` for a code no kind has.
+            pub const fn from_code(code: u32) -> Option<ErrorKind> {
+                match code {
+                    $($code => Some(ErrorKind::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl Error {
+            /// The kind of this error.
+            pub fn kind(&self) -> ErrorKind {
+                match self { $(Error::$variant { .. } => ErrorKind::$variant,)* }
+            }
+
+            /// Every (code, kind name) pair, for bindings that build tables from it.
+            pub const KINDS: &'static [(u32, &'static str)] = &[$(($code, $name)),*];
+        }
+    };
+}
+
+error_kinds! {
+    1 InvalidName "invalid_name" "BETTERPG_RESULT_INVALID_NAME"
+        "InvalidNameError" Value
+        "A database or branch name failed validation (also a ValueError).";
+    2 AlreadyExists "already_exists" "BETTERPG_RESULT_ALREADY_EXISTS"
+        "AlreadyExistsError" None
+        "Something with this name already exists (database, branch, pool, home).";
+    3 NotFound "not_found" "BETTERPG_RESULT_NOT_FOUND"
+        "NotFoundError" Lookup
+        "No database or branch (or pool, dataset) with this name (also a LookupError).";
+    4 HasDependents "has_dependents" "BETTERPG_RESULT_HAS_DEPENDENTS"
+        "HasDependentsError" None
+        "The object has branches and force was not given.";
+    5 NotInitialized "not_initialized" "BETTERPG_RESULT_NOT_INITIALIZED"
+        "NotInitializedError" None
+        "The betterpg home is not initialised: call BranchManager.init first.";
+    6 Config "config" "BETTERPG_RESULT_CONFIG"
+        "ConfigError" None
+        "Configuration is missing or wrong.";
+    7 Zfs "zfs" "BETTERPG_RESULT_ZFS"
+        "ZfsError" None
+        "A zfs/zpool command failed.";
+    8 Postgres "postgres" "BETTERPG_RESULT_POSTGRES"
+        "PostgresError" None
+        "PostgreSQL refused or failed something.";
+    9 Runtime "runtime" "BETTERPG_RESULT_RUNTIME"
+        "ServerRuntimeError" None
+        "Starting, stopping or inspecting a server process failed.";
+    10 Timeout "timeout" "BETTERPG_RESULT_TIMEOUT"
+        "OperationTimeoutError" Timeout
+        "Something did not finish in time (also a TimeoutError).";
+    11 Io "io" "BETTERPG_RESULT_IO"
+        "LocalIOError" Os
+        "An I/O error on a named local path (also an OSError).";
+    12 Catalog "catalog" "BETTERPG_RESULT_CATALOG"
+        "CatalogError" None
+        "The catalog file is unreadable, corrupt or from a newer betterpg.";
+    13 Port "port" "BETTERPG_RESULT_PORT"
+        "PortError" None
+        "No free port in the configured range, or the requested port is taken.";
+    14 VersionMismatch "version_mismatch" "BETTERPG_RESULT_VERSION_MISMATCH"
+        "VersionMismatchError" None
+        "Data directory and binaries are of different PostgreSQL major versions.";
+    15 Unsupported "unsupported" "BETTERPG_RESULT_UNSUPPORTED"
+        "UnsupportedError" None
+        "The operation is not supported in this situation.";
+    16 Docker "docker" "BETTERPG_RESULT_DOCKER"
+        "DockerError" None
+        "The Docker engine refused or failed something.";
+    17 InvalidState "invalid_state" "BETTERPG_RESULT_INVALID_STATE"
+        "InvalidStateError" None
+        "The object is in a state that does not allow the operation (busy, incomplete).";
+    18 NoSpace "no_space" "BETTERPG_RESULT_NO_SPACE"
+        "NoSpaceError" None
+        "Not enough space for what was asked: the branches' share of the pool is used up.";
+    99 Internal "internal" "BETTERPG_RESULT_INTERNAL"
+        "InternalError" None
+        "A bug in betterpg: please report it.";
+}
+
 impl Error {
     /// Stable numeric code of this error kind (never reused, never renumbered).
     pub fn code(&self) -> u32 {
-        match self {
-            Error::InvalidName { .. } => 1,
-            Error::AlreadyExists { .. } => 2,
-            Error::NotFound { .. } => 3,
-            Error::HasDependents { .. } => 4,
-            Error::NotInitialized { .. } => 5,
-            Error::Config(_) => 6,
-            Error::Zfs(_) => 7,
-            Error::Postgres(_) => 8,
-            Error::Runtime(_) => 9,
-            Error::Timeout(_) => 10,
-            Error::Io { .. } => 11,
-            Error::Catalog(_) => 12,
-            Error::Port(_) => 13,
-            Error::VersionMismatch(_) => 14,
-            Error::Unsupported(_) => 15,
-            Error::Docker(_) => 16,
-            Error::InvalidState(_) => 17,
-            Error::NoSpace(_) => 18,
-            Error::Internal(_) => 99,
-        }
+        self.kind().code()
     }
 
     /// Short stable identifier of the kind, e.g. `"not_found"`.
     pub fn kind_name(&self) -> &'static str {
-        match self {
-            Error::InvalidName { .. } => "invalid_name",
-            Error::AlreadyExists { .. } => "already_exists",
-            Error::NotFound { .. } => "not_found",
-            Error::HasDependents { .. } => "has_dependents",
-            Error::NotInitialized { .. } => "not_initialized",
-            Error::Config(_) => "config",
-            Error::Zfs(_) => "zfs",
-            Error::Postgres(_) => "postgres",
-            Error::Runtime(_) => "runtime",
-            Error::Timeout(_) => "timeout",
-            Error::Io { .. } => "io",
-            Error::Catalog(_) => "catalog",
-            Error::Port(_) => "port",
-            Error::VersionMismatch(_) => "version_mismatch",
-            Error::Unsupported(_) => "unsupported",
-            Error::Docker(_) => "docker",
-            Error::InvalidState(_) => "invalid_state",
-            Error::NoSpace(_) => "no_space",
-            Error::Internal(_) => "internal",
-        }
+        self.kind().name()
     }
-
-    /// Every (code, kind name) pair, for bindings that build tables from it.
-    pub const KINDS: &'static [(u32, &'static str)] = &[
-        (1, "invalid_name"),
-        (2, "already_exists"),
-        (3, "not_found"),
-        (4, "has_dependents"),
-        (5, "not_initialized"),
-        (6, "config"),
-        (7, "zfs"),
-        (8, "postgres"),
-        (9, "runtime"),
-        (10, "timeout"),
-        (11, "io"),
-        (12, "catalog"),
-        (13, "port"),
-        (14, "version_mismatch"),
-        (15, "unsupported"),
-        (16, "docker"),
-        (17, "invalid_state"),
-        (18, "no_space"),
-        (99, "internal"),
-    ];
 
     /// Helper: wrap an I/O error with what was being done.
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
@@ -223,6 +330,7 @@ mod tests {
         for (code, _) in Error::KINDS {
             assert!(seen.insert(*code), "duplicate code {code}");
         }
+        assert_eq!(Error::KINDS.len(), ErrorKind::ALL.len());
         let samples = [
             Error::Config("x".into()),
             Error::Zfs("x".into()),
@@ -231,6 +339,38 @@ mod tests {
         ];
         for e in samples {
             assert!(Error::KINDS.contains(&(e.code(), e.kind_name())), "{e:?}");
+            assert_eq!(ErrorKind::from_code(e.code()), Some(e.kind()));
         }
+    }
+
+    #[test]
+    fn the_table_is_consistent() {
+        let mut classes = std::collections::HashSet::new();
+        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(Error::KINDS[i], (k.code(), k.name()));
+            assert_eq!(ErrorKind::from_code(k.code()), Some(*k));
+            assert!(k.code() > 0 && k.code() < 1000, "core codes stay in 1-999");
+            assert_eq!(k.c_name().to_str().unwrap(), k.name());
+            assert_eq!(
+                k.c_constant(),
+                format!("BETTERPG_RESULT_{}", k.name().to_ascii_uppercase())
+            );
+            assert!(k
+                .name()
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(k.py_class().ends_with("Error"), "{k:?}");
+            assert!(
+                classes.insert(k.py_class()),
+                "duplicate class {}",
+                k.py_class()
+            );
+            assert!(k.doc().ends_with('.'), "{k:?}");
+            if i > 0 {
+                assert!(ErrorKind::ALL[i - 1].code() < k.code(), "ALL in code order");
+            }
+        }
+        assert_eq!(ErrorKind::from_code(0), None);
+        assert_eq!(ErrorKind::from_code(19), None);
     }
 }

@@ -40,7 +40,7 @@ pub mod tablespace;
 pub mod util;
 
 pub use catalog::{Kind, Mode};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use gc::{GcItem, GcReport};
 pub use manager::{
     BranchManager, BranchOptions, BranchReport, CreateOptions, Info, InitOptions, InitStorage,

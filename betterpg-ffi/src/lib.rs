@@ -110,7 +110,7 @@ pub unsafe extern "C" fn betterpg_string_free(s: *mut c_char) {
 mod tests {
     use super::*;
     use crate::result::{guard, Failure};
-    use betterpg_core::Error;
+    use betterpg_core::{Error, ErrorKind};
     use std::collections::HashSet;
     use std::ffi::CStr;
     use std::ptr;
@@ -128,14 +128,15 @@ mod tests {
     #[test]
     fn every_core_code_maps_to_a_distinct_result_with_the_same_value_and_name() {
         let mut seen = HashSet::new();
-        for (code, kind) in Error::KINDS {
-            let r = betterpg_result::from_core_code(*code)
-                .unwrap_or_else(|| panic!("core code {code} ({kind}) has no betterpg_result"));
+        for kind in ErrorKind::ALL {
+            let code = kind.code();
+            let r = betterpg_result::from_core_code(code)
+                .unwrap_or_else(|| panic!("core code {code} ({kind:?}) has no betterpg_result"));
             assert!(seen.insert(r), "{r:?} used for two core codes");
-            assert_eq!(r as u32, *code, "{kind}: same number as the core");
-            assert_eq!(r.name().to_str().unwrap(), *kind);
-            assert_eq!(cstr(betterpg_result_name(*code)), *kind);
-            assert!(*code > 0 && *code < 1000, "core codes stay in 1-999");
+            assert_eq!(r as u32, code, "{kind:?}: same number as the core");
+            assert_eq!(r.name().to_str().unwrap(), kind.name());
+            assert_eq!(cstr(betterpg_result_name(code)), kind.name());
+            assert!(code > 0 && code < 1000, "core codes stay in 1-999");
         }
         // Binding codes are distinct from the core's and from each other.
         for r in [
@@ -153,6 +154,21 @@ mod tests {
         assert_eq!(cstr(betterpg_result_name(1003)), "panic");
         assert_eq!(cstr(betterpg_result_name(424242)), "unknown");
         assert_eq!(cstr(betterpg_result_name(98)), "unknown");
+    }
+
+    #[test]
+    fn the_header_names_every_core_kind_as_the_core_defines_it() {
+        // cbindgen names the constants from the enum's variants; the core's
+        // one definition says what each must be called.
+        let header = include_str!("../include/betterpg.h");
+        for kind in ErrorKind::ALL {
+            let line = format!("  {} = {},", kind.c_constant(), kind.code());
+            assert!(
+                header.lines().any(|l| l == line),
+                "include/betterpg.h lacks {line:?}: name the betterpg_result variant after the kind ({:?}) and regenerate the header",
+                kind.name()
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use betterpg_core::Error;
+use betterpg_core::{Error, ErrorKind};
 
 /// What every fallible betterpg function returns.
 ///
@@ -74,83 +74,94 @@ pub enum betterpg_result {
     Panic = 1003,
 }
 
-/// Core error codes, in the order of `Error::KINDS`, with their result.
-const CORE_RESULTS: &[(u32, betterpg_result)] = &[
-    (1, betterpg_result::InvalidName),
-    (2, betterpg_result::AlreadyExists),
-    (3, betterpg_result::NotFound),
-    (4, betterpg_result::HasDependents),
-    (5, betterpg_result::NotInitialized),
-    (6, betterpg_result::Config),
-    (7, betterpg_result::Zfs),
-    (8, betterpg_result::Postgres),
-    (9, betterpg_result::Runtime),
-    (10, betterpg_result::Timeout),
-    (11, betterpg_result::Io),
-    (12, betterpg_result::Catalog),
-    (13, betterpg_result::Port),
-    (14, betterpg_result::VersionMismatch),
-    (15, betterpg_result::Unsupported),
-    (16, betterpg_result::Docker),
-    (17, betterpg_result::InvalidState),
-    (18, betterpg_result::NoSpace),
-    (99, betterpg_result::Internal),
-];
+/// The result of each core error kind, in the order of
+/// [`ErrorKind::ALL`]. The enum above must be written out for cbindgen; the
+/// check below makes a build with a kind missing, extra or numbered
+/// differently fail to compile, and a unit test checks the header's
+/// constant names against [`ErrorKind::c_constant`].
+const CORE_RESULTS: &[betterpg_result] = {
+    use betterpg_result::*;
+    &[
+        InvalidName,
+        AlreadyExists,
+        NotFound,
+        HasDependents,
+        NotInitialized,
+        Config,
+        Zfs,
+        Postgres,
+        Runtime,
+        Timeout,
+        Io,
+        Catalog,
+        Port,
+        VersionMismatch,
+        Unsupported,
+        Docker,
+        InvalidState,
+        NoSpace,
+        Internal,
+    ]
+};
+
+/// This binding's own results (not core errors), all from 1000 up but `Ok`.
+const BINDING_RESULTS: &[betterpg_result] = {
+    use betterpg_result::*;
+    &[Ok, NullParameter, InvalidUtf8, InvalidArgument, Panic]
+};
+
+const _: () = {
+    let kinds = ErrorKind::ALL;
+    assert!(
+        kinds.len() == CORE_RESULTS.len(),
+        "betterpg_result lacks or has extra core kinds: follow betterpg_core::ErrorKind::ALL"
+    );
+    let mut i = 0;
+    while i < kinds.len() {
+        assert!(
+            CORE_RESULTS[i] as u32 == kinds[i].code(),
+            "a betterpg_result differs from its core kind's code"
+        );
+        assert!(kinds[i].code() > 0 && kinds[i].code() < 1000);
+        i += 1;
+    }
+    let mut j = 0;
+    while j < BINDING_RESULTS.len() {
+        let v = BINDING_RESULTS[j] as u32;
+        assert!(v == 0 || v >= 1000, "binding results are 0 or from 1000 up");
+        j += 1;
+    }
+};
 
 impl betterpg_result {
     /// The result for a core error code, `None` for a code this build does
-    /// not know (a unit test checks that every code of `Error::KINDS` is
-    /// known).
+    /// not know.
     pub fn from_core_code(code: u32) -> Option<betterpg_result> {
-        CORE_RESULTS
-            .iter()
-            .find(|(c, _)| *c == code)
-            .map(|(_, r)| *r)
+        let i = ErrorKind::ALL.iter().position(|k| k.code() == code)?;
+        Some(CORE_RESULTS[i])
     }
 
     /// The result for a raw value, `None` when no result has this value.
     pub fn from_u32(value: u32) -> Option<betterpg_result> {
-        use betterpg_result::*;
-        if value == 0 {
-            return Some(Ok);
-        }
-        if let Some(r) = Self::from_core_code(value) {
-            return Some(r);
-        }
-        [NullParameter, InvalidUtf8, InvalidArgument, Panic]
-            .into_iter()
-            .find(|r| *r as u32 == value)
+        Self::from_core_code(value)
+            .or_else(|| BINDING_RESULTS.iter().copied().find(|r| *r as u32 == value))
     }
 
-    /// Short stable name: the core's `kind_name()` for core codes, else
-    /// "ok", "null_parameter", "invalid_utf8", "invalid_argument", "panic".
+    /// Short stable name: the core's [`ErrorKind::name`] for core codes,
+    /// else "ok", "null_parameter", "invalid_utf8", "invalid_argument",
+    /// "panic".
     pub fn name(self) -> &'static CStr {
         use betterpg_result::*;
         match self {
             Ok => c"ok",
-            InvalidName => c"invalid_name",
-            AlreadyExists => c"already_exists",
-            NotFound => c"not_found",
-            HasDependents => c"has_dependents",
-            NotInitialized => c"not_initialized",
-            Config => c"config",
-            Zfs => c"zfs",
-            Postgres => c"postgres",
-            Runtime => c"runtime",
-            Timeout => c"timeout",
-            Io => c"io",
-            Catalog => c"catalog",
-            Port => c"port",
-            VersionMismatch => c"version_mismatch",
-            Unsupported => c"unsupported",
-            Docker => c"docker",
-            InvalidState => c"invalid_state",
-            NoSpace => c"no_space",
-            Internal => c"internal",
             NullParameter => c"null_parameter",
             InvalidUtf8 => c"invalid_utf8",
             InvalidArgument => c"invalid_argument",
             Panic => c"panic",
+            core => match ErrorKind::from_code(core as u32) {
+                Some(k) => k.c_name(),
+                None => c"unknown",
+            },
         }
     }
 }
