@@ -1,0 +1,236 @@
+//! The command line: every command and option `bpg` accepts (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Production-safe PostgreSQL branching on ZFS.
+#[derive(Parser, Debug)]
+#[command(name = "bpg", version, about, long_about = None)]
+pub struct Cli {
+    /// Directory holding betterpg's config, catalog, secrets and logs.
+    #[arg(
+        long,
+        global = true,
+        env = "BPG_HOME",
+        default_value = "/var/lib/betterpg"
+    )]
+    pub home: PathBuf,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// The commands.
+// Parsed once per process: the size of `Init`'s many options costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Set up a home: use a ZFS dataset, or create a file-backed pool.
+    Init(InitArgs),
+    /// Check this machine and home: storage backend and why, ZFS flavour,
+    /// PostgreSQL binaries, OS user. Exits non-zero when something is missing.
+    Doctor,
+    /// Create a new, started, empty database.
+    Create(CreateArgs),
+    /// Branch a database (or branch): a new read-write server on a ZFS clone.
+    Branch(BranchArgs),
+    /// Throw a branch's changes away: branch its parent again under the same
+    /// name and port.
+    Reset(ResetArgs),
+    /// Show databases and branches as a tree, with pool usage.
+    Status(StatusArgs),
+    /// Print the connection URL of a database or branch.
+    Url(NameArg),
+    /// Start a stopped database or branch.
+    Start(NameArg),
+    /// Stop a database or branch (fast shutdown).
+    Stop(NameArg),
+    /// Destroy a database or branch with its dataset, snapshot and server.
+    Destroy(DestroyArgs),
+    /// Find and remove what betterpg made that no complete database or
+    /// branch owns (left by a bpg process that was killed mid-way).
+    Gc(GcArgs),
+    /// Show the server log.
+    Logs(LogsArgs),
+}
+
+/// `bpg init`.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Existing pool and path for betterpg's datasets (e.g. tank/betterpg).
+    #[arg(long, conflicts_with_all = ["pool_file", "size"])]
+    pub dataset: Option<String>,
+    /// Create a pool on this (new, sparse) file.
+    #[arg(long, requires = "size")]
+    pub pool_file: Option<PathBuf>,
+    /// Size of the pool file (e.g. 10G).
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Name of the pool to create with --pool-file.
+    #[arg(long, default_value = "betterpg")]
+    pub pool: String,
+    /// PostgreSQL bin directory (default: found on the machine).
+    #[arg(long)]
+    pub pg_bin: Option<PathBuf>,
+    /// Unprivileged OS user the servers run as (default: postgres when root).
+    #[arg(long)]
+    pub os_user: Option<String>,
+    /// Address the servers listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub listen: String,
+    /// Port range to allocate from, e.g. 54320-54999.
+    #[arg(long)]
+    pub ports: Option<String>,
+    /// Storage backend: auto (the linked libzfs where usable, else the
+    /// zfs command), libzfs or cli.
+    #[arg(long)]
+    pub storage_backend: Option<String>,
+    /// Runtime `create` uses by default: native (processes) or docker.
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Image `create` uses by default with --runtime docker.
+    #[arg(long, requires = "runtime")]
+    pub image: Option<String>,
+    /// Percent of the pool kept for databases, which branches together
+    /// can never use, so a branch filling its space cannot stop a
+    /// database (0-90; 0: no limit). Default 20.
+    #[arg(long, value_name = "PERCENT")]
+    pub branch_headroom: Option<u8>,
+    /// Space guaranteed to every branch, so it can still write when
+    /// other branches filled the rest (e.g. 64M; 0: none). Default 64M.
+    #[arg(long, value_name = "SIZE")]
+    pub branch_reserve: Option<String>,
+    /// Memory limit of every container of the docker runtime (e.g.
+    /// 4G; at least 64M; 0: none). Default 2G.
+    #[arg(long, value_name = "SIZE")]
+    pub docker_memory: Option<String>,
+    /// Most processes/threads in every container of the docker runtime
+    /// (at least 32; 0: none). Default 1024.
+    #[arg(long, value_name = "N")]
+    pub docker_pids: Option<u64>,
+    /// ZFS record size of the datasets (default 8K, PostgreSQL's page:
+    /// a branch changing one page copies one record).
+    #[arg(long, value_name = "SIZE")]
+    pub recordsize: Option<String>,
+    /// A ZFS property of the datasets, replacing betterpg's default
+    /// (recordsize=8K, atime=off, compression=lz4 or on); repeatable.
+    /// Keys: recordsize, compression, atime, logbias, primarycache,
+    /// secondarycache, xattr, redundant_metadata.
+    #[arg(long = "zfs-property", value_name = "KEY=VALUE")]
+    pub zfs_property: Vec<String>,
+}
+
+/// `bpg create`.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Name of the database.
+    pub name: String,
+    /// PostgreSQL bin directory for this database.
+    #[arg(long)]
+    pub pg_bin: Option<PathBuf>,
+    /// Required PostgreSQL major version.
+    #[arg(long)]
+    pub pg_version: Option<u32>,
+    /// How to run it: native (a process on this machine) or docker (a
+    /// container; its branches run as containers too).
+    #[arg(long, default_value = "native")]
+    pub runtime: String,
+    /// Container image for --runtime docker (default betterpg/postgres:15,
+    /// built by scripts/build-image.sh; never pulled).
+    #[arg(long)]
+    pub image: Option<String>,
+}
+
+/// `bpg branch`.
+#[derive(Args, Debug)]
+pub struct BranchArgs {
+    /// Database or branch to branch from.
+    pub source: String,
+    /// Name of the new branch.
+    pub name: String,
+    /// How the source is snapshotted.
+    #[command(flatten)]
+    pub snapshot: SnapshotArgs,
+    /// Runtime of the branch (default: its source's), e.g. docker.
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Container image of the branch (default: its source's, or the
+    /// runtime's default image).
+    #[arg(long)]
+    pub image: Option<String>,
+}
+
+/// `bpg reset`.
+#[derive(Args, Debug)]
+pub struct ResetArgs {
+    /// The branch.
+    pub name: String,
+    /// How the parent is snapshotted.
+    #[command(flatten)]
+    pub snapshot: SnapshotArgs,
+}
+
+/// The options `branch` and `reset` share.
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    /// Crash-consistent: CHECKPOINT + snapshot, no backup mode.
+    #[arg(long)]
+    pub fast: bool,
+    /// Most pool space the branch may use (e.g. 10G); protects the source
+    /// and other branches from a branch that fills the pool.
+    #[arg(long)]
+    pub quota: Option<String>,
+}
+
+/// `bpg status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Only this database or branch.
+    pub name: Option<String>,
+}
+
+/// A command taking one database or branch.
+#[derive(Args, Debug)]
+pub struct NameArg {
+    /// Database or branch.
+    pub name: String,
+}
+
+/// `bpg destroy`.
+#[derive(Args, Debug)]
+pub struct DestroyArgs {
+    /// Database or branch.
+    pub name: String,
+    /// Also destroy its branches, and snapshots or datasets under it
+    /// that betterpg did not make (refused without it, naming them).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `bpg gc`.
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// Only list what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `bpg logs`.
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Database or branch.
+    pub name: String,
+    /// Keep printing new lines.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(long)]
+    pub tail: Option<usize>,
+}

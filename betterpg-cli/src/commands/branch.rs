@@ -1,0 +1,38 @@
+//! `bpg branch`: a new read-write server on a ZFS clone of a source.
+
+use betterpg_core::{BranchOptions, Error};
+
+use super::{branch_options, Global};
+use crate::args::BranchArgs;
+use crate::{output, wire};
+
+pub async fn run(g: &Global, a: BranchArgs) -> Result<(), Error> {
+    let mgr = g.open().await?;
+    let opts = BranchOptions {
+        runtime: a.runtime,
+        image: a.image,
+        ..branch_options(&a.snapshot)?
+    };
+    let r = mgr.branch(&a.source, &a.name, opts).await?;
+    if g.json {
+        return output::json(&wire::BranchReport::from(&r));
+    }
+    println!(
+        "branched {} -> {} ({}{})",
+        a.source,
+        a.name,
+        r.branch.mode.unwrap_or("-"),
+        if r.source_was_running {
+            ""
+        } else {
+            ", source was stopped"
+        }
+    );
+    for s in &r.timings {
+        println!("  {:<13} {:>8.1} ms", s.step, s.millis);
+    }
+    println!("  {:<13} {:>8.1} ms", "total", r.total_millis);
+    output::isolation(&r.isolation);
+    println!("{}", r.branch.url);
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! One module per command: each turns its arguments into calls of
+//! `betterpg-core` and prints the result (text, or JSON through
+//! [`crate::wire`]).
+
+use std::path::PathBuf;
+
+use betterpg_core::Error;
+
+use crate::args::{Cli, Cmd};
+
+mod branch;
+mod create;
+mod destroy;
+mod doctor;
+mod gc;
+mod init;
+mod logs;
+mod reset;
+mod start;
+mod status;
+mod stop;
+mod url;
+
+/// What every command gets besides its own arguments.
+pub struct Global {
+    /// `--home`.
+    pub home: PathBuf,
+    /// `--json`.
+    pub json: bool,
+}
+
+impl Global {
+    /// Open the home's manager.
+    pub async fn open(&self) -> Result<betterpg_core::BranchManager, Error> {
+        betterpg_core::BranchManager::open(&self.home).await
+    }
+}
+
+/// Run the command `cli` names.
+pub async fn run(cli: Cli) -> Result<(), Error> {
+    let g = Global {
+        home: cli.home,
+        json: cli.json,
+    };
+    match cli.cmd {
+        Cmd::Init(a) => init::run(&g, a).await,
+        Cmd::Doctor => doctor::run(&g).await,
+        Cmd::Create(a) => create::run(&g, a).await,
+        Cmd::Branch(a) => branch::run(&g, a).await,
+        Cmd::Reset(a) => reset::run(&g, a).await,
+        Cmd::Status(a) => status::run(&g, a).await,
+        Cmd::Url(a) => url::run(&g, a).await,
+        Cmd::Start(a) => start::run(&g, a).await,
+        Cmd::Stop(a) => stop::run(&g, a).await,
+        Cmd::Destroy(a) => destroy::run(&g, a).await,
+        Cmd::Gc(a) => gc::run(&g, a).await,
+        Cmd::Logs(a) => logs::run(&g, a).await,
+    }
+}
+
+/// `--fast` and `--quota` of `branch` and `reset`.
+fn branch_options(s: &crate::args::SnapshotArgs) -> Result<betterpg_core::BranchOptions, Error> {
+    use betterpg_core::SnapshotMode;
+    Ok(betterpg_core::BranchOptions {
+        runtime: None,
+        image: None,
+        mode: if s.fast {
+            SnapshotMode::CrashConsistent
+        } else {
+            SnapshotMode::ApplicationConsistent
+        },
+        quota: s
+            .quota
+            .as_deref()
+            .map(betterpg_core::util::parse_size)
+            .transpose()?,
+    })
+}

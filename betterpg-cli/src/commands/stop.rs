@@ -1,0 +1,17 @@
+//! `bpg stop`: stop a database or branch (fast shutdown).
+
+use betterpg_core::Error;
+
+use super::Global;
+use crate::args::NameArg;
+use crate::{output, wire};
+
+pub async fn run(g: &Global, a: NameArg) -> Result<(), Error> {
+    let mgr = g.open().await?;
+    let info = mgr.stop(&a.name).await?;
+    if g.json {
+        return output::json(&wire::Info::from(&info));
+    }
+    println!("stopped {}", info.name);
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! How results reach the terminal: JSON through the [`crate::wire`] types,
+//! text for people, and the exit status of an error.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use betterpg_core::util::human_bytes;
+use betterpg_core::{Error, Info, IsolationReport};
+use serde::Serialize;
+
+/// Print `v` as pretty JSON on stdout.
+pub fn json<T: Serialize>(v: &T) -> Result<(), Error> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| Error::Internal(e.to_string()))?;
+    println!("{s}");
+    Ok(())
+}
+
+/// The exit status of a failed command: the error kind's code plus 9, so
+/// each kind has its own status and none is 0, 1 (an internal error) or 2
+/// (clap's usage error). `docs/cli-json.md` lists them.
+pub fn exit_code(e: &Error) -> u8 {
+    if e.code() == 99 {
+        1
+    } else {
+        (e.code() + 9) as u8
+    }
+}
+
+/// Print a failure on stderr (`error: ` and its first line, then its other
+/// lines indented) and return its exit status.
+pub fn fail(e: &Error) -> ExitCode {
+    let text = e.to_string();
+    let mut lines = text.lines();
+    eprintln!("error: {}", lines.next().unwrap_or(""));
+    for l in lines {
+        eprintln!("  {l}");
+    }
+    ExitCode::from(exit_code(e))
+}
+
+/// What a new branch was cut off from, and what still points elsewhere.
+pub fn isolation(iso: &IsolationReport) {
+    let lines = iso.detached_lines();
+    if !lines.is_empty() {
+        println!("detached from the source:");
+        for l in lines {
+            println!("  {l}");
+        }
+    }
+    for w in &iso.warnings {
+        let what = match w.kind.as_str() {
+            "foreign_server" => "foreign server",
+            "pg_cron_job" => "pg_cron job",
+            other => other,
+        };
+        println!(
+            "warning: {what} {} in database {} still points at another system: {}",
+            w.name, w.database, w.detail
+        );
+    }
+}
+
+/// `k=v k=v ...` of ZFS properties.
+pub fn props(p: &BTreeMap<String, String>) -> String {
+    if p.is_empty() {
+        return "(not recorded)".into();
+    }
+    p.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Databases and branches as a tree, each branch under its parent.
+pub fn tree(infos: &[Info]) {
+    if infos.is_empty() {
+        println!("no databases yet: `bpg create NAME`");
+        return;
+    }
+    println!(
+        "{:<28} {:<8} {:<8} {:>6} {:>10} {:>10}  MODE",
+        "NAME", "KIND", "STATUS", "PORT", "USED", "REFER"
+    );
+    for i in infos {
+        let depth = depth_of(infos, i);
+        let label = if depth == 0 {
+            i.name.clone()
+        } else {
+            format!("{}└─ {}", "   ".repeat(depth - 1), i.name)
+        };
+        let status = if i.state == "ready" {
+            i.status
+        } else {
+            i.state
+        };
+        println!(
+            "{:<28} {:<8} {:<8} {:>6} {:>10} {:>10}  {}",
+            label,
+            i.kind,
+            status,
+            i.port,
+            human_bytes(i.used_bytes),
+            human_bytes(i.referenced_bytes),
+            i.mode.unwrap_or("-")
+        );
+    }
+}
+
+fn depth_of(all: &[Info], i: &Info) -> usize {
+    let mut d = 0;
+    let mut cur = i.parent.clone();
+    while let Some(p) = cur {
+        d += 1;
+        cur = all
+            .iter()
+            .find(|x| x.name == p)
+            .and_then(|x| x.parent.clone());
+        if d > 64 {
+            break;
+        }
+    }
+    d
+}

@@ -1,0 +1,308 @@
+//! The JSON `bpg --json` prints: one explicit type per output, so the
+//! command line's contract changes only here (and in `docs/cli-json.md`,
+//! which `tests/cli_json.rs` checks against real output), never as a side
+//! effect of a change in the library's types.
+//!
+//! Field order is the order printed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use betterpg_core::pg::isolate::IsolationReport;
+use betterpg_core::tablespace::TablespaceClone;
+use serde::Serialize;
+
+/// A database or branch (`create`, `start`, `stop`, each row of `status`,
+/// `branch` of `branch` and `reset`).
+#[derive(Serialize)]
+pub struct Info<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub parent: Option<&'a str>,
+    pub status: &'a str,
+    pub state: &'a str,
+    pub port: u16,
+    pub used_bytes: u64,
+    pub referenced_bytes: u64,
+    pub url: &'a str,
+    pub mode: Option<&'a str>,
+    pub dataset: &'a str,
+    pub snapshot: Option<&'a str>,
+    pub runtime: &'a str,
+    pub pg_version: u32,
+    pub created_at: u64,
+}
+
+impl<'a> From<&'a betterpg_core::Info> for Info<'a> {
+    fn from(i: &'a betterpg_core::Info) -> Self {
+        Info {
+            name: &i.name,
+            kind: i.kind,
+            parent: i.parent.as_deref(),
+            status: i.status,
+            state: i.state,
+            port: i.port,
+            used_bytes: i.used_bytes,
+            referenced_bytes: i.referenced_bytes,
+            url: &i.url,
+            mode: i.mode,
+            dataset: &i.dataset,
+            snapshot: i.snapshot.as_deref(),
+            runtime: &i.runtime,
+            pg_version: i.pg_version,
+            created_at: i.created_at,
+        }
+    }
+}
+
+/// One step of `branch`/`reset` with its time.
+#[derive(Serialize)]
+pub struct StepTiming<'a> {
+    pub step: &'a str,
+    pub millis: f64,
+}
+
+/// `branch` and `reset`.
+#[derive(Serialize)]
+pub struct BranchReport<'a> {
+    pub branch: Info<'a>,
+    pub timings: Vec<StepTiming<'a>>,
+    pub total_millis: f64,
+    pub source_was_running: bool,
+    pub wal_bytes_copied: u64,
+    pub tablespaces: Vec<Tablespace<'a>>,
+    pub isolation: Isolation<'a>,
+    pub password_changed: bool,
+}
+
+impl<'a> From<&'a betterpg_core::BranchReport> for BranchReport<'a> {
+    fn from(r: &'a betterpg_core::BranchReport) -> Self {
+        BranchReport {
+            branch: (&r.branch).into(),
+            timings: r
+                .timings
+                .iter()
+                .map(|t| StepTiming {
+                    step: t.step,
+                    millis: t.millis,
+                })
+                .collect(),
+            total_millis: r.total_millis,
+            source_was_running: r.source_was_running,
+            wal_bytes_copied: r.wal_bytes_copied,
+            tablespaces: r.tablespaces.iter().map(Tablespace::from).collect(),
+            isolation: (&r.isolation).into(),
+            password_changed: r.password_changed,
+        }
+    }
+}
+
+/// A tablespace of the source, cloned for the branch.
+#[derive(Serialize)]
+pub struct Tablespace<'a> {
+    pub oid: u32,
+    pub name: Option<&'a str>,
+    pub source_location: &'a Path,
+    pub location: &'a Path,
+    pub dataset: &'a str,
+}
+
+impl<'a> From<&'a TablespaceClone> for Tablespace<'a> {
+    fn from(t: &'a TablespaceClone) -> Self {
+        Tablespace {
+            oid: t.oid,
+            name: t.name.as_deref(),
+            source_location: &t.source_location,
+            location: &t.location,
+            dataset: &t.dataset,
+        }
+    }
+}
+
+/// What a branch was cut off from.
+#[derive(Serialize)]
+pub struct Isolation<'a> {
+    pub settings_removed: Vec<RemovedSetting<'a>>,
+    pub settings_overridden: Vec<OverriddenSetting<'a>>,
+    pub files_removed: &'a [String],
+    pub replication_slots_dropped: &'a [String],
+    pub subscriptions_detached: Vec<DetachedSubscription<'a>>,
+    pub password_replaced: bool,
+    pub warnings: Vec<IsolationWarning<'a>>,
+}
+
+/// A line removed from the clone's `postgresql.auto.conf`.
+#[derive(Serialize)]
+pub struct RemovedSetting<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+}
+
+/// A source setting the branch runs without.
+#[derive(Serialize)]
+pub struct OverriddenSetting<'a> {
+    pub name: &'a str,
+    pub source_value: &'a str,
+    pub branch_value: &'a str,
+}
+
+/// A subscription disabled and detached on the branch.
+#[derive(Serialize)]
+pub struct DetachedSubscription<'a> {
+    pub database: &'a str,
+    pub name: &'a str,
+    pub was_enabled: bool,
+    pub slot_name: Option<&'a str>,
+}
+
+/// Something in the branch that still points at another system.
+#[derive(Serialize)]
+pub struct IsolationWarning<'a> {
+    pub kind: &'a str,
+    pub database: &'a str,
+    pub name: &'a str,
+    pub detail: &'a str,
+}
+
+impl<'a> From<&'a IsolationReport> for Isolation<'a> {
+    fn from(i: &'a IsolationReport) -> Self {
+        Isolation {
+            settings_removed: i
+                .settings_removed
+                .iter()
+                .map(|s| RemovedSetting {
+                    name: &s.name,
+                    value: &s.value,
+                })
+                .collect(),
+            settings_overridden: i
+                .settings_overridden
+                .iter()
+                .map(|s| OverriddenSetting {
+                    name: &s.name,
+                    source_value: &s.source_value,
+                    branch_value: &s.branch_value,
+                })
+                .collect(),
+            files_removed: &i.files_removed,
+            replication_slots_dropped: &i.replication_slots_dropped,
+            subscriptions_detached: i
+                .subscriptions_detached
+                .iter()
+                .map(|s| DetachedSubscription {
+                    database: &s.database,
+                    name: &s.name,
+                    was_enabled: s.was_enabled,
+                    slot_name: s.slot_name.as_deref(),
+                })
+                .collect(),
+            password_replaced: i.password_replaced,
+            warnings: i
+                .warnings
+                .iter()
+                .map(|w| IsolationWarning {
+                    kind: &w.kind,
+                    database: &w.database,
+                    name: &w.name,
+                    detail: &w.detail,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `init`: the home's configuration as recorded.
+#[derive(Serialize)]
+pub struct Config<'a> {
+    pub version: u32,
+    pub dataset: &'a str,
+    pub pg_bin: Option<&'a Path>,
+    pub os_user: Option<&'a str>,
+    pub listen_address: &'a str,
+    pub port_start: u16,
+    pub port_end: u16,
+    pub pool_file: Option<&'a Path>,
+    pub start_timeout_secs: u64,
+    pub storage_backend: Option<&'a str>,
+    pub default_runtime: Option<&'a str>,
+    pub default_image: Option<&'a str>,
+    pub branch_headroom_percent: u8,
+    pub branch_reserve: u64,
+    pub docker_memory: u64,
+    pub docker_pids: u64,
+    pub lock_timeout_secs: u64,
+    pub zfs_properties: &'a BTreeMap<String, String>,
+}
+
+impl<'a> From<&'a betterpg_core::home::Config> for Config<'a> {
+    fn from(c: &'a betterpg_core::home::Config) -> Self {
+        Config {
+            version: c.version,
+            dataset: &c.dataset,
+            pg_bin: c.pg_bin.as_deref(),
+            os_user: c.os_user.as_deref(),
+            listen_address: &c.listen_address,
+            port_start: c.port_start,
+            port_end: c.port_end,
+            pool_file: c.pool_file.as_deref(),
+            start_timeout_secs: c.start_timeout_secs,
+            storage_backend: c.storage_backend.as_deref(),
+            default_runtime: c.default_runtime.as_deref(),
+            default_image: c.default_image.as_deref(),
+            branch_headroom_percent: c.branch_headroom_percent,
+            branch_reserve: c.branch_reserve,
+            docker_memory: c.docker_memory,
+            docker_pids: c.docker_pids,
+            lock_timeout_secs: c.lock_timeout_secs,
+            zfs_properties: &c.zfs_properties,
+        }
+    }
+}
+
+/// `url`.
+#[derive(Serialize)]
+pub struct Url<'a> {
+    pub name: &'a str,
+    pub url: &'a str,
+}
+
+/// `destroy`.
+#[derive(Serialize)]
+pub struct Destroyed<'a> {
+    pub destroyed: &'a str,
+}
+
+/// One thing `gc` found.
+#[derive(Serialize)]
+pub struct GcItem<'a> {
+    pub what: &'a str,
+    pub name: &'a str,
+    pub reason: &'a str,
+}
+
+/// `gc`.
+#[derive(Serialize)]
+pub struct GcReport<'a> {
+    pub dry_run: bool,
+    pub items: Vec<GcItem<'a>>,
+    pub kept: Vec<GcItem<'a>>,
+}
+
+impl<'a> From<&'a betterpg_core::GcReport> for GcReport<'a> {
+    fn from(r: &'a betterpg_core::GcReport) -> Self {
+        let items = |v: &'a [betterpg_core::GcItem]| {
+            v.iter()
+                .map(|i| GcItem {
+                    what: &i.what,
+                    name: &i.name,
+                    reason: &i.reason,
+                })
+                .collect()
+        };
+        GcReport {
+            dry_run: r.dry_run,
+            items: items(&r.items),
+            kept: items(&r.kept),
+        }
+    }
+}
