@@ -113,7 +113,8 @@ python - "$wheel" <<'PY'
 import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
 need = {"betterpg/__init__.py", "betterpg/exceptions.py", "betterpg/pytest_plugin.py",
-        "betterpg/_internal.pyi", "betterpg/py.typed", "betterpg/_internal.abi3.so"}
+        "betterpg/_internal.pyi", "betterpg/py.typed", "betterpg/_internal.abi3.so",
+        *(f"betterpg/_plugin/{m}.py" for m in ("__init__", "options", "identity", "janitor", "fixtures"))}
 missing = need - names
 assert not missing, f"wheel lacks {sorted(missing)}"
 ep = [n for n in names if n.endswith("entry_points.txt")]

@@ -28,9 +28,10 @@ EXTRA_PORTS = (_PORT_BASE + 900, _PORT_BASE + 999)
 SOURCE = "src"
 SOURCE_ROWS = 100
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "python"
 SUITES = Path(__file__).resolve().parent / "suites"
+assert EXAMPLES.is_dir(), f"examples/python not found at {EXAMPLES}"
 
 
 def require() -> None:

@@ -298,3 +298,30 @@ def test_plugin_is_registered_by_entry_point():
     assert any(ep.name == "betterpg" and ep.value == "betterpg.pytest_plugin" for ep in group)
     r = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True)
     assert "--betterpg-home" in r.stdout and "betterpg_source" in r.stdout
+
+
+def test_entry_point_gathers_every_hook_and_fixture_of_the_parts():
+    """pytest loads only betterpg.pytest_plugin: every hook and fixture
+    defined in the parts (betterpg._plugin.*) must be reachable from it."""
+    import inspect
+
+    from _pytest.fixtures import getfixturemarker
+    from betterpg._plugin import fixtures, identity, janitor, options
+
+    parts = [options, identity, janitor, fixtures]
+    wanted = {}
+    for mod in parts:
+        for name, obj in vars(mod).items():
+            if getfixturemarker(obj) is not None and mod is fixtures:
+                wanted[name] = obj
+            elif name.startswith("pytest_") and inspect.isfunction(obj) and obj.__module__ == mod.__name__:
+                wanted[name] = obj
+    assert {"pytest_addoption", "pytest_configure", "pytest_report_header"} <= set(wanted)
+    assert {"betterpg_manager", "betterpg_branch", "betterpg_conn", "_betterpg_session"} <= set(wanted)
+    missing = sorted(n for n, obj in wanted.items() if getattr(plugin, n, None) is not obj)
+    assert not missing, f"in betterpg._plugin but not in betterpg.pytest_plugin: {missing}"
+    # Each part imports only the parts before it (options, identity, janitor, fixtures).
+    for i, mod in enumerate(parts):
+        src = inspect.getsource(mod)
+        for later in parts[i + 1 :]:
+            assert f"from {later.__name__} import" not in src, (mod.__name__, later.__name__)

@@ -1,0 +1,197 @@
+"""Fixtures: the manager, the source, branches per test and factories of
+further branch fixtures (like pytest-postgresql's ``factories``)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Union
+
+import pytest
+
+import betterpg
+from betterpg._plugin.janitor import Session, sweep
+from betterpg._plugin.options import configured_home, setting
+
+if TYPE_CHECKING:  # pragma: no cover
+    import psycopg
+
+
+@pytest.fixture(scope="session")
+def betterpg_manager(pytestconfig: pytest.Config) -> betterpg.BranchManager:
+    """The BranchManager of the configured home (one per test process)."""
+    home = configured_home(pytestconfig)
+    if not home:
+        pytest.fail(
+            "betterpg: no home configured: pass --betterpg-home DIR, set betterpg_home "
+            "in the pytest ini file, or set BPG_HOME",
+            pytrace=False,
+        )
+    manager = betterpg.BranchManager(home)
+    if setting(pytestconfig, "betterpg_sweep") is not False:
+        try:
+            swept = sweep(manager)
+        except betterpg.BetterPgError as e:
+            warnings.warn(
+                pytest.PytestWarning(f"betterpg: sweeping leftover test branches failed: {e}"),
+                stacklevel=1,
+            )
+        else:
+            if swept:
+                warnings.warn(
+                    pytest.PytestWarning(
+                        f"betterpg: destroyed {len(swept)} leftover branch(es) of dead test "
+                        f"sessions: {', '.join(swept)}"
+                    ),
+                    stacklevel=1,
+                )
+    return manager
+
+
+@pytest.fixture(scope="session")
+def _betterpg_session(
+    betterpg_manager: betterpg.BranchManager, pytestconfig: pytest.Config
+) -> Iterator[Session]:
+    session = Session(
+        betterpg_manager,
+        bool(setting(pytestconfig, "betterpg_fast")),
+        setting(pytestconfig, "betterpg_quota") or None,
+        background=setting(pytestconfig, "betterpg_background_destroy") is not False,
+    )
+    yield session
+    errors = session.destroy_all()
+    if errors:
+        raise RuntimeError("betterpg: could not destroy some test branches: " + "; ".join(map(str, errors)))
+
+
+@pytest.fixture(scope="session")
+def betterpg_source(pytestconfig: pytest.Config) -> str:
+    """Name of the database each test's branch is made from.
+
+    Override this fixture (session scope) to prepare the source yourself.
+    """
+    source = setting(pytestconfig, "betterpg_source")
+    if not source:
+        pytest.fail(
+            "betterpg: no source database configured: pass --betterpg-source NAME, set "
+            "betterpg_source in the pytest ini file, or override the betterpg_source fixture",
+            pytrace=False,
+        )
+    return str(source)
+
+
+class BranchFactory:
+    """Makes branches for one test (or one fixture scope) and destroys them afterwards."""
+
+    def __init__(self, session: Session, default_source: Callable[[], str]) -> None:
+        self._session = session
+        self._default_source = default_source
+        self.branches: List[betterpg.Branch] = []
+
+    def __call__(
+        self,
+        source: Optional[str] = None,
+        *,
+        fast: Optional[bool] = None,
+        quota: Union[int, str, None] = None,
+    ) -> betterpg.Branch:
+        """A new branch of ``source`` (default: the configured source).
+
+        ``fast`` and ``quota`` default to the configured ones.
+        """
+        branch = self._session.make(source or self._default_source(), fast, quota)
+        self.branches.append(branch)
+        return branch
+
+    def cleanup(self) -> None:
+        """Destroy every branch made, newest first; raise the first failure.
+
+        With background destroys (the default) the branches are queued and
+        a failure is reported at the end of the session instead."""
+        first: Optional[BaseException] = None
+        while self.branches:
+            branch = self.branches.pop()
+            if self._session.background:
+                self._session.destroy_later(branch.name)
+                continue
+            try:
+                self._session.destroy(branch.name)
+            except betterpg.BetterPgError as e:
+                first = first or e
+        if first is not None:
+            raise first
+
+
+def _factory(request: pytest.FixtureRequest) -> BranchFactory:
+    session = request.getfixturevalue("_betterpg_session")
+    factory = BranchFactory(session, lambda: request.getfixturevalue("betterpg_source"))
+    request.addfinalizer(factory.cleanup)
+    return factory
+
+
+@pytest.fixture
+def betterpg_branch_factory(request: pytest.FixtureRequest) -> BranchFactory:
+    """``factory(source=None, *, fast=None, quota=None) -> Branch``; all destroyed after the test."""
+    return _factory(request)
+
+
+@pytest.fixture
+def betterpg_branch(request: pytest.FixtureRequest) -> betterpg.Branch:
+    """A fresh branch of the source, private to this test, destroyed after it."""
+    factory = _factory(request)
+    marker = request.node.get_closest_marker("betterpg_source")
+    source = marker.args[0] if marker is not None and marker.args else None
+    return factory(source)
+
+
+@pytest.fixture
+def betterpg_url(betterpg_branch: betterpg.Branch) -> str:
+    """Connection URL (``postgresql://...``) of this test's branch.
+
+    For SQLAlchemy use ``betterpg.sqlalchemy_url(betterpg_url)``.
+    """
+    return betterpg_branch.url
+
+
+@pytest.fixture
+def betterpg_conn(betterpg_branch: betterpg.Branch) -> Iterator["psycopg.Connection[Any]"]:
+    """A psycopg 3 connection to this test's branch (closed after the test)."""
+    try:
+        import psycopg
+    except ImportError:
+        pytest.fail(
+            "betterpg_conn needs psycopg 3: pip install 'psycopg[binary]' (or 'betterpg[psycopg]')",
+            pytrace=False,
+        )
+    conn = psycopg.connect(betterpg_branch.url)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def branch_fixture(
+    source: Optional[str] = None,
+    *,
+    fast: Optional[bool] = None,
+    quota: Union[int, str, None] = None,
+    scope: str = "function",
+) -> Any:
+    """Make a branch fixture, like pytest-postgresql's factories.
+
+    >>> orders_db = branch_fixture("orders")                  # in a conftest.py
+    >>> shared = branch_fixture(scope="module")               # one per module
+
+    ``source`` defaults to the ``betterpg_source`` fixture. The branch is
+    destroyed when the fixture's scope ends.
+    """
+
+    @pytest.fixture(scope=scope)  # type: ignore[call-overload]
+    def _branch(request: pytest.FixtureRequest) -> Iterator[betterpg.Branch]:
+        session = request.getfixturevalue("_betterpg_session")
+        factory = BranchFactory(session, lambda: request.getfixturevalue("betterpg_source"))
+        try:
+            yield factory(source, fast=fast, quota=quota)
+        finally:
+            factory.cleanup()
+
+    return _branch

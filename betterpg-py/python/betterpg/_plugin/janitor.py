@@ -1,0 +1,150 @@
+"""The janitor: what this process made and has not destroyed yet.
+
+:class:`Session` makes branches with the session's defaults and destroys
+them, by default in the background (one thread, at most
+:data:`MAX_PENDING_DESTROYS` waiting) while the next test runs; the end of
+the session waits for all of them and reports any failure. :func:`sweep`
+destroys what dead sessions left behind (see
+:mod:`betterpg._plugin.identity` for how a dead session is recognised).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from typing import Dict, List, Optional, Union
+
+import betterpg
+from betterpg._plugin.identity import NAME_RE, creator_alive, new_branch_name
+
+#: Most branches waiting for their background destroy: beyond it a test's
+#: teardown waits, so finished tests never pile up running servers.
+MAX_PENDING_DESTROYS = 2
+
+
+def sweep(manager: betterpg.BranchManager) -> List[str]:
+    """Destroy leftover plugin branches whose creating process is dead.
+
+    Returns the names destroyed. Safe to run from several processes at once
+    (e.g. every xdist worker): a branch another sweeper removed first is
+    skipped.
+    """
+    destroyed: List[str] = []
+    for info in manager.list():
+        m = NAME_RE.match(info.name)
+        if m is None or info.kind != "branch":
+            continue
+        if creator_alive(int(m["pid"]), m["start"]):
+            continue
+        try:
+            manager.destroy(info.name, force=True)
+        except betterpg.NotFoundError:
+            continue  # another sweeper, or a parent's forced destroy, got it
+        except betterpg.InvalidStateError:
+            continue  # another live process is destroying it right now
+        destroyed.append(info.name)
+    return destroyed
+
+
+class Session:
+    """Branches this process made and has not destroyed yet."""
+
+    def __init__(
+        self,
+        manager: betterpg.BranchManager,
+        fast: bool,
+        quota: Optional[str],
+        background: bool = False,
+    ) -> None:
+        self.manager = manager
+        self.fast = fast
+        self.quota = quota
+        self.live: Dict[str, None] = {}
+        self.lock = threading.Lock()
+        # Background destroys: one worker thread (the core releases the GIL
+        # while it works), at most MAX_PENDING_DESTROYS queued; failures are
+        # kept for the end of the session.
+        self.background = background
+        self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._pending: List["concurrent.futures.Future[None]"] = []
+        self._slots = threading.BoundedSemaphore(MAX_PENDING_DESTROYS)
+        self.background_errors: List[BaseException] = []
+
+    def make(
+        self, source: str, fast: Optional[bool] = None, quota: Union[int, str, None] = None
+    ) -> betterpg.Branch:
+        """A new branch of ``source`` with a fresh name; ``fast`` and
+        ``quota`` default to the session's."""
+        name = new_branch_name()
+        with self.lock:
+            self.live[name] = None
+        try:
+            return self.manager.branch(
+                source,
+                name,
+                fast=self.fast if fast is None else fast,
+                quota=self.quota if quota is None else quota,
+            )
+        except BaseException:
+            with self.lock:
+                self.live.pop(name, None)
+            raise
+
+    def _destroy_now(self, name: str) -> None:
+        try:
+            self.manager.destroy(name, force=True)
+        except betterpg.NotFoundError:
+            pass
+        with self.lock:
+            self.live.pop(name, None)
+
+    def destroy(self, name: str) -> None:
+        """Destroy ``name`` now, after every background destroy queued
+        before it (a branch of this branch may be among them)."""
+        self.flush()
+        self._destroy_now(name)
+
+    def destroy_later(self, name: str) -> None:
+        """Destroy ``name`` in the background: the next test starts while
+        it goes. Waits while MAX_PENDING_DESTROYS are queued already."""
+        self._slots.acquire()
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="betterpg-destroy"
+            )
+
+        def work() -> None:
+            try:
+                self._destroy_now(name)
+            except BaseException as e:  # noqa: BLE001 - kept for the session's end
+                self.background_errors.append(e)
+            finally:
+                self._slots.release()
+
+        with self.lock:
+            self._pending = [f for f in self._pending if not f.done()]
+            self._pending.append(self._executor.submit(work))
+
+    def flush(self) -> None:
+        """Wait for every queued background destroy."""
+        with self.lock:
+            pending, self._pending = self._pending, []
+        concurrent.futures.wait(pending)
+
+    def destroy_all(self) -> List[BaseException]:
+        """Wait for the background destroys, destroy what is left (newest
+        first) and return every failure, the background ones included."""
+        self.flush()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        errors: List[BaseException] = list(self.background_errors)
+        self.background_errors.clear()
+        with self.lock:
+            names = list(self.live)
+        for name in reversed(names):
+            try:
+                self._destroy_now(name)
+            except betterpg.BetterPgError as e:
+                errors.append(e)
+        return errors

@@ -1,0 +1,102 @@
+"""Options: the plugin's command-line options and ini values, and where each
+setting comes from (option, then ini value, then environment variable)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("betterpg", "betterpg: a private branch of your database per test")
+    group.addoption(
+        "--betterpg-home",
+        dest="betterpg_home",
+        default=None,
+        metavar="DIR",
+        help="betterpg home (else ini betterpg_home, else $BPG_HOME)",
+    )
+    group.addoption(
+        "--betterpg-source",
+        dest="betterpg_source",
+        default=None,
+        metavar="NAME",
+        help="database or branch each test's betterpg_branch is made from (else ini betterpg_source)",
+    )
+    group.addoption(
+        "--betterpg-fast",
+        dest="betterpg_fast",
+        action="store_true",
+        default=None,
+        help="crash-consistent snapshots of the source (no backup mode); else ini betterpg_fast",
+    )
+    group.addoption(
+        "--betterpg-quota",
+        dest="betterpg_quota",
+        default=None,
+        metavar="SIZE",
+        help="most pool space each branch may use, e.g. 2G (else ini betterpg_quota; default none)",
+    )
+    group.addoption(
+        "--betterpg-no-sweep",
+        dest="betterpg_sweep",
+        action="store_false",
+        default=None,
+        help="do not destroy leftover branches of dead test sessions at start",
+    )
+    parser.addini("betterpg_home", "betterpg home directory", default=None)
+    parser.addini("betterpg_source", "source database for betterpg_branch", default=None)
+    parser.addini("betterpg_fast", "crash-consistent snapshots (bool)", type="bool", default=False)
+    parser.addini("betterpg_quota", "most pool space per branch, e.g. 2G", default=None)
+    group.addoption(
+        "--betterpg-sync-destroy",
+        dest="betterpg_background_destroy",
+        action="store_false",
+        default=None,
+        help="destroy each test's branches before the next test starts (default: in the "
+        "background while it runs; else ini betterpg_background_destroy)",
+    )
+    parser.addini(
+        "betterpg_background_destroy",
+        "destroy finished tests' branches in the background while the next test runs (bool)",
+        type="bool",
+        default=True,
+    )
+    parser.addini(
+        "betterpg_sweep",
+        "destroy leftover branches of dead test sessions at start (bool)",
+        type="bool",
+        default=True,
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "betterpg_source(name): make this test's betterpg_branch from database/branch NAME",
+    )
+
+
+def setting(config: pytest.Config, name: str, env: Optional[str] = None) -> Any:
+    """The setting ``name``: its option, else its ini value, else ``$env``."""
+    value = config.getoption(name, default=None)
+    if value is None:
+        value = config.getini(name)
+    if value in (None, "") and env:
+        value = os.environ.get(env) or None
+    return value
+
+
+def configured_home(config: pytest.Config) -> Optional[str]:
+    """The configured home: option, ini value, then ``$BPG_HOME``."""
+    return setting(config, "betterpg_home", env="BPG_HOME") or None
+
+
+def pytest_report_header(config: pytest.Config) -> Optional[str]:
+    home = configured_home(config)
+    if not home:
+        return None
+    source = setting(config, "betterpg_source") or "(not set)"
+    return f"betterpg: home {home}, source {source}"
