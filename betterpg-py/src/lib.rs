@@ -52,7 +52,9 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::PyBranch>()?;
     m.add_class::<types::PyStepTiming>()?;
     m.add_class::<types::PyPoolUsage>()?;
+    m.add_class::<types::PyGcItem>()?;
     m.add_class::<types::PyGcReport>()?;
+    m.add_class::<types::PyStatus>()?;
     errors::register(m)?;
     let before = wrap_pyfunction!(_fork_before, m)?;
     let parent = wrap_pyfunction!(_fork_after_in_parent, m)?;

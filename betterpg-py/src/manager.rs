@@ -22,7 +22,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyType};
 
 use crate::errors::to_pyerr;
-use crate::types::{PyBranch, PyGcReport, PyInfo, PyPoolUsage};
+use crate::types::{PyBranch, PyGcReport, PyInfo, PyPoolUsage, PyStatus};
 
 /// Home used when none is given and `BPG_HOME` is unset (the CLI's default).
 pub const DEFAULT_HOME: &str = "/var/lib/betterpg";
@@ -376,8 +376,8 @@ impl PyBranchManager {
     /// Find (and unless ``dry_run``, remove) what betterpg made that no
     /// complete database or branch owns (left by a killed process). Returns
     /// a ``GcReport``: ``items`` found, ``kept`` (what gc left alone because
-    /// an operator made something on or from it), each as
-    /// ``(what, name, reason)`` tuples.
+    /// an operator made something on or from it), each a list of
+    /// ``GcItem`` (``what``, ``name``, ``reason``).
     #[pyo3(signature = (dry_run = false))]
     fn gc(&self, py: Python<'_>, dry_run: bool) -> PyResult<PyGcReport> {
         self.call(py, |m| m.gc(dry_run)).map(PyGcReport::from)
@@ -405,14 +405,11 @@ impl PyBranchManager {
         self.call(py, |m| m.info(name)).map(PyInfo::from)
     }
 
-    /// Without a name: every database and branch (parents first), as a
-    /// list. With a name: that one's `Info`.
-    #[pyo3(signature = (name = None))]
-    fn status<'py>(&self, py: Python<'py>, name: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
-        match name {
-            Some(n) => Ok(Bound::new(py, self.info(py, n)?)?.into_any()),
-            None => Ok(self.list(py)?.into_any()),
-        }
+    /// Every database and branch (parents first) and the space of the
+    /// pool, as ``bpg status`` shows them: a ``Status``. One entry:
+    /// ``info(name)``.
+    fn status(&self, py: Python<'_>) -> PyResult<PyStatus> {
+        self.call(py, |m| Ok(PyStatus::new(m.status()?, m.pool_usage()?)))
     }
 
     /// Every database and branch, parents before their branches.

@@ -1,4 +1,5 @@
-//! Result objects: `Info`, `Branch`, `StepTiming`, `PoolUsage`, `GcReport`.
+//! Result objects: `Info`, `Branch`, `StepTiming`, `PoolUsage`, `Status`,
+//! `GcItem`, `GcReport`.
 //!
 //! Plain immutable snapshots of what the core returned; `Branch` adds the
 //! timing breakdown and a context manager that destroys the branch.
@@ -447,39 +448,87 @@ impl PyPoolUsage {
     }
 }
 
-/// One thing `gc` found: (what, name, reason).
-pub type GcItemTuple = (String, String, String);
+/// One thing `gc` found, removed or kept.
+#[pyclass(module = "betterpg", name = "GcItem", frozen, eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PyGcItem {
+    /// What it is: ``"catalog entry"``, ``"dataset"``, ``"snapshot"``,
+    /// ``"password file"``, ``"docker network"`` ...
+    #[pyo3(get)]
+    pub what: String,
+    /// Its name (a dataset, snapshot, entry or file name).
+    #[pyo3(get)]
+    pub name: String,
+    /// Why gc removed it, or why it left it alone (what to move or destroy).
+    #[pyo3(get)]
+    pub reason: String,
+}
+
+impl From<betterpg_core::GcItem> for PyGcItem {
+    fn from(i: betterpg_core::GcItem) -> Self {
+        PyGcItem {
+            what: i.what,
+            name: i.name,
+            reason: i.reason,
+        }
+    }
+}
+
+#[pymethods]
+impl PyGcItem {
+    fn __repr__(&self) -> String {
+        format!(
+            "GcItem(what={}, name={}, reason={})",
+            py_str(&self.what),
+            py_str(&self.name),
+            py_str(&self.reason)
+        )
+    }
+}
 
 /// What `gc` found (and removed unless a dry run), and what of betterpg's
 /// it left alone because an operator made something on or from it.
-/// Iterating it (and `len`) goes over `items`, as the plain list `gc`
-/// returned before.
+/// Iterating it (and `len`) goes over `items`.
 #[pyclass(module = "betterpg", name = "GcReport", frozen)]
 #[derive(Debug, Clone)]
 pub struct PyGcReport {
     /// True when nothing was changed.
     #[pyo3(get)]
     pub dry_run: bool,
-    /// ``(what, name, reason)`` of everything found (and removed unless a
-    /// dry run).
+    /// Everything found (and removed unless a dry run).
     #[pyo3(get)]
-    pub items: Vec<GcItemTuple>,
-    /// ``(what, name, reason)`` of what gc left alone: it holds, or is the
-    /// origin of, something betterpg did not make (the reason says what to
-    /// move or destroy).
+    pub items: Vec<PyGcItem>,
+    /// What gc left alone: it holds, or is the origin of, something
+    /// betterpg did not make (the reason says what to move or destroy).
     #[pyo3(get)]
-    pub kept: Vec<GcItemTuple>,
+    pub kept: Vec<PyGcItem>,
 }
 
 impl From<betterpg_core::GcReport> for PyGcReport {
     fn from(r: betterpg_core::GcReport) -> Self {
-        let t = |i: betterpg_core::GcItem| (i.what, i.name, i.reason);
         PyGcReport {
             dry_run: r.dry_run,
-            items: r.items.into_iter().map(t).collect(),
-            kept: r.kept.into_iter().map(t).collect(),
+            items: r.items.into_iter().map(PyGcItem::from).collect(),
+            kept: r.kept.into_iter().map(PyGcItem::from).collect(),
         }
     }
+}
+
+/// An iterator over a snapshot of Python objects.
+fn iter_of<'py, T>(py: Python<'py>, items: Vec<T>) -> PyResult<Py<PyAny>>
+where
+    T: pyo3::IntoPyObject<'py>,
+{
+    Ok(PyList::new(py, items)?
+        .as_any()
+        .try_iter()?
+        .into_any()
+        .unbind())
+}
+
+fn repr_list<T>(items: &[T], repr: impl Fn(&T) -> String) -> String {
+    let inner: Vec<String> = items.iter().map(repr).collect();
+    format!("[{}]", inner.join(", "))
 }
 
 #[pymethods]
@@ -489,26 +538,63 @@ impl PyGcReport {
     }
 
     fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(PyList::new(py, self.items.clone())?
-            .as_any()
-            .try_iter()?
-            .into_any()
-            .unbind())
+        iter_of(py, self.items.clone())
     }
 
     fn __repr__(&self) -> String {
-        let list = |v: &[GcItemTuple]| {
-            let inner: Vec<String> = v
-                .iter()
-                .map(|(w, n, r)| format!("({}, {}, {})", py_str(w), py_str(n), py_str(r)))
-                .collect();
-            format!("[{}]", inner.join(", "))
-        };
         format!(
             "GcReport(dry_run={}, items={}, kept={})",
             py_bool(self.dry_run),
-            list(&self.items),
-            list(&self.kept)
+            repr_list(&self.items, PyGcItem::__repr__),
+            repr_list(&self.kept, PyGcItem::__repr__)
+        )
+    }
+}
+
+/// What `status` reports: every database and branch, and the space of the
+/// pool holding them (what `bpg status` shows). Iterating it (and `len`)
+/// goes over `entries`.
+#[pyclass(module = "betterpg", name = "Status", frozen)]
+#[derive(Debug, Clone)]
+pub struct PyStatus {
+    /// Every database and branch, parents before their branches.
+    #[pyo3(get)]
+    pub entries: Vec<PyInfo>,
+    /// Space of the pool and of the branches.
+    #[pyo3(get)]
+    pub pool: PyPoolUsage,
+}
+
+impl PyStatus {
+    /// The status of these entries on this pool.
+    pub fn new(entries: Vec<betterpg_core::Info>, pool: betterpg_core::PoolUsage) -> Self {
+        PyStatus {
+            entries: entries.into_iter().map(PyInfo::from).collect(),
+            pool: PyPoolUsage::from(pool),
+        }
+    }
+}
+
+#[pymethods]
+impl PyStatus {
+    /// The entry named ``name``, or None.
+    fn get(&self, name: &str) -> Option<PyInfo> {
+        self.entries.iter().find(|i| i.name == name).cloned()
+    }
+
+    fn __len__(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn __iter__(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        iter_of(py, self.entries.clone())
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Status(entries={}, pool={})",
+            repr_list(&self.entries, |i| py_str(&i.name)),
+            self.pool.__repr__()
         )
     }
 }

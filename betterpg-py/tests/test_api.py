@@ -92,8 +92,15 @@ def test_branch_end_to_end(manager):
         # Listed after its parent, findable by name.
         names = [i.name for i in manager.list()]
         assert names.index(SOURCE) < names.index(name)
-        assert manager.status(name).name == name
-        assert isinstance(manager.status(), list)
+        status = manager.status()
+        assert isinstance(status, betterpg.Status)
+        assert [i.name for i in status] == names and len(status) == len(names)
+        assert [i.name for i in status.entries] == names
+        assert status.get(name).name == name and status.get(name).parent == SOURCE
+        assert status.get(unique("nope")) is None
+        assert isinstance(status.pool, betterpg.PoolUsage)
+        assert status.pool.pool == manager.pool_usage().pool and status.pool.used_bytes > 0
+        assert name in repr(status) and "pool=PoolUsage(" in repr(status)
     finally:
         manager.destroy(name)
     with pytest.raises(betterpg.NotFoundError):

@@ -91,7 +91,6 @@ def test_not_found(manager):
     missing = unique("missing")
     for fn in [
         lambda: manager.info(missing),
-        lambda: manager.status(missing),
         lambda: manager.destroy(missing),
         lambda: manager.branch(missing, unique("b")),
         lambda: manager.url(missing),

@@ -73,16 +73,17 @@ def test_gc_reports_what_it_keeps_because_an_operator_made_it(env, manager):
         for dry_run in (True, False):
             report = manager.gc(dry_run=dry_run)
             assert report.dry_run is dry_run
-            kinds = {(what, n) for what, n, _ in report.kept}
+            assert all(isinstance(i, betterpg.GcItem) for i in report.kept + report.items), report
+            kinds = {(i.what, i.name) for i in report.kept}
             assert ("dataset", clone) in kinds, report
-            reason = next(r for what, n, r in report.kept if n == clone)
+            reason = next(i.reason for i in report.kept if i.name == clone)
             assert manual in reason, reason
             # The snapshot of the source it was cloned from stays too.
-            assert any(what == "snapshot" and f"bpg-{name}-" in n for what, n, _ in report.kept), report
+            assert any(i.what == "snapshot" and f"bpg-{name}-" in i.name for i in report.kept), report
             # Nothing of it is removed, nor its catalog entry.
-            assert not [i for i in report.items if name in i[1]], report
+            assert not [i for i in report.items if name in i.name], report
             assert list(report) == report.items and len(report) == len(report.items)
-            assert "kept=" in repr(report)
+            assert "kept=[GcItem(what=" in repr(report), repr(report)
         assert name in [i.name for i in manager.list()]
     finally:
         zfs("destroy", manual)
@@ -90,7 +91,7 @@ def test_gc_reports_what_it_keeps_because_an_operator_made_it(env, manager):
     # first: the same list), and keeps nothing.
     dry = manager.gc(dry_run=True)
     assert dry.kept == []
-    assert ("dataset", clone) in {(w, n) for w, n, _ in dry.items}, dry
+    assert ("dataset", clone) in {(i.what, i.name) for i in dry.items}, dry
     done = manager.gc()
     assert done.items == dry.items and done.kept == []
     assert name not in [i.name for i in manager.list()]

@@ -22,9 +22,11 @@ from typing import Union
 from betterpg._internal import (
     Branch,
     BranchManager,
+    GcItem,
     GcReport,
     Info,
     PoolUsage,
+    Status,
     StepTiming,
     __version__,
 )
@@ -51,6 +53,8 @@ __all__ = [
     "Branch",
     "StepTiming",
     "PoolUsage",
+    "Status",
+    "GcItem",
     "GcReport",
     "sqlalchemy_url",
     "__version__",

@@ -4,7 +4,7 @@
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Tuple, Type, Union, overload
+from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Tuple, Type, Union
 
 __version__: str
 
@@ -114,6 +114,19 @@ class PoolUsage:
     def branches_warning(self) -> bool:
         """True when the branches' space is above 90% used."""
 
+class GcItem:
+    """One thing `gc` found, removed or kept."""
+
+    @property
+    def what(self) -> str:
+        """``"catalog entry"``, ``"dataset"``, ``"snapshot"``, ``"password file"``, ..."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def reason(self) -> str:
+        """Why gc removed it, or why it left it alone (what to move or destroy)."""
+    def __eq__(self, other: object) -> bool: ...
+
 class GcReport:
     """What `gc` found (and removed unless a dry run), and what it left alone.
 
@@ -124,15 +137,31 @@ class GcReport:
     def dry_run(self) -> bool:
         """True when nothing was changed."""
     @property
-    def items(self) -> List[Tuple[str, str, str]]:
-        """``(what, name, reason)`` of everything found (and removed unless a dry run)."""
+    def items(self) -> List[GcItem]:
+        """Everything found (and removed unless a dry run)."""
     @property
-    def kept(self) -> List[Tuple[str, str, str]]:
-        """``(what, name, reason)`` of what of betterpg's gc left alone: it holds,
-        or is the origin of, something betterpg did not make (e.g. an operator's
-        snapshot); the reason says what to move or destroy."""
+    def kept(self) -> List[GcItem]:
+        """What of betterpg's gc left alone: it holds, or is the origin of,
+        something betterpg did not make (e.g. an operator's snapshot); the
+        reason says what to move or destroy."""
     def __len__(self) -> int: ...
-    def __iter__(self) -> Iterator[Tuple[str, str, str]]: ...
+    def __iter__(self) -> Iterator[GcItem]: ...
+
+class Status:
+    """What `status` reports: every database and branch, and the pool's space.
+
+    Iterating it (and ``len``) goes over ``entries``.
+    """
+
+    @property
+    def entries(self) -> List[Info]:
+        """Every database and branch, parents before their branches."""
+    @property
+    def pool(self) -> PoolUsage: ...
+    def get(self, name: str) -> Optional[Info]:
+        """The entry named ``name``, or None."""
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[Info]: ...
 
 class BranchManager:
     """Manages the databases and branches of one betterpg home.
@@ -195,10 +224,7 @@ class BranchManager:
     def start(self, name: str) -> Info: ...
     def stop(self, name: str) -> Info: ...
     def info(self, name: str) -> Info: ...
-    @overload
-    def status(self, name: None = None) -> List[Info]: ...
-    @overload
-    def status(self, name: str) -> Info: ...
+    def status(self) -> Status: ...
     def list(self) -> List[Info]: ...
     def url(self, name: str) -> str: ...
     def logs(self, name: str, tail: Optional[int] = None) -> str: ...
