@@ -1,31 +1,39 @@
 #!/usr/bin/env bash
-# Test betterpg against the real OpenZFS 2.1 kernel module, in a guest kernel
-# booted with virtme-ng under software emulation (nested KVM hangs on these
-# machines). A separate, slow CI stage: cold (fresh machine: packages, module
-# build, cargo build) about 21 minutes, warm about 9-12 minutes on 2 cores
-# (see docs/openzfs.md).
+# Test betterpg against the real OpenZFS kernel module, 2.1 (Debian 12) and
+# 2.3 (bookworm-backports), each in a guest kernel booted with virtme-ng under
+# software emulation (nested KVM hangs on these machines). A separate, slow CI
+# stage; times in docs/openzfs.md.
 #
-#   1. scripts/vm/setup.sh: contrib apt source, Debian kernel, zfs-dkms
+#   1. scripts/vm/setup.sh --zfs R for each release R tested: kernel, zfs-dkms
 #      module (built once, cached), OpenZFS userland unpacked for the guest
 #      (zfsutils-linux is NEVER installed on the host: it would remove
-#      zfs-fuse), qemu, virtme-ng;
-#   2. builds on the host, with cargo feature `libzfs`: `bpg` and the storage
-#      suite's test binary (tests/storage.rs); runs the libzfs unit tests and
-#      the storage suite on the host (zfs-fuse: the linked backend must fall
-#      back to the CLI there, as there is no /dev/zfs);
-#   3. boots the guest (scripts/vm/guest.sh): storage suite with the CLI and
-#      the libzfs backends, the storage benchmark, branch tests with `bpg`;
-#   4. writes benches/results/openzfs-storage.json (ratios CLI/libzfs).
+#      zfs-fuse; 2.3 is built in a debootstrap'd root), qemu, virtme-ng;
+#   2. builds on the host (no cargo feature: the libzfs backend loads its
+#      libraries at run time) `bpg` and the storage suite's test binary
+#      (tests/storage.rs), checks they are not linked with libzfs, runs the
+#      libzfs unit tests against each release's libraries (2.1 installed,
+#      2.3 unpacked) and the storage suite on the host (zfs-fuse: the libzfs
+#      backend must fall back to the CLI there, as there is no /dev/zfs);
+#   3. boots a guest per release (scripts/vm/guest.sh): storage suite with
+#      the CLI and the libzfs backends, the storage benchmark, branch tests
+#      with `bpg` under a writer;
+#   4. writes benches/results/openzfs-storage.json (2.1) and
+#      benches/results/openzfs-2.3-storage.json (ratios CLI/libzfs).
 #
-# Exits non-zero on any failure; a missing prerequisite that cannot be
-# installed is a failure, never a skip.
+# Which releases: BPG_VM_ZFS = both (default: 2.1 then 2.3), 2.1, 2.3, or
+# rotate (one per run, by the UTC day: 2.1 on even days of the year, 2.3 on
+# odd ones; the choice is printed). Exits non-zero on any failure; a missing
+# prerequisite that cannot be installed is a failure, never a skip.
 #
 # Usage: scripts/test-openzfs-vm.sh
-# Environment: BPG_VM_CACHE (default /var/cache/betterpg/vm), BPG_VM_OUT
-# (run directory, default /tmp/bpgvm-run; logs stay there), BPG_VM_MEMORY
-# (2G), BPG_VM_CPUS (2), BPG_VM_TIMEOUT (seconds for the guest, 2400),
+# Environment: BPG_VM_ZFS (both), BPG_VM_CACHE (default
+# /var/cache/betterpg/vm), BPG_VM_OUT (run directory, default /tmp/bpgvm-run;
+# logs stay there, one directory per release), BPG_VM_MEMORY (2G),
+# BPG_VM_CPUS (2), BPG_VM_TIMEOUT (seconds per guest, 2400),
 # BPG_VM_BENCH_ITERS (15), BPG_VM_STAGES (guest stages, default all; see
-# scripts/vm/guest.sh; results are only written when all ran), CARGO_TARGET_DIR.
+# scripts/vm/guest.sh; results are only written when all ran),
+# BPG_VM_HOST_LOCK (a lock file held around the host's zfs-fuse suite),
+# CARGO_TARGET_DIR.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -45,23 +53,40 @@ GUEST_TIMEOUT=${BPG_VM_TIMEOUT:-2400}
 T0=$SECONDS
 phase() { log "--- $* (t=$((SECONDS - T0)) s)"; }
 
-phase "prerequisites (scripts/vm/setup.sh)"
-setup_out=$(BPG_VM_CACHE=$CACHE scripts/vm/setup.sh) || die "scripts/vm/setup.sh failed: the guest cannot be prepared"
-KVER=$(sed -n 's/^KVER=//p' <<<"$setup_out")
-[[ -n "$KVER" && -f "/boot/vmlinuz-$KVER" ]] || die "no guest kernel found (setup printed: $setup_out)"
-ZROOT=$CACHE/openzfs-root
+case "${BPG_VM_ZFS:-both}" in
+  both) RELEASES=(2.1 2.3) ;;
+  2.1|2.3) RELEASES=("$BPG_VM_ZFS") ;;
+  rotate)
+    day=$((10#$(date -u +%j)))
+    if (( day % 2 == 0 )); then RELEASES=(2.1); else RELEASES=(2.3); fi
+    log "BPG_VM_ZFS=rotate: day $day of the year (UTC) -> this run tests OpenZFS ${RELEASES[0]}; the other release runs on the next day"
+    ;;
+  *) die "BPG_VM_ZFS must be both, 2.1, 2.3 or rotate, not '$BPG_VM_ZFS'" ;;
+esac
+log "OpenZFS releases tested in this run: ${RELEASES[*]}"
+
+declare -A KVER ZROOT ZVER
+for r in "${RELEASES[@]}"; do
+  phase "prerequisites for OpenZFS $r (scripts/vm/setup.sh --zfs $r)"
+  setup_out=$(BPG_VM_CACHE=$CACHE scripts/vm/setup.sh --zfs "$r") || die "scripts/vm/setup.sh --zfs $r failed: the guest cannot be prepared"
+  KVER[$r]=$(sed -n 's/^KVER=//p' <<<"$setup_out")
+  ZROOT[$r]=$(sed -n 's/^ZROOT=//p' <<<"$setup_out")
+  ZVER[$r]=$(sed -n 's/^ZFS=//p' <<<"$setup_out")
+  [[ -n "${KVER[$r]}" && -f "/boot/vmlinuz-${KVER[$r]}" ]] || die "no guest kernel found for $r (setup printed: $setup_out)"
+  [[ -x "${ZROOT[$r]}/sbin/zfs" ]] || die "OpenZFS $r userland missing in ${ZROOT[$r]}"
+  log "OpenZFS $r: kernel ${KVER[$r]}, zfs ${ZVER[$r]}, userland ${ZROOT[$r]}"
+done
 VNG=$CACHE/venv/bin/vng
 [[ -x "$VNG" ]] || die "virtme-ng missing at $VNG"
-[[ -x "$ZROOT/sbin/zfs" ]] || die "OpenZFS userland missing in $ZROOT"
 need_cmd qemu-system-x86_64 "scripts/vm/setup.sh installs qemu-system-x86"
 pkg_installed zfs-fuse || die "zfs-fuse is no longer installed on the host"
 
 rm -rf "$OUT"
 mkdir -p "$OUT/bin"
 
-phase "build with --features libzfs"
-cargo build -q -p betterpg-cli --features betterpg-core/libzfs
-storage_bin=$(cargo test -q -p betterpg-core --features libzfs --test storage --no-run --message-format=json |
+phase "build (no cargo feature: libzfs is loaded at run time)"
+cargo build -q -p betterpg-cli
+storage_bin=$(cargo test -q -p betterpg-core --test storage --no-run --message-format=json |
   python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
@@ -72,46 +97,72 @@ target_dir=$(cargo metadata -q --format-version 1 --no-deps | python3 -c 'import
 # Copies: a concurrent build cannot change what the guest runs.
 cp "$target_dir/debug/bpg" "$storage_bin" "$OUT/bin/"
 mv "$OUT/bin/$(basename "$storage_bin")" "$OUT/bin/storage"
-[[ "$(ldd "$OUT/bin/storage")" == *libzfs_core.so* ]] || die "the storage test binary is not linked with libzfs_core"
+for b in bpg storage; do
+  if ldd "$OUT/bin/$b" | grep -E 'libzfs|libnvpair'; then
+    die "$b is linked with OpenZFS's libraries: it would not start where they are missing"
+  fi
+done
 
-phase "host: libzfs unit tests, storage suite on zfs-fuse with the libzfs build"
-if ! cargo test -q -p betterpg-core --features libzfs --lib storage:: 2>&1 | tee "$OUT/host-unit.log"; then
-  die "storage unit tests (with feature libzfs) failed on the host"
+phase "host: libzfs unit tests against each release's libraries, storage suite on zfs-fuse"
+# The ignored unit test loads the libraries (no module needed) and checks
+# that the declarations chosen from soname and symbols give that release's
+# version: 2.1's installed ones, 2.3's unpacked ones.
+if ! cargo test -q -p betterpg-core --lib storage:: -- --include-ignored --nocapture 2>&1 | tee "$OUT/host-unit.log"; then
+  die "storage unit tests failed on the host (OpenZFS 2.1's libraries)"
 fi
+grep -q 'loaded libzfs.so.4 (zfs-2.1.*OpenZFS 2.1 declarations' "$OUT/host-unit.log" ||
+  die "the host's libzfs (2.1) was not loaded with 2.1's declarations"
+for r in "${RELEASES[@]}"; do
+  [[ "$r" == 2.1 ]] && continue
+  if ! LD_LIBRARY_PATH="${ZROOT[$r]}/lib/x86_64-linux-gnu" cargo test -q -p betterpg-core --lib storage::libzfs -- --include-ignored --nocapture 2>&1 | tee "$OUT/host-unit-$r.log"; then
+    die "libzfs unit tests failed against OpenZFS $r's libraries"
+  fi
+  grep -q "OpenZFS $r declarations" "$OUT/host-unit-$r.log" || die "OpenZFS $r's libzfs was not loaded with its declarations"
+done
 # One test at a time on zfs-fuse: two tests creating pools and datasets at
 # once can wedge the daemon (every `zfs create` blocks in D state; seen on a
 # second CI run on one machine). The guest's kernel ZFS has no such problem.
-if ! BPG_STORAGE_BACKEND=auto "$OUT/bin/storage" --test-threads=1 --show-output 2>&1 | tee "$OUT/host-storage.log"; then
+# BPG_VM_HOST_LOCK: a lock file taken (flock) around this suite when others
+# share the host's zfs-fuse daemon.
+host_lock=()
+[[ -n "${BPG_VM_HOST_LOCK:-}" ]] && host_lock=(flock "$BPG_VM_HOST_LOCK")
+if ! BPG_STORAGE_BACKEND=auto "${host_lock[@]}" "$OUT/bin/storage" --test-threads=1 --show-output 2>&1 | tee "$OUT/host-storage.log"; then
   die "storage suite failed on the host (zfs-fuse)"
 fi
 grep -q 'libzfs not usable (no /dev/zfs' "$OUT/host-storage.log" ||
-  die "on the host the linked backend should have fallen back to the CLI (no /dev/zfs)"
+  die "on the host the libzfs backend should have fallen back to the CLI (no /dev/zfs)"
 
-phase "guest: Linux $KVER + OpenZFS module (software emulation, $CPUS cpus, $MEMORY)"
-rc=0
-PATH="$CACHE/venv/bin:$PATH" timeout --kill-after=30 "$GUEST_TIMEOUT" \
-  "$VNG" --run "/boot/vmlinuz-$KVER" --disable-kvm --memory "$MEMORY" --cpus "$CPUS" \
-  --rwdir "$OUT" --rodir "$ZROOT" -- bash "$REPO/scripts/vm/guest.sh" "$OUT" "$ZROOT" "$OUT/bin" "${BPG_VM_STAGES:-all}" \
-  </dev/null >"$OUT/vm.log" 2>&1 || rc=$?
-result=$(cat "$OUT/result" 2>/dev/null || echo "no result (guest did not run the script)")
-if [[ $rc -ne 0 || "$result" != PASS ]]; then
-  tail -n 60 "$OUT/vm.log" >&2 || true
-  die "guest run failed (vng exit $rc, result: $result); logs in $OUT"
-fi
-log "guest stages: $(tr '\n' ' ' <"$OUT/stage-times.txt")"
+# results_file RELEASE
+results_file() { if [[ "$1" == 2.1 ]]; then echo benches/results/openzfs-storage.json; else echo "benches/results/openzfs-$1-storage.json"; fi; }
 
-if [[ "${BPG_VM_STAGES:-all}" != all ]]; then
-  log "passed the selected guest stages (${BPG_VM_STAGES}); results not written"
-  exit 0
-fi
-phase "results"
-mkdir -p benches/results
-python3 - "$OUT" "$KVER" >benches/results/openzfs-storage.json <<'PY'
+declare -A GUEST_S
+for r in "${RELEASES[@]}"; do
+  ro=$OUT/zfs-$r
+  mkdir -p "$ro"
+  phase "guest: Linux ${KVER[$r]} + OpenZFS ${ZVER[$r]} module (software emulation, $CPUS cpus, $MEMORY)"
+  t=$SECONDS rc=0
+  PATH="$CACHE/venv/bin:$PATH" timeout --kill-after=30 "$GUEST_TIMEOUT" \
+    "$VNG" --run "/boot/vmlinuz-${KVER[$r]}" --disable-kvm --memory "$MEMORY" --cpus "$CPUS" \
+    --rwdir "$ro" --rodir "${ZROOT[$r]}" -- bash "$REPO/scripts/vm/guest.sh" "$ro" "${ZROOT[$r]}" "$OUT/bin" "${BPG_VM_STAGES:-all}" "$r" \
+    </dev/null >"$ro/vm.log" 2>&1 || rc=$?
+  GUEST_S[$r]=$((SECONDS - t))
+  result=$(cat "$ro/result" 2>/dev/null || echo "no result (guest did not run the script)")
+  if [[ $rc -ne 0 || "$result" != PASS ]]; then
+    tail -n 60 "$ro/vm.log" >&2 || true
+    die "OpenZFS $r guest run failed (vng exit $rc, result: $result); logs in $ro"
+  fi
+  log "OpenZFS $r guest: ${GUEST_S[$r]} s; stages: $(tr '\n' ' ' <"$ro/stage-times.txt")"
+  if [[ "${BPG_VM_STAGES:-all}" != all ]]; then
+    log "passed the selected guest stages (${BPG_VM_STAGES}); results not written"
+    continue
+  fi
+  mkdir -p benches/results
+  python3 - "$ro" "${KVER[$r]}" >"$(results_file "$r")" <<'PY'
 import json, sys, datetime
 out, kver = sys.argv[1], sys.argv[2]
 bench = json.load(open(f"{out}/openzfs-storage.json"))
 print(json.dumps({
-    "what": "time per storage operation, linked libzfs/libzfs_core vs the zfs CLI, same guest run",
+    "what": "time per storage operation, libzfs/libzfs_core in-process vs the zfs CLI, same guest run",
     "generated_by": "scripts/test-openzfs-vm.sh",
     "date": datetime.date.today().isoformat(),
     "guest_kernel": kver,
@@ -121,5 +172,8 @@ print(json.dumps({
     **bench,
 }, indent=2))
 PY
-cat benches/results/openzfs-storage.json
-log "passed: OpenZFS $(head -1 "$OUT/zfs-version.txt") in the guest, CLI and libzfs backends; $((SECONDS - T0)) s in all; logs in $OUT"
+  cat "$(results_file "$r")"
+done
+summary=""
+for r in "${RELEASES[@]}"; do summary+="OpenZFS ${ZVER[$r]} (guest ${GUEST_S[$r]} s) "; done
+log "passed: ${summary}with the CLI and libzfs backends; $((SECONDS - T0)) s in all; logs in $OUT"

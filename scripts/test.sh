@@ -6,8 +6,8 @@
 # Usage: scripts/test.sh [STAGE...]   (default: all stages, in order)
 # Stages: lint unit core cli versions safety isolation ffi python docker demo bench openzfs
 #         daemon-restart
-# (openzfs boots a guest with the real OpenZFS 2.1 kernel module: 12 min warm,
-# 21 min cold, of which ~8 min build the module once per machine.)
+# (openzfs boots guests with the real OpenZFS 2.1 and 2.3 kernel modules; times
+# in docs/openzfs.md; BPG_VM_ZFS=rotate tests one release per run.)
 # (daemon-restart kills and restarts the zfs-fuse daemon: it runs last.)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs INSIDE the guest booted by scripts/test-openzfs-vm.sh (Debian kernel +
-# the OpenZFS 2.1 module built by zfs-dkms). The guest's root is the host's,
+# the OpenZFS module built by zfs-dkms: 2.1, or 2.3 from bookworm-backports). The guest's root is the host's,
 # read-only; /tmp is writable (pools and homes live there) and OUT is a
 # host directory shared read-write.
 #
 #   1. modprobe zfs; OpenZFS's userland (unpacked from the .debs, never
 #      installed on the host) goes first on PATH / LD_LIBRARY_PATH;
 #   2. the storage suite (tests/storage.rs, built on the host) with the CLI
-#      backend, then with the linked libzfs backend;
+#      backend, then with the libzfs backend (which must have loaded the
+#      declarations of the module's release);
 #   3. the storage benchmark (both backends side by side) -> OUT/openzfs-storage.json;
 #   4. branch tests with `bpg` for each backend: a PG 15 database under the
 #      native runtime, rows written (a writer keeps inserting during the
@@ -15,13 +16,15 @@
 #      row committed before the branch call and its log must show
 #      "completed backup recovery".
 #
-# Usage (in the guest): guest.sh OUT ZFS_ROOT BIN_DIR [STAGES]
+# Usage (in the guest): guest.sh OUT ZROOT BIN_DIR [STAGES [RELEASE]]
 #   BIN_DIR holds `bpg` and `storage` (the suite's test binary); STAGES is
 #   "all" (default) or a comma-separated subset of: storage_cli,
-#   storage_libzfs, bench, branch_cli, branch_libzfs (for debugging).
+#   storage_libzfs, bench, branch_cli, branch_libzfs (for debugging);
+#   RELEASE (2.1 or 2.3) is the OpenZFS release the module must be and the
+#   libzfs backend must use (default 2.1).
 # Writes OUT/result (PASS or FAIL: <stage>) and one log per stage.
 set -euo pipefail
-OUT=$1 ZROOT=$2 BIN=$3 ONLY=${4:-all}
+OUT=$1 ZROOT=$2 BIN=$3 ONLY=${4:-all} RELEASE=${5:-2.1}
 PROG=guest
 PG_BIN=/usr/lib/postgresql/15/bin
 STAGE=start
@@ -77,6 +80,9 @@ load_zfs() {
   [[ -c /dev/zfs ]] || { log "no /dev/zfs after modprobe"; return 1; }
   [[ "$(command -v zfs)" == "$ZROOT/"* ]] || { log "zfs is $(command -v zfs), not OpenZFS's from $ZROOT"; return 1; }
   zfs version | tee "$OUT/zfs-version.txt"
+  local kv
+  kv=$(cat /sys/module/zfs/version)
+  [[ "$kv" == "$RELEASE".* ]] || { log "the zfs module is $kv, not OpenZFS $RELEASE"; return 1; }
 }
 
 storage_suite() {
@@ -84,7 +90,9 @@ storage_suite() {
   BPG_STORAGE_BACKEND=$backend "$BIN/storage" --test-threads=2 --show-output 2>&1 | tee "$OUT/storage-$backend.log"
   grep -q '^test result: ok' "$OUT/storage-$backend.log" || fail "no passing test result"
   case $backend in
-    libzfs) grep -q 'storage backend: libzfs' "$OUT/storage-$backend.log" || fail "the libzfs backend was not used" ;;
+    libzfs)
+      grep -q 'storage backend: libzfs' "$OUT/storage-$backend.log" || fail "the libzfs backend was not used"
+      grep -q "OpenZFS $RELEASE declarations" "$OUT/storage-$backend.log" || fail "the libzfs backend did not use OpenZFS $RELEASE's declarations" ;;
     cli) grep -q 'storage backend: zfs-cli (OpenZFS)' "$OUT/storage-$backend.log" || fail "the CLI backend did not detect OpenZFS" ;;
   esac
 }
@@ -104,6 +112,9 @@ branch_test() {
     --ports "$base-$((base + 19))" --pg-bin "$PG_BIN" --storage-backend "$backend"
   "${bpg[@]}" doctor --json | tee "$OUT/doctor-$backend.json"
   grep -q "\"backend\": \"$backend\"" "$OUT/doctor-$backend.json" || fail "doctor does not report backend $backend"
+  if [[ $backend == libzfs ]]; then
+    grep -q "OpenZFS $RELEASE declarations" "$OUT/doctor-$backend.json" || fail "doctor does not name OpenZFS $RELEASE's declarations"
+  fi
   "${bpg[@]}" create prod
   local url burl
   url=$("${bpg[@]}" url prod)
@@ -137,7 +148,7 @@ branch_test() {
   rm -rf "$home" "$file"
 }
 
-log "guest $(uname -r), $(nproc) cpus"
+log "guest $(uname -r), $(nproc) cpus, OpenZFS $RELEASE expected"
 stage load_zfs load_zfs
 stage storage_cli storage_suite cli
 stage storage_libzfs storage_suite libzfs

@@ -1,40 +1,59 @@
 #!/usr/bin/env bash
-# Prepare this Debian 12 host to boot a guest kernel with the real OpenZFS 2.1
-# kernel module (scripts/test-openzfs-vm.sh uses it). Idempotent and cached:
-# every step checks what is already there and does nothing if it is.
+# Prepare this Debian 12 host to boot a guest kernel with a real OpenZFS
+# kernel module (scripts/test-openzfs-vm.sh uses it): OpenZFS 2.1 (Debian
+# 12's) or 2.3 (bookworm-backports). Idempotent and cached: every step checks
+# what is already there and does nothing if it is.
 #
+# Both releases:
 #   - apt source for Debian's `contrib` component (a separate file,
 #     /etc/apt/sources.list.d/betterpg-contrib.sources; the others are left alone);
-#   - apt packages (all --no-install-recommends): linux-image-amd64,
-#     busybox-static, qemu-system-x86, libzfslinux-dev (OpenZFS headers and
-#     libraries for `--features libzfs`; installs beside zfs-fuse);
-#   - the OpenZFS kernel module for the guest kernel, built by zfs-dkms
-#     (+ linux-headers-amd64) once (~8 min on 2 cores), then kept as a tarball
-#     in the cache and restored from it on a machine that has the cache but not
-#     the module (no headers or dkms needed then);
-#   - OpenZFS's userland for the guest WITHOUT installing zfsutils-linux on the
-#     host (it conflicts with zfs-fuse and would remove it): the .debs are
-#     fetched with `apt-get download` and unpacked with `dpkg -x` into
-#     $CACHE/openzfs-root, which the guest puts first on PATH/LD_LIBRARY_PATH;
-#   - virtme-ng (PyPI) in a venv at $CACHE/venv (gives `vng`).
+#   - apt packages (all --no-install-recommends): busybox-static,
+#     qemu-system-x86, libzfslinux-dev (OpenZFS 2.1's headers and libraries:
+#     the libzfs unit tests on the host; installs beside zfs-fuse);
+#   - virtme-ng (PyPI) in a venv at $CACHE/venv (gives `vng`);
+#   - OpenZFS's userland for the guest WITHOUT installing zfsutils-linux on
+#     the host (it conflicts with zfs-fuse and would remove it): the .debs
+#     are fetched with `apt-get download` and unpacked with `dpkg -x` into
+#     ZROOT, which the guest puts first on PATH/LD_LIBRARY_PATH.
+# --zfs 2.1 (default):
+#   - linux-image-amd64 (Debian 12's kernel, never booted on the host);
+#   - the module built by zfs-dkms 2.1 (+ linux-headers) on the host once
+#     (~8 min on 2 cores), then kept as a tarball in the cache and restored
+#     from it (no headers or dkms needed then); ZROOT=$CACHE/openzfs-root.
+# --zfs 2.3:
+#   - nothing of OpenZFS 2.3 enters the host's package set (its libraries
+#     conflict with zfs-fuse): a private apt state ($CACHE/apt-2.3: bookworm
+#     + bookworm-backports, main + contrib) resolves and downloads;
+#   - the backports kernel (linux-image-6.12.*) is installed on the host from
+#     its downloaded .deb (a kernel package, never booted on the host; vng
+#     needs its modules under /lib/modules);
+#   - the module is built by zfs-dkms 2.3 inside a debootstrap'd bookworm
+#     root ($CACHE/zfs-2.3/chroot, with the kernel's headers) once (~10 min),
+#     then cached as a tarball like 2.1's; ZROOT=$CACHE/zfs-2.3/openzfs-root.
 #
-# Usage: scripts/vm/setup.sh [--check]
+# Usage: scripts/vm/setup.sh [--check] [--zfs 2.1|2.3]
 #   --check   only verify; list what is missing; exit 1 if anything is.
-# Environment: BPG_VM_CACHE (default /var/cache/betterpg/vm).
-# Prints, on success, `KVER=<guest kernel version>` on stdout.
+# Environment: BPG_VM_CACHE (default /var/cache/betterpg/vm), BPG_VM_ZFS
+# (same as --zfs).
+# Prints, on success, `KVER=<guest kernel version>`, `ZROOT=<userland root>`
+# and `ZFS=<OpenZFS package version>` on stdout.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 CACHE=${BPG_VM_CACHE:-/var/cache/betterpg/vm}
 CHECK=0
-for arg in "$@"; do
-  case "$arg" in
+RELEASE=${BPG_VM_ZFS:-2.1}
+while (( $# )); do
+  case "$1" in
     --check) CHECK=1 ;;
+    --zfs) RELEASE=${2:-}; shift ;;
     -h|--help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
-    *) die "unknown argument '$arg' (try --help)" ;;
+    *) die "unknown argument '$1' (try --help)" ;;
   esac
+  shift
 done
+[[ "$RELEASE" == 2.1 || "$RELEASE" == 2.3 ]] || die "--zfs must be 2.1 or 2.3, not '$RELEASE'"
 
 need_root "installs packages and kernel modules"
 export DEBIAN_FRONTEND=noninteractive
@@ -44,6 +63,7 @@ APT=(apt-get -y -q -o Dpkg::Use-Pty=0 -o DPkg::Lock::Timeout=900
 CONTRIB_LIST=/etc/apt/sources.list.d/betterpg-contrib.sources
 # The guest's userland must match the module exactly (same OpenZFS release).
 USERLAND_PKGS=(zfsutils-linux libzfs4linux libzpool5linux libnvpair3linux libuutil3linux)
+USERLAND_PKGS_23=(zfsutils-linux libzfs6linux libzpool6linux libnvpair3linux libuutil3linux)
 
 # Never let anything here take zfs-fuse away from the host.
 guard_zfs_fuse() {
@@ -137,15 +157,17 @@ ensure_module() {
   ok "zfs module for $kver"
 }
 
+# save_module KVER TARBALL [ROOT]: the built modules under ROOT (default /)
+# into TARBALL, with paths relative to ROOT (restored with tar -C /).
 save_module() {
-  local kver=$1 tarball=$2 files
+  local kver=$1 tarball=$2 root=${3:-/} files
   mkdir -p "$CACHE"
-  files=$(find "/lib/modules/$kver" \( -path '*/updates/*' -o -path '*/extra/*' \) \
-            \( -name '*.ko' -o -name '*.ko.*' \) | sed 's|^/||' |
+  files=$(cd "$root" && find "lib/modules/$kver" \( -path '*/updates/*' -o -path '*/extra/*' \) \
+            \( -name '*.ko' -o -name '*.ko.*' \) |
             grep -E '/(zfs|spl|zcommon|znvpair|zunicode|zavl|zlua|zzstd|icp)\.ko') || true
-  [[ -n "$files" ]] || die "no built zfs modules found under /lib/modules/$kver to cache"
+  [[ -n "$files" ]] || die "no built zfs modules found under ${root%/}/lib/modules/$kver to cache"
   # shellcheck disable=SC2086
-  (cd / && tar -cf "$tarball.tmp" $files) && mv "$tarball.tmp" "$tarball"
+  (cd "$root" && tar -cf "$tarball.tmp" $files) && mv "$tarball.tmp" "$tarball"
   ok "cached zfs modules in $tarball"
 }
 
@@ -186,24 +208,177 @@ ensure_vng() {
   ok "virtme-ng installed in $CACHE/venv"
 }
 
+# --- OpenZFS 2.3 from bookworm-backports, kept out of the host's packages ---
+APT23=$CACHE/apt-2.3
+ROOT23=$CACHE/zfs-2.3
+BPO_MIRROR=http://deb.debian.org/debian
+# apt with a private state and source list: resolves and downloads only.
+apt23() {
+  apt-get -q -o Dir::Etc="$APT23/etc" -o Dir::Etc::SourceList="$APT23/etc/sources.list" \
+    -o Dir::Etc::SourceParts="$APT23/etc/sources.list.d" -o Dir::Etc::PreferencesParts="$APT23/etc/preferences.d" \
+    -o Dir::State="$APT23/state" -o Dir::Cache="$APT23/cache" -o Dir::State::Status=/var/lib/dpkg/status \
+    -o APT::Default-Release=bookworm-backports -o APT::Sandbox::User=root "$@"
+}
+apt23_cache() {
+  apt-cache -o Dir::Etc="$APT23/etc" -o Dir::Etc::SourceList="$APT23/etc/sources.list" \
+    -o Dir::Etc::SourceParts="$APT23/etc/sources.list.d" -o Dir::Etc::PreferencesParts="$APT23/etc/preferences.d" \
+    -o Dir::State="$APT23/state" -o Dir::Cache="$APT23/cache" -o Dir::State::Status=/var/lib/dpkg/status \
+    -o APT::Default-Release=bookworm-backports "$@"
+}
+
+bpo_sources() {
+  local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  cat <<SRC
+deb [signed-by=$keyring] $BPO_MIRROR bookworm main contrib
+deb [signed-by=$keyring] $BPO_MIRROR bookworm-updates main contrib
+deb [signed-by=$keyring] http://deb.debian.org/debian-security bookworm-security main contrib
+deb [signed-by=$keyring] $BPO_MIRROR bookworm-backports main contrib
+SRC
+}
+
+ensure_apt23() {
+  if [[ -f "$APT23/state/lists/.updated" && -n "$(find "$APT23/state/lists/.updated" -mmin -1440)" ]]; then
+    ok "private apt state for bookworm-backports in $APT23"; return 0
+  fi
+  if (( CHECK )); then MISSING+=("private apt state $APT23 (bookworm-backports)"); return 0; fi
+  mkdir -p "$APT23"/etc/{sources.list.d,preferences.d} "$APT23"/state/lists/partial "$APT23"/cache/archives/partial
+  bpo_sources >"$APT23/etc/sources.list"
+  log "apt-get update (private state $APT23: bookworm-backports)"
+  apt23 update >/dev/null
+  touch "$APT23/state/lists/.updated"
+}
+
+# The backports kernel linux-image-amd64 depends on, e.g. 6.12.95+deb12-amd64.
+kver23() {
+  apt23_cache depends linux-image-amd64 2>/dev/null | grep -o 'linux-image-[0-9][^ ,]*' | head -1 | sed 's/^linux-image-//'
+}
+zver23() { apt23_cache policy zfs-dkms | awk '/Candidate:/ {print $2}'; }
+
+# download23 DIR PKG[=VER]...: the .debs into DIR.
+download23() {
+  local dir=$1; shift
+  mkdir -p "$dir"
+  (cd "$dir" && apt23 download "$@" >/dev/null)
+}
+
+ensure_kernel23() {
+  local kver=$1
+  if [[ -f "/boot/vmlinuz-$kver" && -d "/lib/modules/$kver/kernel" ]]; then ok "guest kernel $kver"; return 0; fi
+  if (( CHECK )); then MISSING+=("guest kernel $kver (bookworm-backports)"); return 0; fi
+  log "installing the guest kernel $kver from bookworm-backports (a kernel package; never booted on the host)"
+  download23 "$ROOT23/debs" "linux-image-$kver"
+  local deb
+  deb=$(ls "$ROOT23/debs/linux-image-${kver}_"*.deb | head -1)
+  # apt (not dpkg -i): waits for the dpkg lock; dependencies from bookworm.
+  "${APT[@]}" install "$deb" >/dev/null
+  guard_zfs_fuse
+  [[ -f "/boot/vmlinuz-$kver" ]] || die "no /boot/vmlinuz-$kver after installing $deb"
+}
+
+# A minimal bookworm in $ROOT23/chroot with the kernel's headers and zfs-dkms
+# 2.3 from backports; dkms builds the module there.
+build_module23() {
+  local kver=$1 zver=$2 root=$ROOT23/chroot
+  if [[ ! -x "$root/usr/bin/apt-get" ]]; then
+    install_pkgs debootstrap
+    log "debootstrap bookworm into $root (minbase)"
+    rm -rf "$root"
+    nice -n 10 debootstrap --variant=minbase bookworm "$root" "$BPO_MIRROR" >/dev/null
+  fi
+  bpo_sources | sed 's/\[signed-by=[^]]*\] //' >"$root/etc/apt/sources.list"
+  mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
+  bpg_cleanup_cmd "umount '$root/proc'"
+  log "building the zfs $zver module for $kver in $root (zfs-dkms; about 10 minutes on 2 cores)"
+  chroot "$root" apt-get -q -o Dpkg::Use-Pty=0 update >/dev/null
+  DEBIAN_FRONTEND=noninteractive nice -n 10 chroot "$root" apt-get -y -q -o Dpkg::Use-Pty=0 \
+    --no-install-recommends install "linux-headers-$kver" "zfs-dkms=$zver" >"$ROOT23/dkms.log" 2>&1 ||
+    { tail -n 40 "$ROOT23/dkms.log" >&2; die "installing zfs-dkms $zver in $root failed (log: $ROOT23/dkms.log)"; }
+  if [[ -z "$(find "$root/lib/modules/$kver" -name 'zfs.ko*' 2>/dev/null | head -1)" ]]; then
+    local dv=${zver%%-*}; dv=${dv#*:}
+    nice -n 10 chroot "$root" dkms install "zfs/$dv" -k "$kver" >>"$ROOT23/dkms.log" 2>&1 ||
+      { tail -n 40 "$ROOT23/dkms.log" >&2; die "dkms build of zfs $dv for $kver failed (log: $ROOT23/dkms.log)"; }
+  fi
+  umount "$root/proc" || true
+}
+
+ensure_module23() {
+  local kver=$1 zver=$2 tarball
+  tarball="$CACHE/zfs-modules-$kver-${zver//[:~+]/_}.tar"
+  if module_present "$kver"; then ok "zfs module present for $kver"; return 0; fi
+  if (( CHECK )); then MISSING+=("zfs $zver kernel module for $kver"); return 0; fi
+  if [[ ! -f "$tarball" ]]; then
+    build_module23 "$kver" "$zver"
+    save_module "$kver" "$tarball" "$ROOT23/chroot"
+  fi
+  log "restoring zfs module for $kver from $tarball"
+  tar -C / -xf "$tarball"
+  depmod "$kver"
+  module_present "$kver" || die "zfs module for $kver still missing"
+  ok "zfs $zver module for $kver"
+}
+
+ensure_userland23() {
+  local zver=$1 root=$ROOT23/openzfs-root p
+  if [[ -x "$root/sbin/zfs" && "$(cat "$root/.version" 2>/dev/null)" == "$zver" ]]; then
+    ok "OpenZFS userland $zver in $root"; return 0
+  fi
+  if (( CHECK )); then MISSING+=("OpenZFS $zver userland in $root"); return 0; fi
+  local -a specs=() debs
+  for p in "${USERLAND_PKGS_23[@]}"; do specs+=("$p=$zver"); done
+  log "downloading ${USERLAND_PKGS_23[*]} $zver (unpacked, never installed)"
+  download23 "$ROOT23/debs" "${specs[@]}"
+  rm -rf "$root.tmp"; mkdir -p "$root.tmp"
+  for p in "${USERLAND_PKGS_23[@]}"; do
+    debs=("$ROOT23/debs/${p}_${zver#*:}_"*.deb)
+    [[ -f "${debs[0]}" ]] || die "apt-get download gave no $p $zver"
+    dpkg -x "${debs[0]}" "$root.tmp"
+  done
+  echo "$zver" >"$root.tmp/.version"
+  rm -rf "$root"; mv "$root.tmp" "$root"
+  ok "OpenZFS userland $zver unpacked in $root"
+}
+
+main23() {
+  local kver zver
+  ensure_apt23
+  kver=$(kver23) || true
+  zver=$(zver23) || true
+  [[ -n "$kver" && -n "$zver" && "$zver" != "(none)" ]] ||
+    { MISSING+=("bookworm-backports kernel/zfs-dkms not resolvable (kernel '$kver', zfs '$zver')"); return 0; }
+  [[ "$zver" == 2.3.* ]] || MISSING+=("bookworm-backports zfs-dkms is $zver, not 2.3")
+  ensure_kernel23 "$kver"
+  ensure_module23 "$kver" "$zver"
+  ensure_userland23 "$zver"
+  KVER=$kver ZROOT=$ROOT23/openzfs-root ZVER=$zver
+}
+
 main() {
   [[ -r /etc/debian_version ]] || die "not a Debian system"
   guard_zfs_fuse
   mkdir -p "$CACHE"
   ensure_contrib
-  install_pkgs linux-image-amd64 busybox-static qemu-system-x86 libzfslinux-dev
-  local kver
-  kver=$(guest_kver) || { MISSING+=("linux-image-amd64"); kver=; }
-  if [[ -n "$kver" ]]; then
-    [[ -f "/boot/vmlinuz-$kver" ]] || MISSING+=("/boot/vmlinuz-$kver")
-    ensure_module "$kver"
+  install_pkgs busybox-static qemu-system-x86 libzfslinux-dev
+  if [[ "$RELEASE" == 2.3 ]]; then
+    main23
+  else
+    install_pkgs linux-image-amd64
+    KVER=$(guest_kver) || { MISSING+=("linux-image-amd64"); KVER=; }
+    if [[ -n "$KVER" ]]; then
+      [[ -f "/boot/vmlinuz-$KVER" ]] || MISSING+=("/boot/vmlinuz-$KVER")
+      ensure_module "$KVER"
+    fi
+    ensure_userland
+    ZROOT=$CACHE/openzfs-root
+    ZVER=$(cat "$ZROOT/.version" 2>/dev/null || true)
   fi
-  ensure_userland
   ensure_vng
   if (( ${#MISSING[@]} )); then
     printf '[%s] missing: %s\n' "$BPG_PROG" "${MISSING[@]}" >&2
     exit 1
   fi
-  echo "KVER=$kver"
+  echo "KVER=$KVER"
+  echo "ZROOT=$ZROOT"
+  echo "ZFS=$ZVER"
 }
+KVER= ZROOT= ZVER=
 main

@@ -25,6 +25,9 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
         Err(e) => return Err(e),
     };
     let requested = cfg.as_ref().and_then(|c| c.storage_backend.clone());
+    let libzfs_library = tokio::task::spawn_blocking(storage::libzfs_libraries)
+        .await
+        .unwrap_or_else(|e| format!("library probe failed: {e}"));
     let storage = match storage::select(requested.as_deref()).await {
         Ok((s, sel)) => json!({
             "backend": sel.backend,
@@ -32,10 +35,12 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
             "requested": sel.requested,
             "reason": sel.reason,
             "libzfs_compiled": storage::LIBZFS_COMPILED,
+            "libzfs_library": libzfs_library,
         }),
         Err(e) => {
             problems.push(format!("storage: {e}"));
-            json!({ "error": e.to_string(), "libzfs_compiled": storage::LIBZFS_COMPILED })
+            json!({ "error": e.to_string(), "libzfs_compiled": storage::LIBZFS_COMPILED,
+                    "libzfs_library": libzfs_library })
         }
     };
     let zfs = ZfsCli::default();
@@ -180,6 +185,7 @@ async fn doctor(home: &std::path::Path, json: bool) -> Result<(), Error> {
             Some(e) => println!("storage:  ERROR {}", e.as_str().unwrap_or_default()),
             None => println!("storage:  {} — {}", field(s, "name"), field(s, "reason")),
         }
+        println!("libzfs:   {}", field(s, "libzfs_library"));
         println!(
             "zfs:      {flavor} userland, zpool list {}",
             if pools_ok { "ok" } else { "FAILS" }

@@ -6,7 +6,6 @@
 //! store that can do that (ZFS through its CLI today; libzfs, btrfs or XFS
 //! reflinks later) plugs in here without touching the recipe.
 
-#[cfg(feature = "libzfs")]
 pub mod libzfs;
 pub mod props;
 mod zfs_cli;
@@ -227,8 +226,9 @@ pub struct Selection {
     pub reason: String,
 }
 
-/// Whether this build links libzfs (cargo feature `libzfs`).
-pub const LIBZFS_COMPILED: bool = cfg!(feature = "libzfs");
+/// Whether this build has the libzfs backend: always, since its libraries
+/// are loaded at run time (see [`libzfs::abi`]); kept for `bpg doctor`'s JSON.
+pub const LIBZFS_COMPILED: bool = true;
 
 /// Backend names accepted by [`select`] (and `storage_backend` in the config).
 pub const BACKENDS: &[&str] = &["auto", "libzfs", "cli"];
@@ -271,7 +271,7 @@ pub async fn select(requested: Option<&str>) -> Result<(Arc<dyn Storage>, Select
                 },
             )),
             Err(why) if requested == "auto" => {
-                if LIBZFS_COMPILED && std::path::Path::new("/dev/zfs").exists() {
+                if std::path::Path::new("/dev/zfs").exists() {
                     // OpenZFS is here but its library is not usable: say so.
                     tracing::warn!("storage: libzfs not used ({why}); falling back to the zfs CLI");
                 } else {
@@ -294,16 +294,31 @@ pub async fn select(requested: Option<&str>) -> Result<(Arc<dyn Storage>, Select
     }
 }
 
+/// Which OpenZFS libraries this machine has for the libzfs backend, in one
+/// line, whether or not the backend is in use (`bpg doctor`): the libzfs
+/// soname loaded, its version and the release whose declarations apply, or
+/// why none could be loaded. Loads the libraries (no module needed), once
+/// per process.
+pub fn libzfs_libraries() -> String {
+    match libzfs::abi::Api::load() {
+        Ok(api) => format!(
+            "{} ({}), OpenZFS {} declarations",
+            api.soname,
+            api.version_userland(),
+            api.release.as_str()
+        ),
+        Err(why) => format!("none usable: {why}"),
+    }
+}
+
 /// In a child made by `fork()`: forget process-wide storage handles
 /// inherited from the parent (the libzfs handle shares its descriptors and
 /// mount table stream with the parent), without finalising them, so the
 /// child's next manager opens its own. See [`crate::blocking::fork`].
 pub fn forget_after_fork() {
-    #[cfg(feature = "libzfs")]
     libzfs::Libzfs::forget_after_fork();
 }
 
-#[cfg(feature = "libzfs")]
 async fn open_libzfs() -> std::result::Result<(Arc<dyn Storage>, String), String> {
     let lib = tokio::task::spawn_blocking(libzfs::Libzfs::open)
         .await
@@ -312,15 +327,10 @@ async fn open_libzfs() -> std::result::Result<(Arc<dyn Storage>, String), String
     Ok((
         Arc::new(lib),
         format!(
-            "libzfs {} with kernel module {} (built for OpenZFS {})",
-            v.userland, v.kernel, v.built_for
+            "libzfs {} ({}, OpenZFS {} declarations) with kernel module {}",
+            v.userland, v.library, v.release, v.kernel
         ),
     ))
-}
-
-#[cfg(not(feature = "libzfs"))]
-async fn open_libzfs() -> std::result::Result<(Arc<dyn Storage>, String), String> {
-    Err("this build has no libzfs support (cargo feature `libzfs` is off)".into())
 }
 
 #[cfg(test)]
