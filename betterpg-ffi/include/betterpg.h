@@ -3,13 +3,23 @@
  * on ZFS. Link with -lbetterpg (pkg-config betterpg).
  *
  * Conventions
- * - Handles (betterpg_manager, betterpg_info, betterpg_info_list,
- *   betterpg_branch_report, betterpg_gc_report, betterpg_init_options) are
- *   opaque. Each is
- *   released by its _free function; _free(NULL) does nothing; never free a
- *   handle twice. The info handles returned by betterpg_info_list_get()
- *   and betterpg_branch_report_branch() are borrowed from their owner and
- *   must not be freed.
+ * - Handles are opaque: betterpg_manager; the results betterpg_info,
+ *   betterpg_info_list, betterpg_branch_report, betterpg_gc_report; the
+ *   options builders betterpg_init_options, betterpg_create_options,
+ *   betterpg_branch_options. Ownership is in the type:
+ *   - T * (from _new, _open, _init or a T ** out-parameter) is owned by
+ *     the caller and released by T's _free function; _free(NULL) does
+ *     nothing; never free a handle twice.
+ *   - const T * returned by a getter (betterpg_info_list_get,
+ *     betterpg_branch_report_branch) is borrowed from its owner, valid
+ *     until the owner is freed, and never freed by itself.
+ *   - const T * taken as an argument is only read, never kept nor
+ *     consumed: options handles may serve many calls, and are freed by
+ *     their owner.
+ * - Options are builders, not positional parameters: X_options_new() gives
+ *   every default, X_options_set_*() changes one setting, and a call takes
+ *   const X_options * (NULL: all defaults). New options come as new setters,
+ *   so existing calls keep their signatures (see ABI below).
  * - Every fallible function returns a betterpg_result: BETTERPG_RESULT_OK
  *   (0) on success, else the reason (codes 1-999: the core library's stable
  *   error codes; 1000 and up: this binding's). Out-parameters are written
@@ -37,6 +47,10 @@
  *   exist there; freeing would wait for them forever): leave it, and open a
  *   new one with betterpg_manager_open(). fork() followed at once by exec()
  *   needs none of this.
+ * - ABI: the shared library's SONAME is libbetterpg.so.0. Within it,
+ *   functions, handle types, result codes and constants are only added,
+ *   never changed nor removed; a release that must break that gets a new
+ *   SONAME. betterpg_version() gives the version of the loaded library.
  */
 
 
@@ -203,12 +217,32 @@ typedef uint32_t betterpg_result;
 #endif // __cplusplus
 
 /*
+ Options of `betterpg_manager_branch` and `betterpg_manager_reset`. Made
+ by `betterpg_branch_options_new` (every setting at its default: the
+ application-consistent mode, no quota, the source's runtime and image),
+ changed by the `betterpg_branch_options_set_*` functions, freed with
+ `betterpg_branch_options_free`. Owned by the caller; the calls it is
+ given to only read it, so one options handle may serve many calls.
+ */
+typedef struct betterpg_branch_options betterpg_branch_options;
+
+/*
  What making a branch did: the new branch and the time each step took.
  Made by `betterpg_manager_branch` and
  `betterpg_manager_last_branch_report`; free with
  `betterpg_branch_report_free`.
  */
 typedef struct betterpg_branch_report betterpg_branch_report;
+
+/*
+ Options of `betterpg_manager_create`. Made by
+ `betterpg_create_options_new` (every setting at its default: the
+ configured PostgreSQL, any version, the native runtime), changed by the
+ `betterpg_create_options_set_*` functions, freed with
+ `betterpg_create_options_free`. Owned by the caller; the calls it is
+ given to only read it.
+ */
+typedef struct betterpg_create_options betterpg_create_options;
 
 /*
  What `betterpg_manager_gc_report` found: the things removed (or, in a
@@ -253,12 +287,6 @@ typedef struct betterpg_init_options betterpg_init_options;
 typedef struct betterpg_manager betterpg_manager;
 
 /*
- How `betterpg_manager_branch` snapshots a running source: one of the
- `BETTERPG_BRANCH_MODE_*` values.
- */
-typedef uint32_t betterpg_branch_mode;
-
-/*
  Space of the pool of a home, and of its branches together (all in
  bytes). Filled by `betterpg_manager_pool_usage`.
  */
@@ -291,17 +319,24 @@ typedef struct betterpg_pool_usage {
 } betterpg_pool_usage;
 
 /*
+ How a branch snapshots a running source: one of the `BETTERPG_MODE_*`
+ values (the same two modes as `bpg branch --mode` and Python's `mode=`).
+ */
+typedef uint32_t betterpg_mode;
+
+/*
  Backup mode around the snapshot (the default, and the safe choice): the
  branch holds every transaction committed before the call, recovered as
- from a base backup.
+ from a base backup. `bpg branch --mode application-consistent`.
  */
-#define BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT 0
+#define BETTERPG_MODE_APPLICATION_CONSISTENT 0
 
 /*
  `CHECKPOINT` then an atomic snapshot; the branch starts with crash
- recovery. Also holds every committed transaction.
+ recovery. Also holds every committed transaction. `bpg branch --mode
+ crash-consistent` (or `--fast`).
  */
-#define BETTERPG_BRANCH_MODE_CRASH_CONSISTENT 1
+#define BETTERPG_MODE_CRASH_CONSISTENT 1
 
 #ifdef __cplusplus
 extern "C" {
@@ -791,25 +826,30 @@ betterpg_result betterpg_manager_init(const char *home,
 void betterpg_manager_free(struct betterpg_manager *manager);
 
 /*
- Create a new, empty, started database `name` (PostgreSQL of the
- configured version).
+ Create a new, empty, started database `name`, as `opts` says (NULL:
+ the defaults, PostgreSQL of the configured version, native runtime; see
+ `betterpg_create_options_new`).
 
  On success, when `out_info` is not NULL, `*out_info` receives its info,
  owned by the caller (`betterpg_info_free`). Fails with
  `BETTERPG_RESULT_INVALID_NAME` for a bad name and
- `BETTERPG_RESULT_ALREADY_EXISTS` when the name is taken.
+ `BETTERPG_RESULT_ALREADY_EXISTS` when the name is taken. `opts` is
+ only read: free it yourself (it may serve other calls).
 
  # Safety
  `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
- NUL-terminated string; `out_info` is NULL or valid for writes.
+ NUL-terminated string; `opts` is NULL or a live
+ `betterpg_create_options`; `out_info` is NULL or valid for writes.
  */
 betterpg_result betterpg_manager_create(const struct betterpg_manager *manager,
                                         const char *name,
+                                        const struct betterpg_create_options *opts,
                                         struct betterpg_info **out_info);
 
 /*
- Make branch `name` of the database or branch `source`, snapshotting it
- as `mode` says (`BETTERPG_BRANCH_MODE_*`), and start it.
+ Make branch `name` of the database or branch `source` and start it, as
+ `opts` says (NULL: the defaults, an application-consistent snapshot, no
+ quota, the source's runtime; see `betterpg_branch_options_new`).
 
  On success, when `out_report` is not NULL, `*out_report` receives the
  report (the new branch and the time of each step), owned by the caller
@@ -817,39 +857,44 @@ betterpg_result betterpg_manager_create(const struct betterpg_manager *manager,
  `betterpg_manager_last_branch_report`. Fails with
  `BETTERPG_RESULT_NOT_FOUND` for an unknown source,
  `BETTERPG_RESULT_ALREADY_EXISTS` when `name` is taken and
- `BETTERPG_RESULT_INVALID_ARGUMENT` for an unknown mode.
+ `BETTERPG_RESULT_CONFIG` for a quota under 64 MiB. `opts` is only
+ read: free it yourself (it may serve other calls).
 
  # Safety
  `manager` is NULL or a live `betterpg_manager`; `source` and `name` are
- NULL or NUL-terminated strings; `out_report` is NULL or valid for writes.
+ NULL or NUL-terminated strings; `opts` is NULL or a live
+ `betterpg_branch_options`; `out_report` is NULL or valid for writes.
  */
 betterpg_result betterpg_manager_branch(const struct betterpg_manager *manager,
                                         const char *source,
                                         const char *name,
-                                        betterpg_branch_mode mode,
+                                        const struct betterpg_branch_options *opts,
                                         struct betterpg_branch_report **out_report);
 
 /*
  Reset the branch `name` to its parent's current state: its data is
- thrown away and it is branched again (snapshotting the parent as `mode`
- says) under the same name and port, so its URL stays valid.
+ thrown away and it is branched again (with the mode and quota of
+ `opts`; NULL: the defaults) under the same name and port, so its URL
+ stays valid.
 
  On success, when `out_report` is not NULL, `*out_report` receives the
  report, owned by the caller (`betterpg_branch_report_free`); the manager
  also keeps a copy for `betterpg_manager_last_branch_report`. Fails with
  `BETTERPG_RESULT_NOT_FOUND` for an unknown name,
- `BETTERPG_RESULT_UNSUPPORTED` for a database (not a branch),
- `BETTERPG_RESULT_INVALID_ARGUMENT` for an unknown mode and `BETTERPG_RESULT_HAS_DEPENDENTS` for a branch with
- branches of its own. If the new branch cannot be made, the old one is
- already gone and the message says so.
+ `BETTERPG_RESULT_UNSUPPORTED` for a database (not a branch) and for
+ options naming a runtime or an image (a reset keeps the branch's), and
+ `BETTERPG_RESULT_HAS_DEPENDENTS` for a branch with branches of its own.
+ If the new branch cannot be made, the old one is already gone and the
+ message says so. `opts` is only read: free it yourself.
 
  # Safety
  `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
- NUL-terminated string; `out_report` is NULL or valid for writes.
+ NUL-terminated string; `opts` is NULL or a live
+ `betterpg_branch_options`; `out_report` is NULL or valid for writes.
  */
 betterpg_result betterpg_manager_reset(const struct betterpg_manager *manager,
                                        const char *name,
-                                       betterpg_branch_mode mode,
+                                       const struct betterpg_branch_options *opts,
                                        struct betterpg_branch_report **out_report);
 
 /*
@@ -1143,6 +1188,131 @@ betterpg_result betterpg_init_options_set_os_user(struct betterpg_init_options *
  */
 betterpg_result betterpg_init_options_set_listen_address(struct betterpg_init_options *opts,
                                                          const char *address);
+
+/*
+ New branch options, every setting at its default. Never NULL. Free with
+ `betterpg_branch_options_free`.
+ */
+struct betterpg_branch_options *betterpg_branch_options_new(void);
+
+/*
+ Free branch options. NULL does nothing. Do not call it twice.
+
+ # Safety
+ `opts` is NULL or an owned `betterpg_branch_options`, not used
+ afterwards.
+ */
+void betterpg_branch_options_free(struct betterpg_branch_options *opts);
+
+/*
+ How to snapshot a running source: `BETTERPG_MODE_APPLICATION_CONSISTENT`
+ (the default) or `BETTERPG_MODE_CRASH_CONSISTENT`. Fails with
+ `BETTERPG_RESULT_INVALID_ARGUMENT` for any other value (the options stay
+ as they were).
+
+ # Safety
+ `opts` is NULL or a live `betterpg_branch_options`.
+ */
+betterpg_result betterpg_branch_options_set_mode(struct betterpg_branch_options *opts,
+                                                 betterpg_mode mode);
+
+/*
+ Most pool space the branch may use (a ZFS quota), in bytes; 0 for none
+ (the default). A branch that fills its quota gets PostgreSQL's own
+ disk-full error while its source and the other branches keep writing.
+ A quota under 64 MiB makes the branch fail with `BETTERPG_RESULT_CONFIG`
+ before anything is made.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_branch_options`.
+ */
+betterpg_result betterpg_branch_options_set_quota(struct betterpg_branch_options *opts,
+                                                  uint64_t bytes);
+
+/*
+ Runtime of the branch ("native" or "docker"); without it, the source's.
+ Branching a native database into a container (or back) works. Not for
+ `betterpg_manager_reset`, which keeps the branch's runtime (it fails
+ with `BETTERPG_RESULT_UNSUPPORTED`).
+
+ # Safety
+ `opts` is NULL or a live `betterpg_branch_options`; `runtime` is NULL
+ or a NUL-terminated string.
+ */
+betterpg_result betterpg_branch_options_set_runtime(struct betterpg_branch_options *opts,
+                                                    const char *runtime);
+
+/*
+ Container image of the branch (container runtimes); without it, the
+ source's image when the runtime is the source's, else the runtime's
+ default image. Not for `betterpg_manager_reset` (as the runtime).
+
+ # Safety
+ `opts` is NULL or a live `betterpg_branch_options`; `image` is NULL or
+ a NUL-terminated string.
+ */
+betterpg_result betterpg_branch_options_set_image(struct betterpg_branch_options *opts,
+                                                  const char *image);
+
+/*
+ New create options, every setting at its default. Never NULL. Free with
+ `betterpg_create_options_free`.
+ */
+struct betterpg_create_options *betterpg_create_options_new(void);
+
+/*
+ Free create options. NULL does nothing. Do not call it twice.
+
+ # Safety
+ `opts` is NULL or an owned `betterpg_create_options`, not used
+ afterwards.
+ */
+void betterpg_create_options_free(struct betterpg_create_options *opts);
+
+/*
+ PostgreSQL bin directory of this database (e.g.
+ "/usr/lib/postgresql/16/bin"); without it, the home's configured one.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_create_options`; `dir` is NULL or a
+ NUL-terminated string.
+ */
+betterpg_result betterpg_create_options_set_pg_bin(struct betterpg_create_options *opts,
+                                                   const char *dir);
+
+/*
+ The PostgreSQL major version the database must have (e.g. 15); 0 for
+ any (the default). With no server binaries of that version on the
+ machine, the create fails with `BETTERPG_RESULT_CONFIG`, and with
+ `betterpg_create_options_set_pg_bin` naming binaries of another version
+ with `BETTERPG_RESULT_VERSION_MISMATCH`, before anything is made.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_create_options`.
+ */
+betterpg_result betterpg_create_options_set_pg_version(struct betterpg_create_options *opts,
+                                                       uint32_t major);
+
+/*
+ Runtime of the database ("native", the default, or "docker").
+
+ # Safety
+ `opts` is NULL or a live `betterpg_create_options`; `runtime` is NULL
+ or a NUL-terminated string.
+ */
+betterpg_result betterpg_create_options_set_runtime(struct betterpg_create_options *opts,
+                                                    const char *runtime);
+
+/*
+ Container image of the database (container runtimes); without it, the
+ runtime's default image.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_create_options`; `image` is NULL or
+ a NUL-terminated string.
+ */
+betterpg_result betterpg_create_options_set_image(struct betterpg_create_options *opts,
+                                                  const char *image);
 
 #ifdef __cplusplus
 }  // extern "C"

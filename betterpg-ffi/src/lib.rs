@@ -7,9 +7,15 @@
 //!
 //! - Opaque handles (`betterpg_manager`, `betterpg_info`,
 //!   `betterpg_info_list`, `betterpg_branch_report`, `betterpg_gc_report`,
-//!   `betterpg_init_options`), made by `_new`/`_open`/`_init` or returned
-//!   through out-parameters, released by their `_free` (NULL is a no-op;
-//!   never free twice).
+//!   and the options builders `betterpg_init_options`,
+//!   `betterpg_create_options`, `betterpg_branch_options`), made by
+//!   `_new`/`_open`/`_init` or returned through out-parameters, released by
+//!   their `_free` (NULL is a no-op; never free twice). Ownership is in the
+//!   type: a `T *` is owned by the caller and freed by `T`'s `_free`; a
+//!   `const T *` returned by a getter is borrowed from its owner and never
+//!   freed; a `const T *` argument is only read.
+//! - Options are builder handles, never positional parameters: a new
+//!   option is a new setter, so no signature changes when betterpg grows.
 //! - Every fallible function returns a [`betterpg_result`]; out-parameters
 //!   are written only on success; NULL pointers are rejected with
 //!   `BETTERPG_RESULT_NULL_PARAMETER`; panics are caught and returned as
@@ -37,11 +43,11 @@ use std::ffi::{c_char, CString};
 
 pub use gc::betterpg_gc_report;
 pub use info::{betterpg_branch_report, betterpg_info, betterpg_info_list};
-pub use manager::{
-    betterpg_branch_mode, betterpg_manager, betterpg_pool_usage,
-    BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, BETTERPG_BRANCH_MODE_CRASH_CONSISTENT,
+pub use manager::{betterpg_manager, betterpg_pool_usage};
+pub use options::{
+    betterpg_branch_options, betterpg_create_options, betterpg_init_options, betterpg_mode,
+    BETTERPG_MODE_APPLICATION_CONSISTENT, BETTERPG_MODE_CRASH_CONSISTENT,
 };
-pub use options::betterpg_init_options;
 pub use result::betterpg_result;
 
 /// Major part of the version (the header also has the string
@@ -231,7 +237,22 @@ mod tests {
                 betterpg_result::NullParameter
             );
             assert_eq!(
-                manager::betterpg_manager_create(ptr::null(), c"x".as_ptr(), ptr::null_mut()),
+                manager::betterpg_manager_create(
+                    ptr::null(),
+                    c"x".as_ptr(),
+                    ptr::null(),
+                    ptr::null_mut()
+                ),
+                betterpg_result::NullParameter
+            );
+            assert_eq!(
+                manager::betterpg_manager_branch(
+                    ptr::null(),
+                    c"x".as_ptr(),
+                    c"y".as_ptr(),
+                    ptr::null(),
+                    ptr::null_mut()
+                ),
                 betterpg_result::NullParameter
             );
             assert_eq!(
@@ -249,6 +270,8 @@ mod tests {
             info::betterpg_info_list_free(ptr::null_mut());
             info::betterpg_branch_report_free(ptr::null_mut());
             options::betterpg_init_options_free(ptr::null_mut());
+            options::betterpg_branch_options_free(ptr::null_mut());
+            options::betterpg_create_options_free(ptr::null_mut());
             betterpg_string_free(ptr::null_mut());
         }
     }
@@ -307,6 +330,140 @@ mod tests {
             assert!(m.is_null());
             assert!(last_error().unwrap().contains("no storage"));
             options::betterpg_init_options_free(o);
+        }
+    }
+
+    #[test]
+    fn modes() {
+        use betterpg_core::{BranchOptions, SnapshotMode};
+        use options::mode_of;
+        assert_eq!(
+            mode_of(BETTERPG_MODE_APPLICATION_CONSISTENT).unwrap(),
+            SnapshotMode::ApplicationConsistent
+        );
+        assert_eq!(
+            mode_of(BETTERPG_MODE_CRASH_CONSISTENT).unwrap(),
+            SnapshotMode::CrashConsistent
+        );
+        assert!(matches!(mode_of(2), Err(Failure::Arg(_))));
+        // The default of the core is the default of C (0).
+        assert_eq!(
+            mode_of(0).unwrap(),
+            BranchOptions::default().mode,
+            "mode 0 must stay the core's default"
+        );
+    }
+
+    #[test]
+    fn branch_options_are_built_checked_and_read_not_consumed() {
+        use betterpg_core::{BranchOptions, SnapshotMode};
+        use options::*;
+        unsafe {
+            // NULL: the core's defaults.
+            let d = branch_options(ptr::null());
+            assert_eq!(d.mode, BranchOptions::default().mode);
+            assert_eq!((d.quota, d.runtime, d.image), (None, None, None));
+            let o = betterpg_branch_options_new();
+            assert!(!o.is_null());
+            let fresh = branch_options(o);
+            assert_eq!(fresh.mode, BranchOptions::default().mode);
+            assert_eq!(
+                betterpg_branch_options_set_mode(o, BETTERPG_MODE_CRASH_CONSISTENT),
+                betterpg_result::Ok
+            );
+            // A bad mode is refused and changes nothing.
+            assert_eq!(
+                betterpg_branch_options_set_mode(o, 7),
+                betterpg_result::InvalidArgument
+            );
+            assert!(last_error().unwrap().contains("BETTERPG_MODE_CRASH_CONSISTENT"));
+            assert_eq!(
+                betterpg_branch_options_set_quota(o, 1 << 30),
+                betterpg_result::Ok
+            );
+            assert_eq!(
+                betterpg_branch_options_set_runtime(o, c"docker".as_ptr()),
+                betterpg_result::Ok
+            );
+            assert_eq!(
+                betterpg_branch_options_set_image(o, c"postgres:16".as_ptr()),
+                betterpg_result::Ok
+            );
+            assert_eq!(
+                betterpg_branch_options_set_image(o, ptr::null()),
+                betterpg_result::NullParameter
+            );
+            assert_eq!(
+                betterpg_branch_options_set_runtime(o, [0xffu8, 0].as_ptr().cast()),
+                betterpg_result::InvalidUtf8
+            );
+            assert_eq!(
+                betterpg_branch_options_set_mode(ptr::null_mut(), 0),
+                betterpg_result::NullParameter
+            );
+            let b = branch_options(o);
+            assert_eq!(b.mode, SnapshotMode::CrashConsistent);
+            assert_eq!(b.quota, Some(1 << 30));
+            assert_eq!(b.runtime.as_deref(), Some("docker"));
+            assert_eq!(b.image.as_deref(), Some("postgres:16"));
+            // Reading does not consume: the handle still holds them.
+            assert_eq!(branch_options(o).quota, Some(1 << 30));
+            // 0 clears the quota.
+            assert_eq!(betterpg_branch_options_set_quota(o, 0), betterpg_result::Ok);
+            assert_eq!(branch_options(o).quota, None);
+            betterpg_branch_options_free(o);
+        }
+    }
+
+    #[test]
+    fn create_options_are_built_and_checked() {
+        use options::*;
+        unsafe {
+            let d = create_options(ptr::null());
+            assert_eq!(
+                (d.pg_bin, d.pg_version, d.runtime, d.image),
+                (None, None, None, None)
+            );
+            let o = betterpg_create_options_new();
+            assert!(!o.is_null());
+            assert_eq!(
+                betterpg_create_options_set_pg_bin(o, c"/usr/lib/postgresql/16/bin".as_ptr()),
+                betterpg_result::Ok
+            );
+            assert_eq!(
+                betterpg_create_options_set_pg_version(o, 16),
+                betterpg_result::Ok
+            );
+            assert_eq!(
+                betterpg_create_options_set_runtime(o, c"docker".as_ptr()),
+                betterpg_result::Ok
+            );
+            assert_eq!(
+                betterpg_create_options_set_image(o, c"postgres:16".as_ptr()),
+                betterpg_result::Ok
+            );
+            for r in [
+                betterpg_create_options_set_pg_bin(o, ptr::null()),
+                betterpg_create_options_set_runtime(o, ptr::null()),
+                betterpg_create_options_set_image(o, ptr::null()),
+                betterpg_create_options_set_pg_version(ptr::null_mut(), 15),
+            ] {
+                assert_eq!(r, betterpg_result::NullParameter);
+            }
+            let c = create_options(o);
+            assert_eq!(
+                c.pg_bin.as_deref(),
+                Some(std::path::Path::new("/usr/lib/postgresql/16/bin"))
+            );
+            assert_eq!(c.pg_version, Some(16));
+            assert_eq!(c.runtime.as_deref(), Some("docker"));
+            assert_eq!(c.image.as_deref(), Some("postgres:16"));
+            assert_eq!(
+                betterpg_create_options_set_pg_version(o, 0),
+                betterpg_result::Ok
+            );
+            assert_eq!(create_options(o).pg_version, None);
+            betterpg_create_options_free(o);
         }
     }
 

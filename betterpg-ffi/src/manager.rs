@@ -4,28 +4,17 @@ use std::ffi::{c_char, CString};
 use std::sync::Mutex;
 
 use betterpg_core::blocking::BranchManager;
-use betterpg_core::{BranchOptions, BranchReport, CreateOptions, Info, SnapshotMode};
+use betterpg_core::{BranchReport, Info};
 
 use crate::gc::{betterpg_gc_report, GcReportC};
 use crate::info::{betterpg_branch_report, betterpg_info, betterpg_info_list, InfoC, ReportC};
-use crate::options::betterpg_init_options;
+use crate::options::{
+    betterpg_branch_options, betterpg_create_options, betterpg_init_options, branch_options,
+    create_options,
+};
 use crate::result::{
     arg_out, arg_str, betterpg_result, guard, guard_value, to_cstring, write_out, Failure, Opaque,
 };
-
-/// How `betterpg_manager_branch` snapshots a running source: one of the
-/// `BETTERPG_BRANCH_MODE_*` values.
-#[allow(non_camel_case_types)]
-pub type betterpg_branch_mode = u32;
-
-/// Backup mode around the snapshot (the default, and the safe choice): the
-/// branch holds every transaction committed before the call, recovered as
-/// from a base backup.
-pub const BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT: betterpg_branch_mode = 0;
-
-/// `CHECKPOINT` then an atomic snapshot; the branch starts with crash
-/// recovery. Also holds every committed transaction.
-pub const BETTERPG_BRANCH_MODE_CRASH_CONSISTENT: betterpg_branch_mode = 1;
 
 /// A betterpg home opened or initialised: makes, lists, starts, stops and
 /// destroys databases and branches. Made by `betterpg_manager_open` or
@@ -63,24 +52,6 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Manager>();
 };
-
-fn mode_of(mode: betterpg_branch_mode) -> Result<SnapshotMode, Failure> {
-    match mode {
-        BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT => Ok(SnapshotMode::ApplicationConsistent),
-        BETTERPG_BRANCH_MODE_CRASH_CONSISTENT => Ok(SnapshotMode::CrashConsistent),
-        other => Err(Failure::Arg(format!(
-            "unknown branch mode {other}: use BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT (0) or BETTERPG_BRANCH_MODE_CRASH_CONSISTENT (1)"
-        ))),
-    }
-}
-
-/// The options of a branch or reset made from C: only the mode is chosen.
-fn branch_options(mode: betterpg_branch_mode) -> Result<BranchOptions, Failure> {
-    Ok(BranchOptions {
-        mode: mode_of(mode)?,
-        ..Default::default()
-    })
-}
 
 /// Write an info to an optional out-parameter (NULL: discard it).
 ///
@@ -160,35 +131,41 @@ pub unsafe extern "C" fn betterpg_manager_free(manager: *mut betterpg_manager) {
     guard_value((), || unsafe { betterpg_manager::free(manager) })
 }
 
-/// Create a new, empty, started database `name` (PostgreSQL of the
-/// configured version).
+/// Create a new, empty, started database `name`, as `opts` says (NULL:
+/// the defaults, PostgreSQL of the configured version, native runtime; see
+/// `betterpg_create_options_new`).
 ///
 /// On success, when `out_info` is not NULL, `*out_info` receives its info,
 /// owned by the caller (`betterpg_info_free`). Fails with
 /// `BETTERPG_RESULT_INVALID_NAME` for a bad name and
-/// `BETTERPG_RESULT_ALREADY_EXISTS` when the name is taken.
+/// `BETTERPG_RESULT_ALREADY_EXISTS` when the name is taken. `opts` is
+/// only read: free it yourself (it may serve other calls).
 ///
 /// # Safety
 /// `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
-/// NUL-terminated string; `out_info` is NULL or valid for writes.
+/// NUL-terminated string; `opts` is NULL or a live
+/// `betterpg_create_options`; `out_info` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn betterpg_manager_create(
     manager: *const betterpg_manager,
     name: *const c_char,
+    opts: *const betterpg_create_options,
     out_info: *mut *mut betterpg_info,
 ) -> betterpg_result {
     guard("betterpg_manager_create", || {
         // SAFETY: per the contract above.
         let m = unsafe { betterpg_manager::get(manager, "manager") }?;
         let name = unsafe { arg_str(name, "name") }?;
-        let info = m.inner.create(name, CreateOptions::default())?;
+        let opts = unsafe { create_options(opts) };
+        let info = m.inner.create(name, opts)?;
         // SAFETY: NULL or valid for writes per the contract.
         unsafe { write_info_opt(out_info, &info) }
     })
 }
 
-/// Make branch `name` of the database or branch `source`, snapshotting it
-/// as `mode` says (`BETTERPG_BRANCH_MODE_*`), and start it.
+/// Make branch `name` of the database or branch `source` and start it, as
+/// `opts` says (NULL: the defaults, an application-consistent snapshot, no
+/// quota, the source's runtime; see `betterpg_branch_options_new`).
 ///
 /// On success, when `out_report` is not NULL, `*out_report` receives the
 /// report (the new branch and the time of each step), owned by the caller
@@ -196,17 +173,19 @@ pub unsafe extern "C" fn betterpg_manager_create(
 /// `betterpg_manager_last_branch_report`. Fails with
 /// `BETTERPG_RESULT_NOT_FOUND` for an unknown source,
 /// `BETTERPG_RESULT_ALREADY_EXISTS` when `name` is taken and
-/// `BETTERPG_RESULT_INVALID_ARGUMENT` for an unknown mode.
+/// `BETTERPG_RESULT_CONFIG` for a quota under 64 MiB. `opts` is only
+/// read: free it yourself (it may serve other calls).
 ///
 /// # Safety
 /// `manager` is NULL or a live `betterpg_manager`; `source` and `name` are
-/// NULL or NUL-terminated strings; `out_report` is NULL or valid for writes.
+/// NULL or NUL-terminated strings; `opts` is NULL or a live
+/// `betterpg_branch_options`; `out_report` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn betterpg_manager_branch(
     manager: *const betterpg_manager,
     source: *const c_char,
     name: *const c_char,
-    mode: betterpg_branch_mode,
+    opts: *const betterpg_branch_options,
     out_report: *mut *mut betterpg_branch_report,
 ) -> betterpg_result {
     guard("betterpg_manager_branch", || {
@@ -214,7 +193,8 @@ pub unsafe extern "C" fn betterpg_manager_branch(
         let m = unsafe { betterpg_manager::get(manager, "manager") }?;
         let source = unsafe { arg_str(source, "source") }?;
         let name = unsafe { arg_str(name, "name") }?;
-        let report = m.inner.branch(source, name, branch_options(mode)?)?;
+        let opts = unsafe { branch_options(opts) };
+        let report = m.inner.branch(source, name, opts)?;
         // SAFETY: NULL or valid for writes per the contract.
         unsafe { m.keep_report(report, out_report) }
     })
@@ -246,33 +226,37 @@ impl Manager {
 }
 
 /// Reset the branch `name` to its parent's current state: its data is
-/// thrown away and it is branched again (snapshotting the parent as `mode`
-/// says) under the same name and port, so its URL stays valid.
+/// thrown away and it is branched again (with the mode and quota of
+/// `opts`; NULL: the defaults) under the same name and port, so its URL
+/// stays valid.
 ///
 /// On success, when `out_report` is not NULL, `*out_report` receives the
 /// report, owned by the caller (`betterpg_branch_report_free`); the manager
 /// also keeps a copy for `betterpg_manager_last_branch_report`. Fails with
 /// `BETTERPG_RESULT_NOT_FOUND` for an unknown name,
-/// `BETTERPG_RESULT_UNSUPPORTED` for a database (not a branch),
-/// `BETTERPG_RESULT_INVALID_ARGUMENT` for an unknown mode and `BETTERPG_RESULT_HAS_DEPENDENTS` for a branch with
-/// branches of its own. If the new branch cannot be made, the old one is
-/// already gone and the message says so.
+/// `BETTERPG_RESULT_UNSUPPORTED` for a database (not a branch) and for
+/// options naming a runtime or an image (a reset keeps the branch's), and
+/// `BETTERPG_RESULT_HAS_DEPENDENTS` for a branch with branches of its own.
+/// If the new branch cannot be made, the old one is already gone and the
+/// message says so. `opts` is only read: free it yourself.
 ///
 /// # Safety
 /// `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
-/// NUL-terminated string; `out_report` is NULL or valid for writes.
+/// NUL-terminated string; `opts` is NULL or a live
+/// `betterpg_branch_options`; `out_report` is NULL or valid for writes.
 #[no_mangle]
 pub unsafe extern "C" fn betterpg_manager_reset(
     manager: *const betterpg_manager,
     name: *const c_char,
-    mode: betterpg_branch_mode,
+    opts: *const betterpg_branch_options,
     out_report: *mut *mut betterpg_branch_report,
 ) -> betterpg_result {
     guard("betterpg_manager_reset", || {
         // SAFETY: per the contract above.
         let m = unsafe { betterpg_manager::get(manager, "manager") }?;
         let name = unsafe { arg_str(name, "name") }?;
-        let report = m.inner.reset(name, branch_options(mode)?)?;
+        let opts = unsafe { branch_options(opts) };
+        let report = m.inner.reset(name, opts)?;
         // SAFETY: NULL or valid for writes per the contract.
         unsafe { m.keep_report(report, out_report) }
     })
@@ -606,28 +590,4 @@ pub unsafe extern "C" fn betterpg_manager_logs(
         unsafe { write_out(out, log.into_raw()) };
         Ok(())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn modes() {
-        assert_eq!(
-            mode_of(BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT).unwrap(),
-            SnapshotMode::ApplicationConsistent
-        );
-        assert_eq!(
-            mode_of(BETTERPG_BRANCH_MODE_CRASH_CONSISTENT).unwrap(),
-            SnapshotMode::CrashConsistent
-        );
-        assert!(matches!(mode_of(2), Err(Failure::Arg(_))));
-        // The default of the core is the default of C (0).
-        assert_eq!(
-            mode_of(0).unwrap(),
-            BranchOptions::default().mode,
-            "mode 0 must stay the core's default"
-        );
-    }
 }

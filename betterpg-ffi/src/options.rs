@@ -1,10 +1,19 @@
-//! `betterpg_init_options`: what `betterpg_manager_init` needs to set up a
-//! new home.
+//! Options handles: `betterpg_init_options` (what `betterpg_manager_init`
+//! needs to set up a new home), `betterpg_create_options` (for
+//! `betterpg_manager_create`) and `betterpg_branch_options` (for
+//! `betterpg_manager_branch` and `_reset`).
+//!
+//! Each is a builder: made by `_new` with every setting at its default,
+//! changed by `_set_*` functions, read (not consumed) by the call it is
+//! given to, freed by `_free`. A new option is a new setter, so the
+//! functions taking options never change signature when betterpg grows
+//! (masking, a time to live, a point in time for branches will be setters
+//! of `betterpg_branch_options`).
 
 use std::ffi::c_char;
 use std::path::PathBuf;
 
-use betterpg_core::{InitOptions, InitStorage};
+use betterpg_core::{BranchOptions, CreateOptions, InitOptions, InitStorage, SnapshotMode};
 
 use crate::result::{arg_str, betterpg_result, guard, guard_value, Failure, Opaque};
 
@@ -282,6 +291,292 @@ pub unsafe extern "C" fn betterpg_init_options_set_listen_address(
         let o = unsafe { betterpg_init_options::get_mut(opts, "opts") }?;
         let address = unsafe { arg_str(address, "address") }?;
         o.listen_address = Some(address.to_string());
+        Ok(())
+    })
+}
+
+// --- mode ---------------------------------------------------------------------
+
+/// How a branch snapshots a running source: one of the `BETTERPG_MODE_*`
+/// values (the same two modes as `bpg branch --mode` and Python's `mode=`).
+#[allow(non_camel_case_types)]
+pub type betterpg_mode = u32;
+
+/// Backup mode around the snapshot (the default, and the safe choice): the
+/// branch holds every transaction committed before the call, recovered as
+/// from a base backup. `bpg branch --mode application-consistent`.
+pub const BETTERPG_MODE_APPLICATION_CONSISTENT: betterpg_mode = 0;
+
+/// `CHECKPOINT` then an atomic snapshot; the branch starts with crash
+/// recovery. Also holds every committed transaction. `bpg branch --mode
+/// crash-consistent` (or `--fast`).
+pub const BETTERPG_MODE_CRASH_CONSISTENT: betterpg_mode = 1;
+
+/// The core mode of a C mode value.
+pub(crate) fn mode_of(mode: betterpg_mode) -> Result<SnapshotMode, Failure> {
+    match mode {
+        BETTERPG_MODE_APPLICATION_CONSISTENT => Ok(SnapshotMode::ApplicationConsistent),
+        BETTERPG_MODE_CRASH_CONSISTENT => Ok(SnapshotMode::CrashConsistent),
+        other => Err(Failure::Arg(format!(
+            "unknown mode {other}: use BETTERPG_MODE_APPLICATION_CONSISTENT (0) or BETTERPG_MODE_CRASH_CONSISTENT (1)"
+        ))),
+    }
+}
+
+// --- branch options -------------------------------------------------------------
+
+/// Options of `betterpg_manager_branch` and `betterpg_manager_reset`. Made
+/// by `betterpg_branch_options_new` (every setting at its default: the
+/// application-consistent mode, no quota, the source's runtime and image),
+/// changed by the `betterpg_branch_options_set_*` functions, freed with
+/// `betterpg_branch_options_free`. Owned by the caller; the calls it is
+/// given to only read it, so one options handle may serve many calls.
+pub struct betterpg_branch_options {
+    _private: [u8; 0],
+}
+
+impl Opaque for betterpg_branch_options {
+    type Inner = BranchOptions;
+}
+
+/// The options behind an optional handle: NULL gives the defaults.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_branch_options`.
+pub(crate) unsafe fn branch_options(opts: *const betterpg_branch_options) -> BranchOptions {
+    // SAFETY: per the contract above.
+    unsafe { betterpg_branch_options::get_opt(opts) }
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// New branch options, every setting at its default. Never NULL. Free with
+/// `betterpg_branch_options_free`.
+#[no_mangle]
+pub extern "C" fn betterpg_branch_options_new() -> *mut betterpg_branch_options {
+    guard_value(std::ptr::null_mut(), || {
+        betterpg_branch_options::into_handle(BranchOptions::default())
+    })
+}
+
+/// Free branch options. NULL does nothing. Do not call it twice.
+///
+/// # Safety
+/// `opts` is NULL or an owned `betterpg_branch_options`, not used
+/// afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_options_free(opts: *mut betterpg_branch_options) {
+    // SAFETY: per the contract above.
+    guard_value((), || unsafe { betterpg_branch_options::free(opts) })
+}
+
+/// How to snapshot a running source: `BETTERPG_MODE_APPLICATION_CONSISTENT`
+/// (the default) or `BETTERPG_MODE_CRASH_CONSISTENT`. Fails with
+/// `BETTERPG_RESULT_INVALID_ARGUMENT` for any other value (the options stay
+/// as they were).
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_branch_options`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_options_set_mode(
+    opts: *mut betterpg_branch_options,
+    mode: betterpg_mode,
+) -> betterpg_result {
+    guard("betterpg_branch_options_set_mode", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_branch_options::get_mut(opts, "opts") }?;
+        o.mode = mode_of(mode)?;
+        Ok(())
+    })
+}
+
+/// Most pool space the branch may use (a ZFS quota), in bytes; 0 for none
+/// (the default). A branch that fills its quota gets PostgreSQL's own
+/// disk-full error while its source and the other branches keep writing.
+/// A quota under 64 MiB makes the branch fail with `BETTERPG_RESULT_CONFIG`
+/// before anything is made.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_branch_options`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_options_set_quota(
+    opts: *mut betterpg_branch_options,
+    bytes: u64,
+) -> betterpg_result {
+    guard("betterpg_branch_options_set_quota", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_branch_options::get_mut(opts, "opts") }?;
+        o.quota = (bytes > 0).then_some(bytes);
+        Ok(())
+    })
+}
+
+/// Runtime of the branch ("native" or "docker"); without it, the source's.
+/// Branching a native database into a container (or back) works. Not for
+/// `betterpg_manager_reset`, which keeps the branch's runtime (it fails
+/// with `BETTERPG_RESULT_UNSUPPORTED`).
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_branch_options`; `runtime` is NULL
+/// or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_options_set_runtime(
+    opts: *mut betterpg_branch_options,
+    runtime: *const c_char,
+) -> betterpg_result {
+    guard("betterpg_branch_options_set_runtime", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_branch_options::get_mut(opts, "opts") }?;
+        let runtime = unsafe { arg_str(runtime, "runtime") }?;
+        o.runtime = Some(runtime.to_string());
+        Ok(())
+    })
+}
+
+/// Container image of the branch (container runtimes); without it, the
+/// source's image when the runtime is the source's, else the runtime's
+/// default image. Not for `betterpg_manager_reset` (as the runtime).
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_branch_options`; `image` is NULL or
+/// a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_options_set_image(
+    opts: *mut betterpg_branch_options,
+    image: *const c_char,
+) -> betterpg_result {
+    guard("betterpg_branch_options_set_image", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_branch_options::get_mut(opts, "opts") }?;
+        let image = unsafe { arg_str(image, "image") }?;
+        o.image = Some(image.to_string());
+        Ok(())
+    })
+}
+
+// --- create options ---------------------------------------------------------------
+
+/// Options of `betterpg_manager_create`. Made by
+/// `betterpg_create_options_new` (every setting at its default: the
+/// configured PostgreSQL, any version, the native runtime), changed by the
+/// `betterpg_create_options_set_*` functions, freed with
+/// `betterpg_create_options_free`. Owned by the caller; the calls it is
+/// given to only read it.
+pub struct betterpg_create_options {
+    _private: [u8; 0],
+}
+
+impl Opaque for betterpg_create_options {
+    type Inner = CreateOptions;
+}
+
+/// The options behind an optional handle: NULL gives the defaults.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_create_options`.
+pub(crate) unsafe fn create_options(opts: *const betterpg_create_options) -> CreateOptions {
+    // SAFETY: per the contract above.
+    unsafe { betterpg_create_options::get_opt(opts) }
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// New create options, every setting at its default. Never NULL. Free with
+/// `betterpg_create_options_free`.
+#[no_mangle]
+pub extern "C" fn betterpg_create_options_new() -> *mut betterpg_create_options {
+    guard_value(std::ptr::null_mut(), || {
+        betterpg_create_options::into_handle(CreateOptions::default())
+    })
+}
+
+/// Free create options. NULL does nothing. Do not call it twice.
+///
+/// # Safety
+/// `opts` is NULL or an owned `betterpg_create_options`, not used
+/// afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_create_options_free(opts: *mut betterpg_create_options) {
+    // SAFETY: per the contract above.
+    guard_value((), || unsafe { betterpg_create_options::free(opts) })
+}
+
+/// PostgreSQL bin directory of this database (e.g.
+/// "/usr/lib/postgresql/16/bin"); without it, the home's configured one.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_create_options`; `dir` is NULL or a
+/// NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_create_options_set_pg_bin(
+    opts: *mut betterpg_create_options,
+    dir: *const c_char,
+) -> betterpg_result {
+    guard("betterpg_create_options_set_pg_bin", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_create_options::get_mut(opts, "opts") }?;
+        let dir = unsafe { arg_str(dir, "dir") }?;
+        o.pg_bin = Some(PathBuf::from(dir));
+        Ok(())
+    })
+}
+
+/// The PostgreSQL major version the database must have (e.g. 15); 0 for
+/// any (the default). With no server binaries of that version on the
+/// machine, the create fails with `BETTERPG_RESULT_CONFIG`, and with
+/// `betterpg_create_options_set_pg_bin` naming binaries of another version
+/// with `BETTERPG_RESULT_VERSION_MISMATCH`, before anything is made.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_create_options`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_create_options_set_pg_version(
+    opts: *mut betterpg_create_options,
+    major: u32,
+) -> betterpg_result {
+    guard("betterpg_create_options_set_pg_version", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_create_options::get_mut(opts, "opts") }?;
+        o.pg_version = (major > 0).then_some(major);
+        Ok(())
+    })
+}
+
+/// Runtime of the database ("native", the default, or "docker").
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_create_options`; `runtime` is NULL
+/// or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_create_options_set_runtime(
+    opts: *mut betterpg_create_options,
+    runtime: *const c_char,
+) -> betterpg_result {
+    guard("betterpg_create_options_set_runtime", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_create_options::get_mut(opts, "opts") }?;
+        let runtime = unsafe { arg_str(runtime, "runtime") }?;
+        o.runtime = Some(runtime.to_string());
+        Ok(())
+    })
+}
+
+/// Container image of the database (container runtimes); without it, the
+/// runtime's default image.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_create_options`; `image` is NULL or
+/// a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_create_options_set_image(
+    opts: *mut betterpg_create_options,
+    image: *const c_char,
+) -> betterpg_result {
+    guard("betterpg_create_options_set_image", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_create_options::get_mut(opts, "opts") }?;
+        let image = unsafe { arg_str(image, "image") }?;
+        o.image = Some(image.to_string());
         Ok(())
     })
 }

@@ -6,6 +6,7 @@
  *
  * Initialises HOME with a new file-backed pool, creates a database, fills it
  * with libpq, branches it in both modes, checks the branches hold the rows,
+ * with options handles (mode, quota, runtime; create's PostgreSQL version),
  * lists, stops, starts, resets and destroys, reads the pool's space, sweeps
  * the leftovers of a child process killed in the middle of a branch with gc,
  * and provokes every error it can (NULL arguments, unknown and invalid
@@ -173,8 +174,7 @@ static int child_branch(const char *home) {
         fprintf(stderr, "child: cannot open %s: %s\n", home, last_error());
         return 2;
     }
-    betterpg_result rc = betterpg_manager_branch(
-        m, "src", "orphan", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, NULL);
+    betterpg_result rc = betterpg_manager_branch(m, "src", "orphan", NULL, NULL);
     fprintf(stderr, "child: branch returned %s (it should have been killed)\n",
             betterpg_result_name(rc));
     betterpg_manager_free(m);
@@ -306,6 +306,59 @@ static void check_report(const betterpg_branch_report *report, const char *name,
     CHECK(streq(k, "untouched") && streq(dt, "untouched"));
 }
 
+/* The branch and create options builders, without a manager: every
+ * setter, its refusals (NULL handle, NULL string, invalid UTF-8, unknown
+ * mode), and ownership: each _new handle is freed once, here (valgrind
+ * checks nothing leaks). What the options do is checked with a manager in
+ * main(). */
+static void test_options_handles(void) {
+    betterpg_branch_options *b = betterpg_branch_options_new();
+    betterpg_create_options *c = betterpg_create_options_new();
+    CHECK(b != NULL && c != NULL);
+    /* Two handles are two objects. */
+    {
+        betterpg_branch_options *b2 = betterpg_branch_options_new();
+        CHECK(b2 != NULL && b2 != b);
+        betterpg_branch_options_free(b2);
+    }
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_mode(b, BETTERPG_MODE_CRASH_CONSISTENT));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_mode(b, BETTERPG_MODE_APPLICATION_CONSISTENT));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_ARGUMENT, betterpg_branch_options_set_mode(b, 7));
+    CHECK(contains(betterpg_last_error_message(), "mode"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_set_mode(NULL, BETTERPG_MODE_CRASH_CONSISTENT));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_quota(b, (uint64_t)1 << 30));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_quota(b, 0));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_set_quota(NULL, 1));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_runtime(b, "native"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_set_runtime(b, NULL));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_UTF8, betterpg_branch_options_set_runtime(b, "\xff"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_set_runtime(NULL, "native"));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_image(b, "postgres:15"));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_image(b, "postgres:16"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_set_image(b, NULL));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_set_image(NULL, "x"));
+
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_create_options_set_pg_bin(c, "/usr/lib/postgresql/15/bin"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_create_options_set_pg_bin(c, NULL));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_create_options_set_pg_bin(NULL, "/x"));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_create_options_set_pg_version(c, 15));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_create_options_set_pg_version(c, 0));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_create_options_set_pg_version(NULL, 15));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_create_options_set_runtime(c, "native"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_create_options_set_runtime(c, NULL));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_UTF8, betterpg_create_options_set_image(c, "\xfe"));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_create_options_set_image(c, "postgres:15"));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_create_options_set_image(NULL, "x"));
+
+    /* Options are read, not consumed, by the calls: with a NULL manager the
+     * call fails and the handles stay usable (and are freed once below). */
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_create(NULL, "x", c, NULL));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_branch(NULL, "x", "y", b, NULL));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_quota(b, 1));
+    betterpg_branch_options_free(b);
+    betterpg_create_options_free(c);
+}
+
 /* Errors that need no manager. */
 static void test_without_manager(const char *home) {
     char missing[4096];
@@ -335,8 +388,9 @@ static void test_without_manager(const char *home) {
     betterpg_info_list *list = NULL;
     betterpg_branch_report *report = NULL;
     char *s = NULL;
-    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_create(NULL, "x", &info));
-    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_branch(NULL, "x", "y", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &report));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_create(NULL, "x", NULL, &info));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_branch(NULL, "x", "y", NULL, &report));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_reset(NULL, "x", NULL, &report));
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_last_branch_report(NULL, &report));
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_start(NULL, "x", &info));
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_stop(NULL, "x", &info));
@@ -412,6 +466,8 @@ static void test_without_manager(const char *home) {
     }
     betterpg_init_options_free(opts);
 
+    test_options_handles();
+
     /* NULL handles: getters give NULL/0/false, frees do nothing. */
     CHECK(betterpg_info_name(NULL) == NULL);
     CHECK(betterpg_info_url(NULL) == NULL);
@@ -426,6 +482,8 @@ static void test_without_manager(const char *home) {
     betterpg_info_list_free(NULL);
     betterpg_branch_report_free(NULL);
     betterpg_init_options_free(NULL);
+    betterpg_branch_options_free(NULL);
+    betterpg_create_options_free(NULL);
     betterpg_string_free(NULL);
 }
 
@@ -441,6 +499,8 @@ int main(int argc, char **argv) {
     unsigned port_first = (unsigned)atoi(argv[4]), port_last = (unsigned)atoi(argv[5]);
 
     betterpg_init_options *opts = NULL;
+    betterpg_create_options *copts = NULL;
+    betterpg_branch_options *bopts = NULL;
     betterpg_manager *m = NULL, *m2 = NULL;
     betterpg_info *info = NULL, *src = NULL;
     betterpg_info_list *list = NULL;
@@ -500,7 +560,7 @@ int main(int argc, char **argv) {
     CHECK(report == NULL);
 
     /* --- create a database and fill it with libpq ------------------------- */
-    REQUIRE_OK(betterpg_manager_create(m, "src", &src));
+    REQUIRE_OK(betterpg_manager_create(m, "src", NULL, &src));
     CHECK(streq(betterpg_info_name(src), "src"));
     CHECK(streq(betterpg_info_kind(src), "database"));
     CHECK(!betterpg_info_is_branch(src));
@@ -526,17 +586,35 @@ int main(int argc, char **argv) {
 
     /* Create errors. */
     info = (betterpg_info *)&failures;
-    EXPECT_RC(BETTERPG_RESULT_ALREADY_EXISTS, betterpg_manager_create(m, "src", &info));
+    EXPECT_RC(BETTERPG_RESULT_ALREADY_EXISTS, betterpg_manager_create(m, "src", NULL, &info));
     CHECK(contains(betterpg_last_error_message(), "src"));
-    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_create(m, "bad name!", &info));
-    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_create(m, "", &info));
-    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_create(m, "../etc", &info));
-    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_create(m, NULL, &info));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_create(m, "bad name!", NULL, &info));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_create(m, "", NULL, &info));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_create(m, "../etc", NULL, &info));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_create(m, NULL, NULL, &info));
+    /* Create options reach the core: a PostgreSQL version this machine has
+     * no binaries of, and binaries of another version than asked, are
+     * refused before anything is made. */
+    copts = betterpg_create_options_new();
+    REQUIRE(copts != NULL);
+    REQUIRE_OK(betterpg_create_options_set_pg_version(copts, 3));
+    EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_create(m, "v3", copts, &info));
+    CHECK(contains(betterpg_last_error_message(), "PostgreSQL 3"));
+    REQUIRE_OK(betterpg_create_options_set_pg_bin(copts, "/usr/lib/postgresql/15/bin"));
+    EXPECT_RC(BETTERPG_RESULT_VERSION_MISMATCH, betterpg_manager_create(m, "v3", copts, &info));
+    REQUIRE_OK(betterpg_create_options_set_pg_version(copts, 0));
+    REQUIRE_OK(betterpg_create_options_set_pg_bin(copts, "/usr/lib/postgresql/15/bin"));
+    REQUIRE_OK(betterpg_create_options_set_runtime(copts, "nosuch"));
+    EXPECT_RC(BETTERPG_RESULT_UNSUPPORTED, betterpg_manager_create(m, "v3", copts, &info));
+    CHECK(contains(betterpg_last_error_message(), "nosuch"));
     CHECK(info == (betterpg_info *)&failures);
     info = NULL;
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "v3", &info));
+    CHECK(info == NULL);
 
     /* --- branch, application-consistent ----------------------------------- */
-    REQUIRE_OK(betterpg_manager_branch(m, "src", "app", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &report));
+    /* The default options (NULL) are the application-consistent mode. */
+    REQUIRE_OK(betterpg_manager_branch(m, "src", "app", NULL, &report));
     print_report(report);
     check_report(report, "app", "application-consistent");
     const betterpg_info *app = betterpg_branch_report_branch(report);
@@ -550,27 +628,53 @@ int main(int argc, char **argv) {
     CHECK(sql_number(betterpg_info_url(src), "SELECT count(*) FROM t") == 1001);
     CHECK(sql_number(betterpg_info_url(app), "SELECT count(*) FROM t") == 990);
 
-    /* --- branch, crash-consistent; report read back from the manager ------ */
-    REQUIRE_OK(betterpg_manager_branch(m, "src", "crash", BETTERPG_BRANCH_MODE_CRASH_CONSISTENT, NULL));
+    /* --- branch, crash-consistent with a quota, through an options handle;
+     * report read back from the manager --------------------------------- */
+    bopts = betterpg_branch_options_new();
+    REQUIRE(bopts != NULL);
+    REQUIRE_OK(betterpg_branch_options_set_mode(bopts, BETTERPG_MODE_CRASH_CONSISTENT));
+    REQUIRE_OK(betterpg_branch_options_set_quota(bopts, (uint64_t)256 << 20));
+    REQUIRE_OK(betterpg_manager_branch(m, "src", "crash", bopts, NULL));
     REQUIRE_OK(betterpg_manager_last_branch_report(m, &report2));
     print_report(report2);
     check_report(report2, "crash", "crash-consistent");
+    /* The quota reached ZFS: ask zfs itself. */
+    {
+        char value[64] = "";
+        const char *ds = betterpg_info_dataset(betterpg_branch_report_branch(report2));
+        REQUIRE(ds != NULL);
+        char *const argv_[] = {"zfs", "get", "-H", "-p", "-o", "value", "quota", (char *)ds, NULL};
+        CHECK(first_line_of(argv_, value, sizeof value) == 0);
+        CHECK(streq(value, "268435456"));
+    }
     CHECK(sql_number(betterpg_info_url(betterpg_branch_report_branch(report2)),
                      "SELECT count(*) FROM t") == 1001);
 
     /* Branch errors: nothing is made, outputs untouched. */
     betterpg_branch_report *untouched = (betterpg_branch_report *)&failures;
     betterpg_branch_report *r = untouched;
-    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_branch(m, "nosuch", "b1", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_branch(m, "nosuch", "b1", NULL, &r));
     CHECK(contains(betterpg_last_error_message(), "nosuch"));
-    EXPECT_RC(BETTERPG_RESULT_ALREADY_EXISTS, betterpg_manager_branch(m, "src", "app", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
-    EXPECT_RC(BETTERPG_RESULT_ALREADY_EXISTS, betterpg_manager_branch(m, "src", "src", BETTERPG_BRANCH_MODE_CRASH_CONSISTENT, &r));
-    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_branch(m, "src", "no/slash", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
-    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_branch(m, "bad name", "b1", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
-    EXPECT_RC(BETTERPG_RESULT_INVALID_ARGUMENT, betterpg_manager_branch(m, "src", "b1", 7, &r));
-    CHECK(contains(betterpg_last_error_message(), "mode"));
-    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_branch(m, NULL, "b1", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
-    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_branch(m, "src", NULL, BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
+    EXPECT_RC(BETTERPG_RESULT_ALREADY_EXISTS, betterpg_manager_branch(m, "src", "app", NULL, &r));
+    EXPECT_RC(BETTERPG_RESULT_ALREADY_EXISTS, betterpg_manager_branch(m, "src", "src", bopts, &r));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_branch(m, "src", "no/slash", NULL, &r));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_branch(m, "bad name", "b1", NULL, &r));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_branch(m, NULL, "b1", NULL, &r));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_branch(m, "src", NULL, NULL, &r));
+    /* Options the core refuses: a quota too small for PostgreSQL, a
+     * runtime this build does not have. */
+    {
+        betterpg_branch_options *bad = betterpg_branch_options_new();
+        REQUIRE(bad != NULL);
+        EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_quota(bad, (uint64_t)1 << 20));
+        EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_branch(m, "src", "b1", bad, &r));
+        CHECK(contains(betterpg_last_error_message(), "quota"));
+        EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_quota(bad, 0));
+        EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_runtime(bad, "nosuch"));
+        EXPECT_RC(BETTERPG_RESULT_UNSUPPORTED, betterpg_manager_branch(m, "src", "b1", bad, &r));
+        CHECK(contains(betterpg_last_error_message(), "nosuch"));
+        betterpg_branch_options_free(bad);
+    }
     CHECK(r == untouched);
     EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "b1", &info));
     CHECK(info == NULL);
@@ -672,7 +776,8 @@ int main(int argc, char **argv) {
     /* --- reset: app goes back to src's current rows, same port ------------- */
     betterpg_branch_report_free(report2);
     report2 = NULL;
-    REQUIRE_OK(betterpg_manager_reset(m, "app", BETTERPG_BRANCH_MODE_CRASH_CONSISTENT, &report2));
+    /* The same options handle again: it was read, not consumed. */
+    REQUIRE_OK(betterpg_manager_reset(m, "app", bopts, &report2));
     {
         const betterpg_info *reset = betterpg_branch_report_branch(report2);
         CHECK(streq(betterpg_info_name(reset), "app"));
@@ -686,12 +791,15 @@ int main(int argc, char **argv) {
         CHECK(sql_number(betterpg_info_url(app), "SELECT count(*) FROM t WHERE id <= 10") == 10);
     }
     r = untouched;
-    EXPECT_RC(BETTERPG_RESULT_UNSUPPORTED, betterpg_manager_reset(m, "src", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
+    EXPECT_RC(BETTERPG_RESULT_UNSUPPORTED, betterpg_manager_reset(m, "src", NULL, &r));
     CHECK(contains(betterpg_last_error_message(), "not a branch"));
-    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_reset(m, "nosuch", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
-    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_reset(m, "a b", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
-    EXPECT_RC(BETTERPG_RESULT_INVALID_ARGUMENT, betterpg_manager_reset(m, "app", 9, &r));
-    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_reset(m, NULL, BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, &r));
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_reset(m, "nosuch", NULL, &r));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_reset(m, "a b", NULL, &r));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_reset(m, NULL, NULL, &r));
+    /* A reset keeps the branch's runtime and image. */
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_runtime(bopts, "native"));
+    EXPECT_RC(BETTERPG_RESULT_UNSUPPORTED, betterpg_manager_reset(m, "app", bopts, &r));
+    CHECK(contains(betterpg_last_error_message(), "runtime"));
     CHECK(r == untouched);
     /* A refused reset leaves the branch as it was. */
     CHECK(sql_number(betterpg_info_url(app), "SELECT count(*) FROM t") == 1001);
@@ -809,7 +917,7 @@ int main(int argc, char **argv) {
         EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_gc(NULL, true, &again));
         /* The sources kept serving, and the same branch now succeeds. */
         CHECK(sql_number(betterpg_info_url(src), "SELECT count(*) FROM t") == 1001);
-        REQUIRE_OK(betterpg_manager_branch(m, "src", "orphan", BETTERPG_BRANCH_MODE_APPLICATION_CONSISTENT, NULL));
+        REQUIRE_OK(betterpg_manager_branch(m, "src", "orphan", NULL, NULL));
         REQUIRE_OK(betterpg_manager_url(m, "orphan", &url));
         CHECK(sql_number(url, "SELECT count(*) FROM t") == 1001);
         betterpg_string_free(url);
@@ -846,6 +954,8 @@ out:
         betterpg_manager_gc(m, false, NULL);
     }
     betterpg_init_options_free(opts);
+    betterpg_create_options_free(copts);
+    betterpg_branch_options_free(bopts);
     betterpg_info_free(info);
     betterpg_info_free(src);
     betterpg_info_list_free(list);
