@@ -306,3 +306,165 @@ impl<'a> From<&'a betterpg_core::GcReport> for GcReport<'a> {
         }
     }
 }
+
+/// `doctor` (keys in alphabetical order, as it always printed them).
+#[derive(Serialize)]
+pub struct Doctor<'a> {
+    pub dataset_properties: Option<DoctorDatasetProperties<'a>>,
+    pub docker: Option<DoctorDocker<'a>>,
+    pub fault_injection: bool,
+    pub home: &'a Path,
+    pub initialised: bool,
+    pub os_user: DoctorOsUser<'a>,
+    pub pool_file: Option<DoctorPoolFile<'a>>,
+    pub postgres: DoctorPostgres<'a>,
+    pub problems: &'a [String],
+    pub storage: DoctorStorage<'a>,
+    pub warnings: &'a [String],
+    pub zfs: DoctorZfs,
+}
+
+/// `doctor`'s datasets' properties.
+#[derive(Serialize)]
+pub struct DoctorDatasetProperties<'a> {
+    pub live: &'a BTreeMap<String, String>,
+    pub recorded: &'a BTreeMap<String, String>,
+}
+
+/// `doctor`'s container limits.
+#[derive(Serialize)]
+pub struct DoctorDocker<'a> {
+    pub memory: u64,
+    pub network: &'a str,
+    pub pids: u64,
+}
+
+/// `doctor`'s OS user: name and uid, or the error.
+#[derive(Serialize)]
+pub struct DoctorOsUser<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+}
+
+/// `doctor`'s pool file: its space, or the error.
+#[derive(Serialize)]
+pub struct DoctorPoolFile<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_short: Option<bool>,
+    pub path: &'a Path,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub space: Option<PoolFileSpace>,
+}
+
+/// A pool file's size, allocation and its host's free space, bytes (keys
+/// in alphabetical order, as `doctor` always printed them).
+#[derive(Serialize)]
+pub struct PoolFileSpace {
+    pub allocated: u64,
+    pub host_free: u64,
+    pub size: u64,
+}
+
+/// `doctor`'s PostgreSQL: bin directory and major version, or the error.
+#[derive(Serialize)]
+pub struct DoctorPostgres<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bin: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub major: Option<u32>,
+}
+
+/// `doctor`'s storage backend and why, or the error.
+#[derive(Serialize)]
+pub struct DoctorStorage<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    pub libzfs_compiled: bool,
+    pub libzfs_library: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested: Option<&'a str>,
+}
+
+/// `doctor`'s ZFS userland.
+#[derive(Serialize)]
+pub struct DoctorZfs {
+    pub flavor: &'static str,
+    pub zpool_list_ok: bool,
+}
+
+impl<'a> From<&'a betterpg_core::DoctorReport> for Doctor<'a> {
+    fn from(r: &'a betterpg_core::DoctorReport) -> Self {
+        let storage = r.storage.ok();
+        let pg = r.postgres.ok();
+        let user = r.os_user.ok();
+        Doctor {
+            dataset_properties: r
+                .dataset_properties
+                .as_ref()
+                .map(|p| DoctorDatasetProperties {
+                    live: &p.live,
+                    recorded: &p.recorded,
+                }),
+            docker: r.docker.as_ref().map(|d| DoctorDocker {
+                memory: d.memory,
+                network: &d.network,
+                pids: d.pids,
+            }),
+            fault_injection: r.fault_injection,
+            home: &r.home,
+            initialised: r.initialised,
+            os_user: DoctorOsUser {
+                error: r.os_user.error(),
+                name: user.map(|u| u.name.as_str()),
+                uid: user.map(|u| u.uid),
+            },
+            pool_file: r.pool_file.as_ref().map(|p| {
+                let space = p.space.ok();
+                DoctorPoolFile {
+                    error: p.space.error(),
+                    host_short: space.map(|s| s.host_short()),
+                    path: &p.path,
+                    space: space.map(|s| PoolFileSpace {
+                        allocated: s.allocated,
+                        host_free: s.host_free,
+                        size: s.size,
+                    }),
+                }
+            }),
+            postgres: DoctorPostgres {
+                bin: pg.map(|p| p.bin.as_path()),
+                error: r.postgres.error(),
+                major: pg.map(|p| p.major),
+            },
+            problems: &r.problems,
+            storage: DoctorStorage {
+                backend: storage.map(|s| s.backend.as_str()),
+                error: r.storage.error(),
+                libzfs_compiled: r.libzfs_compiled,
+                libzfs_library: &r.libzfs_library,
+                name: storage.map(|s| s.name.as_str()),
+                reason: storage.map(|s| s.reason.as_str()),
+                requested: storage.map(|s| s.requested.as_str()),
+            },
+            warnings: &r.warnings,
+            zfs: DoctorZfs {
+                flavor: crate::commands::doctor::flavor(r.zfs_flavor),
+                zpool_list_ok: r.zpool_list_ok,
+            },
+        }
+    }
+}

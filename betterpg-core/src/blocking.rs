@@ -7,7 +7,11 @@
 //! Every call holds the process's [`fork`] gate shared, so a binding can
 //! make `fork()` wait until no call is in flight (the Python module does).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
 
 use crate::error::Result;
 use crate::manager::{
@@ -18,16 +22,17 @@ use crate::manager::{
 /// Blocking `BranchManager`.
 #[derive(Debug)]
 pub struct BranchManager {
-    rt: tokio::runtime::Runtime,
+    rt: Arc<tokio::runtime::Runtime>,
     inner: AsyncManager,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name("betterpg")
         .build()
+        .map(Arc::new)
         .map_err(|e| crate::Error::io("starting the tokio runtime", e))
 }
 
@@ -95,6 +100,21 @@ impl BranchManager {
     pub fn logs(&self, name: &str, tail: Option<usize>) -> Result<String> {
         self.block_on(self.inner.logs(name, tail))
     }
+    /// Follow the server log of `name` (see [`AsyncManager::follow_logs`]):
+    /// its last `tail` lines (all when `None`), then what the server writes.
+    pub fn follow_logs(&self, name: &str, tail: Option<usize>) -> Result<LogFollower> {
+        let stream = self.block_on(self.inner.follow_logs(name, tail))?;
+        Ok(LogFollower {
+            rt: self.rt.clone(),
+            stream,
+        })
+    }
+    /// Check this machine and the home at `home`, initialised or not (see
+    /// [`AsyncManager::doctor`]); problems are in the report.
+    pub fn doctor(home: impl AsRef<Path>) -> Result<crate::DoctorReport> {
+        let _gate = fork::enter();
+        runtime()?.block_on(AsyncManager::doctor(home))
+    }
     /// See [`AsyncManager::reset`].
     pub fn reset(&self, name: &str, opts: BranchOptions) -> Result<BranchReport> {
         self.block_on(self.inner.reset(name, opts))
@@ -106,6 +126,63 @@ impl BranchManager {
     /// See [`AsyncManager::pool_usage`].
     pub fn pool_usage(&self) -> Result<PoolUsage> {
         self.block_on(self.inner.pool_usage())
+    }
+}
+
+/// What [`LogFollower::next_within`] got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEvent {
+    /// Log text as written (a chunk, not necessarily whole lines).
+    Chunk(Vec<u8>),
+    /// Nothing new within the time given; ask again.
+    Idle,
+    /// The log ended (a container stopped); nothing more will come.
+    Ended,
+}
+
+/// A followed server log (see [`BranchManager::follow_logs`]). Owns what
+/// it needs: it may outlive the manager's borrow, and dropping it stops
+/// following. Also an [`Iterator`] of chunks that blocks until each comes.
+pub struct LogFollower {
+    rt: Arc<tokio::runtime::Runtime>,
+    stream: crate::runtime::LogStream,
+}
+
+impl std::fmt::Debug for LogFollower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogFollower").finish_non_exhaustive()
+    }
+}
+
+impl LogFollower {
+    /// The next chunk, waiting at most `timeout` for it.
+    pub fn next_within(&mut self, timeout: Duration) -> Result<LogEvent> {
+        let _gate = fork::enter();
+        let next = self
+            .rt
+            .block_on(async { tokio::time::timeout(timeout, self.stream.next()).await });
+        match next {
+            Err(_) => Ok(LogEvent::Idle),
+            Ok(None) => Ok(LogEvent::Ended),
+            Ok(Some(Ok(b))) => Ok(LogEvent::Chunk(b)),
+            Ok(Some(Err(e))) => Err(e),
+        }
+    }
+}
+
+impl Iterator for LogFollower {
+    type Item = Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            // Short waits, so a pending fork is held back at most this long.
+            match self.next_within(Duration::from_millis(500)) {
+                Ok(LogEvent::Chunk(b)) => return Some(Ok(b)),
+                Ok(LogEvent::Idle) => continue,
+                Ok(LogEvent::Ended) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 }
 

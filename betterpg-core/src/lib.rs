@@ -31,6 +31,7 @@ pub mod gc;
 pub mod home;
 pub mod manager;
 pub mod name;
+pub mod ops;
 pub mod osuser;
 pub mod pg;
 pub mod runtime;
@@ -47,6 +48,11 @@ pub use manager::{
     PoolUsage, SnapshotMode, StepTiming,
 };
 pub use name::validate_name;
+pub use ops::doctor::{
+    Check, DatasetProperties, DockerLimits, DoctorReport, OsUserFound, PoolFileCheck,
+    PostgresFound, StorageChoice,
+};
+pub use ops::logs::LogStream;
 pub use pg::isolate::{
     DetachedSubscription, IsolationReport, IsolationWarning, OverriddenSetting, RemovedSetting,
 };

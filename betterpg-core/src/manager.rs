@@ -1019,6 +1019,34 @@ impl BranchManager {
         self.runtime(&e.runtime)?.logs(&spec, tail).await
     }
 
+    /// Follow the server log: a stream of its last `tail` lines (all when
+    /// `None`), then of what the server writes, as it writes it. A native
+    /// server's log never ends (drop the stream to stop following); a
+    /// container's ends when the container stops (see
+    /// [`crate::ops::logs`]).
+    pub async fn follow_logs(
+        &self,
+        name: &str,
+        tail: Option<usize>,
+    ) -> Result<crate::ops::logs::LogStream> {
+        let e = self.entry(name)?;
+        let path = self.home.log_path(&e.name);
+        if e.runtime == "docker" {
+            return crate::runtime::DockerRuntime::new()
+                .log_stream(self.home.root(), &e.name, &path, tail)
+                .await;
+        }
+        let text = self.logs(name, tail).await?;
+        let from = crate::ops::logs::file_len(&path);
+        Ok(crate::ops::logs::follow_file(path, text, from))
+    }
+
+    /// Check this machine and the home at `home` (initialised or not):
+    /// see [`crate::ops::doctor::doctor`]. Problems are in the report.
+    pub async fn doctor(home: impl AsRef<Path>) -> Result<crate::ops::doctor::DoctorReport> {
+        crate::ops::doctor::doctor(home.as_ref()).await
+    }
+
     /// Path of the server log (for following it).
     pub fn log_path(&self, name: &str) -> Result<PathBuf> {
         let e = self.entry(name)?;

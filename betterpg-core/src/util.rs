@@ -30,6 +30,14 @@ pub fn tail_lines(text: &str, n: usize) -> String {
     lines[start..].join("\n")
 }
 
+/// `text` with a final newline when it has none (a tail may end mid-line).
+pub fn with_final_newline(mut text: String) -> String {
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use crate::args::{Cli, Cmd};
 mod branch;
 mod create;
 mod destroy;
-mod doctor;
+pub(crate) mod doctor;
 mod gc;
 mod init;
 mod logs;

@@ -668,18 +668,17 @@ impl DockerRuntime {
         }
     }
 
-    /// Print the log of the running container of `name` to `out` as it is
-    /// written (`bpg logs --follow`), starting with its last `tail` lines
-    /// (all when `None`). Returns when the container stops; when it is not
-    /// running, prints the saved log of earlier runs and returns.
-    pub async fn follow_logs(
+    /// The log of the running container of `name` as a stream of chunks as
+    /// it is written (`bpg logs --follow`), starting with its last `tail`
+    /// lines (all when `None`). The stream ends when the container stops;
+    /// when it is not running, it holds the saved log of earlier runs.
+    pub async fn log_stream(
         &self,
         home: &Path,
         name: &str,
         log_file: &Path,
         tail: Option<usize>,
-        out: &mut (dyn Write + Send),
-    ) -> Result<()> {
+    ) -> Result<super::LogStream> {
         let container = Self::container_name(home, name);
         let running = self
             .inspect(&container)
@@ -687,18 +686,15 @@ impl DockerRuntime {
             .and_then(|c| c.state)
             .and_then(|s| s.running)
             == Some(true);
-        let io = |e: std::io::Error| Error::io("writing the log to stdout", e);
         if !running {
             let saved = read_log_file(log_file)?;
             let text = match tail {
                 Some(n) => tail_lines(&saved, n),
                 None => saved,
             };
-            out.write_all(text.as_bytes()).map_err(io)?;
-            if !text.is_empty() && !text.ends_with('\n') {
-                out.write_all(b"\n").map_err(io)?;
-            }
-            return Ok(());
+            let text = crate::util::with_final_newline(text);
+            let chunk = Some(text.into_bytes()).filter(|b| !b.is_empty());
+            return Ok(Box::pin(futures_util::stream::iter(chunk.map(Ok))));
         }
         let d = self.docker().await?;
         let tail = tail.map(|n| n.to_string()).unwrap_or_else(|| "all".into());
@@ -708,20 +704,36 @@ impl DockerRuntime {
             .stderr(true)
             .tail(&tail)
             .build();
-        let mut s = d.logs(&container, Some(opts));
-        while let Some(chunk) = s.next().await {
-            match chunk {
-                Ok(c) => {
-                    out.write_all(c.as_ref()).map_err(io)?;
-                    out.flush().map_err(io)?;
-                }
-                Err(DockerError::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => break,
-                Err(e) => return Err(self.map_err(&format!("following the log of {container}"), e)),
-            }
-        }
-        Ok(())
+        let chunks = d.logs(&container, Some(opts));
+        // An error ends the stream after it is yielded; a container removed
+        // while followed (404) ends it quietly.
+        let stream = chunks
+            .take_while(|c| {
+                std::future::ready(!matches!(
+                    c,
+                    Err(DockerError::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    })
+                ))
+            })
+            .scan(false, move |failed, c| {
+                let item = if *failed {
+                    None
+                } else {
+                    Some(match c {
+                        Ok(c) => Ok(c.into_bytes().to_vec()),
+                        Err(e) => {
+                            *failed = true;
+                            Err(Error::Docker(format!(
+                                "following the log of {container}: {e}"
+                            )))
+                        }
+                    })
+                };
+                std::future::ready(item)
+            });
+        Ok(Box::pin(stream))
     }
 
     /// Names of the containers betterpg made for the home `home` (running

@@ -22,6 +22,12 @@ use crate::error::Result;
 use crate::osuser::OsUser;
 use crate::pg::{ConnInfo, PgBin};
 
+/// The chunks of a followed server log, as written: the last lines first,
+/// then what the server appends. A native server's log never ends (drop
+/// the stream to stop); a container's ends when the container stops.
+pub type LogStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Vec<u8>>> + Send + 'static>>;
+
 /// Whether a server is up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
