@@ -161,6 +161,13 @@ for r in "${RELEASES[@]}"; do
 import json, sys, datetime
 out, kver = sys.argv[1], sys.argv[2]
 bench = json.load(open(f"{out}/openzfs-storage.json"))
+# Per branch: the steps of one `bpg branch` (PG 15 under a writer) with each
+# backend, from the branch tests' --json output.
+branch = {}
+for b in ("cli", "libzfs"):
+    info = json.load(open(f"{out}/branch-{b}.json"))
+    branch[b] = {"total_ms": round(info["total_millis"], 1),
+                 **{t["step"] + "_ms": round(t["millis"], 1) for t in info["timings"]}}
 print(json.dumps({
     "what": "time per storage operation, libzfs/libzfs_core in-process vs the zfs CLI, same guest run",
     "generated_by": "scripts/test-openzfs-vm.sh",
@@ -170,6 +177,7 @@ print(json.dumps({
     "emulated": True,
     "note": "software-emulated guest (qemu TCG, --disable-kvm): absolute times are meaningless, compare ratios only",
     **bench,
+    "branch": branch,
 }, indent=2))
 PY
   cat "$(results_file "$r")"

@@ -6,8 +6,8 @@
 # Usage: scripts/test.sh [STAGE...]   (default: all stages, in order)
 # Stages: lint unit core cli versions safety isolation ffi python docker demo bench openzfs
 #         daemon-restart
-# (openzfs boots guests with the real OpenZFS 2.1 and 2.3 kernel modules; times
-# in docs/openzfs.md; BPG_VM_ZFS=rotate tests one release per run.)
+# (openzfs boots a guest with the real OpenZFS 2.1 or 2.3 kernel module, one
+# release per run by the day, BPG_VM_ZFS=both for both; times in docs/openzfs.md.)
 # (daemon-restart kills and restarts the zfs-fuse daemon: it runs last.)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -119,7 +119,12 @@ for s in "${STAGES[@]}"; do
     # isolation_fault_injection.rs runs with BETTERPG_FAULT set.
     isolation) run_stage isolation env BPG_NO_FAULT_BIN="$NO_FAULT_BIN" bash -c 'set -e; shopt -s nullglob; t=(); for f in betterpg-cli/tests/isolation_*.rs; do b=${f##*/}; t+=(--test "${b%.rs}"); done; [[ ${#t[@]} -gt 0 ]] || { echo "no isolation tests found"; exit 1; }; cargo test -q "$@" -p betterpg-cli "${t[@]}" -- --test-threads=1' _ "${FEAT[@]}" ;;
     bench) run_stage bench env BPG_BENCH_BIN="$PWD/target/debug/bpg" scripts/bench.sh --short ;;
-    openzfs) run_stage openzfs scripts/test-openzfs-vm.sh ;;
+    # One OpenZFS release per CI run (2.1 and 2.3 alternate by the day; the
+    # log says which): both guests in every run do not fit CI's time budget
+    # (docs/openzfs.md). BPG_VM_ZFS=both runs both. Its own timeout: a cold
+    # machine builds the release's module first.
+    openzfs) BPG_VM_ZFS=${BPG_VM_ZFS:-rotate} STAGE_TIMEOUT=${OPENZFS_STAGE_TIMEOUT:-2700} \
+               run_stage openzfs scripts/test-openzfs-vm.sh ;;
     daemon-restart) run_stage daemon-restart env BPG_ALLOW_DAEMON_RESTART=1 cargo test -q "${FEAT[@]}" -p betterpg-cli --test daemon_restart -- --ignored --nocapture ;;
     ffi)  run_stage ffi scripts/test-ffi.sh ;;
     python) run_stage python scripts/test-python.sh ;;
