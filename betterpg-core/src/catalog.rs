@@ -16,18 +16,18 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::home::{write_atomic, Home};
+use crate::home::Home;
+use crate::util::write_atomic;
 
 pub mod lock;
 
 /// Newest catalog format this build reads and writes.
 pub const CATALOG_VERSION: u32 = 1;
 
-/// User properties (without the `betterpg:` prefix) betterpg sets on datasets.
-pub const ZFS_PROPS: &[&str] = &[
-    "managed", "name", "kind", "parent", "snapshot", "port", "mode", "runtime", "home", "created",
-    "branch", "dataset",
-];
+/// Directory inside each dataset that holds the data directory. A
+/// subdirectory (not the mountpoint itself) so that an unmounted dataset can
+/// never be mistaken for an empty data directory.
+pub const PGDATA_SUBDIR: &str = "pgdata";
 
 /// Whether an entry is a database or a branch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -360,24 +360,6 @@ fn parse(text: &str, path: &std::path::Path) -> Result<BTreeMap<String, Entry>> 
     Ok(file.entries)
 }
 
-/// Pick the lowest port in `start..=end` that no entry holds and that `probe`
-/// says is free (e.g. bindable). Pure logic, unit-tested.
-pub fn allocate_port(
-    start: u16,
-    end: u16,
-    used: &[u16],
-    mut probe: impl FnMut(u16) -> bool,
-) -> Result<u16> {
-    for port in start..=end {
-        if !used.contains(&port) && probe(port) {
-            return Ok(port);
-        }
-    }
-    Err(Error::Port(format!(
-        "no free port in {start}-{end}: destroy unused branches or widen the range in config.json"
-    )))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,18 +384,6 @@ mod tests {
             created_at: 0,
             state: State::Ready,
         }
-    }
-
-    #[test]
-    fn allocates_lowest_free_port() {
-        assert_eq!(allocate_port(100, 105, &[100, 101], |_| true).unwrap(), 102);
-        assert_eq!(allocate_port(100, 105, &[100], |p| p != 101).unwrap(), 102);
-        assert_eq!(
-            allocate_port(100, 101, &[100, 101], |_| true)
-                .unwrap_err()
-                .code(),
-            13
-        );
     }
 
     #[test]

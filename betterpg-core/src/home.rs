@@ -10,14 +10,14 @@
 //! ```
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::osuser::OsUser;
+pub use crate::util::{create_private_file, write_atomic};
 
 /// Newest config format this build reads and writes.
 pub const CONFIG_VERSION: u32 = 1;
@@ -91,8 +91,13 @@ pub struct Config {
     pub zfs_properties: std::collections::BTreeMap<String, String>,
 }
 
+/// Default [`Config::lock_timeout_secs`]: seconds to wait for the catalog
+/// lock. Catalog changes take milliseconds; a lock held this long belongs
+/// to a process that is stuck.
+pub const DEFAULT_LOCK_TIMEOUT_SECS: u64 = 30;
+
 fn default_lock_timeout() -> u64 {
-    crate::catalog::lock::DEFAULT_TIMEOUT_SECS
+    DEFAULT_LOCK_TIMEOUT_SECS
 }
 
 fn default_start_timeout() -> u64 {
@@ -113,15 +118,7 @@ fn default_branch_reserve() -> u64 {
     DEFAULT_BRANCH_RESERVE
 }
 
-/// Default [`Config::docker_memory`]: 2 GiB, room for PostgreSQL's default
-/// `shared_buffers` (128 MB) many times over plus sorts and connections,
-/// while one branch cannot take the host's memory. A branch of a source
-/// with a larger `shared_buffers` needs a larger limit (or 0).
-pub const DEFAULT_DOCKER_MEMORY: u64 = 2 << 30;
-/// Default [`Config::docker_pids`]: PostgreSQL needs one process per
-/// connection plus about a dozen background processes; 1024 leaves room
-/// for `max_connections` in the hundreds and stops a fork bomb.
-pub const DEFAULT_DOCKER_PIDS: u64 = 1024;
+pub use crate::runtime::{DEFAULT_DOCKER_MEMORY, DEFAULT_DOCKER_PIDS};
 /// Smallest non-zero [`Config::docker_memory`] accepted: below it
 /// PostgreSQL cannot even start reliably.
 pub const MIN_DOCKER_MEMORY: u64 = 64 << 20;
@@ -160,6 +157,19 @@ impl Config {
             lock_timeout_secs: default_lock_timeout(),
             zfs_properties: Default::default(),
         }
+    }
+
+    /// Check the settings of the branch space (at `init`, and when a
+    /// config is loaded, so a hand-edited value is refused with a clear
+    /// message); see [`crate::space`].
+    pub fn check_branch_space(&self) -> Result<()> {
+        if self.branch_headroom_percent > 90 {
+            return Err(Error::Config(format!(
+                "branch_headroom_percent is {}: give 0 (no limit on branches) to 90",
+                self.branch_headroom_percent
+            )));
+        }
+        Ok(())
     }
 
     /// The container limits this config asks for.
@@ -274,7 +284,7 @@ impl Home {
                 CONFIG_VERSION
             )));
         }
-        crate::space::check_settings(&cfg)
+        cfg.check_branch_space()
             .and_then(|()| cfg.check_container_limits())
             .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         Ok(cfg)
@@ -434,42 +444,18 @@ pub fn check_reachable(user: &OsUser, target: &Path, include_self: bool, what: &
     )))
 }
 
-/// Write `data` to `path` via a temporary file in the same directory and a
-/// rename, so readers see the old or the new content, never a torn file.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let ctx = |what: &str| format!("{what} {}", path.display());
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(fs::Permissions::from_mode(mode))
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(ctx("creating a temporary file for"), e))?;
-    tmp.write_all(data)
-        .map_err(|e| Error::io(ctx("writing"), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io(ctx("syncing"), e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io(ctx("replacing"), e.error))?;
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// Create a file only the owner can read (0600), failing if it exists.
-pub fn create_private_file(path: &Path) -> Result<fs::File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn branch_space_settings_out_of_range_are_refused() {
+        let mut c = Config::new("p/b");
+        assert!(c.check_branch_space().is_ok());
+        c.branch_headroom_percent = 91;
+        let e = c.check_branch_space().unwrap_err().to_string();
+        assert!(e.contains("0 (no limit on branches) to 90"), "{e}");
+    }
 
     #[test]
     fn secrets_are_private_and_config_round_trips() {

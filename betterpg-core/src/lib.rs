@@ -15,25 +15,33 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`manager`] (the verbs), [`branch`] (the recipe), [`storage`]
-//! (ZFS), [`space`] (why a full branch cannot stop its source), [`pg`]
-//! (PostgreSQL), [`runtime`] (running servers), [`catalog`],
-//! [`blocking`] (the synchronous facade the C and Python bindings use).
+//! Layers, each using only the ones below it (checked by `tests/layers.rs`;
+//! see `docs/architecture.md`):
+//!
+//! - facades: [`manager`] ([`BranchManager`]) and [`blocking`] (the
+//!   synchronous facade the C and Python bindings use);
+//! - operations: [`ops`], one module per verb ([`ops::branch`] is the
+//!   recipe), each a function over the context of a home;
+//! - policy on plain values: [`catalog`], [`space`] (why a full branch
+//!   cannot stop its source), [`ports`], [`home`], [`tablespace`];
+//! - leaves that know nothing of betterpg's policy: [`storage`] (ZFS),
+//!   [`pg`] (PostgreSQL), [`runtime`] (running servers), [`name`],
+//!   [`osuser`], [`util`], [`fault`], [`error`].
 
 #![warn(missing_docs)]
 
 pub mod blocking;
-pub mod branch;
 pub mod catalog;
+pub(crate) mod context;
 pub mod error;
 pub mod fault;
-pub mod gc;
 pub mod home;
 pub mod manager;
 pub mod name;
 pub mod ops;
 pub mod osuser;
 pub mod pg;
+pub mod ports;
 pub mod runtime;
 pub mod space;
 pub mod storage;
@@ -42,7 +50,6 @@ pub mod util;
 
 pub use catalog::{Kind, Mode};
 pub use error::{Error, ErrorKind, Result};
-pub use gc::{GcItem, GcReport};
 pub use manager::{
     BranchManager, BranchOptions, BranchReport, CreateOptions, Info, InitOptions, InitStorage,
     PoolUsage, SnapshotMode, StepTiming,
@@ -52,6 +59,7 @@ pub use ops::doctor::{
     Check, DatasetProperties, DockerLimits, DoctorReport, OsUserFound, PoolFileCheck,
     PostgresFound, StorageChoice,
 };
+pub use ops::gc::{GcItem, GcReport};
 pub use ops::logs::LogStream;
 pub use pg::isolate::{
     DetachedSubscription, IsolationReport, IsolationWarning, OverriddenSetting, RemovedSetting,

@@ -40,9 +40,45 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Check a ZFS dataset name given on the command line.
+pub fn validate_dataset_name(ds: &str) -> Result<()> {
+    let ok = !ds.is_empty()
+        && ds.len() <= 200
+        && !ds.starts_with('/')
+        && !ds.ends_with('/')
+        && ds.split('/').all(|part| {
+            validate_name(part).is_ok()
+                || part.contains('.')
+                    && !part.contains("..")
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                    && !part.starts_with(['-', '.'])
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "invalid dataset {ds:?}: use POOL/PATH with letters, digits, '-', '_' and '.' (e.g. tank/betterpg)"
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dataset_names() {
+        for ok in ["tank/betterpg", "tank", "t/a.b/c_d-e"] {
+            validate_dataset_name(ok).unwrap();
+        }
+        for bad in [
+            "", "/tank", "tank/", "t/../x", "t/a b", "t/-x", "t@s", "t/$(x)",
+        ] {
+            assert!(validate_dataset_name(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn accepts_plain_names() {

@@ -29,8 +29,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::home::Config;
-use crate::manager::BranchManager;
+use crate::home::{Config, Home};
 use crate::storage::{DatasetInfo, SpaceLimit, Storage};
 use crate::util::human_bytes;
 
@@ -53,6 +52,9 @@ pub fn quota_needs_update(current: Option<u64>, wanted: Option<u64>, pool_total:
         _ => true,
     }
 }
+
+/// Pool use above which `status` warns.
+pub const POOL_WARN_FRACTION: f64 = 0.8;
 
 /// Used fraction of the branch space above which `status` warns.
 pub const BRANCH_SPACE_WARN_FRACTION: f64 = 0.9;
@@ -88,18 +90,6 @@ pub fn branch_space_limit(
     Some(branches_used.saturating_add(pool_available.saturating_sub(headroom)))
 }
 
-/// Check the settings of the branch space (at `init`, and when a config is
-/// loaded, so a hand-edited value is refused with a clear message).
-pub fn check_settings(cfg: &Config) -> Result<()> {
-    if cfg.branch_headroom_percent > 90 {
-        return Err(Error::Config(format!(
-            "branch_headroom_percent is {}: give 0 (no limit on branches) to 90",
-            cfg.branch_headroom_percent
-        )));
-    }
-    Ok(())
-}
-
 /// Create the branch space `dataset` when missing (at `init`, and at the
 /// next branch of a home made before it existed); returns it.
 pub(crate) async fn ensure_branches_dataset(
@@ -120,120 +110,114 @@ pub(crate) async fn ensure_branches_dataset(
         .ok_or_else(|| Error::Internal(format!("{dataset} vanished after its creation")))
 }
 
-impl BranchManager {
-    /// Name of the parent dataset of every branch.
-    pub(crate) fn branches_dataset(&self) -> String {
-        format!("{}/{BRANCHES_DATASET}", self.config.dataset)
-    }
+/// Name of the parent dataset of every branch, under the root dataset
+/// `root`.
+pub fn branches_dataset(root: &str) -> String {
+    format!("{root}/{BRANCHES_DATASET}")
+}
 
-    /// Dataset of a new branch `name`.
-    pub(crate) fn branch_dataset_for(&self, name: &str) -> String {
-        format!("{}/{name}", self.branches_dataset())
-    }
+/// Dataset of a new branch `name` under the root dataset `root`.
+pub fn branch_dataset_for(root: &str, name: &str) -> String {
+    format!("{}/{name}", branches_dataset(root))
+}
 
-    /// Make sure the branch space exists (homes made before it are given
-    /// one at their next branch) and set its quota from the pool's current
-    /// numbers; refuse when it has not `reserve` bytes left for one more
-    /// branch. Changes nothing but the parent's quota.
-    pub(crate) async fn prepare_branch_space(&self, reserve: u64) -> Result<()> {
-        let ds = self.branches_dataset();
-        let (info, pool) = tokio::join!(
-            self.storage.get(&ds),
-            self.storage.pool_space(&self.config.dataset)
-        );
-        let (info, pool) = (info?, pool?);
-        let info = match info {
-            Some(i) => i,
-            None => ensure_branches_dataset(&*self.storage, &ds, self.home.root()).await?,
-        };
-        let limit = branch_space_limit(
-            pool.used,
-            pool.available,
-            info.used,
-            self.config.branch_headroom_percent,
-        );
-        if let Some(limit) = limit {
-            if limit.saturating_sub(info.used) < reserve {
-                return Err(self.no_space(&info, limit, reserve));
-            }
+/// Make sure the branch space exists (homes made before it are given one
+/// at their next branch) and set its quota from the pool's current numbers;
+/// refuse when it has not `reserve` bytes left for one more branch.
+/// Changes nothing but the parent's quota.
+pub(crate) async fn prepare(
+    storage: &dyn Storage,
+    cfg: &Config,
+    home: &Home,
+    reserve: u64,
+) -> Result<()> {
+    let ds = branches_dataset(&cfg.dataset);
+    let (info, pool) = tokio::join!(storage.get(&ds), storage.pool_space(&cfg.dataset));
+    let (info, pool) = (info?, pool?);
+    let info = match info {
+        Some(i) => i,
+        None => ensure_branches_dataset(storage, &ds, home.root()).await?,
+    };
+    let limit = branch_space_limit(
+        pool.used,
+        pool.available,
+        info.used,
+        cfg.branch_headroom_percent,
+    );
+    if let Some(limit) = limit {
+        if limit.saturating_sub(info.used) < reserve {
+            return Err(no_space(cfg, home, &info, limit, reserve));
         }
-        if quota_needs_update(info.quota, limit, pool.used + pool.available) {
-            self.storage
-                .set_space_limit(&ds, SpaceLimit::Quota, limit)
-                .await?;
-        }
-        Ok(())
     }
+    if quota_needs_update(info.quota, limit, pool.used + pool.available) {
+        storage
+            .set_space_limit(&ds, SpaceLimit::Quota, limit)
+            .await?;
+    }
+    Ok(())
+}
 
-    /// The reservation of a branch with this quota: the configured one, at
-    /// most the quota (ZFS refuses a reservation above the quota).
-    pub(crate) fn branch_reserve_for(&self, quota: Option<u64>) -> u64 {
-        quota.map_or(self.config.branch_reserve, |q| {
-            q.min(self.config.branch_reserve)
+/// The reservation of a branch with this quota: the configured one, at
+/// most the quota (ZFS refuses a reservation above the quota).
+pub fn reserve_for(cfg: &Config, quota: Option<u64>) -> u64 {
+    quota.map_or(cfg.branch_reserve, |q| q.min(cfg.branch_reserve))
+}
+
+/// Give a new branch its reservation.
+pub(crate) async fn reserve(
+    storage: &dyn Storage,
+    cfg: &Config,
+    dataset: &str,
+    quota: Option<u64>,
+) -> Result<()> {
+    let bytes = reserve_for(cfg, quota);
+    if bytes == 0 {
+        return Ok(());
+    }
+    storage
+        .set_space_limit(dataset, SpaceLimit::Reservation, Some(bytes))
+        .await
+        .map_err(|e| match e {
+            // Another branch took the space since prepare.
+            Error::Zfs(m) if m.contains("space") => Error::NoSpace(format!(
+                "no room left for the {} reservation of a new branch ({m}): destroy unused branches or grow the pool",
+                human_bytes(bytes)
+            )),
+            e => e,
         })
-    }
+}
 
-    /// Give a new branch its reservation.
-    pub(crate) async fn reserve_branch_space(
-        &self,
-        dataset: &str,
-        quota: Option<u64>,
-    ) -> Result<()> {
-        let bytes = self.branch_reserve_for(quota);
-        if bytes == 0 {
-            return Ok(());
-        }
-        self.storage
-            .set_space_limit(dataset, SpaceLimit::Reservation, Some(bytes))
-            .await
-            .map_err(|e| match e {
-                // Another branch took the space since prepare_branch_space.
-                Error::Zfs(m) if m.contains("space") => Error::NoSpace(format!(
-                    "no room left for the {} reservation of a new branch ({m}): destroy unused branches or grow the pool",
-                    human_bytes(bytes)
-                )),
-                e => e,
-            })
-    }
+fn no_space(cfg: &Config, home: &Home, info: &DatasetInfo, limit: u64, reserve: u64) -> Error {
+    Error::NoSpace(format!(
+        "the branches use {} of the {} they may use together ({}% of the pool is kept for the databases), less than the {} a new branch reserves: destroy unused branches, grow the pool, or lower branch_headroom_percent / branch_reserve in {}",
+        human_bytes(info.used),
+        human_bytes(limit),
+        cfg.branch_headroom_percent,
+        human_bytes(reserve),
+        home.config_path().display()
+    ))
+}
 
-    fn no_space(&self, info: &DatasetInfo, limit: u64, reserve: u64) -> Error {
-        Error::NoSpace(format!(
-            "the branches use {} of the {} they may use together ({}% of the pool is kept for the databases), less than the {} a new branch reserves: destroy unused branches, grow the pool, or lower branch_headroom_percent / branch_reserve in {}",
-            human_bytes(info.used),
-            human_bytes(limit),
-            self.config.branch_headroom_percent,
-            human_bytes(reserve),
-            self.home.config_path().display()
-        ))
-    }
-
-    /// Space of all branches together, without changing anything (the
-    /// limit is the one the next branch will set).
-    pub async fn branch_space(&self) -> Result<BranchSpace> {
-        let pool = self.storage.pool_space(&self.config.dataset).await?;
-        let used = self
-            .storage
-            .get(&self.branches_dataset())
-            .await?
-            .map_or(0, |i| i.used);
-        let limit = branch_space_limit(
-            pool.used,
-            pool.available,
-            used,
-            self.config.branch_headroom_percent,
-        );
-        let fraction_used = match limit {
-            Some(l) if l > 0 => used as f64 / l as f64,
-            Some(_) => 1.0,
-            None => 0.0,
-        };
-        Ok(BranchSpace {
-            used,
-            limit,
-            fraction_used,
-            warning: fraction_used > BRANCH_SPACE_WARN_FRACTION,
-        })
-    }
+/// Space of all branches together, without changing anything (the limit is
+/// the one the next branch will set).
+pub(crate) async fn usage(storage: &dyn Storage, cfg: &Config) -> Result<BranchSpace> {
+    let pool = storage.pool_space(&cfg.dataset).await?;
+    let used = storage
+        .get(&branches_dataset(&cfg.dataset))
+        .await?
+        .map_or(0, |i| i.used);
+    let limit = branch_space_limit(pool.used, pool.available, used, cfg.branch_headroom_percent);
+    let fraction_used = match limit {
+        Some(l) if l > 0 => used as f64 / l as f64,
+        Some(_) => 1.0,
+        None => 0.0,
+    };
+    Ok(BranchSpace {
+        used,
+        limit,
+        fraction_used,
+        warning: fraction_used > BRANCH_SPACE_WARN_FRACTION,
+    })
 }
 
 #[cfg(test)]
@@ -275,14 +259,5 @@ mod tests {
     #[test]
     fn no_headroom_means_no_limit() {
         assert_eq!(branch_space_limit(1, 2, 3, 0), None);
-    }
-
-    #[test]
-    fn settings_out_of_range_are_refused() {
-        let mut c = Config::new("p/b");
-        assert!(check_settings(&c).is_ok());
-        c.branch_headroom_percent = 91;
-        let e = check_settings(&c).unwrap_err().to_string();
-        assert!(e.contains("0 (no limit on branches) to 90"), "{e}");
     }
 }

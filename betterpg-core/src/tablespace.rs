@@ -32,10 +32,11 @@ use nix::unistd::{fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use serde::Serialize;
 
 use crate::catalog::Entry;
+use crate::catalog::PGDATA_SUBDIR;
 use crate::error::{Error, Result};
-use crate::manager::{destroy_with_retry, BranchManager, PGDATA_SUBDIR};
+use crate::osuser::OsUser;
 use crate::pg::ConnInfo;
-use crate::storage::{DatasetInfo, DatasetType, Storage};
+use crate::storage::{destroy_with_retry, mountpoint, DatasetInfo, DatasetType, Storage};
 
 /// A tablespace a branch got its own clone of (listed in the branch report).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -145,39 +146,39 @@ fn snap_suffix(snapshot: &str) -> Option<&str> {
     snapshot.split_once('@').map(|(_, s)| s)
 }
 
-impl BranchManager {
-    /// Find the source's tablespaces and the datasets they live on; refuse
-    /// (changing nothing) when one cannot be cloned.
-    pub(crate) async fn plan_tablespaces(
-        &self,
-        src: &Entry,
-        data_dir: &Path,
-        conn: Option<&ConnInfo>,
-    ) -> Result<Plan> {
-        let links = read_links(data_dir)?;
-        if links.is_empty() {
-            return Ok(Plan::default());
-        }
-        let names = match conn {
-            Some(c) => tablespace_names(c).await.unwrap_or_else(|e| {
-                tracing::warn!("reading tablespace names of {}: {e}", src.name);
-                BTreeMap::new()
-            }),
-            None => BTreeMap::new(),
+/// Find the tablespaces of the source `src` (a database or branch under
+/// the root dataset `root`) and the datasets they live on; refuse (changing
+/// nothing) when one cannot be cloned.
+pub(crate) async fn plan(
+    root: &str,
+    src: &Entry,
+    data_dir: &Path,
+    conn: Option<&ConnInfo>,
+) -> Result<Plan> {
+    let links = read_links(data_dir)?;
+    if links.is_empty() {
+        return Ok(Plan::default());
+    }
+    let names = match conn {
+        Some(c) => tablespace_names(c).await.unwrap_or_else(|e| {
+            tracing::warn!("reading tablespace names of {}: {e}", src.name);
+            BTreeMap::new()
+        }),
+        None => BTreeMap::new(),
+    };
+    let pool = root.split('/').next().unwrap_or_default();
+    let mounts = read_mounts()?;
+    let mut plan = Plan::default();
+    for (oid, location) in links {
+        let mut t = SourceTablespace {
+            oid,
+            name: names.get(&oid).cloned(),
+            location,
+            dataset: String::new(),
+            rel: PathBuf::new(),
         };
-        let pool = self.config.dataset.split('/').next().unwrap_or_default();
-        let mounts = read_mounts()?;
-        let mut plan = Plan::default();
-        for (oid, location) in links {
-            let mut t = SourceTablespace {
-                oid,
-                name: names.get(&oid).cloned(),
-                location,
-                dataset: String::new(),
-                rel: PathBuf::new(),
-            };
-            let refuse = |t: &SourceTablespace, why: String| {
-                Error::Unsupported(format!(
+        let refuse = |t: &SourceTablespace, why: String| {
+            Error::Unsupported(format!(
                     "tablespace {} of {:?} is at {}, {why}: a branch would share the source's files. Put it on a ZFS dataset of pool {pool} (e.g. a child of {}: `zfs create {}/ts`, then `CREATE TABLESPACE ... LOCATION` there and `ALTER TABLE ... SET TABLESPACE`), then branch again",
                     t.label(),
                     src.name,
@@ -185,116 +186,117 @@ impl BranchManager {
                     src.dataset,
                     src.dataset
                 ))
-            };
-            let real = std::fs::canonicalize(&t.location)
-                .map_err(|e| refuse(&t, format!("which cannot be resolved ({e})")))?;
-            let mount = mounts
-                .iter()
-                .filter(|m| real.starts_with(&m.point))
-                .max_by_key(|m| m.point.components().count())
-                .ok_or_else(|| refuse(&t, "which is on no mounted file system".into()))?;
-            let on_pool = matches!(mount.fstype.as_str(), "zfs" | "fuse.zfs")
-                && is_within(&mount.source, pool);
-            if !on_pool {
-                return Err(refuse(
-                    &t,
-                    format!(
-                        "which is not on a ZFS dataset of pool {pool} (it is on {} {})",
-                        mount.fstype, mount.source
-                    ),
-                ));
-            }
-            if is_within(&mount.source, &self.config.dataset)
-                && !is_within(&mount.source, &src.dataset)
-            {
-                return Err(refuse(
-                    &t,
-                    format!(
-                        "on dataset {} of another betterpg database or branch",
-                        mount.source
-                    ),
-                ));
-            }
-            t.rel = real
-                .strip_prefix(&mount.point)
-                .map(Path::to_path_buf)
-                .unwrap_or_default();
-            t.dataset = mount.source.clone();
-            if t.dataset != src.dataset && !plan.datasets.contains(&t.dataset) {
-                plan.datasets.push(t.dataset.clone());
-            }
-            plan.tablespaces.push(t);
+        };
+        let real = std::fs::canonicalize(&t.location)
+            .map_err(|e| refuse(&t, format!("which cannot be resolved ({e})")))?;
+        let mount = mounts
+            .iter()
+            .filter(|m| real.starts_with(&m.point))
+            .max_by_key(|m| m.point.components().count())
+            .ok_or_else(|| refuse(&t, "which is on no mounted file system".into()))?;
+        let on_pool =
+            matches!(mount.fstype.as_str(), "zfs" | "fuse.zfs") && is_within(&mount.source, pool);
+        if !on_pool {
+            return Err(refuse(
+                &t,
+                format!(
+                    "which is not on a ZFS dataset of pool {pool} (it is on {} {})",
+                    mount.fstype, mount.source
+                ),
+            ));
         }
-        plan.datasets.sort();
-        Ok(plan)
+        if is_within(&mount.source, root) && !is_within(&mount.source, &src.dataset) {
+            return Err(refuse(
+                &t,
+                format!(
+                    "on dataset {} of another betterpg database or branch",
+                    mount.source
+                ),
+            ));
+        }
+        t.rel = real
+            .strip_prefix(&mount.point)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        t.dataset = mount.source.clone();
+        if t.dataset != src.dataset && !plan.datasets.contains(&t.dataset) {
+            plan.datasets.push(t.dataset.clone());
+        }
+        plan.tablespaces.push(t);
     }
+    plan.datasets.sort();
+    Ok(plan)
+}
 
-    /// Clone the tablespace datasets of `plan` (snapshot `snap`) under the
-    /// branch's dataset and point the clone's `pg_tblspc` links at them.
-    /// What was made is recorded in `made` as it is made (for the undo).
-    pub(crate) async fn clone_tablespaces(
-        &self,
-        plan: &Plan,
-        entry: &Entry,
-        snap: &str,
-        branch_mountpoint: &Path,
-        made: &mut Made,
-    ) -> Result<()> {
-        if plan.is_empty() {
-            return Ok(());
-        }
-        made.snapshots = plan.snapshots(snap);
-        let home = self.home.root().to_string_lossy().into_owned();
-        let created = entry.created_at.to_string();
-        // One clone per dataset, named after its first tablespace.
-        let mut mounted: BTreeMap<&str, (String, PathBuf)> = BTreeMap::new();
-        for ds in &plan.datasets {
-            let first = plan
-                .tablespaces
-                .iter()
-                .filter(|t| &t.dataset == ds)
-                .map(|t| t.oid)
-                .min()
-                .unwrap_or_default();
-            let target = format!("{}/tblspc-{first}", entry.dataset);
-            self.storage
-                .clone_snapshot(
-                    &format!("{ds}@{snap}"),
-                    &target,
-                    None,
-                    &[
-                        ("managed", "yes"),
-                        ("kind", "tablespace"),
-                        ("name", &entry.name),
-                        ("dataset", &target),
-                        ("home", &home),
-                        ("created", &created),
-                    ],
-                )
-                .await?;
-            let mp = self.mountpoint(&target).await?;
-            mounted.insert(ds, (target, mp));
-        }
-        let data_dir = branch_mountpoint.join(PGDATA_SUBDIR);
-        for t in &plan.tablespaces {
-            let (dataset, root) = match mounted.get(t.dataset.as_str()) {
-                Some((d, mp)) => (d.clone(), mp.clone()),
-                None => (entry.dataset.clone(), branch_mountpoint.to_path_buf()),
-            };
-            let location = root.join(&t.rel);
-            check_inside(&location, branch_mountpoint)?;
-            std::os::unix::fs::lchown(&location, Some(self.user.uid), Some(self.user.gid))
-                .map_err(|e| Error::io(format!("chown {}", location.display()), e))?;
-            made.clones.push(TablespaceClone {
-                oid: t.oid,
-                name: t.name.clone(),
-                source_location: t.location.clone(),
-                location,
-                dataset,
-            });
-        }
-        relink(&data_dir, &made.clones, self.user.uid, self.user.gid)
+/// Clone the tablespace datasets of `plan` (snapshot `snap`) under the
+/// branch's dataset and point the clone's `pg_tblspc` links at them, owned
+/// by `user`. What was made is recorded in `made` as it is made (for the
+/// undo).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn clone_all(
+    storage: &dyn Storage,
+    home: &Path,
+    user: &OsUser,
+    plan: &Plan,
+    entry: &Entry,
+    snap: &str,
+    branch_mountpoint: &Path,
+    made: &mut Made,
+) -> Result<()> {
+    if plan.is_empty() {
+        return Ok(());
     }
+    made.snapshots = plan.snapshots(snap);
+    let home = home.to_string_lossy().into_owned();
+    let created = entry.created_at.to_string();
+    // One clone per dataset, named after its first tablespace.
+    let mut mounted: BTreeMap<&str, (String, PathBuf)> = BTreeMap::new();
+    for ds in &plan.datasets {
+        let first = plan
+            .tablespaces
+            .iter()
+            .filter(|t| &t.dataset == ds)
+            .map(|t| t.oid)
+            .min()
+            .unwrap_or_default();
+        let target = format!("{}/tblspc-{first}", entry.dataset);
+        storage
+            .clone_snapshot(
+                &format!("{ds}@{snap}"),
+                &target,
+                None,
+                &[
+                    ("managed", "yes"),
+                    ("kind", "tablespace"),
+                    ("name", &entry.name),
+                    ("dataset", &target),
+                    ("home", &home),
+                    ("created", &created),
+                ],
+            )
+            .await?;
+        let mp = mountpoint(storage, &target).await?;
+        mounted.insert(ds, (target, mp));
+    }
+    let data_dir = branch_mountpoint.join(PGDATA_SUBDIR);
+    for t in &plan.tablespaces {
+        let (dataset, root) = match mounted.get(t.dataset.as_str()) {
+            Some((d, mp)) => (d.clone(), mp.clone()),
+            None => (entry.dataset.clone(), branch_mountpoint.to_path_buf()),
+        };
+        let location = root.join(&t.rel);
+        check_inside(&location, branch_mountpoint)?;
+        std::os::unix::fs::lchown(&location, Some(user.uid), Some(user.gid))
+            .map_err(|e| Error::io(format!("chown {}", location.display()), e))?;
+        made.clones.push(TablespaceClone {
+            oid: t.oid,
+            name: t.name.clone(),
+            source_location: t.location.clone(),
+            location,
+            dataset,
+        });
+    }
+    relink(&data_dir, &made.clones, user.uid, user.gid)
 }
 
 /// The snapshots of tablespace datasets cloned for the branch on `dataset`:

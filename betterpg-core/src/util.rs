@@ -1,7 +1,14 @@
 //! Small shared helpers.
 
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
 use rand::distributions::Alphanumeric;
 use rand::Rng;
+
+use crate::error::{Error, Result};
 
 /// A random alphanumeric string (passwords, slot names), straight from the
 /// operating system's generator. Not the thread RNG: its buffered block
@@ -36,6 +43,39 @@ pub fn with_final_newline(mut text: String) -> String {
         text.push('\n');
     }
     text
+}
+
+/// Write `data` to `path` via a temporary file in the same directory and a
+/// rename, so readers see the old or the new content, never a torn file.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let ctx = |what: &str| format!("{what} {}", path.display());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(ctx("creating a temporary file for"), e))?;
+    tmp.write_all(data)
+        .map_err(|e| Error::io(ctx("writing"), e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(ctx("syncing"), e))?;
+    tmp.persist(path)
+        .map_err(|e| Error::io(ctx("replacing"), e.error))?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Create a file only the owner can read (0600), failing if it exists.
+pub fn create_private_file(path: &Path) -> Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))
 }
 
 #[cfg(test)]

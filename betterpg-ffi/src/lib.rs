@@ -376,7 +376,9 @@ mod tests {
                 betterpg_branch_options_set_mode(o, 7),
                 betterpg_result::InvalidArgument
             );
-            assert!(last_error().unwrap().contains("BETTERPG_MODE_CRASH_CONSISTENT"));
+            assert!(last_error()
+                .unwrap()
+                .contains("BETTERPG_MODE_CRASH_CONSISTENT"));
             assert_eq!(
                 betterpg_branch_options_set_quota(o, 1 << 30),
                 betterpg_result::Ok

@@ -18,9 +18,9 @@ use fs4::fs_std::FileExt;
 use crate::error::{Error, Result};
 
 /// Seconds to wait for the catalog lock when neither the config nor
-/// [`TIMEOUT_ENV`] says otherwise. Catalog changes take milliseconds; a
-/// lock held this long belongs to a process that is stuck.
-pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
+/// [`TIMEOUT_ENV`] says otherwise (the config's default,
+/// [`crate::home::DEFAULT_LOCK_TIMEOUT_SECS`]).
+pub const DEFAULT_TIMEOUT_SECS: u64 = crate::home::DEFAULT_LOCK_TIMEOUT_SECS;
 
 /// Environment variable overriding the home's `lock_timeout_secs`
 /// (seconds, fractions allowed, `0`: do not wait at all).

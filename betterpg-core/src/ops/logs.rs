@@ -5,6 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::context::Context;
 use crate::error::{Error, Result};
 
 /// How often a followed log file is looked at.
@@ -66,6 +67,34 @@ fn read_from(path: &std::path::Path, pos: &mut u64) -> Result<Option<Vec<u8>>> {
 /// The length of the file at `path` now (0 when missing).
 pub(crate) fn file_len(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The server log, or its last `tail` lines.
+pub(crate) async fn logs(ctx: &Context, name: &str, tail: Option<usize>) -> Result<String> {
+    let e = ctx.entry(name)?;
+    let spec = ctx.control_spec_for(&e, PathBuf::new());
+    ctx.runtime(&e.runtime)?.logs(&spec, tail).await
+}
+
+/// Path of the server log (for following it).
+pub(crate) fn log_path(ctx: &Context, name: &str) -> Result<PathBuf> {
+    let e = ctx.entry(name)?;
+    Ok(ctx.home.log_path(&e.name))
+}
+
+/// Follow the server log of `name`: its last `tail` lines (all when
+/// `None`), then what the server writes, as it writes it.
+pub(crate) async fn follow(ctx: &Context, name: &str, tail: Option<usize>) -> Result<LogStream> {
+    let e = ctx.entry(name)?;
+    let path = ctx.home.log_path(&e.name);
+    if e.runtime == "docker" {
+        return crate::runtime::DockerRuntime::new()
+            .log_stream(ctx.home.root(), &e.name, &path, tail)
+            .await;
+    }
+    let text = logs(ctx, name, tail).await?;
+    let from = file_len(&path);
+    Ok(follow_file(path, text, from))
 }
 
 #[cfg(test)]

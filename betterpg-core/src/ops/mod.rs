@@ -1,5 +1,23 @@
-//! The operations, one module per verb, each a function the
-//! [`crate::BranchManager`] facade calls.
+//! The operations, one module per verb, each a function over the context
+//! of a home (`crate::context::Context`: home, config, catalog, storage,
+//! runtimes, OS user): `init`, `create`, `branch` (the recipe), `reset`,
+//! `start`, `stop`, `destroy`, `gc`, `status`, `logs` (and following
+//! them), and `doctor` (which checks a home that may not be initialised,
+//! so it takes its path instead). New verbs (snapshot, mask, follow ...)
+//! go here as new modules.
+//!
+//! [`crate::BranchManager`] is the public face of these functions; the
+//! options and reports they take and return are public types re-exported
+//! at the crate root.
 
+pub mod branch;
+pub mod create;
+pub mod destroy;
 pub mod doctor;
+pub mod gc;
+pub mod init;
 pub mod logs;
+pub mod reset;
+pub mod start;
+pub mod status;
+pub mod stop;

@@ -33,7 +33,7 @@ pub async fn initdb(bin: &PgBin, user: &OsUser, data_dir: &Path, password: &str)
     {
         use std::io::Write;
         let _ = fs::remove_file(&pwfile);
-        let mut f = crate::home::create_private_file(&pwfile)?;
+        let mut f = crate::util::create_private_file(&pwfile)?;
         f.write_all(password.as_bytes())
             .map_err(|e| Error::io(format!("writing {}", pwfile.display()), e))?;
     }

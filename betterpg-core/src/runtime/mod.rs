@@ -28,6 +28,16 @@ use crate::pg::{ConnInfo, PgBin};
 pub type LogStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Vec<u8>>> + Send + 'static>>;
 
+/// Default [`crate::home::Config::docker_memory`]: 2 GiB, room for PostgreSQL's default
+/// `shared_buffers` (128 MB) many times over plus sorts and connections,
+/// while one branch cannot take the host's memory. A branch of a source
+/// with a larger `shared_buffers` needs a larger limit (or 0).
+pub const DEFAULT_DOCKER_MEMORY: u64 = 2 << 30;
+/// Default [`crate::home::Config::docker_pids`]: PostgreSQL needs one process per
+/// connection plus about a dozen background processes; 1024 leaves room
+/// for `max_connections` in the hundreds and stops a fork bomb.
+pub const DEFAULT_DOCKER_PIDS: u64 = 1024;
+
 /// Whether a server is up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -99,12 +109,12 @@ pub struct ContainerLimits {
 
 impl Default for ContainerLimits {
     /// The defaults of a new home:
-    /// [`crate::home::DEFAULT_DOCKER_MEMORY`] and
-    /// [`crate::home::DEFAULT_DOCKER_PIDS`].
+    /// [`DEFAULT_DOCKER_MEMORY`] and
+    /// [`DEFAULT_DOCKER_PIDS`].
     fn default() -> Self {
         ContainerLimits {
-            memory: crate::home::DEFAULT_DOCKER_MEMORY,
-            pids: crate::home::DEFAULT_DOCKER_PIDS,
+            memory: DEFAULT_DOCKER_MEMORY,
+            pids: DEFAULT_DOCKER_PIDS,
         }
     }
 }
@@ -161,4 +171,18 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
         let _ = (home, keep, dry_run);
         Ok(Vec::new())
     }
+}
+
+/// The runtimes every manager starts with ("native", "docker"). The docker
+/// runtime contacts the engine only when an entry uses it.
+pub fn defaults() -> Vec<std::sync::Arc<dyn Runtime>> {
+    vec![
+        std::sync::Arc::new(NativeRuntime),
+        std::sync::Arc::new(DockerRuntime::new()),
+    ]
+}
+
+/// Names of the runtimes every manager has ("native", "docker").
+pub fn available() -> Vec<&'static str> {
+    defaults().iter().map(|r| r.name()).collect()
 }

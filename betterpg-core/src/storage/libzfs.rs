@@ -260,14 +260,14 @@ impl Zhp {
             .into_owned();
         (!s.is_empty() && s != "-").then_some(s)
     }
-    /// betterpg's user properties (the names `catalog::ZFS_PROPS` lists, as
+    /// betterpg's user properties (the names `storage::ZFS_PROPS` lists, as
     /// the CLI backend reads them), local or inherited, without the prefix;
     /// and the names of those set on this dataset itself. Each property's
     /// nvlist holds its `value` and its `source`: the name of the dataset
     /// it is set on, so it is local when that is this handle's own name
     /// (what `zfs get` prints as source `local`).
     fn user_props(&self) -> (BTreeMap<String, String>, BTreeSet<String>) {
-        let wanted = crate::catalog::ZFS_PROPS;
+        let wanted = super::ZFS_PROPS;
         let own_name = self.name();
         let mut out = BTreeMap::new();
         let mut local = BTreeSet::new();

@@ -13,8 +13,9 @@ mod zfs_cli;
 pub use zfs_cli::{host_free_space, parse_get_output, PoolFileSpace, ZfsCli, ZfsFlavor};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -22,6 +23,13 @@ use crate::error::{Error, Result};
 
 /// Prefix of every user property betterpg writes (`betterpg:kind` ...).
 pub const PROP_PREFIX: &str = "betterpg:";
+
+/// User properties (without the [`PROP_PREFIX`]) betterpg sets on datasets
+/// and reads back.
+pub const ZFS_PROPS: &[&str] = &[
+    "managed", "name", "kind", "parent", "snapshot", "port", "mode", "runtime", "home", "created",
+    "branch", "dataset",
+];
 
 /// What a dataset entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +221,90 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Space of the pool that holds `dataset`.
     async fn pool_space(&self, dataset: &str) -> Result<PoolSpace>;
+
+    // What `init` needs besides the above: pools on files and native
+    // properties. The defaults run the `zfs`/`zpool` commands (a backend
+    // that can do it natively overrides them).
+
+    /// Which ZFS userland this is (decides which property values it takes).
+    async fn flavor(&self) -> ZfsFlavor {
+        ZfsCli::default().flavor().await
+    }
+
+    /// Everything [`Storage::create_file_pool`] checks before it makes
+    /// anything (see [`ZfsCli::check_file_pool`]).
+    async fn check_file_pool(&self, pool: &str, file: &Path, size: u64) -> Result<()> {
+        ZfsCli::default().check_file_pool(pool, file, size).await
+    }
+
+    /// Create a pool on a new sparse file of `size` bytes, mounted at
+    /// `mountpoint` (see [`ZfsCli::create_file_pool`]).
+    async fn create_file_pool(
+        &self,
+        pool: &str,
+        file: &Path,
+        size: u64,
+        mountpoint: &Path,
+    ) -> Result<()> {
+        ZfsCli::default()
+            .create_file_pool(pool, file, size, mountpoint)
+            .await
+    }
+
+    /// Destroy a pool (a failed `init`'s own).
+    async fn destroy_pool(&self, pool: &str) -> Result<()> {
+        ZfsCli::default().destroy_pool(pool).await
+    }
+
+    /// Create the file system `name` with betterpg's user properties
+    /// `props` and the native properties `native` in one call, so a value
+    /// ZFS refuses leaves nothing made.
+    async fn create_with_native(
+        &self,
+        name: &str,
+        props: &[(&str, &str)],
+        native: &[(String, String)],
+    ) -> Result<()> {
+        ZfsCli::default()
+            .create_with_native(name, props, native)
+            .await
+    }
+
+    /// The values of native properties `keys` of `name` as ZFS shows them.
+    async fn get_native(&self, name: &str, keys: &[&str]) -> Result<BTreeMap<String, String>> {
+        ZfsCli::default().get_native(name, keys).await
+    }
+
+    /// Set a native (non-user) property, e.g. `compression=on`.
+    async fn set_native(&self, name: &str, prop: &str, value: &str) -> Result<()> {
+        ZfsCli::default().set_native(name, prop, value).await
+    }
+}
+
+/// Where `dataset` is mounted; an error when it is missing or not mounted.
+pub async fn mountpoint(storage: &dyn Storage, dataset: &str) -> Result<PathBuf> {
+    storage
+        .get(dataset)
+        .await?
+        .and_then(|d| d.mountpoint)
+        .ok_or_else(|| Error::Zfs(format!("dataset {dataset} is missing or not mounted")))
+}
+
+/// Destroy, retrying briefly: right after a server stops, the file system
+/// can still be busy for a moment (zfs-fuse in particular). Already gone is
+/// fine.
+pub async fn destroy_with_retry(storage: &dyn Storage, name: &str, force: bool) -> Result<()> {
+    let mut last = None;
+    for _ in 0..20 {
+        match storage.destroy(name, force).await {
+            Ok(()) => return Ok(()),
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e @ Error::HasDependents { .. }) => return Err(e),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(last.unwrap_or_else(|| Error::Internal("destroy failed".into())))
 }
 
 /// Which storage backend [`select`] chose, and why.

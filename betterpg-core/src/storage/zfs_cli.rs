@@ -334,7 +334,7 @@ impl PoolFileSpace {
 
 /// The user properties betterpg reads back (without prefix).
 pub(crate) fn user_prop_names() -> Vec<String> {
-    crate::catalog::ZFS_PROPS
+    super::ZFS_PROPS
         .iter()
         .map(|p| format!("{PROP_PREFIX}{p}"))
         .collect()
@@ -625,6 +625,47 @@ impl Storage for ZfsCli {
             }
         }
         Ok(space)
+    }
+
+    // The init operations: this backend's own `zfs` binary.
+
+    async fn flavor(&self) -> ZfsFlavor {
+        ZfsCli::flavor(self).await
+    }
+
+    async fn check_file_pool(&self, pool: &str, file: &Path, size: u64) -> Result<()> {
+        ZfsCli::check_file_pool(self, pool, file, size).await
+    }
+
+    async fn create_file_pool(
+        &self,
+        pool: &str,
+        file: &Path,
+        size: u64,
+        mountpoint: &Path,
+    ) -> Result<()> {
+        ZfsCli::create_file_pool(self, pool, file, size, mountpoint).await
+    }
+
+    async fn destroy_pool(&self, pool: &str) -> Result<()> {
+        ZfsCli::destroy_pool(self, pool).await
+    }
+
+    async fn create_with_native(
+        &self,
+        name: &str,
+        props: &[(&str, &str)],
+        native: &[(String, String)],
+    ) -> Result<()> {
+        ZfsCli::create_with_native(self, name, props, native).await
+    }
+
+    async fn get_native(&self, name: &str, keys: &[&str]) -> Result<BTreeMap<String, String>> {
+        ZfsCli::get_native(self, name, keys).await
+    }
+
+    async fn set_native(&self, name: &str, prop: &str, value: &str) -> Result<()> {
+        ZfsCli::set_native(self, name, prop, value).await
     }
 }
 

@@ -1,0 +1,275 @@
+//! The context every operation runs in: the home (config, catalog, secrets,
+//! logs), the storage, the runtimes and the servers' OS user, with the
+//! small helpers the operations share (catalog reservations, ports, specs
+//! of a server).
+//!
+//! Operations (`crate::ops`) are functions over a [`Context`];
+//! [`crate::BranchManager`] owns one and hands it to them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::catalog::{Catalog, Entry, State, PGDATA_SUBDIR};
+use crate::error::{Error, Result};
+use crate::home::{Config, Home};
+use crate::name::validate_name;
+use crate::osuser::OsUser;
+use crate::pg::{ConnInfo, PgBin};
+use crate::ports::{connect_host, free_port};
+use crate::runtime::{InstanceSpec, Runtime};
+use crate::storage::{Selection, Storage};
+
+/// Home, config, storage, runtimes and OS user of one opened home.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub(crate) home: Home,
+    pub(crate) config: Config,
+    pub(crate) storage: Arc<dyn Storage>,
+    /// Which storage backend is in use, and why.
+    pub(crate) storage_selection: Selection,
+    /// Runtimes by name; an entry's `runtime` field picks one.
+    pub(crate) runtimes: Vec<Arc<dyn Runtime>>,
+    pub(crate) user: OsUser,
+}
+
+impl Context {
+    /// Open an initialised home.
+    pub(crate) async fn open(home: impl Into<PathBuf>) -> Result<Context> {
+        let home = Home::new(absolute(home.into())?);
+        if !home.root().is_dir() {
+            return Err(Error::NotInitialized {
+                home: home.root().to_path_buf(),
+            });
+        }
+        let config = home.load_config()?;
+        let user = OsUser::resolve(config.os_user.as_deref())?;
+        let (storage, storage_selection) =
+            crate::storage::select(config.storage_backend.as_deref()).await?;
+        Ok(Context {
+            home,
+            config,
+            storage,
+            storage_selection,
+            runtimes: crate::runtime::defaults(),
+            user,
+        })
+    }
+
+    /// The runtime registered under `name`.
+    pub(crate) fn runtime(&self, name: &str) -> Result<Arc<dyn Runtime>> {
+        self.runtimes
+            .iter()
+            .find(|r| r.name() == name)
+            .cloned()
+            .ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "runtime {name:?} is not available in this build (have: {})",
+                    self.runtimes
+                        .iter()
+                        .map(|r| r.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+    }
+
+    /// The runtime `name` and the image to run with it: `image` if given
+    /// (refused for a runtime that runs no image), else the runtime's default.
+    pub(crate) fn runtime_and_image(
+        &self,
+        name: &str,
+        image: Option<String>,
+    ) -> Result<(Arc<dyn Runtime>, Option<String>)> {
+        let rt = self.runtime(name)?;
+        if image.is_some() && rt.default_image().is_none() {
+            return Err(Error::Config(format!(
+                "the {} runtime runs no image: --image needs a container runtime (--runtime docker)",
+                rt.name()
+            )));
+        }
+        let image = image.or_else(|| rt.default_image().map(str::to_string));
+        Ok((rt, image))
+    }
+
+    /// Dataset of a new database `name`.
+    pub(crate) fn dataset_for(&self, name: &str) -> String {
+        format!("{}/{name}", self.config.dataset)
+    }
+
+    /// Dataset of a new branch `name` (in the branch space).
+    pub(crate) fn branch_dataset_for(&self, name: &str) -> String {
+        crate::space::branch_dataset_for(&self.config.dataset, name)
+    }
+
+    /// Take the catalog lock (waiting at most the configured timeout).
+    pub(crate) fn lock(&self) -> Result<Catalog> {
+        let timeout = crate::catalog::lock::timeout(self.config.lock_timeout_secs)?;
+        Catalog::lock_within(&self.home, timeout)
+    }
+
+    /// Reserve `name` and a port in the catalog (state `creating`).
+    pub(crate) fn reserve(&self, mut entry: Entry) -> Result<Entry> {
+        let mut cat = self.lock()?;
+        if let Some(e) = cat.get(&entry.name) {
+            return Err(Error::AlreadyExists {
+                what: e.kind.as_str(),
+                name: entry.name,
+            });
+        }
+        // Checked again here, under the lock: the caller looked at the
+        // source before, and a `destroy` may have begun since. Once this
+        // entry is recorded, `destroy` of the parent waits for it.
+        if let Some(parent) = &entry.parent {
+            match cat.get(parent) {
+                Some(p) if p.is_ready() => {}
+                Some(p) => {
+                    return Err(Error::InvalidState(format!(
+                        "source {parent:?} is not ready (it is {}): wait for the other bpg process, or `bpg destroy {parent}` if it is incomplete",
+                        p.state.label()
+                    )))
+                }
+                None => return Err(Error::not_found(parent)),
+            }
+        }
+        entry.port = free_port(&self.config, &cat.used_ports())?;
+        entry.state = State::creating();
+        cat.insert(entry.clone())?;
+        cat.save()?;
+        Ok(entry)
+    }
+
+    /// Give the reserved entry `name` another free port (its current one
+    /// turned out to be taken) and record it; returns the new port.
+    pub(crate) fn move_port(&self, name: &str) -> Result<u16> {
+        let mut cat = self.lock()?;
+        let port = free_port(&self.config, &cat.used_ports())?;
+        cat.get_mut(name)
+            .ok_or_else(|| Error::Internal(format!("catalog entry {name} vanished")))?
+            .port = port;
+        cat.save()?;
+        Ok(port)
+    }
+
+    /// Drop a reservation (after a failed create/branch).
+    pub(crate) fn unreserve(&self, name: &str) -> Result<()> {
+        let mut cat = self.lock()?;
+        cat.remove(name);
+        cat.save()
+    }
+
+    /// Mark the entry `name` ready.
+    pub(crate) fn mark_ready(&self, name: &str) -> Result<()> {
+        let mut cat = self.lock()?;
+        let e = cat
+            .get_mut(name)
+            .ok_or_else(|| Error::Internal(format!("catalog entry {name} vanished")))?;
+        e.state = State::Ready;
+        cat.save()
+    }
+
+    /// Look up an entry (without keeping the lock).
+    pub(crate) fn entry(&self, name: &str) -> Result<Entry> {
+        validate_name(name)?;
+        self.lock()?
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found(name))
+    }
+
+    /// Look up an entry that no process is working on (else why not).
+    pub(crate) fn ready_entry(&self, name: &str) -> Result<Entry> {
+        let e = self.entry(name)?;
+        match e.state.worker() {
+            None => Ok(e),
+            Some(pid) if !e.state.is_live() => Err(Error::InvalidState(format!(
+                "{name:?} is incomplete (left {} by process {pid} that is gone): `bpg destroy {name}` removes it",
+                match e.state {
+                    State::Destroying { .. } => "half-destroyed",
+                    _ => "half-made",
+                }
+            ))),
+            Some(pid) => Err(Error::InvalidState(format!(
+                "{name:?} is busy ({} by process {pid}); wait for the other bpg process",
+                e.state.label()
+            ))),
+        }
+    }
+
+    /// Where `dataset` is mounted.
+    pub(crate) async fn mountpoint(&self, dataset: &str) -> Result<PathBuf> {
+        crate::storage::mountpoint(&*self.storage, dataset).await
+    }
+
+    /// How clients connect to `e` (its password file must be there).
+    pub(crate) fn conn_for(&self, e: &Entry) -> Result<ConnInfo> {
+        Ok(ConnInfo {
+            host: connect_host(&self.config.listen_address),
+            port: e.port,
+            user: "postgres".into(),
+            password: self.home.read_secret(&e.name)?,
+            dbname: "postgres".into(),
+        })
+    }
+
+    /// The spec of `e` for what logs in to its server (start, branch): its
+    /// password file must be there (the error says which file is missing).
+    pub(crate) fn spec_for(&self, e: &Entry, data_dir: PathBuf) -> Result<InstanceSpec> {
+        let mut spec = self.control_spec_for(e, data_dir);
+        spec.conn = self.conn_for(e)?;
+        Ok(spec)
+    }
+
+    /// The spec of `e` for what never logs in (stop, status, logs,
+    /// destroy): works without its password file (then the password is
+    /// empty), so a lost file never blocks stopping or removing a server.
+    pub(crate) fn control_spec_for(&self, e: &Entry, data_dir: PathBuf) -> InstanceSpec {
+        InstanceSpec {
+            name: e.name.clone(),
+            data_dir,
+            pg_bin: PgBin {
+                dir: e.pg_bin.clone(),
+                major: e.pg_major,
+            },
+            log_file: self.home.log_path(&e.name),
+            runtime: e.runtime.clone(),
+            image: e.image.clone(),
+            home: self.home.root().to_path_buf(),
+            parent: e.parent.clone(),
+            user: self.user.clone(),
+            conn: ConnInfo {
+                host: connect_host(&self.config.listen_address),
+                port: e.port,
+                user: "postgres".into(),
+                password: self.home.read_secret(&e.name).unwrap_or_default(),
+                dbname: "postgres".into(),
+            },
+            start_timeout: Duration::from_secs(self.config.start_timeout_secs),
+            limits: self.config.container_limits(),
+            private_socket_dir: None,
+        }
+    }
+
+    /// [`Self::spec_for`] of `e` on its mounted dataset.
+    pub(crate) async fn spec(&self, e: &Entry) -> Result<InstanceSpec> {
+        let mp = self.mountpoint(&e.dataset).await?;
+        self.spec_for(e, mp.join(PGDATA_SUBDIR))
+    }
+
+    /// [`Self::control_spec_for`] of `e` on its mounted dataset.
+    pub(crate) async fn control_spec(&self, e: &Entry) -> Result<InstanceSpec> {
+        let mp = self.mountpoint(&e.dataset).await?;
+        Ok(self.control_spec_for(e, mp.join(PGDATA_SUBDIR)))
+    }
+}
+
+/// `p` made absolute against the current directory.
+pub(crate) fn absolute(p: PathBuf) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p)
+    } else {
+        std::env::current_dir()
+            .map(|c| c.join(p))
+            .map_err(|e| Error::io("reading the current directory", e))
+    }
+}

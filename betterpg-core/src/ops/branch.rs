@@ -1,0 +1,584 @@
+//! The branch recipe: how a branch of a database is made so that it holds
+//! every committed transaction.
+//!
+//! For a running source in application-consistent mode (the default), the
+//! steps follow PostgreSQL's "low level base backup" exactly:
+//!
+//! 1. On ONE held connection: create a temporary physical replication slot
+//!    (retains WAL) and `pg_backup_start(label, fast)` (PG <= 14:
+//!    non-exclusive `pg_start_backup`).
+//! 2. Snapshot every dataset of the cluster atomically.
+//! 3. `pg_backup_stop(false)` on the same connection -> stop LSN, label, map.
+//! 4. Clone the snapshot; write `backup_label` (and a non-empty
+//!    `tablespace_map`) byte for byte; copy WAL segments start..stop from the
+//!    live source; remove pid files and replication slots.
+//! 5. End the session (drops the slot) and start the branch on its own port:
+//!    it replays to the stop LSN ("completed backup recovery").
+//!
+//! Crash-consistent (`--fast`): `CHECKPOINT`, snapshot; the branch does crash
+//! recovery. A stopped source: snapshot only (it is clean).
+//!
+//! On any failure every step taken is undone in reverse (backup ended, slot
+//! dropped, server stopped, clone and snapshot destroyed, reservation
+//! removed) and the typed error returned; the source is never changed.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::start::start_on_free_port;
+use super::status::{self, Info};
+use crate::catalog::{Entry, Kind, Mode, State, PGDATA_SUBDIR};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::fault;
+use crate::name::validate_name;
+use crate::pg::cluster::{self, Profile};
+use crate::pg::datadir::DataDir;
+use crate::pg::isolate::{self, IsolationReport};
+use crate::pg::{wal, BackupSession};
+use crate::runtime::{InstanceSpec, RunStatus};
+use crate::storage::{destroy_with_retry, SpaceLimit};
+use crate::tablespace;
+use crate::util::{now_unix, random_token};
+
+/// Smallest quota accepted: a cluster needs some room to start at all.
+pub const MIN_QUOTA: u64 = 64 << 20;
+
+pub(crate) fn check_quota(q: Option<u64>) -> Result<()> {
+    match q {
+        Some(b) if b < MIN_QUOTA => Err(Error::Config(format!(
+            "a quota of {b} bytes is too small for a PostgreSQL cluster: give at least 64M"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// What has been made so far, to undo on failure.
+#[derive(Default)]
+struct Undo {
+    session: Option<BackupSession>,
+    snapshot: Option<String>,
+    clone: Option<String>,
+    started: Option<InstanceSpec>,
+    /// Snapshots and clones of the source's tablespaces.
+    tablespaces: tablespace::Made,
+}
+
+struct Timer {
+    steps: Vec<StepTiming>,
+    last: Instant,
+}
+
+impl Timer {
+    fn new() -> Self {
+        Timer {
+            steps: Vec::new(),
+            last: Instant::now(),
+        }
+    }
+    /// Add steps timed elsewhere, which began at the last lap.
+    fn extend(&mut self, steps: Vec<StepTiming>) {
+        let ms: f64 = steps.iter().map(|s| s.millis).sum();
+        self.last += std::time::Duration::from_secs_f64(ms / 1000.0);
+        self.steps.extend(steps);
+    }
+    fn lap(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.steps.push(StepTiming {
+            step,
+            millis: (now - self.last).as_secs_f64() * 1000.0,
+        });
+        self.last = now;
+    }
+}
+
+/// How a branch snapshot is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SnapshotMode {
+    /// Backup mode around the snapshot (the default): every committed
+    /// transaction, recovered as a base backup.
+    #[default]
+    ApplicationConsistent,
+    /// `CHECKPOINT` then an atomic snapshot; crash recovery on start.
+    CrashConsistent,
+}
+
+/// Options of [`crate::BranchManager::branch`] and [`crate::BranchManager::reset`].
+#[derive(Debug, Clone, Default)]
+pub struct BranchOptions {
+    /// How to snapshot a running source.
+    pub mode: SnapshotMode,
+    /// Most pool space the branch may use (a ZFS `quota`), in bytes. A
+    /// branch that fills it gets PostgreSQL's own disk-full error while its
+    /// source and the other branches keep writing; without it, one branch
+    /// can fill the pool for everyone.
+    pub quota: Option<u64>,
+    /// Runtime of the branch; `None`: its source's. Branching a native
+    /// database into a container (or back) works: the data directory is
+    /// the same either way.
+    pub runtime: Option<String>,
+    /// Container image of the branch; `None`: its source's image when the
+    /// runtime is the source's, else the runtime's default image.
+    pub image: Option<String>,
+}
+
+/// Time taken by one step of an operation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StepTiming {
+    /// Step name: backup_start, snapshot, backup_stop, clone, prepare, start ...
+    pub step: &'static str,
+    /// Milliseconds.
+    pub millis: f64,
+}
+
+/// What [`crate::BranchManager::branch`] returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct BranchReport {
+    /// The new branch.
+    pub branch: Info,
+    /// Each step with its time, in order.
+    pub timings: Vec<StepTiming>,
+    /// Whole call, milliseconds.
+    pub total_millis: f64,
+    /// Whether the source was running (a stopped source needs no backup mode).
+    pub source_was_running: bool,
+    /// WAL copied from the source into the branch, bytes.
+    pub wal_bytes_copied: u64,
+    /// The source's tablespaces, each cloned for the branch (empty when it
+    /// has none outside its data directory).
+    pub tablespaces: Vec<crate::tablespace::TablespaceClone>,
+    /// What was cut off between the branch and its source (archiving,
+    /// upstream, slots, subscriptions, settings, password), and warnings
+    /// about what still points at other systems (foreign servers, pg_cron).
+    pub isolation: crate::pg::isolate::IsolationReport,
+    /// True when `reset` gave the branch a new password because its
+    /// password file (HOME/secrets/NAME) was missing: its URL changed.
+    /// False for a new branch and a reset that kept the password.
+    pub password_changed: bool,
+}
+
+/// Make `name`, a new read-write server on a clone of `source`
+/// (a database or a branch), and start it.
+pub(crate) async fn branch(
+    ctx: &Context,
+    source: &str,
+    name: &str,
+    opts: BranchOptions,
+) -> Result<BranchReport> {
+    let t0 = Instant::now();
+    validate_name(source)?;
+    validate_name(name)?;
+    check_quota(opts.quota)?;
+    let src = ctx.entry(source)?;
+    if !src.is_ready() {
+        return Err(Error::InvalidState(format!(
+            "source {source:?} is not ready (it is being created or destroyed)"
+        )));
+    }
+    // The source's runtime and image unless told otherwise; a new
+    // runtime without an image gets that runtime's default image.
+    let (runtime, image) = match &opts.runtime {
+        Some(r) if *r != src.runtime => {
+            let (rt, image) = ctx.runtime_and_image(r, opts.image.clone())?;
+            (rt.name().to_string(), image)
+        }
+        _ => {
+            let (rt, image) = ctx.runtime_and_image(
+                &src.runtime,
+                opts.image.clone().or_else(|| src.image.clone()),
+            )?;
+            (rt.name().to_string(), image)
+        }
+    };
+    fault::point("before_reserve").await?;
+    let created_at = now_unix();
+    let snapshot = snapshot_name(&src.dataset, name);
+    let entry = ctx.reserve(Entry {
+        name: name.to_string(),
+        kind: Kind::Branch,
+        parent: Some(source.to_string()),
+        dataset: ctx.branch_dataset_for(name),
+        snapshot: Some(snapshot.clone()),
+        port: 0,
+        runtime,
+        image,
+        mode: None,
+        pg_bin: src.pg_bin.clone(),
+        pg_major: src.pg_major,
+        created_at,
+        state: State::Ready,
+    })?;
+    // A password of its own: the source's must not log in to a branch
+    // (it is set during the branch's private first start).
+    ctx.home
+        .write_secret(name, &random_token(32))
+        .inspect_err(|_| {
+            let _ = ctx.unreserve(name);
+        })?;
+
+    complete_branch(ctx, &src, &entry, opts, t0, false).await
+}
+
+/// Everything after the reservation: run the recipe, then mark the
+/// entry ready, or undo it all. `password_changed` goes into the report
+/// (a reset that had to make a new password).
+pub(crate) async fn complete_branch(
+    ctx: &Context,
+    src: &Entry,
+    entry: &Entry,
+    opts: BranchOptions,
+    t0: Instant,
+    password_changed: bool,
+) -> Result<BranchReport> {
+    let name = entry.name.as_str();
+    let mut undo = Undo::default();
+    let mut timer = Timer::new();
+    match run_recipe(ctx, src, entry, opts, &mut undo, &mut timer).await {
+        Ok((mode, running, wal_bytes, isolation)) => {
+            {
+                let mut cat = ctx.lock()?;
+                let e = cat
+                    .get_mut(name)
+                    .ok_or_else(|| Error::Internal(format!("catalog entry {name} vanished")))?;
+                e.mode = Some(mode);
+                e.state = State::Ready;
+                cat.save()?;
+            }
+            let branch = status::info(ctx, name).await?;
+            Ok(BranchReport {
+                branch,
+                tablespaces: undo.tablespaces.clones,
+                timings: timer.steps,
+                total_millis: t0.elapsed().as_secs_f64() * 1000.0,
+                source_was_running: running,
+                wal_bytes_copied: wal_bytes,
+                isolation,
+                password_changed,
+            })
+        }
+        Err(e) => {
+            rollback(ctx, undo, name).await;
+            Err(e)
+        }
+    }
+}
+
+async fn run_recipe(
+    ctx: &Context,
+    src: &Entry,
+    entry: &Entry,
+    opts: BranchOptions,
+    undo: &mut Undo,
+    timer: &mut Timer,
+) -> Result<(Mode, bool, u64, IsolationReport)> {
+    let src_spec = ctx.spec(src).await?;
+    let running = ctx.runtime(&src.runtime)?.status(&src_spec).await? == RunStatus::Running;
+    let snap_name = entry
+        .snapshot
+        .as_deref()
+        .and_then(|s| s.split_once('@'))
+        .map(|(_, s)| s.to_string())
+        .ok_or_else(|| Error::Internal("branch without snapshot name".into()))?;
+    let home = ctx.home.root().to_string_lossy().into_owned();
+    let snap_props = [
+        ("managed", "yes"),
+        ("branch", entry.name.as_str()),
+        ("home", home.as_str()),
+    ];
+    // Tablespaces: where they live, or a refusal before anything is made.
+    let plan = tablespace::plan(
+        &ctx.config.dataset,
+        src,
+        &src_spec.data_dir,
+        running.then_some(&src_spec.conn),
+    )
+    .await?;
+    let datasets = plan.snapshot_datasets(&src.dataset);
+
+    let mode = if running {
+        match opts.mode {
+            SnapshotMode::ApplicationConsistent => Mode::ApplicationConsistent,
+            SnapshotMode::CrashConsistent => Mode::CrashConsistent,
+        }
+    } else {
+        Mode::CrashConsistent
+    };
+    timer.lap("prepare");
+    // Before anything is made: the branch space has room for one more.
+    crate::space::prepare(
+        &*ctx.storage,
+        &ctx.config,
+        &ctx.home,
+        crate::space::reserve_for(&ctx.config, opts.quota),
+    )
+    .await?;
+    timer.lap("space");
+
+    // 1-3: snapshot, inside backup mode when the source is running.
+    let mut stop = None;
+    if running && mode == Mode::ApplicationConsistent {
+        let label = format!("betterpg branch {}", entry.name);
+        undo.session = Some(BackupSession::start(&src_spec.conn, &label).await?);
+        timer.lap("backup_start");
+        fault::point("after_backup_start").await?;
+    } else if running {
+        let c = src_spec.conn.connect().await?;
+        c.batch_execute("CHECKPOINT").await?;
+        drop(c);
+        timer.lap("checkpoint");
+    }
+    ctx.storage
+        .snapshot(&datasets, &snap_name, &snap_props)
+        .await
+        .map_err(|e| plan.explain_snapshot_error(&src.dataset, e))?;
+    undo.snapshot = entry.snapshot.clone();
+    undo.tablespaces.snapshots = plan.snapshots(&snap_name);
+    timer.lap("snapshot");
+    fault::point("after_snapshot").await?;
+    if let Some(session) = undo.session.as_mut() {
+        stop = Some(session.stop().await?);
+        timer.lap("backup_stop");
+        fault::point("after_backup_stop").await?;
+    }
+
+    // 4: clone and make it a data directory of its own.
+    let port = entry.port.to_string();
+    let created = entry.created_at.to_string();
+    let parent = src.name.clone();
+    let snapshot = entry.snapshot.clone().unwrap_or_default();
+    ctx.storage
+        .clone_snapshot(
+            &snapshot,
+            &entry.dataset,
+            None,
+            &[
+                ("managed", "yes"),
+                ("name", &entry.name),
+                ("dataset", &entry.dataset),
+                ("kind", "branch"),
+                ("parent", &parent),
+                ("snapshot", &snapshot),
+                ("port", &port),
+                ("mode", mode.as_str()),
+                ("runtime", &entry.runtime),
+                ("home", &home),
+                ("created", &created),
+            ],
+        )
+        .await?;
+    undo.clone = Some(entry.dataset.clone());
+    timer.lap("clone");
+    fault::point("after_clone").await?;
+
+    if let Some(q) = opts.quota {
+        ctx.storage
+            .set_space_limit(&entry.dataset, SpaceLimit::Quota, Some(q))
+            .await?;
+    }
+    let mp = ctx.mountpoint(&entry.dataset).await?;
+    let data_dir = mp.join(PGDATA_SUBDIR);
+    tablespace::clone_all(
+        &*ctx.storage,
+        ctx.home.root(),
+        &ctx.user,
+        &plan,
+        entry,
+        &snap_name,
+        &mp,
+        &mut undo.tablespaces,
+    )
+    .await?;
+    // Every file below is reached without following links: the clone is
+    // a copy of a directory its source's users could write.
+    let dd = DataDir::open(&data_dir)?;
+    let mut isolation = isolate::prepare_clone(&dd, &ctx.user)?;
+    let mut wal_bytes = 0;
+    if let (Some(stop), Some(session)) = (stop, undo.session.take()) {
+        let label = wal::parse_backup_label(&stop.labelfile)?;
+        cluster::write_owned(&dd, "backup_label", stop.labelfile.as_bytes(), &ctx.user)?;
+        if !stop.spcmapfile.is_empty() {
+            let map = tablespace::rewrite_map(&stop.spcmapfile, &undo.tablespaces.clones)?;
+            cluster::write_owned(&dd, "tablespace_map", map.as_bytes(), &ctx.user)?;
+        }
+        let segs = wal::segments_between(
+            label.timeline,
+            label.start_lsn,
+            stop.stop_lsn,
+            session.wal_segment_size,
+        );
+        let src_wal = DataDir::open(&src_spec.data_dir)?.subdir("pg_wal")?;
+        wal_bytes = wal::copy_segments(
+            &src_wal,
+            &dd.subdir("pg_wal")?,
+            &segs,
+            session.wal_segment_size,
+            &ctx.user,
+        )?;
+        // The WAL is safe in the clone: release the slot and connection.
+        session.finish().await?;
+    }
+    timer.lap("wal_copy");
+    tablespace::check_links(&entry.name, &data_dir, &mp)?;
+
+    // 5: the first start is private (no TCP listener, no logical
+    // replication workers): recovery runs, then the branch gets its own
+    // password and its subscriptions are detached, before anything can
+    // reach it or it can reach anything. Meanwhile the clone gets its
+    // reservation: a `zfs set` waits for a transaction group, the server
+    // start takes longer, and a reservation is a guarantee, not a limit,
+    // so it need not come first. Either failing fails the branch (and
+    // rolls it back).
+    let mut private_steps = Vec::new();
+    let (isolated, reserved) = tokio::join!(
+        isolate_privately(
+            ctx,
+            entry,
+            &dd,
+            &data_dir,
+            &mut isolation,
+            &mut undo.started,
+            &mut private_steps
+        ),
+        crate::space::reserve(&*ctx.storage, &ctx.config, &entry.dataset, opts.quota)
+    );
+    isolated?;
+    reserved?;
+    // The private start's own steps, then whatever the reservation
+    // took beyond them.
+    timer.extend(private_steps);
+    timer.lap("reserve_wait");
+    fault::point("after_isolate").await?;
+
+    // 6: the real start, on its own port, with betterpg's settings.
+    cluster::write_settings(
+        &dd,
+        &ctx.user,
+        entry.port,
+        &ctx.config.listen_address,
+        &Profile::Branch,
+    )?;
+    start_on_free_port(ctx, entry, &data_dir, |_| {}, &mut undo.started).await?;
+    timer.lap("start");
+    fault::point("after_start").await?;
+    fault::point("before_catalog").await?;
+    Ok((mode, running, wal_bytes, isolation))
+}
+
+/// Start the clone privately, cut it off from its source in SQL
+/// ([`isolate::detach_private`]), and stop it again.
+async fn isolate_privately(
+    ctx: &Context,
+    entry: &Entry,
+    dd: &DataDir,
+    data_dir: &std::path::Path,
+    report: &mut IsolationReport,
+    started: &mut Option<InstanceSpec>,
+    steps: &mut Vec<StepTiming>,
+) -> Result<()> {
+    let mut t = Instant::now();
+    let mut lap = |step: &'static str, steps: &mut Vec<StepTiming>| {
+        let now = Instant::now();
+        steps.push(StepTiming {
+            step,
+            millis: (now - t).as_secs_f64() * 1000.0,
+        });
+        t = now;
+    };
+    // A fresh directory of its own for the socket: short (a socket path
+    // has ~100 bytes), reachable only by root and the server's user, and
+    // gone when this returns.
+    let sock = tempfile::Builder::new()
+        .prefix("bpg-sock-")
+        .tempdir()
+        .map_err(|e| Error::io("creating a private socket directory", e))?;
+    let sock_dd = DataDir::open(sock.path())?;
+    sock_dd.write(
+        "pg_hba.conf",
+        isolate::PRIVATE_HBA.as_bytes(),
+        Some(&ctx.user),
+        0o600,
+    )?;
+    crate::pg::datadir::give_fd(
+        &std::fs::File::open(sock.path())
+            .map_err(|e| Error::io("opening the socket directory", e))?,
+        &ctx.user,
+        &sock.path().display().to_string(),
+    )?;
+    cluster::write_settings(
+        dd,
+        &ctx.user,
+        entry.port,
+        &ctx.config.listen_address,
+        &Profile::Private {
+            socket_dir: sock.path().to_path_buf(),
+        },
+    )?;
+    let mut spec = ctx.spec_for(entry, data_dir.to_path_buf())?;
+    spec.private_socket_dir = Some(sock.path().to_path_buf());
+    let rt = ctx.runtime(&entry.runtime)?;
+    *started = Some(spec.clone());
+    rt.start(&spec).await?;
+    lap("private_start", steps);
+    let admin = rt
+        .private_conn(&spec)
+        .ok_or_else(|| Error::Internal("private start without a private connection".into()))?;
+    let password = ctx.home.read_secret(&entry.name)?;
+    isolate::detach_private(&admin, &password, report).await?;
+    lap("isolate_sql", steps);
+    rt.stop(&spec).await?;
+    *started = None;
+    lap("private_stop", steps);
+    Ok(())
+}
+
+/// Undo a failed branch in reverse order. Best effort: each step is
+/// attempted even if an earlier one failed, and what could not be removed
+/// is logged (and found later by `gc` through the ZFS properties).
+async fn rollback(ctx: &Context, undo: Undo, name: &str) {
+    if let Some(session) = undo.session {
+        if let Err(e) = session.finish().await {
+            tracing::warn!("ending the backup session after a failure: {e} (closing the connection ends it server-side)");
+        }
+    }
+    if let Some(spec) = &undo.started {
+        let stopped = match ctx.runtime(&spec.runtime) {
+            Ok(rt) => rt.stop(spec).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stopped {
+            tracing::warn!("stopping the half-made branch {name}: {e}");
+        }
+    }
+    if let Some(ds) = &undo.clone {
+        if let Err(e) = destroy_with_retry(&*ctx.storage, ds, true).await {
+            tracing::warn!("destroying clone {ds}: {e}");
+        }
+    }
+    if let Some(snap) = &undo.snapshot {
+        if let Err(e) = destroy_with_retry(&*ctx.storage, snap, false).await {
+            tracing::warn!("destroying snapshot {snap}: {e}");
+        }
+    }
+    if let Err(e) = tablespace::destroy_snapshots(&*ctx.storage, &undo.tablespaces.snapshots).await
+    {
+        tracing::warn!("destroying the tablespace snapshots of {name}: {e}");
+    }
+    let _ = std::fs::remove_file(ctx.home.log_path(name));
+    ctx.home.remove_secret(name);
+    if let Err(e) = ctx.unreserve(name) {
+        tracing::warn!("removing the catalog reservation of {name}: {e}");
+    }
+}
+
+/// The name of the snapshot a branch is cloned from: `SOURCE@bpg-NAME-MILLIS`.
+/// Milliseconds, not seconds: a branch destroyed (or reset) and made again
+/// within the same second must not reuse the name of a snapshot that may
+/// still exist (a destroy that could not remove it, a gc not yet run).
+pub(crate) fn snapshot_name(source_dataset: &str, name: &str) -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{source_dataset}@bpg-{name}-{millis}")
+}

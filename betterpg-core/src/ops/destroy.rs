@@ -1,0 +1,155 @@
+//! `destroy`: stop a database or branch and remove everything it owns.
+
+use crate::catalog::{Entry, State, PGDATA_SUBDIR};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::name::validate_name;
+use crate::storage::destroy_with_retry;
+use crate::tablespace;
+
+/// Destroy a database or branch: stop it, destroy its dataset and the
+/// snapshot it came from, forget it. Refused unless `force` when it has
+/// branches (`force` destroys them first, deepest first) or when its
+/// dataset (or a branch's) carries snapshots or datasets betterpg did
+/// not make (an operator's, sanoid's ...; `force` destroys them too).
+/// Always refused while a process that still runs is making or
+/// destroying it or one of its branches.
+pub(crate) async fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()> {
+    validate_name(name)?;
+    // What betterpg did not make under the datasets that would go,
+    // looked up before the lock is taken (a listing per dataset).
+    let datasets: Vec<String> = {
+        let cat = ctx.lock()?;
+        let e = cat.get(name).ok_or_else(|| Error::not_found(name))?;
+        let mut v: Vec<String> = cat
+            .descendants_deepest_first(name)
+            .iter()
+            .filter_map(|d| cat.get(d).map(|x| x.dataset.clone()))
+            .collect();
+        v.push(e.dataset.clone());
+        v
+    };
+    let foreign = if force {
+        Vec::new()
+    } else {
+        not_made_by_betterpg(ctx, &datasets).await?
+    };
+    let victims = {
+        let mut cat = ctx.lock()?;
+        let e = cat
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found(name))?;
+        if e.state.busy_elsewhere() {
+            return Err(Error::InvalidState(format!(
+                "{name:?} is being changed by process {}; wait for it",
+                e.state.worker().unwrap_or_default()
+            )));
+        }
+        let desc = cat.descendants_deepest_first(name);
+        // A branch still being made has a clone of a snapshot of its
+        // parent (or soon will): destroying the parent under it would
+        // leave the parent half-destroyed and the clone orphaned.
+        let busy: Vec<String> = desc
+            .iter()
+            .filter_map(|d| cat.get(d))
+            .filter(|d| d.state.busy_elsewhere())
+            .map(|d| {
+                format!(
+                    "{} ({} by process {})",
+                    d.name,
+                    d.state.label(),
+                    d.state.worker().unwrap_or_default()
+                )
+            })
+            .collect();
+        if !busy.is_empty() {
+            return Err(Error::InvalidState(format!(
+                "{name:?} has a branch that is being made or changed by another bpg process: {}; wait for it to finish, then run destroy again",
+                busy.join(", ")
+            )));
+        }
+        if (!desc.is_empty() || !foreign.is_empty()) && !force {
+            let mut parts = Vec::new();
+            if !desc.is_empty() {
+                parts.push(format!("branches {}", desc.join(", ")));
+            }
+            if !foreign.is_empty() {
+                parts.push(format!(
+                    "snapshots or datasets betterpg did not make (--force destroys them too): {}",
+                    foreign.join(", ")
+                ));
+            }
+            return Err(Error::HasDependents {
+                name: name.to_string(),
+                dependents: parts.join("; "),
+            });
+        }
+        let mut victims = desc;
+        victims.push(name.to_string());
+        for v in &victims {
+            if let Some(x) = cat.get_mut(v) {
+                x.state = State::destroying();
+            }
+        }
+        cat.save()?;
+        victims
+            .into_iter()
+            .filter_map(|v| cat.get(&v).cloned())
+            .collect::<Vec<_>>()
+    };
+    for v in victims {
+        destroy_one(ctx, &v).await?;
+    }
+    Ok(())
+}
+
+/// Snapshots and datasets under `datasets` (each included) that
+/// betterpg did not make for this home, by full name.
+pub(crate) async fn not_made_by_betterpg(
+    ctx: &Context,
+    datasets: &[String],
+) -> Result<Vec<String>> {
+    let home = ctx.home.root().to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    for ds in datasets {
+        let list = match ctx.storage.list(ds).await {
+            Ok(l) => l,
+            Err(Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        out.extend(
+            list.into_iter()
+                .filter(|d| d.name != *ds && !d.made_by_betterpg(&home))
+                .map(|d| d.name),
+        );
+    }
+    Ok(out)
+}
+
+/// Remove one entry and everything it owns; tolerant of parts already gone
+/// (so a destroy interrupted half-way can simply be run again).
+pub(crate) async fn destroy_one(ctx: &Context, e: &Entry) -> Result<()> {
+    let tablespace_snapshots =
+        tablespace::snapshots_of(&*ctx.storage, &e.dataset, e.snapshot.as_deref()).await?;
+    if let Some(ds) = ctx.storage.get(&e.dataset).await? {
+        if let Some(mp) = ds.mountpoint {
+            let spec = ctx.control_spec_for(e, mp.join(PGDATA_SUBDIR));
+            let rt = ctx.runtime(&e.runtime)?;
+            rt.stop(&spec).await?;
+            rt.remove(&spec).await?;
+        }
+        destroy_with_retry(&*ctx.storage, &e.dataset, true).await?;
+    }
+    if let Some(snap) = &e.snapshot {
+        // Already gone is fine (destroy_with_retry says so): no `get`
+        // first, one zfs call fewer per destroy.
+        destroy_with_retry(&*ctx.storage, snap, false).await?;
+    }
+    tablespace::destroy_snapshots(&*ctx.storage, &tablespace_snapshots).await?;
+    let _ = std::fs::remove_file(ctx.home.log_path(&e.name));
+    ctx.home.remove_secret(&e.name);
+    let mut cat = ctx.lock()?;
+    cat.remove(&e.name);
+    cat.save()
+}

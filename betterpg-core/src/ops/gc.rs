@@ -1,0 +1,383 @@
+//! `gc`: find and remove what betterpg made that no complete database or
+//! branch owns.
+//!
+//! A process killed in the middle of `branch` or `create` can leave a
+//! snapshot, a clone, a running server and a catalog entry in state
+//! `creating`. Everything betterpg makes carries `betterpg:managed=yes` and
+//! `betterpg:home=<home>` ZFS properties (set atomically at creation), so the
+//! pool itself says what is ours. ZFS user properties are inherited, so only
+//! properties set on the dataset itself that name it count
+//! ([`DatasetInfo::made_by_betterpg`]): an operator's snapshot of a database
+//! or dataset under it is never taken, and a dataset of ours holding such a
+//! thing is left alone (and listed in [`GcReport::kept`]). `gc` keeps what a
+//! `ready` entry or a live operation (its process still runs) owns and
+//! removes the rest, clones before what they were cloned from.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::catalog::{Entry, PGDATA_SUBDIR};
+use crate::context::Context;
+use crate::error::Result;
+use crate::pg::binaries::data_dir_major;
+use crate::pg::{ConnInfo, PgBin};
+use crate::runtime::{InstanceSpec, RunStatus};
+use crate::storage::{destroy_with_retry, DatasetInfo, DatasetType};
+
+/// One thing `gc` found.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GcItem {
+    /// "server", "dataset", "snapshot", "catalog-entry", "file" or what a
+    /// runtime reports (e.g. "container").
+    pub what: String,
+    /// Its name or path.
+    pub name: String,
+    /// Why it is garbage.
+    pub reason: String,
+}
+
+/// What `gc` found (and removed unless `dry_run`).
+#[derive(Debug, Clone, Serialize)]
+pub struct GcReport {
+    /// True when nothing was changed.
+    pub dry_run: bool,
+    /// Everything found (and removed, unless a dry run).
+    pub items: Vec<GcItem>,
+    /// Garbage of betterpg's that gc left alone, with why (it holds, or a
+    /// clone of it is, something betterpg did not make).
+    pub kept: Vec<GcItem>,
+}
+
+fn is_live(e: &Entry) -> bool {
+    e.state.is_live()
+}
+
+/// How many clones deep `d` is: 0 for a dataset that is no clone, else one
+/// more than the file system its origin snapshot is on (when listed).
+/// Destroying the deepest first never meets a snapshot that still has a
+/// clone.
+fn clone_depth(d: &DatasetInfo, all: &[DatasetInfo]) -> usize {
+    let mut depth = 0;
+    let mut cur = d;
+    // Bounded: a listing cannot hold a cycle, but never loop on bad input.
+    while depth < all.len() {
+        let Some(fs) = cur.origin.as_deref().and_then(|o| o.split('@').next()) else {
+            break;
+        };
+        depth += 1;
+        match all.iter().find(|x| x.name == fs) {
+            Some(x) => cur = x,
+            None => break,
+        }
+    }
+    depth
+}
+
+/// Find (and unless `dry_run`, remove) every dataset, snapshot, server,
+/// catalog entry and file of this home that no complete database or
+/// branch, and no operation still running, owns.
+pub(crate) async fn gc(ctx: &Context, dry_run: bool) -> Result<GcReport> {
+    let entries: Vec<Entry> = ctx.lock()?.entries().cloned().collect();
+    let (kept, mut dead): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(is_live);
+    // Password and log files of names no live entry owns, listed before
+    // anything is removed: removing a dead server also removes its log,
+    // and a dry run must list exactly what the real run removes.
+    let stray = stray_files(ctx, &kept);
+    let home = ctx.home.root().to_string_lossy().into_owned();
+    let ours = |d: &DatasetInfo| d.made_by_betterpg(&home);
+    let datasets = ctx.storage.list(&ctx.config.dataset).await?;
+    let mut items = Vec::new();
+    let mut left = Vec::new();
+
+    // File systems first (a snapshot cannot go while a clone of it
+    // lives): clones before what they were cloned from, however deep
+    // the chain, then children before parents.
+    let mut filesystems: Vec<&DatasetInfo> = datasets
+        .iter()
+        .filter(|d| d.kind == DatasetType::Filesystem && d.name != ctx.config.dataset)
+        .filter(|d| ours(d))
+        .filter(|d| !kept.iter().any(|e| e.dataset == d.name))
+        .filter(|d| !crate::tablespace::inside_kept(d, &kept))
+        .collect();
+    filesystems.sort_by_cached_key(|d| {
+        (
+            std::cmp::Reverse(clone_depth(d, &datasets)),
+            std::cmp::Reverse(d.name.matches('/').count()),
+            d.name.clone(),
+        )
+    });
+    // What gc will destroy, to tell a clone that goes first from one
+    // that stays.
+    let mut going: Vec<String> = Vec::new();
+    for d in &filesystems {
+        let inside = |x: &DatasetInfo| {
+            x.name.starts_with(&format!("{}@", d.name))
+                || x.name.starts_with(&format!("{}/", d.name))
+        };
+        let foreign: Vec<&str> = datasets
+            .iter()
+            .filter(|x| inside(x) && !ours(x))
+            .map(|x| x.name.as_str())
+            .collect();
+        let clones: Vec<&str> = datasets
+            .iter()
+            .filter(|x| {
+                x.origin
+                    .as_deref()
+                    .is_some_and(|o| o.starts_with(&format!("{}@", d.name)))
+                    && !going.contains(&x.name)
+                    && !inside(x)
+            })
+            .map(|x| x.name.as_str())
+            .collect();
+        if !foreign.is_empty() || !clones.is_empty() {
+            let mut why = Vec::new();
+            if !foreign.is_empty() {
+                why.push(format!(
+                    "it holds what betterpg did not make: {}",
+                    foreign.join(", ")
+                ));
+            }
+            if !clones.is_empty() {
+                why.push(format!("{} are clones of its snapshots", clones.join(", ")));
+            }
+            left.push(GcItem {
+                what: "dataset".into(),
+                name: d.name.clone(),
+                reason: format!(
+                    "{}: move or destroy them, then run gc again",
+                    why.join("; ")
+                ),
+            });
+            continue;
+        }
+        going.push(d.name.clone());
+    }
+    // A dead entry whose dataset stays keeps its catalog entry (and
+    // files), so `bpg destroy NAME --force` can still finish it.
+    let held: Vec<String> = dead
+        .iter()
+        .filter(|e| left.iter().any(|l| l.name == e.dataset))
+        .map(|e| e.name.clone())
+        .collect();
+    dead.retain(|e| !held.contains(&e.name));
+    for d in filesystems.into_iter().filter(|d| going.contains(&d.name)) {
+        let reason = match dead.iter().find(|e| e.dataset == d.name) {
+            Some(e) => format!(
+                "left {} by a bpg process (pid {}) that is gone",
+                match e.state {
+                    crate::catalog::State::Destroying { .. } => "half-destroyed",
+                    _ => "half-made",
+                },
+                e.state.worker().unwrap_or_default()
+            ),
+            None => "no catalog entry owns it".to_string(),
+        };
+        if let Some(spec) = orphan_spec(ctx, d, &dead).await {
+            let rt = ctx.runtime(&spec.runtime)?;
+            if rt.status(&spec).await.ok() == Some(RunStatus::Running) {
+                items.push(GcItem {
+                    what: "server".into(),
+                    name: format!("{} (port {})", spec.name, spec.conn.port),
+                    reason: format!("runs on orphaned dataset {}", d.name),
+                });
+                if !dry_run {
+                    rt.stop(&spec).await?;
+                }
+            }
+            if !dry_run {
+                rt.remove(&spec).await?;
+            }
+        }
+        items.push(GcItem {
+            what: "dataset".into(),
+            name: d.name.clone(),
+            reason,
+        });
+        if !dry_run {
+            destroy_with_retry(&*ctx.storage, &d.name, true).await?;
+        }
+    }
+
+    for d in datasets
+        .iter()
+        .filter(|d| d.kind == DatasetType::Snapshot && ours(d))
+        .filter(|d| {
+            !kept
+                .iter()
+                .any(|e| e.snapshot.as_deref() == Some(d.name.as_str()))
+        })
+        .filter(|d| !crate::tablespace::snapshot_kept(d, &kept))
+    {
+        // A snapshot on a dataset gc just destroyed went with it.
+        let fs = d.name.split('@').next().unwrap_or_default();
+        if !dry_run && ctx.storage.get(fs).await?.is_none() {
+            continue;
+        }
+        let clones: Vec<&str> = datasets
+            .iter()
+            .filter(|x| x.origin.as_deref() == Some(d.name.as_str()))
+            .filter(|x| !going.contains(&x.name))
+            .map(|x| x.name.as_str())
+            .collect();
+        if !clones.is_empty() {
+            left.push(GcItem {
+                what: "snapshot".into(),
+                name: d.name.clone(),
+                reason: format!(
+                    "{} are clones of it: destroy them, then run gc again",
+                    clones.join(", ")
+                ),
+            });
+            continue;
+        }
+        items.push(GcItem {
+            what: "snapshot".into(),
+            name: d.name.clone(),
+            reason: "no branch was cloned from it".into(),
+        });
+        if !dry_run {
+            destroy_with_retry(&*ctx.storage, &d.name, false).await?;
+        }
+    }
+
+    for e in &dead {
+        items.push(GcItem {
+            what: "catalog-entry".into(),
+            name: e.name.clone(),
+            reason: format!(
+                "{} by process {} that no longer runs",
+                match e.state {
+                    crate::catalog::State::Destroying { .. } => "destroying",
+                    _ => "creating",
+                },
+                e.state.worker().unwrap_or_default()
+            ),
+        });
+    }
+    if !dry_run && !dead.is_empty() {
+        let mut cat = ctx.lock()?;
+        for e in &dead {
+            // Re-check under the lock: only remove what is still dead.
+            if cat.get(&e.name).is_some_and(|x| !is_live(x)) {
+                cat.remove(&e.name);
+            }
+        }
+        cat.save()?;
+    }
+
+    // Passwords and logs of names no live entry has (listed at the
+    // start, see above).
+    let live_now: Vec<String> = ctx
+        .lock()?
+        .entries()
+        .filter(|e| is_live(e))
+        .map(|e| e.name.clone())
+        .collect();
+    for (name, path) in stray {
+        // An operation that started since owns its files: keep them.
+        if live_now.contains(&name) || held.contains(&name) {
+            continue;
+        }
+        if !dry_run {
+            let _ = std::fs::remove_file(&path);
+        }
+        items.push(GcItem {
+            what: "file".into(),
+            name: path.display().to_string(),
+            reason: "belongs to no database or branch".into(),
+        });
+    }
+
+    let names: Vec<String> = ctx.lock()?.entries().map(|e| e.name.clone()).collect();
+    // Containers of names the catalog does not have (a dead entry's
+    // container went with its dataset above, in the real run).
+    for rt in &ctx.runtimes {
+        for found in rt.sweep(ctx.home.root(), &names, dry_run).await? {
+            items.push(GcItem {
+                what: rt.name().to_string(),
+                name: found,
+                reason: "made by betterpg for no existing database or branch".into(),
+            });
+        }
+    }
+    Ok(GcReport {
+        dry_run,
+        items,
+        kept: left,
+    })
+}
+
+/// Password and log files (name, path) of names no entry in `kept`
+/// has.
+fn stray_files(ctx: &Context, kept: &[Entry]) -> Vec<(String, std::path::PathBuf)> {
+    let mut out = Vec::new();
+    for (dir, suffix) in [(ctx.home.secrets_dir(), ""), (ctx.home.logs_dir(), ".log")] {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for f in rd.flatten() {
+            let file = f.file_name().to_string_lossy().into_owned();
+            let Some(name) = file.strip_suffix(suffix) else {
+                continue;
+            };
+            if file.starts_with('.') || kept.iter().any(|e| e.name == name) {
+                continue;
+            }
+            out.push((name.to_string(), f.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A spec good enough to stop and remove a server on an orphaned
+/// dataset (the catalog entry may be gone, so facts come from the
+/// dataset's properties and its data directory).
+async fn orphan_spec(ctx: &Context, d: &DatasetInfo, dead: &[Entry]) -> Option<InstanceSpec> {
+    let mp = d.mountpoint.clone()?;
+    let data_dir = mp.join(PGDATA_SUBDIR);
+    let name = d.props.get("name")?.clone();
+    let entry = dead.iter().find(|e| e.dataset == d.name);
+    let pg_bin = match entry {
+        Some(e) => PgBin {
+            dir: e.pg_bin.clone(),
+            major: e.pg_major,
+        },
+        None => {
+            let major = data_dir_major(&data_dir).ok()?;
+            PgBin::discover(ctx.config.pg_bin.as_deref(), Some(major)).ok()?
+        }
+    };
+    let port = d
+        .props
+        .get("port")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    Some(InstanceSpec {
+        name: name.clone(),
+        data_dir,
+        pg_bin,
+        log_file: ctx.home.log_path(&name),
+        runtime: d
+            .props
+            .get("runtime")
+            .cloned()
+            .unwrap_or_else(|| "native".into()),
+        image: entry.and_then(|e| e.image.clone()),
+        home: ctx.home.root().to_path_buf(),
+        parent: d.props.get("parent").cloned(),
+        user: ctx.user.clone(),
+        conn: ConnInfo {
+            host: "127.0.0.1".into(),
+            port,
+            user: "postgres".into(),
+            password: ctx.home.read_secret(&name).unwrap_or_default(),
+            dbname: "postgres".into(),
+        },
+        start_timeout: Duration::from_secs(ctx.config.start_timeout_secs),
+        limits: ctx.config.container_limits(),
+        private_socket_dir: None,
+    })
+}

@@ -1,0 +1,122 @@
+//! `reset`: throw a branch's data away and branch it again from its
+//! parent's current state, under the same name, port and password.
+
+use std::time::Instant;
+
+use super::branch::{check_quota, complete_branch, snapshot_name, BranchOptions, BranchReport};
+use crate::catalog::{Kind, State, PGDATA_SUBDIR};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::name::validate_name;
+use crate::storage::destroy_with_retry;
+use crate::tablespace;
+use crate::util::{now_unix, random_token};
+
+/// Reset a branch to its parent's current state: its data is thrown
+/// away and it is branched again under the same name and port (so
+/// connection URLs stay valid). A branch with branches of its own is
+/// refused. If the new branch cannot be made, the old one is already
+/// gone and the error says so.
+pub(crate) async fn reset(ctx: &Context, name: &str, opts: BranchOptions) -> Result<BranchReport> {
+    let t0 = Instant::now();
+    validate_name(name)?;
+    check_quota(opts.quota)?;
+    if opts.runtime.is_some() || opts.image.is_some() {
+        return Err(Error::Unsupported(
+            "reset keeps the branch's runtime and image: destroy it and branch again to change them".into(),
+        ));
+    }
+    let (src, entry) = {
+        let mut cat = ctx.lock()?;
+        let e = cat
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found(name))?;
+        if !e.is_ready() {
+            return Err(Error::InvalidState(format!(
+                "{name:?} is not ready (it is being created or destroyed)"
+            )));
+        }
+        let parent = match (e.kind, &e.parent) {
+            (Kind::Branch, Some(p)) => p.clone(),
+            _ => {
+                return Err(Error::Unsupported(format!(
+                "{name:?} is a database, not a branch: only branches can be reset to their parent"
+            )))
+            }
+        };
+        let src = cat
+            .get(&parent)
+            .cloned()
+            .filter(|p| p.is_ready())
+            .ok_or_else(|| {
+                Error::InvalidState(format!("the parent {parent:?} of {name:?} is not ready"))
+            })?;
+        let kids: Vec<String> = cat.children(name).iter().map(|c| c.name.clone()).collect();
+        if !kids.is_empty() {
+            return Err(Error::HasDependents {
+                name: name.to_string(),
+                dependents: kids.join(", "),
+            });
+        }
+        let x = cat.get_mut(name).expect("checked above");
+        x.state = State::creating();
+        cat.save()?;
+        (src, e)
+    };
+    // Throw the old data away (server, clone, its snapshot on the parent).
+    let old = entry.clone();
+    let old_ts =
+        tablespace::snapshots_of(&*ctx.storage, &old.dataset, old.snapshot.as_deref()).await?;
+    if let Some(ds) = ctx.storage.get(&old.dataset).await? {
+        if let Some(mp) = ds.mountpoint {
+            // Stopping never logs in: a lost password file must not
+            // keep the old server running (item 11).
+            let spec = ctx.control_spec_for(&old, mp.join(PGDATA_SUBDIR));
+            ctx.runtime(&old.runtime)?.stop(&spec).await?;
+        }
+        destroy_with_retry(&*ctx.storage, &old.dataset, true).await?;
+    }
+    if let Some(snap) = &old.snapshot {
+        destroy_with_retry(&*ctx.storage, snap, false).await?;
+    }
+    tablespace::destroy_snapshots(&*ctx.storage, &old_ts).await?;
+    // The branch keeps its password (so its URL stays valid) unless its
+    // file is gone: then it gets a new one, and the report says so.
+    let password_changed = match std::fs::symlink_metadata(ctx.home.secret_path(name)) {
+        Ok(_) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            ctx.home.write_secret(name, &random_token(32))?;
+            true
+        }
+        Err(e) => {
+            return Err(Error::io(
+                format!("reading {}", ctx.home.secret_path(name).display()),
+                e,
+            ))
+        }
+    };
+    let created_at = now_unix();
+    let mut entry = entry;
+    entry.snapshot = Some(snapshot_name(&src.dataset, name));
+    entry.created_at = created_at;
+    // A branch made before the branch space existed moves into it.
+    entry.dataset = ctx.branch_dataset_for(name);
+    {
+        let mut cat = ctx.lock()?;
+        if let Some(x) = cat.get_mut(name) {
+            x.snapshot = entry.snapshot.clone();
+            x.created_at = created_at;
+            x.dataset = entry.dataset.clone();
+        }
+        cat.save()?;
+    }
+    complete_branch(ctx, &src, &entry, opts, t0, password_changed)
+        .await
+        .map_err(|e| {
+            Error::InvalidState(format!(
+                "resetting {name:?} failed after its old data was removed, so it no longer exists ({e}); make it again with `bpg branch {} {name}`",
+                src.name
+            ))
+        })
+}

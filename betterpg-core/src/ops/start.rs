@@ -1,0 +1,119 @@
+//! `start`: start a stopped database or branch; and the first start of a
+//! new one, which moves to another port when its own was taken meanwhile.
+
+use std::path::Path;
+
+use super::status::{self, Info};
+use crate::catalog::{Entry, Kind};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::pg::cluster::{self, Profile};
+use crate::pg::datadir::DataDir;
+use crate::pg::isolate::{enforce_owned_settings, Target};
+use crate::ports::{port_is_free, port_taken_error};
+use crate::runtime::{InstanceSpec, RunStatus};
+use crate::tablespace;
+
+/// Start the new server. The port was free when it was reserved, but
+/// another program may bind it before the server does (on Linux any
+/// outgoing connection can take a port of the ephemeral range as its
+/// local port): then move to another free port and try again, instead
+/// of failing a branch over a race nobody can prevent.
+pub(crate) async fn start_on_free_port(
+    ctx: &Context,
+    entry: &Entry,
+    data_dir: &Path,
+    adjust: impl Fn(&mut InstanceSpec),
+    started: &mut Option<InstanceSpec>,
+) -> Result<()> {
+    const ATTEMPTS: usize = 3;
+    let mut entry = entry.clone();
+    let listen = ctx.config.listen_address.clone();
+    for attempt in 1..=ATTEMPTS {
+        let mut spec = ctx.spec_for(&entry, data_dir.to_path_buf())?;
+        adjust(&mut spec);
+        *started = Some(spec.clone());
+        let rt = ctx.runtime(&entry.runtime)?;
+        match rt.start(&spec).await {
+            Ok(()) => return Ok(()),
+            // The holder may be gone again by now (another home's
+            // short-lived server): the server's own words count too.
+            Err(e)
+                if attempt < ATTEMPTS
+                    && (port_taken_error(&e) || !port_is_free(&listen, entry.port)) =>
+            {
+                let old = entry.port;
+                entry.port = ctx.move_port(&entry.name)?;
+                tracing::warn!(
+                    "port {old} of {} was taken by another program before the server could bind it ({e}); trying port {}",
+                    entry.name,
+                    entry.port
+                );
+                ctx.storage
+                    .set_props(&entry.dataset, &[("port", &entry.port.to_string())])
+                    .await?;
+                let profile = match entry.kind {
+                    Kind::Branch => Profile::Branch,
+                    Kind::Database => Profile::Database,
+                };
+                cluster::write_settings(
+                    &DataDir::open(data_dir)?,
+                    &ctx.user,
+                    entry.port,
+                    &listen,
+                    &profile,
+                )?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Start a stopped database or branch.
+pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
+    let e = ctx.ready_entry(name)?;
+    // Strict: waiting for the server to be ready logs in, so a missing
+    // password file is reported before anything is started.
+    let spec = ctx.spec(&e).await?;
+    let rt = ctx.runtime(&e.runtime)?;
+    if rt.status(&spec).await? == RunStatus::Stopped {
+        if e.kind == Kind::Branch {
+            let own = spec.data_dir.parent().unwrap_or(&spec.data_dir);
+            tablespace::check_links(name, &spec.data_dir, own)?;
+        }
+        // betterpg's settings win over `ALTER SYSTEM` (port, addresses;
+        // for a branch also archiving, upstream, TLS): strip them from
+        // postgresql.auto.conf before every start.
+        let target = match e.kind {
+            Kind::Branch => Target::Branch,
+            Kind::Database => Target::Database,
+        };
+        let dd = DataDir::open(&spec.data_dir)?;
+        let removed = enforce_owned_settings(&dd, &ctx.user, target)?;
+        // betterpg.conf itself is the server user's file (and so its
+        // superuser's): written anew, never trusted, at every start.
+        let profile = match e.kind {
+            Kind::Branch => Profile::Branch,
+            Kind::Database => Profile::Database,
+        };
+        cluster::write_settings(&dd, &ctx.user, e.port, &ctx.config.listen_address, &profile)?;
+        for r in removed {
+            tracing::warn!(
+                "{name}: removed {} = {} from postgresql.auto.conf (betterpg's settings win)",
+                r.name,
+                r.value
+            );
+        }
+        // Another program on our port would make the server fail with
+        // a page of log: say what is wrong instead.
+        if !port_is_free(&ctx.config.listen_address, e.port) {
+            return Err(Error::Port(format!(
+                "port {port} of {name:?} is in use by another program: stop it (`ss -ltnp 'sport = :{port}'` shows which) and run `bpg start {name}` again",
+                port = e.port
+            )));
+        }
+        rt.start(&spec).await?;
+    }
+    status::info(ctx, name).await
+}

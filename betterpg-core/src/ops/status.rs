@@ -1,0 +1,187 @@
+//! `status`: what exists, how it runs, how much it uses.
+
+use serde::Serialize;
+
+use crate::catalog::{Entry, PGDATA_SUBDIR};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::runtime::RunStatus;
+use crate::space::{BranchSpace, POOL_WARN_FRACTION};
+use crate::storage::{DatasetInfo, PoolSpace};
+
+/// A database or branch as `status` reports it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Info {
+    /// Name.
+    pub name: String,
+    /// "database" or "branch".
+    pub kind: &'static str,
+    /// Parent name (null for a database).
+    pub parent: Option<String>,
+    /// "running" or "stopped".
+    pub status: &'static str,
+    /// "ready", "creating", "destroying" or "incomplete" (left half-made by
+    /// a process that died; `bpg destroy` or `gc` removes it).
+    pub state: &'static str,
+    /// TCP port.
+    pub port: u16,
+    /// Pool bytes used by its dataset.
+    pub used_bytes: u64,
+    /// Bytes its dataset refers to.
+    pub referenced_bytes: u64,
+    /// Connection URL (with the password).
+    pub url: String,
+    /// How a branch was made; null for a database.
+    pub mode: Option<&'static str>,
+    /// Its ZFS dataset.
+    pub dataset: String,
+    /// For a branch, the snapshot it was cloned from.
+    pub snapshot: Option<String>,
+    /// Runtime ("native").
+    pub runtime: String,
+    /// PostgreSQL major version.
+    pub pg_version: u32,
+    /// Unix time of creation.
+    pub created_at: u64,
+}
+
+/// Pool usage summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolUsage {
+    /// Pool name.
+    pub pool: String,
+    /// Bytes used and available.
+    #[serde(flatten)]
+    pub space: PoolSpace,
+    /// Used fraction, 0..1.
+    pub fraction_used: f64,
+    /// True above [`POOL_WARN_FRACTION`].
+    pub warning: bool,
+    /// All branches together: what they use and may use.
+    pub branches: BranchSpace,
+}
+
+/// Connection URL of a database or branch.
+pub(crate) async fn url(ctx: &Context, name: &str) -> Result<String> {
+    let e = ctx.entry(name)?;
+    Ok(ctx.conn_for(&e)?.url())
+}
+
+/// Status of one database or branch.
+pub(crate) async fn info(ctx: &Context, name: &str) -> Result<Info> {
+    let e = ctx.entry(name)?;
+    let sizes = ctx.storage.get(&e.dataset).await?;
+    info_of(ctx, &e, sizes.as_ref()).await
+}
+
+/// Status of every database and branch, parents before their branches.
+pub(crate) async fn status(ctx: &Context) -> Result<Vec<Info>> {
+    let entries: Vec<Entry> = ctx.lock()?.entries().cloned().collect();
+    let datasets = match ctx.storage.list(&ctx.config.dataset).await {
+        Err(Error::NotFound { .. }) => return Err(root_missing(ctx)),
+        other => other?,
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for e in tree_order(&entries) {
+        let ds = datasets.iter().find(|d| d.name == e.dataset);
+        out.push(info_of(ctx, e, ds).await?);
+    }
+    Ok(out)
+}
+
+/// The [`Info`] of `e`, with its dataset's listing `ds`.
+pub(crate) async fn info_of(ctx: &Context, e: &Entry, ds: Option<&DatasetInfo>) -> Result<Info> {
+    let status = match ds.and_then(|d| d.mountpoint.clone()) {
+        Some(mp) => {
+            let spec = ctx.control_spec_for(e, mp.join(PGDATA_SUBDIR));
+            ctx.runtime(&e.runtime)?.status(&spec).await?
+        }
+        None => RunStatus::Stopped,
+    };
+    let state = e.state.label();
+    Ok(Info {
+        name: e.name.clone(),
+        kind: e.kind.as_str(),
+        parent: e.parent.clone(),
+        status: status.as_str(),
+        state,
+        port: e.port,
+        used_bytes: ds.map(|d| d.used).unwrap_or(0),
+        referenced_bytes: ds.map(|d| d.referenced).unwrap_or(0),
+        url: ctx.conn_for(e).map(|c| c.url()).unwrap_or_default(),
+        mode: e.mode.map(|m| m.as_str()),
+        dataset: e.dataset.clone(),
+        snapshot: e.snapshot.clone(),
+        runtime: e.runtime.clone(),
+        pg_version: e.pg_major,
+        created_at: e.created_at,
+    })
+}
+
+/// The error for a root dataset that is not there (pool not imported).
+fn root_missing(ctx: &Context) -> Error {
+    let pool = ctx.config.dataset.split('/').next().unwrap_or_default();
+    let how = match &ctx.config.pool_file {
+        Some(f) => format!(
+            "`zpool import -d {} {pool}`",
+            f.parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ),
+        None => format!("`zpool import {pool}`"),
+    };
+    Error::NotFound {
+        what: "ZFS dataset",
+        name: ctx.config.dataset.clone(),
+        hint: format!(": is the pool {pool} imported? Import it with {how}"),
+    }
+}
+
+/// Space of the pool holding the datasets.
+pub(crate) async fn pool_usage(ctx: &Context) -> Result<PoolUsage> {
+    let space = ctx.storage.pool_space(&ctx.config.dataset).await?;
+    let f = space.fraction_used();
+    Ok(PoolUsage {
+        pool: ctx
+            .config
+            .dataset
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        space,
+        fraction_used: f,
+        warning: f > POOL_WARN_FRACTION,
+        branches: branch_space(ctx).await?,
+    })
+}
+
+/// Parents before children, siblings by name.
+fn tree_order(entries: &[Entry]) -> Vec<&Entry> {
+    fn walk<'a>(all: &'a [Entry], parent: Option<&str>, out: &mut Vec<&'a Entry>) {
+        let mut kids: Vec<&Entry> = all
+            .iter()
+            .filter(|e| e.parent.as_deref() == parent)
+            .collect();
+        kids.sort_by(|a, b| a.name.cmp(&b.name));
+        for k in kids {
+            out.push(k);
+            walk(all, Some(&k.name), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(entries, None, &mut out);
+    // Orphans (parent missing from the catalog) still show.
+    for e in entries {
+        if !out.iter().any(|o| o.name == e.name) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// Space of all branches together, without changing anything (the limit is
+/// the one the next branch will set).
+pub(crate) async fn branch_space(ctx: &Context) -> Result<BranchSpace> {
+    crate::space::usage(&*ctx.storage, &ctx.config).await
+}

@@ -1,0 +1,13 @@
+//! `stop`: stop a database or branch.
+
+use super::status::{self, Info};
+use crate::context::Context;
+use crate::error::Result;
+
+/// Stop a database or branch (fast shutdown).
+pub(crate) async fn stop(ctx: &Context, name: &str) -> Result<Info> {
+    let e = ctx.ready_entry(name)?;
+    let spec = ctx.control_spec(&e).await?;
+    ctx.runtime(&e.runtime)?.stop(&spec).await?;
+    status::info(ctx, name).await
+}
