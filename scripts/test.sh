@@ -107,7 +107,7 @@ run_stage() {
 
 for s in "${STAGES[@]}"; do
   case "$s" in
-    lint) run_stage lint bash -c 'cargo fmt --all -- --check && cargo clippy -q --workspace --all-targets -- -D warnings && cargo clippy -q --workspace --all-targets "$@" -- -D warnings' _ "${FEAT[@]}" ;;
+    lint) run_stage lint bash -c 'cargo fmt --all -- --check && cargo clippy -q --workspace --all-targets -- -D warnings && cargo clippy -q --workspace --all-targets "$@" -- -D warnings && cargo test -q -p betterpg-core --test layers' _ "${FEAT[@]}" ;;
     unit) run_stage unit bash -c 'cargo test -q --workspace --lib --bins "$@" && cargo test -q --workspace --doc "$@"' _ "${FEAT[@]}" ;;
     core) run_stage core cargo test -q "${FEAT[@]}" -p betterpg-core --lib --test branch --test storage -- --test-threads=1 ;;
     cli)  run_stage cli cargo test -q "${FEAT[@]}" -p betterpg-cli --test cli --test faults -- --test-threads=1 ;;

@@ -33,7 +33,7 @@ fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
         .thread_name("betterpg")
         .build()
         .map(Arc::new)
-        .map_err(|e| crate::Error::io("starting the tokio runtime", e))
+        .map_err(|e| crate::error::Error::io("starting the tokio runtime", e))
 }
 
 impl BranchManager {
@@ -111,7 +111,7 @@ impl BranchManager {
     }
     /// Check this machine and the home at `home`, initialised or not (see
     /// [`AsyncManager::doctor`]); problems are in the report.
-    pub fn doctor(home: impl AsRef<Path>) -> Result<crate::DoctorReport> {
+    pub fn doctor(home: impl AsRef<Path>) -> Result<crate::manager::DoctorReport> {
         let _gate = fork::enter();
         runtime()?.block_on(AsyncManager::doctor(home))
     }
@@ -120,7 +120,7 @@ impl BranchManager {
         self.block_on(self.inner.reset(name, opts))
     }
     /// See [`AsyncManager::gc`].
-    pub fn gc(&self, dry_run: bool) -> Result<crate::GcReport> {
+    pub fn gc(&self, dry_run: bool) -> Result<crate::manager::GcReport> {
         self.block_on(self.inner.gc(dry_run))
     }
     /// See [`AsyncManager::pool_usage`].
