@@ -110,7 +110,7 @@ for s in "${STAGES[@]}"; do
     lint) run_stage lint bash -c 'cargo fmt --all -- --check && cargo clippy -q --workspace --all-targets -- -D warnings && cargo clippy -q --workspace --all-targets "$@" -- -D warnings && cargo test -q -p betterpg-core --test layers' _ "${FEAT[@]}" ;;
     unit) run_stage unit bash -c 'cargo test -q --workspace --lib --bins "$@" && cargo test -q --workspace --doc "$@"' _ "${FEAT[@]}" ;;
     core) run_stage core cargo test -q "${FEAT[@]}" -p betterpg-core --lib --test branch --test storage -- --test-threads=1 ;;
-    cli)  run_stage cli cargo test -q "${FEAT[@]}" -p betterpg-cli --test cli --test faults -- --test-threads=1 ;;
+    cli)  run_stage cli cargo test -q "${FEAT[@]}" -p betterpg-cli --test cli --test cli_json --test faults -- --test-threads=1 ;;
     versions) run_stage versions cargo test -q "${FEAT[@]}" -p betterpg-core --test versions --test fuzz_names -- --test-threads=1 ;;
     safety) run_stage safety cargo test -q "${FEAT[@]}" -p betterpg-cli --test bad_input --test concurrency --test capacity -- --test-threads=1 ;;
     # A branch isolated from its source (docs/safety.md, "Isolation"): every

@@ -194,6 +194,11 @@ pub struct SnapshotArgs {
 pub struct StatusArgs {
     /// Only this database or branch.
     pub name: Option<String>,
+    /// With --json: print an object holding the entries and the pool
+    /// usage the text shows ({"entries": [...], "pool": {...}}) instead
+    /// of the list of entries alone.
+    #[arg(long)]
+    pub pool: bool,
 }
 
 /// A command taking one database or branch.

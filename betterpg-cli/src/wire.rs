@@ -259,6 +259,57 @@ impl<'a> From<&'a betterpg_core::home::Config> for Config<'a> {
     }
 }
 
+/// `status --pool`: the entries and the pool usage.
+#[derive(Serialize)]
+pub struct Status<'a> {
+    pub entries: Vec<Info<'a>>,
+    pub pool: Pool<'a>,
+}
+
+/// The pool the home lives on, as `status` shows it.
+#[derive(Serialize)]
+pub struct Pool<'a> {
+    pub name: &'a str,
+    pub used_bytes: u64,
+    pub available_bytes: u64,
+    pub fraction_used: f64,
+    pub warning: bool,
+    pub branches: BranchSpace,
+    pub zfs_properties: &'a BTreeMap<String, String>,
+}
+
+/// All branches together: what they use and may use.
+#[derive(Serialize)]
+pub struct BranchSpace {
+    pub used_bytes: u64,
+    pub limit_bytes: Option<u64>,
+    pub fraction_used: f64,
+    pub warning: bool,
+    pub headroom_percent: u8,
+}
+
+impl<'a> Pool<'a> {
+    /// From the pool usage and the home's config (its headroom and the
+    /// datasets' properties).
+    pub fn new(p: &'a betterpg_core::PoolUsage, c: &'a betterpg_core::home::Config) -> Self {
+        Pool {
+            name: &p.pool,
+            used_bytes: p.space.used,
+            available_bytes: p.space.available,
+            fraction_used: p.fraction_used,
+            warning: p.warning,
+            branches: BranchSpace {
+                used_bytes: p.branches.used,
+                limit_bytes: p.branches.limit,
+                fraction_used: p.branches.fraction_used,
+                warning: p.branches.warning,
+                headroom_percent: c.branch_headroom_percent,
+            },
+            zfs_properties: &c.zfs_properties,
+        }
+    }
+}
+
 /// `url`.
 #[derive(Serialize)]
 pub struct Url<'a> {

@@ -15,7 +15,15 @@ pub async fn run(g: &Global, a: StatusArgs) -> Result<(), Error> {
     };
     let pool = mgr.pool_usage().await?;
     if g.json {
-        output::json(&infos.iter().map(wire::Info::from).collect::<Vec<_>>())?;
+        let entries = infos.iter().map(wire::Info::from).collect::<Vec<_>>();
+        if a.pool {
+            output::json(&wire::Status {
+                entries,
+                pool: wire::Pool::new(&pool, mgr.config()),
+            })?;
+        } else {
+            output::json(&entries)?;
+        }
     } else {
         output::tree(&infos);
         println!(

@@ -1,0 +1,178 @@
+//! `docs/cli-json.md` against real output: every `--json` shape it shows is
+//! what the command prints (same keys at every level, same JSON types), and
+//! its exit-status table is the error kinds' (so the page cannot drift).
+
+#[path = "../../betterpg-core/tests/common/mod.rs"]
+mod common;
+mod support;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use common::*;
+use support::*;
+
+const DOC: &str = include_str!("../../docs/cli-json.md");
+
+/// The examples of the page by their `<!-- check: NAME -->` mark.
+fn examples() -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    let mut rest = DOC;
+    while let Some(i) = rest.find("<!-- check: ") {
+        rest = &rest[i + "<!-- check: ".len()..];
+        let name = rest[..rest.find(" -->").expect("mark ends")].to_string();
+        let start = rest.find("```json\n").expect("a json block after the mark") + 8;
+        let end = start + rest[start..].find("```").expect("block ends");
+        let v: Value = serde_json::from_str(&rest[start..end])
+            .unwrap_or_else(|e| panic!("example {name} is not JSON: {e}"));
+        assert!(out.insert(name.clone(), v).is_none(), "{name} twice");
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// Why `got` does not have the shape of `doc` (at `path`), if it does not.
+fn mismatch(path: &str, doc: &Value, got: &Value) -> Option<String> {
+    match (doc, got) {
+        (Value::Null, _) | (_, Value::Null) => None,
+        (Value::Object(d), Value::Object(g)) => {
+            let dk: Vec<&String> = d.keys().collect();
+            let gk: Vec<&String> = g.keys().collect();
+            if dk != gk {
+                return Some(format!(
+                    "{path}: documented keys {dk:?}, printed keys {gk:?}"
+                ));
+            }
+            d.iter()
+                .find_map(|(k, dv)| mismatch(&format!("{path}.{k}"), dv, &g[k]))
+        }
+        (Value::Array(d), Value::Array(g)) => match d.first() {
+            Some(d0) => g
+                .iter()
+                .enumerate()
+                .find_map(|(i, gv)| mismatch(&format!("{path}[{i}]"), d0, gv)),
+            None if g.is_empty() => None,
+            None => Some(format!(
+                "{path}: documented as an empty list without an element example, printed {got}"
+            )),
+        },
+        (Value::Number(_), Value::Number(_))
+        | (Value::String(_), Value::String(_))
+        | (Value::Bool(_), Value::Bool(_)) => None,
+        _ => Some(format!("{path}: documented {doc}, printed {got}")),
+    }
+}
+
+#[test]
+fn the_shape_check_catches_drift() {
+    let doc: Value = serde_json::json!({"a": 1, "b": [{"c": "x"}], "d": null});
+    let same = serde_json::json!({"a": 2, "b": [{"c": "y"}, {"c": "z"}], "d": {"e": 1}});
+    assert_eq!(mismatch("", &doc, &same), None);
+    let renamed = serde_json::json!({"a": 2, "b": [], "dd": null});
+    assert!(mismatch("", &doc, &renamed).unwrap().contains("keys"));
+    let retyped = serde_json::json!({"a": "2", "b": [], "d": null});
+    assert!(mismatch("", &doc, &retyped).unwrap().contains(".a"));
+    let inner = serde_json::json!({"a": 1, "b": [{"c": "x", "new": 1}], "d": null});
+    assert!(mismatch("", &doc, &inner).unwrap().contains(".b[0]"));
+}
+
+#[test]
+fn the_exit_status_table_is_the_error_kinds() {
+    let rows: Vec<(String, u32, u8)> = DOC
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let c: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+            (
+                c[0].trim_matches('`').to_string(),
+                c[1].parse().unwrap(),
+                c[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    let kinds: Vec<(String, u32, u8)> = betterpg_core::Error::KINDS
+        .iter()
+        .map(|&(code, name)| {
+            let exit = if code == 99 { 1 } else { (code + 9) as u8 };
+            (name.to_string(), code, exit)
+        })
+        .collect();
+    assert_eq!(rows, kinds, "docs/cli-json.md's exit status table");
+}
+
+#[test]
+fn every_documented_shape_is_what_bpg_prints() {
+    let env = TestEnv::plan("bpgj");
+    let bpg = Bpg::of(&env);
+    let mut got: BTreeMap<String, Value> = BTreeMap::new();
+    let (a, b) = env.ports;
+    got.insert(
+        "init".into(),
+        bpg.json(&[
+            "init",
+            "--pool-file",
+            &env.pool_file.to_string_lossy(),
+            "--size",
+            "1G",
+            "--pool",
+            &env.pool,
+            "--ports",
+            &format!("{a}-{b}"),
+            "--pg-bin",
+            "/usr/lib/postgresql/15/bin",
+        ]),
+    );
+    got.insert("create".into(), bpg.json(&["create", "prod"]));
+    got.insert("branch".into(), bpg.json(&["branch", "prod", "dev"]));
+    got.insert("reset".into(), bpg.json(&["reset", "dev", "--fast"]));
+    got.insert("status".into(), bpg.json(&["status"]));
+    got.insert("status-pool".into(), bpg.json(&["status", "--pool"]));
+    got.insert("url".into(), bpg.json(&["url", "dev"]));
+    got.insert("stop".into(), bpg.json(&["stop", "dev"]));
+    got.insert("start".into(), bpg.json(&["start", "dev"]));
+    got.insert("gc".into(), bpg.json(&["gc", "--dry-run"]));
+    got.insert("doctor".into(), bpg.json(&["doctor"]));
+    got.insert("destroy".into(), bpg.json(&["destroy", "dev"]));
+
+    let doc = examples();
+    assert_eq!(
+        doc.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>(),
+        "every documented shape is checked, and every checked output documented"
+    );
+    for (name, d) in &doc {
+        if let Some(m) = mismatch(name, d, &got[name]) {
+            panic!(
+                "docs/cli-json.md is out of date for {name}: {m}\nprinted: {:#}",
+                got[name]
+            );
+        }
+    }
+    // `status --pool` holds what `status` prints, and the pool of the text.
+    assert_eq!(got["status-pool"]["entries"], got["status"]);
+    let text = bpg.ok(&["status"]);
+    let pool = &got["status-pool"]["pool"];
+    assert!(
+        text.contains(&format!("pool {}:", pool["name"].as_str().unwrap())),
+        "{text}"
+    );
+    assert_eq!(
+        pool["branches"]["headroom_percent"], 20,
+        "the default headroom: {pool}"
+    );
+
+    // Exit statuses: the kind's code plus 9.
+    let o = bpg.run(&["status", "nope"]);
+    assert_eq!(o.status.code(), Some(12), "not_found");
+    let o = Bpg {
+        home: &env.home.join("none"),
+    }
+    .run(&["status"]);
+    assert_eq!(o.status.code(), Some(14), "not_initialized");
+    let o = bpg.run(&["create", "bad name"]);
+    assert_eq!(o.status.code(), Some(10), "invalid_name");
+    let o = bpg.run(&["--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2), "usage");
+    bpg.ok(&["destroy", "prod", "--force"]);
+}
