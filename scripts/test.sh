@@ -4,8 +4,8 @@
 # what it started even on failure. Exits non-zero when anything fails.
 #
 # Usage: scripts/test.sh [STAGE...]   (default: all stages, in order)
-# Stages: lint unit core cli versions safety isolation ffi python docker demo bench openzfs
-#         daemon-restart
+# Stages: lint unit core cli versions safety isolation ffi python examples docker demo bench
+#         openzfs daemon-restart
 # (openzfs boots a guest with the real OpenZFS 2.1 or 2.3 kernel module, one
 # release per run by the day, BPG_VM_ZFS=both for both; times in docs/openzfs.md.)
 # (daemon-restart kills and restarts the zfs-fuse daemon: it runs last.)
@@ -13,7 +13,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-ALL_STAGES=(lint unit core cli versions safety isolation ffi python docker demo bench openzfs daemon-restart)
+ALL_STAGES=(lint unit core cli versions safety isolation ffi python examples docker demo bench openzfs daemon-restart)
 STAGES=("$@")
 [[ ${#STAGES[@]} -gt 0 ]] || STAGES=("${ALL_STAGES[@]}")
 
@@ -128,6 +128,8 @@ for s in "${STAGES[@]}"; do
     daemon-restart) run_stage daemon-restart env BPG_ALLOW_DAEMON_RESTART=1 cargo test -q "${FEAT[@]}" -p betterpg-cli --test daemon_restart -- --ignored --nocapture ;;
     ffi)  run_stage ffi scripts/test-ffi.sh ;;
     python) run_stage python scripts/test-python.sh ;;
+    # Every examples/*/README.md, run copy-paste as written.
+    examples) run_stage examples scripts/test-examples.sh ;;
     docker) run_stage docker scripts/test-docker.sh ;;
     demo) run_stage demo bash -c 'export BPG=$PWD/target/debug/bpg DEMO_HOME=/tmp/betterpg-ci-demo DEMO_POOL=bpgcidemo; scripts/demo.sh && scripts/demo.sh --clean' ;;
     *) die "unknown stage $s (have: ${ALL_STAGES[*]})" ;;

@@ -29,6 +29,9 @@ Fixtures
 Configuration (first found wins)
 --------------------------------
 home:   ``--betterpg-home`` option, ``betterpg_home`` ini value, ``BPG_HOME``.
+        (Write options with a value as ``--betterpg-home=DIR``: pytest looks
+        for its ini file before loading plugins, and in ``--betterpg-home
+        DIR`` it takes ``DIR`` for a test path and misses the ini file.)
 source: ``--betterpg-source`` option, ``betterpg_source`` ini value.
 fast:   ``--betterpg-fast`` option, ``betterpg_fast`` ini value (crash-consistent
         snapshots: no backup mode on the source; fine when nothing writes to

@@ -1,8 +1,9 @@
 """Each test writes to its own branch and never sees another test's writes.
 
 The source database has a table ``items`` (id serial, name text) with 100
-rows. Run with ``-n 2`` (pytest-xdist) and the tests of both workers write
-at the same time, each to a private branch.
+rows: ``make_source.py`` (next to ``pytest.ini``) makes it; the README's
+"Try it" runs the whole thing. Run with ``-n 2`` (pytest-xdist) and the
+tests of both workers write at the same time, each to a private branch.
 """
 
 import betterpg
