@@ -123,7 +123,7 @@ for s in "${STAGES[@]}"; do
     # log says which): both guests in every run do not fit CI's time budget
     # (docs/openzfs.md). BPG_VM_ZFS=both runs both. Its own timeout: a cold
     # machine builds the release's module first.
-    openzfs) BPG_VM_ZFS=${BPG_VM_ZFS:-rotate} STAGE_TIMEOUT=${OPENZFS_STAGE_TIMEOUT:-2700} \
+    openzfs) BPG_VM_ZFS=${BPG_VM_ZFS:-rotate} STAGE_TIMEOUT=${OPENZFS_STAGE_TIMEOUT:-3000} \
                run_stage openzfs scripts/test-openzfs-vm.sh ;;
     daemon-restart) run_stage daemon-restart env BPG_ALLOW_DAEMON_RESTART=1 cargo test -q "${FEAT[@]}" -p betterpg-cli --test daemon_restart -- --ignored --nocapture ;;
     ffi)  run_stage ffi scripts/test-ffi.sh ;;
