@@ -2,7 +2,7 @@
 //! `storage::select` gives for `BPG_STORAGE_BACKEND` (`auto` when unset,
 //! `cli`, `libzfs`). It runs on this machine against zfs-fuse (CLI backend)
 //! and, through `scripts/test-openzfs-vm.sh`, in a guest against the real
-//! OpenZFS 2.1 kernel module with both the CLI and the linked backend. Any
+//! OpenZFS 2.1 and 2.3 kernel modules with both the CLI and the libzfs backend. Any
 //! difference between them is handled in the backends, never here.
 //!
 //! Every test makes its own file-backed pool (prefix `bpgvm`, file under
@@ -10,7 +10,7 @@
 //! FAILS the test with what to do; nothing is skipped.
 //!
 //! `bench_storage_ops` (ignored: a benchmark, run by the VM script) times
-//! snapshot, clone, list and destroy with the CLI and the linked backend side
+//! snapshot, clone, list and destroy with the CLI and the libzfs backend side
 //! by side and writes JSON to `BPG_STORAGE_BENCH_OUT`.
 
 use std::collections::BTreeSet;
