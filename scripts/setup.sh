@@ -10,6 +10,7 @@
 #   - the unprivileged OS user `postgres`;
 #   - Debian's auto-created cluster 15/main is stopped and set to manual start
 #     so port 5432 stays free.
+#   - cargo-nextest (cargo install --locked), which runs the Rust tests.
 # It checks for the Rust toolchain (cargo) but cannot install it.
 #
 # Usage: scripts/setup.sh [--check] [--quiet]
@@ -240,6 +241,31 @@ check_rust() {
   fi
 }
 
+# cargo-nextest runs the Rust tests (.config/nextest.toml). Installed from
+# crates.io with `cargo install --locked` (it compiles, a few minutes, once
+# per machine) when missing or older than the version pinned here.
+NEXTEST_VERSION=0.9.143
+nextest_version() { cargo nextest --version 2>/dev/null | awk 'NR == 1 {print $2}'; }
+ensure_nextest() {
+  have_cmd cargo || return 0   # check_rust says what is missing
+  local have
+  have=$(nextest_version)
+  if [[ -n "$have" ]] && [[ "$(printf '%s\n%s\n' "$NEXTEST_VERSION" "$have" | sort -V | head -1)" == "$NEXTEST_VERSION" ]]; then
+    ok "cargo-nextest $have"
+    return 0
+  fi
+  if (( CHECK )); then
+    MISSING+=("cargo-nextest >= $NEXTEST_VERSION${have:+ (found $have)}")
+    return 0
+  fi
+  log "installing cargo-nextest $NEXTEST_VERSION (cargo install --locked; compiles once, a few minutes)"
+  cargo install cargo-nextest --version "$NEXTEST_VERSION" --locked --quiet \
+    || die "cargo install cargo-nextest $NEXTEST_VERSION failed"
+  have=$(nextest_version)
+  [[ -n "$have" ]] || die "cargo-nextest installed but 'cargo nextest' does not run (is ~/.cargo/bin on PATH?)"
+  ok "installed cargo-nextest $have"
+}
+
 check_docker() {
   if have_cmd docker && timeout 10 docker info >/dev/null 2>&1; then
     ok "docker engine answers (optional)"
@@ -258,6 +284,7 @@ main() {
   quiet_debian_cluster
   check_pg15
   check_rust
+  ensure_nextest
   check_docker
   if (( ${#MISSING[@]} )); then
     local m

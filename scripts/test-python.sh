@@ -3,7 +3,7 @@
 #   1. a virtualenv in target/py-venv with maturin, pytest, pytest-xdist and
 #      psycopg[binary] (installed once; reinstalled only when this list
 #      changes or the venv is broken);
-#   2. the crate's Rust unit tests (cargo test -p betterpg-py);
+#   2. the crate's Rust unit tests (cargo nextest run -p betterpg-py);
 #   3. `maturin develop` (editable install of the package), then a real
 #      abi3 wheel: checks what it ships (stubs, py.typed, the pytest11 entry
 #      point) and imports it from a throwaway venv;
@@ -95,8 +95,8 @@ export PATH=$VENV/bin:$PATH
 unset PYTHONPATH BPG_HOME PYTEST_ADDOPTS
 
 # --- 2. Rust unit tests ---------------------------------------------------------
-log "cargo test -p betterpg-py"
-cargo test -q -p betterpg-py --features fault-injection
+log "cargo nextest run -p betterpg-py"
+cargo nextest run --profile ci --no-tests=fail -p betterpg-py --features fault-injection
 
 # --- 3. build and install --------------------------------------------------------
 # The test build has fault injection (BETTERPG_FAULT), like every test

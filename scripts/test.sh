@@ -40,13 +40,17 @@ cargo build --workspace --all-targets -q "${FEAT[@]}"
 cargo test --workspace --no-run -q "${FEAT[@]}" 2>/dev/null
 
 FAILED=()
-# Integration tests run one at a time: zfs-fuse has been seen to wedge (every
-# FUSE call on the new mounts blocks) when two tests create pools and mount
-# datasets at the same moment. Concurrency is still tested on purpose, by
-# the concurrency test's eight bpg processes on one pool.
-# A stage that hangs (e.g. a wedged zfs-fuse daemon) fails after this long
-# instead of eating CI's whole budget.
+# Tests run under cargo-nextest (.config/nextest.toml, profile `ci`): each
+# test in its own process; the integration tests that make pools, run
+# servers or drive bpg in the test group `zfs`, one at a time across every
+# binary (zfs-fuse has been seen to wedge when two tests create pools and
+# mount datasets at the same moment; concurrency is still tested on purpose,
+# by the concurrency test's eight bpg processes on one pool); pure tests in
+# parallel; a test that hangs is killed by nextest's slow-timeout.
+# A stage that hangs anyway (e.g. a wedged zfs-fuse daemon) fails after this
+# long instead of eating CI's whole budget.
 STAGE_TIMEOUT=${STAGE_TIMEOUT:-1200}
+NEXTEST=(cargo nextest run --profile ci --no-tests=fail "${FEAT[@]}")
 
 zfs_alive() { pgrep -x zfs-fuse >/dev/null 2>&1 && timeout 5 zpool list >/dev/null 2>&1; }
 
@@ -107,25 +111,27 @@ run_stage() {
 
 for s in "${STAGES[@]}"; do
   case "$s" in
-    lint) run_stage lint bash -c 'cargo fmt --all -- --check && cargo clippy -q --workspace --all-targets -- -D warnings && cargo clippy -q --workspace --all-targets "$@" -- -D warnings && cargo test -q -p betterpg-core --test layers' _ "${FEAT[@]}" ;;
-    unit) run_stage unit bash -c 'cargo test -q --workspace --lib --bins "$@" && cargo test -q --workspace --doc "$@"' _ "${FEAT[@]}" ;;
-    core) run_stage core cargo test -q "${FEAT[@]}" -p betterpg-core --lib --test branch --test storage -- --test-threads=1 ;;
-    cli)  run_stage cli cargo test -q "${FEAT[@]}" -p betterpg-cli --test cli --test cli_json --test faults -- --test-threads=1 ;;
-    versions) run_stage versions cargo test -q "${FEAT[@]}" -p betterpg-core --test versions --test fuzz_names -- --test-threads=1 ;;
-    safety) run_stage safety cargo test -q "${FEAT[@]}" -p betterpg-cli --test bad_input --test concurrency --test capacity -- --test-threads=1 ;;
+    lint) run_stage lint bash -c 'cargo fmt --all -- --check && cargo clippy -q --workspace --all-targets -- -D warnings && cargo clippy -q --workspace --all-targets "$@" -- -D warnings && cargo nextest run --profile ci --no-tests=fail -p betterpg-core --test layers "$@"' _ "${FEAT[@]}" ;;
+    unit) run_stage unit bash -c 'cargo nextest run --profile ci --no-tests=fail --workspace --lib --bins "$@" && cargo test -q --workspace --doc "$@"' _ "${FEAT[@]}" ;;
+    core) run_stage core "${NEXTEST[@]}" -p betterpg-core --lib --test branch --test storage ;;
+    cli)  run_stage cli "${NEXTEST[@]}" -p betterpg-cli --test cli --test cli_json --test faults ;;
+    versions) run_stage versions "${NEXTEST[@]}" -p betterpg-core --test versions --test fuzz_names ;;
+    safety) run_stage safety "${NEXTEST[@]}" -p betterpg-cli --test bad_input --test concurrency --test capacity ;;
     # A branch isolated from its source (docs/safety.md, "Isolation"): every
-    # betterpg-cli/tests/isolation_*.rs, one test at a time.
+    # betterpg-cli/tests/isolation_*.rs (none found fails the stage).
     # BPG_NO_FAULT_BIN: the bpg built without fault injection (above), which
     # isolation_fault_injection.rs runs with BETTERPG_FAULT set.
-    isolation) run_stage isolation env BPG_NO_FAULT_BIN="$NO_FAULT_BIN" bash -c 'set -e; shopt -s nullglob; t=(); for f in betterpg-cli/tests/isolation_*.rs; do b=${f##*/}; t+=(--test "${b%.rs}"); done; [[ ${#t[@]} -gt 0 ]] || { echo "no isolation tests found"; exit 1; }; cargo test -q "$@" -p betterpg-cli "${t[@]}" -- --test-threads=1' _ "${FEAT[@]}" ;;
-    bench) run_stage bench env BPG_BENCH_BIN="$PWD/target/debug/bpg" scripts/bench.sh --short ;;
+    isolation) run_stage isolation env BPG_NO_FAULT_BIN="$NO_FAULT_BIN" "${NEXTEST[@]}" -p betterpg-cli -E 'binary(/^isolation_/)' ;;
+    # The criterion micro-benchmarks are compiled (so they stay built; run
+    # them with `cargo bench -p betterpg-benches`), then the short harness run.
+    bench) run_stage bench env BPG_BENCH_BIN="$PWD/target/debug/bpg" bash -c 'cargo bench -q -p betterpg-benches --no-run && scripts/bench.sh --short' ;;
     # One OpenZFS release per CI run (2.1 and 2.3 alternate by the day; the
     # log says which): both guests in every run do not fit CI's time budget
     # (docs/openzfs.md). BPG_VM_ZFS=both runs both. Its own timeout: a cold
     # machine builds the release's module first.
     openzfs) BPG_VM_ZFS=${BPG_VM_ZFS:-rotate} STAGE_TIMEOUT=${OPENZFS_STAGE_TIMEOUT:-3000} \
                run_stage openzfs scripts/test-openzfs-vm.sh ;;
-    daemon-restart) run_stage daemon-restart env BPG_ALLOW_DAEMON_RESTART=1 cargo test -q "${FEAT[@]}" -p betterpg-cli --test daemon_restart -- --ignored --nocapture ;;
+    daemon-restart) run_stage daemon-restart env BPG_ALLOW_DAEMON_RESTART=1 "${NEXTEST[@]}" -p betterpg-cli --test daemon_restart --run-ignored only --no-capture ;;
     ffi)  run_stage ffi scripts/test-ffi.sh ;;
     python) run_stage python scripts/test-python.sh ;;
     # Every examples/*/README.md, run copy-paste as written.

@@ -6,15 +6,10 @@
 //!
 //! Ports: 59620-59739 (six homes at most). Pools: bpgsafe*.
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::*;
-use support::*;
+use betterpg_testkit::*;
 
 const PORT_LO: u16 = 59620;
 const PORT_HI: u16 = 59739;

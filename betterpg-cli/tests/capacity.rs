@@ -13,14 +13,9 @@
 //!
 //! Ports: 59860-59919 (three homes at most). Pools: bpgsafe*.
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::process::Command;
 
-use common::*;
-use support::*;
+use betterpg_testkit::*;
 
 const PORT_LO: u16 = 59860;
 const PORT_HI: u16 = 59919;

@@ -1,13 +1,8 @@
 //! The `bpg` binary end to end: real ZFS pool, real PostgreSQL 15.
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::process::Command;
 
-use common::*;
-use support::*;
+use betterpg_testkit::*;
 
 fn setup() -> TestEnv {
     std::env::set_var("BPG_TEST_PORT_BASE", "55500");
@@ -136,7 +131,7 @@ fn bad_input_fails_with_one_clear_line_and_changes_nothing() {
     assert_eq!(before, catalog());
 
     // A home that was never initialised says how to fix it.
-    let o = Command::new(env!("CARGO_BIN_EXE_bpg"))
+    let o = Command::new(bpg_exe())
         .args(["--home", "/nonexistent/bpg-home", "status"])
         .output()
         .unwrap();
@@ -145,7 +140,7 @@ fn bad_input_fails_with_one_clear_line_and_changes_nothing() {
     assert!(err.contains("bpg init"), "{err}");
     // init on a pool that does not exist
     let dir = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_bpg"))
+    let o = Command::new(bpg_exe())
         .arg("--home")
         .arg(dir.path())
         .args(["init", "--dataset", "no_such_pool_xyz/betterpg"])

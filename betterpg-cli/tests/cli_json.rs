@@ -2,16 +2,11 @@
 //! what the command prints (same keys at every level, same JSON types), and
 //! its exit-status table is the error kinds' (so the page cannot drift).
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use common::*;
-use support::*;
+use betterpg_testkit::*;
 
 const DOC: &str = include_str!("../../docs/cli-json.md");
 

@@ -9,16 +9,11 @@
 //!
 //! Ports: 59800-59859 (three homes at most). Pools: bpgsafe*.
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier, Mutex};
 
-use common::*;
+use betterpg_testkit::*;
 use serde_json::Value;
-use support::*;
 
 const PORT_LO: u16 = 59800;
 const PORT_HI: u16 = 59859;

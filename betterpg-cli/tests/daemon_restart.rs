@@ -18,15 +18,10 @@
 //!
 //! Ports: 59920-59959. Pools: bpgsafe*.
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
-use support::*;
+use betterpg_testkit::*;
 
 const PORT_LO: u16 = 59920;
 const PORT_HI: u16 = 59959;

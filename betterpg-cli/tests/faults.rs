@@ -5,16 +5,11 @@
 //! writes; nothing half-made stays (or `bpg gc` removes it); the same branch
 //! then succeeds. Real ZFS, real PostgreSQL 15.
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
-use support::*;
+use betterpg_testkit::*;
 
 const STEPS: &[&str] = &[
     "after_backup_start",
@@ -27,9 +22,7 @@ const STEPS: &[&str] = &[
 
 /// `bpg --home HOME ARGS` as a command, to add environment or pipes.
 fn bpg_cmd(env: &TestEnv, args: &[&str]) -> Command {
-    let mut c = Command::new(bpg_exe());
-    c.arg("--home").arg(&env.home).args(args);
-    c
+    Bpg::of(env).command(args)
 }
 
 fn setup() -> TestEnv {
@@ -38,17 +31,6 @@ fn setup() -> TestEnv {
     let env = TestEnv::plan("bpgt");
     init(&env, "1G");
     env
-}
-
-fn zfs_names(pool: &str) -> Vec<String> {
-    let out = Command::new("zfs")
-        .args(["get", "-r", "-H", "-o", "name", "type", pool])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(String::from)
-        .collect()
 }
 
 /// The source is out of backup mode (no betterpg session: a non-exclusive
@@ -85,7 +67,7 @@ async fn assert_source_healthy(url: &str, tag: &str) {
 /// Only prod (and the root and the branch space) remain in the pool and
 /// the catalog.
 fn assert_only_prod(bpg: &Bpg, env: &TestEnv, tag: &str) {
-    let names = zfs_names(&env.pool);
+    let names = zfs_tree(&env.pool);
     let expected = vec![
         env.pool.clone(),
         format!("{}/betterpg", env.pool),
@@ -192,7 +174,7 @@ async fn sigkill_at_every_step_is_cleaned_by_gc() {
             .unwrap_or_else(|| panic!("{step}: status hides the half-made branch: {st}"));
         assert_eq!(dev["state"], "incomplete", "{step}: {dev}");
         let catalog_before = std::fs::read_to_string(env.home.join("catalog.json")).unwrap();
-        let pool_before = zfs_names(&env.pool);
+        let pool_before = zfs_tree(&env.pool);
         let dry = bpg.json(&["gc", "--dry-run"]);
         let items = dry["items"].as_array().unwrap();
         assert!(
@@ -218,7 +200,7 @@ async fn sigkill_at_every_step_is_cleaned_by_gc() {
         );
         assert_eq!(
             pool_before,
-            zfs_names(&env.pool),
+            zfs_tree(&env.pool),
             "{step}: --dry-run changed the pool"
         );
         let port = dev["port"].as_u64().unwrap() as u16;

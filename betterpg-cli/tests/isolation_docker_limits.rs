@@ -5,38 +5,13 @@
 //! betterpg's network, hardened, is proven against the real engine by the
 //! docker stage: betterpg-core/tests/docker.rs.) Real ZFS.
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
-use common::*;
-use support::*;
-
-fn init_args(env: &TestEnv) -> Vec<String> {
-    let (a, b) = env.ports;
-    [
-        "init",
-        "--pool-file",
-        &env.pool_file.to_string_lossy(),
-        "--size",
-        "1G",
-        "--pool",
-        &env.pool,
-        "--ports",
-        &format!("{a}-{b}"),
-        "--pg-bin",
-        "/usr/lib/postgresql/15/bin",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
+use betterpg_testkit::*;
 
 #[test]
 fn init_stores_container_limits_and_refuses_too_small_ones() {
     let env = TestEnv::plan("bpgisodk");
     let bpg = Bpg::of(&env);
-    let base = init_args(&env);
+    let base = init_args(&env, &env.pool_file, "1G");
 
     // Too small: a config error naming the minimum, and nothing is made.
     for extra in [["--docker-memory", "1M"], ["--docker-pids", "5"]] {
@@ -82,7 +57,7 @@ fn init_without_limits_stores_the_defaults() {
     let env = TestEnv::plan("bpgisodk");
     let bpg = Bpg::of(&env);
     let mut args: Vec<&str> = vec!["--json"];
-    let base = init_args(&env);
+    let base = init_args(&env, &env.pool_file, "1G");
     args.extend(base.iter().map(String::as_str));
     let out: serde_json::Value = serde_json::from_str(&bpg.ok(&args)).expect("JSON");
     assert_eq!(
@@ -98,7 +73,7 @@ fn init_without_limits_stores_the_defaults() {
     // 0: no limit.
     let env2 = TestEnv::plan("bpgisodk");
     let mut args: Vec<&str> = vec!["--json"];
-    let base2 = init_args(&env2);
+    let base2 = init_args(&env2, &env2.pool_file, "1G");
     args.extend(base2.iter().map(String::as_str));
     args.extend_from_slice(&["--docker-memory", "0", "--docker-pids", "0"]);
     let out = Bpg::of(&env2).ok(&args);

@@ -8,33 +8,11 @@
 //! same variable. Needs `BPG_NO_FAULT_BIN`: a `bpg` built WITHOUT the feature (scripts/test.sh
 //! builds one into target/no-fault-injection/bpg); missing, the test fails.
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
-use support::*;
-
-/// The `bpg` without fault injection, or a failure saying how to get one.
-fn no_fault_bin() -> PathBuf {
-    let p = std::env::var_os("BPG_NO_FAULT_BIN")
-        .map(PathBuf::from)
-        .expect(
-            "BPG_NO_FAULT_BIN is not set: build bpg without fault injection \
-         (`cargo build -p betterpg-cli --target-dir target/no-fault-injection`) and set \
-         BPG_NO_FAULT_BIN=target/no-fault-injection/debug/bpg (scripts/test.sh does)",
-        );
-    assert!(
-        p.is_file(),
-        "BPG_NO_FAULT_BIN={} is not a file: build it first",
-        p.display()
-    );
-    p
-}
+use betterpg_testkit::*;
 
 fn run_ok(exe: &Path, home: &Path, args: &[&str]) -> String {
     let o = Command::new(exe)

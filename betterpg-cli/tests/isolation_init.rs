@@ -8,42 +8,14 @@
 //!   0700 parent) is refused at init, naming the directory and what to do;
 //!   `bpg doctor` finds the same when the parent is closed later.
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
-use support::*;
+use betterpg_testkit::*;
 
 fn setup_ports() {
-    if std::env::var_os("BPG_TEST_PORT_BASE").is_none() {
-        set_port_base(43100);
-    }
-}
-
-/// `bpg --home HOME init --pool-file FILE --size SIZE --pool POOL ...` args.
-fn init_args(env: &TestEnv, file: &Path, size: &str) -> Vec<String> {
-    let (a, b) = env.ports;
-    [
-        "init",
-        "--pool-file",
-        &file.to_string_lossy(),
-        "--size",
-        size,
-        "--pool",
-        &env.pool,
-        "--ports",
-        &format!("{a}-{b}"),
-        "--pg-bin",
-        "/usr/lib/postgresql/15/bin",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    default_port_base(43100);
 }
 
 fn strs(v: &[String]) -> Vec<&str> {

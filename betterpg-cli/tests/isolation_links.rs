@@ -4,15 +4,10 @@
 //! reset or start. Real ZFS, real PostgreSQL 15: the links are planted
 //! through SQL (`COPY ... TO PROGRAM`), as an attacker would.
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::*;
-use support::*;
+use betterpg_testkit::*;
 
 /// Files outside every data directory, owned by root: content, owner and
 /// mode must never change.

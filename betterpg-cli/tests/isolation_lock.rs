@@ -6,16 +6,11 @@
 //! the lock file and the holder's pid, and change nothing. Real ZFS, real
 //! PostgreSQL 15, a real second process holding the `flock`.
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
-use support::*;
+use betterpg_testkit::*;
 
 /// Exit status of a `timeout` error (`Error::code` 10 + 9).
 const EXIT_TIMEOUT: i32 = 19;

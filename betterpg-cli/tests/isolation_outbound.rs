@@ -6,17 +6,12 @@
 //! own. Real ZFS, real PostgreSQL 15 servers: a publisher, a source that
 //! subscribes to it and archives, and its branches.
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use betterpg_testkit::*;
 use serde_json::Value;
-use support::*;
 
 fn setup() -> TestEnv {
     assert!(
@@ -24,9 +19,7 @@ fn setup() -> TestEnv {
             && Path::new("/usr/share/postgresql/15/extension/postgres_fdw.control").exists(),
         "pg_cron and postgres_fdw for PostgreSQL 15 are missing: run scripts/setup.sh (installs postgresql-15-cron)"
     );
-    let env = TestEnv::plan("bpgio");
-    init(&env, "1G");
-    env
+    TestEnv::initialized("bpgio")
 }
 
 async fn one(url: &str, sql: &str) -> String {

@@ -12,20 +12,13 @@
 //!
 //! Real ZFS, real PostgreSQL 15, the real `bpg` binary.
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::process::Command;
 
-use common::*;
+use betterpg_testkit::*;
 use serde_json::Value;
-use support::*;
 
 fn setup() -> TestEnv {
-    let env = TestEnv::plan("bpgha");
-    init(&env, "1G");
-    env
+    TestEnv::initialized("bpgha")
 }
 
 /// Every dataset and snapshot of the pool.

@@ -10,22 +10,15 @@
 //!
 //! Real ZFS, real PostgreSQL 15, the real `bpg` binary.
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::process::{Command, Stdio};
 
-use common::*;
+use betterpg_testkit::*;
 use serde_json::Value;
-use support::*;
 
 const ROUNDS: usize = 20;
 
 fn setup() -> TestEnv {
-    let env = TestEnv::plan("bpgha");
-    init(&env, "1G");
-    env
+    TestEnv::initialized("bpgha")
 }
 
 fn spawn(env: &TestEnv, args: &[&str]) -> std::process::Child {

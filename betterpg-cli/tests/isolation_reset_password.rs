@@ -7,14 +7,9 @@
 //!
 //! Real ZFS, real PostgreSQL 15, the real `bpg` binary.
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 
-use common::*;
-use support::*;
+use betterpg_testkit::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_without_the_password_file_makes_a_new_one_and_says_so() {

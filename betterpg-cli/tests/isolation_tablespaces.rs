@@ -10,18 +10,13 @@
 //!
 //! Real ZFS (zfs-fuse or OpenZFS), real PostgreSQL (15, and 14).
 
-#[path = "../../betterpg-core/tests/common/mod.rs"]
-mod common;
-mod support;
-
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
-use support::*;
+use betterpg_testkit::*;
 
 /// Pool names of this file's tests start with this (override with
 /// `BPG_TEST_POOL_PREFIX` so parallel runs on one machine do not collide).
@@ -29,24 +24,8 @@ fn pool_prefix() -> String {
     std::env::var("BPG_TEST_POOL_PREFIX").unwrap_or_else(|_| "bpgts".into())
 }
 
-/// The bin directory of PostgreSQL `major`; fails when it is missing.
-fn pg_bin(major: u32) -> String {
-    let dir = if major == 15 {
-        "/usr/lib/postgresql/15/bin".to_string()
-    } else {
-        format!("/var/cache/betterpg/pg/{major}/bin")
-    };
-    assert!(
-        Path::new(&dir).join("postgres").exists(),
-        "PostgreSQL {major} is missing in {dir}: run scripts/setup.sh (it fetches 14-18)"
-    );
-    dir
-}
-
 fn setup() -> TestEnv {
-    let env = TestEnv::plan(&pool_prefix());
-    init(&env, "1G");
-    env
+    TestEnv::initialized(&pool_prefix())
 }
 
 fn run(cmd: &str, args: &[&str]) -> String {
@@ -235,7 +214,12 @@ async fn assert_source_healthy(url: &str) {
 async fn tablespace_on_a_dataset_is_cloned(major: u32, full: bool) {
     let env = setup();
     let bpg = Bpg::of(&env);
-    bpg.ok(&["create", "prod", "--pg-bin", &pg_bin(major)]);
+    bpg.ok(&[
+        "create",
+        "prod",
+        "--pg-bin",
+        &pg_bin_dir(major).to_string_lossy(),
+    ]);
     let prod_ds = format!("{}/betterpg/prod", env.pool);
     let ts_ds = format!("{prod_ds}/ts");
     run("zfs", &["create", &ts_ds]);

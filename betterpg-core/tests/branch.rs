@@ -1,8 +1,6 @@
 //! End-to-end tests of the branch recipe against real ZFS and PostgreSQL 15.
 
-mod common;
-
-use common::*;
+use betterpg_testkit::*;
 
 use betterpg_core::{BranchManager, BranchOptions, CreateOptions, SnapshotMode};
 

@@ -7,8 +7,6 @@
 //! carries `betterpg.test=true`. A guard destroys the pool and removes the
 //! home's containers even when a test fails.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +20,8 @@ use betterpg_core::runtime::{
 use betterpg_core::{
     BranchManager, BranchOptions, CreateOptions, InitOptions, InitStorage, SnapshotMode,
 };
+use betterpg_testkit::{assert_prefix, connect, Writer, POOL_DIR};
 use bollard::Docker;
-use common::{assert_prefix, connect, Writer, POOL_DIR};
 
 /// First port of these tests (50 per test slot); `BPG_TEST_PORT_BASE`
 /// overrides it so runs of several people on one machine do not collide.
@@ -46,7 +44,7 @@ fn docker_opts() -> CreateOptions {
 /// The engine answers and the default image exists (built with
 /// scripts/build-image.sh when missing). Panics with the reason otherwise.
 async fn check_docker() {
-    common::check_prerequisites();
+    betterpg_testkit::check_prerequisites();
     let unreachable = |e: bollard::errors::Error| -> ! {
         panic!(
             "the Docker engine is not reachable ({e}): start dockerd (or set DOCKER_HOST); the docker runtime tests need a running engine"
@@ -232,7 +230,7 @@ async fn inspect(name: &str) -> Option<bollard::models::ContainerInspectResponse
 }
 
 async fn count(url: &str, sql: &str) -> i64 {
-    common::query_i64(&connect(url).await, sql).await
+    betterpg_testkit::query_i64(&connect(url).await, sql).await
 }
 
 async fn show(url: &str, setting: &str) -> String {

@@ -10,10 +10,8 @@
 //!
 //! Ports: 59500-59619 (six homes at most).
 
-mod common;
-
 use betterpg_core::{BranchManager, BranchOptions, CreateOptions, SnapshotMode};
-use common::*;
+use betterpg_testkit::*;
 use serde_json::json;
 
 const PORT_LO: u16 = 59500;

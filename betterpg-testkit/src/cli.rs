@@ -1,37 +1,67 @@
-//! Running the real `bpg` binary from the safety tests (bad_input,
-//! concurrency, capacity, daemon_restart). Needs `common` (the core crate's
-//! test module) declared next to it in the test crate.
-#![allow(dead_code)]
+//! The real `bpg` binary from a test: a runner, `bpg init` of a
+//! [`TestEnv`], and the check that the pool, the catalog and the listening
+//! ports agree.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::common::TestEnv;
+use crate::{zfs_owned, TestEnv, PG15_BIN};
 
 /// Path of the `bpg` binary under test.
+///
+/// `CARGO_BIN_EXE_bpg` when set at run time (cargo-nextest sets it), else
+/// the `bpg` that Cargo built next to the running test binary
+/// (`<target>/<profile>/deps/<test>` -> `<target>/<profile>/bpg`): the
+/// path `env!("CARGO_BIN_EXE_bpg")` names in `betterpg-cli`'s own tests.
+/// Fails when there is none (build it with `cargo build -p betterpg-cli`).
 pub fn bpg_exe() -> &'static str {
-    env!("CARGO_BIN_EXE_bpg")
+    static EXE: OnceLock<String> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let path = match std::env::var_os("CARGO_BIN_EXE_bpg") {
+            Some(p) => PathBuf::from(p),
+            None => {
+                let me = std::env::current_exe().expect("path of the test binary");
+                let profile_dir = me
+                    .parent()
+                    .and_then(Path::parent)
+                    .expect("the test binary lives in <target>/<profile>/deps");
+                profile_dir.join("bpg")
+            }
+        };
+        assert!(
+            path.is_file(),
+            "the bpg binary under test is missing at {}: build it (`cargo build -p betterpg-cli`; `cargo test -p betterpg-cli` and `cargo nextest run` do)",
+            path.display()
+        );
+        path.to_string_lossy().into_owned()
+    })
 }
 
 /// `bpg --home HOME ...` runner.
 pub struct Bpg<'a> {
+    /// The home every command gets as `--home`.
     pub home: &'a Path,
 }
 
 impl<'a> Bpg<'a> {
+    /// A runner for `env`'s home.
     pub fn of(env: &'a TestEnv) -> Self {
         Bpg { home: &env.home }
     }
 
+    /// The command `bpg --home HOME ARGS...`, not started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bpg_exe());
+        c.arg("--home").arg(self.home).args(args);
+        c
+    }
+
+    /// Run to completion; whatever the outcome.
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(bpg_exe())
-            .arg("--home")
-            .arg(self.home)
-            .args(args)
-            .output()
-            .expect("run bpg")
+        self.command(args).output().expect("run bpg")
     }
 
     /// Run expecting success; returns stdout.
@@ -80,13 +110,14 @@ pub fn check_failure(args: &[&str], o: &Output) -> String {
     err
 }
 
-/// `bpg init` on the env's pool file with its port range and `size`.
-pub fn init(env: &TestEnv, size: &str) {
+/// The arguments of `bpg init` for `env`'s pool (backed by `file`, of
+/// `size`), its port range and PostgreSQL 15.
+pub fn init_args(env: &TestEnv, file: &Path, size: &str) -> Vec<String> {
     let (a, b) = env.ports;
-    Bpg::of(env).ok(&[
+    [
         "init",
         "--pool-file",
-        &env.pool_file.to_string_lossy(),
+        &file.to_string_lossy(),
         "--size",
         size,
         "--pool",
@@ -94,65 +125,27 @@ pub fn init(env: &TestEnv, size: &str) {
         "--ports",
         &format!("{a}-{b}"),
         "--pg-bin",
-        "/usr/lib/postgresql/15/bin",
-    ]);
+        PG15_BIN,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
-/// Names of the catalog's entries with their state and port.
-pub fn catalog_entries(env: &TestEnv) -> Vec<(String, String, u16)> {
-    let text = std::fs::read_to_string(env.home.join("catalog.json")).unwrap_or_default();
-    if text.is_empty() {
-        return Vec::new();
+/// `bpg init` on the env's pool file with its port range and `size`.
+pub fn init(env: &TestEnv, size: &str) {
+    let args = init_args(env, &env.pool_file, size);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Bpg::of(env).ok(&args);
+}
+
+impl TestEnv {
+    /// A planned env whose home `bpg init` made (1 GiB pool).
+    pub fn initialized(prefix: &str) -> TestEnv {
+        let env = TestEnv::plan(prefix);
+        init(&env, "1G");
+        env
     }
-    let v: Value = serde_json::from_str(&text).expect("catalog is JSON");
-    v["entries"]
-        .as_object()
-        .expect("entries")
-        .iter()
-        .map(|(k, e)| {
-            (
-                k.clone(),
-                e["state"].as_str().unwrap_or("?").to_string(),
-                e["port"].as_u64().unwrap_or(0) as u16,
-            )
-        })
-        .collect()
-}
-
-/// `zfs list` of the pool: (name, type, betterpg:managed, betterpg:home).
-pub fn zfs_owned(pool: &str) -> Vec<(String, String, String, String)> {
-    let out = Command::new("zfs")
-        .args([
-            "list",
-            "-H",
-            "-r",
-            "-t",
-            "all",
-            "-o",
-            "name,type,betterpg:managed,betterpg:home",
-            pool,
-        ])
-        .output()
-        .expect("zfs list");
-    assert!(
-        out.status.success(),
-        "zfs list {pool}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f.len() == 4).then(|| {
-                (
-                    f[0].to_string(),
-                    f[1].to_string(),
-                    f[2].to_string(),
-                    f[3].to_string(),
-                )
-            })
-        })
-        .collect()
 }
 
 /// The pool and the catalog agree: every entry is ready and has its
@@ -251,4 +244,22 @@ pub fn require_fault_injection() {
         "{} was built without fault injection: run the tests with `--features betterpg-cli/fault-injection` (scripts/test.sh does)",
         bpg_exe()
     );
+}
+
+/// The `bpg` built WITHOUT fault injection (what ships), from
+/// `BPG_NO_FAULT_BIN`, or a failure saying how to get one.
+pub fn no_fault_bin() -> PathBuf {
+    let p = std::env::var_os("BPG_NO_FAULT_BIN")
+        .map(PathBuf::from)
+        .expect(
+            "BPG_NO_FAULT_BIN is not set: build bpg without fault injection \
+             (`cargo build -p betterpg-cli --target-dir target/no-fault-injection`) and set \
+             BPG_NO_FAULT_BIN=target/no-fault-injection/debug/bpg (scripts/test.sh does)",
+        );
+    assert!(
+        p.is_file(),
+        "BPG_NO_FAULT_BIN={} is not a file: build it first",
+        p.display()
+    );
+    p
 }

@@ -1,0 +1,29 @@
+//! Shared set-up for betterpg's integration tests (a dev-dependency of
+//! `betterpg-core` and `betterpg-cli`, never published).
+//!
+//! Everything here uses the real parts: a file-backed ZFS pool (zfs-fuse or
+//! OpenZFS), PostgreSQL run as the OS user `postgres`, and the real `bpg`
+//! binary. A missing prerequisite FAILS the test with what to install or
+//! start; nothing is skipped.
+//!
+//! - [`env`]: a betterpg home on its own pool ([`TestEnv`]), torn down on drop;
+//!   the prerequisites; the port range of a test binary.
+//! - [`pg`]: connections, a sequential writer, and assertions on what a
+//!   branch holds.
+//! - [`zfs`] and [`catalog`]: what "nothing changed" compares.
+//! - [`cli`]: running `bpg` ([`Bpg`]), `bpg init` of a [`TestEnv`], and the
+//!   pool/catalog/ports consistency check.
+//!
+//! Tests use it with one line: `use betterpg_testkit::*;`.
+
+pub mod catalog;
+pub mod cli;
+pub mod env;
+pub mod pg;
+pub mod zfs;
+
+pub use catalog::*;
+pub use cli::*;
+pub use env::*;
+pub use pg::*;
+pub use zfs::*;

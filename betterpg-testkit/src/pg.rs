@@ -1,0 +1,122 @@
+//! PostgreSQL from a test: connections, a sequential writer, and what a
+//! branch must hold.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+/// Connect with a URL (the connection runs on a spawned task).
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(conn);
+    c
+}
+
+/// A writer committing sequential ids 1, 2, 3 ... into `seq(id)`, one
+/// autocommit transaction each, publishing the last acknowledged id.
+pub struct Writer {
+    /// The last id whose commit the server acknowledged.
+    pub acked: watch::Receiver<i64>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<i64>,
+}
+
+impl Writer {
+    /// Create `seq` when missing and start writing; returns once 200 ids
+    /// are acknowledged (so a branch happens mid-stream).
+    pub async fn start(url: &str) -> Writer {
+        let c = connect(url).await;
+        c.batch_execute("CREATE TABLE IF NOT EXISTS seq (id bigint PRIMARY KEY)")
+            .await
+            .unwrap();
+        let (tx, rx) = watch::channel(0i64);
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let task = tokio::spawn(async move {
+            let stmt = c.prepare("INSERT INTO seq VALUES ($1)").await.unwrap();
+            let mut id = 0i64;
+            while !s2.load(Ordering::SeqCst) {
+                id += 1;
+                c.execute(&stmt, &[&id]).await.expect("writer insert");
+                tx.send_replace(id);
+            }
+            id
+        });
+        let mut w = Writer {
+            acked: rx,
+            stop,
+            task,
+        };
+        while *w.acked.borrow_and_update() < 200 {
+            w.acked.changed().await.unwrap();
+        }
+        w
+    }
+
+    /// The last acknowledged id so far.
+    pub fn acked(&self) -> i64 {
+        *self.acked.borrow()
+    }
+
+    /// Stop writing; returns the last id written.
+    pub async fn stop(self) -> i64 {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.unwrap()
+    }
+}
+
+/// Assert the branch at `url` holds ids 1..=max with no gap and max >=
+/// `acked`; returns max.
+pub async fn assert_prefix(url: &str, acked: i64) -> i64 {
+    let c = connect(url).await;
+    let row = c
+        .query_one(
+            "SELECT count(*)::int8, coalesce(min(id),0)::int8, coalesce(max(id),0)::int8 FROM seq",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (count, min, max): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert!(
+        max >= acked,
+        "branch lost acknowledged commits: max id {max} < {acked} acknowledged before the branch call"
+    );
+    assert_eq!(min, 1, "branch misses the first rows");
+    assert_eq!(
+        count, max,
+        "branch has gaps: {count} rows for ids 1..={max}"
+    );
+    max
+}
+
+/// A query returning one `bigint` (counts, mostly) on an open connection.
+pub async fn query_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+/// `SELECT count(*) FROM <table>` on `url`.
+pub async fn count_rows(url: &str, table: &str) -> i64 {
+    connect(url)
+        .await
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("count {table} on {url}: {e}"))
+        .get(0)
+}
+
+/// Major version the server at `url` reports.
+pub async fn server_major(url: &str) -> u32 {
+    let n: i32 = connect(url)
+        .await
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .unwrap()
+        .get(0);
+    (n / 10000) as u32
+}
