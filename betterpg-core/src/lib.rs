@@ -30,6 +30,8 @@
 
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod bench;
 pub mod blocking;
 pub mod catalog;
 pub(crate) mod context;

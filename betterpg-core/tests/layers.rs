@@ -26,7 +26,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("context", &["context"]),
     ("operations", &["ops"]),
-    ("facades", &["manager", "blocking"]),
+    // bench: the hidden bench-only door into hot paths (benches/).
+    ("facades", &["manager", "blocking", "bench"]),
     ("crate root", &["lib"]),
 ];
 
