@@ -107,14 +107,15 @@ phase "host: libzfs unit tests against each release's libraries, storage suite o
 # The ignored unit test loads the libraries (no module needed) and checks
 # that the declarations chosen from soname and symbols give that release's
 # version: 2.1's installed ones, 2.3's unpacked ones.
-if ! cargo test -q -p betterpg-core --lib storage:: -- --include-ignored --nocapture 2>&1 | tee "$OUT/host-unit.log"; then
+# One thread: the line the test prints is not interleaved with progress output.
+if ! cargo test -q -p betterpg-core --lib storage:: -- --include-ignored --nocapture --test-threads=1 2>&1 | tee "$OUT/host-unit.log"; then
   die "storage unit tests failed on the host (OpenZFS 2.1's libraries)"
 fi
 grep -q 'loaded libzfs.so.4 (zfs-2.1.*OpenZFS 2.1 declarations' "$OUT/host-unit.log" ||
   die "the host's libzfs (2.1) was not loaded with 2.1's declarations"
 for r in "${RELEASES[@]}"; do
   [[ "$r" == 2.1 ]] && continue
-  if ! LD_LIBRARY_PATH="${ZROOT[$r]}/lib/x86_64-linux-gnu" cargo test -q -p betterpg-core --lib storage::libzfs -- --include-ignored --nocapture 2>&1 | tee "$OUT/host-unit-$r.log"; then
+  if ! LD_LIBRARY_PATH="${ZROOT[$r]}/lib/x86_64-linux-gnu" cargo test -q -p betterpg-core --lib storage::libzfs -- --include-ignored --nocapture --test-threads=1 2>&1 | tee "$OUT/host-unit-$r.log"; then
     die "libzfs unit tests failed against OpenZFS $r's libraries"
   fi
   grep -q "OpenZFS $r declarations" "$OUT/host-unit-$r.log" || die "OpenZFS $r's libzfs was not loaded with its declarations"

@@ -965,11 +965,13 @@ mod tests {
         // The version function, called with the declarations its soname and
         // symbols selected, reports that release (no module needed).
         let userland = api.version_userland();
-        eprintln!(
-            "loaded {} ({userland}, OpenZFS {} declarations)",
+        // One write (stderr is unbuffered): the VM script greps this line.
+        let line = format!(
+            "loaded {} ({userland}, OpenZFS {} declarations)\n",
             api.soname,
             api.release.as_str()
         );
+        std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes()).unwrap();
         assert_eq!(major_minor(&userland), major_minor(api.release.as_str()));
         let l = NvList::props(Some(Path::new("/tmp/x")), &[("kind", "branch")]).unwrap();
         // SAFETY: valid list and C strings.
