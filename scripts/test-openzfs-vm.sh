@@ -12,13 +12,13 @@
 #      libraries at run time) `bpg` and the storage suite's test binary
 #      (tests/storage.rs), checks they are not linked with libzfs, runs the
 #      libzfs unit tests against each release's libraries (2.1 installed,
-#      2.3 unpacked) and the storage suite on the host (zfs-fuse: the libzfs
-#      backend must fall back to the CLI there, as there is no /dev/zfs);
+#      2.3 unpacked);
 #   3. boots a guest per release (scripts/vm/guest.sh): storage suite with
 #      the CLI and the libzfs backends, the storage benchmark, branch tests
-#      with `bpg` under a writer;
-#   4. writes benches/results/openzfs-storage.json (2.1) and
-#      benches/results/openzfs-2.3-storage.json (ratios CLI/libzfs).
+#      with `bpg` under a writer; writes benches/results/openzfs-storage.json
+#      (2.1) and benches/results/openzfs-2.3-storage.json (ratios CLI/libzfs);
+#   4. runs the storage suite on the host (zfs-fuse: the libzfs backend must
+#      fall back to the CLI there, as there is no /dev/zfs).
 #
 # Which releases: BPG_VM_ZFS = both (default: 2.1 then 2.3), 2.1, 2.3, or
 # rotate (one per run, by the UTC day: 2.1 on even days of the year, 2.3 on
@@ -103,7 +103,7 @@ for b in bpg storage; do
   fi
 done
 
-phase "host: libzfs unit tests against each release's libraries, storage suite on zfs-fuse"
+phase "host: libzfs unit tests against each release's libraries"
 # The ignored unit test loads the libraries (no module needed) and checks
 # that the declarations chosen from soname and symbols give that release's
 # version: 2.1's installed ones, 2.3's unpacked ones.
@@ -120,19 +120,6 @@ for r in "${RELEASES[@]}"; do
   fi
   grep -q "OpenZFS $r declarations" "$OUT/host-unit-$r.log" || die "OpenZFS $r's libzfs was not loaded with its declarations"
 done
-# One test at a time on zfs-fuse: two tests creating pools and datasets at
-# once can wedge the daemon (every `zfs create` blocks in D state; seen on a
-# second CI run on one machine). The guest's kernel ZFS has no such problem.
-# BPG_VM_HOST_LOCK: a lock file taken (flock) around this suite when others
-# share the host's zfs-fuse daemon.
-host_lock=()
-[[ -n "${BPG_VM_HOST_LOCK:-}" ]] && host_lock=(flock "$BPG_VM_HOST_LOCK")
-if ! BPG_STORAGE_BACKEND=auto "${host_lock[@]}" "$OUT/bin/storage" --test-threads=1 --show-output 2>&1 | tee "$OUT/host-storage.log"; then
-  die "storage suite failed on the host (zfs-fuse)"
-fi
-grep -q 'libzfs not usable (no /dev/zfs' "$OUT/host-storage.log" ||
-  die "on the host the libzfs backend should have fallen back to the CLI (no /dev/zfs)"
-
 # results_file RELEASE
 results_file() { if [[ "$1" == 2.1 ]]; then echo benches/results/openzfs-storage.json; else echo "benches/results/openzfs-$1-storage.json"; fi; }
 
@@ -183,6 +170,20 @@ print(json.dumps({
 PY
   cat "$(results_file "$r")"
 done
+phase "host: storage suite on zfs-fuse (after the guests: it may wait for the shared daemon)"
+# One test at a time on zfs-fuse: two tests creating pools and datasets at
+# once can wedge the daemon (every `zfs create` blocks in D state; seen on a
+# second CI run on one machine). The guest's kernel ZFS has no such problem.
+# BPG_VM_HOST_LOCK: a lock file taken (flock) around this suite when others
+# share the host's zfs-fuse daemon.
+host_lock=()
+[[ -n "${BPG_VM_HOST_LOCK:-}" ]] && host_lock=(flock "$BPG_VM_HOST_LOCK")
+if ! BPG_STORAGE_BACKEND=auto "${host_lock[@]}" "$OUT/bin/storage" --test-threads=1 --show-output 2>&1 | tee "$OUT/host-storage.log"; then
+  die "storage suite failed on the host (zfs-fuse)"
+fi
+grep -q 'libzfs not usable (no /dev/zfs' "$OUT/host-storage.log" ||
+  die "on the host the libzfs backend should have fallen back to the CLI (no /dev/zfs)"
+
 summary=""
 for r in "${RELEASES[@]}"; do summary+="OpenZFS ${ZVER[$r]} (guest ${GUEST_S[$r]} s) "; done
 log "passed: ${summary}with the CLI and libzfs backends; $((SECONDS - T0)) s in all; logs in $OUT"
