@@ -396,7 +396,8 @@ impl Api {
         }
         let zfs = found.ok_or_else(|| {
             format!(
-                "no OpenZFS libzfs library could be loaded ({})",
+                "no libzfs of an OpenZFS release this build declares ({}) could be loaded ({})",
+                RELEASES.join(", "),
                 tried.join("; ")
             )
         })?;
