@@ -88,10 +88,10 @@ pub fn tree(infos: &[Info]) {
         } else {
             format!("{}└─ {}", "   ".repeat(depth - 1), i.name)
         };
-        let status = if i.state == "ready" {
-            i.status
+        let status = if i.state == betterpg_core::EntryState::Ready {
+            i.status.as_str()
         } else {
-            i.state
+            i.state.as_str()
         };
         println!(
             "{:<28} {:<8} {:<8} {:>6} {:>10} {:>10}  {}",
@@ -101,7 +101,7 @@ pub fn tree(infos: &[Info]) {
             i.port,
             human_bytes(i.used_bytes),
             human_bytes(i.referenced_bytes),
-            i.mode.unwrap_or("-")
+            i.mode.map_or("-", |m| m.as_str())
         );
     }
 }

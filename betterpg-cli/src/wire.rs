@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use betterpg_core::pg::isolate::IsolationReport;
-use betterpg_core::tablespace::TablespaceClone;
+use betterpg_core::TablespaceClone;
 use serde::Serialize;
 
 /// A database or branch (`create`, `start`, `stop`, each row of `status`,
@@ -37,15 +37,15 @@ impl<'a> From<&'a betterpg_core::Info> for Info<'a> {
     fn from(i: &'a betterpg_core::Info) -> Self {
         Info {
             name: &i.name,
-            kind: i.kind,
+            kind: i.kind.as_str(),
             parent: i.parent.as_deref(),
-            status: i.status,
-            state: i.state,
+            status: i.status.as_str(),
+            state: i.state.as_str(),
             port: i.port,
             used_bytes: i.used_bytes,
             referenced_bytes: i.referenced_bytes,
             url: &i.url,
-            mode: i.mode,
+            mode: i.mode.map(|m| m.as_str()),
             dataset: &i.dataset,
             snapshot: i.snapshot.as_deref(),
             runtime: &i.runtime,

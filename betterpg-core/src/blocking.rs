@@ -196,9 +196,9 @@ impl Iterator for LogFollower {
 /// mutex, a backup session's socket (while the child holds a copy, the
 /// source cannot notice that the parent died, and stays in backup mode with
 /// a WAL-holding slot). So a fork must happen only while no call is in
-/// flight: register [`prepare`] to run before `fork()` (it waits for running
-/// calls to finish and holds new ones back), [`parent`] after it in the
-/// parent and [`child`] after it in the child (`pthread_atfork`, Python's
+/// flight: register [`prepare`](fork::prepare) to run before `fork()` (it waits for running
+/// calls to finish and holds new ones back), [`parent`](fork::parent) after it in the
+/// parent and [`child`](fork::child) after it in the child (`pthread_atfork`, Python's
 /// `os.register_at_fork`). The child must then not use or drop managers made
 /// before the fork (their runtime's threads do not exist there): leak them
 /// and open new ones.

@@ -71,6 +71,74 @@ impl Mode {
     }
 }
 
+/// Where an entry is in its life, as `status` reports it (JSON: the
+/// lowercase name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryState {
+    /// Complete and usable.
+    Ready,
+    /// Being made by a process that still runs.
+    Creating,
+    /// Being destroyed by a process that still runs.
+    Destroying,
+    /// Left half-made or half-destroyed by a process that is gone (`bpg
+    /// destroy` or `gc` removes it).
+    Incomplete,
+}
+
+impl EntryState {
+    /// "ready", "creating", "destroying" or "incomplete".
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EntryState::Ready => "ready",
+            EntryState::Creating => "creating",
+            EntryState::Destroying => "destroying",
+            EntryState::Incomplete => "incomplete",
+        }
+    }
+}
+
+impl std::fmt::Display for EntryState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Equality with the JSON names ("database" == `Kind::Database` ...), so
+/// an [`crate::Info`] field compares with the string `status --json`
+/// prints.
+macro_rules! eq_str {
+    ($t:ty) => {
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.as_str() == other
+            }
+        }
+    };
+}
+
+eq_str!(Kind);
+eq_str!(Mode);
+eq_str!(EntryState);
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// Life-cycle state of an entry.
 ///
 /// A busy state names the process doing the work by its pid AND its start
@@ -138,15 +206,22 @@ impl State {
         self.worker().is_some_and(|p| p != std::process::id()) && self.is_live()
     }
 
-    /// "ready", "creating", "destroying", or "incomplete" when the process
-    /// that was working on it is gone.
-    pub fn label(&self) -> &'static str {
+    /// Where the entry is in its life, as `status` reports it: ready,
+    /// creating, destroying, or incomplete when the process that was
+    /// working on it is gone.
+    pub fn summary(&self) -> EntryState {
         match self {
-            State::Ready => "ready",
-            _ if !self.is_live() => "incomplete",
-            State::Creating { .. } => "creating",
-            State::Destroying { .. } => "destroying",
+            State::Ready => EntryState::Ready,
+            _ if !self.is_live() => EntryState::Incomplete,
+            State::Creating { .. } => EntryState::Creating,
+            State::Destroying { .. } => EntryState::Destroying,
         }
+    }
+
+    /// "ready", "creating", "destroying", or "incomplete" when the process
+    /// that was working on it is gone (see [`State::summary`]).
+    pub fn label(&self) -> &'static str {
+        self.summary().as_str()
     }
 }
 
@@ -245,9 +320,11 @@ pub struct Catalog {
 
 impl Catalog {
     /// Take the exclusive lock (waiting for other processes at most
-    /// [`lock::timeout`] of the default, see [`Catalog::lock_within`]) and read.
+    /// [`lock::timeout`] of the default, see [`Catalog::lock_within`]) and
+    /// read. The operations use the home's configured timeout instead.
+    #[cfg(test)]
     pub fn lock(home: &Home) -> Result<Catalog> {
-        Self::lock_within(home, lock::timeout(lock::DEFAULT_TIMEOUT_SECS)?)
+        Self::lock_within(home, lock::timeout(crate::home::DEFAULT_LOCK_TIMEOUT_SECS)?)
     }
 
     /// Take the exclusive lock, waiting for other processes at most

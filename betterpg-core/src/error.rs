@@ -96,7 +96,7 @@ pub enum Error {
     /// The object is in a state that does not allow the operation.
     #[error("{0}")]
     InvalidState(String),
-    /// Not enough space for what was asked (see [`crate::space`]).
+    /// Not enough space for what was asked (see the branch space in `docs/architecture.md`).
     #[error("no space: {0}")]
     NoSpace(String),
     /// A bug: something that should not happen.

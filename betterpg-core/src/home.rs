@@ -65,7 +65,8 @@ pub struct Config {
     pub default_image: Option<String>,
     /// Percent of the pool kept for the databases: all branches together
     /// may use the rest, never this part, so a branch filling its space
-    /// cannot stop a database (see [`crate::space`]). 0: no limit.
+    /// cannot stop a database (see the branch space in
+    /// `docs/architecture.md`). 0: no limit.
     #[serde(default = "default_branch_headroom")]
     pub branch_headroom_percent: u8,
     /// Bytes of the branch space guaranteed to every branch (a ZFS
@@ -81,7 +82,7 @@ pub struct Config {
     pub docker_pids: u64,
     /// Seconds to wait for the catalog lock before failing with a timeout
     /// that names its holder (`BPG_LOCK_TIMEOUT` overrides; see
-    /// [`crate::catalog::lock`]).
+    /// the catalog's lock).
     #[serde(default = "default_lock_timeout")]
     pub lock_timeout_secs: u64,
     /// Native ZFS properties of the root dataset (inherited by every
@@ -161,7 +162,7 @@ impl Config {
 
     /// Check the settings of the branch space (at `init`, and when a
     /// config is loaded, so a hand-edited value is refused with a clear
-    /// message); see [`crate::space`].
+    /// message); see the branch space in `docs/architecture.md`.
     pub fn check_branch_space(&self) -> Result<()> {
         if self.branch_headroom_percent > 90 {
             return Err(Error::Config(format!(

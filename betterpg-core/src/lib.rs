@@ -20,52 +20,57 @@
 //!
 //! - facades: [`manager`] ([`BranchManager`]) and [`blocking`] (the
 //!   synchronous facade the C and Python bindings use);
-//! - operations: [`ops`], one module per verb ([`ops::branch`] is the
-//!   recipe), each a function over the context of a home;
-//! - policy on plain values: [`catalog`], [`space`] (why a full branch
-//!   cannot stop its source), [`ports`], [`home`], [`tablespace`];
+//! - operations (internal): `ops`, one module per verb (`ops::branch` is
+//!   the recipe), each a function over the context of a home (`context`);
+//! - policy on plain values: `catalog`, `space` (why a full branch cannot
+//!   stop its source), `ports`, `tablespace` (internal) and [`home`];
 //! - leaves that know nothing of betterpg's policy: [`storage`] (ZFS),
 //!   [`pg`] (PostgreSQL), [`runtime`] (running servers), [`name`],
 //!   [`osuser`], [`util`], [`fault`], [`error`].
+//!
+//! The public API is what this page re-exports, plus those modules.
 
 #![warn(missing_docs)]
 
 #[doc(hidden)]
 pub mod bench;
 pub mod blocking;
-pub mod catalog;
+pub(crate) mod catalog;
 pub(crate) mod context;
 pub mod error;
 pub mod fault;
 pub mod home;
 pub mod manager;
 pub mod name;
-pub mod ops;
+pub(crate) mod ops;
 pub mod osuser;
 pub mod pg;
-pub mod ports;
+pub(crate) mod ports;
 pub mod runtime;
-pub mod space;
+pub(crate) mod space;
 pub mod storage;
-pub mod tablespace;
+pub(crate) mod tablespace;
 pub mod util;
 
-pub use catalog::{Kind, Mode};
+pub use catalog::{Entry, EntryState, Kind, Mode, State, PGDATA_SUBDIR};
 pub use error::{Error, ErrorKind, Result};
 pub use manager::{
-    BranchManager, BranchOptions, BranchReport, CreateOptions, Info, InitOptions, InitStorage,
-    PoolUsage, SnapshotMode, StepTiming,
+    available_runtimes, validate_dataset_name, BranchManager, BranchOptions, BranchReport,
+    CreateOptions, GcItem, GcReport, Info, InitOptions, InitStorage, PoolUsage, SnapshotMode,
+    StepTiming,
 };
 pub use name::validate_name;
 pub use ops::doctor::{
     Check, DatasetProperties, DockerLimits, DoctorReport, OsUserFound, PoolFileCheck,
     PostgresFound, StorageChoice,
 };
-pub use ops::gc::{GcItem, GcReport};
 pub use ops::logs::LogStream;
 pub use pg::isolate::{
     DetachedSubscription, IsolationReport, IsolationWarning, OverriddenSetting, RemovedSetting,
 };
+pub use runtime::RunStatus;
+pub use space::{BranchSpace, BRANCH_SPACE_WARN_FRACTION, POOL_WARN_FRACTION};
+pub use tablespace::TablespaceClone;
 
 /// The README's Rust examples, compiled by `cargo test --doc` so they stay
 /// true to the API.

@@ -1,6 +1,6 @@
 //! `BranchManager`: the public face of the library, a thin facade that
 //! owns the context of one home (`crate::context::Context`) and hands it to
-//! the operations in [`crate::ops`] (init, create, branch, reset, start, stop, destroy, gc,
+//! the operations in `crate::ops` (init, create, branch, reset, start, stop, destroy, gc,
 //! status, logs).
 
 use std::path::{Path, PathBuf};
@@ -119,7 +119,7 @@ impl BranchManager {
     }
 
     /// Make `name`, a new read-write server on a clone of `source`
-    /// (a database or a branch), and start it (see [`crate::ops::branch`]).
+    /// (a database or a branch), and start it (the recipe in `docs/architecture.md`).
     pub async fn branch(
         &self,
         source: &str,
@@ -191,7 +191,7 @@ impl BranchManager {
 
     /// Find (and unless `dry_run`, remove) every dataset, snapshot, server,
     /// catalog entry and file of this home that no complete database or
-    /// branch, and no operation still running, owns (see [`crate::ops::gc`]).
+    /// branch, and no operation still running, owns (see `docs/architecture.md`).
     pub async fn gc(&self, dry_run: bool) -> Result<GcReport> {
         ops::gc::gc(&self.ctx, dry_run).await
     }

@@ -38,7 +38,10 @@ async fn application_consistent_branch_under_writer_holds_every_acknowledged_com
         .await
         .unwrap();
     let written = writer.stop().await;
-    assert_eq!(report.branch.mode, Some("application-consistent"));
+    assert_eq!(
+        report.branch.mode,
+        Some(betterpg_core::Mode::ApplicationConsistent)
+    );
     assert!(report.source_was_running);
     let steps: Vec<&str> = report.timings.iter().map(|t| t.step).collect();
     for s in [
@@ -88,7 +91,10 @@ async fn fast_branch_under_writer_holds_every_acknowledged_commit() {
     let acked = writer.acked();
     let report = mgr.branch("prod", "quick", fast()).await.unwrap();
     writer.stop().await;
-    assert_eq!(report.branch.mode, Some("crash-consistent"));
+    assert_eq!(
+        report.branch.mode,
+        Some(betterpg_core::Mode::CrashConsistent)
+    );
     let steps: Vec<&str> = report.timings.iter().map(|t| t.step).collect();
     assert!(steps.contains(&"checkpoint"), "{steps:?}");
     assert!(!steps.contains(&"backup_start"), "{steps:?}");
@@ -120,7 +126,10 @@ async fn branch_of_stopped_source_starts_without_recovery() {
         .await
         .unwrap();
     assert!(!report.source_was_running);
-    assert_eq!(report.branch.mode, Some("crash-consistent"));
+    assert_eq!(
+        report.branch.mode,
+        Some(betterpg_core::Mode::CrashConsistent)
+    );
     let steps: Vec<&str> = report.timings.iter().map(|t| t.step).collect();
     assert!(
         !steps.contains(&"backup_start") && !steps.contains(&"checkpoint"),

@@ -412,7 +412,7 @@ async fn containerised_database_lifecycle() {
         .await
         .unwrap();
     assert!(!r.source_was_running);
-    assert_eq!(r.branch.mode, Some("crash-consistent"));
+    assert_eq!(r.branch.mode, Some(betterpg_core::Mode::CrashConsistent));
     assert_eq!(r.branch.runtime, "docker");
     assert_eq!(count(&r.branch.url, "SELECT count(*) FROM t").await, 5000);
     let cold = inspect(&DockerRuntime::container_name(&env.home, "cold"))
@@ -487,7 +487,10 @@ async fn containerised_branches_under_writer_hold_every_acknowledged_commit() {
         .branch("prod", "app", BranchOptions::default())
         .await
         .unwrap();
-    assert_eq!(app.branch.mode, Some("application-consistent"));
+    assert_eq!(
+        app.branch.mode,
+        Some(betterpg_core::Mode::ApplicationConsistent)
+    );
     assert_eq!(app.branch.runtime, "docker");
     assert!(app.wal_bytes_copied > 0);
     assert_prefix(&app.branch.url, acked).await;
@@ -515,7 +518,7 @@ async fn containerised_branches_under_writer_hold_every_acknowledged_commit() {
         .await
         .unwrap();
     let written = writer.stop().await;
-    assert_eq!(fast.branch.mode, Some("crash-consistent"));
+    assert_eq!(fast.branch.mode, Some(betterpg_core::Mode::CrashConsistent));
     let max = assert_prefix(&fast.branch.url, acked).await;
     assert!(
         max <= written,

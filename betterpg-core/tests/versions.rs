@@ -102,7 +102,10 @@ async fn branch_recipe_on(major: u32) {
         .await
         .unwrap_or_else(|e| panic!("PG {major}: branch under writer: {e}"));
     let written = writer.stop().await;
-    assert_eq!(r.branch.mode, Some("application-consistent"));
+    assert_eq!(
+        r.branch.mode,
+        Some(betterpg_core::Mode::ApplicationConsistent)
+    );
     assert!(r.source_was_running);
     let s = steps(&r);
     for step in [
@@ -150,7 +153,7 @@ async fn branch_recipe_on(major: u32) {
         .await
         .unwrap_or_else(|e| panic!("PG {major}: --fast under writer: {e}"));
     writer.stop().await;
-    assert_eq!(r.branch.mode, Some("crash-consistent"));
+    assert_eq!(r.branch.mode, Some(betterpg_core::Mode::CrashConsistent));
     let s = steps(&r);
     assert!(
         s.contains(&"checkpoint") && !s.contains(&"backup_start"),

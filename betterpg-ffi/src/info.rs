@@ -53,13 +53,13 @@ impl InfoC {
     pub(crate) fn new(i: &Info) -> Result<InfoC, Failure> {
         Ok(InfoC {
             name: to_cstring(i.name.as_str())?,
-            kind: to_cstring(i.kind)?,
+            kind: to_cstring(i.kind.as_str())?,
             parent: opt(i.parent.as_deref())?,
-            status: to_cstring(i.status)?,
-            state: to_cstring(i.state)?,
+            status: to_cstring(i.status.as_str())?,
+            state: to_cstring(i.state.as_str())?,
             port: i.port,
             url: to_cstring(i.url.as_str())?,
-            mode: opt(i.mode)?,
+            mode: opt(i.mode.map(|m| m.as_str()))?,
             dataset: to_cstring(i.dataset.as_str())?,
             snapshot: opt(i.snapshot.as_deref())?,
             runtime: to_cstring(i.runtime.as_str())?,

@@ -98,7 +98,7 @@ impl From<betterpg_core::Info> for PyInfo {
             used_bytes: i.used_bytes,
             referenced_bytes: i.referenced_bytes,
             url: i.url,
-            mode: i.mode.map(str::to_string),
+            mode: i.mode.map(|m| m.as_str().to_string()),
             dataset: i.dataset,
             snapshot: i.snapshot,
             runtime: i.runtime,
@@ -205,7 +205,7 @@ pub struct PyBranch {
     /// was missing), so its URL changed.
     #[pyo3(get)]
     password_changed: bool,
-    tablespaces: Vec<betterpg_core::tablespace::TablespaceClone>,
+    tablespaces: Vec<betterpg_core::TablespaceClone>,
     /// The isolation report as JSON (turned into a dict on access).
     isolation_json: String,
     manager: Py<PyBranchManager>,

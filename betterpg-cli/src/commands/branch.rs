@@ -21,7 +21,7 @@ pub async fn run(g: &Global, a: BranchArgs) -> Result<(), Error> {
         "branched {} -> {} ({}{})",
         a.source,
         a.name,
-        r.branch.mode.unwrap_or("-"),
+        r.branch.mode.map_or("-", |m| m.as_str()),
         if r.source_was_running {
             ""
         } else {

@@ -2,7 +2,7 @@
 //!
 //! A `flock` on `HOME/catalog.lock`. A process that hangs while holding it
 //! (or a forked child that inherited it) would otherwise block every later
-//! `bpg` for good, so waiting is bounded ([`DEFAULT_TIMEOUT_SECS`],
+//! `bpg` for good, so waiting is bounded ([`crate::home::DEFAULT_LOCK_TIMEOUT_SECS`],
 //! `lock_timeout_secs` in the home's config, `BPG_LOCK_TIMEOUT`), and the
 //! timeout error names the lock file and who holds it: the kernel's view
 //! (`/proc/locks`) and the pid betterpg records in the file while it holds it.
@@ -16,11 +16,6 @@ use std::time::{Duration, Instant};
 use fs4::fs_std::FileExt;
 
 use crate::error::{Error, Result};
-
-/// Seconds to wait for the catalog lock when neither the config nor
-/// [`TIMEOUT_ENV`] says otherwise (the config's default,
-/// [`crate::home::DEFAULT_LOCK_TIMEOUT_SECS`]).
-pub const DEFAULT_TIMEOUT_SECS: u64 = crate::home::DEFAULT_LOCK_TIMEOUT_SECS;
 
 /// Environment variable overriding the home's `lock_timeout_secs`
 /// (seconds, fractions allowed, `0`: do not wait at all).

@@ -40,7 +40,8 @@ pub struct InitOptions {
     pub listen_address: Option<String>,
     /// First and last port to allocate from.
     pub port_range: Option<(u16, u16)>,
-    /// Percent of the pool kept for databases (see [`crate::space`]);
+    /// Percent of the pool kept for databases (see the branch space in
+    /// `docs/architecture.md`);
     /// default [`crate::home::DEFAULT_BRANCH_HEADROOM_PERCENT`].
     pub branch_headroom_percent: Option<u8>,
     /// Bytes reserved for every branch; default

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::catalog::{Entry, PGDATA_SUBDIR};
+use crate::catalog::{Entry, EntryState, Kind, Mode, PGDATA_SUBDIR};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::runtime::RunStatus;
@@ -14,15 +14,16 @@ use crate::storage::{DatasetInfo, PoolSpace};
 pub struct Info {
     /// Name.
     pub name: String,
-    /// "database" or "branch".
-    pub kind: &'static str,
+    /// Database or branch (JSON: "database" or "branch").
+    pub kind: Kind,
     /// Parent name (null for a database).
     pub parent: Option<String>,
-    /// "running" or "stopped".
-    pub status: &'static str,
-    /// "ready", "creating", "destroying" or "incomplete" (left half-made by
-    /// a process that died; `bpg destroy` or `gc` removes it).
-    pub state: &'static str,
+    /// Running or stopped (JSON: "running" or "stopped").
+    pub status: RunStatus,
+    /// Ready, creating, destroying or incomplete (left half-made by a
+    /// process that died; `bpg destroy` or `gc` removes it). JSON: the
+    /// lowercase name.
+    pub state: EntryState,
     /// TCP port.
     pub port: u16,
     /// Pool bytes used by its dataset.
@@ -31,8 +32,9 @@ pub struct Info {
     pub referenced_bytes: u64,
     /// Connection URL (with the password).
     pub url: String,
-    /// How a branch was made; null for a database.
-    pub mode: Option<&'static str>,
+    /// How a branch was made; `None` (JSON null) for a database. JSON:
+    /// "application-consistent" or "crash-consistent".
+    pub mode: Option<Mode>,
     /// Its ZFS dataset.
     pub dataset: String,
     /// For a branch, the snapshot it was cloned from.
@@ -98,18 +100,17 @@ pub(crate) async fn info_of(ctx: &Context, e: &Entry, ds: Option<&DatasetInfo>) 
         }
         None => RunStatus::Stopped,
     };
-    let state = e.state.label();
     Ok(Info {
         name: e.name.clone(),
-        kind: e.kind.as_str(),
+        kind: e.kind,
         parent: e.parent.clone(),
-        status: status.as_str(),
-        state,
+        status,
+        state: e.state.summary(),
         port: e.port,
         used_bytes: ds.map(|d| d.used).unwrap_or(0),
         referenced_bytes: ds.map(|d| d.referenced).unwrap_or(0),
         url: ctx.conn_for(e).map(|c| c.url()).unwrap_or_default(),
-        mode: e.mode.map(|m| m.as_str()),
+        mode: e.mode,
         dataset: e.dataset.clone(),
         snapshot: e.snapshot.clone(),
         runtime: e.runtime.clone(),
@@ -184,4 +185,50 @@ fn tree_order(entries: &[Entry]) -> Vec<&Entry> {
 /// the one the next branch will set).
 pub(crate) async fn branch_space(ctx: &Context) -> Result<BranchSpace> {
     crate::space::usage(&*ctx.storage, &ctx.config).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_json_keeps_its_strings() {
+        let mut i = Info {
+            name: "dev".into(),
+            kind: Kind::Branch,
+            parent: Some("prod".into()),
+            status: RunStatus::Running,
+            state: EntryState::Incomplete,
+            port: 54321,
+            used_bytes: 1,
+            referenced_bytes: 2,
+            url: "postgresql://x".into(),
+            mode: Some(Mode::CrashConsistent),
+            dataset: "t/b/_branches/dev".into(),
+            snapshot: Some("t/b/prod@bpg-dev-1".into()),
+            runtime: "native".into(),
+            pg_version: 16,
+            created_at: 7,
+        };
+        assert_eq!(
+            serde_json::to_string(&i).unwrap(),
+            r#"{"name":"dev","kind":"branch","parent":"prod","status":"running","state":"incomplete","port":54321,"used_bytes":1,"referenced_bytes":2,"url":"postgresql://x","mode":"crash-consistent","dataset":"t/b/_branches/dev","snapshot":"t/b/prod@bpg-dev-1","runtime":"native","pg_version":16,"created_at":7}"#
+        );
+        i.kind = Kind::Database;
+        i.parent = None;
+        i.status = RunStatus::Stopped;
+        i.state = EntryState::Ready;
+        i.mode = None;
+        let v = serde_json::to_value(&i).unwrap();
+        assert_eq!(v["kind"], "database");
+        assert_eq!(v["status"], "stopped");
+        assert_eq!(v["state"], "ready");
+        assert!(v["mode"].is_null());
+        // The enums compare with the strings too.
+        assert_eq!(i.kind, "database");
+        assert_eq!(Mode::ApplicationConsistent, "application-consistent");
+        assert_eq!(EntryState::Creating.to_string(), "creating");
+        assert_eq!(format!("{:<6}|", RunStatus::Running), "running|");
+        assert_eq!(format!("{:<8}|", Kind::Branch), "branch  |");
+    }
 }

@@ -58,6 +58,25 @@ impl RunStatus {
     }
 }
 
+/// Equality with the JSON names ("running" == `RunStatus::Running`).
+impl PartialEq<&str> for RunStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<str> for RunStatus {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// Everything a runtime needs to run one database or branch.
 #[derive(Debug, Clone)]
 pub struct InstanceSpec {

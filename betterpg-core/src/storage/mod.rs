@@ -120,7 +120,7 @@ impl DatasetInfo {
     }
 }
 
-/// The ZFS space limits betterpg sets (see [`crate::space`]).
+/// The ZFS space limits betterpg sets (the branch space; see `docs/architecture.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpaceLimit {
     /// `quota`: the most the dataset and its descendants may use.
