@@ -321,8 +321,8 @@ pub struct Catalog {
 impl Catalog {
     /// Take the exclusive lock (waiting for other processes at most
     /// [`lock::timeout`] of the default, see [`Catalog::lock_within`]) and
-    /// read. The operations use the home's configured timeout instead.
-    #[cfg(test)]
+    /// read. The operations use the home's configured timeout instead (the
+    /// benchmarks and tests use this).
     pub fn lock(home: &Home) -> Result<Catalog> {
         Self::lock_within(home, lock::timeout(crate::home::DEFAULT_LOCK_TIMEOUT_SECS)?)
     }
