@@ -58,14 +58,44 @@ pub enum Error {
     #[error("configuration error: {0}")]
     Config(String),
     /// A `zfs`/`zpool` command or ZFS library call failed.
-    #[error("zfs: {0}")]
-    Zfs(String),
+    ///
+    /// ZFS's "does not exist", "already exists" and "has dependents" come as
+    /// [`Error::NotFound`], [`Error::AlreadyExists`] and
+    /// [`Error::HasDependents`] instead; `kind` says what else went wrong.
+    #[error("zfs: {message}")]
+    Zfs {
+        /// What kind of failure (decide on this, never on the text).
+        kind: ZfsErrorKind,
+        /// The operation: the `zfs`/`zpool` command line or the library
+        /// call (empty when the failure is not one call's).
+        operation: String,
+        /// The dataset, snapshot or pool concerned (empty when none).
+        dataset: String,
+        /// What ZFS said: the command's stderr or the errno's text.
+        stderr: String,
+        /// The whole message, saying what to do.
+        message: String,
+    },
     /// PostgreSQL refused or failed something.
-    #[error("postgres: {0}")]
-    Postgres(String),
+    #[error("postgres: {message}")]
+    Postgres {
+        /// The SQLSTATE when the server answered with an error (e.g.
+        /// `"28P01"`, wrong password), `None` when the failure is not the
+        /// server's (no connection, unreadable backup label ...).
+        sqlstate: Option<String>,
+        /// The message, with the server's own and its hint.
+        message: String,
+        /// The server's DETAIL, when it gave one.
+        detail: Option<String>,
+    },
     /// Starting, stopping or inspecting a server process/container failed.
-    #[error("runtime: {0}")]
-    Runtime(String),
+    #[error("runtime: {message}")]
+    Runtime {
+        /// What kind of failure (decide on this, never on the text).
+        kind: RuntimeErrorKind,
+        /// The message, with the last lines of the server's log.
+        message: String,
+    },
     /// Something did not finish in time.
     #[error("timed out: {0}")]
     Timeout(String),
@@ -82,8 +112,15 @@ pub enum Error {
     #[error("catalog: {0}")]
     Catalog(String),
     /// No free port, or the requested port is taken.
-    #[error("port: {0}")]
-    Port(String),
+    #[error("port: {message}")]
+    Port {
+        /// Taken, or none free.
+        kind: PortErrorKind,
+        /// The port concerned, when one is.
+        port: Option<u16>,
+        /// The message, saying what to do.
+        message: String,
+    },
     /// Data directory and binaries are of different PostgreSQL major versions.
     #[error("version mismatch: {0}")]
     VersionMismatch(String),
@@ -91,8 +128,14 @@ pub enum Error {
     #[error("unsupported: {0}")]
     Unsupported(String),
     /// The Docker engine refused or failed something.
-    #[error("docker: {0}")]
-    Docker(String),
+    #[error("docker: {message}")]
+    Docker {
+        /// The engine's HTTP status, when it answered (404 not found, 409
+        /// conflict ...); `None` when it could not be reached.
+        status: Option<u16>,
+        /// The message, with the engine's own.
+        message: String,
+    },
     /// The object is in a state that does not allow the operation.
     #[error("{0}")]
     InvalidState(String),
@@ -102,6 +145,84 @@ pub enum Error {
     /// A bug: something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What kind of ZFS failure an [`Error::Zfs`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ZfsErrorKind {
+    /// The dataset, snapshot or pool does not exist (reported as
+    /// [`Error::NotFound`]).
+    NotFound,
+    /// The dataset already exists (reported as [`Error::AlreadyExists`]).
+    Exists,
+    /// The dataset has children, clones or holds (reported as
+    /// [`Error::HasDependents`]).
+    HasDependents,
+    /// The dataset is busy (mounted and in use, or just made: zfs-fuse says
+    /// so briefly after a clone or unmount).
+    Busy,
+    /// The pool, a quota or a reservation has no room for what was asked.
+    NoSpace,
+    /// ZFS itself is not reachable (no `/dev/zfs`, zfs-fuse not running).
+    Unavailable,
+    /// Anything else: read `stderr`.
+    Other,
+}
+
+impl ZfsErrorKind {
+    /// Short stable name, e.g. `"busy"` (for the bindings).
+    pub const fn name(self) -> &'static str {
+        match self {
+            ZfsErrorKind::NotFound => "not_found",
+            ZfsErrorKind::Exists => "exists",
+            ZfsErrorKind::HasDependents => "has_dependents",
+            ZfsErrorKind::Busy => "busy",
+            ZfsErrorKind::NoSpace => "no_space",
+            ZfsErrorKind::Unavailable => "unavailable",
+            ZfsErrorKind::Other => "other",
+        }
+    }
+}
+
+/// What kind of failure an [`Error::Port`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PortErrorKind {
+    /// The port is in use by another program.
+    Taken,
+    /// No port of the configured range is free.
+    Exhausted,
+}
+
+impl PortErrorKind {
+    /// Short stable name, `"taken"` or `"exhausted"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PortErrorKind::Taken => "taken",
+            PortErrorKind::Exhausted => "exhausted",
+        }
+    }
+}
+
+/// What kind of failure an [`Error::Runtime`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RuntimeErrorKind {
+    /// The server could not listen on its port: another program has it.
+    PortInUse,
+    /// Anything else: read the message.
+    Other,
+}
+
+impl RuntimeErrorKind {
+    /// Short stable name, `"port_in_use"` or `"other"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            RuntimeErrorKind::PortInUse => "port_in_use",
+            RuntimeErrorKind::Other => "other",
+        }
+    }
 }
 
 /// A Python builtin exception an error kind's Python class also derives
@@ -300,23 +421,229 @@ impl Error {
             hint: ": `bpg status` lists what exists".to_string(),
         }
     }
+
+    /// A ZFS failure of `kind` in `operation` on `dataset`, ZFS having said
+    /// `stderr`. `NotFound`, `Exists` and `HasDependents` become
+    /// [`Error::NotFound`], [`Error::AlreadyExists`] and
+    /// [`Error::HasDependents`] (their stable codes); every other kind an
+    /// [`Error::Zfs`] with `message`.
+    pub fn zfs_failure(
+        kind: ZfsErrorKind,
+        operation: impl Into<String>,
+        dataset: impl Into<String>,
+        stderr: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        let stderr = stderr.into();
+        let dataset = dataset.into();
+        match kind {
+            ZfsErrorKind::NotFound => Error::NotFound {
+                what: "ZFS dataset",
+                name: dataset,
+                hint: format!(" ({})", stderr.trim()),
+            },
+            ZfsErrorKind::Exists => Error::AlreadyExists {
+                what: "ZFS dataset",
+                name: dataset,
+            },
+            ZfsErrorKind::HasDependents => Error::HasDependents {
+                name: dataset,
+                dependents: stderr.trim().replace('\n', " "),
+            },
+            kind => Error::Zfs {
+                kind,
+                operation: operation.into(),
+                dataset,
+                stderr,
+                message: message.into(),
+            },
+        }
+    }
+
+    /// A ZFS failure that is no one call's and no known kind (a dataset not
+    /// mounted where it should be, a name ZFS cannot take ...).
+    pub fn zfs(message: impl Into<String>) -> Self {
+        Error::Zfs {
+            kind: ZfsErrorKind::Other,
+            operation: String::new(),
+            dataset: String::new(),
+            stderr: String::new(),
+            message: message.into(),
+        }
+    }
+
+    /// A PostgreSQL failure that is not the server's answer (no SQLSTATE).
+    pub fn postgres(message: impl Into<String>) -> Self {
+        Error::Postgres {
+            sqlstate: None,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// A PostgreSQL failure with `message`, keeping the SQLSTATE and
+    /// DETAIL of the driver's error `e`.
+    pub fn postgres_with(e: &tokio_postgres::Error, message: impl Into<String>) -> Self {
+        Error::Postgres {
+            sqlstate: e.code().map(|c| c.code().to_string()),
+            message: message.into(),
+            detail: e.as_db_error().and_then(|d| d.detail()).map(str::to_string),
+        }
+    }
+
+    /// A runtime failure of no particular kind.
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Error::Runtime {
+            kind: RuntimeErrorKind::Other,
+            message: message.into(),
+        }
+    }
+
+    /// The port `port` is in use by another program.
+    pub fn port_taken(port: Option<u16>, message: impl Into<String>) -> Self {
+        Error::Port {
+            kind: PortErrorKind::Taken,
+            port,
+            message: message.into(),
+        }
+    }
+
+    /// A Docker engine failure; `status` is its HTTP status when it answered.
+    pub fn docker(status: Option<u16>, message: impl Into<String>) -> Self {
+        Error::Docker {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The same error, its fields kept, with its message rewritten by `f`
+    /// (given the current one). For the kinds whose message is one text
+    /// (postgres, runtime, timeout, zfs, port, docker, ...); others are
+    /// returned unchanged.
+    pub(crate) fn reword(self, f: impl FnOnce(&str) -> String) -> Error {
+        match self {
+            Error::Postgres {
+                sqlstate,
+                message,
+                detail,
+            } => Error::Postgres {
+                message: f(&message),
+                sqlstate,
+                detail,
+            },
+            Error::Runtime { kind, message } => Error::Runtime {
+                message: f(&message),
+                kind,
+            },
+            Error::Zfs {
+                kind,
+                operation,
+                dataset,
+                stderr,
+                message,
+            } => Error::Zfs {
+                message: f(&message),
+                kind,
+                operation,
+                dataset,
+                stderr,
+            },
+            Error::Port {
+                kind,
+                port,
+                message,
+            } => Error::Port {
+                message: f(&message),
+                kind,
+                port,
+            },
+            Error::Docker { status, message } => Error::Docker {
+                message: f(&message),
+                status,
+            },
+            Error::Timeout(m) => Error::Timeout(f(&m)),
+            Error::Config(m) => Error::Config(f(&m)),
+            Error::Unsupported(m) => Error::Unsupported(f(&m)),
+            Error::InvalidState(m) => Error::InvalidState(f(&m)),
+            Error::NoSpace(m) => Error::NoSpace(f(&m)),
+            Error::Internal(m) => Error::Internal(f(&m)),
+            Error::Catalog(m) => Error::Catalog(f(&m)),
+            Error::VersionMismatch(m) => Error::VersionMismatch(f(&m)),
+            e => e,
+        }
+    }
+
+    /// A finer, stable reason within the kind, for the kinds that have one:
+    /// the [`ZfsErrorKind`] name of a zfs error (`"busy"`, `"no_space"`,
+    /// ...), the [`PortErrorKind`] name of a port error (`"taken"`,
+    /// `"exhausted"`), the [`RuntimeErrorKind`] name of a runtime error
+    /// (`"port_in_use"`, `"other"`). `None` for the other kinds.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Error::Zfs { kind, .. } => Some(kind.name()),
+            Error::Port { kind, .. } => Some(kind.name()),
+            Error::Runtime { kind, .. } => Some(kind.name()),
+            _ => None,
+        }
+    }
+
+    /// The SQLSTATE of a PostgreSQL error the server answered with (e.g.
+    /// `"28P01"`), `None` for every other error.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Error::Postgres { sqlstate, .. } => sqlstate.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// True when the server refused the credentials or the connection
+    /// itself (SQLSTATE class 28, invalid authorization: a wrong password,
+    /// no `pg_hba.conf` entry): waiting will not help.
+    pub fn is_auth_failure(&self) -> bool {
+        self.sqlstate().is_some_and(|s| s.starts_with("28"))
+    }
+
+    /// The kind of a ZFS error, `None` for every other error.
+    pub fn zfs_kind(&self) -> Option<ZfsErrorKind> {
+        match self {
+            Error::Zfs { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// True when something failed because a port was in use by another
+    /// program: a port error of that kind, or a server that could not
+    /// listen on its port.
+    pub fn is_port_taken(&self) -> bool {
+        matches!(
+            self,
+            Error::Port {
+                kind: PortErrorKind::Taken,
+                ..
+            } | Error::Runtime {
+                kind: RuntimeErrorKind::PortInUse,
+                ..
+            }
+        )
+    }
 }
 
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Self {
         // The Display of tokio_postgres::Error hides the server's message;
         // include it so users see e.g. "password authentication failed".
-        match e.as_db_error() {
-            Some(db) => Error::Postgres(format!(
+        let message = match e.as_db_error() {
+            Some(db) => format!(
                 "{}: {}{}",
                 db.severity(),
                 db.message(),
                 db.hint()
                     .map(|h| format!(" (hint: {h})"))
                     .unwrap_or_default()
-            )),
-            None => Error::Postgres(e.to_string()),
-        }
+            ),
+            None => e.to_string(),
+        };
+        Error::postgres_with(&e, message)
     }
 }
 
@@ -333,7 +660,11 @@ mod tests {
         assert_eq!(Error::KINDS.len(), ErrorKind::ALL.len());
         let samples = [
             Error::Config("x".into()),
-            Error::Zfs("x".into()),
+            Error::zfs("x"),
+            Error::postgres("x"),
+            Error::runtime("x"),
+            Error::docker(None, "x"),
+            Error::port_taken(Some(5), "x"),
             Error::not_found("x"),
             Error::Internal("x".into()),
         ];
@@ -372,5 +703,73 @@ mod tests {
         }
         assert_eq!(ErrorKind::from_code(0), None);
         assert_eq!(ErrorKind::from_code(19), None);
+    }
+
+    #[test]
+    fn zfs_failures_keep_their_stable_codes_by_kind() {
+        let f = |k| Error::zfs_failure(k, "zfs destroy t/x", "t/x", "it said\n", "msg");
+        assert_eq!(f(ZfsErrorKind::NotFound).kind(), ErrorKind::NotFound);
+        assert_eq!(f(ZfsErrorKind::Exists).kind(), ErrorKind::AlreadyExists);
+        assert_eq!(
+            f(ZfsErrorKind::HasDependents).kind(),
+            ErrorKind::HasDependents
+        );
+        for k in [
+            ZfsErrorKind::Busy,
+            ZfsErrorKind::NoSpace,
+            ZfsErrorKind::Unavailable,
+            ZfsErrorKind::Other,
+        ] {
+            let e = f(k);
+            assert_eq!(e.kind(), ErrorKind::Zfs);
+            assert_eq!(e.zfs_kind(), Some(k));
+            assert_eq!(e.to_string(), "zfs: msg");
+            let Error::Zfs {
+                operation,
+                dataset,
+                stderr,
+                ..
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(
+                (operation.as_str(), dataset.as_str(), stderr.as_str()),
+                ("zfs destroy t/x", "t/x", "it said\n")
+            );
+        }
+        assert_eq!(Error::zfs("m").zfs_kind(), Some(ZfsErrorKind::Other));
+        assert_eq!(Error::postgres("m").zfs_kind(), None);
+    }
+
+    #[test]
+    fn port_taken_and_auth_failure_are_decided_on_fields() {
+        assert!(Error::port_taken(Some(5), "x").is_port_taken());
+        let exhausted = Error::Port {
+            kind: PortErrorKind::Exhausted,
+            port: None,
+            message: "none free".into(),
+        };
+        assert!(!exhausted.is_port_taken());
+        let bind = Error::Runtime {
+            kind: RuntimeErrorKind::PortInUse,
+            message: "x".into(),
+        };
+        assert!(bind.is_port_taken());
+        assert!(!Error::runtime("Address already in use").is_port_taken());
+        let pg = |s: &str| Error::Postgres {
+            sqlstate: Some(s.into()),
+            message: "m".into(),
+            detail: None,
+        };
+        assert!(pg("28P01").is_auth_failure() && pg("28000").is_auth_failure());
+        assert!(!pg("57P03").is_auth_failure());
+        assert!(!Error::postgres("password authentication failed").is_auth_failure());
+        assert_eq!(pg("28P01").sqlstate(), Some("28P01"));
+        assert_eq!(pg("28P01").to_string(), "postgres: m");
+        assert_eq!(pg("28P01").reason(), None);
+        assert_eq!(bind.reason(), Some("port_in_use"));
+        assert_eq!(exhausted.reason(), Some("exhausted"));
+        assert_eq!(Error::zfs("x").reason(), Some("other"));
     }
 }

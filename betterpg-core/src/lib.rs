@@ -53,7 +53,7 @@ pub(crate) mod tablespace;
 pub mod util;
 
 pub use catalog::{Entry, EntryState, Kind, Mode, State, PGDATA_SUBDIR};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, PortErrorKind, Result, RuntimeErrorKind, ZfsErrorKind};
 pub use manager::{
     available_runtimes, validate_dataset_name, BranchManager, BranchOptions, BranchReport,
     CreateOptions, GcItem, GcReport, Info, InitOptions, InitStorage, PoolUsage, SnapshotMode,

@@ -6,9 +6,9 @@
 //! listens on. Between that choice and the server's bind another program
 //! can take it (any outgoing connection may use a port of the ephemeral
 //! range as its local port), so a start that fails on a taken port moves to
-//! another one ([`port_taken_error`] tells such a failure).
+//! another one (such a failure is [`Error::is_port_taken`]).
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PortErrorKind, Result};
 use crate::home::Config;
 
 /// Pick the lowest port in `start..=end` that no entry holds and that `probe`
@@ -24,9 +24,13 @@ pub fn allocate_port(
             return Ok(port);
         }
     }
-    Err(Error::Port(format!(
-        "no free port in {start}-{end}: destroy unused branches or widen the range in config.json"
-    )))
+    Err(Error::Port {
+        kind: PortErrorKind::Exhausted,
+        port: None,
+        message: format!(
+            "no free port in {start}-{end}: destroy unused branches or widen the range in config.json"
+        ),
+    })
 }
 
 /// A port of `cfg`'s range that is not in `used` (the ports the catalog's
@@ -36,19 +40,6 @@ pub fn free_port(cfg: &Config, used: &[u16]) -> Result<u16> {
     allocate_port(cfg.port_start, cfg.port_end, used, |p| {
         port_is_free(listen, p)
     })
-}
-
-/// True when a start failed because the port was taken: PostgreSQL's
-/// "could not bind ... Address already in use" in the log quoted by the
-/// error, or a runtime's own port error.
-pub fn port_taken_error(e: &Error) -> bool {
-    match e {
-        Error::Port(_) => true,
-        Error::Runtime(text) => {
-            text.contains("Address already in use") || text.contains("address already in use")
-        }
-        _ => false,
-    }
 }
 
 /// True when nothing listens on `addr:port` (we can bind it).
@@ -88,15 +79,13 @@ mod tests {
     }
 
     #[test]
-    fn a_taken_port_is_recognised_from_the_error() {
-        let log = "prod failed to start: pg_ctl: could not start server\n--- last lines ---\nLOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use";
-        assert!(port_taken_error(&Error::Runtime(log.into())));
-        assert!(port_taken_error(&Error::Port("port 5 is taken".into())));
-        let other = "prod failed to start: FATAL:  configuration file contains errors";
-        assert!(!port_taken_error(&Error::Runtime(other.into())));
-        assert!(!port_taken_error(&Error::Timeout(
-            "Address already in use".into()
-        )));
+    fn no_free_port_is_an_exhausted_range() {
+        let e = allocate_port(100, 101, &[100, 101], |_| true).unwrap_err();
+        assert_eq!(e.reason(), Some("exhausted"));
+        assert!(
+            !e.is_port_taken(),
+            "exhausted is not taken: moving does not help"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ZfsErrorKind};
 use crate::home::{Config, Home};
 use crate::storage::{DatasetInfo, SpaceLimit, Storage};
 use crate::util::human_bytes;
@@ -179,7 +179,11 @@ pub(crate) async fn reserve(
         .await
         .map_err(|e| match e {
             // Another branch took the space since prepare.
-            Error::Zfs(m) if m.contains("space") => Error::NoSpace(format!(
+            Error::Zfs {
+                kind: ZfsErrorKind::NoSpace,
+                message: m,
+                ..
+            } => Error::NoSpace(format!(
                 "no room left for the {} reservation of a new branch ({m}): destroy unused branches or grow the pool",
                 human_bytes(bytes)
             )),

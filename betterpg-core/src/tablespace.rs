@@ -355,7 +355,7 @@ pub(crate) fn rewrite_map(map: &str, clones: &[TablespaceClone]) -> Result<Strin
     let mut out = String::new();
     for (oid, _) in parse_map(map)? {
         let c = clones.iter().find(|c| c.oid == oid).ok_or_else(|| {
-            Error::Postgres(format!(
+            Error::postgres(format!(
                 "tablespace_map names tablespace {oid}, which was not there when the branch began: branch again"
             ))
         })?;
@@ -379,7 +379,7 @@ fn parse_map(map: &str) -> Result<Vec<(u32, PathBuf)>> {
         }
         let oid: u32 = oid
             .parse()
-            .map_err(|_| Error::Postgres(format!("unreadable tablespace_map: {map:?}")))?;
+            .map_err(|_| Error::postgres(format!("unreadable tablespace_map: {map:?}")))?;
         let mut path = String::new();
         while let Some(c) = chars.next() {
             match c {
@@ -554,7 +554,7 @@ async fn tablespace_names(conn: &ConnInfo) -> Result<BTreeMap<u32, String>> {
     let rows = c
         .query("SELECT oid, spcname::text FROM pg_tablespace", &[])
         .await
-        .map_err(|e| Error::Postgres(format!("listing tablespaces: {e}")))?;
+        .map_err(|e| Error::postgres_with(&e, format!("listing tablespaces: {e}")))?;
     Ok(rows
         .iter()
         .map(|r| (r.get::<_, u32>(0), r.get::<_, String>(1)))

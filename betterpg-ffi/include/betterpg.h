@@ -29,7 +29,10 @@
  * - Error messages: thread-local. After a failure,
  *   betterpg_last_error_message() returns what went wrong on this thread;
  *   it is valid until the next betterpg call returning a betterpg_result on
- *   the same thread. betterpg_result_name() names a code.
+ *   the same thread. betterpg_result_name() names a code. Decide on
+ *   fields, not on the message: betterpg_last_error_sqlstate() (PostgreSQL's
+ *   SQLSTATE) and betterpg_last_error_reason() (e.g. "busy" for a ZFS
+ *   error) say more when they apply, NULL otherwise.
  * - Strings are UTF-8, NUL-terminated. char ** out-parameters return
  *   strings owned by the caller: free them with betterpg_string_free().
  *   const char * returned by getters are borrowed from the handle and valid
@@ -369,6 +372,27 @@ const char *betterpg_result_name(uint32_t result);
  copy it to keep it. Do not free it.
  */
 const char *betterpg_last_error_message(void);
+
+/*
+ The SQLSTATE of the last failure on the calling thread when it was
+ PostgreSQL's answer (a `BETTERPG_RESULT_POSTGRES`, e.g. "28P01": the
+ server refused the password; class "28" is every refused
+ authorization), NULL otherwise. Decide on it, not on the message. Valid
+ as long as `betterpg_last_error_message()`'s string; do not free it.
+ */
+const char *betterpg_last_error_sqlstate(void);
+
+/*
+ A finer, stable reason within the last failure's result code, NULL when
+ its code has none: for `BETTERPG_RESULT_ZFS` "busy", "no_space",
+ "unavailable" (ZFS not running) or "other"; for `BETTERPG_RESULT_PORT`
+ "taken" or "exhausted" (none free in the range); for
+ `BETTERPG_RESULT_RUNTIME` "port_in_use" (the server could not listen on
+ its port) or "other". New reasons may be added: treat an unknown one as
+ "other". Valid as long as `betterpg_last_error_message()`'s string; do
+ not free it.
+ */
+const char *betterpg_last_error_reason(void);
 
 /*
  Free a string returned by betterpg through a `char **` out-parameter

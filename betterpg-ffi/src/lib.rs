@@ -93,6 +93,29 @@ pub extern "C" fn betterpg_last_error_message() -> *const c_char {
     result::guard_value(std::ptr::null(), result::last_error_ptr)
 }
 
+/// The SQLSTATE of the last failure on the calling thread when it was
+/// PostgreSQL's answer (a `BETTERPG_RESULT_POSTGRES`, e.g. "28P01": the
+/// server refused the password; class "28" is every refused
+/// authorization), NULL otherwise. Decide on it, not on the message. Valid
+/// as long as `betterpg_last_error_message()`'s string; do not free it.
+#[no_mangle]
+pub extern "C" fn betterpg_last_error_sqlstate() -> *const c_char {
+    result::guard_value(std::ptr::null(), result::last_error_sqlstate_ptr)
+}
+
+/// A finer, stable reason within the last failure's result code, NULL when
+/// its code has none: for `BETTERPG_RESULT_ZFS` "busy", "no_space",
+/// "unavailable" (ZFS not running) or "other"; for `BETTERPG_RESULT_PORT`
+/// "taken" or "exhausted" (none free in the range); for
+/// `BETTERPG_RESULT_RUNTIME` "port_in_use" (the server could not listen on
+/// its port) or "other". New reasons may be added: treat an unknown one as
+/// "other". Valid as long as `betterpg_last_error_message()`'s string; do
+/// not free it.
+#[no_mangle]
+pub extern "C" fn betterpg_last_error_reason() -> *const c_char {
+    result::guard_value(std::ptr::null(), result::last_error_reason_ptr)
+}
+
 /// Free a string returned by betterpg through a `char **` out-parameter
 /// (`betterpg_manager_url`, `betterpg_manager_logs`). NULL does nothing. Do
 /// not call it twice, nor on strings returned by getters (those are
@@ -175,6 +198,43 @@ mod tests {
                 kind.name()
             );
         }
+    }
+
+    #[test]
+    fn the_last_error_carries_sqlstate_and_reason_from_the_fields() {
+        let sqlstate = || {
+            let p = betterpg_last_error_sqlstate();
+            (!p.is_null()).then(|| cstr(p).to_string())
+        };
+        let reason = || {
+            let p = betterpg_last_error_reason();
+            (!p.is_null()).then(|| cstr(p).to_string())
+        };
+        let pg = Error::Postgres {
+            sqlstate: Some("28P01".into()),
+            message: "password authentication failed".into(),
+            detail: None,
+        };
+        assert_eq!(guard("f", || Err(pg.into())), betterpg_result::Postgres);
+        assert_eq!(sqlstate().as_deref(), Some("28P01"));
+        assert_eq!(reason(), None);
+        let busy = Error::zfs_failure(
+            betterpg_core::ZfsErrorKind::Busy,
+            "zfs destroy t/x",
+            "t/x",
+            "dataset is busy",
+            "m",
+        );
+        assert_eq!(guard("f", || Err(busy.into())), betterpg_result::Zfs);
+        assert_eq!(last_error().as_deref(), Some("zfs: m"));
+        assert_eq!((sqlstate(), reason().as_deref()), (None, Some("busy")));
+        assert_eq!(guard("f", || Ok(())), betterpg_result::Ok);
+        assert_eq!((last_error(), sqlstate(), reason()), (None, None, None));
+        assert_eq!(
+            guard("f", || Err(Failure::Null("x"))),
+            betterpg_result::NullParameter
+        );
+        assert_eq!((sqlstate(), reason()), (None, None));
     }
 
     #[test]

@@ -186,50 +186,102 @@ impl From<Error> for Failure {
     }
 }
 
+/// What a failure leaves for the thread's `betterpg_last_error_*` getters.
+struct LastError {
+    message: CString,
+    sqlstate: Option<CString>,
+    reason: Option<CString>,
+}
+
 impl Failure {
-    fn describe(self, func: &str) -> (betterpg_result, String) {
+    /// The result code and what the getters return.
+    fn describe(self, func: &str) -> (betterpg_result, LastError) {
+        let plain = |code, msg: String| {
+            (
+                code,
+                LastError {
+                    message: c_text(&msg),
+                    sqlstate: None,
+                    reason: None,
+                },
+            )
+        };
         match self {
-            Failure::Core(e) => match betterpg_result::from_core_code(e.code()) {
-                Some(r) => (r, e.to_string()),
-                None => (
-                    betterpg_result::Internal,
-                    format!(
-                        "{e} (error code {} of kind {} is not known to this build of the C binding)",
-                        e.code(),
-                        e.kind_name()
+            Failure::Core(e) => {
+                let (code, msg) = match betterpg_result::from_core_code(e.code()) {
+                    Some(r) => (r, e.to_string()),
+                    None => (
+                        betterpg_result::Internal,
+                        format!(
+                            "{e} (error code {} of kind {} is not known to this build of the C binding)",
+                            e.code(),
+                            e.kind_name()
+                        ),
                     ),
-                ),
-            },
-            Failure::Null(arg) => (
+                };
+                (
+                    code,
+                    LastError {
+                        message: c_text(&msg),
+                        sqlstate: e.sqlstate().map(c_text),
+                        reason: e.reason().map(c_text),
+                    },
+                )
+            }
+            Failure::Null(arg) => plain(
                 betterpg_result::NullParameter,
                 format!("{func}: argument `{arg}` is NULL"),
             ),
-            Failure::Utf8(arg) => (
+            Failure::Utf8(arg) => plain(
                 betterpg_result::InvalidUtf8,
                 format!("{func}: argument `{arg}` is not valid UTF-8"),
             ),
-            Failure::Arg(msg) => (betterpg_result::InvalidArgument, format!("{func}: {msg}")),
+            Failure::Arg(msg) => plain(betterpg_result::InvalidArgument, format!("{func}: {msg}")),
         }
     }
 }
 
-thread_local! {
-    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+/// A message as a C string; an interior NUL (which C would cut the text
+/// at) becomes U+FFFD.
+fn c_text(msg: &str) -> CString {
+    CString::new(msg.replace('\0', "\u{FFFD}")).unwrap_or_default()
 }
 
-fn set_last_error(msg: String) {
-    // A message with an interior NUL would be cut short by C; replace it.
-    let msg = CString::new(msg.replace('\0', "\u{FFFD}")).unwrap_or_default();
-    LAST_ERROR.with(|l| *l.borrow_mut() = Some(msg));
+thread_local! {
+    static LAST_ERROR: RefCell<Option<LastError>> = const { RefCell::new(None) };
+}
+
+fn set_last_error(e: LastError) {
+    LAST_ERROR.with(|l| *l.borrow_mut() = Some(e));
 }
 
 fn clear_last_error() {
     LAST_ERROR.with(|l| *l.borrow_mut() = None);
 }
 
+/// A field of the last error on this thread, NULL when none.
+fn last_error_field(f: impl FnOnce(&LastError) -> Option<&CString>) -> *const c_char {
+    LAST_ERROR.with(|l| {
+        l.borrow()
+            .as_ref()
+            .and_then(f)
+            .map_or(std::ptr::null(), |m| m.as_ptr())
+    })
+}
+
 /// The message of the last error on this thread, NULL when none.
 pub(crate) fn last_error_ptr() -> *const c_char {
-    LAST_ERROR.with(|l| l.borrow().as_ref().map_or(std::ptr::null(), |m| m.as_ptr()))
+    last_error_field(|e| Some(&e.message))
+}
+
+/// The SQLSTATE of the last error on this thread, NULL when none.
+pub(crate) fn last_error_sqlstate_ptr() -> *const c_char {
+    last_error_field(|e| e.sqlstate.as_ref())
+}
+
+/// The reason of the last error on this thread, NULL when none.
+pub(crate) fn last_error_reason_ptr() -> *const c_char {
+    last_error_field(|e| e.reason.as_ref())
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -249,15 +301,19 @@ pub(crate) fn guard(func: &str, body: impl FnOnce() -> Result<(), Failure>) -> b
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => betterpg_result::Ok,
         Ok(Err(failure)) => {
-            let (code, msg) = failure.describe(func);
-            set_last_error(msg);
+            let (code, last) = failure.describe(func);
+            set_last_error(last);
             code
         }
         Err(payload) => {
-            set_last_error(format!(
-                "{func}: panic (a bug in betterpg): {}",
-                panic_message(&*payload)
-            ));
+            set_last_error(LastError {
+                message: c_text(&format!(
+                    "{func}: panic (a bug in betterpg): {}",
+                    panic_message(&*payload)
+                )),
+                sqlstate: None,
+                reason: None,
+            });
             betterpg_result::Panic
         }
     }

@@ -75,10 +75,26 @@ fn build(py: Python<'_>) -> PyResult<Classes> {
         PyTuple::new(py, [py.get_type::<PyException>()])?,
         "Base class of every error raised by betterpg.\n\n\
          ``code`` is the core's stable numeric error code and ``kind`` its \
-         short name (e.g. ``\"not_found\"``); the message is the core's.",
+         short name (e.g. ``\"not_found\"``); the message is the core's. \
+         Decide on the fields, not on the message: ``sqlstate`` and \
+         ``detail`` (PostgreSQL's, when the server answered), ``reason`` (a \
+         finer stable reason: ``\"busy\"``, ``\"no_space\"``, \
+         ``\"unavailable\"`` or ``\"other\"`` for a ZFS error, ``\"taken\"`` \
+         or ``\"exhausted\"`` for a port error, ``\"port_in_use\"`` or \
+         ``\"other\"`` for a runtime error), ``operation``, ``dataset`` and \
+         ``stderr`` (a ZFS error's), ``status`` (the Docker engine's HTTP \
+         status) and ``port``; each is None where it does not apply.",
         &[
             ("code", 0u32.into_pyobject(py)?.into_any()),
             ("kind", "error".into_pyobject(py)?.into_any()),
+            ("sqlstate", py.None().into_bound(py)),
+            ("detail", py.None().into_bound(py)),
+            ("reason", py.None().into_bound(py)),
+            ("operation", py.None().into_bound(py)),
+            ("dataset", py.None().into_bound(py)),
+            ("stderr", py.None().into_bound(py)),
+            ("status", py.None().into_bound(py)),
+            ("port", py.None().into_bound(py)),
         ],
     )?;
     let mut by_code = Vec::new();
@@ -128,23 +144,69 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+/// The structured fields of a core error, as (attribute, value) pairs set
+/// on the Python exception (attributes not listed stay None).
+fn fields<'py>(py: Python<'py>, e: &Error) -> PyResult<Vec<(&'static str, Bound<'py, PyAny>)>> {
+    let mut out: Vec<(&'static str, Bound<'py, PyAny>)> = Vec::new();
+    if let Some(r) = e.reason() {
+        out.push(("reason", r.into_pyobject(py)?.into_any()));
+    }
+    match e {
+        Error::Postgres {
+            sqlstate, detail, ..
+        } => {
+            if let Some(s) = sqlstate {
+                out.push(("sqlstate", s.into_pyobject(py)?.into_any()));
+            }
+            if let Some(d) = detail {
+                out.push(("detail", d.into_pyobject(py)?.into_any()));
+            }
+        }
+        Error::Zfs {
+            operation,
+            dataset,
+            stderr,
+            ..
+        } => {
+            for (k, v) in [
+                ("operation", operation),
+                ("dataset", dataset),
+                ("stderr", stderr),
+            ] {
+                if !v.is_empty() {
+                    out.push((k, v.into_pyobject(py)?.into_any()));
+                }
+            }
+        }
+        Error::Docker {
+            status: Some(s), ..
+        } => out.push(("status", s.into_pyobject(py)?.into_any())),
+        Error::Port { port: Some(p), .. } => out.push(("port", p.into_pyobject(py)?.into_any())),
+        _ => {}
+    }
+    Ok(out)
+}
+
 /// Convert a core error into the matching Python exception; the message is
-/// the core's `Display`.
+/// the core's `Display`, the structured fields are attributes ([`fields`]).
 pub fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
     let code = e.code();
     let msg = e.to_string();
-    match classes(py) {
-        Ok(c) => {
-            let cls = c
-                .by_code
-                .iter()
-                .find(|(k, _, _)| *k == code)
-                .map(|(_, _, cls)| cls)
-                .unwrap_or(&c.base);
-            PyErr::from_type(cls.bind(py).clone(), msg)
+    let made = || -> PyResult<PyErr> {
+        let c = classes(py)?;
+        let cls = c
+            .by_code
+            .iter()
+            .find(|(k, _, _)| *k == code)
+            .map(|(_, _, cls)| cls)
+            .unwrap_or(&c.base);
+        let exc = cls.bind(py).call1((msg,))?;
+        for (k, v) in fields(py, &e)? {
+            exc.setattr(k, v)?;
         }
-        Err(err) => err,
-    }
+        Ok(PyErr::from_value(exc))
+    };
+    made().unwrap_or_else(|err| err)
 }
 
 #[cfg(test)]

@@ -74,6 +74,15 @@ def test_one_class_per_core_kind():
     assert issubclass(betterpg.BetterPgError, Exception)
 
 
+def test_fields_default_to_none_and_survive_pickling():
+    e = betterpg.PortError("boom")
+    for attr in ["sqlstate", "detail", "reason", "operation", "dataset", "stderr", "status", "port"]:
+        assert getattr(e, attr) is None, attr
+    e.reason, e.port = "taken", 5432
+    e2 = pickle.loads(pickle.dumps(e))
+    assert (type(e2), str(e2), e2.reason, e2.port) == (betterpg.PortError, "boom", "taken", 5432)
+
+
 def test_builtin_bases():
     assert issubclass(betterpg.InvalidNameError, ValueError)
     assert issubclass(betterpg.NotFoundError, LookupError)
@@ -204,7 +213,13 @@ def test_zfs(extra_home):
     # A read-only root dataset: `zfs create` makes the dataset but cannot mount it.
     subprocess.run(["zfs", "set", "readonly=on", h.manager.dataset], check=True)
     try:
-        expect(betterpg.ZfsError, lambda: h.manager.create("db"), match="zfs create")
+        e = expect(betterpg.ZfsError, lambda: h.manager.create("db"), match="zfs create")
+        # The fields say what failed, so callers need not read the message.
+        assert e.operation.startswith("zfs create"), e.operation
+        assert e.dataset == f"{h.manager.dataset}/db", e.dataset
+        assert e.stderr and e.stderr in str(e)
+        assert e.reason in ("other", "busy", "no_space", "unavailable")
+        assert e.sqlstate is None and e.port is None
     finally:
         subprocess.run(["zfs", "set", "readonly=off", h.manager.dataset], check=True)
     assert h.manager.list() == []  # the core rolled back
@@ -214,9 +229,11 @@ def test_postgres(extra_home):
     h = extra_home("pg")
     info = h.manager.create("db")
     rows(info.url, "ALTER ROLE postgres PASSWORD 'not-the-one-betterpg-knows'")
-    expect(
+    e = expect(
         betterpg.PostgresError, lambda: h.manager.branch("db", "b"), match="password authentication failed"
     )
+    assert e.sqlstate == "28P01", e.sqlstate  # invalid_password: decide on this, not the text
+    assert e.reason is None and e.dataset is None
     assert [i.name for i in h.manager.list()] == ["db"]
 
 
@@ -227,7 +244,8 @@ def test_server_runtime(extra_home):
     conf = mountpoint(info.dataset) / "pgdata" / "postgresql.auto.conf"
     original = conf.read_text()
     conf.write_text(original + "\nbpgpy_not_a_setting = 1\n")
-    expect(betterpg.ServerRuntimeError, lambda: h.manager.start("db"), match="failed to start")
+    e = expect(betterpg.ServerRuntimeError, lambda: h.manager.start("db"), match="failed to start")
+    assert e.reason == "other" and e.sqlstate is None
     conf.write_text(original)
     assert h.manager.start("db").status == "running"
 
@@ -250,7 +268,8 @@ def test_local_io(tmp_path):
 def test_port_catalog_and_invalid_state(extra_home):
     h = extra_home("one", ports=(57999, 57999))
     h.manager.create("only")
-    expect(betterpg.PortError, lambda: h.manager.create("second"), match="no free port")
+    e = expect(betterpg.PortError, lambda: h.manager.create("second"), match="no free port")
+    assert e.reason == "exhausted" and e.port is None
 
     catalog = h.path / "catalog.json"
     original = catalog.read_text()
@@ -355,11 +374,12 @@ def test_unsupported(manager):
 def test_docker(manager):
     # An image that is not on the engine: refused before anything runs (nothing is pulled).
     name = unique("dk")
-    expect(
+    e = expect(
         betterpg.DockerError,
         lambda: manager.create(name, runtime="docker", image="bpgpy-no-such-image:none"),
         match="bpgpy-no-such-image",
     )
+    assert e.status == 404, e.status
     assert name not in [i.name for i in manager.list()]
 
 

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::pg::cluster::{self, Profile};
 use crate::pg::datadir::DataDir;
 use crate::pg::isolate::{enforce_owned_settings, Target};
-use crate::ports::{port_is_free, port_taken_error};
+use crate::ports::port_is_free;
 use crate::runtime::{InstanceSpec, RunStatus};
 use crate::tablespace;
 
@@ -40,7 +40,7 @@ pub(crate) async fn start_on_free_port(
             // short-lived server): the server's own words count too.
             Err(e)
                 if attempt < ATTEMPTS
-                    && (port_taken_error(&e) || !port_is_free(&listen, entry.port)) =>
+                    && (e.is_port_taken() || !port_is_free(&listen, entry.port)) =>
             {
                 let old = entry.port;
                 entry.port = ctx.move_port(&entry.name)?;
@@ -108,10 +108,13 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
         // Another program on our port would make the server fail with
         // a page of log: say what is wrong instead.
         if !port_is_free(&ctx.config.listen_address, e.port) {
-            return Err(Error::Port(format!(
-                "port {port} of {name:?} is in use by another program: stop it (`ss -ltnp 'sport = :{port}'` shows which) and run `bpg start {name}` again",
-                port = e.port
-            )));
+            return Err(Error::port_taken(
+                Some(e.port),
+                format!(
+                    "port {port} of {name:?} is in use by another program: stop it (`ss -ltnp 'sport = :{port}'` shows which) and run `bpg start {name}` again",
+                    port = e.port
+                ),
+            ));
         }
         rt.start(&spec).await?;
     }

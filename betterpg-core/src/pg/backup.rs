@@ -71,20 +71,19 @@ impl BackupSession {
         let (superuser, wal_level, slots, seg, in_recovery): (bool, String, i32, i64, bool) =
             (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
         if !superuser {
-            return Err(Error::Postgres(format!(
+            return Err(Error::postgres(format!(
                 "role {:?} is not a superuser: betterpg needs one to run the backup functions",
                 conn.user
             )));
         }
         if wal_level == "minimal" {
-            return Err(Error::Postgres(
-                "wal_level is minimal: set wal_level = replica on the source and restart it".into(),
+            return Err(Error::postgres(
+                "wal_level is minimal: set wal_level = replica on the source and restart it",
             ));
         }
         if slots < 1 {
-            return Err(Error::Postgres(
-                "max_replication_slots is 0: set it to at least 1 on the source and restart it"
-                    .into(),
+            return Err(Error::postgres(
+                "max_replication_slots is 0: set it to at least 1 on the source and restart it",
             ));
         }
         if in_recovery {
@@ -136,7 +135,7 @@ impl BackupSession {
         let row = self.client.query_one(sql, &[]).await.map_err(|e| {
             if self.client.is_closed() {
                 self.in_backup = false;
-                Error::Postgres(format!(
+                Error::postgres_with(&e, format!(
                     "lost the connection to the source during the backup ({e}): did it stop or crash? Nothing was kept; start the source and branch again"
                 ))
             } else {

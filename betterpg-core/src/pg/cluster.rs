@@ -59,7 +59,7 @@ pub async fn initdb(bin: &PgBin, user: &OsUser, data_dir: &Path, password: &str)
     let _ = fs::remove_file(&pwfile);
     let out = out.map_err(|e| Error::io(format!("running {}", bin.tool("initdb").display()), e))?;
     if !out.status.success() {
-        return Err(Error::Postgres(format!(
+        return Err(Error::postgres(format!(
             "initdb failed: {}{}",
             String::from_utf8_lossy(&out.stderr).trim(),
             String::from_utf8_lossy(&out.stdout)

@@ -66,22 +66,28 @@ impl ConnInfo {
     /// Open a connection; the connection task runs on the current runtime
     /// and ends when the returned client is dropped.
     pub async fn connect(&self) -> Result<Client> {
-        let (client, conn) = self.config().connect(NoTls).await.map_err(|e| {
-            let base = Error::from(e);
-            Error::Postgres(format!(
-                "cannot connect to {}:{} as {}: {}",
-                self.host,
-                self.port,
-                self.user,
-                base.to_string().trim_start_matches("postgres: ")
-            ))
-        })?;
+        let (client, conn) = self
+            .config()
+            .connect(NoTls)
+            .await
+            .map_err(|e| self.cannot_connect(e))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!("connection closed: {e}");
             }
         });
         Ok(client)
+    }
+
+    /// "cannot connect" with the driver's error, keeping its SQLSTATE (a
+    /// refused password is class 28) and DETAIL.
+    fn cannot_connect(&self, e: tokio_postgres::Error) -> Error {
+        Error::from(e).reword(|m| {
+            format!(
+                "cannot connect to {}:{} as {}: {m}",
+                self.host, self.port, self.user
+            )
+        })
     }
 
     /// Wait until a real query answers (not merely the port accepting).
@@ -93,17 +99,16 @@ impl ConnInfo {
                     Ok(_) => return Ok(()),
                     Err(e) => Error::from(e).to_string(),
                 },
-                // The server answered and refused us: waiting will not help.
-                Err(e) if is_auth_failure(&e) => {
-                    return Err(Error::Postgres(format!(
-                        "the server on port {} refuses the stored password for {:?} ({}): restore the password file under HOME/secrets, or set it on the server with ALTER ROLE {} PASSWORD",
-                        self.port,
-                        self.user,
-                        Error::from(e).to_string().trim_start_matches("postgres: "),
-                        self.user
-                    )))
-                }
-                Err(e) => Error::from(e).to_string(),
+                Err(e) => match Error::from(e) {
+                    // The server answered and refused us: waiting will not help.
+                    e if e.is_auth_failure() => {
+                        return Err(e.reword(|m| format!(
+                            "the server on port {} refuses the stored password for {:?} ({m}): restore the password file under HOME/secrets, or set it on the server with ALTER ROLE {} PASSWORD",
+                            self.port, self.user, self.user
+                        )));
+                    }
+                    e => e.to_string(),
+                },
             };
             if Instant::now() >= deadline {
                 return Err(Error::Timeout(format!(
@@ -115,13 +120,6 @@ impl ConnInfo {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-/// True for "password authentication failed" and "no pg_hba.conf entry"
-/// (SQLSTATE class 28: invalid authorization).
-fn is_auth_failure(e: &tokio_postgres::Error) -> bool {
-    e.as_db_error()
-        .is_some_and(|d| d.code().code().starts_with("28"))
 }
 
 fn pct(s: &str) -> String {

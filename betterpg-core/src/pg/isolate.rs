@@ -495,7 +495,7 @@ pub async fn detach_private(
         quote_literal(&verifier)
     ))
     .await
-    .map_err(|e| Error::Postgres(format!("setting the branch's own password: {e}")))?;
+    .map_err(|e| Error::postgres_with(&e, format!("setting the branch's own password: {e}")))?;
     report.password_replaced = true;
 
     let subs = c
@@ -506,14 +506,14 @@ pub async fn detach_private(
             &[],
         )
         .await
-        .map_err(|e| Error::Postgres(format!("listing subscriptions: {e}")))?;
+        .map_err(|e| Error::postgres_with(&e, format!("listing subscriptions: {e}")))?;
     let dbs = c
         .query(
             "SELECT datname::text FROM pg_database WHERE datallowconn ORDER BY 1",
             &[],
         )
         .await
-        .map_err(|e| Error::Postgres(format!("listing databases: {e}")))?;
+        .map_err(|e| Error::postgres_with(&e, format!("listing databases: {e}")))?;
     drop(c);
     for row in dbs {
         let db: String = row.get(0);
@@ -531,9 +531,10 @@ pub async fn detach_private(
             ))
             .await
             .map_err(|e| {
-                Error::Postgres(format!(
-                    "detaching subscription {name:?} in database {db:?}: {e}"
-                ))
+                Error::postgres_with(
+                    &e,
+                    format!("detaching subscription {name:?} in database {db:?}: {e}"),
+                )
             })?;
             report.subscriptions_detached.push(DetachedSubscription {
                 database: db.clone(),
@@ -551,7 +552,9 @@ pub async fn detach_private(
                 &[],
             )
             .await
-            .map_err(|e| Error::Postgres(format!("listing foreign servers in {db:?}: {e}")))?;
+            .map_err(|e| {
+                Error::postgres_with(&e, format!("listing foreign servers in {db:?}: {e}"))
+            })?;
         for s in servers {
             let (srv, fdw, opts): (String, String, String) = (s.get(0), s.get(1), s.get(2));
             report.warnings.push(IsolationWarning {
@@ -564,7 +567,7 @@ pub async fn detach_private(
         let has_cron: bool = c
             .query_one("SELECT to_regclass('cron.job') IS NOT NULL", &[])
             .await
-            .map_err(|e| Error::Postgres(format!("looking for pg_cron in {db:?}: {e}")))?
+            .map_err(|e| Error::postgres_with(&e, format!("looking for pg_cron in {db:?}: {e}")))?
             .get(0);
         if has_cron {
             let jobs = c
@@ -575,7 +578,9 @@ pub async fn detach_private(
                     &[],
                 )
                 .await
-                .map_err(|e| Error::Postgres(format!("listing pg_cron jobs in {db:?}: {e}")))?;
+                .map_err(|e| {
+                    Error::postgres_with(&e, format!("listing pg_cron jobs in {db:?}: {e}"))
+                })?;
             for j in jobs {
                 let (id, name, sched, cmd, jdb, active): (
                     String,

@@ -18,13 +18,13 @@ pub fn parse_lsn(s: &str) -> Result<Lsn> {
     let (hi, lo) = s
         .trim()
         .split_once('/')
-        .ok_or_else(|| Error::Postgres(format!("not an LSN: {s:?}")))?;
+        .ok_or_else(|| Error::postgres(format!("not an LSN: {s:?}")))?;
     let hi =
-        u64::from_str_radix(hi, 16).map_err(|_| Error::Postgres(format!("not an LSN: {s:?}")))?;
+        u64::from_str_radix(hi, 16).map_err(|_| Error::postgres(format!("not an LSN: {s:?}")))?;
     let lo =
-        u64::from_str_radix(lo, 16).map_err(|_| Error::Postgres(format!("not an LSN: {s:?}")))?;
+        u64::from_str_radix(lo, 16).map_err(|_| Error::postgres(format!("not an LSN: {s:?}")))?;
     if hi > u32::MAX as u64 || lo > u32::MAX as u64 {
-        return Err(Error::Postgres(format!("not an LSN: {s:?}")));
+        return Err(Error::postgres(format!("not an LSN: {s:?}")));
     }
     Ok((hi << 32) | lo)
 }
@@ -59,9 +59,9 @@ pub fn parse_backup_label(label: &str) -> Result<BackupLabel> {
         }
     }
     let (start_lsn, start_segment) =
-        start.ok_or_else(|| Error::Postgres("backup label has no START WAL LOCATION".into()))?;
+        start.ok_or_else(|| Error::postgres("backup label has no START WAL LOCATION"))?;
     if !is_segment_name(&start_segment) {
-        return Err(Error::Postgres(format!(
+        return Err(Error::postgres(format!(
             "backup label names an odd WAL file {start_segment:?}"
         )));
     }
@@ -69,7 +69,7 @@ pub fn parse_backup_label(label: &str) -> Result<BackupLabel> {
     let timeline = match tli {
         Some(t) => t,
         None => u32::from_str_radix(&start_segment[..8], 16)
-            .map_err(|_| Error::Postgres("bad timeline in WAL file name".into()))?,
+            .map_err(|_| Error::postgres("bad timeline in WAL file name"))?,
     };
     Ok(BackupLabel {
         start_lsn,

@@ -78,8 +78,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HostConfig, Mount, MountType,
-    NetworkCreateRequest, PortBinding,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig, Mount,
+    MountType, NetworkCreateRequest, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
@@ -197,10 +197,35 @@ impl DockerRuntime {
     }
 
     fn unreachable(&self, e: &DockerError) -> Error {
-        Error::Docker(format!(
+        Error::docker(None, format!(
             "the Docker engine at {} is not reachable ({e}): start it (e.g. `systemctl start docker` or `dockerd`), or point DOCKER_HOST at a running one",
             self.where_()
         ))
+    }
+
+    /// True when the engine answered "not found" and betterpg's network is
+    /// not there (any more): decided by asking the engine about the network,
+    /// not by reading its message.
+    async fn network_gone(&self, e: &DockerError) -> bool {
+        if !matches!(
+            e,
+            DockerError::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }
+        ) {
+            return false;
+        }
+        let Ok(d) = self.docker().await else {
+            return false;
+        };
+        matches!(
+            d.inspect_network(NETWORK, None).await,
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })
+        )
     }
 
     /// Docker error -> typed error. `what` says what was being done.
@@ -210,23 +235,22 @@ impl DockerRuntime {
                 status_code,
                 message,
             } => {
-                let m = message.to_ascii_lowercase();
-                if m.contains("port is already allocated")
-                    || m.contains("address already in use")
-                    || (m.contains("bind for") && m.contains("failed"))
-                {
-                    Error::Port(format!(
+                if engine_says_port_taken(message) {
+                    Error::port_taken(None, format!(
                         "{what}: the port is taken on the host ({message}): stop what uses it, or destroy and re-create on another port"
                     ))
                 } else {
-                    Error::Docker(format!("{what}: engine answered {status_code}: {message}"))
+                    Error::docker(
+                        Some(*status_code),
+                        format!("{what}: engine answered {status_code}: {message}"),
+                    )
                 }
             }
             DockerError::IOError { .. }
             | DockerError::HyperLegacyError { .. }
             | DockerError::SocketNotFoundError(_)
             | DockerError::RequestTimeoutError => self.unreachable(&e),
-            _ => Error::Docker(format!("{what}: {e}")),
+            _ => Error::docker(None, format!("{what}: {e}")),
         }
     }
 
@@ -238,7 +262,7 @@ impl DockerRuntime {
             Ok(i) => Ok(i.config.unwrap_or_default()),
             Err(DockerError::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Err(Error::Docker(format!(
+            }) => Err(Error::docker(Some(404), format!(
                 "image {image:?} is not on this Docker engine: build the default one with scripts/build-image.sh ({DEFAULT_IMAGE}), or `docker pull {image}` where a registry is reachable (betterpg never pulls)"
             ))),
             Err(e) => Err(self.map_err(&format!("inspecting image {image}"), e)),
@@ -378,11 +402,22 @@ impl DockerRuntime {
             Err(DockerError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(()),
-            // 409: a removal is already in progress.
-            Err(DockerError::DockerResponseServerError {
-                status_code: 409,
-                message,
-            }) if message.contains("in progress") => Ok(()),
+            // 409 (forced): a removal is already in progress; the
+            // container's state says so, or it is gone by now.
+            Err(
+                e @ DockerError::DockerResponseServerError {
+                    status_code: 409, ..
+                },
+            ) => match self.inspect(container).await? {
+                None => Ok(()),
+                Some(c)
+                    if c.state.as_ref().and_then(|s| s.status)
+                        == Some(ContainerStateStatusEnum::REMOVING) =>
+                {
+                    Ok(())
+                }
+                Some(_) => Err(self.map_err(&format!("removing container {container}"), e)),
+            },
             Err(e) => Err(self.map_err(&format!("removing container {container}"), e)),
         }
     }
@@ -402,7 +437,7 @@ impl DockerRuntime {
         if labels.get(LABEL_MANAGED).map(String::as_str) != Some("true")
             || labels.get(LABEL_HOME).map(String::as_str) != Some(home.as_ref())
         {
-            return Err(Error::Docker(format!(
+            return Err(Error::docker(None, format!(
                 "a container named {container} exists that betterpg did not make for {home}: remove or rename it (`docker rm -f {container}`)"
             )));
         }
@@ -553,7 +588,7 @@ impl DockerRuntime {
                         .and_then(|o| o.get(ICC_OPTION))
                         .map(String::as_str);
                     if !managed || icc != Some("false") || n.driver.as_deref() != Some("bridge") {
-                        return Err(Error::Docker(format!(
+                        return Err(Error::docker(None, format!(
                             "Docker network {NETWORK:?} exists but betterpg did not make it as it needs it (a bridge labelled {LABEL_MANAGED}=true with {ICC_OPTION}=false, so containers cannot reach each other): remove it (`docker network rm {NETWORK}`) and betterpg makes its own on the next start"
                         )));
                     }
@@ -580,7 +615,7 @@ impl DockerRuntime {
                 Err(e) => return Err(self.map_err(&format!("creating network {NETWORK}"), e)),
             }
         }
-        Err(Error::Docker(format!(
+        Err(Error::docker(None, format!(
             "network {NETWORK} could neither be found nor created (it is being made and removed at the same time?): retry"
         )))
     }
@@ -639,12 +674,16 @@ impl DockerRuntime {
             let last = match conn.connect().await {
                 Ok(c) => match c.simple_query("SELECT 1").await {
                     Ok(_) => return Ok(()),
-                    Err(e) => Error::from(e).to_string(),
+                    Err(e) => Error::from(e),
                 },
-                Err(e) => e.to_string(),
+                Err(e) => e,
             };
-            if is_definitive(&last) {
-                return Err(Error::Runtime(format!(
+            // The server is up and refuses us (SQLSTATE class 28: wrong
+            // password, no pg_hba.conf entry): waiting cannot fix that.
+            let definitive = last.is_auth_failure();
+            let last = last.to_string();
+            if definitive {
+                return Err(Error::runtime(format!(
                     "{}: PostgreSQL in container {container} refuses betterpg's connection: {last}",
                     spec.name
                 )));
@@ -652,13 +691,13 @@ impl DockerRuntime {
             let state = self.inspect(container).await?.and_then(|c| c.state);
             if state.as_ref().and_then(|s| s.running) != Some(true) {
                 let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
-                return Err(Error::Runtime(format!(
+                return Err(Error::runtime(format!(
                     "{}: container {container} exited (status {code}) before PostgreSQL answered a query",
                     spec.name
                 )));
             }
             if Instant::now() >= deadline {
-                return Err(Error::Runtime(format!(
+                return Err(Error::runtime(format!(
                     "{}: container {container} runs but PostgreSQL did not answer a query within {}s ({last})",
                     spec.name,
                     spec.start_timeout.as_secs()
@@ -725,9 +764,15 @@ impl DockerRuntime {
                         Ok(c) => Ok(c.into_bytes().to_vec()),
                         Err(e) => {
                             *failed = true;
-                            Err(Error::Docker(format!(
-                                "following the log of {container}: {e}"
-                            )))
+                            Err(Error::docker(
+                                match &e {
+                                    DockerError::DockerResponseServerError {
+                                        status_code, ..
+                                    } => Some(*status_code),
+                                    _ => None,
+                                },
+                                format!("following the log of {container}: {e}"),
+                            ))
                         }
                     })
                 };
@@ -855,16 +900,15 @@ impl Runtime for DockerRuntime {
             attempt += 1;
             self.ensure_network().await?;
             let r = match d.create_container(Some(opts.clone()), body.clone()).await {
-                Ok(_) => d.start_container(&container, None).await.map_err(|e| {
-                    (
-                        network_gone(&e),
-                        self.map_err(&format!("starting container {container}"), e),
-                    )
-                }),
-                Err(e) => Err((
-                    network_gone(&e),
-                    self.map_err(&format!("creating container {container}"), e),
-                )),
+                Ok(_) => d
+                    .start_container(&container, None)
+                    .await
+                    .map_err(|e| (format!("starting container {container}"), e)),
+                Err(e) => Err((format!("creating container {container}"), e)),
+            };
+            let r = match r {
+                Ok(()) => Ok(()),
+                Err((what, e)) => Err((self.network_gone(&e).await, self.map_err(&what, e))),
             };
             match r {
                 Ok(()) => break self.wait_ready(spec, &container).await,
@@ -891,10 +935,12 @@ impl Runtime for DockerRuntime {
                 tracing::warn!("removing the failed container {container}: {e2}");
             }
             return Err(match e {
-                Error::Runtime(m) => Error::Runtime(format!(
-                    "{m}\n--- last lines of the container log ---\n{}",
-                    tail.trim_end()
-                )),
+                e @ Error::Runtime { .. } => e.reword(|m| {
+                    format!(
+                        "{m}\n--- last lines of the container log ---\n{}",
+                        tail.trim_end()
+                    )
+                }),
                 other => other,
             });
         }
@@ -1059,10 +1105,15 @@ fn container_settings_text(host: &str) -> String {
     out
 }
 
-/// True for connection errors that waiting cannot fix: the server is up and
-/// refuses us.
-fn is_definitive(e: &str) -> bool {
-    e.contains("pg_hba.conf") || e.contains("password authentication failed")
+/// True when the engine's message says a published port is taken on the
+/// host. The engine says so only in text (a 500 with "port is already
+/// allocated" or the kernel's "address already in use"): this is the one
+/// place that reads it.
+fn engine_says_port_taken(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("port is already allocated")
+        || m.contains("address already in use")
+        || (m.contains("bind for") && m.contains("failed"))
 }
 
 fn read_log_file(path: &Path) -> Result<String> {
@@ -1085,20 +1136,6 @@ fn publish_address(conn_host: &str) -> String {
 /// A Docker limit: `None` (no limit) for 0.
 fn limit(v: u64) -> Option<i64> {
     (v != 0).then(|| i64::try_from(v).unwrap_or(i64::MAX))
-}
-
-/// True when the engine refused because betterpg's network is gone.
-fn network_gone(e: &DockerError) -> bool {
-    match e {
-        DockerError::DockerResponseServerError {
-            status_code: 404,
-            message,
-        } => {
-            let m = message.to_ascii_lowercase();
-            m.contains("network") && m.contains(NETWORK)
-        }
-        _ => false,
-    }
 }
 
 /// FNV-1a, 64 bit: a hash that is the same in every build (std's hasher is
@@ -1143,6 +1180,17 @@ mod tests {
             "{c}"
         );
         assert_eq!(c.matches("port =").count(), 1, "{c}");
+    }
+
+    #[test]
+    fn a_taken_host_port_is_recognised_in_the_engines_message() {
+        for m in [
+            "driver failed programming external connectivity on endpoint x: Bind for 127.0.0.1:5433 failed: port is already allocated",
+            "failed to bind port 127.0.0.1:5433/tcp: listen tcp4 127.0.0.1:5433: bind: address already in use",
+        ] {
+            assert!(engine_says_port_taken(m), "{m}");
+        }
+        assert!(!engine_says_port_taken("No such image: nope:none"));
     }
 
     #[test]

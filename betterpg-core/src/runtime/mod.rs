@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Result, RuntimeErrorKind};
 use crate::osuser::OsUser;
 use crate::pg::{ConnInfo, PgBin};
 
@@ -204,4 +204,30 @@ pub fn defaults() -> Vec<std::sync::Arc<dyn Runtime>> {
 /// Names of the runtimes every manager has ("native", "docker").
 pub fn available() -> Vec<&'static str> {
     defaults().iter().map(|r| r.name()).collect()
+}
+
+/// The kind of a failed start, from the last lines of the server's log:
+/// PostgreSQL says it could not listen on its port only there ("could not
+/// bind IPv4 address ...: Address already in use"). The one place that
+/// reads it; callers decide on [`RuntimeErrorKind`].
+pub(crate) fn start_failure_kind(log: &str) -> RuntimeErrorKind {
+    let lower = log.to_ascii_lowercase();
+    if lower.contains("address already in use") {
+        RuntimeErrorKind::PortInUse
+    } else {
+        RuntimeErrorKind::Other
+    }
+}
+
+#[cfg(test)]
+mod start_failure_tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_port_is_recognised_in_the_log() {
+        let log = "prod failed to start: pg_ctl: could not start server\n--- last lines ---\nLOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use";
+        assert_eq!(start_failure_kind(log), RuntimeErrorKind::PortInUse);
+        let other = "FATAL:  configuration file contains errors";
+        assert_eq!(start_failure_kind(other), RuntimeErrorKind::Other);
+    }
 }

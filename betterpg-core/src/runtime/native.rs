@@ -13,7 +13,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use tokio::process::Command;
 
-use super::{InstanceSpec, RunStatus, Runtime};
+use super::{start_failure_kind, InstanceSpec, RunStatus, Runtime};
 use crate::error::{Error, Result};
 use crate::pg::binaries::{data_dir_major, PgBin};
 use crate::pg::datadir::DataDir;
@@ -289,29 +289,37 @@ impl Runtime for NativeRuntime {
             // pg_ctl may give up while the postmaster still runs (timeout):
             // make sure nothing is left behind.
             let _ = self.stop(spec).await;
-            return Err(Error::Runtime(format!(
-                "{} failed to start: {}\n--- last lines of {} ---\n{}",
-                spec.name,
-                String::from_utf8_lossy(&out.stderr).trim(),
-                spec.log_file.display(),
-                Self::log_tail(spec)
-            )));
+            let tail = Self::log_tail(spec);
+            return Err(Error::Runtime {
+                kind: start_failure_kind(&tail),
+                message: format!(
+                    "{} failed to start: {}\n--- last lines of {} ---\n{}",
+                    spec.name,
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    spec.log_file.display(),
+                    tail
+                ),
+            });
         }
         let conn = self.private_conn(spec).unwrap_or_else(|| spec.conn.clone());
         if let Err(e) = conn.wait_ready(spec.start_timeout).await {
             let _ = self.stop(spec).await;
+            let tail = Self::log_tail(spec);
             let text = format!(
                 "{} started but did not answer a query: {e}\n--- last lines of {} ---\n{}",
                 spec.name,
                 spec.log_file.display(),
-                Self::log_tail(spec)
+                tail
             );
-            // Keep the kind: a timeout stays a timeout (callers may retry
-            // with a longer start_timeout_secs), a refusal stays a refusal.
+            // Keep the kind and its fields: a timeout stays a timeout
+            // (callers may retry with a longer start_timeout_secs), a
+            // refusal stays a refusal (with its SQLSTATE).
             return Err(match e {
-                Error::Timeout(_) => Error::Timeout(text),
-                Error::Postgres(_) => Error::Postgres(text),
-                _ => Error::Runtime(text),
+                e @ (Error::Timeout(_) | Error::Postgres { .. }) => e.reword(|_| text),
+                _ => Error::Runtime {
+                    kind: start_failure_kind(&tail),
+                    message: text,
+                },
             });
         }
         Ok(())
@@ -337,7 +345,7 @@ impl Runtime for NativeRuntime {
         if out.status.success() || self.status(spec).await? == RunStatus::Stopped {
             return Ok(());
         }
-        Err(Error::Runtime(format!(
+        Err(Error::runtime(format!(
             "stopping {} failed: {}",
             spec.name,
             String::from_utf8_lossy(&out.stderr).trim()
@@ -371,7 +379,7 @@ impl Runtime for NativeRuntime {
         match out.status.code() {
             Some(0) => Ok(RunStatus::Running),
             Some(3) | Some(4) => Ok(RunStatus::Stopped),
-            _ => Err(Error::Runtime(format!(
+            _ => Err(Error::runtime(format!(
                 "pg_ctl status for {} failed: {}",
                 spec.name,
                 String::from_utf8_lossy(&out.stderr).trim()

@@ -37,8 +37,9 @@ use async_trait::async_trait;
 
 use abi::{Api, LibzfsHandle, NvlistT, ZfsHandle};
 
+use super::zfs_cli::classify_stderr;
 use super::{DatasetInfo, DatasetType, PoolSpace, SpaceLimit, Storage, PROP_PREFIX};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ZfsErrorKind};
 
 pub use abi::{major_minor, RELEASES};
 
@@ -119,7 +120,7 @@ impl std::fmt::Debug for Libzfs {
 }
 
 fn cstring(s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| Error::Zfs(format!("name contains a NUL byte: {s:?}")))
+    CString::new(s).map_err(|_| Error::zfs(format!("name contains a NUL byte: {s:?}")))
 }
 
 fn errno_text(e: c_int) -> String {
@@ -135,7 +136,7 @@ impl NvList {
         // SAFETY: plain allocation, `p` written on success.
         let rc = unsafe { (api().nvlist_alloc)(&mut p, abi::NV_UNIQUE_NAME, 0) };
         if rc != 0 || p.is_null() {
-            return Err(Error::Zfs(format!("nvlist_alloc: {}", errno_text(rc))));
+            return Err(Error::zfs(format!("nvlist_alloc: {}", errno_text(rc))));
         }
         Ok(NvList(p))
     }
@@ -144,7 +145,7 @@ impl NvList {
         // SAFETY: valid list and C string.
         match unsafe { (api().nvlist_add_boolean)(self.0, n.as_ptr()) } {
             0 => Ok(()),
-            rc => Err(Error::Zfs(format!(
+            rc => Err(Error::zfs(format!(
                 "nvlist_add_boolean: {}",
                 errno_text(rc)
             ))),
@@ -155,7 +156,7 @@ impl NvList {
         // SAFETY: valid list and C strings (copied by the library).
         match unsafe { (api().nvlist_add_string)(self.0, n.as_ptr(), v.as_ptr()) } {
             0 => Ok(()),
-            rc => Err(Error::Zfs(format!("nvlist_add_string: {}", errno_text(rc)))),
+            rc => Err(Error::zfs(format!("nvlist_add_string: {}", errno_text(rc)))),
         }
     }
     /// User properties `betterpg:k=v`, plus `mountpoint` when given.
@@ -363,6 +364,17 @@ impl Session<'_> {
         format!("{what}: {}", d.to_string_lossy())
     }
 
+    /// The typed error of a failed libzfs call on `name` (what was being
+    /// done: `what`), its kind read from libzfs's description as the zfs
+    /// command's stderr is.
+    fn failure(&self, what: &str, name: &str) -> Error {
+        // SAFETY: valid handle; returns a static or handle-owned string.
+        let d = unsafe { CStr::from_ptr((api().libzfs_error_description)(self.hdl)) };
+        let said = d.to_string_lossy().into_owned();
+        let message = format!("{what}: {said}");
+        Error::zfs_failure(classify_stderr(&said), what, name, said, message)
+    }
+
     fn exists(&self, name: &str) -> Result<bool> {
         let n = cstring(name)?;
         // SAFETY: C string.
@@ -441,7 +453,7 @@ impl Session<'_> {
         let zhp = self.open_existing(name, fs_type())?;
         // SAFETY: valid handle; no extra options.
         if unsafe { (api().zfs_mount)(zhp.0, std::ptr::null(), 0) } != 0 {
-            return Err(Error::Zfs(self.error(&format!("mounting {name}"))));
+            return Err(self.failure(&format!("mounting {name}"), name));
         }
         Ok(())
     }
@@ -449,9 +461,7 @@ impl Session<'_> {
     fn unmount(&self, zhp: &Zhp) -> Result<()> {
         // SAFETY: valid handle; NULL mountpoint = wherever it is mounted.
         if unsafe { (api().zfs_unmount)(zhp.0, std::ptr::null(), 0) } != 0 {
-            return Err(Error::Zfs(
-                self.error(&format!("unmounting {}", zhp.name())),
-            ));
+            return Err(self.failure(&format!("unmounting {}", zhp.name()), &zhp.name()));
         }
         Ok(())
     }
@@ -641,9 +651,7 @@ impl Session<'_> {
         let nvl = NvList::props(None, props)?;
         // SAFETY: valid handle and list (not consumed).
         if unsafe { (api().zfs_prop_set_list)(zhp.0, nvl.0) } != 0 {
-            return Err(Error::Zfs(
-                self.error(&format!("setting properties on {name}")),
-            ));
+            return Err(self.failure(&format!("setting properties on {name}"), name));
         }
         Ok(())
     }
@@ -656,9 +664,7 @@ impl Session<'_> {
         nvl.add_string(prop, value)?;
         // SAFETY: valid handle and list (not consumed).
         if unsafe { (api().zfs_prop_set_list)(zhp.0, nvl.0) } != 0 {
-            return Err(Error::Zfs(
-                self.error(&format!("setting {prop}={value} on {name}")),
-            ));
+            return Err(self.failure(&format!("setting {prop}={value} on {name}"), name));
         }
         Ok(())
     }
@@ -708,9 +714,27 @@ fn map_errno(e: c_int, call: &str, name: &str) -> Error {
             what: "ZFS dataset",
             name: name.to_string(),
         },
-        libc_errno::EBUSY => Error::Zfs(format!("{call} {name}: dataset is busy")),
-        libc_errno::ENOSPC => Error::Zfs(format!("{call} {name}: out of space in the pool")),
-        e => Error::Zfs(format!("{call} {name}: {}", errno_text(e))),
+        libc_errno::EBUSY => Error::zfs_failure(
+            ZfsErrorKind::Busy,
+            call,
+            name,
+            errno_text(e),
+            format!("{call} {name}: dataset is busy"),
+        ),
+        libc_errno::ENOSPC => Error::zfs_failure(
+            ZfsErrorKind::NoSpace,
+            call,
+            name,
+            errno_text(e),
+            format!("{call} {name}: out of space in the pool"),
+        ),
+        e => Error::zfs_failure(
+            ZfsErrorKind::Other,
+            call,
+            name,
+            errno_text(e),
+            format!("{call} {name}: {}", errno_text(e)),
+        ),
     }
 }
 

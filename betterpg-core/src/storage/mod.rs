@@ -287,7 +287,7 @@ pub async fn mountpoint(storage: &dyn Storage, dataset: &str) -> Result<PathBuf>
         .get(dataset)
         .await?
         .and_then(|d| d.mountpoint)
-        .ok_or_else(|| Error::Zfs(format!("dataset {dataset} is missing or not mounted")))
+        .ok_or_else(|| Error::zfs(format!("dataset {dataset} is missing or not mounted")))
 }
 
 /// Destroy, retrying briefly: right after a server stops, the file system

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use tokio::process::Command;
 
 use super::{DatasetInfo, DatasetType, PoolSpace, SpaceLimit, Storage, PROP_PREFIX};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ZfsErrorKind};
 
 /// Which `zfs` userland is installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,10 +72,16 @@ impl ZfsCli {
             .await
             .map_err(|e| {
                 if e.kind() == std::io::ErrorKind::NotFound {
-                    Error::Zfs(format!(
-                        "the `{}` command was not found: install ZFS (e.g. `apt-get install zfs-fuse`, then start `zfs-fuse`)",
-                        self.zfs.display()
-                    ))
+                    Error::zfs_failure(
+                        ZfsErrorKind::Unavailable,
+                        format!("zfs {}", args.join(" ")),
+                        args.last().cloned().unwrap_or_default(),
+                        e.to_string(),
+                        format!(
+                            "the `{}` command was not found: install ZFS (e.g. `apt-get install zfs-fuse`, then start `zfs-fuse`)",
+                            self.zfs.display()
+                        ),
+                    )
                 } else {
                     Error::io(format!("running {}", self.zfs.display()), e)
                 }
@@ -131,11 +137,17 @@ impl ZfsCli {
         if out.status.success() {
             Ok(())
         } else {
-            Err(Error::Zfs(format!(
-                "`zpool {}` failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )))
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            let cmd = format!("zpool {}", args.join(" "));
+            let message = format!("`{cmd}` failed: {stderr}");
+            // (zpool's arguments do not end with a dataset: none is named)
+            Err(Error::zfs_failure(
+                classify_stderr(&stderr),
+                cmd,
+                "",
+                stderr,
+                message,
+            ))
         }
     }
 
@@ -340,39 +352,49 @@ pub(crate) fn user_prop_names() -> Vec<String> {
         .collect()
 }
 
-/// Map a failed `zfs` invocation to a typed error from its stderr.
-fn classify_error(args: &[String], stderr: &str) -> Error {
-    let cmd = format!("zfs {}", args.join(" "));
+/// What kind of failure a `zfs`/`zpool` command's stderr reports.
+///
+/// The commands say so only in text (OpenZFS documents them, not their
+/// messages, as its interface; Incus and Docker's zfs driver read stderr the
+/// same way): this is the one place that reads it, and every decision above
+/// storage is taken on the kind.
+pub(crate) fn classify_stderr(stderr: &str) -> ZfsErrorKind {
     let lower = stderr.to_ascii_lowercase();
     if lower.contains("dataset does not exist") || lower.contains("could not find any snapshots") {
-        let name = args.last().cloned().unwrap_or_default();
-        return Error::NotFound {
-            what: "ZFS dataset",
-            name,
-            hint: format!(" ({stderr})"),
-        };
-    }
-    if lower.contains("dataset already exists") {
-        return Error::AlreadyExists {
-            what: "ZFS dataset",
-            name: args.last().cloned().unwrap_or_default(),
-        };
-    }
-    if lower.contains("has children")
+        ZfsErrorKind::NotFound
+    } else if lower.contains("dataset already exists") {
+        ZfsErrorKind::Exists
+    } else if lower.contains("has children")
         || lower.contains("has dependent clones")
         || lower.contains("snapshot is cloned")
     {
-        return Error::HasDependents {
-            name: args.last().cloned().unwrap_or_default(),
-            dependents: stderr.replace('\n', " "),
-        };
+        ZfsErrorKind::HasDependents
+    } else if lower.contains("is busy") {
+        ZfsErrorKind::Busy
+    } else if lower.contains("space") || lower.contains("quota exceeded") {
+        // "out of space", "size is greater than available space",
+        // "no space left on device"
+        ZfsErrorKind::NoSpace
+    } else if lower.contains("connect") && lower.contains("zfs-fuse") || lower.contains("/dev/zfs")
+    {
+        ZfsErrorKind::Unavailable
+    } else {
+        ZfsErrorKind::Other
     }
-    if lower.contains("connect") && lower.contains("zfs-fuse") || lower.contains("/dev/zfs") {
-        return Error::Zfs(format!(
+}
+
+/// Map a failed `zfs` invocation to a typed error from its stderr.
+fn classify_error(args: &[String], stderr: &str) -> Error {
+    let cmd = format!("zfs {}", args.join(" "));
+    let kind = classify_stderr(stderr);
+    let dataset = args.last().cloned().unwrap_or_default();
+    let message = match kind {
+        ZfsErrorKind::Unavailable => format!(
             "`{cmd}` failed: {stderr}. Is the ZFS daemon/module running? (zfs-fuse: start `zfs-fuse`)"
-        ));
-    }
-    Error::Zfs(format!("`{cmd}` failed: {stderr}"))
+        ),
+        _ => format!("`{cmd}` failed: {stderr}"),
+    };
+    Error::zfs_failure(kind, cmd, dataset, stderr, message)
 }
 
 /// Parse `zfs get -H -p -o name,property,value,source` output into
@@ -548,11 +570,10 @@ impl Storage for ZfsCli {
         let mut tries = 0;
         loop {
             match self.run(&args).await {
-                Err(Error::Zfs(m))
-                    if m.contains("dataset is busy")
-                        && tries < 20
-                        && self.flavor().await == ZfsFlavor::Legacy =>
-                {
+                Err(Error::Zfs {
+                    kind: ZfsErrorKind::Busy,
+                    ..
+                }) if tries < 20 && self.flavor().await == ZfsFlavor::Legacy => {
                     tries += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 }
@@ -740,7 +761,47 @@ tank/b/prod@bpg-dev\tbetterpg:note\twith\ttab\tlocal\n";
             classify_error(&a, "cannot create 't/x': dataset already exists").code(),
             2
         );
-        assert_eq!(classify_error(&a, "out of space").code(), 7);
+        let e = classify_error(&a, "out of space");
+        assert_eq!((e.code(), e.zfs_kind()), (7, Some(ZfsErrorKind::NoSpace)));
+        let e = classify_error(&a, "cannot destroy 't/x': dataset is busy");
+        assert_eq!(e.zfs_kind(), Some(ZfsErrorKind::Busy));
+        assert_eq!(
+            e.to_string(),
+            "zfs: `zfs destroy t/x` failed: cannot destroy 't/x': dataset is busy"
+        );
+        let Error::Zfs {
+            operation,
+            dataset,
+            stderr,
+            ..
+        } = e
+        else {
+            unreachable!()
+        };
+        assert_eq!(operation, "zfs destroy t/x");
+        assert_eq!(dataset, "t/x");
+        assert_eq!(stderr, "cannot destroy 't/x': dataset is busy");
+        let e = classify_error(&a, "connect: No such file (is zfs-fuse running?)");
+        assert_eq!(e.zfs_kind(), Some(ZfsErrorKind::Unavailable));
+        assert!(
+            e.to_string().contains("Is the ZFS daemon/module running?"),
+            "{e}"
+        );
+        for (stderr, kind) in [
+            (
+                "cannot set property for 't/x': size is greater than available space",
+                ZfsErrorKind::NoSpace,
+            ),
+            ("cannot create 't/x': out of space", ZfsErrorKind::NoSpace),
+            ("cannot open 'nope': no such pool", ZfsErrorKind::Other),
+            (
+                "cannot unmount '/t/x': pool or dataset is busy",
+                ZfsErrorKind::Busy,
+            ),
+            ("internal error: Invalid argument", ZfsErrorKind::Other),
+        ] {
+            assert_eq!(classify_stderr(stderr), kind, "{stderr}");
+        }
     }
 
     #[test]

@@ -20,12 +20,15 @@
 
 #include <betterpg.h>
 #include <libpq-fe.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -380,6 +383,7 @@ static void test_without_manager(const char *home) {
     EXPECT_RC(BETTERPG_RESULT_NOT_INITIALIZED, betterpg_manager_open(missing, &m));
     CHECK(m == sentinel);
     CHECK(contains(betterpg_last_error_message(), "not initialised"));
+    CHECK(betterpg_last_error_sqlstate() == NULL && betterpg_last_error_reason() == NULL);
     EXPECT_RC(BETTERPG_RESULT_INVALID_UTF8, betterpg_manager_open("\xff\xfe", &m));
     CHECK(m == sentinel);
 
@@ -753,6 +757,23 @@ int main(int argc, char **argv) {
     info = NULL;
     CHECK(!can_connect(betterpg_info_url(app)));
     EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_stop(m, "app", NULL)); /* already stopped */
+    {
+        /* Another program on app's port: a port error whose reason says
+         * "taken" (decide on the fields, not the message). */
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(fd >= 0);
+        struct sockaddr_in sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons((uint16_t)betterpg_info_port(app));
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 1) == 0);
+        EXPECT_RC(BETTERPG_RESULT_PORT, betterpg_manager_start(m, "app", &info));
+        CHECK(info == NULL);
+        CHECK(betterpg_last_error_reason() != NULL && streq(betterpg_last_error_reason(), "taken"));
+        CHECK(betterpg_last_error_sqlstate() == NULL);
+        close(fd);
+    }
     REQUIRE_OK(betterpg_manager_start(m, "app", &info));
     CHECK(streq(betterpg_info_status(info), "running"));
     CHECK(betterpg_info_port(info) == betterpg_info_port(app));

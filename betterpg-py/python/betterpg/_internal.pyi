@@ -231,10 +231,32 @@ class BranchManager:
     def pool_usage(self) -> PoolUsage: ...
 
 class BetterPgError(Exception):
-    """Base class of every error raised by betterpg."""
+    """Base class of every error raised by betterpg.
+
+    Decide on the fields, not on the message; each is None where it does
+    not apply.
+    """
 
     code: int
     kind: str
+    #: PostgreSQL's SQLSTATE when the server answered (e.g. "28P01").
+    sqlstate: Optional[str]
+    #: PostgreSQL's DETAIL, when it gave one.
+    detail: Optional[str]
+    #: A finer stable reason: "busy", "no_space", "unavailable", "other"
+    #: (ZfsError); "taken", "exhausted" (PortError); "port_in_use", "other"
+    #: (ServerRuntimeError).
+    reason: Optional[str]
+    #: A ZfsError's command line or library call.
+    operation: Optional[str]
+    #: A ZfsError's dataset, snapshot or pool.
+    dataset: Optional[str]
+    #: What ZFS said (a ZfsError's stderr).
+    stderr: Optional[str]
+    #: The Docker engine's HTTP status (DockerError).
+    status: Optional[int]
+    #: The port concerned (PortError).
+    port: Optional[int]
 
 class InvalidNameError(BetterPgError, ValueError): ...
 class AlreadyExistsError(BetterPgError): ...

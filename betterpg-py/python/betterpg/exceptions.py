@@ -16,6 +16,24 @@ Where a Python builtin means the same thing, the class derives from it too:
 ``LocalIOError``            also ``OSError``
 ==========================  ======================
 
+Decide on the fields, never on the message. Besides ``code`` and ``kind``,
+every exception has these attributes, None where they do not apply:
+
+==============  ==========================================================
+``sqlstate``    PostgreSQL's SQLSTATE when the server answered (``PostgresError``;
+                ``"28P01"``: the password was refused)
+``detail``      PostgreSQL's DETAIL, when it gave one
+``reason``      a finer stable reason: ``"busy"``, ``"no_space"``,
+                ``"unavailable"``, ``"other"`` (``ZfsError``); ``"taken"``,
+                ``"exhausted"`` (``PortError``); ``"port_in_use"``, ``"other"``
+                (``ServerRuntimeError``)
+``operation``   the zfs command line or library call (``ZfsError``)
+``dataset``     the dataset, snapshot or pool (``ZfsError``)
+``stderr``      what ZFS said (``ZfsError``)
+``status``      the Docker engine's HTTP status (``DockerError``)
+``port``        the port concerned (``PortError``)
+==============  ==========================================================
+
 >>> try:
 ...     mgr.destroy("nope")
 ... except betterpg.NotFoundError as e:
