@@ -49,11 +49,16 @@ impl Kind {
     }
 }
 
-/// How a branch's snapshot was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How a branch's snapshot is taken: the one name of this choice on every
+/// surface (`BranchOptions::mode`, `bpg branch --mode`, C's
+/// `BETTERPG_MODE_*`, Python's `mode=`), and how a branch was made
+/// (`Info::mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
-    /// Backup mode around the snapshot; recovered as a base backup.
+    /// Backup mode around the snapshot (the default): every committed
+    /// transaction, recovered as a base backup.
+    #[default]
     ApplicationConsistent,
     /// An atomic snapshot only (after a CHECKPOINT when the source runs);
     /// crash recovery on start. A stopped source is always snapshotted this
@@ -62,6 +67,9 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode, the default first.
+    pub const ALL: [Mode; 2] = [Mode::ApplicationConsistent, Mode::CrashConsistent];
+
     /// Stable string, as in JSON output and ZFS properties.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -136,6 +144,24 @@ impl std::fmt::Display for Kind {
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = Error;
+
+    /// The mode named by its stable string ("application-consistent",
+    /// "crash-consistent"); anything else is a [`Error::Config`] naming
+    /// both.
+    fn from_str(s: &str) -> Result<Mode> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown mode {s:?}: use application-consistent or crash-consistent"
+                ))
+            })
     }
 }
 
@@ -440,6 +466,24 @@ fn parse(text: &str, path: &std::path::Path) -> Result<BTreeMap<String, Entry>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mode_names_parse_display_and_serialise_alike() {
+        assert_eq!(Mode::default(), Mode::ApplicationConsistent);
+        for m in Mode::ALL {
+            assert_eq!(m.as_str().parse::<Mode>().unwrap(), m);
+            assert_eq!(m.to_string(), m.as_str());
+            assert_eq!(
+                serde_json::to_string(&m).unwrap(),
+                format!("\"{}\"", m.as_str())
+            );
+        }
+        for bad in ["", "fast", "Crash-Consistent", "crash_consistent"] {
+            let e = bad.parse::<Mode>().unwrap_err();
+            assert!(matches!(e, Error::Config(_)), "{bad}: {e}");
+            assert!(e.to_string().contains("crash-consistent"), "{e}");
+        }
+    }
 
     fn entry(name: &str, parent: Option<&str>, port: u16) -> Entry {
         Entry {

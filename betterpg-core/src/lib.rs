@@ -54,10 +54,11 @@ pub mod util;
 
 pub use catalog::{Entry, EntryState, Kind, Mode, State, PGDATA_SUBDIR};
 pub use error::{Error, ErrorKind, PortErrorKind, Result, RuntimeErrorKind, ZfsErrorKind};
+#[allow(deprecated)]
+pub use manager::SnapshotMode;
 pub use manager::{
     available_runtimes, validate_dataset_name, BranchManager, BranchOptions, BranchReport,
-    CreateOptions, GcItem, GcReport, Info, InitOptions, InitStorage, PoolUsage, SnapshotMode,
-    StepTiming,
+    CreateOptions, GcItem, GcReport, Info, InitOptions, InitStorage, PoolUsage, StepTiming,
 };
 pub use name::validate_name;
 pub use ops::doctor::{

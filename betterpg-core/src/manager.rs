@@ -17,7 +17,9 @@ use crate::storage::{Selection, Storage};
 
 pub use crate::catalog::PGDATA_SUBDIR;
 pub use crate::name::validate_dataset_name;
-pub use crate::ops::branch::{BranchOptions, BranchReport, SnapshotMode, StepTiming};
+#[allow(deprecated)]
+pub use crate::ops::branch::SnapshotMode;
+pub use crate::ops::branch::{BranchOptions, BranchReport, StepTiming};
 pub use crate::ops::create::CreateOptions;
 pub use crate::ops::doctor::DoctorReport;
 pub use crate::ops::gc::{GcItem, GcReport};

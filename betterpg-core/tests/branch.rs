@@ -2,11 +2,11 @@
 
 use betterpg_testkit::*;
 
-use betterpg_core::{BranchManager, BranchOptions, CreateOptions, SnapshotMode};
+use betterpg_core::{BranchManager, BranchOptions, CreateOptions, Mode};
 
 fn fast() -> BranchOptions {
     BranchOptions {
-        mode: SnapshotMode::CrashConsistent,
+        mode: Mode::CrashConsistent,
         ..Default::default()
     }
 }

@@ -17,9 +17,7 @@ use betterpg_core::runtime::{
     DockerRuntime, InstanceSpec, Runtime, DEFAULT_IMAGE, ICC_OPTION, LABEL_HOME, LABEL_MANAGED,
     LABEL_NAME, LABEL_PARENT, NETWORK,
 };
-use betterpg_core::{
-    BranchManager, BranchOptions, CreateOptions, InitOptions, InitStorage, SnapshotMode,
-};
+use betterpg_core::{BranchManager, BranchOptions, CreateOptions, InitOptions, InitStorage, Mode};
 use betterpg_testkit::{assert_prefix, connect, Writer, POOL_DIR};
 use bollard::Docker;
 
@@ -511,7 +509,7 @@ async fn containerised_branches_under_writer_hold_every_acknowledged_commit() {
             "prod",
             "quick",
             BranchOptions {
-                mode: SnapshotMode::CrashConsistent,
+                mode: Mode::CrashConsistent,
                 ..Default::default()
             },
         )

@@ -10,7 +10,7 @@
 //!
 //! Ports: 59500-59619 (six homes at most).
 
-use betterpg_core::{BranchManager, BranchOptions, CreateOptions, SnapshotMode};
+use betterpg_core::{BranchManager, BranchOptions, CreateOptions, Mode};
 use betterpg_testkit::*;
 use serde_json::json;
 
@@ -26,7 +26,7 @@ async fn env() -> (TestEnv, BranchManager) {
 
 fn fast() -> BranchOptions {
     BranchOptions {
-        mode: SnapshotMode::CrashConsistent,
+        mode: Mode::CrashConsistent,
         ..Default::default()
     }
 }

@@ -395,15 +395,15 @@ mod tests {
 
     #[test]
     fn modes() {
-        use betterpg_core::{BranchOptions, SnapshotMode};
+        use betterpg_core::{BranchOptions, Mode};
         use options::mode_of;
         assert_eq!(
             mode_of(BETTERPG_MODE_APPLICATION_CONSISTENT).unwrap(),
-            SnapshotMode::ApplicationConsistent
+            Mode::ApplicationConsistent
         );
         assert_eq!(
             mode_of(BETTERPG_MODE_CRASH_CONSISTENT).unwrap(),
-            SnapshotMode::CrashConsistent
+            Mode::CrashConsistent
         );
         assert!(matches!(mode_of(2), Err(Failure::Arg(_))));
         // The default of the core is the default of C (0).
@@ -416,7 +416,7 @@ mod tests {
 
     #[test]
     fn branch_options_are_built_checked_and_read_not_consumed() {
-        use betterpg_core::{BranchOptions, SnapshotMode};
+        use betterpg_core::{BranchOptions, Mode};
         use options::*;
         unsafe {
             // NULL: the core's defaults.
@@ -464,7 +464,7 @@ mod tests {
                 betterpg_result::NullParameter
             );
             let b = branch_options(o);
-            assert_eq!(b.mode, SnapshotMode::CrashConsistent);
+            assert_eq!(b.mode, Mode::CrashConsistent);
             assert_eq!(b.quota, Some(1 << 30));
             assert_eq!(b.runtime.as_deref(), Some("docker"));
             assert_eq!(b.image.as_deref(), Some("postgres:16"));

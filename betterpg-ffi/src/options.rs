@@ -13,7 +13,7 @@
 use std::ffi::c_char;
 use std::path::PathBuf;
 
-use betterpg_core::{BranchOptions, CreateOptions, InitOptions, InitStorage, SnapshotMode};
+use betterpg_core::{BranchOptions, CreateOptions, InitOptions, InitStorage, Mode};
 
 use crate::result::{arg_str, betterpg_result, guard, guard_value, Failure, Opaque};
 
@@ -313,10 +313,10 @@ pub const BETTERPG_MODE_APPLICATION_CONSISTENT: betterpg_mode = 0;
 pub const BETTERPG_MODE_CRASH_CONSISTENT: betterpg_mode = 1;
 
 /// The core mode of a C mode value.
-pub(crate) fn mode_of(mode: betterpg_mode) -> Result<SnapshotMode, Failure> {
+pub(crate) fn mode_of(mode: betterpg_mode) -> Result<Mode, Failure> {
     match mode {
-        BETTERPG_MODE_APPLICATION_CONSISTENT => Ok(SnapshotMode::ApplicationConsistent),
-        BETTERPG_MODE_CRASH_CONSISTENT => Ok(SnapshotMode::CrashConsistent),
+        BETTERPG_MODE_APPLICATION_CONSISTENT => Ok(Mode::ApplicationConsistent),
+        BETTERPG_MODE_CRASH_CONSISTENT => Ok(Mode::CrashConsistent),
         other => Err(Failure::Arg(format!(
             "unknown mode {other}: use BETTERPG_MODE_APPLICATION_CONSISTENT (0) or BETTERPG_MODE_CRASH_CONSISTENT (1)"
         ))),

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use betterpg_core::blocking::BranchManager as Blocking;
-use betterpg_core::{BranchOptions, CreateOptions, Error, InitOptions, InitStorage, SnapshotMode};
+use betterpg_core::{BranchOptions, CreateOptions, Error, InitOptions, InitStorage, Mode};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyType};
 
@@ -45,21 +45,55 @@ impl Drop for Handle {
     }
 }
 
-/// `fast` and `quota` of `branch` and `reset`.
-fn branch_options(py: Python<'_>, fast: bool, quota: Option<Size>) -> PyResult<BranchOptions> {
+/// `mode` (or the deprecated `fast`) and `quota` of `branch` and `reset`.
+fn branch_options(
+    py: Python<'_>,
+    mode: Option<&str>,
+    fast: Option<bool>,
+    quota: Option<Size>,
+) -> PyResult<BranchOptions> {
+    let mode = mode_of(py, mode, fast)?;
     let quota = quota
         .map(|q| q.bytes())
         .transpose()
         .map_err(|e| to_pyerr(py, e))?;
     Ok(BranchOptions {
-        mode: if fast {
-            SnapshotMode::CrashConsistent
-        } else {
-            SnapshotMode::ApplicationConsistent
-        },
+        mode,
         quota,
         ..Default::default()
     })
+}
+
+/// The mode of ``mode="..."`` (the core's names; a `ConfigError` for
+/// another), or of the deprecated ``fast=`` (a `DeprecationWarning`;
+/// ``fast=True`` is ``mode="crash-consistent"``). Both given must agree.
+fn mode_of(py: Python<'_>, mode: Option<&str>, fast: Option<bool>) -> PyResult<Mode> {
+    let named = mode
+        .map(|m| m.parse::<Mode>())
+        .transpose()
+        .map_err(|e| to_pyerr(py, e))?;
+    let Some(fast) = fast else {
+        return Ok(named.unwrap_or_default());
+    };
+    PyErr::warn(
+        py,
+        &py.get_type::<pyo3::exceptions::PyDeprecationWarning>(),
+        c"fast= is deprecated: use mode=\"crash-consistent\" (or \"application-consistent\")",
+        2,
+    )?;
+    let by_fast = if fast {
+        Mode::CrashConsistent
+    } else {
+        Mode::ApplicationConsistent
+    };
+    match named {
+        Some(m) if m != by_fast => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "mode={:?} and fast={} disagree: give mode= only",
+            m.as_str(),
+            if fast { "True" } else { "False" }
+        ))),
+        _ => Ok(by_fast),
+    }
 }
 
 /// A size given as bytes or as text like "1G".
@@ -332,26 +366,30 @@ impl PyBranchManager {
     }
 
     /// Make `name`, a new read-write server on a ZFS clone of `source`
-    /// (a database or branch), started. ``fast=True`` takes a
-    /// crash-consistent snapshot (no backup mode). ``quota`` (bytes, or text
+    /// (a database or branch), started. ``mode`` is how a running source is
+    /// snapshotted: ``"application-consistent"`` (backup mode; the default)
+    /// or ``"crash-consistent"`` (CHECKPOINT + snapshot; ``fast=True`` is
+    /// its deprecated spelling). ``quota`` (bytes, or text
     /// like ``"2G"``) caps the pool space the branch may use, so it cannot
     /// fill the pool for its source. Returns a `Branch`, a context manager
     /// that destroys the branch on exit.
-    #[pyo3(signature = (source, name, fast = false, quota = None, runtime = None, image = None))]
+    #[pyo3(signature = (source, name, mode = None, quota = None, runtime = None, image = None, *, fast = None))]
+    #[allow(clippy::too_many_arguments)]
     fn branch(
         slf: &Bound<'_, Self>,
         source: &str,
         name: &str,
-        fast: bool,
+        mode: Option<&str>,
         quota: Option<Size>,
         runtime: Option<String>,
         image: Option<String>,
+        fast: Option<bool>,
     ) -> PyResult<Py<PyBranch>> {
         let py = slf.py();
         let opts = BranchOptions {
             runtime,
             image,
-            ..branch_options(py, fast, quota)?
+            ..branch_options(py, mode, fast, quota)?
         };
         let report = slf.get().call(py, |m| m.branch(source, name, opts))?;
         Py::new(py, PyBranch::initializer(report, slf.clone().unbind()))
@@ -359,16 +397,18 @@ impl PyBranchManager {
 
     /// Throw a branch's changes away: branch its parent again under the
     /// same name and port (its URL stays valid). Refused for a database and
-    /// for a branch that has branches (`HasDependentsError`).
-    #[pyo3(signature = (name, fast = false, quota = None))]
+    /// for a branch that has branches (`HasDependentsError`). ``mode`` and
+    /// ``quota`` as for `branch`.
+    #[pyo3(signature = (name, mode = None, quota = None, *, fast = None))]
     fn reset(
         slf: &Bound<'_, Self>,
         name: &str,
-        fast: bool,
+        mode: Option<&str>,
         quota: Option<Size>,
+        fast: Option<bool>,
     ) -> PyResult<Py<PyBranch>> {
         let py = slf.py();
-        let opts = branch_options(py, fast, quota)?;
+        let opts = branch_options(py, mode, fast, quota)?;
         let report = slf.get().call(py, |m| m.reset(name, opts))?;
         Py::new(py, PyBranch::initializer(report, slf.clone().unbind()))
     }

@@ -143,10 +143,34 @@ def test_explicit_destroy_then_exit_is_fine(manager):
     assert name not in [i.name for i in manager.list()]
 
 
-def test_fast_branch_is_crash_consistent(manager):
-    with manager.branch(SOURCE, unique("fast"), fast=True) as b:
+def test_crash_consistent_mode(manager):
+    with manager.branch(SOURCE, unique("crash"), mode="crash-consistent") as b:
         assert b.mode == "crash-consistent"
         assert rows(b.url, "SELECT count(*) FROM items") == [(SOURCE_ROWS,)]
+        # reset takes the same mode= (positional too, as in branch)
+        r = manager.reset(b.name, "application-consistent")
+        assert r.mode == "application-consistent"
+
+
+def test_fast_is_a_deprecated_alias_of_mode(manager):
+    with pytest.warns(DeprecationWarning, match="mode="):
+        b = manager.branch(SOURCE, unique("fast"), fast=True)
+    with b:
+        assert b.mode == "crash-consistent"
+        with pytest.warns(DeprecationWarning):
+            r = manager.reset(b.name, fast=False)
+        assert r.mode == "application-consistent"
+    # Both spellings must agree; mode= alone is the way.
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="disagree"):
+        manager.branch(SOURCE, unique("both"), mode="application-consistent", fast=True)
+
+
+def test_unknown_mode_is_refused_before_anything_is_made(manager):
+    name = unique("badmode")
+    for bad in ["fast", "CRASH-CONSISTENT", ""]:
+        with pytest.raises(betterpg.ConfigError, match="crash-consistent"):
+            manager.branch(SOURCE, name, mode=bad)
+    assert name not in [i.name for i in manager.list()]
 
 
 def zfs_quota(dataset: str) -> int:

@@ -232,9 +232,9 @@ def test_sweep_rule(env, manager):
     made = [dead, alive, reused, foreign]
     try:
         for n in made:
-            manager.branch(SOURCE, n, fast=True)
+            manager.branch(SOURCE, n, mode="crash-consistent")
         child_of_dead = f"pytest-{p.pid}-{start}-gw0-abc123-2"
-        manager.branch(dead, child_of_dead, fast=True)
+        manager.branch(dead, child_of_dead, mode="crash-consistent")
         swept = plugin.sweep(manager)
         assert sorted(swept) == sorted([dead, reused]), swept
         left = {i.name for i in manager.list()}

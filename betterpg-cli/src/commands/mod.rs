@@ -60,14 +60,14 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
 
 /// `--fast` and `--quota` of `branch` and `reset`.
 fn branch_options(s: &crate::args::SnapshotArgs) -> Result<betterpg_core::BranchOptions, Error> {
-    use betterpg_core::SnapshotMode;
+    use betterpg_core::Mode;
     Ok(betterpg_core::BranchOptions {
         runtime: None,
         image: None,
         mode: if s.fast {
-            SnapshotMode::CrashConsistent
+            Mode::CrashConsistent
         } else {
-            SnapshotMode::ApplicationConsistent
+            Mode::ApplicationConsistent
         },
         quota: s
             .quota

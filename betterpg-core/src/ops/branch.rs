@@ -93,22 +93,19 @@ impl Timer {
     }
 }
 
-/// How a branch snapshot is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SnapshotMode {
-    /// Backup mode around the snapshot (the default): every committed
-    /// transaction, recovered as a base backup.
-    #[default]
-    ApplicationConsistent,
-    /// `CHECKPOINT` then an atomic snapshot; crash recovery on start.
-    CrashConsistent,
-}
+/// The old name of [`Mode`], kept for one release.
+#[deprecated(
+    since = "0.1.0",
+    note = "use `Mode`, the one name of the snapshot mode"
+)]
+pub type SnapshotMode = Mode;
 
 /// Options of [`crate::BranchManager::branch`] and [`crate::BranchManager::reset`].
 #[derive(Debug, Clone, Default)]
 pub struct BranchOptions {
-    /// How to snapshot a running source.
-    pub mode: SnapshotMode,
+    /// How to snapshot a running source (a stopped one is always
+    /// snapshotted as it is: crash-consistent, without recovery to do).
+    pub mode: Mode,
     /// Most pool space the branch may use (a ZFS `quota`), in bytes. A
     /// branch that fills it gets PostgreSQL's own disk-full error while its
     /// source and the other branches keep writing; without it, one branch
@@ -297,10 +294,7 @@ async fn run_recipe(
     let datasets = plan.snapshot_datasets(&src.dataset);
 
     let mode = if running {
-        match opts.mode {
-            SnapshotMode::ApplicationConsistent => Mode::ApplicationConsistent,
-            SnapshotMode::CrashConsistent => Mode::CrashConsistent,
-        }
+        opts.mode
     } else {
         Mode::CrashConsistent
     };

@@ -9,6 +9,9 @@ from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Tuple,
 __version__: str
 
 StrPath = Union[str, "os.PathLike[str]"]
+# How a branch snapshots a running source (``mode=``), and how it was made
+# (``Info.mode``); the same names as ``bpg branch --mode``.
+Mode = Literal["application-consistent", "crash-consistent"]
 
 class Info:
     """A database or branch as `status` reports it (a snapshot, not live)."""
@@ -33,7 +36,7 @@ class Info:
     def url(self) -> str:
         """postgresql://postgres:PASSWORD@HOST:PORT/postgres"""
     @property
-    def mode(self) -> Optional[Literal["application-consistent", "crash-consistent"]]: ...
+    def mode(self) -> Optional[Mode]: ...
     @property
     def dataset(self) -> str: ...
     @property
@@ -211,13 +214,20 @@ class BranchManager:
         self,
         source: str,
         name: str,
-        fast: bool = False,
+        mode: Optional[Mode] = None,
         quota: Union[int, str, None] = None,
         runtime: Optional[str] = None,
         image: Optional[str] = None,
+        *,
+        fast: Optional[bool] = None,
     ) -> Branch: ...
     def reset(
-        self, name: str, fast: bool = False, quota: Union[int, str, None] = None
+        self,
+        name: str,
+        mode: Optional[Mode] = None,
+        quota: Union[int, str, None] = None,
+        *,
+        fast: Optional[bool] = None,
     ) -> Branch: ...
     def gc(self, dry_run: bool = False) -> GcReport: ...
     def destroy(self, name: str, force: bool = False) -> None: ...

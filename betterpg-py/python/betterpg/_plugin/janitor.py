@@ -82,7 +82,7 @@ class Session:
             return self.manager.branch(
                 source,
                 name,
-                fast=self.fast if fast is None else fast,
+                mode="crash-consistent" if (self.fast if fast is None else fast) else "application-consistent",
                 quota=self.quota if quota is None else quota,
             )
         except BaseException:
