@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use betterpg_core::Mode;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 /// Production-safe PostgreSQL branching on ZFS.
@@ -180,13 +182,36 @@ pub struct ResetArgs {
 /// The options `branch` and `reset` share.
 #[derive(Args, Debug)]
 pub struct SnapshotArgs {
-    /// Crash-consistent: CHECKPOINT + snapshot, no backup mode.
-    #[arg(long)]
+    /// How to snapshot a running source: application-consistent (backup
+    /// mode around the snapshot; the default) or crash-consistent
+    /// (CHECKPOINT + snapshot, no backup mode).
+    #[arg(long, value_name = "MODE", value_parser = mode_parser())]
+    pub mode: Option<Mode>,
+    /// Shorthand for --mode crash-consistent.
+    #[arg(long, conflicts_with = "mode")]
     pub fast: bool,
     /// Most pool space the branch may use (e.g. 10G); protects the source
     /// and other branches from a branch that fills the pool.
     #[arg(long)]
     pub quota: Option<String>,
+}
+
+impl SnapshotArgs {
+    /// The mode asked for: `--fast` is `--mode crash-consistent`; neither
+    /// is the default mode.
+    pub fn mode(&self) -> Mode {
+        if self.fast {
+            Mode::CrashConsistent
+        } else {
+            self.mode.unwrap_or_default()
+        }
+    }
+}
+
+/// `--mode`: the core's mode names, listed in `--help` and in the error
+/// for another value.
+fn mode_parser() -> impl TypedValueParser<Value = Mode> {
+    PossibleValuesParser::new(Mode::ALL.map(|m| m.as_str())).try_map(|s| s.parse::<Mode>())
 }
 
 /// `bpg status`.

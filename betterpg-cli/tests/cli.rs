@@ -53,6 +53,30 @@ async fn full_flow_through_the_cli() {
     let fast = bpg.json(&["branch", "prod", "quick", "--fast"]);
     assert_eq!(fast["branch"]["mode"], "crash-consistent");
     assert!(fast["total_millis"].as_f64().unwrap() > 0.0);
+    // --mode names the mode (--fast is its shorthand), on reset too.
+    let named = bpg.json(&["reset", "quick", "--mode", "application-consistent"]);
+    assert_eq!(named["branch"]["mode"], "application-consistent");
+    let named = bpg.json(&["reset", "quick", "--mode", "crash-consistent"]);
+    assert_eq!(named["branch"]["mode"], "crash-consistent");
+    // Another name, or both spellings, are usage errors (exit 2) before
+    // anything is made.
+    for args in [
+        &["branch", "prod", "nomode", "--mode", "fast"][..],
+        &[
+            "branch",
+            "prod",
+            "nomode",
+            "--mode",
+            "crash-consistent",
+            "--fast",
+        ],
+    ] {
+        let o = bpg.run(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "bpg {args:?}: {err}");
+        assert!(err.contains("--mode"), "bpg {args:?}: {err}");
+    }
+    bpg.fails(&["url", "nomode"]);
 
     let status = bpg.json(&["status"]);
     let rows = status.as_array().unwrap();

@@ -58,17 +58,12 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
-/// `--fast` and `--quota` of `branch` and `reset`.
+/// `--mode` (or `--fast`) and `--quota` of `branch` and `reset`.
 fn branch_options(s: &crate::args::SnapshotArgs) -> Result<betterpg_core::BranchOptions, Error> {
-    use betterpg_core::Mode;
     Ok(betterpg_core::BranchOptions {
         runtime: None,
         image: None,
-        mode: if s.fast {
-            Mode::CrashConsistent
-        } else {
-            Mode::ApplicationConsistent
-        },
+        mode: s.mode(),
         quota: s
             .quota
             .as_deref()
