@@ -124,7 +124,7 @@ def test_destroy_modes(env, manager, tmp_path, mode):
 def test_configuration_from_ini_and_env(env, manager, tmp_path):
     record = tmp_path / "r.jsonl"
     suite = SUITES / "records"
-    # ini values (-o) and the fast switch
+    # ini values (-o) and the mode
     r = run_pytest(
         [
             "-o",
@@ -132,7 +132,7 @@ def test_configuration_from_ini_and_env(env, manager, tmp_path):
             "-o",
             f"betterpg_source={SOURCE}",
             "-o",
-            "betterpg_fast=true",
+            "betterpg_mode=crash-consistent",
             "-k",
             "test_private[0] or test_private[1]",
         ],
@@ -142,17 +142,46 @@ def test_configuration_from_ini_and_env(env, manager, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert {x["mode"] for x in read_records(record)} == {"crash-consistent"}
     assert {x["quota"] for x in read_records(record)} == {"0"}  # no quota unless asked
-    # BPG_HOME from the environment, --betterpg-fast and --betterpg-quota on the command line
+    # BPG_HOME from the environment, --betterpg-mode and --betterpg-quota on the command line
     record.unlink()
     r = run_pytest(
-        ["--betterpg-source", SOURCE, "--betterpg-fast", "--betterpg-quota", "200M", "-k", "test_private[2]"],
+        [
+            "--betterpg-source",
+            SOURCE,
+            "--betterpg-mode",
+            "crash-consistent",
+            "--betterpg-quota",
+            "200M",
+            "-k",
+            "test_private[2]",
+        ],
         cwd=suite,
         env_extra={"BPGPY_RECORD": str(record), "BPG_HOME": str(env.path)},
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert [(x["mode"], x["quota"]) for x in read_records(record)] == [("crash-consistent", str(200 << 20))]
-    # the ini value
+    # the deprecated --betterpg-fast still works, and says it is deprecated
     record.unlink()
+    r = run_pytest(
+        [*opts(env), "--betterpg-fast", "-k", "test_private[4]"],
+        cwd=suite,
+        env_extra={"BPGPY_RECORD": str(record)},
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "--betterpg-fast / betterpg_fast are deprecated" in r.stdout, r.stdout
+    assert [x["mode"] for x in read_records(record)] == ["crash-consistent"]
+    # an unknown mode (ini values have no choices) fails before any branch
+    record.unlink()
+    r = run_pytest(
+        [*opts(env), "-o", "betterpg_mode=fast", "-k", "test_private[5]"],
+        cwd=suite,
+        env_extra={"BPGPY_RECORD": str(record)},
+    )
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "unknown mode 'fast'" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert not record.exists() or read_records(record) == []
+    # the ini value
+    record.unlink(missing_ok=True)
     r = run_pytest(
         [*opts(env), "-o", "betterpg_quota=150M", "-k", "test_private[3]"],
         cwd=suite,

@@ -16,7 +16,7 @@ Fixtures
     whether it passed or failed. ``@pytest.mark.betterpg_source("other")``
     picks another source for one test.
 ``betterpg_branch_factory`` (function)
-    ``factory(source=None, *, fast=None, quota=None) -> Branch`` for tests that need
+    ``factory(source=None, *, mode=None, quota=None) -> Branch`` for tests that need
     several branches or a different source; all destroyed after the test.
 ``betterpg_url`` (function)
     The connection URL of ``betterpg_branch``.
@@ -33,9 +33,11 @@ home:   ``--betterpg-home`` option, ``betterpg_home`` ini value, ``BPG_HOME``.
         for its ini file before loading plugins, and in ``--betterpg-home
         DIR`` it takes ``DIR`` for a test path and misses the ini file.)
 source: ``--betterpg-source`` option, ``betterpg_source`` ini value.
-fast:   ``--betterpg-fast`` option, ``betterpg_fast`` ini value (crash-consistent
-        snapshots: no backup mode on the source; fine when nothing writes to
-        the source while tests run).
+mode:   ``--betterpg-mode`` option, ``betterpg_mode`` ini value:
+        ``application-consistent`` (the default) or ``crash-consistent``
+        (no backup mode on the source; fine when nothing writes to the
+        source while tests run). ``--betterpg-fast`` / ``betterpg_fast`` are
+        its deprecated spellings.
 quota:  ``--betterpg-quota`` option, ``betterpg_quota`` ini value: most pool space
         each branch may use (e.g. ``2G``), so a runaway test cannot fill the pool.
 sweep:  ``--betterpg-no-sweep`` option, ``betterpg_sweep`` ini value (default on).

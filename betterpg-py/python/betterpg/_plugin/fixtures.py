@@ -10,7 +10,7 @@ import pytest
 
 import betterpg
 from betterpg._plugin.janitor import Session, sweep
-from betterpg._plugin.options import configured_home, setting
+from betterpg._plugin.options import configured_home, configured_mode, setting
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
@@ -53,7 +53,7 @@ def _betterpg_session(
 ) -> Iterator[Session]:
     session = Session(
         betterpg_manager,
-        bool(setting(pytestconfig, "betterpg_fast")),
+        configured_mode(pytestconfig),
         setting(pytestconfig, "betterpg_quota") or None,
         background=setting(pytestconfig, "betterpg_background_destroy") is not False,
     )
@@ -91,14 +91,17 @@ class BranchFactory:
         self,
         source: Optional[str] = None,
         *,
-        fast: Optional[bool] = None,
+        mode: Optional[str] = None,
         quota: Union[int, str, None] = None,
+        fast: Optional[bool] = None,
     ) -> betterpg.Branch:
         """A new branch of ``source`` (default: the configured source).
 
-        ``fast`` and ``quota`` default to the configured ones.
+        ``mode`` and ``quota`` default to the configured ones (``fast`` is
+        the deprecated spelling of ``mode``).
         """
-        branch = self._session.make(source or self._default_source(), fast, quota)
+        mode = _mode_of(mode, fast)
+        branch = self._session.make(source or self._default_source(), mode, quota)
         self.branches.append(branch)
         return branch
 
@@ -121,6 +124,20 @@ class BranchFactory:
             raise first
 
 
+def _mode_of(mode: Optional[str], fast: Optional[bool]) -> Optional[str]:
+    """``mode``, or the mode the deprecated ``fast`` names (with a warning)."""
+    if fast is None:
+        return mode
+    warnings.warn(
+        DeprecationWarning('fast= is deprecated: use mode="crash-consistent" (or "application-consistent")'),
+        stacklevel=3,
+    )
+    by_fast = "crash-consistent" if fast else "application-consistent"
+    if mode is not None and mode != by_fast:
+        raise ValueError(f"mode={mode!r} and fast={fast} disagree: give mode= only")
+    return by_fast
+
+
 def _factory(request: pytest.FixtureRequest) -> BranchFactory:
     session = request.getfixturevalue("_betterpg_session")
     factory = BranchFactory(session, lambda: request.getfixturevalue("betterpg_source"))
@@ -130,7 +147,7 @@ def _factory(request: pytest.FixtureRequest) -> BranchFactory:
 
 @pytest.fixture
 def betterpg_branch_factory(request: pytest.FixtureRequest) -> BranchFactory:
-    """``factory(source=None, *, fast=None, quota=None) -> Branch``; all destroyed after the test."""
+    """``factory(source=None, *, mode=None, quota=None) -> Branch``; all destroyed after the test."""
     return _factory(request)
 
 
@@ -172,25 +189,28 @@ def betterpg_conn(betterpg_branch: betterpg.Branch) -> Iterator["psycopg.Connect
 def branch_fixture(
     source: Optional[str] = None,
     *,
-    fast: Optional[bool] = None,
+    mode: Optional[str] = None,
     quota: Union[int, str, None] = None,
     scope: str = "function",
+    fast: Optional[bool] = None,
 ) -> Any:
     """Make a branch fixture, like pytest-postgresql's factories.
 
     >>> orders_db = branch_fixture("orders")                  # in a conftest.py
     >>> shared = branch_fixture(scope="module")               # one per module
 
-    ``source`` defaults to the ``betterpg_source`` fixture. The branch is
-    destroyed when the fixture's scope ends.
+    ``source`` defaults to the ``betterpg_source`` fixture; ``mode`` and
+    ``quota`` to the configured ones (``fast`` is the deprecated spelling of
+    ``mode``). The branch is destroyed when the fixture's scope ends.
     """
+    mode = _mode_of(mode, fast)
 
     @pytest.fixture(scope=scope)  # type: ignore[call-overload]
     def _branch(request: pytest.FixtureRequest) -> Iterator[betterpg.Branch]:
         session = request.getfixturevalue("_betterpg_session")
         factory = BranchFactory(session, lambda: request.getfixturevalue("betterpg_source"))
         try:
-            yield factory(source, fast=fast, quota=quota)
+            yield factory(source, mode=mode, quota=quota)
         finally:
             factory.cleanup()
 

@@ -52,12 +52,12 @@ class Session:
     def __init__(
         self,
         manager: betterpg.BranchManager,
-        fast: bool,
+        mode: str,
         quota: Optional[str],
         background: bool = False,
     ) -> None:
         self.manager = manager
-        self.fast = fast
+        self.mode = mode
         self.quota = quota
         self.live: Dict[str, None] = {}
         self.lock = threading.Lock()
@@ -71,9 +71,9 @@ class Session:
         self.background_errors: List[BaseException] = []
 
     def make(
-        self, source: str, fast: Optional[bool] = None, quota: Union[int, str, None] = None
+        self, source: str, mode: Optional[str] = None, quota: Union[int, str, None] = None
     ) -> betterpg.Branch:
-        """A new branch of ``source`` with a fresh name; ``fast`` and
+        """A new branch of ``source`` with a fresh name; ``mode`` and
         ``quota`` default to the session's."""
         name = new_branch_name()
         with self.lock:
@@ -82,7 +82,7 @@ class Session:
             return self.manager.branch(
                 source,
                 name,
-                mode="crash-consistent" if (self.fast if fast is None else fast) else "application-consistent",
+                mode=self.mode if mode is None else mode,
                 quota=self.quota if quota is None else quota,
             )
         except BaseException:

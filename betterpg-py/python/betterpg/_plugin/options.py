@@ -4,9 +4,13 @@ setting comes from (option, then ini value, then environment variable)."""
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Optional
 
 import pytest
+
+# The snapshot modes, as betterpg names them on every surface.
+MODES = ("application-consistent", "crash-consistent")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,11 +30,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="database or branch each test's betterpg_branch is made from (else ini betterpg_source)",
     )
     group.addoption(
+        "--betterpg-mode",
+        dest="betterpg_mode",
+        default=None,
+        choices=MODES,
+        help="how the source is snapshotted: application-consistent (backup mode, the default) "
+        "or crash-consistent (no backup mode); else ini betterpg_mode",
+    )
+    group.addoption(
         "--betterpg-fast",
         dest="betterpg_fast",
         action="store_true",
         default=None,
-        help="crash-consistent snapshots of the source (no backup mode); else ini betterpg_fast",
+        help="deprecated: --betterpg-mode crash-consistent",
     )
     group.addoption(
         "--betterpg-quota",
@@ -48,7 +60,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("betterpg_home", "betterpg home directory", default=None)
     parser.addini("betterpg_source", "source database for betterpg_branch", default=None)
-    parser.addini("betterpg_fast", "crash-consistent snapshots (bool)", type="bool", default=False)
+    parser.addini("betterpg_mode", "application-consistent or crash-consistent", default=None)
+    parser.addini(
+        "betterpg_fast", "deprecated: betterpg_mode = crash-consistent (bool)", type="bool", default=False
+    )
     parser.addini("betterpg_quota", "most pool space per branch, e.g. 2G", default=None)
     group.addoption(
         "--betterpg-sync-destroy",
@@ -87,6 +102,31 @@ def setting(config: pytest.Config, name: str, env: Optional[str] = None) -> Any:
     if value in (None, "") and env:
         value = os.environ.get(env) or None
     return value
+
+
+def configured_mode(config: pytest.Config) -> str:
+    """The configured snapshot mode: ``--betterpg-mode``, else ``betterpg_mode``,
+    else the deprecated ``--betterpg-fast``/``betterpg_fast`` (with a
+    warning), else application-consistent. A mode not in :data:`MODES`, or
+    one the deprecated switch contradicts, fails the session."""
+    mode = setting(config, "betterpg_mode") or None
+    if mode is not None and mode not in MODES:
+        pytest.fail(f"betterpg: unknown mode {mode!r}: use one of {', '.join(MODES)}", pytrace=False)
+    if setting(config, "betterpg_fast"):
+        warnings.warn(
+            DeprecationWarning(
+                "betterpg: --betterpg-fast / betterpg_fast are deprecated: use "
+                "--betterpg-mode crash-consistent / betterpg_mode = crash-consistent"
+            ),
+            stacklevel=1,
+        )
+        if mode not in (None, "crash-consistent"):
+            pytest.fail(
+                f"betterpg: mode {mode!r} and the deprecated fast switch disagree: give the mode only",
+                pytrace=False,
+            )
+        return "crash-consistent"
+    return mode or "application-consistent"
 
 
 def configured_home(config: pytest.Config) -> Optional[str]:
