@@ -114,7 +114,7 @@ for s in "${STAGES[@]}"; do
     lint) run_stage lint bash -c 'cargo fmt --all -- --check && cargo clippy -q --workspace --all-targets -- -D warnings && cargo clippy -q --workspace --all-targets "$@" -- -D warnings && cargo nextest run --profile ci --no-tests=fail -p betterpg-core --test layers "$@"' _ "${FEAT[@]}" ;;
     unit) run_stage unit bash -c 'cargo nextest run --profile ci --no-tests=fail --workspace --lib --bins "$@" && cargo test -q --workspace --doc "$@"' _ "${FEAT[@]}" ;;
     # (with the library's user in examples/rust: its test branches a database)
-    core) run_stage core "${NEXTEST[@]}" -p betterpg-core -p betterpg-example --lib --test branch --test storage --test rehearse ;;
+    core) run_stage core "${NEXTEST[@]}" -p betterpg-core -p betterpg-example --lib --test branch --test storage --test doctor_logs --test rehearse ;;
     cli)  run_stage cli "${NEXTEST[@]}" -p betterpg-cli --test cli --test cli_json --test faults ;;
     versions) run_stage versions "${NEXTEST[@]}" -p betterpg-core --test versions --test fuzz_names ;;
     safety) run_stage safety "${NEXTEST[@]}" -p betterpg-cli --test bad_input --test concurrency --test capacity ;;

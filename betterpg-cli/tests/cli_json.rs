@@ -169,5 +169,48 @@ fn every_documented_shape_is_what_bpg_prints() {
     assert_eq!(o.status.code(), Some(10), "invalid_name");
     let o = bpg.run(&["--no-such-flag"]);
     assert_eq!(o.status.code(), Some(2), "usage");
+
+    // `logs -f`: the tail, then what the server writes (here: its shutdown).
+    let mut follow = std::process::Command::new(bpg_exe())
+        .arg("--home")
+        .arg(&env.home)
+        .args(["logs", "prod", "-f", "--tail", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run bpg logs -f");
+    let out = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the last line first");
+    assert!(!first.is_empty());
+    bpg.ok(&["stop", "prod"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        match rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            Ok(l) if l.contains("database system is shut down") => {
+                seen.push(l);
+                break;
+            }
+            Ok(l) => seen.push(l),
+            Err(_) => {}
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("database system is shut down")),
+        "bpg logs -f printed after the tail: {seen:?}"
+    );
     bpg.ok(&["destroy", "prod", "--force"]);
 }

@@ -248,6 +248,12 @@ typedef struct betterpg_branch_report betterpg_branch_report;
 typedef struct betterpg_create_options betterpg_create_options;
 
 /*
+ What `betterpg_doctor` found. Free with `betterpg_doctor_report_free`;
+ the strings its getters return are borrowed from it.
+ */
+typedef struct betterpg_doctor_report betterpg_doctor_report;
+
+/*
  What `betterpg_manager_gc_report` found: the things removed (or, in a
  dry run, that would be) and the things of betterpg's it left alone
  because an operator made something on or from them. Free with
@@ -277,6 +283,14 @@ typedef struct betterpg_info_list betterpg_info_list;
  `betterpg_init_options_free`.
  */
 typedef struct betterpg_init_options betterpg_init_options;
+
+/*
+ A followed server log, made by `betterpg_manager_follow_logs`; free with
+ `betterpg_log_follower_free` (which stops following). Independent of
+ its manager's lifetime. One thread at a time may call
+ `betterpg_log_follower_next` on it (others wait).
+ */
+typedef struct betterpg_log_follower betterpg_log_follower;
 
 /*
  A betterpg home opened or initialised: makes, lists, starts, stops and
@@ -405,6 +419,146 @@ const char *betterpg_last_error_reason(void);
  out-parameter, not freed yet and not used afterwards.
  */
 void betterpg_string_free(char *s);
+
+/*
+ Check this machine and the betterpg home `home` (initialised or not):
+ storage backend, ZFS, PostgreSQL binaries, the servers' OS user and what
+ it can reach, pool file, dataset properties. What is missing is in the
+ report (`betterpg_doctor_report_ok`), not a failure of the call: it
+ fails only when the home's configuration exists but cannot be read.
+
+ On success `*out_report` receives the report, owned by the caller
+ (`betterpg_doctor_report_free`).
+
+ # Safety
+ `home` is NULL or a NUL-terminated string; `out_report` is NULL or
+ valid for writes.
+ */
+betterpg_result betterpg_doctor(const char *home, struct betterpg_doctor_report **out_report);
+
+/*
+ True when nothing is missing or broken (no problems); false if `report`
+ is NULL.
+
+ # Safety
+ `report` is NULL or a live `betterpg_doctor_report`.
+ */
+bool betterpg_doctor_report_ok(const struct betterpg_doctor_report *report);
+
+/*
+ True when the home is initialised (else only the machine was checked).
+
+ # Safety
+ `report` is NULL or a live `betterpg_doctor_report`.
+ */
+bool betterpg_doctor_report_initialised(const struct betterpg_doctor_report *report);
+
+/*
+ True when `zpool list` works (a ZFS daemon or module is there).
+
+ # Safety
+ `report` is NULL or a live `betterpg_doctor_report`.
+ */
+bool betterpg_doctor_report_zpool_list_ok(const struct betterpg_doctor_report *report);
+
+/*
+ The `zfs` userland: "openzfs" or "legacy" (zfs-fuse); NULL if `report`
+ is NULL. Borrowed from the report.
+
+ # Safety
+ `report` is NULL or a live `betterpg_doctor_report`.
+ */
+const char *betterpg_doctor_report_zfs_flavor(const struct betterpg_doctor_report *report);
+
+/*
+ The storage backend the home would use ("libzfs" or "cli"); NULL when
+ none is usable (see the problems). Borrowed from the report.
+
+ # Safety
+ `report` is NULL or a live `betterpg_doctor_report`.
+ */
+const char *betterpg_doctor_report_storage_backend(const struct betterpg_doctor_report *report);
+
+/*
+ Why that storage backend, in one sentence; NULL when none is usable.
+ Borrowed from the report.
+
+ # Safety
+ `report` is NULL or a live `betterpg_doctor_report`.
+ */
+const char *betterpg_doctor_report_storage_reason(const struct betterpg_doctor_report *report);
+
+/*
+ Major version of the PostgreSQL binaries found; 0 when none were.
+
+ # Safety
+ `report` is NULL or a live `betterpg_doctor_report`.
+ */
+uint32_t betterpg_doctor_report_postgres_major(const struct betterpg_doctor_report *report);
+
+/*
+ Bin directory of the PostgreSQL binaries found; NULL when none were.
+ Borrowed from the report.
+
+ # Safety
+ `report` is NULL or a live `betterpg_doctor_report`.
+ */
+const char *betterpg_doctor_report_postgres_bin(const struct betterpg_doctor_report *report);
+
+/*
+ The OS user the servers run as; NULL when it cannot be resolved.
+ Borrowed from the report.
+
+ # Safety
+ `report` is NULL or a live `betterpg_doctor_report`.
+ */
+const char *betterpg_doctor_report_os_user(const struct betterpg_doctor_report *report);
+
+/*
+ Number of problems (what is missing or broken); 0 if `report` is NULL.
+
+ # Safety
+ `report` is NULL or a live `betterpg_doctor_report`.
+ */
+size_t betterpg_doctor_report_problem_count(const struct betterpg_doctor_report *report);
+
+/*
+ Problem `index` (0-based), one line; NULL when out of range. Borrowed
+ from the report.
+
+ # Safety
+ `report` is NULL or a live `betterpg_doctor_report`.
+ */
+const char *betterpg_doctor_report_problem(const struct betterpg_doctor_report *report,
+                                           size_t index);
+
+/*
+ Number of warnings (what works but needs attention); 0 if `report` is
+ NULL.
+
+ # Safety
+ `report` is NULL or a live `betterpg_doctor_report`.
+ */
+size_t betterpg_doctor_report_warning_count(const struct betterpg_doctor_report *report);
+
+/*
+ Warning `index` (0-based), one line; NULL when out of range. Borrowed
+ from the report.
+
+ # Safety
+ `report` is NULL or a live `betterpg_doctor_report`.
+ */
+const char *betterpg_doctor_report_warning(const struct betterpg_doctor_report *report,
+                                           size_t index);
+
+/*
+ Free a doctor report. NULL does nothing. Do not call it twice.
+
+ # Safety
+ `report` is NULL or an owned `betterpg_doctor_report`, not used
+ afterwards.
+ */
+void betterpg_doctor_report_free(struct betterpg_doctor_report *report);
 
 /*
  True when the report is of a dry run (nothing was changed); false if
@@ -809,6 +963,52 @@ betterpg_result betterpg_branch_report_warning(const struct betterpg_branch_repo
  `report` is NULL or an owned `betterpg_branch_report`, not used afterwards.
  */
 void betterpg_branch_report_free(struct betterpg_branch_report *report);
+
+/*
+ Follow the server log of `name`: its last `tail_lines` lines (0: all)
+ come first, then what the server writes, as it writes it
+ (`betterpg_log_follower_next`). A native server's log never ends; a
+ container's ends when the container stops.
+
+ On success `*out_follower` receives the follower, owned by the caller
+ (`betterpg_log_follower_free`).
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+ NUL-terminated string; `out_follower` is NULL or valid for writes.
+ */
+betterpg_result betterpg_manager_follow_logs(const struct betterpg_manager *manager,
+                                             const char *name,
+                                             size_t tail_lines,
+                                             struct betterpg_log_follower **out_follower);
+
+/*
+ The next chunk of the log, waiting at most `timeout_ms` milliseconds.
+
+ On success `*out_chunk` receives the text written (not necessarily
+ whole lines; a NUL byte in it becomes U+FFFD), owned by the caller
+ (`betterpg_string_free`), or NULL when nothing came in time or the log
+ ended; `*out_ended` is true once the log ended (a container stopped:
+ nothing more will come).
+
+ # Safety
+ `follower` is NULL or a live `betterpg_log_follower`; `out_chunk` and
+ `out_ended` are NULL or valid for writes.
+ */
+betterpg_result betterpg_log_follower_next(const struct betterpg_log_follower *follower,
+                                           uint32_t timeout_ms,
+                                           char **out_chunk,
+                                           bool *out_ended);
+
+/*
+ Stop following and free the follower. NULL does nothing. Do not call
+ it twice.
+
+ # Safety
+ `follower` is NULL or an owned `betterpg_log_follower`, not used
+ afterwards.
+ */
+void betterpg_log_follower_free(struct betterpg_log_follower *follower);
 
 /*
  Open the initialised betterpg home directory `home`.

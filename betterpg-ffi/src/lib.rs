@@ -7,6 +7,7 @@
 //!
 //! - Opaque handles (`betterpg_manager`, `betterpg_info`,
 //!   `betterpg_info_list`, `betterpg_branch_report`, `betterpg_gc_report`,
+//!   `betterpg_doctor_report`, `betterpg_log_follower`,
 //!   and the options builders `betterpg_init_options`,
 //!   `betterpg_create_options`, `betterpg_branch_options`), made by
 //!   `_new`/`_open`/`_init` or returned through out-parameters, released by
@@ -33,16 +34,20 @@
 #![warn(missing_docs)]
 #![allow(non_camel_case_types)]
 
+pub mod doctor;
 pub mod gc;
 pub mod info;
+pub mod logs;
 pub mod manager;
 pub mod options;
 pub mod result;
 
 use std::ffi::{c_char, CString};
 
+pub use doctor::betterpg_doctor_report;
 pub use gc::betterpg_gc_report;
 pub use info::{betterpg_branch_report, betterpg_info, betterpg_info_list};
+pub use logs::betterpg_log_follower;
 pub use manager::{betterpg_manager, betterpg_pool_usage};
 pub use options::{
     betterpg_branch_options, betterpg_create_options, betterpg_init_options, betterpg_mode,

@@ -30,7 +30,7 @@ pub struct betterpg_manager {
 /// The Rust value behind a `betterpg_manager`.
 #[derive(Debug)]
 pub(crate) struct Manager {
-    inner: BranchManager,
+    pub(crate) inner: BranchManager,
     last_report: Mutex<Option<BranchReport>>,
 }
 

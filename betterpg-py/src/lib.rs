@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod doctor;
 pub mod errors;
 pub mod manager;
 pub mod types;
@@ -55,6 +56,8 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::PyGcItem>()?;
     m.add_class::<types::PyGcReport>()?;
     m.add_class::<types::PyStatus>()?;
+    m.add_class::<doctor::PyDoctorReport>()?;
+    m.add_class::<doctor::PyLogFollower>()?;
     errors::register(m)?;
     let before = wrap_pyfunction!(_fork_before, m)?;
     let parent = wrap_pyfunction!(_fork_after_in_parent, m)?;

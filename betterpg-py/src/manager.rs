@@ -473,6 +473,30 @@ impl PyBranchManager {
         self.call(py, |m| m.logs(name, tail))
     }
 
+    /// Follow the server log: its last `tail` lines (all when None) come
+    /// first, then what the server writes, as it writes it (a
+    /// `LogFollower`: iterate it, or `read(timeout)`).
+    #[pyo3(signature = (name, tail = None))]
+    fn follow_logs(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        tail: Option<usize>,
+    ) -> PyResult<crate::doctor::PyLogFollower> {
+        self.call(py, |m| m.follow_logs(name, tail))
+            .map(crate::doctor::PyLogFollower::new)
+    }
+
+    /// Check this machine and the home `home` (else `$BPG_HOME`, else
+    /// /var/lib/betterpg), initialised or not: storage backend, ZFS,
+    /// PostgreSQL binaries, the servers' OS user, pool file. What is
+    /// missing is in the report's `problems` (`ok` is False), not raised.
+    #[staticmethod]
+    #[pyo3(signature = (home = None))]
+    fn doctor(py: Python<'_>, home: Option<PathBuf>) -> PyResult<crate::doctor::PyDoctorReport> {
+        crate::doctor::doctor(py, resolve_home(home))
+    }
+
     /// Space of the pool holding the datasets.
     fn pool_usage(&self, py: Python<'_>) -> PyResult<PyPoolUsage> {
         self.call(py, |m| m.pool_usage()).map(PyPoolUsage::from)

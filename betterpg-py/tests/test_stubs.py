@@ -49,7 +49,18 @@ def test_every_runtime_class_is_stubbed_and_back():
 
 def test_members_match():
     stubs = stub_classes()
-    for name in ["BranchManager", "Info", "Branch", "StepTiming", "PoolUsage", "Status", "GcItem", "GcReport"]:
+    for name in [
+        "BranchManager",
+        "Info",
+        "Branch",
+        "StepTiming",
+        "PoolUsage",
+        "Status",
+        "GcItem",
+        "GcReport",
+        "DoctorReport",
+        "LogFollower",
+    ]:
         cls = getattr(_internal, name)
         declared = stub_members(stubs[name])
         # Inherited members are declared on the base class in the stub.

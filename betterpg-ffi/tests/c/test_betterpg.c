@@ -491,6 +491,89 @@ static void test_without_manager(const char *home) {
     betterpg_string_free(NULL);
 }
 
+/* --- doctor and following logs ------------------------------------------
+ * betterpg_doctor on an initialised home and on one that is not;
+ * betterpg_manager_follow_logs yields the tail, then what the server writes. */
+static void test_doctor(const char *home) {
+    betterpg_doctor_report *d = NULL;
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_doctor(NULL, &d));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_doctor(home, NULL));
+    CHECK(d == NULL);
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_doctor(home, &d));
+    CHECK(d != NULL);
+    CHECK(betterpg_doctor_report_ok(d));
+    CHECK(betterpg_doctor_report_initialised(d));
+    CHECK(betterpg_doctor_report_zpool_list_ok(d));
+    CHECK(betterpg_doctor_report_problem_count(d) == 0);
+    CHECK(betterpg_doctor_report_problem(d, 0) == NULL);
+    CHECK(betterpg_doctor_report_postgres_major(d) == 15);
+    CHECK(contains(betterpg_doctor_report_postgres_bin(d), "bin"));
+    CHECK(streq(betterpg_doctor_report_storage_backend(d), "cli") ||
+          streq(betterpg_doctor_report_storage_backend(d), "libzfs"));
+    CHECK(betterpg_doctor_report_storage_reason(d) != NULL);
+    CHECK(streq(betterpg_doctor_report_os_user(d), "postgres"));
+    CHECK(streq(betterpg_doctor_report_zfs_flavor(d), "openzfs") ||
+          streq(betterpg_doctor_report_zfs_flavor(d), "legacy"));
+    for (size_t i = 0; i < betterpg_doctor_report_warning_count(d); i++) {
+        CHECK(betterpg_doctor_report_warning(d, i) != NULL);
+    }
+    CHECK(betterpg_doctor_report_warning(d, betterpg_doctor_report_warning_count(d)) == NULL);
+    betterpg_doctor_report_free(d);
+    d = NULL;
+    /* A home that is not initialised: the machine only. */
+    char none[4200];
+    snprintf(none, sizeof none, "%s-not-initialised", home);
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_doctor(none, &d));
+    CHECK(d != NULL && !betterpg_doctor_report_initialised(d));
+    CHECK(betterpg_doctor_report_postgres_major(d) == 15);
+    betterpg_doctor_report_free(d);
+    /* NULL reports. */
+    CHECK(!betterpg_doctor_report_ok(NULL));
+    CHECK(betterpg_doctor_report_problem_count(NULL) == 0);
+    CHECK(betterpg_doctor_report_storage_backend(NULL) == NULL);
+    betterpg_doctor_report_free(NULL);
+}
+
+static void test_follow_logs(betterpg_manager *m, const char *name, const char *url) {
+    betterpg_log_follower *f = NULL;
+    char *chunk = NULL;
+    bool ended = true;
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_follow_logs(NULL, name, 2, &f));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_follow_logs(m, NULL, 2, &f));
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_follow_logs(m, "nosuch", 2, &f));
+    CHECK(f == NULL);
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_log_follower_next(NULL, 10, &chunk, &ended));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_follow_logs(m, name, 2, &f));
+    if (f == NULL) {
+        CHECK(f != NULL);
+        return;
+    }
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_log_follower_next(f, 10, NULL, &ended));
+    /* First the tail: two lines. */
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_log_follower_next(f, 5000, &chunk, &ended));
+    CHECK(chunk != NULL && !ended);
+    if (chunk) {
+        int lines = 0;
+        for (const char *c = chunk; *c; c++) lines += *c == '\n';
+        CHECK(lines == 2);
+    }
+    betterpg_string_free(chunk);
+    chunk = NULL;
+    /* Then what the server writes after. */
+    CHECK(sql_number(url, "DO $$BEGIN RAISE LOG 'bpg-follow-marker'; END$$") == 0);
+    int seen = 0;
+    for (int i = 0; i < 40 && !seen && !ended; i++) {
+        EXPECT_RC(BETTERPG_RESULT_OK, betterpg_log_follower_next(f, 250, &chunk, &ended));
+        if (chunk) seen = contains(chunk, "bpg-follow-marker");
+        betterpg_string_free(chunk);
+        chunk = NULL;
+    }
+    CHECK(seen);
+    CHECK(!ended); /* a native server's log never ends */
+    betterpg_log_follower_free(f);
+    betterpg_log_follower_free(NULL);
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--child-branch") == 0) {
         return child_branch(argv[2]);
@@ -793,6 +876,8 @@ int main(int argc, char **argv) {
     log = NULL;
     EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_logs(m, "nosuch", 5, &log));
     CHECK(log == NULL);
+    test_follow_logs(m, "app", betterpg_info_url(app));
+    test_doctor(home);
 
     /* --- reset: app goes back to src's current rows, same port ------------- */
     betterpg_branch_report_free(report2);

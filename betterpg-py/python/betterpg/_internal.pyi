@@ -150,6 +150,76 @@ class GcReport:
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[GcItem]: ...
 
+class DoctorReport:
+    """What `BranchManager.doctor` found: this machine and a home
+    (initialised or not), what they would use and what is missing."""
+
+    @property
+    def home(self) -> str:
+        """The home checked."""
+    @property
+    def initialised(self) -> bool:
+        """Whether the home is initialised (else only the machine was checked)."""
+    @property
+    def ok(self) -> bool:
+        """True when nothing is missing or broken (``problems`` is empty)."""
+    @property
+    def problems(self) -> List[str]:
+        """What is missing or broken, one line each."""
+    @property
+    def warnings(self) -> List[str]:
+        """What works but needs attention."""
+    @property
+    def storage_backend(self) -> Optional[str]:
+        """``"libzfs"`` or ``"cli"``; None when no backend is usable."""
+    @property
+    def storage_reason(self) -> str:
+        """Why that backend, or why none is usable."""
+    @property
+    def libzfs_library(self) -> str:
+        """The OpenZFS libraries found for the libzfs backend, or why none."""
+    @property
+    def zfs_flavor(self) -> str:
+        """The ``zfs`` userland: ``"openzfs"`` or ``"legacy"`` (zfs-fuse)."""
+    @property
+    def zpool_list_ok(self) -> bool:
+        """Whether ``zpool list`` works."""
+    @property
+    def postgres_major(self) -> Optional[int]:
+        """Major version of the PostgreSQL binaries found; None when none were."""
+    @property
+    def postgres_bin(self) -> Optional[str]:
+        """Their bin directory; None when none were found."""
+    @property
+    def os_user(self) -> Optional[str]:
+        """The OS user the servers run as; None when it cannot be resolved."""
+    @property
+    def fault_injection(self) -> bool:
+        """Whether this is a test build that obeys BETTERPG_FAULT."""
+    def __bool__(self) -> bool: ...
+
+class LogFollower:
+    """A server's log as the server writes it (`BranchManager.follow_logs`).
+
+    Its last lines come first, then each chunk written. Iterating blocks
+    until each chunk comes and stops when the log ends (a container stopped;
+    a native server's log never ends); ``read(timeout)`` waits at most
+    ``timeout`` seconds. ``close()``, or leaving a ``with`` block, stops.
+    """
+
+    def read(self, timeout: Optional[float] = None) -> Optional[str]:
+        """The next chunk, waiting at most ``timeout`` seconds (None: until
+        one comes); None when nothing came in time or the log ended."""
+    @property
+    def ended(self) -> bool:
+        """True once the log ended or the follower was closed."""
+    def close(self) -> None:
+        """Stop following (idempotent)."""
+    def __iter__(self) -> Iterator[str]: ...
+    def __next__(self) -> str: ...
+    def __enter__(self) -> "LogFollower": ...
+    def __exit__(self, *args: object) -> bool: ...
+
 class Status:
     """What `status` reports: every database and branch, and the pool's space.
 
@@ -238,6 +308,9 @@ class BranchManager:
     def list(self) -> List[Info]: ...
     def url(self, name: str) -> str: ...
     def logs(self, name: str, tail: Optional[int] = None) -> str: ...
+    def follow_logs(self, name: str, tail: Optional[int] = None) -> LogFollower: ...
+    @staticmethod
+    def doctor(home: Optional[StrPath] = None) -> DoctorReport: ...
     def pool_usage(self) -> PoolUsage: ...
 
 class BetterPgError(Exception):
