@@ -59,7 +59,7 @@ def main() -> int:
         sh(args.a, "--home", str(home), "init", "--pool-file", str(work / "pool.img"),
            "--size", "2G", "--pool", POOL, "--ports", PORTS)
         sh(*a, "create", "prod")
-        url = json.loads(sh(*a, "status", "prod").stdout)[0]["url"]
+        url = json.loads(sh(*a, "status", "prod").stdout)["entries"][0]["url"]
         sh("psql", "-q", url, "-c",
            f"CREATE TABLE t AS SELECT i, md5(i::text) v FROM generate_series(1, {args.rows}) i")
         for cycle in range(args.cycles):

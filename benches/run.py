@@ -370,7 +370,7 @@ class Bpg:
         return json.loads(p.stdout)
 
     def info(self, name: str) -> Dict[str, Any]:
-        return self("status", name)[0]
+        return self("status", name)["entries"][0]
 
 
 # ---------------------------------------------------------------------------
@@ -527,7 +527,7 @@ class Bench:
         time.sleep(3)
         self.zfs_pid = zfs_fuse_pid()
         st = self.bpg("status", check=False)
-        for info in st if isinstance(st, list) else []:
+        for info in st.get("entries", []) if isinstance(st, dict) else []:
             if info.get("parent"):
                 self.bpg("destroy", info["name"], "--force", json_out=False, check=False)
         for key, pkey in [("bpg_src", "bpg_params"), ("bpg_docker_src", "bpg_docker_params")]:
@@ -596,7 +596,7 @@ class Bench:
     def destroy_pool(self) -> None:
         # Servers first (bpg destroy --force on every database), then the pool.
         try:
-            for info in self.bpg("status"):
+            for info in self.bpg("status")["entries"]:
                 if info.get("parent") is None:
                     self.bpg("destroy", info["name"], "--force", json_out=False, check=False)
         except Exception as e:

@@ -59,7 +59,7 @@ backstop() {
   local pidfile mp loop
   if [[ -x "$BPG" && -d "$WORK/home" ]]; then
     "$BPG" --home "$WORK/home" --json status 2>/dev/null \
-      | python3 -c 'import json,sys; [print(i["name"]) for i in json.load(sys.stdin) if i.get("parent") is None]' 2>/dev/null \
+      | python3 -c 'import json,sys; [print(i["name"]) for i in json.load(sys.stdin)["entries"] if i.get("parent") is None]' 2>/dev/null \
       | while read -r n; do "$BPG" --home "$WORK/home" destroy "$n" --force >/dev/null 2>&1 || true; done
   fi
   if [[ -d "$WORK" ]]; then

@@ -219,11 +219,6 @@ fn mode_parser() -> impl TypedValueParser<Value = Mode> {
 pub struct StatusArgs {
     /// Only this database or branch.
     pub name: Option<String>,
-    /// With --json: print an object holding the entries and the pool
-    /// usage the text shows ({"entries": [...], "pool": {...}}) instead
-    /// of the list of entries alone.
-    #[arg(long)]
-    pub pool: bool,
 }
 
 /// A command taking one database or branch.

@@ -236,7 +236,7 @@ async fn corrupt_or_newer_catalog_and_config_are_refused_and_left_byte_identical
     }
     std::fs::write(&cat_path, &good).unwrap();
     // The server was never touched (stop was refused).
-    assert_eq!(bpg.json(&["status", "prod"])[0]["status"], "running");
+    assert_eq!(bpg.status_json(&["status", "prod"])[0]["status"], "running");
 
     // The config file likewise.
     let cfg_path = env.home.join("config.json");
@@ -489,7 +489,7 @@ async fn source_with_wrong_password_or_without_superuser_is_refused_cleanly() {
             "ALTER ROLE",
         ],
     );
-    assert_eq!(bpg.json(&["status", "prod"])[0]["status"], "stopped");
+    assert_eq!(bpg.status_json(&["status", "prod"])[0]["status"], "stopped");
     // Put the password back (as the operator would) and it all works again.
     let port = prod["port"].as_u64().unwrap();
     let pw = String::from_utf8(good.clone()).unwrap();
@@ -534,7 +534,7 @@ async fn source_with_wrong_password_or_without_superuser_is_refused_cleanly() {
         )
         .await
         .unwrap();
-    assert_eq!(bpg.json(&["status", "prod"])[0]["status"], "running");
+    assert_eq!(bpg.status_json(&["status", "prod"])[0]["status"], "running");
     let dev = bpg.json(&["branch", "prod", "dev"]);
     assert_eq!(
         count_rows(dev["branch"]["url"].as_str().unwrap(), "t").await,
@@ -587,7 +587,7 @@ async fn a_port_taken_by_another_program_is_named_and_skipped() {
         ],
     );
     assert_eq!(e.lines().count(), 1, "{e}");
-    assert_eq!(bpg.json(&["status", "prod"])[0]["status"], "stopped");
+    assert_eq!(bpg.status_json(&["status", "prod"])[0]["status"], "stopped");
     // New ports skip one another program holds.
     let next_free = (env.ports.0..=env.ports.1)
         .find(|p| *p != port && std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
@@ -651,7 +651,7 @@ async fn a_port_taken_after_reservation_moves_the_branch_to_a_free_one(env: &Tes
     let port = made["branch"]["port"].as_u64().unwrap() as u16;
     assert_ne!(port, reserved, "{made}");
     assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("port {reserved}")));
-    let status = bpg.json(&["status", "racer"]);
+    let status = bpg.status_json(&["status", "racer"]);
     assert_eq!(status[0]["status"], "running", "{status}");
     assert_eq!(status[0]["port"].as_u64(), Some(port as u64));
     let prop = Command::new("zfs")

@@ -314,7 +314,7 @@ async fn check_all(env: &TestEnv, expect: &[(String, String, i64)], when: &str) 
     let bpg = Bpg::of(env);
     for (name, url, rows) in expect {
         assert_eq!(
-            bpg.json(&["status", name])[0]["status"],
+            bpg.status_json(&["status", name])[0]["status"],
             "running",
             "{name} after {when}"
         );
@@ -348,7 +348,7 @@ async fn stop_start_and_pool_export_import_lose_nothing() {
     // 1. Stop and start everything, twice.
     for round in 0..2 {
         stop_all(&bpg, &expect);
-        let st = bpg.json(&["status"]);
+        let st = bpg.status_json(&["status"]);
         assert!(
             st.as_array()
                 .unwrap()

@@ -78,7 +78,7 @@ async fn full_flow_through_the_cli() {
     }
     bpg.fails(&["url", "nomode"]);
 
-    let status = bpg.json(&["status"]);
+    let status = bpg.status_json(&["status"]);
     let rows = status.as_array().unwrap();
     assert_eq!(rows.len(), 3);
     for r in rows {
@@ -124,14 +124,14 @@ async fn full_flow_through_the_cli() {
         .contains("completed backup recovery"));
 
     assert_eq!(bpg.json(&["stop", "dev"])["status"], "stopped");
-    assert_eq!(bpg.json(&["status", "dev"])[0]["status"], "stopped");
+    assert_eq!(bpg.status_json(&["status", "dev"])[0]["status"], "stopped");
     assert_eq!(bpg.json(&["start", "dev"])["status"], "running");
 
     let err = bpg.fails(&["destroy", "prod"]);
     assert!(err.contains("--force") && err.lines().count() == 1, "{err}");
     bpg.ok(&["destroy", "quick"]);
     bpg.ok(&["destroy", "prod", "--force"]);
-    assert_eq!(bpg.json(&["status"]).as_array().unwrap().len(), 0);
+    assert_eq!(bpg.status_json(&["status"]).as_array().unwrap().len(), 0);
 }
 
 #[test]

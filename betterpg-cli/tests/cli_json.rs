@@ -122,7 +122,7 @@ fn every_documented_shape_is_what_bpg_prints() {
     got.insert("branch".into(), bpg.json(&["branch", "prod", "dev"]));
     got.insert("reset".into(), bpg.json(&["reset", "dev", "--fast"]));
     got.insert("status".into(), bpg.json(&["status"]));
-    got.insert("status-pool".into(), bpg.json(&["status", "--pool"]));
+    got.insert("status-name".into(), bpg.json(&["status", "dev"]));
     got.insert("url".into(), bpg.json(&["url", "dev"]));
     got.insert("stop".into(), bpg.json(&["stop", "dev"]));
     got.insert("start".into(), bpg.json(&["start", "dev"]));
@@ -144,10 +144,17 @@ fn every_documented_shape_is_what_bpg_prints() {
             );
         }
     }
-    // `status --pool` holds what `status` prints, and the pool of the text.
-    assert_eq!(got["status-pool"]["entries"], got["status"]);
+    // `status` holds every entry and the pool of the text; `status NAME`
+    // that entry only, with the same pool.
+    assert_eq!(got["status"]["entries"].as_array().unwrap().len(), 2);
+    assert_eq!(got["status-name"]["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(got["status-name"]["entries"][0]["name"], "dev");
+    assert_eq!(
+        got["status-name"]["pool"]["name"],
+        got["status"]["pool"]["name"]
+    );
     let text = bpg.ok(&["status"]);
-    let pool = &got["status-pool"]["pool"];
+    let pool = &got["status"]["pool"];
     assert!(
         text.contains(&format!("pool {}:", pool["name"].as_str().unwrap())),
         "{text}"

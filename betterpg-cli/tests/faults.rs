@@ -75,7 +75,7 @@ fn assert_only_prod(bpg: &Bpg, env: &TestEnv, tag: &str) {
         format!("{}/betterpg/prod", env.pool),
     ];
     assert_eq!(names, expected, "{tag}: leftovers in the pool");
-    let st = bpg.json(&["status"]);
+    let st = bpg.status_json(&["status"]);
     let names: Vec<&str> = st
         .as_array()
         .unwrap()
@@ -165,7 +165,7 @@ async fn sigkill_at_every_step_is_cleaned_by_gc() {
         // The server side cleans up the backup and the temporary slot by itself.
         assert_source_healthy(&url, step).await;
         // Status marks the half-made branch instead of hiding it.
-        let st = bpg.json(&["status"]);
+        let st = bpg.status_json(&["status"]);
         let dev = st
             .as_array()
             .unwrap()

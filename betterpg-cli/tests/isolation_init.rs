@@ -210,7 +210,7 @@ async fn dataset_properties_for_postgresql_are_set_at_init() {
     bpg.ok(&["create", "prod"]);
     bpg.ok(&["branch", "prod", "dev"]);
     let root = format!("{}/betterpg", env.pool);
-    let status = bpg.json(&["status"]);
+    let status = bpg.status_json(&["status"]);
     let mut datasets = vec![root.clone()];
     for i in status.as_array().expect("status is a list") {
         datasets.push(i["dataset"].as_str().unwrap().to_string());
@@ -302,7 +302,7 @@ fn dataset_properties_can_be_overridden_and_bad_ones_change_nothing() {
         assert_eq!(cfg["zfs_properties"][k], v, "{k} recorded: {cfg}");
     }
     bpg.ok(&["create", "prod"]);
-    let prod = bpg.json(&["status"])[0]["dataset"]
+    let prod = bpg.status_json(&["status"])[0]["dataset"]
         .as_str()
         .unwrap()
         .to_string();

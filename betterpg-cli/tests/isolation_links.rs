@@ -60,7 +60,7 @@ impl Victims {
 }
 
 fn data_dir(env: &TestEnv, name: &str) -> PathBuf {
-    let st = Bpg::of(env).json(&["status", name]);
+    let st = Bpg::of(env).status_json(&["status", name]);
     let ds = st[0]["dataset"].as_str().unwrap().to_string();
     let out = std::process::Command::new("zfs")
         .args(["get", "-H", "-o", "value", "mountpoint", &ds])

@@ -159,7 +159,7 @@ fn a_held_catalog_lock_times_out_naming_its_holder_and_changes_nothing() {
 
     // The holder gone, everything works (and nothing was left behind).
     drop(holder);
-    let infos = bpg.json(&["status"]);
+    let infos = bpg.status_json(&["status"]);
     assert_eq!(infos.as_array().map(|a| a.len()), Some(1), "{infos}");
     bpg.ok(&["branch", "prod", "dev"]);
     assert_eq!(

@@ -72,7 +72,7 @@ fn password_of(url: &str) -> String {
 }
 
 fn data_dir(env: &TestEnv, name: &str) -> std::path::PathBuf {
-    let st = Bpg::of(env).json(&["status", name]);
+    let st = Bpg::of(env).status_json(&["status", name]);
     let ds = st[0]["dataset"].as_str().unwrap().to_string();
     let out = std::process::Command::new("zfs")
         .args(["get", "-H", "-o", "value", "mountpoint", &ds])

@@ -44,7 +44,7 @@ fn zfs(args: &[&str]) {
 }
 
 fn status_of(bpg: &Bpg, name: &str) -> Value {
-    let all = bpg.json(&["status"]);
+    let all = bpg.status_json(&["status"]);
     all.as_array()
         .expect("status array")
         .iter()
@@ -137,11 +137,11 @@ fn gc_and_destroy_leave_what_an_operator_made() {
 /// assert_consistent, except for things an operator made on purpose.
 fn assert_consistent_ignoring(env: &TestEnv, foreign: &[&String]) {
     let bpg = Bpg::of(env);
-    for i in bpg.json(&["status"]).as_array().unwrap() {
+    for i in bpg.status_json(&["status"]).as_array().unwrap() {
         assert_eq!(i["state"], "ready", "{i}");
     }
     let zfs = zfs_owned(&env.pool);
-    let status = bpg.json(&["status"]);
+    let status = bpg.status_json(&["status"]);
     let infos = status.as_array().unwrap();
     let root = format!("{}/betterpg", env.pool);
     for (name, kind, _, _) in &zfs {

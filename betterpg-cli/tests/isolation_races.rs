@@ -33,7 +33,7 @@ fn spawn(env: &TestEnv, args: &[&str]) -> std::process::Child {
 }
 
 fn entry_state(bpg: &Bpg, name: &str) -> Option<Value> {
-    bpg.json(&["status"])
+    bpg.status_json(&["status"])
         .as_array()
         .unwrap()
         .iter()

@@ -155,7 +155,7 @@ async fn write_a_lot(url: &str, from: i32, to: i32) {
 /// The branch `name`'s link for `oid` points inside its own dataset, not at
 /// the source's directory.
 fn assert_link_in_own_clone(bpg: &Bpg<'_>, name: &str, oid: u32, source_location: &Path) {
-    let info = bpg.json(&["status", name]);
+    let info = bpg.status_json(&["status", name]);
     let ds = info[0]["dataset"].as_str().unwrap().to_string();
     let own = mountpoint(&ds);
     let target = link_of(&ds, oid);
@@ -508,7 +508,7 @@ async fn start_refuses_a_branch_linked_to_another_tablespace() {
         err.contains("tablespace") && err.contains(&location.display().to_string()),
         "unclear refusal: {err}"
     );
-    let st = bpg.json(&["status", "dev"]);
+    let st = bpg.status_json(&["status", "dev"]);
     assert_eq!(st[0]["status"], "stopped", "{st}");
     assert_eq!(digest(&location), before);
     assert_source_healthy(&url).await;

@@ -84,6 +84,11 @@ impl<'a> Bpg<'a> {
         serde_json::from_str(&self.ok(&a)).expect("valid JSON")
     }
 
+    /// `bpg --json status ARGS...`'s entries (the list under `entries`).
+    pub fn status_json(&self, args: &[&str]) -> Value {
+        self.json(args)["entries"].clone()
+    }
+
     /// Run expecting failure: a non-zero exit other than clap's usage error
     /// (2), stderr starting with `error: `; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
@@ -154,7 +159,7 @@ impl TestEnv {
 /// exactly the entries' that are running, each on its own port.
 pub fn assert_consistent(env: &TestEnv) {
     let bpg = Bpg::of(env);
-    let status = bpg.json(&["status"]);
+    let status = bpg.status_json(&["status"]);
     let infos = status.as_array().expect("status array");
     let zfs = zfs_owned(&env.pool);
     let names: Vec<&str> = zfs.iter().map(|z| z.0.as_str()).collect();

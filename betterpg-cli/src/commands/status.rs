@@ -15,15 +15,10 @@ pub async fn run(g: &Global, a: StatusArgs) -> Result<(), Error> {
     };
     let pool = mgr.pool_usage().await?;
     if g.json {
-        let entries = infos.iter().map(wire::Info::from).collect::<Vec<_>>();
-        if a.pool {
-            output::json(&wire::Status {
-                entries,
-                pool: wire::Pool::new(&pool, mgr.config()),
-            })?;
-        } else {
-            output::json(&entries)?;
-        }
+        output::json(&wire::Status {
+            entries: infos.iter().map(wire::Info::from).collect(),
+            pool: wire::Pool::new(&pool, mgr.config()),
+        })?;
     } else {
         output::tree(&infos);
         println!(
