@@ -845,16 +845,25 @@ int main(int argc, char **argv) {
          * "taken" (decide on the fields, not the message). */
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         REQUIRE(fd >= 0);
+        /* The stopped server's connections may leave the port in TIME_WAIT;
+         * SO_REUSEADDR binds anyway (a listener still refuses betterpg's
+         * probe: Linux lets no second socket bind a listening port). */
+        int one = 1;
+        CHECK(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0);
         struct sockaddr_in sa;
         memset(&sa, 0, sizeof sa);
         sa.sin_family = AF_INET;
         sa.sin_port = htons((uint16_t)betterpg_info_port(app));
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        REQUIRE(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 1) == 0);
-        EXPECT_RC(BETTERPG_RESULT_PORT, betterpg_manager_start(m, "app", &info));
-        CHECK(info == NULL);
-        CHECK(betterpg_last_error_reason() != NULL && streq(betterpg_last_error_reason(), "taken"));
-        CHECK(betterpg_last_error_sqlstate() == NULL);
+        int held = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 1) == 0;
+        CHECK(held); /* a failure here is counted; the checks below need the port held */
+        if (held) {
+            EXPECT_RC(BETTERPG_RESULT_PORT, betterpg_manager_start(m, "app", &info));
+            CHECK(info == NULL);
+            CHECK(betterpg_last_error_reason() != NULL &&
+                  streq(betterpg_last_error_reason(), "taken"));
+            CHECK(betterpg_last_error_sqlstate() == NULL);
+        }
         close(fd);
     }
     REQUIRE_OK(betterpg_manager_start(m, "app", &info));
