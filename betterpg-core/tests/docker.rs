@@ -196,25 +196,7 @@ impl Drop for DockerEnv {
             ),
             Err(_) => eprintln!("warning: the container cleanup thread panicked"),
         }
-        let mut last = String::new();
-        for _ in 0..40 {
-            match std::process::Command::new("zpool")
-                .args(["destroy", "-f", &self.pool])
-                .output()
-            {
-                Ok(o) if o.status.success() => {
-                    last.clear();
-                    break;
-                }
-                Ok(o) => last = String::from_utf8_lossy(&o.stderr).into_owned(),
-                Err(e) => last = e.to_string(),
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        if !last.is_empty() {
-            eprintln!("warning: could not destroy test pool {}: {last}", self.pool);
-        }
-        let _ = std::fs::remove_file(&self.pool_file);
+        betterpg_testkit::destroy_pool(&self.pool, &self.pool_file);
     }
 }
 

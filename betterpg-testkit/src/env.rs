@@ -167,28 +167,33 @@ impl Drop for TestEnv {
                 }
             }
         }
-        // Right after servers exit, zfs-fuse can report the pool busy for a
-        // moment: retry for a while, then say so loudly.
-        let mut last = String::new();
-        for _ in 0..40 {
-            match std::process::Command::new("zpool")
-                .args(["destroy", "-f", &self.pool])
-                .output()
-            {
-                Ok(o) if o.status.success() => {
-                    last.clear();
-                    break;
-                }
-                Ok(o) => last = String::from_utf8_lossy(&o.stderr).into_owned(),
-                Err(e) => last = e.to_string(),
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        if !last.is_empty() {
-            eprintln!("warning: could not destroy test pool {}: {last}", self.pool);
-        }
-        let _ = std::fs::remove_file(&self.pool_file);
+        destroy_pool(&self.pool, &self.pool_file);
     }
+}
+
+/// Destroy a test pool and remove its file. Right after servers exit,
+/// zfs-fuse can report the pool busy for a moment: retry for a while, then
+/// say so loudly.
+pub fn destroy_pool(pool: &str, pool_file: &Path) {
+    let mut last = String::new();
+    for _ in 0..40 {
+        match std::process::Command::new("zpool")
+            .args(["destroy", "-f", pool])
+            .output()
+        {
+            Ok(o) if o.status.success() => {
+                last.clear();
+                break;
+            }
+            Ok(o) => last = String::from_utf8_lossy(&o.stderr).into_owned(),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    if !last.is_empty() {
+        eprintln!("warning: could not destroy test pool {pool}: {last}");
+    }
+    let _ = std::fs::remove_file(pool_file);
 }
 
 /// `pg_ctl stop -m immediate` as the postgres user.
