@@ -16,7 +16,8 @@ use futures_util::StreamExt;
 use crate::error::Result;
 use crate::manager::{
     BranchManager as AsyncManager, BranchOptions, BranchReport, CreateOptions, Info, InitOptions,
-    PoolUsage,
+    PolicyReport, PoolUsage, PruneReport, SnapshotDestroyReport, SnapshotInfo, SnapshotOptions,
+    SnapshotReport,
 };
 
 /// Blocking `BranchManager`.
@@ -118,6 +119,35 @@ impl BranchManager {
     /// See [`AsyncManager::reset`].
     pub fn reset(&self, name: &str, opts: BranchOptions) -> Result<BranchReport> {
         self.block_on(self.inner.reset(name, opts))
+    }
+    /// See [`AsyncManager::reset_to`].
+    pub fn reset_to(&self, name: &str, to: &str, opts: BranchOptions) -> Result<BranchReport> {
+        self.block_on(self.inner.reset_to(name, to, opts))
+    }
+    /// See [`AsyncManager::snapshot`].
+    pub fn snapshot(&self, source: &str, opts: SnapshotOptions) -> Result<SnapshotReport> {
+        self.block_on(self.inner.snapshot(source, opts))
+    }
+    /// See [`AsyncManager::snapshots`].
+    pub fn snapshots(&self, source: Option<&str>) -> Result<Vec<SnapshotInfo>> {
+        self.block_on(self.inner.snapshots(source))
+    }
+    /// See [`AsyncManager::destroy_snapshot`].
+    pub fn destroy_snapshot(
+        &self,
+        source: &str,
+        name: &str,
+        force: bool,
+    ) -> Result<SnapshotDestroyReport> {
+        self.block_on(self.inner.destroy_snapshot(source, name, force))
+    }
+    /// See [`AsyncManager::prune_snapshots`].
+    pub fn prune_snapshots(&self, source: Option<&str>, dry_run: bool) -> Result<PruneReport> {
+        self.block_on(self.inner.prune_snapshots(source, dry_run))
+    }
+    /// See [`AsyncManager::run_snapshot_policy`].
+    pub fn run_snapshot_policy(&self, source: Option<&str>, dry_run: bool) -> Result<PolicyReport> {
+        self.block_on(self.inner.run_snapshot_policy(source, dry_run))
     }
     /// See [`AsyncManager::gc`].
     pub fn gc(&self, dry_run: bool) -> Result<crate::manager::GcReport> {

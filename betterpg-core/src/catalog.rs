@@ -20,6 +20,9 @@ use crate::home::Home;
 use crate::util::write_atomic;
 
 pub mod lock;
+pub mod snapshot;
+
+pub use snapshot::{split_snapshot_ref, KeptBackup, SnapshotRecord};
 
 /// Newest catalog format this build reads and writes.
 pub const CATALOG_VERSION: u32 = 1;
@@ -331,6 +334,10 @@ impl Entry {
 struct CatalogFile {
     version: u32,
     entries: BTreeMap<String, Entry>,
+    /// Named snapshots, ordered by source, then time (omitted when none,
+    /// so catalogs without any read and write as before).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    snapshots: Vec<SnapshotRecord>,
 }
 
 /// The catalog, locked for the life of this value.
@@ -342,6 +349,7 @@ pub struct Catalog {
     path: PathBuf,
     _lock: lock::LockFile,
     entries: BTreeMap<String, Entry>,
+    snapshots: Vec<SnapshotRecord>,
 }
 
 impl Catalog {
@@ -359,15 +367,16 @@ impl Catalog {
     pub fn lock_within(home: &Home, timeout: std::time::Duration) -> Result<Catalog> {
         let lock = lock::LockFile::acquire(&home.lock_path(), timeout)?;
         let path = home.catalog_path();
-        let entries = match fs::read_to_string(&path) {
+        let (entries, snapshots) = match fs::read_to_string(&path) {
             Ok(text) => parse(&text, &path)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BTreeMap::new(), Vec::new()),
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
         Ok(Catalog {
             path,
             _lock: lock,
             entries,
+            snapshots,
         })
     }
 
@@ -376,6 +385,7 @@ impl Catalog {
         let file = CatalogFile {
             version: CATALOG_VERSION,
             entries: self.entries.clone(),
+            snapshots: self.snapshots.clone(),
         };
         let text =
             serde_json::to_string_pretty(&file).map_err(|e| Error::Internal(e.to_string()))?;
@@ -432,13 +442,83 @@ impl Catalog {
         out
     }
 
+    /// Every named snapshot, by source, oldest first.
+    pub fn snapshots(&self) -> impl Iterator<Item = &SnapshotRecord> {
+        self.snapshots.iter()
+    }
+
+    /// The named snapshots of `source`, oldest first.
+    pub fn snapshots_of(&self, source: &str) -> Vec<&SnapshotRecord> {
+        self.snapshots
+            .iter()
+            .filter(|s| s.source == source)
+            .collect()
+    }
+
+    /// The named snapshot `source@name`.
+    pub fn snapshot(&self, source: &str, name: &str) -> Option<&SnapshotRecord> {
+        self.snapshots
+            .iter()
+            .find(|s| s.source == source && s.name == name)
+    }
+
+    /// The named snapshot `source@name`, to change.
+    pub fn snapshot_mut(&mut self, source: &str, name: &str) -> Option<&mut SnapshotRecord> {
+        self.snapshots
+            .iter_mut()
+            .find(|s| s.source == source && s.name == name)
+    }
+
+    /// Record a new named snapshot; refuses a name its source already has.
+    pub fn insert_snapshot(&mut self, rec: SnapshotRecord) -> Result<()> {
+        if self.snapshot(&rec.source, &rec.name).is_some() {
+            return Err(Error::AlreadyExists {
+                what: "snapshot",
+                name: rec.full_name(),
+            });
+        }
+        self.snapshots.push(rec);
+        self.snapshots.sort_by(|a, b| {
+            (&a.source, a.created_at, &a.name).cmp(&(&b.source, b.created_at, &b.name))
+        });
+        Ok(())
+    }
+
+    /// Forget the named snapshot `source@name`, returning it.
+    pub fn remove_snapshot(&mut self, source: &str, name: &str) -> Option<SnapshotRecord> {
+        let i = self
+            .snapshots
+            .iter()
+            .position(|s| s.source == source && s.name == name)?;
+        Some(self.snapshots.remove(i))
+    }
+
+    /// The named snapshot whose ZFS snapshot (of the data directory's
+    /// dataset) is `zfs_snapshot`: the entry cloned from it must not destroy
+    /// it with itself.
+    pub fn named_by_zfs(&self, zfs_snapshot: &str) -> Option<&SnapshotRecord> {
+        self.snapshots
+            .iter()
+            .find(|s| s.zfs_snapshot == zfs_snapshot)
+    }
+
+    /// The entries cloned from the named snapshot `rec` (its dependents).
+    pub fn dependents_of(&self, rec: &SnapshotRecord) -> Vec<&Entry> {
+        self.entries
+            .values()
+            .filter(|e| rec.is_origin_of(e))
+            .collect()
+    }
+
     /// Ports held by any entry.
     pub fn used_ports(&self) -> Vec<u16> {
         self.entries.values().map(|e| e.port).collect()
     }
 }
 
-fn parse(text: &str, path: &std::path::Path) -> Result<BTreeMap<String, Entry>> {
+type Parsed = (BTreeMap<String, Entry>, Vec<SnapshotRecord>);
+
+fn parse(text: &str, path: &std::path::Path) -> Result<Parsed> {
     // Read the version first so a newer format is refused with a clear
     // message instead of a confusing parse error (and never overwritten).
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
@@ -460,7 +540,7 @@ fn parse(text: &str, path: &std::path::Path) -> Result<BTreeMap<String, Entry>> 
             path.display()
         ))
     })?;
-    Ok(file.entries)
+    Ok((file.entries, file.snapshots))
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ pub(crate) mod ops;
 pub mod osuser;
 pub mod pg;
 pub(crate) mod ports;
+pub mod retention;
 pub mod runtime;
 pub(crate) mod space;
 pub mod storage;
@@ -58,7 +59,9 @@ pub use error::{Error, ErrorKind, PortErrorKind, Result, RuntimeErrorKind, ZfsEr
 pub use manager::SnapshotMode;
 pub use manager::{
     available_runtimes, validate_dataset_name, BranchManager, BranchOptions, BranchReport,
-    CreateOptions, GcItem, GcReport, Info, InitOptions, InitStorage, PoolUsage, StepTiming,
+    CreateOptions, GcItem, GcReport, Info, InitOptions, InitStorage, PolicyFailure, PolicyReport,
+    PoolUsage, PruneItem, PruneReport, SnapshotDestroyReport, SnapshotInfo, SnapshotOptions,
+    SnapshotReport, StepTiming,
 };
 pub use name::validate_name;
 pub use ops::doctor::{
@@ -69,6 +72,7 @@ pub use ops::logs::LogStream;
 pub use pg::isolate::{
     DetachedSubscription, IsolationReport, IsolationWarning, OverriddenSetting, RemovedSetting,
 };
+pub use retention::{KeepReason, RetentionPolicy};
 pub use runtime::RunStatus;
 pub use space::{BranchSpace, BRANCH_SPACE_WARN_FRACTION, POOL_WARN_FRACTION};
 pub use tablespace::TablespaceClone;

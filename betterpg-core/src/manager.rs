@@ -25,6 +25,10 @@ pub use crate::ops::doctor::DoctorReport;
 pub use crate::ops::gc::{GcItem, GcReport};
 pub use crate::ops::init::{InitOptions, InitStorage};
 pub use crate::ops::logs::LogStream;
+pub use crate::ops::snapshot::{
+    PolicyFailure, PolicyReport, PruneItem, PruneReport, SnapshotDestroyReport, SnapshotInfo,
+    SnapshotOptions, SnapshotReport,
+};
 pub use crate::ops::status::{Info, PoolUsage};
 pub use crate::space::POOL_WARN_FRACTION;
 
@@ -137,7 +141,71 @@ impl BranchManager {
     /// refused. If the new branch cannot be made, the old one is already
     /// gone and the error says so.
     pub async fn reset(&self, name: &str, opts: BranchOptions) -> Result<BranchReport> {
-        ops::reset::reset(&self.ctx, name, opts).await
+        ops::reset::reset(&self.ctx, name, None, opts).await
+    }
+
+    /// Reset a branch to the named snapshot `to` (`SOURCE@NAME`) instead
+    /// of its parent's current state; SOURCE becomes its parent. As
+    /// [`Self::reset`] otherwise (same name, port and password).
+    pub async fn reset_to(
+        &self,
+        name: &str,
+        to: &str,
+        opts: BranchOptions,
+    ) -> Result<BranchReport> {
+        ops::reset::reset(&self.ctx, name, Some(to), opts).await
+    }
+
+    /// Take a named snapshot of a database or branch with the branch
+    /// recipe (application-consistent by default), keeping what a branch
+    /// of it needs later (backup label, WAL to the stop point), so that
+    /// `branch("SRC@NAME", ..)` works after the source moved on or
+    /// stopped. `opts.name` `None`: a name from the time (sortable).
+    pub async fn snapshot(&self, source: &str, opts: SnapshotOptions) -> Result<SnapshotReport> {
+        ops::snapshot::snapshot(&self.ctx, source, opts).await
+    }
+
+    /// The named snapshots of `source` (every one when `None`), by
+    /// source, oldest first, with the space each holds and the branches
+    /// cloned from it.
+    pub async fn snapshots(&self, source: Option<&str>) -> Result<Vec<SnapshotInfo>> {
+        ops::snapshot::snapshots(&self.ctx, source).await
+    }
+
+    /// Destroy the named snapshot `source@name`. Refused while branches
+    /// were cloned from it, unless `force`, which destroys those branches
+    /// (and theirs) first.
+    pub async fn destroy_snapshot(
+        &self,
+        source: &str,
+        name: &str,
+        force: bool,
+    ) -> Result<SnapshotDestroyReport> {
+        ops::snapshot::destroy_snapshot(&self.ctx, source, name, force).await
+    }
+
+    /// Apply the retention settings (`keep_last`, `keep_hourly`,
+    /// `keep_daily`) of `source` (every source when `None`): remove the
+    /// automatic snapshots they do not keep, never one a branch was cloned
+    /// from (see [`crate::retention`]). `dry_run` changes nothing.
+    pub async fn prune_snapshots(
+        &self,
+        source: Option<&str>,
+        dry_run: bool,
+    ) -> Result<PruneReport> {
+        ops::snapshot::prune(&self.ctx, source, dry_run).await
+    }
+
+    /// One pass of the snapshot schedule (what `bpg daemon` runs): take
+    /// the automatic snapshots the policies say are due (`keep_hourly`:
+    /// one an hour, else `keep_daily`: one a day), then prune by them.
+    /// A source that fails is reported, the others still done.
+    pub async fn run_snapshot_policy(
+        &self,
+        source: Option<&str>,
+        dry_run: bool,
+    ) -> Result<PolicyReport> {
+        ops::snapshot::run_policy(&self.ctx, source, dry_run).await
     }
 
     /// Start a stopped database or branch.

@@ -22,7 +22,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "policy on plain values",
-        &["home", "catalog", "ports", "space", "tablespace"],
+        &[
+            "home",
+            "catalog",
+            "ports",
+            "space",
+            "tablespace",
+            "retention",
+        ],
     ),
     ("context", &["context"]),
     ("operations", &["ops"]),

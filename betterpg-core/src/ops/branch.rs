@@ -28,11 +28,12 @@ use serde::Serialize;
 
 use super::start::start_on_free_port;
 use super::status::{self, Info};
-use crate::catalog::{Entry, Kind, Mode, State, PGDATA_SUBDIR};
+use crate::catalog::{split_snapshot_ref, Entry, Kind, Mode, SnapshotRecord, State, PGDATA_SUBDIR};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::fault;
 use crate::name::validate_name;
+use crate::pg::backup::BackupStop;
 use crate::pg::cluster::{self, Profile};
 use crate::pg::datadir::DataDir;
 use crate::pg::isolate::{self, IsolationReport};
@@ -65,25 +66,25 @@ struct Undo {
     tablespaces: tablespace::Made,
 }
 
-struct Timer {
-    steps: Vec<StepTiming>,
+pub(crate) struct Timer {
+    pub(crate) steps: Vec<StepTiming>,
     last: Instant,
 }
 
 impl Timer {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Timer {
             steps: Vec::new(),
             last: Instant::now(),
         }
     }
     /// Add steps timed elsewhere, which began at the last lap.
-    fn extend(&mut self, steps: Vec<StepTiming>) {
+    pub(crate) fn extend(&mut self, steps: Vec<StepTiming>) {
         let ms: f64 = steps.iter().map(|s| s.millis).sum();
         self.last += std::time::Duration::from_secs_f64(ms / 1000.0);
         self.steps.extend(steps);
     }
-    fn lap(&mut self, step: &'static str) {
+    pub(crate) fn lap(&mut self, step: &'static str) {
         let now = Instant::now();
         self.steps.push(StepTiming {
             step,
@@ -164,6 +165,14 @@ pub(crate) async fn branch(
     opts: BranchOptions,
 ) -> Result<BranchReport> {
     let t0 = Instant::now();
+    // `SRC@NAME`: a branch of the named snapshot NAME of SRC.
+    let (source, named) = match split_snapshot_ref(source) {
+        Some((src, snap)) => {
+            validate_name(snap)?;
+            (src, Some(snap))
+        }
+        None => (source, None),
+    };
     validate_name(source)?;
     validate_name(name)?;
     check_quota(opts.quota)?;
@@ -173,6 +182,10 @@ pub(crate) async fn branch(
             "source {source:?} is not ready (it is being created or destroyed)"
         )));
     }
+    let origin = match named {
+        Some(snap) => Some(ready_snapshot(ctx, source, snap)?),
+        None => None,
+    };
     // The source's runtime and image unless told otherwise; a new
     // runtime without an image gets that runtime's default image.
     let (runtime, image) = match &opts.runtime {
@@ -190,7 +203,10 @@ pub(crate) async fn branch(
     };
     fault::point("before_reserve").await?;
     let created_at = now_unix();
-    let snapshot = snapshot_name(&src.dataset, name);
+    let snapshot = match &origin {
+        Some(rec) => rec.zfs_snapshot.clone(),
+        None => snapshot_name(&src.dataset, name),
+    };
     let entry = ctx.reserve(Entry {
         name: name.to_string(),
         kind: Kind::Branch,
@@ -214,7 +230,28 @@ pub(crate) async fn branch(
             let _ = ctx.unreserve(name);
         })?;
 
-    complete_branch(ctx, &src, &entry, opts, t0, false).await
+    complete_branch(ctx, &src, &entry, opts, origin.as_ref(), t0, false).await
+}
+
+/// The named snapshot `source@name`, complete (else why not).
+pub(crate) fn ready_snapshot(ctx: &Context, source: &str, name: &str) -> Result<SnapshotRecord> {
+    let cat = ctx.lock()?;
+    let rec = cat
+        .snapshot(source, name)
+        .cloned()
+        .ok_or_else(|| Error::NotFound {
+            what: "snapshot",
+            name: format!("{source}@{name}"),
+            hint: format!(": `bpg snapshots {source}` lists the snapshots of {source}"),
+        })?;
+    if !rec.is_live() || rec.state.worker().is_some() {
+        return Err(Error::InvalidState(format!(
+            "snapshot {} is not ready (it is {}): wait for the other bpg process, or run `bpg gc` if it is incomplete",
+            rec.full_name(),
+            rec.state.label()
+        )));
+    }
+    Ok(rec)
 }
 
 /// Everything after the reservation: run the recipe, then mark the
@@ -225,13 +262,14 @@ pub(crate) async fn complete_branch(
     src: &Entry,
     entry: &Entry,
     opts: BranchOptions,
+    origin: Option<&SnapshotRecord>,
     t0: Instant,
     password_changed: bool,
 ) -> Result<BranchReport> {
     let name = entry.name.as_str();
     let mut undo = Undo::default();
     let mut timer = Timer::new();
-    match run_recipe(ctx, src, entry, opts, &mut undo, &mut timer).await {
+    match run_recipe(ctx, src, entry, opts, origin, &mut undo, &mut timer).await {
         Ok((mode, running, wal_bytes, isolation)) => {
             {
                 let mut cat = ctx.lock()?;
@@ -266,11 +304,10 @@ async fn run_recipe(
     src: &Entry,
     entry: &Entry,
     opts: BranchOptions,
+    origin: Option<&SnapshotRecord>,
     undo: &mut Undo,
     timer: &mut Timer,
 ) -> Result<(Mode, bool, u64, IsolationReport)> {
-    let src_spec = ctx.spec(src).await?;
-    let running = ctx.runtime(&src.runtime)?.status(&src_spec).await? == RunStatus::Running;
     let snap_name = entry
         .snapshot
         .as_deref()
@@ -278,63 +315,121 @@ async fn run_recipe(
         .map(|(_, s)| s.to_string())
         .ok_or_else(|| Error::Internal("branch without snapshot name".into()))?;
     let home = ctx.home.root().to_string_lossy().into_owned();
-    let snap_props = [
-        ("managed", "yes"),
-        ("branch", entry.name.as_str()),
-        ("home", home.as_str()),
-    ];
-    // Tablespaces: where they live, or a refusal before anything is made.
-    let plan = tablespace::plan(
-        &ctx.config.dataset,
-        src,
-        &src_spec.data_dir,
-        running.then_some(&src_spec.conn),
-    )
-    .await?;
-    let datasets = plan.snapshot_datasets(&src.dataset);
-
-    let mode = if running {
-        opts.mode
-    } else {
-        Mode::CrashConsistent
+    let (plan, mode, running, handoff) = match origin {
+        None => {
+            let src_spec = ctx.spec(src).await?;
+            let running = ctx.runtime(&src.runtime)?.status(&src_spec).await? == RunStatus::Running;
+            // Tablespaces: where they live, or a refusal before anything is made.
+            let plan = tablespace::plan(
+                &ctx.config.dataset,
+                src,
+                &src_spec.data_dir,
+                running.then_some(&src_spec.conn),
+            )
+            .await?;
+            let mode = if running {
+                opts.mode
+            } else {
+                Mode::CrashConsistent
+            };
+            timer.lap("prepare");
+            // Before anything is made: the branch space has room for one more.
+            crate::space::prepare(
+                &*ctx.storage,
+                &ctx.config,
+                &ctx.home,
+                crate::space::reserve_for(&ctx.config, opts.quota),
+            )
+            .await?;
+            timer.lap("space");
+            // 1-3: snapshot, inside backup mode when the source is running.
+            let snap_props = [
+                ("managed", "yes"),
+                ("branch", entry.name.as_str()),
+                ("home", home.as_str()),
+            ];
+            let label = format!("betterpg branch {}", entry.name);
+            let mut taken = false;
+            let stop = snapshot_source(
+                ctx,
+                src,
+                &src_spec,
+                &plan,
+                Snap {
+                    mode,
+                    running,
+                    name: &snap_name,
+                    props: &snap_props,
+                    label: &label,
+                },
+                &mut undo.session,
+                &mut taken,
+                timer,
+            )
+            .await;
+            // What was made is undone even when a later step failed.
+            if taken {
+                undo.snapshot = entry.snapshot.clone();
+                undo.tablespaces.snapshots = plan.snapshots(&snap_name);
+            }
+            let handoff = match (stop?, undo.session.as_ref()) {
+                (Some(stop), Some(session)) => Some(Handoff::live(
+                    stop,
+                    session.wal_segment_size,
+                    &src_spec.data_dir,
+                )?),
+                _ => None,
+            };
+            (plan, mode, running, handoff)
+        }
+        Some(rec) => {
+            // A named snapshot: nothing is taken from the source, which
+            // may have moved on or stopped since; its tablespaces are
+            // planned from its data directory only when the snapshot has
+            // some, and must be the datasets the snapshot covered.
+            let plan = if rec.tablespace_snapshots.is_empty() {
+                tablespace::Plan::default()
+            } else {
+                let spec = ctx.control_spec(src).await?;
+                let plan = tablespace::plan(&ctx.config.dataset, src, &spec.data_dir, None).await?;
+                if plan.snapshots(&snap_name) != rec.tablespace_snapshots {
+                    return Err(Error::Unsupported(format!(
+                        "the tablespaces of {:?} moved since the snapshot {} was taken (it has {}): branch the source itself",
+                        src.name,
+                        rec.full_name(),
+                        rec.tablespace_snapshots.join(", ")
+                    )));
+                }
+                plan
+            };
+            timer.lap("prepare");
+            crate::space::prepare(
+                &*ctx.storage,
+                &ctx.config,
+                &ctx.home,
+                crate::space::reserve_for(&ctx.config, opts.quota),
+            )
+            .await?;
+            timer.lap("space");
+            let handoff = match (&rec.backup, &rec.wal_dataset) {
+                (Some(b), Some(ds)) => Some(Handoff {
+                    label: b.label.clone(),
+                    spcmap: b.tablespace_map.clone(),
+                    segments: b.wal_segments.clone(),
+                    seg_size: b.wal_segment_size,
+                    wal: DataDir::open(&ctx.mountpoint(ds).await?)?.subdir("pg_wal")?,
+                }),
+                (Some(_), None) => {
+                    return Err(Error::InvalidState(format!(
+                        "snapshot {} has a backup label but no kept WAL: it cannot be started; destroy it",
+                        rec.full_name()
+                    )))
+                }
+                _ => None,
+            };
+            (plan, rec.mode, rec.source_was_running, handoff)
+        }
     };
-    timer.lap("prepare");
-    // Before anything is made: the branch space has room for one more.
-    crate::space::prepare(
-        &*ctx.storage,
-        &ctx.config,
-        &ctx.home,
-        crate::space::reserve_for(&ctx.config, opts.quota),
-    )
-    .await?;
-    timer.lap("space");
-
-    // 1-3: snapshot, inside backup mode when the source is running.
-    let mut stop = None;
-    if running && mode == Mode::ApplicationConsistent {
-        let label = format!("betterpg branch {}", entry.name);
-        undo.session = Some(BackupSession::start(&src_spec.conn, &label).await?);
-        timer.lap("backup_start");
-        fault::point("after_backup_start").await?;
-    } else if running {
-        let c = src_spec.conn.connect().await?;
-        c.batch_execute("CHECKPOINT").await?;
-        drop(c);
-        timer.lap("checkpoint");
-    }
-    ctx.storage
-        .snapshot(&datasets, &snap_name, &snap_props)
-        .await
-        .map_err(|e| plan.explain_snapshot_error(&src.dataset, e))?;
-    undo.snapshot = entry.snapshot.clone();
-    undo.tablespaces.snapshots = plan.snapshots(&snap_name);
-    timer.lap("snapshot");
-    fault::point("after_snapshot").await?;
-    if let Some(session) = undo.session.as_mut() {
-        stop = Some(session.stop().await?);
-        timer.lap("backup_stop");
-        fault::point("after_backup_stop").await?;
-    }
 
     // 4: clone and make it a data directory of its own.
     let port = entry.port.to_string();
@@ -388,29 +483,23 @@ async fn run_recipe(
     let dd = DataDir::open(&data_dir)?;
     let mut isolation = isolate::prepare_clone(&dd, &ctx.user)?;
     let mut wal_bytes = 0;
-    if let (Some(stop), Some(session)) = (stop, undo.session.take()) {
-        let label = wal::parse_backup_label(&stop.labelfile)?;
-        cluster::write_owned(&dd, "backup_label", stop.labelfile.as_bytes(), &ctx.user)?;
-        if !stop.spcmapfile.is_empty() {
-            let map = tablespace::rewrite_map(&stop.spcmapfile, &undo.tablespaces.clones)?;
+    if let Some(h) = handoff {
+        cluster::write_owned(&dd, "backup_label", h.label.as_bytes(), &ctx.user)?;
+        if !h.spcmap.is_empty() {
+            let map = tablespace::rewrite_map(&h.spcmap, &undo.tablespaces.clones)?;
             cluster::write_owned(&dd, "tablespace_map", map.as_bytes(), &ctx.user)?;
         }
-        let segs = wal::segments_between(
-            label.timeline,
-            label.start_lsn,
-            stop.stop_lsn,
-            session.wal_segment_size,
-        );
-        let src_wal = DataDir::open(&src_spec.data_dir)?.subdir("pg_wal")?;
         wal_bytes = wal::copy_segments(
-            &src_wal,
+            &h.wal,
             &dd.subdir("pg_wal")?,
-            &segs,
-            session.wal_segment_size,
+            &h.segments,
+            h.seg_size,
             &ctx.user,
         )?;
         // The WAL is safe in the clone: release the slot and connection.
-        session.finish().await?;
+        if let Some(session) = undo.session.take() {
+            session.finish().await?;
+        }
     }
     timer.lap("wal_copy");
     tablespace::check_links(&entry.name, &data_dir, &mp)?;
@@ -457,6 +546,97 @@ async fn run_recipe(
     fault::point("after_start").await?;
     fault::point("before_catalog").await?;
     Ok((mode, running, wal_bytes, isolation))
+}
+
+/// How one snapshot of a source is taken ([`snapshot_source`]).
+pub(crate) struct Snap<'a> {
+    /// Backup mode around it, or a checkpoint only (a running source).
+    pub mode: Mode,
+    /// Whether the source runs (a stopped one is only snapshotted).
+    pub running: bool,
+    /// The ZFS snapshot name (after `@`), for every dataset.
+    pub name: &'a str,
+    /// betterpg's user properties of the snapshots.
+    pub props: &'a [(&'a str, &'a str)],
+    /// The backup's label.
+    pub label: &'a str,
+}
+
+/// Steps 1-3 of the recipe, for a branch and for a named snapshot: one
+/// atomic snapshot of every dataset of `src` (its tablespaces' as
+/// `plan` says), inside backup mode for a running source in
+/// application-consistent mode (the session is left in `session`, to
+/// be finished once its WAL is safe), after a `CHECKPOINT` in
+/// crash-consistent mode, as it is for a stopped source. Returns what
+/// `pg_backup_stop` said, when in backup mode. `taken` is set once the
+/// snapshots exist (so a caller undoes them even when a later step fails).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn snapshot_source(
+    ctx: &Context,
+    src: &Entry,
+    src_spec: &InstanceSpec,
+    plan: &tablespace::Plan,
+    snap: Snap<'_>,
+    session: &mut Option<BackupSession>,
+    taken: &mut bool,
+    timer: &mut Timer,
+) -> Result<Option<BackupStop>> {
+    let datasets = plan.snapshot_datasets(&src.dataset);
+    if snap.running && snap.mode == Mode::ApplicationConsistent {
+        *session = Some(BackupSession::start(&src_spec.conn, snap.label).await?);
+        timer.lap("backup_start");
+        fault::point("after_backup_start").await?;
+    } else if snap.running {
+        let c = src_spec.conn.connect().await?;
+        c.batch_execute("CHECKPOINT").await?;
+        drop(c);
+        timer.lap("checkpoint");
+    }
+    ctx.storage
+        .snapshot(&datasets, snap.name, snap.props)
+        .await
+        .map_err(|e| plan.explain_snapshot_error(&src.dataset, e))?;
+    *taken = true;
+    timer.lap("snapshot");
+    fault::point("after_snapshot").await?;
+    let mut stop = None;
+    if let Some(session) = session.as_mut() {
+        stop = Some(session.stop().await?);
+        timer.lap("backup_stop");
+        fault::point("after_backup_stop").await?;
+    }
+    Ok(stop)
+}
+
+/// What a clone needs besides its snapshot to recover as a base backup:
+/// the label, the map, and the WAL from the backup's start to its stop.
+struct Handoff {
+    label: String,
+    spcmap: String,
+    segments: Vec<String>,
+    seg_size: u64,
+    /// Where the segments are: the live source's `pg_wal`, or a named
+    /// snapshot's kept WAL.
+    wal: DataDir,
+}
+
+impl Handoff {
+    /// From a backup of the live source whose data directory is `data_dir`.
+    fn live(stop: BackupStop, seg_size: u64, data_dir: &std::path::Path) -> Result<Handoff> {
+        let label = wal::parse_backup_label(&stop.labelfile)?;
+        Ok(Handoff {
+            segments: wal::segments_between(
+                label.timeline,
+                label.start_lsn,
+                stop.stop_lsn,
+                seg_size,
+            ),
+            seg_size,
+            wal: DataDir::open(data_dir)?.subdir("pg_wal")?,
+            label: stop.labelfile,
+            spcmap: stop.spcmapfile,
+        })
+    }
 }
 
 /// Start the clone privately, cut it off from its source in SQL

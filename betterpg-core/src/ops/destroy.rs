@@ -1,6 +1,6 @@
 //! `destroy`: stop a database or branch and remove everything it owns.
 
-use crate::catalog::{Entry, State, PGDATA_SUBDIR};
+use crate::catalog::{Entry, SnapshotRecord, State, PGDATA_SUBDIR};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::name::validate_name;
@@ -69,10 +69,26 @@ pub(crate) async fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()
                 busy.join(", ")
             )));
         }
-        if (!desc.is_empty() || !foreign.is_empty()) && !force {
+        // Named snapshots live on the datasets that would go: destroy
+        // refuses rather than take them silently (a snapshot is kept on
+        // purpose, often as the way back), and --force takes them too.
+        let named: Vec<String> = desc
+            .iter()
+            .map(String::as_str)
+            .chain([name])
+            .flat_map(|n| cat.snapshots_of(n))
+            .map(|r| r.full_name())
+            .collect();
+        if (!desc.is_empty() || !foreign.is_empty() || !named.is_empty()) && !force {
             let mut parts = Vec::new();
             if !desc.is_empty() {
                 parts.push(format!("branches {}", desc.join(", ")));
+            }
+            if !named.is_empty() {
+                parts.push(format!(
+                    "named snapshots {} (`bpg snapshot destroy` them, or --force destroys them too)",
+                    named.join(", ")
+                ));
             }
             if !foreign.is_empty() {
                 parts.push(format!(
@@ -130,8 +146,22 @@ pub(crate) async fn not_made_by_betterpg(
 /// Remove one entry and everything it owns; tolerant of parts already gone
 /// (so a destroy interrupted half-way can simply be run again).
 pub(crate) async fn destroy_one(ctx: &Context, e: &Entry) -> Result<()> {
-    let tablespace_snapshots =
-        tablespace::snapshots_of(&*ctx.storage, &e.dataset, e.snapshot.as_deref()).await?;
+    // A branch of a named snapshot leaves the snapshot (it outlives its
+    // branches); the entry's own named snapshots go with its dataset.
+    let (named_origin, own) = {
+        let cat = ctx.lock()?;
+        let origin = e
+            .snapshot
+            .as_deref()
+            .is_some_and(|s| cat.named_by_zfs(s).is_some());
+        let own: Vec<SnapshotRecord> = cat.snapshots_of(&e.name).into_iter().cloned().collect();
+        (origin, own)
+    };
+    let tablespace_snapshots = if named_origin {
+        Vec::new()
+    } else {
+        tablespace::snapshots_of(&*ctx.storage, &e.dataset, e.snapshot.as_deref()).await?
+    };
     if let Some(ds) = ctx.storage.get(&e.dataset).await? {
         if let Some(mp) = ds.mountpoint {
             let spec = ctx.control_spec_for(e, mp.join(PGDATA_SUBDIR));
@@ -141,15 +171,31 @@ pub(crate) async fn destroy_one(ctx: &Context, e: &Entry) -> Result<()> {
         }
         destroy_with_retry(&*ctx.storage, &e.dataset, true).await?;
     }
-    if let Some(snap) = &e.snapshot {
+    if let Some(snap) = e.snapshot.as_ref().filter(|_| !named_origin) {
         // Already gone is fine (destroy_with_retry says so): no `get`
         // first, one zfs call fewer per destroy.
         destroy_with_retry(&*ctx.storage, snap, false).await?;
     }
     tablespace::destroy_snapshots(&*ctx.storage, &tablespace_snapshots).await?;
+    for r in &own {
+        destroy_kept(ctx, r).await?;
+    }
     let _ = std::fs::remove_file(ctx.home.log_path(&e.name));
     ctx.home.remove_secret(&e.name);
     let mut cat = ctx.lock()?;
     cat.remove(&e.name);
+    for r in &own {
+        cat.remove_snapshot(&r.source, &r.name);
+    }
     cat.save()
+}
+
+/// Destroy what a named snapshot holds in the pool (its ZFS snapshots and
+/// kept WAL; already gone is fine), leaving its record to the caller.
+pub(crate) async fn destroy_kept(ctx: &Context, r: &SnapshotRecord) -> Result<()> {
+    if let Some(ds) = &r.wal_dataset {
+        destroy_with_retry(&*ctx.storage, ds, true).await?;
+    }
+    destroy_with_retry(&*ctx.storage, &r.zfs_snapshot, false).await?;
+    tablespace::destroy_snapshots(&*ctx.storage, &r.tablespace_snapshots).await
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::catalog::{Entry, PGDATA_SUBDIR};
+use crate::catalog::{Entry, SnapshotRecord, PGDATA_SUBDIR};
 use crate::context::Context;
 use crate::error::Result;
 use crate::pg::binaries::data_dir_major;
@@ -28,8 +28,9 @@ use crate::storage::{destroy_with_retry, DatasetInfo, DatasetType};
 /// One thing `gc` found.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct GcItem {
-    /// "server", "dataset", "snapshot", "catalog-entry", "file" or what a
-    /// runtime reports (e.g. "container").
+    /// "server", "dataset", "snapshot", "catalog-entry",
+    /// "snapshot-record" (a named snapshot left half-made), "file" or what
+    /// a runtime reports (e.g. "container").
     pub what: String,
     /// Its name or path.
     pub name: String,
@@ -78,8 +79,26 @@ fn clone_depth(d: &DatasetInfo, all: &[DatasetInfo]) -> usize {
 /// catalog entry and file of this home that no complete database or
 /// branch, and no operation still running, owns.
 pub(crate) async fn gc(ctx: &Context, dry_run: bool) -> Result<GcReport> {
-    let entries: Vec<Entry> = ctx.lock()?.entries().cloned().collect();
+    let (entries, records): (Vec<Entry>, Vec<SnapshotRecord>) = {
+        let cat = ctx.lock()?;
+        (
+            cat.entries().cloned().collect(),
+            cat.snapshots().cloned().collect(),
+        )
+    };
     let (kept, mut dead): (Vec<Entry>, Vec<Entry>) = entries.into_iter().partition(is_live);
+    // Named snapshots: a complete one (or one a live process is taking)
+    // keeps its ZFS snapshots and kept WAL; one left half-made by a
+    // process that died goes, record and all.
+    let (live_snaps, dead_snaps): (Vec<SnapshotRecord>, Vec<SnapshotRecord>) =
+        records.into_iter().partition(|r| r.is_live());
+    let named_keeps = |name: &str| {
+        live_snaps.iter().any(|r| {
+            r.zfs_snapshot == name
+                || r.tablespace_snapshots.iter().any(|t| t == name)
+                || r.wal_dataset.as_deref() == Some(name)
+        })
+    };
     // Password and log files of names no live entry owns, listed before
     // anything is removed: removing a dead server also removes its log,
     // and a dry run must list exactly what the real run removes.
@@ -98,6 +117,7 @@ pub(crate) async fn gc(ctx: &Context, dry_run: bool) -> Result<GcReport> {
         .filter(|d| d.kind == DatasetType::Filesystem && d.name != ctx.config.dataset)
         .filter(|d| ours(d))
         .filter(|d| !kept.iter().any(|e| e.dataset == d.name))
+        .filter(|d| !named_keeps(&d.name))
         .filter(|d| !crate::tablespace::inside_kept(d, &kept))
         .collect();
     filesystems.sort_by_cached_key(|d| {
@@ -209,6 +229,7 @@ pub(crate) async fn gc(ctx: &Context, dry_run: bool) -> Result<GcReport> {
                 .any(|e| e.snapshot.as_deref() == Some(d.name.as_str()))
         })
         .filter(|d| !crate::tablespace::snapshot_kept(d, &kept))
+        .filter(|d| !named_keeps(&d.name))
     {
         // A snapshot on a dataset gc just destroyed went with it.
         let fs = d.name.split('@').next().unwrap_or_default();
@@ -240,6 +261,33 @@ pub(crate) async fn gc(ctx: &Context, dry_run: bool) -> Result<GcReport> {
         if !dry_run {
             destroy_with_retry(&*ctx.storage, &d.name, false).await?;
         }
+    }
+
+    for r in &dead_snaps {
+        items.push(GcItem {
+            what: "snapshot-record".into(),
+            name: r.full_name(),
+            reason: format!(
+                "left {} by process {} that no longer runs",
+                match r.state {
+                    crate::catalog::State::Destroying { .. } => "half-destroyed",
+                    _ => "half-made",
+                },
+                r.state.worker().unwrap_or_default()
+            ),
+        });
+    }
+    if !dry_run && !dead_snaps.is_empty() {
+        let mut cat = ctx.lock()?;
+        for r in &dead_snaps {
+            if cat
+                .snapshot(&r.source, &r.name)
+                .is_some_and(|x| !x.is_live())
+            {
+                cat.remove_snapshot(&r.source, &r.name);
+            }
+        }
+        cat.save()?;
     }
 
     for e in &dead {

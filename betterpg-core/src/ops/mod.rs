@@ -18,6 +18,7 @@ pub mod gc;
 pub mod init;
 pub mod logs;
 pub mod reset;
+pub mod snapshot;
 pub mod start;
 pub mod status;
 pub mod stop;

@@ -1,10 +1,13 @@
 //! `reset`: throw a branch's data away and branch it again from its
-//! parent's current state, under the same name, port and password.
+//! parent's current state (or from a named snapshot, `--to SRC@NAME`),
+//! under the same name, port and password.
 
 use std::time::Instant;
 
-use super::branch::{check_quota, complete_branch, snapshot_name, BranchOptions, BranchReport};
-use crate::catalog::{Kind, State, PGDATA_SUBDIR};
+use super::branch::{
+    check_quota, complete_branch, ready_snapshot, snapshot_name, BranchOptions, BranchReport,
+};
+use crate::catalog::{split_snapshot_ref, Kind, State, PGDATA_SUBDIR};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::name::validate_name;
@@ -17,10 +20,31 @@ use crate::util::{now_unix, random_token};
 /// connection URLs stay valid). A branch with branches of its own is
 /// refused. If the new branch cannot be made, the old one is already
 /// gone and the error says so.
-pub(crate) async fn reset(ctx: &Context, name: &str, opts: BranchOptions) -> Result<BranchReport> {
+///
+/// With `to` = `SRC@NAME` the branch is made again from that named
+/// snapshot instead, and SRC becomes its parent.
+pub(crate) async fn reset(
+    ctx: &Context,
+    name: &str,
+    to: Option<&str>,
+    opts: BranchOptions,
+) -> Result<BranchReport> {
     let t0 = Instant::now();
     validate_name(name)?;
     check_quota(opts.quota)?;
+    let to = match to {
+        None => None,
+        Some(t) => {
+            let (src, snap) = split_snapshot_ref(t).ok_or_else(|| {
+                Error::Config(format!(
+                    "--to {t:?} names no snapshot: give SOURCE@SNAPSHOT (`bpg snapshots` lists them)"
+                ))
+            })?;
+            validate_name(src)?;
+            validate_name(snap)?;
+            Some(ready_snapshot(ctx, src, snap)?)
+        }
+    };
     if opts.runtime.is_some() || opts.image.is_some() {
         return Err(Error::Unsupported(
             "reset keeps the branch's runtime and image: destroy it and branch again to change them".into(),
@@ -37,8 +61,9 @@ pub(crate) async fn reset(ctx: &Context, name: &str, opts: BranchOptions) -> Res
                 "{name:?} is not ready (it is being created or destroyed)"
             )));
         }
-        let parent = match (e.kind, &e.parent) {
-            (Kind::Branch, Some(p)) => p.clone(),
+        let parent = match (e.kind, &e.parent, &to) {
+            (Kind::Branch, _, Some(rec)) => rec.source.clone(),
+            (Kind::Branch, Some(p), None) => p.clone(),
             _ => {
                 return Err(Error::Unsupported(format!(
                 "{name:?} is a database, not a branch: only branches can be reset to their parent"
@@ -52,7 +77,14 @@ pub(crate) async fn reset(ctx: &Context, name: &str, opts: BranchOptions) -> Res
             .ok_or_else(|| {
                 Error::InvalidState(format!("the parent {parent:?} of {name:?} is not ready"))
             })?;
-        let kids: Vec<String> = cat.children(name).iter().map(|c| c.name.clone()).collect();
+        let mut kids: Vec<String> = cat.children(name).iter().map(|c| c.name.clone()).collect();
+        // Its named snapshots live on the dataset reset throws away.
+        kids.extend(cat.snapshots_of(name).iter().map(|r| {
+            format!(
+                "snapshot {} (`bpg snapshot destroy` it first)",
+                r.full_name()
+            )
+        }));
         if !kids.is_empty() {
             return Err(Error::HasDependents {
                 name: name.to_string(),
@@ -77,10 +109,18 @@ pub(crate) async fn reset(ctx: &Context, name: &str, opts: BranchOptions) -> Res
         }
         destroy_with_retry(&*ctx.storage, &old.dataset, true).await?;
     }
-    if let Some(snap) = &old.snapshot {
-        destroy_with_retry(&*ctx.storage, snap, false).await?;
+    // The snapshot it was cloned from goes with it, unless it is a
+    // named snapshot (which outlives its branches).
+    let named = old
+        .snapshot
+        .as_deref()
+        .is_some_and(|s| ctx.lock().is_ok_and(|c| c.named_by_zfs(s).is_some()));
+    if !named {
+        if let Some(snap) = &old.snapshot {
+            destroy_with_retry(&*ctx.storage, snap, false).await?;
+        }
+        tablespace::destroy_snapshots(&*ctx.storage, &old_ts).await?;
     }
-    tablespace::destroy_snapshots(&*ctx.storage, &old_ts).await?;
     // The branch keeps its password (so its URL stays valid) unless its
     // file is gone: then it gets a new one, and the report says so.
     let password_changed = match std::fs::symlink_metadata(ctx.home.secret_path(name)) {
@@ -98,7 +138,11 @@ pub(crate) async fn reset(ctx: &Context, name: &str, opts: BranchOptions) -> Res
     };
     let created_at = now_unix();
     let mut entry = entry;
-    entry.snapshot = Some(snapshot_name(&src.dataset, name));
+    entry.snapshot = Some(match &to {
+        Some(rec) => rec.zfs_snapshot.clone(),
+        None => snapshot_name(&src.dataset, name),
+    });
+    entry.parent = Some(src.name.clone());
     entry.created_at = created_at;
     // A branch made before the branch space existed moves into it.
     entry.dataset = ctx.branch_dataset_for(name);
@@ -106,17 +150,21 @@ pub(crate) async fn reset(ctx: &Context, name: &str, opts: BranchOptions) -> Res
         let mut cat = ctx.lock()?;
         if let Some(x) = cat.get_mut(name) {
             x.snapshot = entry.snapshot.clone();
+            x.parent = entry.parent.clone();
             x.created_at = created_at;
             x.dataset = entry.dataset.clone();
         }
         cat.save()?;
     }
-    complete_branch(ctx, &src, &entry, opts, t0, password_changed)
+    let again = match &to {
+        Some(rec) => rec.full_name(),
+        None => src.name.clone(),
+    };
+    complete_branch(ctx, &src, &entry, opts, to.as_ref(), t0, password_changed)
         .await
         .map_err(|e| {
             Error::InvalidState(format!(
-                "resetting {name:?} failed after its old data was removed, so it no longer exists ({e}); make it again with `bpg branch {} {name}`",
-                src.name
+                "resetting {name:?} failed after its old data was removed, so it no longer exists ({e}); make it again with `bpg branch {again} {name}`"
             ))
         })
 }

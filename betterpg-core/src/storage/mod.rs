@@ -28,7 +28,7 @@ pub const PROP_PREFIX: &str = "betterpg:";
 /// and reads back.
 pub const ZFS_PROPS: &[&str] = &[
     "managed", "name", "kind", "parent", "snapshot", "port", "mode", "runtime", "home", "created",
-    "branch", "dataset",
+    "branch", "dataset", "named",
 ];
 
 /// What a dataset entry is.
@@ -109,11 +109,16 @@ impl DatasetInfo {
             }),
             DatasetType::Snapshot => {
                 let snap = self.name.split_once('@').map(|(_, s)| s).unwrap_or("");
-                self.local_prop("branch").is_some_and(|b| {
-                    snap.strip_prefix("bpg-")
-                        .and_then(|rest| rest.strip_prefix(b))
-                        .is_some_and(|tail| tail.is_empty() || tail.starts_with('-'))
-                })
+                let named_as = |prefix: &str, key: &str| {
+                    self.local_prop(key).is_some_and(|b| {
+                        snap.strip_prefix(prefix)
+                            .and_then(|rest| rest.strip_prefix(b))
+                            .is_some_and(|tail| tail.is_empty() || tail.starts_with('-'))
+                    })
+                };
+                // A branch's snapshot `bpg-B-…`, a named snapshot's
+                // `bpgsnap-N-…`.
+                named_as("bpg-", "branch") || named_as("bpgsnap-", "named")
             }
             DatasetType::Other => false,
         }
@@ -493,6 +498,23 @@ mod tests {
         assert!(ds("t/b/prod@bpg-dev", Snapshot, &snap, &local).made_by_betterpg(h));
         assert!(!ds("t/b/prod@bpg-devx-17", Snapshot, &snap, &local).made_by_betterpg(h));
         assert!(!ds("t/b/prod@manual", Snapshot, &snap, &local).made_by_betterpg(h));
+        // A named snapshot: local `named` matching the snapshot's name.
+        let named = [("managed", "yes"), ("home", h), ("named", "before")];
+        let named_local = ["managed", "home", "named"];
+        assert!(
+            ds("t/b/prod@bpgsnap-before-17", Snapshot, &named, &named_local).made_by_betterpg(h)
+        );
+        assert!(!ds(
+            "t/b/prod@bpgsnap-beforex-17",
+            Snapshot,
+            &named,
+            &named_local
+        )
+        .made_by_betterpg(h));
+        assert!(!ds("t/b/prod@bpg-before-17", Snapshot, &named, &named_local).made_by_betterpg(h));
+        assert!(
+            !ds("t/b/prod@bpgsnap-before-17", Snapshot, &named, &["named"]).made_by_betterpg(h)
+        );
         // managed inherited, branch local (as a snapshot made with only
         // -o betterpg:branch would be): not ours.
         assert!(
