@@ -61,6 +61,9 @@ pub enum Cmd {
     Gc(GcArgs),
     /// Show the server log.
     Logs(LogsArgs),
+    /// Show or change a database's or branch's settings: masking policy,
+    /// credentials, expiry, idle stop, snapshot and WAL retention.
+    Config(ConfigArgs),
 }
 
 /// `bpg init`.
@@ -219,6 +222,80 @@ fn mode_parser() -> impl TypedValueParser<Value = Mode> {
 pub struct StatusArgs {
     /// Only this database or branch.
     pub name: Option<String>,
+}
+
+/// `bpg config`: each option given changes that setting; none shows them.
+/// `none` clears a setting.
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    /// Database or branch.
+    pub name: String,
+    /// Mask every branch of it with this SQL file, or a directory's *.sql
+    /// in name order (repeat; replaces the list; `none` clears it).
+    #[arg(long, value_name = "FILE")]
+    pub mask: Vec<String>,
+    /// Mask every branch of it with these rules, TOML (repeat; replaces
+    /// the list; `none` clears it).
+    #[arg(long, value_name = "FILE")]
+    pub mask_rules: Vec<String>,
+    /// Refuse `bpg branch --unmasked` of it.
+    #[arg(long, conflicts_with = "allow_unmasked")]
+    pub forbid_unmasked: bool,
+    /// Allow `bpg branch --unmasked` of it again.
+    #[arg(long)]
+    pub allow_unmasked: bool,
+    /// Role passwords on its branches: rotate, keep, or none (the default
+    /// for its kind).
+    #[arg(long, value_name = "POLICY")]
+    pub credentials: Option<String>,
+    /// Time to live, e.g. 8h (none: no expiry).
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// Stop it after this long without client connections, e.g. 30m.
+    #[arg(long, value_name = "DURATION")]
+    pub idle_stop: Option<String>,
+    /// Keep one named snapshot per hour for this many hours.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<String>,
+    /// Keep one named snapshot per day for this many days.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<String>,
+    /// Keep the newest N named snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<String>,
+    /// Keep its WAL this long, for branches at a point in time, e.g. 24h.
+    #[arg(long, value_name = "DURATION")]
+    pub retain_wal: Option<String>,
+}
+
+impl ConfigArgs {
+    /// The changes asked for, as `(key, value)` pairs in the order of the
+    /// settings (the library parses the values).
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut p: Vec<(&'static str, String)> = Vec::new();
+        p.extend(self.mask.iter().map(|v| ("mask", v.clone())));
+        p.extend(self.mask_rules.iter().map(|v| ("mask_rules", v.clone())));
+        if self.forbid_unmasked {
+            p.push(("forbid_unmasked", "true".into()));
+        }
+        if self.allow_unmasked {
+            p.push(("forbid_unmasked", "false".into()));
+        }
+        for (k, v) in [
+            ("credentials", &self.credentials),
+            ("ttl", &self.ttl),
+            ("idle_stop", &self.idle_stop),
+            ("keep_hourly", &self.keep_hourly),
+            ("keep_daily", &self.keep_daily),
+            ("keep_last", &self.keep_last),
+            ("retain_wal", &self.retain_wal),
+        ] {
+            if let Some(v) = v {
+                p.push((k, v.clone()));
+            }
+        }
+        p
+    }
 }
 
 /// A command taking one database or branch.

@@ -310,6 +310,14 @@ impl<'a> Pool<'a> {
     }
 }
 
+/// `config`: the entry's settings in the library's one JSON form
+/// (`betterpg_core::Settings::to_json`: every key, `null` when not set).
+#[derive(Serialize)]
+pub struct EntrySettings<'a> {
+    pub name: &'a str,
+    pub settings: serde_json::Value,
+}
+
 /// `url`.
 #[derive(Serialize)]
 pub struct Url<'a> {

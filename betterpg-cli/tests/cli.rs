@@ -219,3 +219,151 @@ fn init_with_a_bad_option_leaves_no_pool_behind() {
         assert!(!env.home.join("config.json").exists());
     }
 }
+
+/// `bpg config`: settings are shown, changed all or nothing, kept in the
+/// catalog, and bad values or names change nothing.
+#[test]
+fn config_shows_and_changes_settings_and_refuses_bad_values() {
+    let env = setup();
+    let bpg = Bpg::of(&env);
+    bpg.ok(&["create", "prod"]);
+    let catalog = || std::fs::read_to_string(env.home.join("catalog.json")).unwrap();
+
+    let shown = bpg.json(&["config", "prod"]);
+    assert_eq!(shown["name"], "prod");
+    let s = &shown["settings"];
+    assert_eq!(s["mask"], serde_json::json!([]), "{shown}");
+    assert_eq!(s["forbid_unmasked"], false, "{shown}");
+    for k in [
+        "credentials",
+        "ttl",
+        "idle_stop",
+        "keep_hourly",
+        "keep_daily",
+        "keep_last",
+        "retain_wal",
+    ] {
+        assert!(s[k].is_null(), "{k} unset: {shown}");
+    }
+    assert!(
+        !catalog().contains("\"settings\""),
+        "nothing set, nothing stored"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let mask = dir.path().join("users.sql");
+    std::fs::write(&mask, "UPDATE users SET email = NULL;\n").unwrap();
+    let mask_s = mask.to_str().unwrap();
+    let set = bpg.json(&[
+        "config",
+        "prod",
+        "--ttl",
+        "8h",
+        "--idle-stop",
+        "30m",
+        "--keep-hourly",
+        "24",
+        "--keep-daily",
+        "7",
+        "--keep-last",
+        "3",
+        "--retain-wal",
+        "1d",
+        "--credentials",
+        "rotate",
+        "--mask",
+        mask_s,
+        "--forbid-unmasked",
+    ]);
+    let s = &set["settings"];
+    assert_eq!(s["ttl"], 8 * 3600, "{set}");
+    assert_eq!(s["idle_stop"], 1800, "{set}");
+    assert_eq!(
+        (
+            s["keep_hourly"].clone(),
+            s["keep_daily"].clone(),
+            s["keep_last"].clone()
+        ),
+        (24.into(), 7.into(), 3.into()),
+        "{set}"
+    );
+    assert_eq!(s["retain_wal"], 86400, "{set}");
+    assert_eq!(s["credentials"], "rotate", "{set}");
+    assert_eq!(s["forbid_unmasked"], true, "{set}");
+    let stored_mask = std::fs::canonicalize(&mask).unwrap();
+    assert_eq!(s["mask"], serde_json::json!([stored_mask]), "{set}");
+    // Kept: a new process reads them back; text names each with its value.
+    assert_eq!(bpg.json(&["config", "prod"]), set);
+    let text = bpg.ok(&["config", "prod"]);
+    for want in [
+        "ttl",
+        "8h",
+        "idle_stop",
+        "30m",
+        "keep_last",
+        "rotate",
+        "users.sql",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+
+    // Bad values, unknown names, missing files: a clear error, nothing changed.
+    let before = catalog();
+    for (args, want) in [
+        (vec!["config", "prod", "--ttl", "soon"], "ttl"),
+        (vec!["config", "prod", "--keep-last", "0"], "keep_last"),
+        (
+            vec!["config", "prod", "--credentials", "share"],
+            "credentials",
+        ),
+        (
+            vec![
+                "config",
+                "prod",
+                "--ttl",
+                "1h",
+                "--mask",
+                "/nonexistent/m.sql",
+            ],
+            "mask",
+        ),
+        (vec!["config", "ghost", "--ttl", "1h"], "not found"),
+        (vec!["config", "a/b", "--ttl", "1h"], "invalid name"),
+    ] {
+        let err = bpg.fails(&args);
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+    assert_eq!(before, catalog(), "a refused change changes nothing");
+
+    // `none` clears; clearing everything stores nothing again.
+    let cleared = bpg.json(&[
+        "config",
+        "prod",
+        "--ttl",
+        "none",
+        "--idle-stop",
+        "none",
+        "--keep-hourly",
+        "none",
+        "--keep-daily",
+        "none",
+        "--keep-last",
+        "none",
+        "--retain-wal",
+        "none",
+        "--credentials",
+        "none",
+        "--mask",
+        "none",
+        "--allow-unmasked",
+    ]);
+    assert!(cleared["settings"]["ttl"].is_null(), "{cleared}");
+    assert_eq!(
+        cleared["settings"]["mask"],
+        serde_json::json!([]),
+        "{cleared}"
+    );
+    assert!(!catalog().contains("\"settings\""), "{}", catalog());
+    bpg.ok(&["destroy", "prod"]);
+}

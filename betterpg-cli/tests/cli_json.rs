@@ -124,6 +124,10 @@ fn every_documented_shape_is_what_bpg_prints() {
     got.insert("status".into(), bpg.json(&["status"]));
     got.insert("status-name".into(), bpg.json(&["status", "dev"]));
     got.insert("url".into(), bpg.json(&["url", "dev"]));
+    got.insert(
+        "config".into(),
+        bpg.json(&["config", "dev", "--ttl", "8h", "--keep-last", "3"]),
+    );
     got.insert("stop".into(), bpg.json(&["stop", "dev"]));
     got.insert("start".into(), bpg.json(&["start", "dev"]));
     got.insert("gc".into(), bpg.json(&["gc", "--dry-run"]));

@@ -73,6 +73,7 @@ pub fn write_catalog(home: &Path, entries: usize) -> Result<()> {
             pg_major: 15,
             created_at: 1_764_000_000 + i as u64,
             state: State::Ready,
+            settings: Default::default(),
         })?;
     }
     catalog.save()

@@ -153,6 +153,18 @@ impl BranchManager {
     pub fn gc(&self, dry_run: bool) -> Result<crate::manager::GcReport> {
         self.block_on(self.inner.gc(dry_run))
     }
+    /// See [`AsyncManager::settings`].
+    pub fn settings(&self, name: &str) -> Result<crate::manager::Settings> {
+        self.inner.settings(name)
+    }
+    /// See [`AsyncManager::configure`]: `(key, value)` pairs in string form.
+    pub fn configure<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        name: &str,
+        pairs: &[(K, V)],
+    ) -> Result<crate::manager::Settings> {
+        self.block_on(self.inner.configure(name, pairs))
+    }
     /// See [`AsyncManager::pool_usage`].
     pub fn pool_usage(&self) -> Result<PoolUsage> {
         self.block_on(self.inner.pool_usage())

@@ -20,8 +20,10 @@ use crate::home::Home;
 use crate::util::write_atomic;
 
 pub mod lock;
+pub mod settings;
 pub mod snapshot;
 
+pub use settings::{Credentials, Settings};
 pub use snapshot::{split_snapshot_ref, KeptBackup, SnapshotRecord};
 
 /// Newest catalog format this build reads and writes.
@@ -321,6 +323,9 @@ pub struct Entry {
     /// Life-cycle state.
     #[serde(flatten)]
     pub state: State,
+    /// Policies set with `bpg config` (omitted from the record when none).
+    #[serde(default, skip_serializing_if = "Settings::is_default")]
+    pub settings: Settings,
 }
 
 impl Entry {
@@ -584,6 +589,7 @@ mod tests {
             pg_major: 15,
             created_at: 0,
             state: State::Ready,
+            settings: Default::default(),
         }
     }
 

@@ -53,7 +53,10 @@ pub mod storage;
 pub(crate) mod tablespace;
 pub mod util;
 
-pub use catalog::{Entry, EntryState, Kind, Mode, State, PGDATA_SUBDIR};
+pub use catalog::settings::{
+    format_duration, parse_duration, Key as SettingKey, KEYS as SETTING_KEYS,
+};
+pub use catalog::{Credentials, Entry, EntryState, Kind, Mode, Settings, State, PGDATA_SUBDIR};
 pub use error::{Error, ErrorKind, PortErrorKind, Result, RuntimeErrorKind, ZfsErrorKind};
 #[allow(deprecated)]
 pub use manager::SnapshotMode;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::catalog::Entry;
+pub use crate::catalog::Settings;
 use crate::context::Context;
 use crate::error::Result;
 use crate::home::Config;
@@ -274,6 +275,22 @@ impl BranchManager {
     /// Status of every database and branch, parents before their branches.
     pub async fn status(&self) -> Result<Vec<Info>> {
         ops::status::status(&self.ctx).await
+    }
+
+    /// The settings of a database or branch (see [`Settings`]).
+    pub fn settings(&self, name: &str) -> Result<Settings> {
+        ops::config::settings(&self.ctx, name)
+    }
+
+    /// Change settings of a database or branch: each `(key, value)` in its
+    /// string form (keys in [`crate::SETTING_KEYS`]; durations such as `8h`;
+    /// `none` clears). All or nothing; returns the new settings.
+    pub async fn configure<K: AsRef<str>, V: AsRef<str>>(
+        &self,
+        name: &str,
+        pairs: &[(K, V)],
+    ) -> Result<Settings> {
+        ops::config::configure(&self.ctx, name, pairs).await
     }
 
     /// Space of the pool holding the datasets.

@@ -1286,6 +1286,32 @@ betterpg_result betterpg_manager_logs(const struct betterpg_manager *manager,
                                       char **out_log);
 
 /*
+ Change settings of `name` (the policies of `bpg config`): `count` pairs
+ `keys[i]` = `values[i]`, each in its string form (keys: `mask`,
+ `mask_rules`, `forbid_unmasked`, `credentials`, `ttl`, `idle_stop`,
+ `keep_hourly`, `keep_daily`, `keep_last`, `retain_wal`; durations such as
+ "8h"; "none" clears). All or nothing: a bad key or value fails with
+ `BETTERPG_RESULT_CONFIG` and changes nothing. `count` 0 changes nothing
+ and only reads.
+
+ When `out_settings_json` is not NULL it receives the settings after the
+ change as a JSON object (the `settings` of `bpg config --json`), owned by
+ the caller (`betterpg_string_free`).
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+ NUL-terminated string; `keys` and `values` are NULL (only with `count`
+ 0) or arrays of `count` NUL-terminated strings; `out_settings_json` is
+ NULL or valid for writes.
+ */
+betterpg_result betterpg_manager_configure(const struct betterpg_manager *manager,
+                                           const char *name,
+                                           const char *const *keys,
+                                           const char *const *values,
+                                           size_t count,
+                                           char **out_settings_json);
+
+/*
  New empty options (no storage yet; every other setting at its default).
  Never NULL. Free with `betterpg_init_options_free`.
  */

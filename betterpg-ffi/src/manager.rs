@@ -591,3 +591,68 @@ pub unsafe extern "C" fn betterpg_manager_logs(
         Ok(())
     })
 }
+
+/// Change settings of `name` (the policies of `bpg config`): `count` pairs
+/// `keys[i]` = `values[i]`, each in its string form (keys: `mask`,
+/// `mask_rules`, `forbid_unmasked`, `credentials`, `ttl`, `idle_stop`,
+/// `keep_hourly`, `keep_daily`, `keep_last`, `retain_wal`; durations such as
+/// "8h"; "none" clears). All or nothing: a bad key or value fails with
+/// `BETTERPG_RESULT_CONFIG` and changes nothing. `count` 0 changes nothing
+/// and only reads.
+///
+/// When `out_settings_json` is not NULL it receives the settings after the
+/// change as a JSON object (the `settings` of `bpg config --json`), owned by
+/// the caller (`betterpg_string_free`).
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+/// NUL-terminated string; `keys` and `values` are NULL (only with `count`
+/// 0) or arrays of `count` NUL-terminated strings; `out_settings_json` is
+/// NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_configure(
+    manager: *const betterpg_manager,
+    name: *const c_char,
+    keys: *const *const c_char,
+    values: *const *const c_char,
+    count: usize,
+    out_settings_json: *mut *mut c_char,
+) -> betterpg_result {
+    guard("betterpg_manager_configure", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let name = unsafe { arg_str(name, "name") }?;
+        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(count);
+        if count > 0 {
+            let keys = arg_in_array(keys, "keys")?;
+            let values = arg_in_array(values, "values")?;
+            for i in 0..count {
+                // SAFETY: both arrays hold `count` valid strings per the contract.
+                let (k, v) = unsafe { (*keys.add(i), *values.add(i)) };
+                pairs.push((unsafe { arg_str(k, "keys[i]") }?, unsafe {
+                    arg_str(v, "values[i]")
+                }?));
+            }
+        }
+        let settings = if pairs.is_empty() {
+            m.inner.settings(name)?
+        } else {
+            m.inner.configure(name, &pairs)?
+        };
+        if !out_settings_json.is_null() {
+            let json = to_cstring(settings.to_json().to_string())?;
+            // SAFETY: non-NULL, valid for writes per the contract.
+            unsafe { write_out(out_settings_json, json.into_raw()) };
+        }
+        Ok(())
+    })
+}
+
+/// Check that an input array is not NULL.
+fn arg_in_array<T>(p: *const T, arg: &'static str) -> Result<*const T, Failure> {
+    if p.is_null() {
+        Err(Failure::Null(arg))
+    } else {
+        Ok(p)
+    }
+}

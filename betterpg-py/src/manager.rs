@@ -467,6 +467,55 @@ impl PyBranchManager {
         self.call(py, |m| m.url(name))
     }
 
+    /// The settings of a database or branch (the policies of `bpg config`)
+    /// as a dict: every key, None (or [], False) when not set; durations
+    /// in seconds.
+    fn settings<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let s = self.call(py, |m| m.settings(name))?;
+        settings_dict(py, &s)
+    }
+
+    /// Change settings of a database or branch, all or nothing, and return
+    /// them (as `settings`): ``configure("prod", ttl="8h", keep_last=3,
+    /// mask=["users.sql"], credentials="rotate")``. Durations are strings
+    /// such as "30m" or whole seconds; None clears a setting; a list sets
+    /// `mask`/`mask_rules` to those files. A bad key or value raises
+    /// `ConfigError` and changes nothing.
+    #[pyo3(signature = (name, **settings))]
+    fn configure<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        settings: Option<&Bound<'py, pyo3::types::PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (k, v) in settings.into_iter().flatten() {
+            let key: String = k.extract()?;
+            if v.is_none() {
+                pairs.push((key, "none".into()));
+            } else if let Ok(list) = v.cast::<PyList>() {
+                if list.is_empty() {
+                    pairs.push((key.clone(), "none".into()));
+                }
+                for item in list.iter() {
+                    pairs.push((key.clone(), item.str()?.extract()?));
+                }
+            } else if let Ok(b) = v.extract::<bool>() {
+                pairs.push((key, b.to_string()));
+            } else {
+                pairs.push((key, v.str()?.extract()?));
+            }
+        }
+        let s = self.call(py, |m| {
+            if pairs.is_empty() {
+                m.settings(name)
+            } else {
+                m.configure(name, &pairs)
+            }
+        })?;
+        settings_dict(py, &s)
+    }
+
     /// The server log, or its last `tail` lines.
     #[pyo3(signature = (name, tail = None))]
     fn logs(&self, py: Python<'_>, name: &str, tail: Option<usize>) -> PyResult<String> {
@@ -508,4 +557,10 @@ impl PyBranchManager {
             crate::types::py_str(&self.home.display().to_string())
         )
     }
+}
+
+/// The settings as a Python dict (through their one JSON form).
+fn settings_dict<'py>(py: Python<'py>, s: &betterpg_core::Settings) -> PyResult<Bound<'py, PyAny>> {
+    py.import("json")?
+        .call_method1("loads", (s.to_json().to_string(),))
 }

@@ -9,6 +9,7 @@ use betterpg_core::Error;
 use crate::args::{Cli, Cmd};
 
 mod branch;
+mod config;
 mod create;
 mod destroy;
 pub(crate) mod doctor;
@@ -55,6 +56,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Destroy(a) => destroy::run(&g, a).await,
         Cmd::Gc(a) => gc::run(&g, a).await,
         Cmd::Logs(a) => logs::run(&g, a).await,
+        Cmd::Config(a) => config::run(&g, a).await,
     }
 }
 

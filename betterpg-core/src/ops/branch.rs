@@ -221,6 +221,7 @@ pub(crate) async fn branch(
         pg_major: src.pg_major,
         created_at,
         state: State::Ready,
+        settings: Default::default(),
     })?;
     // A password of its own: the source's must not log in to a branch
     // (it is set during the branch's private first start).

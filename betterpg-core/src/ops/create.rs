@@ -63,6 +63,7 @@ pub(crate) async fn create(ctx: &Context, name: &str, opts: CreateOptions) -> Re
         pg_major: bin.major,
         created_at: now_unix(),
         state: State::Ready,
+        settings: Default::default(),
     })?;
     let mut made_dataset = false;
     let result = create_inner(ctx, &entry, &bin, &mut made_dataset).await;

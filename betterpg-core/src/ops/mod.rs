@@ -1,7 +1,8 @@
 //! The operations, one module per verb, each a function over the context
 //! of a home (`crate::context::Context`: home, config, catalog, storage,
 //! runtimes, OS user): `init`, `create`, `branch` (the recipe), `reset`,
-//! `start`, `stop`, `destroy`, `gc`, `status`, `logs` (and following
+//! `start`, `stop`, `destroy`, `gc`, `status`, `logs`, `config` (an
+//! entry's settings) (and following
 //! them), and `doctor` (which checks a home that may not be initialised,
 //! so it takes its path instead). New verbs (snapshot, mask, follow ...)
 //! go here as new modules.
@@ -11,6 +12,7 @@
 //! at the crate root.
 
 pub mod branch;
+pub mod config;
 pub mod create;
 pub mod destroy;
 pub mod doctor;

@@ -792,6 +792,46 @@ int main(int argc, char **argv) {
     url = NULL;
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_url(m, "app", NULL));
 
+    /* --- settings (bpg config) --------------------------------------------- */
+    {
+        const char *keys[] = {"ttl", "keep_last", "credentials"};
+        const char *vals[] = {"8h", "3", "rotate"};
+        char *json = NULL;
+        REQUIRE_OK(betterpg_manager_configure(m, "app", keys, vals, 3, &json));
+        CHECK(json != NULL && strstr(json, "\"ttl\":28800") != NULL);
+        CHECK(json != NULL && strstr(json, "\"keep_last\":3") != NULL);
+        CHECK(json != NULL && strstr(json, "\"credentials\":\"rotate\"") != NULL);
+        betterpg_string_free(json);
+        json = NULL;
+        /* Read back (count 0), from a second manager on the same home. */
+        REQUIRE_OK(betterpg_manager_configure(m2, "app", NULL, NULL, 0, &json));
+        CHECK(json != NULL && strstr(json, "\"ttl\":28800") != NULL);
+        betterpg_string_free(json);
+        json = NULL;
+        /* A bad value fails, names the key, and changes nothing. */
+        const char *bad_keys[] = {"keep_last", "ttl"};
+        const char *bad_vals[] = {"7", "soon"};
+        EXPECT_RC(BETTERPG_RESULT_CONFIG,
+                  betterpg_manager_configure(m, "app", bad_keys, bad_vals, 2, &json));
+        CHECK(json == NULL && contains(betterpg_last_error_message(), "ttl"));
+        const char *unknown[] = {"colour"};
+        EXPECT_RC(BETTERPG_RESULT_CONFIG,
+                  betterpg_manager_configure(m, "app", unknown, bad_vals, 1, NULL));
+        EXPECT_RC(BETTERPG_RESULT_NOT_FOUND,
+                  betterpg_manager_configure(m, "nosuch", keys, vals, 1, NULL));
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER,
+                  betterpg_manager_configure(m, "app", NULL, vals, 1, NULL));
+        REQUIRE_OK(betterpg_manager_configure(m, "app", NULL, NULL, 0, &json));
+        CHECK(json != NULL && strstr(json, "\"keep_last\":3") != NULL);
+        betterpg_string_free(json);
+        json = NULL;
+        const char *clear_keys[] = {"ttl", "keep_last", "credentials"};
+        const char *clear_vals[] = {"none", "none", "none"};
+        REQUIRE_OK(betterpg_manager_configure(m, "app", clear_keys, clear_vals, 3, &json));
+        CHECK(json != NULL && strstr(json, "\"ttl\":null") != NULL);
+        betterpg_string_free(json);
+    }
+
     REQUIRE_OK(betterpg_manager_info(m, "crash", &info));
     CHECK(streq(betterpg_info_name(info), "crash"));
     CHECK(streq(betterpg_info_parent(info), "src"));
