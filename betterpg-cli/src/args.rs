@@ -170,6 +170,12 @@ pub struct BranchArgs {
     /// runtime's default image).
     #[arg(long)]
     pub image: Option<String>,
+    /// Branch the source as it was at this point, replayed from its
+    /// retained WAL (`bpg config SRC --retain-wal D`): a timestamp with an
+    /// offset (2026-12-03 16:40:00+00, 2026-12-03T16:40:00Z) or an LSN
+    /// (0/16B3748). The branch holds exactly what was committed by then.
+    #[arg(long, value_name = "TIMESTAMP|LSN")]
+    pub at: Option<String>,
 }
 
 /// `bpg reset`.

@@ -104,6 +104,38 @@ pub fn tree(infos: &[Info]) {
             i.mode.map_or("-", |m| m.as_str())
         );
     }
+    for i in infos {
+        if let Some(w) = &i.wal_retention {
+            match (&w.from_time, &w.to_time) {
+                (Some(from), Some(to)) => println!(
+                    "{}: WAL kept {}, restorable from {from} to {to} ({} .. {}; --at up to now while it runs), {} in {} segments, {} bases",
+                    i.name,
+                    secs(w.retain_secs),
+                    w.from_lsn.as_deref().unwrap_or("-"),
+                    w.to_lsn.as_deref().unwrap_or("-"),
+                    human_bytes(w.wal_bytes),
+                    w.segments,
+                    w.bases
+                ),
+                _ => println!(
+                    "{}: WAL kept {}, not archiving yet (takes effect at its next start: bpg stop {n} && bpg start {n})",
+                    i.name,
+                    secs(w.retain_secs),
+                    n = i.name
+                ),
+            }
+        }
+    }
+}
+
+/// Seconds as the largest whole unit ("7d", "8h", "90s").
+fn secs(s: u64) -> String {
+    for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60)] {
+        if s >= n && s % n == 0 {
+            return format!("{}{unit}", s / n);
+        }
+    }
+    format!("{s}s")
 }
 
 fn depth_of(all: &[Info], i: &Info) -> usize {

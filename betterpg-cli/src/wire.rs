@@ -31,6 +31,38 @@ pub struct Info<'a> {
     pub runtime: &'a str,
     pub pg_version: u32,
     pub created_at: u64,
+    pub wal_retention: Option<WalRetention<'a>>,
+}
+
+/// The WAL a database keeps and the window it can be branched at
+/// (`wal_retention` of an info; null when it keeps none).
+#[derive(Serialize)]
+pub struct WalRetention<'a> {
+    pub retain_secs: u64,
+    pub active: bool,
+    pub from_time: Option<&'a str>,
+    pub to_time: Option<&'a str>,
+    pub from_lsn: Option<&'a str>,
+    pub to_lsn: Option<&'a str>,
+    pub wal_bytes: u64,
+    pub segments: usize,
+    pub bases: usize,
+}
+
+impl<'a> From<&'a betterpg_core::WalRetention> for WalRetention<'a> {
+    fn from(w: &'a betterpg_core::WalRetention) -> Self {
+        WalRetention {
+            retain_secs: w.retain_secs,
+            active: w.active,
+            from_time: w.from_time.as_deref(),
+            to_time: w.to_time.as_deref(),
+            from_lsn: w.from_lsn.as_deref(),
+            to_lsn: w.to_lsn.as_deref(),
+            wal_bytes: w.wal_bytes,
+            segments: w.segments,
+            bases: w.bases,
+        }
+    }
 }
 
 impl<'a> From<&'a betterpg_core::Info> for Info<'a> {
@@ -51,6 +83,7 @@ impl<'a> From<&'a betterpg_core::Info> for Info<'a> {
             runtime: &i.runtime,
             pg_version: i.pg_version,
             created_at: i.created_at,
+            wal_retention: i.wal_retention.as_ref().map(WalRetention::from),
         }
     }
 }

@@ -133,6 +133,11 @@ fn every_documented_shape_is_what_bpg_prints() {
     got.insert("gc".into(), bpg.json(&["gc", "--dry-run"]));
     got.insert("doctor".into(), bpg.json(&["doctor"]));
     got.insert("destroy".into(), bpg.json(&["destroy", "dev"]));
+    // A database that keeps its WAL (from its next start).
+    bpg.ok(&["config", "prod", "--retain-wal", "1h"]);
+    bpg.ok(&["stop", "prod"]);
+    bpg.ok(&["start", "prod"]);
+    got.insert("status-wal".into(), bpg.json(&["status", "prod"]));
 
     let doc = examples();
     assert_eq!(

@@ -142,6 +142,19 @@ pub enum Error {
     /// Not enough space for what was asked (see the branch space in `docs/architecture.md`).
     #[error("no space: {0}")]
     NoSpace(String),
+    /// A point in time outside what a database's retained WAL can restore
+    /// (a branch `--at`): the message states the window.
+    #[error("{target} is outside the restorable window of {name:?}: {from} .. {to}; branch at a point inside it")]
+    OutOfWindow {
+        /// The database whose WAL was asked for.
+        name: String,
+        /// The point asked for, as given back in the window's terms.
+        target: String,
+        /// The oldest restorable point (`none` when there is none yet).
+        from: String,
+        /// The newest restorable point (`none` when there is none yet).
+        to: String,
+    },
     /// A bug: something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
@@ -390,6 +403,9 @@ error_kinds! {
     18 NoSpace "no_space" "BETTERPG_RESULT_NO_SPACE"
         "NoSpaceError" None
         "Not enough space for what was asked: the branches' share of the pool is used up.";
+    19 OutOfWindow "out_of_window" "BETTERPG_RESULT_OUT_OF_WINDOW"
+        "OutOfWindowError" Value
+        "A point in time outside the restorable window of the retained WAL (also a ValueError).";
     99 Internal "internal" "BETTERPG_RESULT_INTERNAL"
         "InternalError" None
         "A bug in betterpg: please report it.";
@@ -702,7 +718,7 @@ mod tests {
             }
         }
         assert_eq!(ErrorKind::from_code(0), None);
-        assert_eq!(ErrorKind::from_code(19), None);
+        assert_eq!(ErrorKind::from_code(98), None);
     }
 
     #[test]

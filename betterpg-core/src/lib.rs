@@ -45,6 +45,7 @@ pub mod name;
 pub(crate) mod ops;
 pub mod osuser;
 pub mod pg;
+pub(crate) mod pitr;
 pub(crate) mod ports;
 pub mod retention;
 pub mod runtime;
@@ -72,6 +73,7 @@ pub use ops::doctor::{
     PostgresFound, StorageChoice,
 };
 pub use ops::logs::LogStream;
+pub use ops::retain::WalRetention;
 pub use pg::isolate::{
     DetachedSubscription, IsolationReport, IsolationWarning, OverriddenSetting, RemovedSetting,
 };

@@ -29,6 +29,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "space",
             "tablespace",
             "retention",
+            "pitr",
         ],
     ),
     ("context", &["context"]),

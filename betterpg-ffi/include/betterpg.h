@@ -189,6 +189,10 @@ enum betterpg_result
    */
   BETTERPG_RESULT_NO_SPACE = 18,
   /*
+   A point in time outside the restorable window of the retained WAL.
+   */
+  BETTERPG_RESULT_OUT_OF_WINDOW = 19,
+  /*
    A bug in betterpg.
    */
   BETTERPG_RESULT_INTERNAL = 99,
@@ -768,6 +772,69 @@ uint64_t betterpg_info_used_bytes(const struct betterpg_info *info);
  `info` is NULL or a live `betterpg_info`.
  */
 uint64_t betterpg_info_referenced_bytes(const struct betterpg_info *info);
+
+/*
+ How long the database keeps its WAL, seconds (the setting
+ `retain_wal`); 0 when it keeps none, for a branch, or a NULL `info`.
+
+ # Safety
+ `info` is NULL or a live `betterpg_info`.
+ */
+uint64_t betterpg_info_wal_retain_secs(const struct betterpg_info *info);
+
+/*
+ True once the database archives its WAL and has a base, so a branch at
+ a point inside its window works (`betterpg_branch_options_set_at`);
+ false while the setting waits for its next start, or when it keeps no
+ WAL.
+
+ # Safety
+ `info` is NULL or a live `betterpg_info`.
+ */
+bool betterpg_info_wal_active(const struct betterpg_info *info);
+
+/*
+ The oldest restorable time (UTC, as PostgreSQL prints it); NULL when
+ there is none (no WAL kept, or no base yet).
+
+ # Safety
+ `info` is NULL or a live `betterpg_info`.
+ */
+const char *betterpg_info_wal_from_time(const struct betterpg_info *info);
+
+/*
+ The newest point known archived (UTC); NULL when there is none. A
+ branch at a point of a running database reaches up to the moment of
+ the call.
+
+ # Safety
+ `info` is NULL or a live `betterpg_info`.
+ */
+const char *betterpg_info_wal_to_time(const struct betterpg_info *info);
+
+/*
+ The oldest restorable WAL location ("0/3000028"); NULL when none.
+
+ # Safety
+ `info` is NULL or a live `betterpg_info`.
+ */
+const char *betterpg_info_wal_from_lsn(const struct betterpg_info *info);
+
+/*
+ The newest WAL location known archived; NULL when none.
+
+ # Safety
+ `info` is NULL or a live `betterpg_info`.
+ */
+const char *betterpg_info_wal_to_lsn(const struct betterpg_info *info);
+
+/*
+ Pool bytes the retained WAL uses; 0 when none (or a NULL `info`).
+
+ # Safety
+ `info` is NULL or a live `betterpg_info`.
+ */
+uint64_t betterpg_info_wal_bytes(const struct betterpg_info *info);
 
 /*
  Free an info made by this library. NULL does nothing. Do not call it
@@ -1503,6 +1570,23 @@ betterpg_result betterpg_branch_options_set_runtime(struct betterpg_branch_optio
  */
 betterpg_result betterpg_branch_options_set_image(struct betterpg_branch_options *opts,
                                                   const char *image);
+
+/*
+ Branch the source as it was at `at`, replayed from its retained WAL
+ (the setting `retain_wal`): a timestamp with an offset
+ ("2026-12-03 16:40:00+00", "2026-12-03T16:40:00Z") or an LSN
+ ("0/16B3748"); NULL: the source as it is now (the default). The text is
+ checked by the branch call, which fails with `BETTERPG_RESULT_CONFIG`
+ for one that is neither, and with `BETTERPG_RESULT_OUT_OF_WINDOW` for a
+ point outside the restorable window. Not for `betterpg_manager_reset`
+ (it fails with `BETTERPG_RESULT_UNSUPPORTED`).
+
+ # Safety
+ `opts` is NULL or a live `betterpg_branch_options`; `at` is NULL or a
+ NUL-terminated string.
+ */
+betterpg_result betterpg_branch_options_set_at(struct betterpg_branch_options *opts,
+                                               const char *at);
 
 /*
  New create options, every setting at its default. Never NULL. Free with

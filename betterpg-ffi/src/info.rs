@@ -39,6 +39,19 @@ pub(crate) struct InfoC {
     created_at: u64,
     used_bytes: u64,
     referenced_bytes: u64,
+    wal: Option<WalC>,
+}
+
+/// The WAL retention of a database, for the `betterpg_info_wal_*` getters.
+#[derive(Debug, Clone)]
+pub(crate) struct WalC {
+    retain_secs: u64,
+    active: bool,
+    from_time: Option<CString>,
+    to_time: Option<CString>,
+    from_lsn: Option<CString>,
+    to_lsn: Option<CString>,
+    wal_bytes: u64,
 }
 
 impl Opaque for betterpg_info {
@@ -67,6 +80,18 @@ impl InfoC {
             created_at: i.created_at,
             used_bytes: i.used_bytes,
             referenced_bytes: i.referenced_bytes,
+            wal: match &i.wal_retention {
+                Some(w) => Some(WalC {
+                    retain_secs: w.retain_secs,
+                    active: w.active,
+                    from_time: opt(w.from_time.as_deref())?,
+                    to_time: opt(w.to_time.as_deref())?,
+                    from_lsn: opt(w.from_lsn.as_deref())?,
+                    to_lsn: opt(w.to_lsn.as_deref())?,
+                    wal_bytes: w.wal_bytes,
+                }),
+                None => None,
+            },
         })
     }
 }
@@ -250,6 +275,86 @@ pub unsafe extern "C" fn betterpg_info_used_bytes(info: *const betterpg_info) ->
 #[no_mangle]
 pub unsafe extern "C" fn betterpg_info_referenced_bytes(info: *const betterpg_info) -> u64 {
     info_field(info, 0, |i| i.referenced_bytes)
+}
+
+/// How long the database keeps its WAL, seconds (the setting
+/// `retain_wal`); 0 when it keeps none, for a branch, or a NULL `info`.
+///
+/// # Safety
+/// `info` is NULL or a live `betterpg_info`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_info_wal_retain_secs(info: *const betterpg_info) -> u64 {
+    info_field(info, 0, |i| i.wal.as_ref().map_or(0, |w| w.retain_secs))
+}
+
+/// True once the database archives its WAL and has a base, so a branch at
+/// a point inside its window works (`betterpg_branch_options_set_at`);
+/// false while the setting waits for its next start, or when it keeps no
+/// WAL.
+///
+/// # Safety
+/// `info` is NULL or a live `betterpg_info`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_info_wal_active(info: *const betterpg_info) -> bool {
+    info_field(info, false, |i| i.wal.as_ref().is_some_and(|w| w.active))
+}
+
+/// The oldest restorable time (UTC, as PostgreSQL prints it); NULL when
+/// there is none (no WAL kept, or no base yet).
+///
+/// # Safety
+/// `info` is NULL or a live `betterpg_info`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_info_wal_from_time(info: *const betterpg_info) -> *const c_char {
+    info_field(info, ptr::null(), |i| {
+        i.wal
+            .as_ref()
+            .map_or(ptr::null(), |w| opt_ptr(&w.from_time))
+    })
+}
+
+/// The newest point known archived (UTC); NULL when there is none. A
+/// branch at a point of a running database reaches up to the moment of
+/// the call.
+///
+/// # Safety
+/// `info` is NULL or a live `betterpg_info`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_info_wal_to_time(info: *const betterpg_info) -> *const c_char {
+    info_field(info, ptr::null(), |i| {
+        i.wal.as_ref().map_or(ptr::null(), |w| opt_ptr(&w.to_time))
+    })
+}
+
+/// The oldest restorable WAL location ("0/3000028"); NULL when none.
+///
+/// # Safety
+/// `info` is NULL or a live `betterpg_info`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_info_wal_from_lsn(info: *const betterpg_info) -> *const c_char {
+    info_field(info, ptr::null(), |i| {
+        i.wal.as_ref().map_or(ptr::null(), |w| opt_ptr(&w.from_lsn))
+    })
+}
+
+/// The newest WAL location known archived; NULL when none.
+///
+/// # Safety
+/// `info` is NULL or a live `betterpg_info`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_info_wal_to_lsn(info: *const betterpg_info) -> *const c_char {
+    info_field(info, ptr::null(), |i| {
+        i.wal.as_ref().map_or(ptr::null(), |w| opt_ptr(&w.to_lsn))
+    })
+}
+
+/// Pool bytes the retained WAL uses; 0 when none (or a NULL `info`).
+///
+/// # Safety
+/// `info` is NULL or a live `betterpg_info`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_info_wal_bytes(info: *const betterpg_info) -> u64 {
+    info_field(info, 0, |i| i.wal.as_ref().map_or(0, |w| w.wal_bytes))
 }
 
 /// Free an info made by this library. NULL does nothing. Do not call it

@@ -454,6 +454,35 @@ pub unsafe extern "C" fn betterpg_branch_options_set_image(
     })
 }
 
+/// Branch the source as it was at `at`, replayed from its retained WAL
+/// (the setting `retain_wal`): a timestamp with an offset
+/// ("2026-12-03 16:40:00+00", "2026-12-03T16:40:00Z") or an LSN
+/// ("0/16B3748"); NULL: the source as it is now (the default). The text is
+/// checked by the branch call, which fails with `BETTERPG_RESULT_CONFIG`
+/// for one that is neither, and with `BETTERPG_RESULT_OUT_OF_WINDOW` for a
+/// point outside the restorable window. Not for `betterpg_manager_reset`
+/// (it fails with `BETTERPG_RESULT_UNSUPPORTED`).
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_branch_options`; `at` is NULL or a
+/// NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_options_set_at(
+    opts: *mut betterpg_branch_options,
+    at: *const c_char,
+) -> betterpg_result {
+    guard("betterpg_branch_options_set_at", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_branch_options::get_mut(opts, "opts") }?;
+        o.at = if at.is_null() {
+            None
+        } else {
+            Some(unsafe { arg_str(at, "at") }?.to_string())
+        };
+        Ok(())
+    })
+}
+
 // --- create options ---------------------------------------------------------------
 
 /// Options of `betterpg_manager_create`. Made by

@@ -60,6 +60,8 @@ pub enum betterpg_result {
     /// Not enough space for what was asked (the branches' share of the
     /// pool is used up).
     NoSpace = 18,
+    /// A point in time outside the restorable window of the retained WAL.
+    OutOfWindow = 19,
     /// A bug in betterpg.
     Internal = 99,
     /// A pointer argument that must not be NULL was NULL.
@@ -100,6 +102,7 @@ const CORE_RESULTS: &[betterpg_result] = {
         Docker,
         InvalidState,
         NoSpace,
+        OutOfWindow,
         Internal,
     ]
 };

@@ -50,6 +50,7 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<manager::PyBranchManager>()?;
     m.add_class::<types::PyInfo>()?;
+    m.add_class::<types::PyWalRetention>()?;
     m.add_class::<types::PyBranch>()?;
     m.add_class::<types::PyStepTiming>()?;
     m.add_class::<types::PyPoolUsage>()?;

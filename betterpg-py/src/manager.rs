@@ -373,7 +373,13 @@ impl PyBranchManager {
     /// like ``"2G"``) caps the pool space the branch may use, so it cannot
     /// fill the pool for its source. Returns a `Branch`, a context manager
     /// that destroys the branch on exit.
-    #[pyo3(signature = (source, name, mode = None, quota = None, runtime = None, image = None, *, fast = None))]
+    ///
+    /// ``at`` branches the source as it was at that point, replayed from
+    /// its retained WAL (``configure(source, retain_wal="7d")``): a
+    /// timestamp with an offset (``"2026-12-03 16:40:00+00"``) or an LSN
+    /// (``"0/16B3748"``); the branch holds exactly what was committed by
+    /// then. A point outside the window raises ``OutOfWindowError``.
+    #[pyo3(signature = (source, name, mode = None, quota = None, runtime = None, image = None, *, at = None, fast = None))]
     #[allow(clippy::too_many_arguments)]
     fn branch(
         slf: &Bound<'_, Self>,
@@ -383,12 +389,14 @@ impl PyBranchManager {
         quota: Option<Size>,
         runtime: Option<String>,
         image: Option<String>,
+        at: Option<String>,
         fast: Option<bool>,
     ) -> PyResult<Py<PyBranch>> {
         let py = slf.py();
         let opts = BranchOptions {
             runtime,
             image,
+            at,
             ..branch_options(py, mode, fast, quota)?
         };
         let report = slf.get().call(py, |m| m.branch(source, name, opts))?;

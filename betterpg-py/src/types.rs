@@ -84,6 +84,91 @@ pub struct PyInfo {
     /// Unix time of creation.
     #[pyo3(get)]
     pub created_at: u64,
+    /// For a database that keeps WAL (``retain_wal``): its restorable
+    /// window and what the WAL uses; None otherwise.
+    #[pyo3(get)]
+    pub wal_retention: Option<PyWalRetention>,
+}
+
+/// The WAL a database keeps and the window it can be branched at
+/// (``Info.wal_retention``; ``branch(..., at=...)`` takes a point inside).
+#[pyclass(module = "betterpg", name = "WalRetention", frozen)]
+#[derive(Debug, Clone)]
+pub struct PyWalRetention {
+    /// How long WAL is kept, seconds.
+    #[pyo3(get)]
+    pub retain_secs: u64,
+    /// True once archiving runs and a base exists; False while the
+    /// setting waits for the database's next start.
+    #[pyo3(get)]
+    pub active: bool,
+    /// Oldest restorable time (UTC, as PostgreSQL prints it), or None.
+    #[pyo3(get)]
+    pub from_time: Option<String>,
+    /// Newest point known archived (UTC), or None.
+    #[pyo3(get)]
+    pub to_time: Option<String>,
+    /// Oldest restorable WAL location, or None.
+    #[pyo3(get)]
+    pub from_lsn: Option<String>,
+    /// Newest WAL location known archived, or None.
+    #[pyo3(get)]
+    pub to_lsn: Option<String>,
+    /// Pool bytes the retained WAL uses.
+    #[pyo3(get)]
+    pub wal_bytes: u64,
+    /// WAL segments retained.
+    #[pyo3(get)]
+    pub segments: usize,
+    /// Base snapshots replay can start from.
+    #[pyo3(get)]
+    pub bases: usize,
+}
+
+impl From<betterpg_core::WalRetention> for PyWalRetention {
+    fn from(w: betterpg_core::WalRetention) -> Self {
+        PyWalRetention {
+            retain_secs: w.retain_secs,
+            active: w.active,
+            from_time: w.from_time,
+            to_time: w.to_time,
+            from_lsn: w.from_lsn,
+            to_lsn: w.to_lsn,
+            wal_bytes: w.wal_bytes,
+            segments: w.segments,
+            bases: w.bases,
+        }
+    }
+}
+
+impl PyWalRetention {
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("retain_secs", self.retain_secs)?;
+        d.set_item("active", self.active)?;
+        d.set_item("from_time", &self.from_time)?;
+        d.set_item("to_time", &self.to_time)?;
+        d.set_item("from_lsn", &self.from_lsn)?;
+        d.set_item("to_lsn", &self.to_lsn)?;
+        d.set_item("wal_bytes", self.wal_bytes)?;
+        d.set_item("segments", self.segments)?;
+        d.set_item("bases", self.bases)?;
+        Ok(d)
+    }
+}
+
+#[pymethods]
+impl PyWalRetention {
+    fn __repr__(&self) -> String {
+        format!(
+            "WalRetention(retain_secs={}, active={}, from_time={}, to_time={}, wal_bytes={})",
+            self.retain_secs,
+            if self.active { "True" } else { "False" },
+            py_opt(self.from_time.as_deref()),
+            py_opt(self.to_time.as_deref()),
+            self.wal_bytes
+        )
+    }
 }
 
 impl From<betterpg_core::Info> for PyInfo {
@@ -104,6 +189,7 @@ impl From<betterpg_core::Info> for PyInfo {
             runtime: i.runtime,
             pg_version: i.pg_version,
             created_at: i.created_at,
+            wal_retention: i.wal_retention.map(PyWalRetention::from),
         }
     }
 }
@@ -125,6 +211,10 @@ impl PyInfo {
         d.set_item("runtime", &self.runtime)?;
         d.set_item("pg_version", self.pg_version)?;
         d.set_item("created_at", self.created_at)?;
+        match &self.wal_retention {
+            Some(w) => d.set_item("wal_retention", w.to_dict(d.py())?)?,
+            None => d.set_item("wal_retention", d.py().None())?,
+        }
         Ok(())
     }
 }

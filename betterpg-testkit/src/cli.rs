@@ -193,7 +193,7 @@ pub fn assert_consistent(env: &TestEnv) {
         let owned = infos.iter().any(|i| {
             i["dataset"].as_str() == Some(name.as_str())
                 || i["snapshot"].as_str() == Some(name.as_str())
-        });
+        }) || wal_retention_owns(infos, &root, name);
         assert!(
             owned,
             "stray {kind} {name} (betterpg:managed={managed}) owned by no entry"
@@ -215,6 +215,21 @@ pub fn assert_consistent(env: &TestEnv) {
             "port {port}: listening={listening} but an entry running there={running}: {status}"
         );
     }
+}
+
+/// Whether `name` is what WAL retention keeps for a database of `infos`
+/// that keeps WAL: the archives' parent `ROOT/_wal`, its archive
+/// `ROOT/_wal/NAME`, or a base snapshot `DATASET@bpg-walbase-…`.
+fn wal_retention_owns(infos: &[serde_json::Value], root: &str, name: &str) -> bool {
+    if name == format!("{root}/_wal") {
+        return true;
+    }
+    infos.iter().any(|i| {
+        let db = i["name"].as_str().unwrap_or_default();
+        let ds = i["dataset"].as_str().unwrap_or_default();
+        name == format!("{root}/_wal/{db}")
+            || name.starts_with(&format!("{ds}@bpg-walbase-")) && !i["wal_retention"].is_null()
+    })
 }
 
 /// Whether the `bpg` at `exe` obeys `BETTERPG_FAULT` (built with the cargo

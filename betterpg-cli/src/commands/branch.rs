@@ -11,6 +11,7 @@ pub async fn run(g: &Global, a: BranchArgs) -> Result<(), Error> {
     let opts = BranchOptions {
         runtime: a.runtime,
         image: a.image,
+        at: a.at,
         ..branch_options(&a.snapshot)?
     };
     let r = mgr.branch(&a.source, &a.name, opts).await?;

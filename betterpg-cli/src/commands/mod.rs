@@ -65,6 +65,7 @@ fn branch_options(s: &crate::args::SnapshotArgs) -> Result<betterpg_core::Branch
     Ok(betterpg_core::BranchOptions {
         runtime: None,
         image: None,
+        at: None,
         mode: s.mode(),
         quota: s
             .quota

@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::retain;
 use super::start::start_on_free_port;
 use super::status::{self, Info};
 use crate::catalog::{split_snapshot_ref, Entry, Kind, Mode, SnapshotRecord, State, PGDATA_SUBDIR};
@@ -38,6 +39,7 @@ use crate::pg::cluster::{self, Profile};
 use crate::pg::datadir::DataDir;
 use crate::pg::isolate::{self, IsolationReport};
 use crate::pg::{wal, BackupSession};
+use crate::pitr::{base_for, Target};
 use crate::runtime::{InstanceSpec, RunStatus};
 use crate::storage::{destroy_with_retry, SpaceLimit};
 use crate::tablespace;
@@ -119,6 +121,12 @@ pub struct BranchOptions {
     /// Container image of the branch; `None`: its source's image when the
     /// runtime is the source's, else the runtime's default image.
     pub image: Option<String>,
+    /// Branch the source as it was at this point, from its retained WAL
+    /// (the setting `retain_wal`): a timestamp with its offset
+    /// (`2026-12-03 16:40:00.5+00`, `2026-12-03T16:40:00Z`) or a WAL
+    /// location (`0/16B3748`). The branch holds exactly the transactions
+    /// committed at or before it. `None`: the source as it is now.
+    pub at: Option<String>,
 }
 
 /// Time taken by one step of an operation.
@@ -176,7 +184,18 @@ pub(crate) async fn branch(
     validate_name(source)?;
     validate_name(name)?;
     check_quota(opts.quota)?;
+    let target = opts.at.as_deref().map(Target::parse).transpose()?;
+    if target.is_some() && named.is_some() {
+        return Err(Error::Unsupported(
+            "--at picks its own base: branch the database itself (SRC, not SRC@NAME) at a point in time".into(),
+        ));
+    }
     let src = ctx.entry(source)?;
+    if target.is_some() && src.kind != Kind::Database {
+        return Err(Error::Unsupported(format!(
+            "{source:?} is a branch: only a database keeps WAL to branch from a point in time (--at)"
+        )));
+    }
     if !src.is_ready() {
         return Err(Error::InvalidState(format!(
             "source {source:?} is not ready (it is being created or destroyed)"
@@ -203,16 +222,19 @@ pub(crate) async fn branch(
     };
     fault::point("before_reserve").await?;
     let created_at = now_unix();
-    let snapshot = match &origin {
-        Some(rec) => rec.zfs_snapshot.clone(),
-        None => snapshot_name(&src.dataset, name),
+    // A branch at a point in time is a clone of a base snapshot that WAL
+    // retention owns: the branch owns no snapshot of its own.
+    let snapshot = match (&origin, &target) {
+        (Some(rec), _) => Some(rec.zfs_snapshot.clone()),
+        (None, Some(_)) => None,
+        (None, None) => Some(snapshot_name(&src.dataset, name)),
     };
     let entry = ctx.reserve(Entry {
         name: name.to_string(),
         kind: Kind::Branch,
         parent: Some(source.to_string()),
         dataset: ctx.branch_dataset_for(name),
-        snapshot: Some(snapshot.clone()),
+        snapshot,
         port: 0,
         runtime,
         image,
@@ -309,6 +331,15 @@ async fn run_recipe(
     undo: &mut Undo,
     timer: &mut Timer,
 ) -> Result<(Mode, bool, u64, IsolationReport)> {
+    if let Some(at) = opts.at.as_deref() {
+        let target = Target::parse(at)?;
+        let src_spec = ctx.spec(src).await?;
+        let running = ctx.runtime(&src.runtime)?.status(&src_spec).await? == RunStatus::Running;
+        return run_pitr(
+            ctx, src, &src_spec, running, entry, opts, target, undo, timer,
+        )
+        .await;
+    }
     let snap_name = entry
         .snapshot
         .as_deref()
@@ -520,6 +551,7 @@ async fn run_recipe(
             entry,
             &dd,
             &data_dir,
+            "",
             &mut isolation,
             &mut undo.started,
             &mut private_steps
@@ -640,13 +672,176 @@ impl Handoff {
     }
 }
 
+/// Directory inside a point-in-time branch's data directory holding the
+/// archived WAL its replay reads (copies: the branch never reaches its
+/// source's archive); removed once the branch is promoted.
+const RESTORE_DIR: &str = "betterpg_restore_wal";
+
+/// The recipe of a branch `--at` a point in time: the newest base of the
+/// source consistent before the target is cloned, the archived WAL from
+/// the base on is copied into the clone, and the private start replays it
+/// to exactly the target (`recovery_target_time`/`_lsn`, inclusive), then
+/// promotes. The source is only asked to close its current WAL segment.
+#[allow(clippy::too_many_arguments)]
+async fn run_pitr(
+    ctx: &Context,
+    src: &Entry,
+    src_spec: &InstanceSpec,
+    running: bool,
+    entry: &Entry,
+    opts: BranchOptions,
+    target: Target,
+    undo: &mut Undo,
+    timer: &mut Timer,
+) -> Result<(Mode, bool, u64, IsolationReport)> {
+    let (meta, window, archive) = retain::prepare_branch_at(ctx, src, src_spec, running).await?;
+    timer.lap("seal");
+    let out_of_window = |w: Option<crate::pitr::Window>| {
+        let (from, to) = w
+            .map(|w| w.describe(target))
+            .unwrap_or_else(|| ("none".into(), "none".into()));
+        Error::OutOfWindow {
+            name: src.name.clone(),
+            target: target.to_string(),
+            from,
+            to,
+        }
+    };
+    if !window.is_some_and(|w| w.contains(target)) {
+        return Err(out_of_window(window));
+    }
+    let base = base_for(&meta, target)
+        .ok_or_else(|| out_of_window(window))?
+        .clone();
+    crate::space::prepare(
+        &*ctx.storage,
+        &ctx.config,
+        &ctx.home,
+        crate::space::reserve_for(&ctx.config, opts.quota),
+    )
+    .await?;
+    timer.lap("space");
+    let home = ctx.home.root().to_string_lossy().into_owned();
+    let port = entry.port.to_string();
+    let created = entry.created_at.to_string();
+    ctx.storage
+        .clone_snapshot(
+            &base.snapshot,
+            &entry.dataset,
+            None,
+            &[
+                ("managed", "yes"),
+                ("name", &entry.name),
+                ("dataset", &entry.dataset),
+                ("kind", "branch"),
+                ("parent", &src.name),
+                ("snapshot", &base.snapshot),
+                ("port", &port),
+                ("mode", Mode::ApplicationConsistent.as_str()),
+                ("runtime", &entry.runtime),
+                ("home", &home),
+                ("created", &created),
+            ],
+        )
+        .await?;
+    undo.clone = Some(entry.dataset.clone());
+    timer.lap("clone");
+    fault::point("after_clone").await?;
+    if let Some(q) = opts.quota {
+        ctx.storage
+            .set_space_limit(&entry.dataset, SpaceLimit::Quota, Some(q))
+            .await?;
+    }
+    let mp = ctx.mountpoint(&entry.dataset).await?;
+    let data_dir = mp.join(PGDATA_SUBDIR);
+    let dd = DataDir::open(&data_dir)?;
+    let mut isolation = isolate::prepare_clone(&dd, &ctx.user)?;
+    cluster::write_owned(&dd, "backup_label", base.label.as_bytes(), &ctx.user)?;
+    // The archived WAL the replay reads, copied into the clone: the
+    // branch's restore_command reads only its own copy.
+    let names: Vec<String> = archive
+        .list()?
+        .into_iter()
+        .filter(|(_, t)| *t == crate::pg::datadir::EntryType::File)
+        .map(|(n, _)| n)
+        .collect();
+    let segs = crate::pitr::segments_for(names.iter().map(String::as_str), &meta, &base, target);
+    dd.remove(RESTORE_DIR)?;
+    let restore = dd.ensure_subdir(RESTORE_DIR, Some(&ctx.user))?;
+    let wal_bytes = wal::copy_segments(&archive, &restore, &segs, meta.segment_size, &ctx.user)?;
+    cluster::write_owned(&dd, "recovery.signal", b"", &ctx.user)?;
+    timer.lap("wal_copy");
+    tablespace::check_links(&entry.name, &data_dir, &mp)?;
+    // Replay while nothing can connect (no standby connections either:
+    // the start returns once the branch is promoted).
+    let recovery = format!(
+        "restore_command = 'cp \"{RESTORE_DIR}/%f\" \"%p\"'\nhot_standby = off\n{}",
+        target.recovery_settings()
+    );
+    let mut private_steps = Vec::new();
+    let (isolated, reserved) = tokio::join!(
+        isolate_privately(
+            ctx,
+            entry,
+            &dd,
+            &data_dir,
+            &recovery,
+            &mut isolation,
+            &mut undo.started,
+            &mut private_steps
+        ),
+        crate::space::reserve(&*ctx.storage, &ctx.config, &entry.dataset, opts.quota)
+    );
+    isolated?;
+    reserved?;
+    timer.extend(private_steps);
+    timer.lap("reserve_wait");
+    // Promoted: its own timeline, no restore_command any more (the
+    // settings file is written anew below), and no copy of the archive.
+    dd.remove(RESTORE_DIR)?;
+    dd.remove("recovery.signal")?;
+    fault::point("after_isolate").await?;
+    cluster::write_settings(
+        &dd,
+        &ctx.user,
+        entry.port,
+        &ctx.config.listen_address,
+        &Profile::Branch,
+    )?;
+    start_on_free_port(ctx, entry, &data_dir, |_| {}, &mut undo.started).await?;
+    timer.lap("start");
+    fault::point("after_start").await?;
+    fault::point("before_catalog").await?;
+    Ok((Mode::ApplicationConsistent, running, wal_bytes, isolation))
+}
+
+/// Wait until a replaying branch has reached its target and promoted.
+async fn wait_promoted(admin: &crate::pg::ConnInfo, name: &str, timeout_secs: u64) -> Result<()> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(timeout_secs.max(30));
+    loop {
+        let c = admin.connect().await?;
+        let in_recovery: bool = c.query_one("SELECT pg_is_in_recovery()", &[]).await?.get(0);
+        if !in_recovery {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout(format!(
+                "branch {name:?} did not finish replaying to its point in time within {timeout_secs} s (start_timeout_secs in config.json)"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Start the clone privately, cut it off from its source in SQL
 /// ([`isolate::detach_private`]), and stop it again.
+#[allow(clippy::too_many_arguments)]
 async fn isolate_privately(
     ctx: &Context,
     entry: &Entry,
     dd: &DataDir,
     data_dir: &std::path::Path,
+    recovery: &str,
     report: &mut IsolationReport,
     started: &mut Option<InstanceSpec>,
     steps: &mut Vec<StepTiming>,
@@ -680,7 +875,7 @@ async fn isolate_privately(
         &ctx.user,
         &sock.path().display().to_string(),
     )?;
-    cluster::write_settings(
+    cluster::write_settings_with(
         dd,
         &ctx.user,
         entry.port,
@@ -688,6 +883,7 @@ async fn isolate_privately(
         &Profile::Private {
             socket_dir: sock.path().to_path_buf(),
         },
+        recovery,
     )?;
     let mut spec = ctx.spec_for(entry, data_dir.to_path_buf())?;
     spec.private_socket_dir = Some(sock.path().to_path_buf());
@@ -698,6 +894,10 @@ async fn isolate_privately(
     let admin = rt
         .private_conn(&spec)
         .ok_or_else(|| Error::Internal("private start without a private connection".into()))?;
+    if !recovery.is_empty() {
+        wait_promoted(&admin, &entry.name, ctx.config.start_timeout_secs).await?;
+        lap("replay", steps);
+    }
     let password = ctx.home.read_secret(&entry.name)?;
     isolate::detach_private(&admin, &password, report).await?;
     lap("isolate_sql", steps);

@@ -180,6 +180,11 @@ pub(crate) async fn destroy_one(ctx: &Context, e: &Entry) -> Result<()> {
     for r in &own {
         destroy_kept(ctx, r).await?;
     }
+    if e.kind == crate::catalog::Kind::Database {
+        // Its retained WAL and record (the base snapshots went with its
+        // dataset).
+        super::retain::remove_all(ctx, e, true).await?;
+    }
     let _ = std::fs::remove_file(ctx.home.log_path(&e.name));
     ctx.home.remove_secret(&e.name);
     let mut cat = ctx.lock()?;

@@ -230,6 +230,14 @@ pub(crate) async fn gc(ctx: &Context, dry_run: bool) -> Result<GcReport> {
         })
         .filter(|d| !crate::tablespace::snapshot_kept(d, &kept))
         .filter(|d| !named_keeps(&d.name))
+        // A base snapshot of a database that keeps WAL is retention's
+        // (pruning removes it).
+        .filter(|d| {
+            !(d.local_prop("walbase") == Some("yes")
+                && kept
+                    .iter()
+                    .any(|e| d.name.starts_with(&format!("{}@", e.dataset))))
+        })
     {
         // A snapshot on a dataset gc just destroyed went with it.
         let fs = d.name.split('@').next().unwrap_or_default();

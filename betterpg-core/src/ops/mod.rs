@@ -20,6 +20,7 @@ pub mod gc;
 pub mod init;
 pub mod logs;
 pub mod reset;
+pub mod retain;
 pub mod snapshot;
 pub mod start;
 pub mod status;

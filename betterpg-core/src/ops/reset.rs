@@ -50,6 +50,11 @@ pub(crate) async fn reset(
             "reset keeps the branch's runtime and image: destroy it and branch again to change them".into(),
         ));
     }
+    if opts.at.is_some() {
+        return Err(Error::Unsupported(
+            "reset makes a branch its source as it is now: to branch from a point in time, destroy it and branch again with --at".into(),
+        ));
+    }
     let (src, entry) = {
         let mut cat = ctx.lock()?;
         let e = cat

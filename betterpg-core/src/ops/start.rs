@@ -87,6 +87,7 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
         // postgresql.auto.conf before every start.
         let target = match e.kind {
             Kind::Branch => Target::Branch,
+            Kind::Database if super::retain::retain_secs(&e).is_some() => Target::ArchivingDatabase,
             Kind::Database => Target::Database,
         };
         let dd = DataDir::open(&spec.data_dir)?;
@@ -97,7 +98,20 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
             Kind::Branch => Profile::Branch,
             Kind::Database => Profile::Database,
         };
-        cluster::write_settings(&dd, &ctx.user, e.port, &ctx.config.listen_address, &profile)?;
+        // A database that keeps WAL archives into betterpg's dataset
+        // (archive_mode is read at start: this is where it takes effect).
+        let archive = match e.kind {
+            Kind::Database => super::retain::archive_settings(ctx, &e).await?,
+            Kind::Branch => String::new(),
+        };
+        cluster::write_settings_with(
+            &dd,
+            &ctx.user,
+            e.port,
+            &ctx.config.listen_address,
+            &profile,
+            &archive,
+        )?;
         for r in removed {
             tracing::warn!(
                 "{name}: removed {} = {} from postgresql.auto.conf (betterpg's settings win)",
@@ -117,6 +131,13 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
             ));
         }
         rt.start(&spec).await?;
+    }
+    if e.kind == Kind::Database {
+        // Prune the retained WAL and take a base when one is due (or
+        // remove what retention kept, once it is turned off).
+        if let Err(err) = super::retain::maintain(ctx, &e).await {
+            tracing::warn!("{name}: WAL retention: {err}");
+        }
     }
     status::info(ctx, name).await
 }

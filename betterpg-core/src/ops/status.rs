@@ -45,6 +45,9 @@ pub struct Info {
     pub pg_version: u32,
     /// Unix time of creation.
     pub created_at: u64,
+    /// For a database that keeps WAL (the setting `retain_wal`): the
+    /// restorable window, what the WAL uses; `None` (JSON null) otherwise.
+    pub wal_retention: Option<super::retain::WalRetention>,
 }
 
 /// Pool usage summary.
@@ -116,6 +119,10 @@ pub(crate) async fn info_of(ctx: &Context, e: &Entry, ds: Option<&DatasetInfo>) 
         runtime: e.runtime.clone(),
         pg_version: e.pg_major,
         created_at: e.created_at,
+        wal_retention: match e.kind {
+            Kind::Database => super::retain::report(ctx, e).await?,
+            Kind::Branch => None,
+        },
     })
 }
 
@@ -209,10 +216,11 @@ mod tests {
             runtime: "native".into(),
             pg_version: 16,
             created_at: 7,
+            wal_retention: None,
         };
         assert_eq!(
             serde_json::to_string(&i).unwrap(),
-            r#"{"name":"dev","kind":"branch","parent":"prod","status":"running","state":"incomplete","port":54321,"used_bytes":1,"referenced_bytes":2,"url":"postgresql://x","mode":"crash-consistent","dataset":"t/b/_branches/dev","snapshot":"t/b/prod@bpg-dev-1","runtime":"native","pg_version":16,"created_at":7}"#
+            r#"{"name":"dev","kind":"branch","parent":"prod","status":"running","state":"incomplete","port":54321,"used_bytes":1,"referenced_bytes":2,"url":"postgresql://x","mode":"crash-consistent","dataset":"t/b/_branches/dev","snapshot":"t/b/prod@bpg-dev-1","runtime":"native","pg_version":16,"created_at":7,"wal_retention":null}"#
         );
         i.kind = Kind::Database;
         i.parent = None;

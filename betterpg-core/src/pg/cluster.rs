@@ -119,6 +119,20 @@ pub fn write_settings(
     listen: &str,
     profile: &Profile,
 ) -> Result<()> {
+    write_settings_with(dd, user, port, listen, profile, "")
+}
+
+/// [`write_settings`] with `more` lines at the end (a database's WAL
+/// archiving, a branch's point-in-time recovery): betterpg's own text,
+/// never anything a user typed.
+pub fn write_settings_with(
+    dd: &DataDir,
+    user: &OsUser,
+    port: u16,
+    listen: &str,
+    profile: &Profile,
+    more: &str,
+) -> Result<()> {
     if listen.contains('\'') || listen.contains('\n') {
         return Err(Error::Config(format!("invalid listen address {listen:?}")));
     }
@@ -161,7 +175,7 @@ pub fn write_settings(
          # durable, and the per-file walk was the largest part of a branch's\n\
          # start (PostgreSQL 14+).\n\
          recovery_init_sync_method = syncfs\n\
-         {extra}"
+         {extra}{more}"
     );
     dd.write(SETTINGS_FILE, text.as_bytes(), Some(user), 0o600)
 }

@@ -70,6 +70,10 @@ pub enum Target {
     Database,
     /// A branch: also everything that reaches out.
     Branch,
+    /// A database that keeps its WAL (`retain_wal`): also the archiving
+    /// settings, which must be betterpg's (an `ALTER SYSTEM` would
+    /// otherwise redirect or stop the archive).
+    ArchivingDatabase,
 }
 
 fn is_stripped(name: &str, target: Target) -> bool {
@@ -77,6 +81,11 @@ fn is_stripped(name: &str, target: Target) -> bool {
     OWNED_EVERYWHERE.contains(&n.as_str())
         || n.starts_with("include")
         || (target == Target::Branch && (OUTBOUND.contains(&n.as_str()) || n.starts_with("ssl")))
+        || (target == Target::ArchivingDatabase
+            && matches!(
+                n.as_str(),
+                "archive_mode" | "archive_command" | "archive_library"
+            ))
 }
 
 /// A setting betterpg removed from the clone's `postgresql.auto.conf`.
@@ -631,6 +640,9 @@ mod tests {
         assert!(is_stripped("PORT", Target::Database));
         assert!(!is_stripped("shared_buffers", Target::Branch));
         assert!(!is_stripped("archive_mode", Target::Database));
+        assert!(is_stripped("archive_command", Target::ArchivingDatabase));
+        assert!(is_stripped("port", Target::ArchivingDatabase));
+        assert!(!is_stripped("restore_command", Target::ArchivingDatabase));
     }
 
     #[test]

@@ -104,6 +104,53 @@ pub fn segments_between(timeline: u32, start: Lsn, stop: Lsn, seg_size: u64) -> 
         .collect()
 }
 
+/// The parts of a segment file name: (timeline, segment number), with
+/// `seg_size`-byte segments; `None` for anything else (`.history`,
+/// `.partial`, `.backup` files, temporary files).
+pub fn parse_segment_name(name: &str, seg_size: u64) -> Option<(u32, u64)> {
+    if !is_segment_name(name) {
+        return None;
+    }
+    let tli = u32::from_str_radix(&name[..8], 16).ok()?;
+    let hi = u64::from_str_radix(&name[8..16], 16).ok()?;
+    let lo = u64::from_str_radix(&name[16..24], 16).ok()?;
+    let per_id = 0x1_0000_0000u64 / seg_size;
+    Some((tli, hi * per_id + lo))
+}
+
+/// Format an LSN as PostgreSQL prints it (`X/Y`, hex).
+pub fn format_lsn(lsn: Lsn) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+/// The `archive_command` that copies each finished segment into `dir`:
+/// through a temporary name, synced, then renamed into place and the
+/// directory synced, so a crash never leaves a torn file under a
+/// segment's name. A file already there with the same bytes is success
+/// (the server retries after a crash between the copy and its own
+/// bookkeeping); a different one is a failure, never overwritten.
+/// PostgreSQL runs it with `sh -c` in the data directory; `%p` and `%f`
+/// are its own (a path under `pg_wal` and a file name), and `dir` may hold
+/// no character the shell or the configuration file would interpret.
+pub fn archive_command(dir: &std::path::Path) -> Result<String> {
+    let d = dir.to_str().unwrap_or("");
+    if !dir.is_absolute()
+        || d.is_empty()
+        || d.chars().any(|c| {
+            !(c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.' | '+' | ',' | '@'))
+        })
+    {
+        return Err(Error::Config(format!(
+            "the WAL archive directory {} has characters betterpg will not put into a shell command: use a pool mountpoint of letters, digits and / - _ . + , @",
+            dir.display()
+        )));
+    }
+    Ok(format!(
+        "f=\"%f\"; d=\"{d}\"; if [ -e \"$d/$f\" ]; then cmp -s \"%p\" \"$d/$f\"; \
+         else cp \"%p\" \"$d/.$f.tmp\" && sync \"$d/.$f.tmp\" && mv \"$d/.$f.tmp\" \"$d/$f\" && sync \"$d\"; fi"
+    ))
+}
+
 /// Unit of comparison when copying WAL: one WAL page.
 const WAL_CHUNK: usize = 8192;
 
@@ -254,6 +301,57 @@ START TIMELINE: 1\n";
             ]
         );
         assert_eq!(segments_between(1, 0x9000028, 0x9000100, seg).len(), 1);
+    }
+
+    /// Run `archive_command` as PostgreSQL does (`sh -c`, in the data
+    /// directory, `%p`/`%f` substituted).
+    fn archive(cmd: &str, data: &std::path::Path, seg: &str) -> bool {
+        let line = cmd
+            .replace("%p", &format!("pg_wal/{seg}"))
+            .replace("%f", seg);
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .current_dir(data)
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    #[test]
+    fn the_archive_command_copies_once_and_never_overwrites_a_different_file() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("data");
+        let arch = d.path().join("arch");
+        std::fs::create_dir_all(data.join("pg_wal")).unwrap();
+        std::fs::create_dir_all(&arch).unwrap();
+        let cmd = archive_command(&arch).unwrap();
+        let seg = "000000010000000000000001";
+        std::fs::write(data.join("pg_wal").join(seg), b"first bytes").unwrap();
+        assert!(archive(&cmd, &data, seg));
+        assert_eq!(std::fs::read(arch.join(seg)).unwrap(), b"first bytes");
+        // Again, same bytes (a retry after a crash): success, no change.
+        assert!(archive(&cmd, &data, seg));
+        // Different bytes under the same name: refused, the archive kept.
+        std::fs::write(data.join("pg_wal").join(seg), b"other bytes").unwrap();
+        assert!(!archive(&cmd, &data, seg));
+        assert_eq!(std::fs::read(arch.join(seg)).unwrap(), b"first bytes");
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(&arch).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        // A missing source fails.
+        assert!(!archive(&cmd, &data, "000000010000000000000002"));
+        // A directory the shell or the settings file would interpret.
+        for bad in ["/a b", "/a'b", "/a\"b", "/a$b", "rel/dir", "/a`b`"] {
+            let e = archive_command(std::path::Path::new(bad)).unwrap_err();
+            assert_eq!(e.kind_name(), "config", "{bad}");
+        }
+        assert_eq!(format_lsn(0x1_0000_00A0), "1/A0");
+        assert_eq!(
+            parse_segment_name("0000000200000001000000FF", 16 << 20),
+            Some((2, 0x1FF))
+        );
+        assert_eq!(parse_segment_name("00000002.history", 16 << 20), None);
     }
 
     #[test]

@@ -30,6 +30,7 @@ from betterpg._internal import (
     PoolUsage,
     Status,
     StepTiming,
+    WalRetention,
     __version__,
 )
 from betterpg.exceptions import *  # noqa: F401,F403  (the exception classes)
@@ -54,6 +55,7 @@ __all__ = [
     "Info",
     "Branch",
     "StepTiming",
+    "WalRetention",
     "PoolUsage",
     "Status",
     "GcItem",

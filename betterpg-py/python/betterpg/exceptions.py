@@ -14,6 +14,7 @@ Where a Python builtin means the same thing, the class derives from it too:
 ``NotFoundError``           also ``LookupError``
 ``OperationTimeoutError``   also ``TimeoutError``
 ``LocalIOError``            also ``OSError``
+``OutOfWindowError``        also ``ValueError``
 ==========================  ======================
 
 Decide on the fields, never on the message. Besides ``code`` and ``kind``,
@@ -61,6 +62,7 @@ from betterpg._internal import (  # noqa: F401  (explicit for type checkers)
     NotFoundError,
     NotInitializedError,
     OperationTimeoutError,
+    OutOfWindowError,
     PortError,
     PostgresError,
     ServerRuntimeError,

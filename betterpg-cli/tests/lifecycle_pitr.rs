@@ -1,0 +1,358 @@
+//! Branch at a point in time (issue 15): a database that keeps its WAL
+//! (`bpg config SRC --retain-wal D`) archives it into betterpg's dataset,
+//! and `bpg branch SRC NAME --at TIMESTAMP|LSN` replays it from the newest
+//! base to exactly that point. Under a writer that records, after each
+//! commit returns, the server's clock and WAL position, every branch holds
+//! exactly the transactions committed at or before its target: no more,
+//! no less. Targets outside the window fail with `out_of_window`, stating
+//! the window, and leave nothing behind; pruning drops old bases and WAL,
+//! but never a base a branch was cloned from.
+//!
+//! Real ZFS, real PostgreSQL 15, the real `bpg` binary.
+
+use std::time::Duration;
+
+use betterpg_testkit::*;
+use serde_json::Value;
+
+/// One committed row: its id, then the server's clock and WAL insert
+/// position read right after its commit returned.
+struct Commit {
+    id: i64,
+    time: String,
+    lsn: String,
+}
+
+/// Commit `n` rows into `t`, one transaction each, from `first` on.
+async fn write(url: &str, first: i64, n: i64) -> Vec<Commit> {
+    let c = connect(url).await;
+    c.batch_execute("CREATE TABLE IF NOT EXISTS t (id int8 PRIMARY KEY)")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for id in first..first + n {
+        c.execute("INSERT INTO t VALUES ($1)", &[&id])
+            .await
+            .unwrap();
+        let row = c
+            .query_one(
+                "SELECT clock_timestamp()::text, pg_current_wal_insert_lsn()::text",
+                &[],
+            )
+            .await
+            .unwrap();
+        out.push(Commit {
+            id,
+            time: row.get(0),
+            lsn: row.get(1),
+        });
+        // A new segment now and then: replay crosses segment boundaries.
+        if id % 10 == 0 {
+            c.batch_execute("SELECT pg_switch_wal()").await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    out
+}
+
+/// The ids in `t` of the server at `url`: (count, min, max).
+async fn ids(url: &str) -> (i64, i64, i64) {
+    let c = connect(url).await;
+    let r = c
+        .query_one(
+            "SELECT count(*), coalesce(min(id), 0), coalesce(max(id), 0) FROM t",
+            &[],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2))
+}
+
+fn config_retain(bpg: &Bpg, name: &str, d: &str) {
+    bpg.ok(&["config", name, "--retain-wal", d]);
+}
+
+fn retention(bpg: &Bpg, name: &str) -> Value {
+    bpg.status_json(&["status", name])[0]["wal_retention"].clone()
+}
+
+/// The archive directory of `db` (its dataset's mountpoint).
+fn archive_dir(env: &TestEnv, db: &str) -> std::path::PathBuf {
+    let out = std::process::Command::new("zfs")
+        .args([
+            "get",
+            "-H",
+            "-o",
+            "value",
+            "mountpoint",
+            &format!("{}/betterpg/_wal/{db}", env.pool),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the archive dataset of {db} exists");
+    String::from_utf8(out.stdout).unwrap().trim().into()
+}
+
+fn archived_segments(env: &TestEnv, db: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(archive_dir(env, db))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 24 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn snapshots(env: &TestEnv) -> Vec<String> {
+    zfs_tree(&env.pool)
+        .into_iter()
+        .filter(|n| n.contains("@bpg-walbase-"))
+        .collect()
+}
+
+/// A branch at `at` holds exactly rows 1..=`expect`, and is a server of
+/// its own: promoted, writable, reading no WAL from anywhere.
+async fn check_branch(bpg: &Bpg<'_>, name: &str, at: &str, expect: i64, archive: &str) {
+    let r = bpg.json(&["branch", "prod", name, "--at", at]);
+    let url = r["branch"]["url"].as_str().unwrap().to_string();
+    assert_eq!(
+        ids(&url).await,
+        (expect, 1, expect),
+        "branch {name} at {at} holds exactly the rows committed by then"
+    );
+    let c = connect(&url).await;
+    let row = c
+        .query_one(
+            "SELECT pg_is_in_recovery(), current_setting('restore_command'), \
+             current_setting('archive_mode'), current_setting('recovery_target_time'), \
+             current_setting('recovery_target_lsn'), current_setting('data_directory')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (rec, restore, archive_mode, rtt, rtl, data): (
+        bool,
+        String,
+        String,
+        String,
+        String,
+        String,
+    ) = (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+    );
+    assert!(!rec, "{name} is promoted");
+    assert_eq!(
+        (
+            restore.as_str(),
+            archive_mode.as_str(),
+            rtt.as_str(),
+            rtl.as_str()
+        ),
+        ("", "off", "", ""),
+        "{name} keeps no recovery or archive settings"
+    );
+    c.execute("INSERT INTO t VALUES (-1)", &[]).await.unwrap();
+    let data = std::path::Path::new(&data);
+    assert!(!data.join("recovery.signal").exists());
+    assert!(!data.join("betterpg_restore_wal").exists());
+    // Nothing in the branch's configuration names the source's archive.
+    for f in ["postgresql.conf", "postgresql.auto.conf", "betterpg.conf"] {
+        let text = std::fs::read_to_string(data.join(f)).unwrap_or_default();
+        assert!(
+            !text.contains(archive),
+            "{name}'s {f} names the archive {archive}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_at_a_time_or_lsn_holds_exactly_what_was_committed_by_then() {
+    let env = TestEnv::initialized("bpgpt");
+    let bpg = Bpg::of(&env);
+    let prod = bpg.json(&["create", "prod"]);
+    let url = prod["url"].as_str().unwrap().to_string();
+    config_retain(&bpg, "prod", "1h");
+    // archive_mode is read at start: pending until a restart.
+    let w = retention(&bpg, "prod");
+    assert_eq!(
+        (w["active"].as_bool(), w["bases"].as_u64()),
+        (Some(false), Some(0)),
+        "{w}"
+    );
+    let err = bpg.fails(&["branch", "prod", "early", "--at", "0/1000000"]);
+    assert!(err.contains("restart"), "{err}");
+    bpg.ok(&["stop", "prod"]);
+    bpg.ok(&["start", "prod"]);
+    let w = retention(&bpg, "prod");
+    assert_eq!(
+        (w["active"].as_bool(), w["bases"].as_u64()),
+        (Some(true), Some(1)),
+        "{w}"
+    );
+    assert_eq!(w["retain_secs"], 3600);
+    let archive = archive_dir(&env, "prod").to_string_lossy().into_owned();
+
+    let commits = write(&url, 1, 40).await;
+    // Targets: after-commit times and WAL positions, spread over segments.
+    for (name, k, by_lsn) in [
+        ("t5", 5, false),
+        ("l12", 12, true),
+        ("t27", 27, false),
+        ("l33", 33, true),
+        ("t40", 40, false),
+    ] {
+        let c = &commits[k as usize - 1];
+        assert_eq!(c.id, k);
+        let at = if by_lsn { &c.lsn } else { &c.time };
+        check_branch(&bpg, name, at, k, &archive).await;
+    }
+    // The same instant written as RFC 3339 in UTC.
+    let c = &commits[19];
+    let utc = {
+        let cl = connect(&url).await;
+        let r = cl
+            .query_one(
+                "SELECT to_char($1::text::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+                &[&c.time],
+            )
+            .await
+            .unwrap();
+        r.get::<_, String>(0)
+    };
+    check_branch(&bpg, "t20utc", &utc, 20, &archive).await;
+
+    let w = retention(&bpg, "prod");
+    assert!(w["segments"].as_u64().unwrap() >= 4, "{w}");
+    assert!(w["wal_bytes"].as_u64().unwrap() > 0, "{w}");
+    let text = bpg.ok(&["status"]);
+    assert!(text.contains("restorable from"), "{text}");
+
+    // Outside the window: before the first base, after the last archived
+    // point, an LSN before the base; each fails stating the window, and
+    // nothing is left.
+    let before = (catalog_bytes(&env), zfs_tree(&env.pool));
+    for at in ["2000-01-01 00:00:00+00", "2999-01-01T00:00:00Z", "0/10"] {
+        let o = bpg.run(&["branch", "prod", "nope", "--at", at]);
+        let err = check_failure(&["branch"], &o);
+        assert_eq!(o.status.code(), Some(28), "out_of_window: {err}");
+        assert!(
+            err.contains("restorable window") && err.contains(".."),
+            "{err}"
+        );
+        let from = w["from_time"].as_str().unwrap();
+        if !at.contains('/') {
+            assert!(
+                err.contains(from),
+                "the error states the window ({from}): {err}"
+            );
+        }
+        assert_eq!(
+            (catalog_bytes(&env), zfs_tree(&env.pool)),
+            before,
+            "a refused --at {at} changed nothing"
+        );
+    }
+    // Bad input: neither a timestamp with an offset nor an LSN.
+    for at in ["yesterday", "2026-12-03 10:00:00", "1/zz"] {
+        let o = bpg.run(&["branch", "prod", "nope", "--at", at]);
+        let err = check_failure(&["branch"], &o);
+        assert_eq!(o.status.code(), Some(15), "config: {err}");
+    }
+    // A branch has no WAL of its own to branch from.
+    let err = bpg.fails(&["branch", "t5", "deeper", "--at", &commits[0].time]);
+    assert!(err.contains("only a database"), "{err}");
+
+    // The source stopped: `stop` archived everything committed until then.
+    let more = write(&url, 41, 5).await;
+    bpg.ok(&["stop", "prod"]);
+    check_branch(&bpg, "t45", &more[4].time, 45, &archive).await;
+    check_branch(&bpg, "t43", &more[2].time, 43, &archive).await;
+    bpg.ok(&["start", "prod"]);
+    assert_consistent(&env);
+    // Destroying the database removes its archive and bases too.
+    bpg.ok(&["destroy", "prod", "--force"]);
+    let left: Vec<String> = zfs_tree(&env.pool)
+        .into_iter()
+        .filter(|n| n.contains("_wal/") || n.contains("walbase"))
+        .collect();
+    assert!(left.is_empty(), "left after destroy: {left:?}");
+    assert!(!env.home.join("wal").join("prod.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_keeps_the_window_and_the_bases_branches_were_cloned_from() {
+    let env = TestEnv::initialized("bpgpp");
+    let bpg = Bpg::of(&env);
+    let prod = bpg.json(&["create", "prod"]);
+    let url = prod["url"].as_str().unwrap().to_string();
+    config_retain(&bpg, "prod", "6s");
+    bpg.ok(&["stop", "prod"]);
+    bpg.ok(&["start", "prod"]);
+    let first = retention(&bpg, "prod");
+    assert_eq!(first["bases"], 1, "{first}");
+    let base1 = snapshots(&env);
+    assert_eq!(base1.len(), 1, "{base1:?}");
+    let early = write(&url, 1, 25).await;
+    // A branch cloned from the first base pins it.
+    check_branch(
+        &bpg,
+        "pinned",
+        &early[2].time,
+        3,
+        &archive_dir(&env, "prod").to_string_lossy(),
+    )
+    .await;
+    let segs_before = archived_segments(&env, "prod");
+
+    // Older than half the retention: `start` (of a running database: a
+    // maintenance pass) takes a second base.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let later = write(&url, 26, 15).await;
+    bpg.ok(&["start", "prod"]);
+    assert_eq!(retention(&bpg, "prod")["bases"], 2);
+    // Both bases now older than the retention: the first would go, but a
+    // branch was cloned from it.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let last = write(&url, 41, 15).await;
+    bpg.ok(&["start", "prod"]);
+    let w = retention(&bpg, "prod");
+    assert_eq!(w["bases"], 3, "the pinned base stays: {w}");
+    assert!(snapshots(&env).contains(&base1[0]));
+    // Without the branch, the next pass drops it and the WAL only it needed.
+    bpg.ok(&["destroy", "pinned"]);
+    bpg.ok(&["start", "prod"]);
+    let w = retention(&bpg, "prod");
+    assert_eq!(w["bases"], 2, "{w}");
+    assert!(
+        !snapshots(&env).contains(&base1[0]),
+        "{:?}",
+        snapshots(&env)
+    );
+    let segs_after = archived_segments(&env, "prod");
+    assert!(
+        segs_after.first() > segs_before.first(),
+        "the oldest segments went: before {segs_before:?}, after {segs_after:?}"
+    );
+    assert_ne!(w["from_time"], first["from_time"], "the window moved: {w}");
+    // Before the new window: refused, stating it; inside: exact.
+    let o = bpg.run(&["branch", "prod", "gone", "--at", &early[5].time]);
+    let err = check_failure(&["branch"], &o);
+    assert_eq!(o.status.code(), Some(28), "{err}");
+    assert!(err.contains(w["from_time"].as_str().unwrap()), "{err}");
+    assert_eq!(later.len(), 15);
+    check_branch(
+        &bpg,
+        "kept",
+        &last[14].time,
+        55,
+        &archive_dir(&env, "prod").to_string_lossy(),
+    )
+    .await;
+    assert_consistent(&env);
+    bpg.ok(&["destroy", "prod", "--force"]);
+}

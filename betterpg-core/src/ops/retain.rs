@@ -1,0 +1,488 @@
+//! WAL retention of a database (the setting `retain_wal`): archiving into
+//! betterpg's dataset, base snapshots, closing the current segment,
+//! pruning, and the window `status` shows. Used by `start`, `stop`,
+//! `status`, `destroy` and a branch `--at`; the policy on plain values is
+//! in [`crate::pitr`].
+//!
+//! When it takes effect: `archive_mode` is read only at server start, so
+//! retention set on a running database begins at its next start (`bpg
+//! stop` then `bpg start`); until then `status` shows it as pending.
+//! Turning it off (`--retain-wal none`) stops archiving at the next start,
+//! which also removes the retained WAL and the base snapshots no branch
+//! was cloned from.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::catalog::Entry;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::pg::backup::server_version_num;
+use crate::pg::datadir::{DataDir, EntryType};
+use crate::pg::wal::{self, format_lsn, parse_lsn};
+use crate::pg::{BackupSession, ConnInfo};
+use crate::pitr::{
+    archive_dataset, base_due, format_time, now_us, prunable_segments, prune_plan, Base, Meta,
+    Sealed, Window, BASE_PREFIX, WAL_DATASET,
+};
+use crate::runtime::{InstanceSpec, RunStatus};
+use crate::storage::destroy_with_retry;
+
+/// The retention `status` reports for a database that keeps WAL.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WalRetention {
+    /// How long WAL is kept, seconds (the setting `retain_wal`).
+    pub retain_secs: u64,
+    /// True once archiving runs and a base exists: branches `--at` a
+    /// point inside the window work. False while the setting waits for
+    /// the database's next start (`archive_mode` needs a restart).
+    pub active: bool,
+    /// The oldest restorable time (UTC, as PostgreSQL prints it), or
+    /// `None` before the first base.
+    pub from_time: Option<String>,
+    /// The newest point known archived (UTC). A branch `--at` of a running
+    /// database first closes the current WAL segment, so it reaches up to
+    /// the moment of the call.
+    pub to_time: Option<String>,
+    /// The oldest restorable WAL location.
+    pub from_lsn: Option<String>,
+    /// The newest WAL location known archived.
+    pub to_lsn: Option<String>,
+    /// Pool bytes the retained WAL uses (its dataset's `used`).
+    pub wal_bytes: u64,
+    /// WAL segments retained.
+    pub segments: usize,
+    /// Base snapshots replay can start from.
+    pub bases: usize,
+}
+
+/// The retention setting of `e`, seconds; `None` when it keeps no WAL.
+pub(crate) fn retain_secs(e: &Entry) -> Option<u64> {
+    e.settings.retain_wal
+}
+
+fn home_str(ctx: &Context) -> String {
+    ctx.home.root().to_string_lossy().into_owned()
+}
+
+/// The archive directory of `name` when its dataset exists.
+async fn archive_dir(ctx: &Context, name: &str) -> Result<Option<DataDir>> {
+    let ds = archive_dataset(&ctx.config.dataset, name);
+    match ctx.storage.get(&ds).await? {
+        Some(info) => match info.mountpoint {
+            Some(mp) => Ok(Some(DataDir::open(&mp)?)),
+            None => Ok(None),
+        },
+        None => Ok(None),
+    }
+}
+
+/// Make (or find) `name`'s archive dataset, owned by the server's OS
+/// user (the server's `archive_command` writes there), 0700.
+async fn ensure_archive(ctx: &Context, name: &str) -> Result<std::path::PathBuf> {
+    let home = home_str(ctx);
+    let parent = format!("{}/{WAL_DATASET}", ctx.config.dataset);
+    if ctx.storage.get(&parent).await?.is_none() {
+        match ctx
+            .storage
+            .create(&parent, None, &[("managed", "wal"), ("home", &home)])
+            .await
+        {
+            Ok(()) | Err(Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let ds = archive_dataset(&ctx.config.dataset, name);
+    if ctx.storage.get(&ds).await?.is_none() {
+        match ctx
+            .storage
+            .create(
+                &ds,
+                None,
+                &[("managed", "wal"), ("home", &home), ("name", name)],
+            )
+            .await
+        {
+            Ok(()) | Err(Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mp = ctx.mountpoint(&ds).await?;
+    let dir = DataDir::open(&mp)?;
+    crate::pg::datadir::give_fd(
+        &std::fs::File::open(dir.path())
+            .map_err(|e| Error::io(format!("opening {}", mp.display()), e))?,
+        &ctx.user,
+        &mp.display().to_string(),
+    )?;
+    crate::pg::cluster::set_mode(&mp, 0o700)?;
+    Ok(mp)
+}
+
+/// The settings lines that make `e` archive into betterpg's dataset
+/// (empty when it keeps no WAL). Run before every start of a database.
+pub(crate) async fn archive_settings(ctx: &Context, e: &Entry) -> Result<String> {
+    if retain_secs(e).is_none() {
+        return Ok(String::new());
+    }
+    if e.runtime != "native" {
+        tracing::warn!(
+            "{}: WAL retention needs the native runtime (the archive is a dataset on this machine); {} keeps no WAL",
+            e.name,
+            e.name
+        );
+        return Ok(String::new());
+    }
+    let dir = ensure_archive(ctx, &e.name).await?;
+    let cmd = wal::archive_command(&dir)?;
+    Ok(format!(
+        "# WAL retention (retain_wal): each finished segment goes to betterpg's archive.\n\
+         archive_mode = on\n\
+         archive_command = '{}'\n",
+        cmd.replace('\'', "''")
+    ))
+}
+
+/// Whether the running server archives with betterpg's command.
+async fn archiving(conn: &ConnInfo) -> Result<bool> {
+    let c = conn.connect().await?;
+    let row = c
+        .query_one(
+            "SELECT current_setting('archive_mode'), current_setting('archive_command')",
+            &[],
+        )
+        .await?;
+    let (mode, cmd): (String, String) = (row.get(0), row.get(1));
+    Ok(mode != "off" && cmd.contains("sync") && cmd.contains("cmp -s"))
+}
+
+/// Close the current WAL segment of the running `e` and wait until it is
+/// archived, after a commit of its own: everything committed before the
+/// returned time is then in the archive, and a replay to a time after the
+/// last real commit still finds a commit record later than the target
+/// (replay stops only at commit records; running out of WAL first is an
+/// error). The commit assigns a transaction id and changes nothing.
+pub(crate) async fn seal(ctx: &Context, e: &Entry, conn: &ConnInfo) -> Result<Sealed> {
+    if !archiving(conn).await? {
+        return Err(Error::InvalidState(format!(
+            "{n:?} is set to keep WAL but does not archive yet: archive_mode is read at server start; restart it (bpg stop {n} && bpg start {n})",
+            n = e.name
+        )));
+    }
+    let dir = archive_dir(ctx, &e.name).await?.ok_or_else(|| {
+        Error::InvalidState(format!(
+            "the WAL archive of {:?} is missing: restart it (bpg stop, bpg start) to make it anew",
+            e.name
+        ))
+    })?;
+    let c = conn.connect().await?;
+    let time_us = now_us();
+    let xid_sql = if server_version_num(&c).await? >= 130000 {
+        "SELECT pg_current_xact_id()::text"
+    } else {
+        "SELECT txid_current()::text"
+    };
+    c.query_one(xid_sql, &[]).await?;
+    let row = c
+        .query_one(
+            "SELECT s::text, pg_walfile_name(s) FROM pg_switch_wal() AS s",
+            &[],
+        )
+        .await?;
+    let lsn = parse_lsn(&row.get::<_, String>(0))?;
+    let file: String = row.get(1);
+    let deadline = Instant::now() + Duration::from_secs(ctx.config.start_timeout_secs.max(30));
+    loop {
+        if dir.entry_type(&file)? == Some(EntryType::File) {
+            break;
+        }
+        let failed: Option<String> = c
+            .query_one("SELECT last_failed_wal FROM pg_stat_archiver", &[])
+            .await?
+            .get(0);
+        if Instant::now() > deadline {
+            return Err(Error::Timeout(format!(
+                "WAL segment {file} of {:?} was not archived in time{}: see its log (bpg logs {})",
+                e.name,
+                failed
+                    .map(|f| format!(" (the archive_command failed for {f})"))
+                    .unwrap_or_default(),
+                e.name
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sealed = Sealed { time_us, lsn };
+    let _cat = ctx.lock()?;
+    let mut meta = Meta::load(&ctx.home, &e.name)?;
+    if meta.sealed.is_none_or(|s| s.time_us < time_us) {
+        meta.sealed = Some(sealed);
+    }
+    meta.save(&ctx.home, &e.name)?;
+    Ok(sealed)
+}
+
+/// Take a base of the running `e`: a snapshot of its dataset in backup
+/// mode, its label kept in the retention record.
+async fn take_base(ctx: &Context, e: &Entry, spec: &InstanceSpec) -> Result<Base> {
+    let plan =
+        crate::tablespace::plan(&ctx.config.dataset, e, &spec.data_dir, Some(&spec.conn)).await?;
+    if plan.snapshot_datasets(&e.dataset).len() > 1 {
+        return Err(Error::Unsupported(format!(
+            "{:?} has tablespaces outside its data directory: WAL retention does not take base snapshots of those yet",
+            e.name
+        )));
+    }
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let snap = format!("{BASE_PREFIX}{millis}");
+    let full = format!("{}@{snap}", e.dataset);
+    let home = home_str(ctx);
+    let mut session = BackupSession::start(&spec.conn, "betterpg wal base").await?;
+    if let Err(err) = ctx
+        .storage
+        .snapshot(
+            &[&e.dataset],
+            &snap,
+            &[
+                ("managed", "yes"),
+                ("home", &home),
+                ("dataset", &full),
+                ("walbase", "yes"),
+            ],
+        )
+        .await
+    {
+        let _ = session.finish().await;
+        return Err(err);
+    }
+    let stop = match session.stop().await {
+        Ok(s) => s,
+        Err(err) => {
+            let _ = session.finish().await;
+            let _ = destroy_with_retry(&*ctx.storage, &full, false).await;
+            return Err(err);
+        }
+    };
+    let time_us = now_us();
+    let seg = session.wal_segment_size;
+    let _ = session.finish().await;
+    let label = wal::parse_backup_label(&stop.labelfile)?;
+    let base = Base {
+        snapshot: full,
+        time_us,
+        start_lsn: label.start_lsn,
+        stop_lsn: stop.stop_lsn,
+        timeline: label.timeline,
+        label: stop.labelfile,
+    };
+    let _cat = ctx.lock()?;
+    let mut meta = Meta::load(&ctx.home, &e.name)?;
+    meta.segment_size = seg;
+    meta.bases.push(base.clone());
+    meta.save(&ctx.home, &e.name)?;
+    Ok(base)
+}
+
+/// Drop the bases and WAL the retention no longer needs. A base a branch
+/// was cloned from stays (ZFS would refuse, and that branch may be reset
+/// from its source later); WAL before the oldest kept base goes.
+pub(crate) async fn prune(ctx: &Context, e: &Entry) -> Result<()> {
+    let Some(secs) = retain_secs(e) else {
+        return Ok(());
+    };
+    let meta = Meta::load(&ctx.home, &e.name)?;
+    let datasets = ctx.storage.list(&ctx.config.dataset).await?;
+    let pinned = |b: &Base| {
+        datasets
+            .iter()
+            .any(|d| d.origin.as_deref() == Some(b.snapshot.as_str()))
+    };
+    let (mut kept, dropped) = prune_plan(&meta.bases, now_us(), secs, pinned);
+    for b in dropped {
+        if let Err(err) = destroy_with_retry(&*ctx.storage, &b.snapshot, false).await {
+            tracing::warn!("keeping base {}: {err}", b.snapshot);
+            kept.push(b);
+        }
+    }
+    kept.sort_by_key(|b| b.time_us);
+    let meta = {
+        let _cat = ctx.lock()?;
+        let mut now = Meta::load(&ctx.home, &e.name)?;
+        // Bases taken meanwhile stay.
+        now.bases
+            .retain(|b| kept.contains(b) || !meta.bases.contains(b));
+        now.save(&ctx.home, &e.name)?;
+        now
+    };
+    if let Some(dir) = archive_dir(ctx, &e.name).await? {
+        let names: Vec<String> = dir
+            .list()?
+            .into_iter()
+            .filter(|(_, t)| *t == EntryType::File)
+            .map(|(n, _)| n)
+            .collect();
+        for n in prunable_segments(names.iter().map(String::as_str), &meta) {
+            dir.remove(&n)?;
+        }
+    }
+    Ok(())
+}
+
+/// After a start (and before a branch `--at`): prune, then take a base
+/// when one is due, if `e` runs and archives with betterpg's command.
+/// When retention was turned off, remove what it kept.
+pub(crate) async fn maintain(ctx: &Context, e: &Entry) -> Result<()> {
+    if retain_secs(e).is_none() {
+        return remove_all(ctx, e, false).await;
+    }
+    if e.runtime != "native" {
+        return Ok(());
+    }
+    prune(ctx, e).await?;
+    let spec = ctx.spec(e).await?;
+    if ctx.runtime(&e.runtime)?.status(&spec).await? != RunStatus::Running
+        || !archiving(&spec.conn).await?
+    {
+        return Ok(());
+    }
+    let meta = Meta::load(&ctx.home, &e.name)?;
+    if base_due(&meta, now_us(), retain_secs(e).unwrap_or(0)) {
+        take_base(ctx, e, &spec).await?;
+    }
+    Ok(())
+}
+
+/// Before `stop` of a database that keeps WAL: close the segment so the
+/// archive holds everything committed until the stop.
+pub(crate) async fn before_stop(ctx: &Context, e: &Entry) {
+    if retain_secs(e).is_none() || e.runtime != "native" {
+        return;
+    }
+    let res = async {
+        let spec = ctx.spec(e).await?;
+        if ctx.runtime(&e.runtime)?.status(&spec).await? == RunStatus::Running
+            && archiving(&spec.conn).await?
+        {
+            seal(ctx, e, &spec.conn).await?;
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    if let Err(err) = res {
+        tracing::warn!(
+            "{}: could not archive the last WAL before stopping ({err}); the window ends earlier",
+            e.name
+        );
+    }
+}
+
+/// Remove `e`'s retained WAL, record and the bases no branch was cloned
+/// from (retention turned off, or the database destroyed: then `force`,
+/// as its branches are gone first).
+pub(crate) async fn remove_all(ctx: &Context, e: &Entry, force: bool) -> Result<()> {
+    let ds = archive_dataset(&ctx.config.dataset, &e.name);
+    let meta = Meta::load(&ctx.home, &e.name)?;
+    if meta == Meta::default() && ctx.storage.get(&ds).await?.is_none() {
+        return Ok(());
+    }
+    let mut left = Vec::new();
+    for b in &meta.bases {
+        if let Err(err) = destroy_with_retry(&*ctx.storage, &b.snapshot, false).await {
+            if force {
+                return Err(err);
+            }
+            tracing::warn!(
+                "keeping base {} (a branch was cloned from it): {err}",
+                b.snapshot
+            );
+            left.push(b.clone());
+        }
+    }
+    if ctx.storage.get(&ds).await?.is_some() {
+        destroy_with_retry(&*ctx.storage, &ds, true).await?;
+    }
+    let _cat = ctx.lock()?;
+    if left.is_empty() {
+        Meta::remove(&ctx.home, &e.name);
+    } else {
+        Meta {
+            bases: left,
+            ..Meta::default()
+        }
+        .save(&ctx.home, &e.name)?;
+    }
+    Ok(())
+}
+
+/// What `status` shows of `e`'s retention (`None` when it keeps none).
+pub(crate) async fn report(ctx: &Context, e: &Entry) -> Result<Option<WalRetention>> {
+    let Some(secs) = retain_secs(e) else {
+        return Ok(None);
+    };
+    let meta = Meta::load(&ctx.home, &e.name)?;
+    let ds = archive_dataset(&ctx.config.dataset, &e.name);
+    let info = ctx.storage.get(&ds).await?;
+    let mut segments = 0;
+    if let Some(mp) = info.as_ref().and_then(|i| i.mountpoint.clone()) {
+        segments = DataDir::open(&mp)?
+            .list()?
+            .into_iter()
+            .filter(|(n, t)| *t == EntryType::File && wal::is_segment_name(n))
+            .count();
+    }
+    // The newest point betterpg saw archived: the last segment it
+    // closed itself (before a branch `--at`, before `stop`).
+    let to = meta.sealed.map(|s| (s.time_us, s.lsn)).unwrap_or((0, 0));
+    let window = Window::of(&meta, to.0, to.1);
+    Ok(Some(WalRetention {
+        retain_secs: secs,
+        active: window.is_some(),
+        from_time: window.map(|w| format_time(w.from_us)),
+        to_time: window.map(|w| format_time(w.to_us)),
+        from_lsn: window.map(|w| format_lsn(w.from_lsn)),
+        to_lsn: window.map(|w| format_lsn(w.to_lsn)),
+        wal_bytes: info.map(|i| i.used).unwrap_or(0),
+        segments,
+        bases: meta.bases.len(),
+    }))
+}
+
+/// Before a branch `--at` of `src`: close the current segment (when it
+/// runs), prune, and return the record and the window.
+pub(crate) async fn prepare_branch_at(
+    ctx: &Context,
+    src: &Entry,
+    spec: &InstanceSpec,
+    running: bool,
+) -> Result<(Meta, Option<Window>, DataDir)> {
+    if retain_secs(src).is_none() {
+        return Err(Error::InvalidState(format!(
+            "{n:?} keeps no WAL, so it has no past to branch from: bpg config {n} --retain-wal 7d, then restart it (bpg stop {n} && bpg start {n})",
+            n = src.name
+        )));
+    }
+    if src.runtime != "native" {
+        return Err(Error::Unsupported(format!(
+            "{:?} runs in a container: WAL retention (and so --at) needs the native runtime",
+            src.name
+        )));
+    }
+    if running {
+        seal(ctx, src, &spec.conn).await?;
+    }
+    prune(ctx, src).await?;
+    let meta = Meta::load(&ctx.home, &src.name)?;
+    let to = meta.sealed.map(|s| (s.time_us, s.lsn)).unwrap_or((0, 0));
+    let window = Window::of(&meta, to.0, to.1);
+    let dir = archive_dir(ctx, &src.name).await?.ok_or_else(|| {
+        Error::InvalidState(format!(
+            "the WAL archive of {:?} is missing: restart it (bpg stop, bpg start) to make it anew",
+            src.name
+        ))
+    })?;
+    Ok((meta, window, dir))
+}
