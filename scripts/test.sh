@@ -117,7 +117,7 @@ for s in "${STAGES[@]}"; do
     core) run_stage core "${NEXTEST[@]}" -p betterpg-core -p betterpg-example --lib --test branch --test storage --test doctor_logs --test rehearse ;;
     cli)  run_stage cli "${NEXTEST[@]}" -p betterpg-cli --test cli --test cli_json --test faults ;;
     versions) run_stage versions "${NEXTEST[@]}" -p betterpg-core --test versions --test fuzz_names ;;
-    safety) run_stage safety "${NEXTEST[@]}" -p betterpg-cli --test bad_input --test concurrency --test capacity ;;
+    safety) run_stage safety "${NEXTEST[@]}" -p betterpg-cli --test bad_input --test concurrency --test capacity --test perf_status ;;
     # A branch isolated from its source (docs/safety.md, "Isolation"): every
     # betterpg-cli/tests/isolation_*.rs (none found fails the stage).
     # BPG_NO_FAULT_BIN: the bpg built without fault injection (above), which

@@ -173,6 +173,17 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
     async fn stop(&self, spec: &InstanceSpec) -> Result<()>;
     /// Whether the server is running.
     async fn status(&self, spec: &InstanceSpec) -> Result<RunStatus>;
+    /// Whether each of `specs` is running, in their order: `status` of many
+    /// servers at once, for a runtime that can answer for all of them in
+    /// one pass (one query of the container engine). The default asks
+    /// [`Runtime::status`] of each.
+    async fn status_all(&self, specs: &[InstanceSpec]) -> Result<Vec<RunStatus>> {
+        let mut out = Vec::with_capacity(specs.len());
+        for spec in specs {
+            out.push(self.status(spec).await?);
+        }
+        Ok(out)
+    }
     /// The server log, or its last `tail` lines.
     async fn logs(&self, spec: &InstanceSpec, tail: Option<usize>) -> Result<String>;
     /// Forget everything the runtime holds for this instance (after stop).

@@ -99,12 +99,29 @@ fn ready_postmaster(data_dir: &Path, stale: Option<u32>) -> Option<u32> {
 }
 
 /// True unless the kernel says there is no such process (EPERM: it exists
-/// but belongs to another user).
+/// but belongs to another user) or it has exited and waits to be reaped (a
+/// zombie: a killed postmaster whose parent, often PID 1 in a container,
+/// does not reap it; `pg_ctl status` would call it running).
 fn process_exists(pid: u32) -> bool {
-    !matches!(
+    let signalable = !matches!(
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None),
         Err(nix::errno::Errno::ESRCH)
-    )
+    );
+    signalable && !is_zombie(pid)
+}
+
+/// Whether `/proc/PID/stat` says the process has exited (state Z or X).
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| proc_stat_state(&s))
+        .is_some_and(|c| c == 'Z' || c == 'X')
+}
+
+/// The state letter of a `/proc/PID/stat` line: the first field after the
+/// command name in parentheses (which may itself hold spaces and `)`).
+fn proc_stat_state(stat: &str) -> Option<char> {
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 #[cfg(test)]
@@ -136,6 +153,47 @@ mod pid_file_tests {
         std::fs::write(d.path().join("postmaster.pid"), file(4_194_305)).unwrap();
         assert_eq!(ready_postmaster(d.path(), None), None, "dead pid");
     }
+
+    #[test]
+    fn status_reads_the_pid_file_without_pg_ctl() {
+        assert_eq!(pid_of_pid_file("4242\n/d\n"), Some(4242));
+        assert_eq!(pid_of_pid_file("-4242\n/d\n"), Some(4242), "single-user");
+        assert_eq!(pid_of_pid_file("0\n"), None);
+        assert_eq!(pid_of_pid_file("x\n"), None);
+        assert_eq!(pid_of_pid_file(""), None);
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("pgdata");
+        std::fs::create_dir_all(&data).unwrap();
+        let file = |pid: u32| format!("{pid}\n{}\n1\n5432\n\n*\n 1 2\nready\n", data.display());
+        std::fs::write(data.join("postmaster.pid"), file(std::process::id())).unwrap();
+        assert_eq!(pid_file_status(&data), RunStatus::Running);
+        std::fs::write(data.join("postmaster.pid"), file(4_194_305)).unwrap();
+        assert_eq!(pid_file_status(&data), RunStatus::Stopped, "dead pid");
+        std::fs::remove_file(data.join("postmaster.pid")).unwrap();
+        assert_eq!(pid_file_status(&data), RunStatus::Stopped, "no pid file");
+    }
+
+    #[test]
+    fn an_exited_unreaped_process_is_not_running() {
+        assert_eq!(proc_stat_state("42 (postgres) S 1 2 3"), Some('S'));
+        assert_eq!(proc_stat_state("42 (a) b) Z 1 2 3"), Some('Z'));
+        assert_eq!(proc_stat_state("garbage"), None);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited but not yet waited for: a zombie.
+        let mut zombie = false;
+        for _ in 0..500 {
+            if is_zombie(pid) {
+                zombie = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(zombie, "`true` did not exit within 5 s");
+        assert!(!process_exists(pid), "a zombie is not a live postmaster");
+        child.wait().unwrap();
+        assert!(process_exists(std::process::id()));
+    }
 }
 
 /// Lines of server log quoted in a start failure.
@@ -146,23 +204,6 @@ const LOG_LINES_IN_ERRORS: usize = 15;
 pub struct NativeRuntime;
 
 impl NativeRuntime {
-    async fn pg_ctl(&self, spec: &InstanceSpec, args: &[&str]) -> Result<std::process::Output> {
-        let mut cmd = Command::new(spec.pg_bin.tool("pg_ctl"));
-        cmd.args(args)
-            .arg("-D")
-            .arg(&spec.data_dir)
-            .current_dir(spec.data_dir.parent().unwrap_or(Path::new("/")))
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
-        spec.user.apply(&mut cmd);
-        cmd.output().await.map_err(|e| {
-            Error::io(
-                format!("running {}", spec.pg_bin.tool("pg_ctl").display()),
-                e,
-            )
-        })
-    }
-
     /// Run `pg_ctl` with `-w` semantics, but return as soon as `done` says
     /// the wait is over. `pg_ctl -w` looks at the postmaster only every
     /// 100 ms; checking `postmaster.pid` every [`POLL`] ourselves saves
@@ -368,23 +409,12 @@ impl Runtime for NativeRuntime {
         if !pid_file_is_own(&spec.data_dir) {
             return Ok(RunStatus::Stopped);
         }
-        if !spec.pg_bin.tool("pg_ctl").is_file() {
-            // The binaries are gone (a removed cache, an edited catalog):
-            // still answer, from the pid file, so `status` lists everything
-            // and `start` can say what is missing.
-            return Ok(pid_file_status(&spec.data_dir));
-        }
-        let out = self.pg_ctl(spec, &["status"]).await?;
-        // pg_ctl status: 0 running, 3 not running, 4 no data directory.
-        match out.status.code() {
-            Some(0) => Ok(RunStatus::Running),
-            Some(3) | Some(4) => Ok(RunStatus::Stopped),
-            _ => Err(Error::runtime(format!(
-                "pg_ctl status for {} failed: {}",
-                spec.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))),
-        }
+        // What `pg_ctl status` decides, read here instead of running a
+        // process per server (`status` of a hundred entries would run a
+        // hundred): the postmaster the pid file names is alive. It needs
+        // no binaries, so `status` still answers when they are gone and
+        // `start` can say what is missing.
+        Ok(pid_file_status(&spec.data_dir))
     }
 
     async fn logs(&self, spec: &InstanceSpec, tail: Option<usize>) -> Result<String> {
@@ -413,21 +443,21 @@ impl Runtime for NativeRuntime {
 
 /// Running when `postmaster.pid` names a live postmaster of THIS data
 /// directory (a clone may carry its source's pid file: the pid alone is not
-/// proof).
+/// proof, so [`pid_file_is_own`] is asked first by the caller). As `pg_ctl
+/// status`: the pid on the first line is a live process (negative: a
+/// single-user backend, running too).
 fn pid_file_status(data_dir: &Path) -> RunStatus {
-    let pid = read_pid_file(data_dir)
-        .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()));
-    let ours = pid.filter(|p| *p > 0).is_some_and(|p| {
-        std::fs::read(format!("/proc/{p}/cmdline"))
-            .map(|c| {
-                let want = data_dir.as_os_str().as_encoded_bytes();
-                c.split(|b| *b == 0).any(|arg| arg == want)
-            })
-            .unwrap_or(false)
-    });
-    if ours {
+    let pid = read_pid_file(data_dir).and_then(|t| pid_of_pid_file(&t));
+    if pid.is_some_and(process_exists) {
         RunStatus::Running
     } else {
         RunStatus::Stopped
     }
+}
+
+/// The process `postmaster.pid` names: its first line, a pid (negative
+/// for a single-user backend, as pg_ctl reads it). Pure parsing.
+fn pid_of_pid_file(text: &str) -> Option<u32> {
+    let n = text.lines().next()?.trim().parse::<i64>().ok()?;
+    u32::try_from(n.unsigned_abs()).ok().filter(|p| *p > 0)
 }
