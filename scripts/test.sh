@@ -4,7 +4,7 @@
 # what it started even on failure. Exits non-zero when anything fails.
 #
 # Usage: scripts/test.sh [STAGE...]   (default: all stages, in order)
-# Stages: lint unit core cli versions safety isolation ffi python examples docker demo bench
+# Stages: lint unit core cli versions safety isolation lifecycle ffi python examples docker demo bench
 #         openzfs daemon-restart
 # (openzfs boots a guest with the real OpenZFS 2.1 or 2.3 kernel module, one
 # release per run by the day, BPG_VM_ZFS=both for both; times in docs/openzfs.md.)

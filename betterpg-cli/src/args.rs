@@ -44,8 +44,14 @@ pub enum Cmd {
     /// Branch a database (or branch): a new read-write server on a ZFS clone.
     Branch(BranchArgs),
     /// Throw a branch's changes away: branch its parent again under the same
-    /// name and port.
+    /// name and port (or the named snapshot --to SRC@NAME).
     Reset(ResetArgs),
+    /// Take a named snapshot of a database or branch (branch it later with
+    /// `bpg branch SRC@NAME dev`); `--prune` applies retention; `destroy
+    /// SRC@NAME` removes one.
+    Snapshot(SnapshotCmd),
+    /// List named snapshots: time, mode, space held, dependent branches.
+    Snapshots(SnapshotsArgs),
     /// Show databases and branches as a tree, with pool usage.
     Status(StatusArgs),
     /// Print the connection URL of a database or branch.
@@ -183,6 +189,10 @@ pub struct BranchArgs {
 pub struct ResetArgs {
     /// The branch.
     pub name: String,
+    /// Reset to this named snapshot (SOURCE@NAME) instead of the parent's
+    /// current state; SOURCE becomes the branch's parent.
+    #[arg(long, value_name = "SRC@NAME")]
+    pub to: Option<String>,
     /// How the parent is snapshotted.
     #[command(flatten)]
     pub snapshot: SnapshotArgs,
@@ -221,6 +231,66 @@ impl SnapshotArgs {
 /// for another value.
 fn mode_parser() -> impl TypedValueParser<Value = Mode> {
     PossibleValuesParser::new(Mode::ALL.map(|m| m.as_str())).try_map(|s| s.parse::<Mode>())
+}
+
+/// `bpg snapshot`.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SnapshotCmd {
+    /// `destroy SRC@NAME`.
+    #[command(subcommand)]
+    pub sub: Option<SnapshotSub>,
+    /// Database or branch to snapshot (with --prune or --schedule: only
+    /// this one; default every one).
+    pub source: Option<String>,
+    /// Name of the snapshot (default: the UTC time, YYYYMMDD-HHMMSS;
+    /// only snapshots named so are removed by retention).
+    #[arg(long, conflicts_with_all = ["prune", "schedule"])]
+    pub name: Option<String>,
+    /// How to snapshot a running source: application-consistent (backup
+    /// mode around the snapshot; the default) or crash-consistent.
+    #[arg(long, value_name = "MODE", value_parser = mode_parser(), conflicts_with_all = ["prune", "schedule"])]
+    pub mode: Option<Mode>,
+    /// Shorthand for --mode crash-consistent.
+    #[arg(long, conflicts_with_all = ["mode", "prune", "schedule"])]
+    pub fast: bool,
+    /// Apply retention (the source's keep_last, keep_hourly, keep_daily
+    /// settings): remove automatic snapshots they do not keep, never one a
+    /// branch was cloned from.
+    #[arg(long, conflicts_with = "schedule")]
+    pub prune: bool,
+    /// One pass of the schedule (as `bpg daemon` runs it, or a cron
+    /// job): take the snapshots the policies say are due, then prune.
+    #[arg(long)]
+    pub schedule: bool,
+    /// With --prune or --schedule: only say what would be done.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `bpg snapshot destroy`.
+#[derive(Subcommand, Debug)]
+pub enum SnapshotSub {
+    /// Destroy a named snapshot (refused while branches were cloned from
+    /// it, unless --force, which destroys those branches too).
+    Destroy(SnapshotDestroyArgs),
+}
+
+/// `bpg snapshot destroy`.
+#[derive(Args, Debug)]
+pub struct SnapshotDestroyArgs {
+    /// The snapshot, SOURCE@NAME.
+    pub snapshot: String,
+    /// Also destroy the branches cloned from it (and their branches).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `bpg snapshots`.
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Only this database's or branch's.
+    pub source: Option<String>,
 }
 
 /// `bpg status`.

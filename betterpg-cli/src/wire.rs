@@ -560,3 +560,175 @@ impl<'a> From<&'a betterpg_core::DoctorReport> for Doctor<'a> {
         }
     }
 }
+
+/// A named snapshot (`snapshots`, `snapshot`).
+#[derive(Serialize)]
+pub struct Snapshot<'a> {
+    pub source: &'a str,
+    pub name: &'a str,
+    pub full_name: &'a str,
+    pub created_at: u64,
+    pub mode: &'a str,
+    pub auto: bool,
+    pub state: &'a str,
+    pub source_was_running: bool,
+    pub used_bytes: u64,
+    pub wal_bytes: u64,
+    pub referenced_bytes: u64,
+    pub branch_count: usize,
+    pub branches: &'a [String],
+    pub zfs_snapshot: &'a str,
+    pub wal_dataset: Option<&'a str>,
+    pub stop_lsn: Option<&'a str>,
+    pub timeline: Option<u32>,
+}
+
+impl<'a> From<&'a betterpg_core::SnapshotInfo> for Snapshot<'a> {
+    fn from(s: &'a betterpg_core::SnapshotInfo) -> Self {
+        Snapshot {
+            source: &s.source,
+            name: &s.name,
+            full_name: &s.full_name,
+            created_at: s.created_at,
+            mode: s.mode.as_str(),
+            auto: s.auto,
+            state: s.state.as_str(),
+            source_was_running: s.source_was_running,
+            used_bytes: s.used_bytes,
+            wal_bytes: s.wal_bytes,
+            referenced_bytes: s.referenced_bytes,
+            branch_count: s.branches.len(),
+            branches: &s.branches,
+            zfs_snapshot: &s.zfs_snapshot,
+            wal_dataset: s.wal_dataset.as_deref(),
+            stop_lsn: s.stop_lsn.as_deref(),
+            timeline: s.timeline,
+        }
+    }
+}
+
+/// `snapshots`.
+#[derive(Serialize)]
+pub struct Snapshots<'a> {
+    pub snapshots: Vec<Snapshot<'a>>,
+}
+
+impl<'a> From<&'a [betterpg_core::SnapshotInfo]> for Snapshots<'a> {
+    fn from(l: &'a [betterpg_core::SnapshotInfo]) -> Self {
+        Snapshots {
+            snapshots: l.iter().map(Snapshot::from).collect(),
+        }
+    }
+}
+
+/// `snapshot SRC`.
+#[derive(Serialize)]
+pub struct SnapshotReport<'a> {
+    pub snapshot: Snapshot<'a>,
+    pub timings: Vec<StepTiming<'a>>,
+    pub total_millis: f64,
+}
+
+impl<'a> From<&'a betterpg_core::SnapshotReport> for SnapshotReport<'a> {
+    fn from(r: &'a betterpg_core::SnapshotReport) -> Self {
+        SnapshotReport {
+            snapshot: (&r.snapshot).into(),
+            timings: r
+                .timings
+                .iter()
+                .map(|t| StepTiming {
+                    step: t.step,
+                    millis: t.millis,
+                })
+                .collect(),
+            total_millis: r.total_millis,
+        }
+    }
+}
+
+/// `snapshot destroy SRC@NAME`.
+#[derive(Serialize)]
+pub struct SnapshotDestroyed<'a> {
+    pub destroyed: &'a str,
+    pub branches_destroyed: &'a [String],
+}
+
+impl<'a> From<&'a betterpg_core::SnapshotDestroyReport> for SnapshotDestroyed<'a> {
+    fn from(r: &'a betterpg_core::SnapshotDestroyReport) -> Self {
+        SnapshotDestroyed {
+            destroyed: &r.snapshot,
+            branches_destroyed: &r.branches_destroyed,
+        }
+    }
+}
+
+/// One snapshot retention looked at.
+#[derive(Serialize)]
+pub struct PruneItem<'a> {
+    pub snapshot: &'a str,
+    pub created_at: u64,
+    pub reasons: Vec<&'a str>,
+}
+
+/// `snapshot --prune`.
+#[derive(Serialize)]
+pub struct PruneReport<'a> {
+    pub dry_run: bool,
+    pub pruned: Vec<PruneItem<'a>>,
+    pub kept: Vec<PruneItem<'a>>,
+}
+
+impl<'a> From<&'a betterpg_core::PruneReport> for PruneReport<'a> {
+    fn from(r: &'a betterpg_core::PruneReport) -> Self {
+        let items = |v: &'a [betterpg_core::PruneItem]| {
+            v.iter()
+                .map(|p| PruneItem {
+                    snapshot: &p.snapshot,
+                    created_at: p.created_at,
+                    reasons: p.reasons.iter().map(|r| r.as_str()).collect(),
+                })
+                .collect()
+        };
+        PruneReport {
+            dry_run: r.dry_run,
+            pruned: items(&r.pruned),
+            kept: items(&r.kept),
+        }
+    }
+}
+
+/// A source the schedule failed on.
+#[derive(Serialize)]
+pub struct PolicyFailure<'a> {
+    pub source: &'a str,
+    pub error: &'a str,
+}
+
+/// `snapshot --schedule`.
+#[derive(Serialize)]
+pub struct PolicyReport<'a> {
+    pub dry_run: bool,
+    pub due: &'a [String],
+    pub taken: Vec<Snapshot<'a>>,
+    pub prune: PruneReport<'a>,
+    pub failures: Vec<PolicyFailure<'a>>,
+}
+
+impl<'a> From<&'a betterpg_core::PolicyReport> for PolicyReport<'a> {
+    fn from(r: &'a betterpg_core::PolicyReport) -> Self {
+        PolicyReport {
+            dry_run: r.dry_run,
+            due: &r.due,
+            taken: r.taken.iter().map(Snapshot::from).collect(),
+            prune: (&r.prune).into(),
+            failures: r
+                .failures
+                .iter()
+                .map(|f| PolicyFailure {
+                    source: &f.source,
+                    error: &f.error,
+                })
+                .collect(),
+        }
+    }
+}

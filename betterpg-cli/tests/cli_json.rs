@@ -130,6 +130,23 @@ fn every_documented_shape_is_what_bpg_prints() {
     );
     got.insert("stop".into(), bpg.json(&["stop", "dev"]));
     got.insert("start".into(), bpg.json(&["start", "dev"]));
+    got.insert(
+        "snapshot".into(),
+        bpg.json(&["snapshot", "prod", "--name", "before"]),
+    );
+    got.insert("snapshots".into(), bpg.json(&["snapshots"]));
+    got.insert(
+        "snapshot-prune".into(),
+        bpg.json(&["snapshot", "--prune", "--dry-run"]),
+    );
+    got.insert(
+        "snapshot-schedule".into(),
+        bpg.json(&["snapshot", "--schedule", "--dry-run"]),
+    );
+    got.insert(
+        "snapshot-destroy".into(),
+        bpg.json(&["snapshot", "destroy", "prod@before"]),
+    );
     got.insert("gc".into(), bpg.json(&["gc", "--dry-run"]));
     got.insert("doctor".into(), bpg.json(&["doctor"]));
     got.insert("destroy".into(), bpg.json(&["destroy", "dev"]));

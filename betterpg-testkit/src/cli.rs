@@ -154,8 +154,9 @@ impl TestEnv {
 }
 
 /// The pool and the catalog agree: every entry is ready and has its
-/// dataset (and a branch its snapshot); every betterpg dataset and snapshot
-/// belongs to an entry; the servers listening in the home's port range are
+/// dataset (and a branch its snapshot), every named snapshot is ready and
+/// has its ZFS snapshot and kept WAL; every betterpg dataset and snapshot
+/// belongs to an entry or a named snapshot; the servers listening in the home's port range are
 /// exactly the entries' that are running, each on its own port.
 pub fn assert_consistent(env: &TestEnv) {
     let bpg = Bpg::of(env);
@@ -165,6 +166,18 @@ pub fn assert_consistent(env: &TestEnv) {
     let names: Vec<&str> = zfs.iter().map(|z| z.0.as_str()).collect();
     let root = format!("{}/betterpg", env.pool);
     let branches = format!("{root}/_branches");
+    let snapshots_root = format!("{root}/_snapshots");
+    // Named snapshots own their ZFS snapshot and kept-WAL dataset.
+    let snaps = bpg.json(&["snapshots"]);
+    let snaps = snaps["snapshots"].as_array().expect("snapshots array");
+    for s in snaps {
+        assert_eq!(s["state"], "ready", "snapshot not ready: {s}");
+        for key in ["zfs_snapshot", "wal_dataset"] {
+            if let Some(n) = s[key].as_str() {
+                assert!(names.contains(&n), "{key} {n} missing: {names:?}");
+            }
+        }
+    }
     let mut ports = std::collections::BTreeSet::new();
     for i in infos {
         let name = i["name"].as_str().unwrap();
@@ -187,13 +200,17 @@ pub fn assert_consistent(env: &TestEnv) {
         );
     }
     for (name, kind, managed, _home) in &zfs {
-        if name == &env.pool || name == &root || name == &branches {
+        if name == &env.pool || name == &root || name == &branches || name == &snapshots_root {
             continue;
         }
         let owned = infos.iter().any(|i| {
             i["dataset"].as_str() == Some(name.as_str())
                 || i["snapshot"].as_str() == Some(name.as_str())
-        }) || wal_retention_owns(infos, &root, name);
+        }) || wal_retention_owns(infos, &root, name)
+            || snaps.iter().any(|s| {
+                s["zfs_snapshot"].as_str() == Some(name.as_str())
+                    || s["wal_dataset"].as_str() == Some(name.as_str())
+            });
         assert!(
             owned,
             "stray {kind} {name} (betterpg:managed={managed}) owned by no entry"

@@ -17,6 +17,7 @@ mod gc;
 mod init;
 mod logs;
 mod reset;
+mod snapshot;
 mod start;
 mod status;
 mod stop;
@@ -49,6 +50,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Create(a) => create::run(&g, a).await,
         Cmd::Branch(a) => branch::run(&g, a).await,
         Cmd::Reset(a) => reset::run(&g, a).await,
+        Cmd::Snapshot(a) => snapshot::run(&g, a).await,
+        Cmd::Snapshots(a) => snapshot::list(&g, a).await,
         Cmd::Status(a) => status::run(&g, a).await,
         Cmd::Url(a) => url::run(&g, a).await,
         Cmd::Start(a) => start::run(&g, a).await,

@@ -9,13 +9,19 @@ use crate::{output, wire};
 pub async fn run(g: &Global, a: ResetArgs) -> Result<(), Error> {
     let mgr = g.open().await?;
     let name = &a.name;
-    let r = mgr.reset(name, branch_options(&a.snapshot)?).await?;
+    let opts = branch_options(&a.snapshot)?;
+    let r = match &a.to {
+        Some(to) => mgr.reset_to(name, to, opts).await?,
+        None => mgr.reset(name, opts).await?,
+    };
     if g.json {
         return output::json(&wire::BranchReport::from(&r));
     }
     println!(
         "reset {name} to {} in {:.0} ms",
-        r.branch.parent.as_deref().unwrap_or("?"),
+        a.to.as_deref()
+            .or(r.branch.parent.as_deref())
+            .unwrap_or("?"),
         r.total_millis,
     );
     if r.password_changed {

@@ -99,6 +99,9 @@ pub struct SnapshotInfo {
     pub branches: Vec<String>,
     /// The ZFS snapshot of the source's dataset.
     pub zfs_snapshot: String,
+    /// The dataset holding its kept WAL (application-consistent snapshots
+    /// of a running source), else null.
+    pub wal_dataset: Option<String>,
     /// Where it is consistent, for an application-consistent snapshot of a
     /// running source (the backup's stop LSN), else null.
     pub stop_lsn: Option<String>,
@@ -467,6 +470,7 @@ fn info_of(rec: &SnapshotRecord, branches: Vec<String>, all: &[DatasetInfo]) -> 
         referenced_bytes: main.map(|d| d.referenced).unwrap_or(0),
         branches,
         zfs_snapshot: rec.zfs_snapshot.clone(),
+        wal_dataset: rec.wal_dataset.clone(),
         stop_lsn: rec.backup.as_ref().map(|b| b.stop_lsn.clone()),
         timeline: rec.backup.as_ref().map(|b| b.timeline),
     }
