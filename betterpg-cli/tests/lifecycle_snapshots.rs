@@ -305,3 +305,125 @@ async fn a_snapshot_call_that_fails_or_is_killed_leaves_nothing_after_gc() {
     bpg.json(&["branch", "prod@kept", "dev"]);
     assert_consistent(&env);
 }
+
+/// The snapshot `name` of `list` (`bpg snapshots --json`), if listed.
+fn listed(list: &serde_json::Value, full: &str) -> bool {
+    list["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["full_name"] == full)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_what_the_policy_and_the_branches_need() {
+    let env = setup("bpglr");
+    let bpg = Bpg::of(&env);
+    bpg.json(&["create", "prod"]);
+    // Four automatic snapshots (real ones, seconds apart at most) and one
+    // named by hand.
+    let mut auto = Vec::new();
+    for _ in 0..4 {
+        let s = bpg.json(&["snapshot", "prod", "--fast"]);
+        auto.push(s["snapshot"]["full_name"].as_str().unwrap().to_string());
+    }
+    bpg.json(&["snapshot", "prod", "--name", "mine", "--fast"]);
+    // The oldest is pinned by a branch.
+    bpg.json(&["branch", &auto[0], "dev"]);
+
+    // No policy: nothing goes.
+    let p = bpg.json(&["snapshot", "--prune", "prod"]);
+    assert_eq!(p["pruned"], serde_json::json!([]), "{p}");
+    assert_eq!(p["kept"].as_array().unwrap().len(), 5);
+
+    // keep_last 2: the two newest automatic ones stay, the pinned one
+    // stays, the named one is never a candidate; the dry run says so and
+    // changes nothing.
+    bpg.ok(&["config", "prod", "--keep-last", "2"]);
+    let before = state_of(&env);
+    let dry = bpg.json(&["snapshot", "--prune", "--dry-run", "prod"]);
+    assert_eq!(state_of(&env), before, "a dry run changed something");
+    let pruned: Vec<&str> = dry["pruned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["snapshot"].as_str().unwrap())
+        .collect();
+    assert_eq!(pruned, vec![auto[1].as_str()], "{dry}");
+    let reasons = |r: &serde_json::Value, full: &str| -> Vec<String> {
+        r["kept"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["snapshot"] == full)
+            .map(|k| {
+                k["reasons"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(reasons(&dry, &auto[0]), vec!["branches"]);
+    assert_eq!(reasons(&dry, &auto[2]), vec!["last"]);
+    assert_eq!(reasons(&dry, &auto[3]), vec!["last"]);
+    assert_eq!(reasons(&dry, "prod@mine"), vec!["named"]);
+    let real = bpg.json(&["snapshot", "--prune", "prod"]);
+    assert_eq!(real["pruned"], dry["pruned"]);
+    let l = bpg.json(&["snapshots", "prod"]);
+    assert!(!listed(&l, &auto[1]), "{l}");
+    for keep in [&auto[0], &auto[2], &auto[3], &"prod@mine".to_string()] {
+        assert!(listed(&l, keep), "{keep} went: {l}");
+    }
+    assert_consistent(&env);
+
+    // keep_hourly 1 alone: the newest of the newest hour, and the pinned.
+    bpg.ok(&[
+        "config",
+        "prod",
+        "--keep-last",
+        "none",
+        "--keep-hourly",
+        "1",
+    ]);
+    bpg.json(&["snapshot", "--prune"]);
+    let l = bpg.json(&["snapshots", "prod"]);
+    assert!(
+        !listed(&l, &auto[2]) && listed(&l, &auto[3]) && listed(&l, &auto[0]),
+        "{l}"
+    );
+    // Once the branch is gone, the snapshot it pinned goes at the next prune.
+    bpg.ok(&["destroy", "dev"]);
+    bpg.json(&["snapshot", "--prune", "prod"]);
+    let l = bpg.json(&["snapshots", "prod"]);
+    assert!(!listed(&l, &auto[0]) && listed(&l, &auto[3]), "{l}");
+
+    // The schedule: a source whose policy has keep_daily and no automatic
+    // snapshot today is due; one pass takes it; the next is not due again
+    // (unless the UTC day turned in between).
+    bpg.ok(&["config", "prod", "--keep-hourly", "none"]);
+    bpg.json(&["branch", "prod", "b"]);
+    bpg.ok(&["config", "b", "--keep-daily", "1"]);
+    let dry = bpg.json(&["snapshot", "--schedule", "--dry-run"]);
+    assert_eq!(dry["due"], serde_json::json!(["b"]), "{dry}");
+    let pass = bpg.json(&["snapshot", "--schedule"]);
+    assert_eq!(pass["taken"].as_array().unwrap().len(), 1, "{pass}");
+    assert_eq!(pass["taken"][0]["source"], "b");
+    assert_eq!(pass["taken"][0]["auto"], true);
+    assert_eq!(pass["failures"], serde_json::json!([]));
+    let taken_day = pass["taken"][0]["created_at"].as_u64().unwrap() / 86_400;
+    let again = bpg.json(&["snapshot", "--schedule", "--dry-run"]);
+    let now_day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    if now_day == taken_day {
+        assert_eq!(again["due"], serde_json::json!([]), "{again}");
+    } else {
+        assert_eq!(again["due"], serde_json::json!(["b"]), "{again}");
+    }
+    assert_consistent(&env);
+}

@@ -168,9 +168,13 @@ pub struct PolicyReport {
     pub failures: Vec<PolicyFailure>,
 }
 
-/// The retention policy of an entry (its `keep_*` settings).
-pub(crate) fn policy_of(_e: &crate::catalog::Entry) -> RetentionPolicy {
-    RetentionPolicy::default()
+/// The retention policy of an entry (its `keep_*` settings, `bpg config`).
+pub(crate) fn policy_of(e: &crate::catalog::Entry) -> RetentionPolicy {
+    RetentionPolicy {
+        keep_last: e.settings.keep_last,
+        keep_hourly: e.settings.keep_hourly,
+        keep_daily: e.settings.keep_daily,
+    }
 }
 
 /// The default name of a snapshot taken at `unix` seconds: the UTC time,
