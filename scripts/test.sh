@@ -13,7 +13,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-ALL_STAGES=(lint unit core cli versions safety isolation lifecycle ffi python examples docker demo bench openzfs daemon-restart)
+ALL_STAGES=(lint unit core cli versions safety isolation lifecycle sources ffi python examples docker demo bench openzfs daemon-restart)
 STAGES=("$@")
 [[ ${#STAGES[@]} -gt 0 ]] || STAGES=("${ALL_STAGES[@]}")
 
@@ -125,6 +125,9 @@ for s in "${STAGES[@]}"; do
     isolation) run_stage isolation env BPG_NO_FAULT_BIN="$NO_FAULT_BIN" "${NEXTEST[@]}" -p betterpg-cli -E 'binary(/^isolation_/)' ;;
     # Snapshots, points in time, expiry: every betterpg-cli/tests/lifecycle_*.rs.
     lifecycle) run_stage lifecycle "${NEXTEST[@]}" -p betterpg-cli -E 'binary(/^lifecycle_/)' ;;
+    # Branching production (issue 13): every betterpg-cli/tests/sources_*.rs
+    # (attach: a cluster made by hand; follow: a remote primary).
+    sources) run_stage sources "${NEXTEST[@]}" -p betterpg-cli -E 'binary(/^sources_/)' ;;
     # The criterion micro-benchmarks are compiled (so they stay built; run
     # them with `cargo bench -p betterpg-benches`), then the short harness run.
     bench) run_stage bench env BPG_BENCH_BIN="$PWD/target/debug/bpg" bash -c 'cargo bench -q -p betterpg-benches --no-run && scripts/bench.sh --short' ;;

@@ -62,6 +62,14 @@ pub enum Cmd {
     Stop(NameArg),
     /// Destroy a database or branch with its dataset, snapshot and server.
     Destroy(DestroyArgs),
+    /// Register a running PostgreSQL that betterpg did not create (its data
+    /// directory, pg_wal and tablespaces on ZFS datasets of the home's
+    /// pool) so that it can be branched; betterpg never starts, stops or
+    /// changes it.
+    Attach(AttachArgs),
+    /// Forget an attached cluster (it is not touched); refused while it
+    /// has branches unless --force, which destroys the branches.
+    Detach(DetachArgs),
     /// Find and remove what betterpg made that no complete database or
     /// branch owns (left by a bpg process that was killed mid-way).
     Gc(GcArgs),
@@ -388,6 +396,38 @@ pub struct DestroyArgs {
     pub name: String,
     /// Also destroy its branches, and snapshots or datasets under it
     /// that betterpg did not make (refused without it, naming them).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `bpg attach`.
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Name to give it in betterpg.
+    pub name: String,
+    /// Its data directory on this machine.
+    #[arg(long)]
+    pub pgdata: PathBuf,
+    /// libpq URL (or key=value string) of the running server, for a role
+    /// with what branching needs (docs/sources.md: a superuser, or the
+    /// grants the error lists). The password is stored 0600, never printed.
+    #[arg(long)]
+    pub url: String,
+    /// File holding the role's password (instead of one in the URL).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL bin directory for its branches (default: the home's, or
+    /// one of the server's major version found on this machine).
+    #[arg(long)]
+    pub pg_bin: Option<PathBuf>,
+}
+
+/// `bpg detach`.
+#[derive(Args, Debug)]
+pub struct DetachArgs {
+    /// The attached cluster.
+    pub name: String,
+    /// Destroy its branches first (the cluster itself is never touched).
     #[arg(long)]
     pub force: bool,
 }

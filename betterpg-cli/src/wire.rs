@@ -364,6 +364,13 @@ pub struct Destroyed<'a> {
     pub destroyed: &'a str,
 }
 
+/// `detach`.
+#[derive(Serialize)]
+pub struct Detached<'a> {
+    pub detached: &'a str,
+    pub branches_destroyed: &'a [String],
+}
+
 /// One thing `gc` found.
 #[derive(Serialize)]
 pub struct GcItem<'a> {

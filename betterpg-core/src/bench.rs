@@ -74,6 +74,8 @@ pub fn write_catalog(home: &Path, entries: usize) -> Result<()> {
             created_at: 1_764_000_000 + i as u64,
             state: State::Ready,
             settings: Default::default(),
+            data_subdir: None,
+            attached: None,
         })?;
     }
     catalog.save()

@@ -149,6 +149,14 @@ impl BranchManager {
     pub fn run_snapshot_policy(&self, source: Option<&str>, dry_run: bool) -> Result<PolicyReport> {
         self.block_on(self.inner.run_snapshot_policy(source, dry_run))
     }
+    /// See [`AsyncManager::attach`].
+    pub fn attach(&self, name: &str, opts: crate::manager::AttachOptions) -> Result<Info> {
+        self.block_on(self.inner.attach(name, opts))
+    }
+    /// See [`AsyncManager::detach`].
+    pub fn detach(&self, name: &str, force: bool) -> Result<Vec<String>> {
+        self.block_on(self.inner.detach(name, force))
+    }
     /// See [`AsyncManager::gc`].
     pub fn gc(&self, dry_run: bool) -> Result<crate::manager::GcReport> {
         self.block_on(self.inner.gc(dry_run))

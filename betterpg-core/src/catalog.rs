@@ -34,7 +34,7 @@ pub const CATALOG_VERSION: u32 = 1;
 /// never be mistaken for an empty data directory.
 pub const PGDATA_SUBDIR: &str = "pgdata";
 
-/// Whether an entry is a database or a branch.
+/// Whether an entry is a database, a branch or an attached cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -42,14 +42,19 @@ pub enum Kind {
     Database,
     /// A cluster started on a clone of another database or branch.
     Branch,
+    /// A running cluster betterpg did not create, registered by `attach`:
+    /// betterpg branches it but never starts, stops, reconfigures or
+    /// destroys it.
+    Attached,
 }
 
 impl Kind {
-    /// "database" or "branch".
+    /// "database", "branch" or "attached".
     pub fn as_str(&self) -> &'static str {
         match self {
             Kind::Database => "database",
             Kind::Branch => "branch",
+            Kind::Attached => "attached",
         }
     }
 }
@@ -326,12 +331,66 @@ pub struct Entry {
     /// Policies set with `bpg config` (omitted from the record when none).
     #[serde(default, skip_serializing_if = "Settings::is_default")]
     pub settings: Settings,
+    /// Where the data directory is below the dataset's mountpoint, when
+    /// not [`PGDATA_SUBDIR`]: an attached cluster's own layout (empty: the
+    /// mountpoint itself), which its branches (clones) keep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_subdir: Option<PathBuf>,
+    /// For an attached cluster: how betterpg reaches it (never the
+    /// password, which is in the home's secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached: Option<AttachedSource>,
+}
+
+/// How betterpg reaches an attached cluster (the URL given to `attach`,
+/// without its password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedSource {
+    /// Host name, address, or Unix socket directory.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Role betterpg logs in as.
+    pub user: String,
+    /// Database it connects to.
+    pub dbname: String,
+    /// The data directory as the server reported it.
+    pub data_directory: PathBuf,
 }
 
 impl Entry {
     /// True when the entry is complete and usable.
     pub fn is_ready(&self) -> bool {
         self.state == State::Ready
+    }
+
+    /// The data directory of this entry's cluster when its dataset is
+    /// mounted at `mountpoint`.
+    pub fn data_dir(&self, mountpoint: &std::path::Path) -> PathBuf {
+        match &self.data_subdir {
+            Some(sub) => mountpoint.join(sub),
+            None => mountpoint.join(PGDATA_SUBDIR),
+        }
+    }
+
+    /// Refuse `verb` (start, stop, destroy ...) on an attached cluster:
+    /// betterpg never changes a cluster it did not create.
+    pub fn refuse_if_attached(&self, verb: &str) -> Result<()> {
+        if self.kind != Kind::Attached {
+            return Ok(());
+        }
+        let name = &self.name;
+        Err(Error::Unsupported(format!(
+            "{name:?} is an attached cluster: betterpg branches it but never starts, stops, reconfigures or destroys a cluster it did not create, so it does not {verb} it. Manage it the way it is run (pg_ctl, systemd, its container); `bpg detach {name}` makes betterpg forget it"
+        )))
+    }
+
+    /// The data directory's path below the mountpoint (`pgdata` unless
+    /// the cluster was attached with another layout).
+    pub fn data_subdir(&self) -> PathBuf {
+        self.data_subdir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(PGDATA_SUBDIR))
     }
 }
 
@@ -590,6 +649,8 @@ mod tests {
             created_at: 0,
             state: State::Ready,
             settings: Default::default(),
+            data_subdir: None,
+            attached: None,
         }
     }
 

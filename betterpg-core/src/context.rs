@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::catalog::{Catalog, Entry, State, PGDATA_SUBDIR};
+use crate::catalog::{Catalog, Entry, Kind, State};
 use crate::error::{Error, Result};
 use crate::home::{Config, Home};
 use crate::name::validate_name;
@@ -201,8 +201,19 @@ impl Context {
         crate::storage::mountpoint(&*self.storage, dataset).await
     }
 
-    /// How clients connect to `e` (its password file must be there).
+    /// How clients connect to `e` (its password file must be there). An
+    /// attached cluster is reached as its URL said, with the password
+    /// stored for it (none when the URL had none).
     pub(crate) fn conn_for(&self, e: &Entry) -> Result<ConnInfo> {
+        if let (Kind::Attached, Some(a)) = (e.kind, &e.attached) {
+            return Ok(ConnInfo {
+                host: a.host.clone(),
+                port: a.port,
+                user: a.user.clone(),
+                password: self.home.read_secret(&e.name)?,
+                dbname: a.dbname.clone(),
+            });
+        }
         Ok(ConnInfo {
             host: connect_host(&self.config.listen_address),
             port: e.port,
@@ -253,13 +264,13 @@ impl Context {
     /// [`Self::spec_for`] of `e` on its mounted dataset.
     pub(crate) async fn spec(&self, e: &Entry) -> Result<InstanceSpec> {
         let mp = self.mountpoint(&e.dataset).await?;
-        self.spec_for(e, mp.join(PGDATA_SUBDIR))
+        self.spec_for(e, e.data_dir(&mp))
     }
 
     /// [`Self::control_spec_for`] of `e` on its mounted dataset.
     pub(crate) async fn control_spec(&self, e: &Entry) -> Result<InstanceSpec> {
         let mp = self.mountpoint(&e.dataset).await?;
-        Ok(self.control_spec_for(e, mp.join(PGDATA_SUBDIR)))
+        Ok(self.control_spec_for(e, e.data_dir(&mp)))
     }
 }
 

@@ -57,15 +57,17 @@ pub mod util;
 pub use catalog::settings::{
     format_duration, parse_duration, Key as SettingKey, KEYS as SETTING_KEYS,
 };
-pub use catalog::{Credentials, Entry, EntryState, Kind, Mode, Settings, State, PGDATA_SUBDIR};
+pub use catalog::{
+    AttachedSource, Credentials, Entry, EntryState, Kind, Mode, Settings, State, PGDATA_SUBDIR,
+};
 pub use error::{Error, ErrorKind, PortErrorKind, Result, RuntimeErrorKind, ZfsErrorKind};
 #[allow(deprecated)]
 pub use manager::SnapshotMode;
 pub use manager::{
-    available_runtimes, validate_dataset_name, BranchManager, BranchOptions, BranchReport,
-    CreateOptions, GcItem, GcReport, Info, InitOptions, InitStorage, PolicyFailure, PolicyReport,
-    PoolUsage, PruneItem, PruneReport, SnapshotDestroyReport, SnapshotInfo, SnapshotOptions,
-    SnapshotReport, StepTiming,
+    available_runtimes, validate_dataset_name, AttachOptions, BranchManager, BranchOptions,
+    BranchReport, CreateOptions, GcItem, GcReport, Info, InitOptions, InitStorage, PolicyFailure,
+    PolicyReport, PoolUsage, PruneItem, PruneReport, SnapshotDestroyReport, SnapshotInfo,
+    SnapshotOptions, SnapshotReport, StepTiming,
 };
 pub use name::validate_name;
 pub use ops::doctor::{

@@ -18,6 +18,7 @@ use crate::storage::{Selection, Storage};
 
 pub use crate::catalog::PGDATA_SUBDIR;
 pub use crate::name::validate_dataset_name;
+pub use crate::ops::attach::AttachOptions;
 #[allow(deprecated)]
 pub use crate::ops::branch::SnapshotMode;
 pub use crate::ops::branch::{BranchOptions, BranchReport, StepTiming};
@@ -258,6 +259,24 @@ impl BranchManager {
     /// destroying it or one of its branches.
     pub async fn destroy(&self, name: &str, force: bool) -> Result<()> {
         ops::destroy::destroy(&self.ctx, name, force).await
+    }
+
+    /// Register a running PostgreSQL that betterpg did not create, whose
+    /// data directory (and `pg_wal`, tablespaces) are on ZFS datasets of
+    /// the home's pool, as `name` (kind attached), so that it can be
+    /// branched. Everything is checked first (the URL's role's rights,
+    /// with the GRANTs it lacks; the datasets; the data directory's owner)
+    /// and nothing is recorded on a refusal. betterpg never starts, stops,
+    /// reconfigures or destroys it.
+    pub async fn attach(&self, name: &str, opts: AttachOptions) -> Result<Info> {
+        ops::attach::attach(&self.ctx, name, opts).await
+    }
+
+    /// Forget the attached cluster `name` (the cluster itself is not
+    /// touched). Refused while it has branches unless `force`, which
+    /// destroys them; returns the branches destroyed.
+    pub async fn detach(&self, name: &str, force: bool) -> Result<Vec<String>> {
+        ops::attach::detach(&self.ctx, name, force).await
     }
 
     /// Find (and unless `dry_run`, remove) every dataset, snapshot, server,

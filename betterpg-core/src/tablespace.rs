@@ -21,6 +21,12 @@
 //!    links: the data directory belongs to the server's OS user);
 //! 5. before any start of a branch, checks that every link (and map entry)
 //!    points inside the branch's own dataset, and refuses otherwise.
+//!
+//! A `pg_wal` that is a link (`initdb --waldir`, an attached cluster's WAL
+//! on a dataset of its own) is treated the same way: its dataset is
+//! snapshotted in the same call, cloned as `<branch>/wal` (or with the
+//! tablespaces sharing its dataset) and the clone's `pg_wal` link points
+//! into that clone.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -32,7 +38,6 @@ use nix::unistd::{fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use serde::Serialize;
 
 use crate::catalog::Entry;
-use crate::catalog::PGDATA_SUBDIR;
 use crate::error::{Error, Result};
 use crate::osuser::OsUser;
 use crate::pg::ConnInfo;
@@ -65,10 +70,24 @@ struct SourceTablespace {
     rel: PathBuf,
 }
 
-/// What a branch must do about its source's tablespaces.
+/// A source's `pg_wal` when it is a link to a directory elsewhere.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceWal {
+    /// Where it is (the link resolved).
+    pub location: PathBuf,
+    /// The dataset holding it.
+    dataset: String,
+    /// Its path below that dataset's mountpoint.
+    rel: PathBuf,
+}
+
+/// What a branch must do about its source's tablespaces (and a `pg_wal`
+/// outside its data directory).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Plan {
     tablespaces: Vec<SourceTablespace>,
+    /// The source's `pg_wal`, when it is a link.
+    pub wal: Option<SourceWal>,
     /// Datasets to snapshot and clone besides the source's own, sorted.
     datasets: Vec<String>,
 }
@@ -81,6 +100,8 @@ pub(crate) struct Made {
     pub snapshots: Vec<String>,
     /// The tablespaces with their new places.
     pub clones: Vec<TablespaceClone>,
+    /// Where the branch's `pg_wal` link points, when the source's is a link.
+    pub wal: Option<PathBuf>,
 }
 
 impl Plan {
@@ -99,9 +120,16 @@ impl Plan {
             .collect()
     }
 
-    /// Whether the source has any tablespace outside its data directory.
+    /// Whether the source has neither a tablespace outside its data
+    /// directory nor a linked `pg_wal`.
     pub fn is_empty(&self) -> bool {
-        self.tablespaces.is_empty()
+        self.tablespaces.is_empty() && self.wal.is_none()
+    }
+
+    /// Whether the source has the tablespace `oid` outside its data
+    /// directory.
+    pub fn has_tablespace(&self, oid: u32) -> bool {
+        self.tablespaces.iter().any(|t| t.oid == oid)
     }
 
     /// Say which tablespace blocked an atomic snapshot that this ZFS cannot
@@ -156,8 +184,38 @@ pub(crate) async fn plan(
     conn: Option<&ConnInfo>,
 ) -> Result<Plan> {
     let links = read_links(data_dir)?;
-    if links.is_empty() {
+    let wal_link = read_wal_link(data_dir)?;
+    if links.is_empty() && wal_link.is_none() {
         return Ok(Plan::default());
+    }
+    let pool = root.split('/').next().unwrap_or_default();
+    let mounts = read_mounts()?;
+    let mut plan = Plan::default();
+    if let Some(target) = wal_link {
+        let refuse = |why: String| {
+            Error::Unsupported(format!(
+                "the pg_wal of {:?} is a link to {}, {why}: a branch would share the source's WAL. Put pg_wal on a ZFS dataset of pool {pool} (e.g. a child of {}), then branch again",
+                src.name,
+                target.display(),
+                src.dataset
+            ))
+        };
+        let real = std::fs::canonicalize(&target)
+            .map_err(|e| refuse(format!("which cannot be resolved ({e})")))?;
+        let (dataset, rel) =
+            dataset_of(&mounts, &real, pool, root, &src.dataset).map_err(refuse)?;
+        if dataset != src.dataset && !plan.datasets.contains(&dataset) {
+            plan.datasets.push(dataset.clone());
+        }
+        plan.wal = Some(SourceWal {
+            location: real,
+            dataset,
+            rel,
+        });
+    }
+    if links.is_empty() {
+        plan.datasets.sort();
+        return Ok(plan);
     }
     let names = match conn {
         Some(c) => tablespace_names(c).await.unwrap_or_else(|e| {
@@ -166,9 +224,6 @@ pub(crate) async fn plan(
         }),
         None => BTreeMap::new(),
     };
-    let pool = root.split('/').next().unwrap_or_default();
-    let mounts = read_mounts()?;
-    let mut plan = Plan::default();
     for (oid, location) in links {
         let mut t = SourceTablespace {
             oid,
@@ -189,36 +244,10 @@ pub(crate) async fn plan(
         };
         let real = std::fs::canonicalize(&t.location)
             .map_err(|e| refuse(&t, format!("which cannot be resolved ({e})")))?;
-        let mount = mounts
-            .iter()
-            .filter(|m| real.starts_with(&m.point))
-            .max_by_key(|m| m.point.components().count())
-            .ok_or_else(|| refuse(&t, "which is on no mounted file system".into()))?;
-        let on_pool =
-            matches!(mount.fstype.as_str(), "zfs" | "fuse.zfs") && is_within(&mount.source, pool);
-        if !on_pool {
-            return Err(refuse(
-                &t,
-                format!(
-                    "which is not on a ZFS dataset of pool {pool} (it is on {} {})",
-                    mount.fstype, mount.source
-                ),
-            ));
-        }
-        if is_within(&mount.source, root) && !is_within(&mount.source, &src.dataset) {
-            return Err(refuse(
-                &t,
-                format!(
-                    "on dataset {} of another betterpg database or branch",
-                    mount.source
-                ),
-            ));
-        }
-        t.rel = real
-            .strip_prefix(&mount.point)
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        t.dataset = mount.source.clone();
+        let (dataset, rel) =
+            dataset_of(&mounts, &real, pool, root, &src.dataset).map_err(|why| refuse(&t, why))?;
+        t.rel = rel;
+        t.dataset = dataset;
         if t.dataset != src.dataset && !plan.datasets.contains(&t.dataset) {
             plan.datasets.push(t.dataset.clone());
         }
@@ -226,6 +255,74 @@ pub(crate) async fn plan(
     }
     plan.datasets.sort();
     Ok(plan)
+}
+
+/// The ZFS dataset of pool `pool` holding the existing path `real` (links
+/// resolved) and the path below its mountpoint; why not when it is on no
+/// such dataset, or on a dataset of another betterpg entry (under `root`
+/// but not under `own`).
+fn dataset_of(
+    mounts: &[Mount],
+    real: &Path,
+    pool: &str,
+    root: &str,
+    own: &str,
+) -> std::result::Result<(String, PathBuf), String> {
+    let mount = mounts
+        .iter()
+        .filter(|m| real.starts_with(&m.point))
+        .max_by_key(|m| m.point.components().count())
+        .ok_or_else(|| "which is on no mounted file system".to_string())?;
+    let on_pool =
+        matches!(mount.fstype.as_str(), "zfs" | "fuse.zfs") && is_within(&mount.source, pool);
+    if !on_pool {
+        return Err(format!(
+            "which is not on a ZFS dataset of pool {pool} (it is on {} {})",
+            mount.fstype, mount.source
+        ));
+    }
+    if is_within(&mount.source, root) && !is_within(&mount.source, own) {
+        return Err(format!(
+            "on dataset {} of another betterpg database or branch",
+            mount.source
+        ));
+    }
+    let rel = real
+        .strip_prefix(&mount.point)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    Ok((mount.source.clone(), rel))
+}
+
+/// Where an existing path (links resolved) is: the ZFS dataset holding
+/// it, that dataset's mountpoint, and the path below it; `None` when it
+/// is on no ZFS file system.
+pub(crate) fn zfs_location(real: &Path) -> Result<Option<(String, PathBuf, PathBuf)>> {
+    let mounts = read_mounts()?;
+    Ok(mounts
+        .iter()
+        .filter(|m| real.starts_with(&m.point))
+        .max_by_key(|m| m.point.components().count())
+        .filter(|m| matches!(m.fstype.as_str(), "zfs" | "fuse.zfs"))
+        .map(|m| {
+            (
+                m.source.clone(),
+                m.point.clone(),
+                real.strip_prefix(&m.point)
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
+            )
+        }))
+}
+
+/// The file system type and source of the mount holding `real` (for
+/// messages).
+pub(crate) fn mount_of(real: &Path) -> Result<Option<(String, String)>> {
+    Ok(read_mounts()?
+        .into_iter()
+        .filter(|m| real.starts_with(&m.point))
+        .max_by_key(|m| m.point.components().count())
+        .map(|m| (m.fstype, m.source)))
 }
 
 /// Clone the tablespace datasets of `plan` (snapshot `snap`) under the
@@ -249,7 +346,8 @@ pub(crate) async fn clone_all(
     made.snapshots = plan.snapshots(snap);
     let home = home.to_string_lossy().into_owned();
     let created = entry.created_at.to_string();
-    // One clone per dataset, named after its first tablespace.
+    // One clone per dataset, named after its first tablespace (`wal`
+    // when it holds only the WAL).
     let mut mounted: BTreeMap<&str, (String, PathBuf)> = BTreeMap::new();
     for ds in &plan.datasets {
         let first = plan
@@ -257,9 +355,11 @@ pub(crate) async fn clone_all(
             .iter()
             .filter(|t| &t.dataset == ds)
             .map(|t| t.oid)
-            .min()
-            .unwrap_or_default();
-        let target = format!("{}/tblspc-{first}", entry.dataset);
+            .min();
+        let target = match first {
+            Some(oid) => format!("{}/tblspc-{oid}", entry.dataset),
+            None => format!("{}/wal", entry.dataset),
+        };
         storage
             .clone_snapshot(
                 &format!("{ds}@{snap}"),
@@ -278,13 +378,23 @@ pub(crate) async fn clone_all(
         let mp = mountpoint(storage, &target).await?;
         mounted.insert(ds, (target, mp));
     }
-    let data_dir = branch_mountpoint.join(PGDATA_SUBDIR);
+    let place = |ds: &str, rel: &Path| -> (String, PathBuf) {
+        match mounted.get(ds) {
+            Some((d, mp)) => (d.clone(), mp.join(rel)),
+            None => (entry.dataset.clone(), branch_mountpoint.join(rel)),
+        }
+    };
+    let subdir = entry.data_subdir();
+    if let Some(w) = &plan.wal {
+        let (_, location) = place(&w.dataset, &w.rel);
+        check_inside(&location, branch_mountpoint)?;
+        std::os::unix::fs::lchown(&location, Some(user.uid), Some(user.gid))
+            .map_err(|e| Error::io(format!("chown {}", location.display()), e))?;
+        relink_wal(branch_mountpoint, &subdir, &location, user.uid, user.gid)?;
+        made.wal = Some(location);
+    }
     for t in &plan.tablespaces {
-        let (dataset, root) = match mounted.get(t.dataset.as_str()) {
-            Some((d, mp)) => (d.clone(), mp.clone()),
-            None => (entry.dataset.clone(), branch_mountpoint.to_path_buf()),
-        };
-        let location = root.join(&t.rel);
+        let (dataset, location) = place(&t.dataset, &t.rel);
         check_inside(&location, branch_mountpoint)?;
         std::os::unix::fs::lchown(&location, Some(user.uid), Some(user.gid))
             .map_err(|e| Error::io(format!("chown {}", location.display()), e))?;
@@ -296,7 +406,7 @@ pub(crate) async fn clone_all(
             dataset,
         });
     }
-    relink(&data_dir, &made.clones, user.uid, user.gid)
+    relink(branch_mountpoint, &subdir, &made.clones, user.uid, user.gid)
 }
 
 /// The snapshots of tablespace datasets cloned for the branch on `dataset`:
@@ -408,6 +518,15 @@ fn escape_map_path(p: &Path) -> String {
 /// entry of `data_dir` must point inside `own` (the branch's dataset, which
 /// holds its tablespace clones), through real directories only.
 pub fn check_links(name: &str, data_dir: &Path, own: &Path) -> Result<()> {
+    if let Some(target) = read_wal_link(data_dir)? {
+        check_inside(&target, own).map_err(|_| {
+            Error::InvalidState(format!(
+                "branch {name:?}: its pg_wal points to {}, outside its own clones under {}: refusing to start it (it would use another server's WAL); destroy the branch and branch again",
+                target.display(),
+                own.display()
+            ))
+        })?;
+    }
     let mut targets = read_links(data_dir)?;
     let map = data_dir.join("tablespace_map");
     match std::fs::symlink_metadata(&map) {
@@ -461,6 +580,20 @@ fn check_inside(path: &Path, root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Where the `pg_wal` of a data directory points when it is a link
+/// (read, never followed); `None` when it is a directory (or absent).
+fn read_wal_link(data_dir: &Path) -> Result<Option<PathBuf>> {
+    let p = data_dir.join("pg_wal");
+    match std::fs::symlink_metadata(&p) {
+        Ok(md) if md.file_type().is_symlink() => std::fs::read_link(&p)
+            .map(Some)
+            .map_err(|e| Error::io(format!("reading {}", p.display()), e)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("reading {}", p.display()), e)),
+    }
+}
+
 /// The `pg_tblspc` links of a data directory: `(oid, target)`. Links are
 /// read, never followed; anything else there is refused.
 fn read_links(data_dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
@@ -506,46 +639,101 @@ fn read_links(data_dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
     Ok(out)
 }
 
-/// Replace the clone's `pg_tblspc` links with links to the clones, through
-/// directory fds opened without following links (the data directory is
-/// the server user's: a planted link must not send root elsewhere).
-fn relink(data_dir: &Path, clones: &[TablespaceClone], uid: u32, gid: u32) -> Result<()> {
-    let io = |what: String, e: nix::Error| Error::io(what, std::io::Error::from(e));
+fn nix_io(what: String, e: nix::Error) -> Error {
+    Error::io(what, std::io::Error::from(e))
+}
+
+/// Open the directory `root/rel` through directory fds, following no
+/// link on the way below `root` (a mountpoint of betterpg's): the
+/// directories of a clone are the server user's.
+fn open_below(root: &Path, rel: &Path) -> Result<OwnedFd> {
     let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
     let open = |dir: Option<&OwnedFd>, name: &Path| -> Result<OwnedFd> {
         let fd = openat(dir.map(|d| d.as_raw_fd()), name, flags, Mode::empty())
-            .map_err(|e| io(format!("opening {} (no links followed)", name.display()), e))?;
+            .map_err(|e| nix_io(format!("opening {} (no links followed)", name.display()), e))?;
         // SAFETY: openat returned a new descriptor that nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     };
-    let parent = data_dir
-        .parent()
-        .ok_or_else(|| Error::Internal("data directory without parent".into()))?;
-    let root = open(None, parent)?;
-    let pgdata = open(Some(&root), Path::new(PGDATA_SUBDIR))?;
-    let tblspc = open(Some(&pgdata), Path::new("pg_tblspc"))?;
+    let mut fd = open(None, root)?;
+    for c in rel.components() {
+        match c {
+            Component::Normal(n) => fd = open(Some(&fd), Path::new(n))?,
+            Component::CurDir => {}
+            _ => {
+                return Err(Error::InvalidState(format!(
+                    "data directory path {} leaves {}",
+                    rel.display(),
+                    root.display()
+                )))
+            }
+        }
+    }
+    Ok(fd)
+}
+
+/// Replace the link `name` in the directory `dir` by a link to `target`
+/// owned by `uid:gid`.
+/// (`shown` prefixes the name in messages).
+fn replace_link(
+    dir: &OwnedFd,
+    shown: &str,
+    name: &str,
+    target: &Path,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
+    match unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(nix::Error::ENOENT) => {}
+        Err(e) => return Err(nix_io(format!("removing {shown}{name}"), e)),
+    }
+    symlinkat(target, Some(dir.as_raw_fd()), name)
+        .map_err(|e| nix_io(format!("linking {shown}{name}"), e))?;
+    fchownat(
+        Some(dir.as_raw_fd()),
+        name,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| nix_io(format!("chown {shown}{name}"), e))
+}
+
+/// Point the clone's `pg_wal` link (data directory `mountpoint/subdir`)
+/// at `target`, without following links.
+fn relink_wal(mountpoint: &Path, subdir: &Path, target: &Path, uid: u32, gid: u32) -> Result<()> {
+    let pgdata = open_below(mountpoint, subdir)?;
+    replace_link(&pgdata, "", "pg_wal", target, uid, gid)
+}
+
+/// Replace the clone's `pg_tblspc` links with links to the clones, through
+/// directory fds opened without following links (the data directory is
+/// the server user's: a planted link must not send root elsewhere).
+fn relink(
+    mountpoint: &Path,
+    subdir: &Path,
+    clones: &[TablespaceClone],
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
+    if clones.is_empty() {
+        return Ok(());
+    }
+    let pgdata = open_below(mountpoint, subdir)?;
+    let tblspc = open_below_fd(&pgdata, "pg_tblspc")?;
     for c in clones {
         let name = c.oid.to_string();
-        match unlinkat(
-            Some(tblspc.as_raw_fd()),
-            name.as_str(),
-            UnlinkatFlags::NoRemoveDir,
-        ) {
-            Ok(()) | Err(nix::Error::ENOENT) => {}
-            Err(e) => return Err(io(format!("removing pg_tblspc/{name}"), e)),
-        }
-        symlinkat(&c.location, Some(tblspc.as_raw_fd()), name.as_str())
-            .map_err(|e| io(format!("linking pg_tblspc/{name}"), e))?;
-        fchownat(
-            Some(tblspc.as_raw_fd()),
-            name.as_str(),
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| io(format!("chown pg_tblspc/{name}"), e))?;
+        replace_link(&tblspc, "pg_tblspc/", &name, &c.location, uid, gid)?;
     }
     Ok(())
+}
+
+/// Open the subdirectory `name` of `dir` without following a link.
+fn open_below_fd(dir: &OwnedFd, name: &str) -> Result<OwnedFd> {
+    let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+    let fd = openat(Some(dir.as_raw_fd()), name, flags, Mode::empty())
+        .map_err(|e| nix_io(format!("opening {name} (no links followed)"), e))?;
+    // SAFETY: openat returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Names of the tablespaces by OID, from the running source.

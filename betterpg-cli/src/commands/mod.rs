@@ -8,6 +8,7 @@ use betterpg_core::Error;
 
 use crate::args::{Cli, Cmd};
 
+mod attach;
 mod branch;
 mod config;
 mod create;
@@ -57,6 +58,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Start(a) => start::run(&g, a).await,
         Cmd::Stop(a) => stop::run(&g, a).await,
         Cmd::Destroy(a) => destroy::run(&g, a).await,
+        Cmd::Attach(a) => attach::run(&g, a).await,
+        Cmd::Detach(a) => attach::detach(&g, a).await,
         Cmd::Gc(a) => gc::run(&g, a).await,
         Cmd::Logs(a) => logs::run(&g, a).await,
         Cmd::Config(a) => config::run(&g, a).await,

@@ -29,7 +29,7 @@ use serde::Serialize;
 use super::retain;
 use super::start::start_on_free_port;
 use super::status::{self, Info};
-use crate::catalog::{split_snapshot_ref, Entry, Kind, Mode, SnapshotRecord, State, PGDATA_SUBDIR};
+use crate::catalog::{split_snapshot_ref, Entry, Kind, Mode, SnapshotRecord, State};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::fault;
@@ -244,6 +244,9 @@ pub(crate) async fn branch(
         created_at,
         state: State::Ready,
         settings: Default::default(),
+        // A clone keeps its source's layout.
+        data_subdir: src.data_subdir.clone(),
+        attached: None,
     })?;
     // A password of its own: the source's must not log in to a branch
     // (it is set during the branch's private first start).
@@ -350,7 +353,12 @@ async fn run_recipe(
     let (plan, mode, running, handoff) = match origin {
         None => {
             let src_spec = ctx.spec(src).await?;
-            let running = ctx.runtime(&src.runtime)?.status(&src_spec).await? == RunStatus::Running;
+            // An attached cluster is not betterpg's to inspect or start: it
+            // is branched as running, and one that does not answer fails
+            // the backup (or the CHECKPOINT) with the server's or the
+            // network's own words.
+            let running = src.kind == Kind::Attached
+                || ctx.runtime(&src.runtime)?.status(&src_spec).await? == RunStatus::Running;
             // Tablespaces: where they live, or a refusal before anything is made.
             let plan = tablespace::plan(
                 &ctx.config.dataset,
@@ -405,11 +413,14 @@ async fn run_recipe(
                 undo.tablespaces.snapshots = plan.snapshots(&snap_name);
             }
             let handoff = match (stop?, undo.session.as_ref()) {
-                (Some(stop), Some(session)) => Some(Handoff::live(
-                    stop,
-                    session.wal_segment_size,
-                    &src_spec.data_dir,
-                )?),
+                (Some(stop), Some(session)) => {
+                    // A linked pg_wal is read where the plan resolved it.
+                    let src_wal = match &plan.wal {
+                        Some(w) => DataDir::open(&w.location)?,
+                        None => DataDir::open(&src_spec.data_dir)?.subdir("pg_wal")?,
+                    };
+                    Some(Handoff::live(stop, session.wal_segment_size, src_wal)?)
+                }
                 _ => None,
             };
             (plan, mode, running, handoff)
@@ -498,7 +509,7 @@ async fn run_recipe(
             .await?;
     }
     let mp = ctx.mountpoint(&entry.dataset).await?;
-    let data_dir = mp.join(PGDATA_SUBDIR);
+    let data_dir = entry.data_dir(&mp);
     tablespace::clone_all(
         &*ctx.storage,
         ctx.home.root(),
@@ -514,6 +525,24 @@ async fn run_recipe(
     // a copy of a directory its source's users could write.
     let dd = DataDir::open(&data_dir)?;
     let mut isolation = isolate::prepare_clone(&dd, &ctx.user)?;
+    // The WAL clone (a linked pg_wal), reached through the path betterpg
+    // made and checked (real directories only) when it relinked pg_wal.
+    let wal_dir = match &undo.tablespaces.wal {
+        Some(l) => DataDir::open(l)?,
+        None => dd.subdir("pg_wal")?,
+    };
+    if undo.tablespaces.wal.is_some() {
+        isolate::forget_pending_archive(&wal_dir, &ctx.user, &mut isolation)?;
+    }
+    if src.kind == Kind::Attached {
+        // Production's rules and roles stay out of the branch.
+        cluster::write_owned(
+            &dd,
+            "pg_hba.conf",
+            isolate::ATTACHED_BRANCH_HBA.as_bytes(),
+            &ctx.user,
+        )?;
+    }
     let mut wal_bytes = 0;
     if let Some(h) = handoff {
         cluster::write_owned(&dd, "backup_label", h.label.as_bytes(), &ctx.user)?;
@@ -521,13 +550,7 @@ async fn run_recipe(
             let map = tablespace::rewrite_map(&h.spcmap, &undo.tablespaces.clones)?;
             cluster::write_owned(&dd, "tablespace_map", map.as_bytes(), &ctx.user)?;
         }
-        wal_bytes = wal::copy_segments(
-            &h.wal,
-            &dd.subdir("pg_wal")?,
-            &h.segments,
-            h.seg_size,
-            &ctx.user,
-        )?;
+        wal_bytes = wal::copy_segments(&h.wal, &wal_dir, &h.segments, h.seg_size, &ctx.user)?;
         // The WAL is safe in the clone: release the slot and connection.
         if let Some(session) = undo.session.take() {
             session.finish().await?;
@@ -654,8 +677,8 @@ struct Handoff {
 }
 
 impl Handoff {
-    /// From a backup of the live source whose data directory is `data_dir`.
-    fn live(stop: BackupStop, seg_size: u64, data_dir: &std::path::Path) -> Result<Handoff> {
+    /// From a backup of the live source whose WAL directory is `wal`.
+    fn live(stop: BackupStop, seg_size: u64, wal: DataDir) -> Result<Handoff> {
         let label = wal::parse_backup_label(&stop.labelfile)?;
         Ok(Handoff {
             segments: wal::segments_between(
@@ -665,7 +688,7 @@ impl Handoff {
                 seg_size,
             ),
             seg_size,
-            wal: DataDir::open(data_dir)?.subdir("pg_wal")?,
+            wal,
             label: stop.labelfile,
             spcmap: stop.spcmapfile,
         })
@@ -753,7 +776,7 @@ async fn run_pitr(
             .await?;
     }
     let mp = ctx.mountpoint(&entry.dataset).await?;
-    let data_dir = mp.join(PGDATA_SUBDIR);
+    let data_dir = entry.data_dir(&mp);
     let dd = DataDir::open(&data_dir)?;
     let mut isolation = isolate::prepare_clone(&dd, &ctx.user)?;
     cluster::write_owned(&dd, "backup_label", base.label.as_bytes(), &ctx.user)?;

@@ -64,6 +64,8 @@ pub(crate) async fn create(ctx: &Context, name: &str, opts: CreateOptions) -> Re
         created_at: now_unix(),
         state: State::Ready,
         settings: Default::default(),
+        data_subdir: None,
+        attached: None,
     })?;
     let mut made_dataset = false;
     let result = create_inner(ctx, &entry, &bin, &mut made_dataset).await;

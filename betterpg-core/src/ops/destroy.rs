@@ -1,6 +1,6 @@
 //! `destroy`: stop a database or branch and remove everything it owns.
 
-use crate::catalog::{Entry, SnapshotRecord, State, PGDATA_SUBDIR};
+use crate::catalog::{Entry, SnapshotRecord, State};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::name::validate_name;
@@ -21,6 +21,7 @@ pub(crate) async fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()
     let datasets: Vec<String> = {
         let cat = ctx.lock()?;
         let e = cat.get(name).ok_or_else(|| Error::not_found(name))?;
+        e.refuse_if_attached("destroy")?;
         let mut v: Vec<String> = cat
             .descendants_deepest_first(name)
             .iter()
@@ -164,7 +165,7 @@ pub(crate) async fn destroy_one(ctx: &Context, e: &Entry) -> Result<()> {
     };
     if let Some(ds) = ctx.storage.get(&e.dataset).await? {
         if let Some(mp) = ds.mountpoint {
-            let spec = ctx.control_spec_for(e, mp.join(PGDATA_SUBDIR));
+            let spec = ctx.control_spec_for(e, e.data_dir(&mp));
             let rt = ctx.runtime(&e.runtime)?;
             rt.stop(&spec).await?;
             rt.remove(&spec).await?;

@@ -393,9 +393,9 @@ fn stray_files(ctx: &Context, kept: &[Entry]) -> Vec<(String, std::path::PathBuf
 /// dataset's properties and its data directory).
 async fn orphan_spec(ctx: &Context, d: &DatasetInfo, dead: &[Entry]) -> Option<InstanceSpec> {
     let mp = d.mountpoint.clone()?;
-    let data_dir = mp.join(PGDATA_SUBDIR);
     let name = d.props.get("name")?.clone();
     let entry = dead.iter().find(|e| e.dataset == d.name);
+    let data_dir = entry.map_or_else(|| mp.join(PGDATA_SUBDIR), |e| e.data_dir(&mp));
     let pg_bin = match entry {
         Some(e) => PgBin {
             dir: e.pg_bin.clone(),

@@ -3,7 +3,7 @@
 //! runtimes, OS user): `init`, `create`, `branch` (the recipe), `reset`,
 //! `start`, `stop`, `destroy`, `gc`, `status`, `logs`, `config` (an
 //! entry's settings) (and following
-//! them), and `doctor` (which checks a home that may not be initialised,
+//! them), `attach` and `detach` (a cluster betterpg did not create), and `doctor` (which checks a home that may not be initialised,
 //! so it takes its path instead). New verbs (snapshot, mask, follow ...)
 //! go here as new modules.
 //!
@@ -11,6 +11,7 @@
 //! options and reports they take and return are public types re-exported
 //! at the crate root.
 
+pub mod attach;
 pub mod branch;
 pub mod config;
 pub mod create;

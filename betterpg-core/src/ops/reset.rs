@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::branch::{
     check_quota, complete_branch, ready_snapshot, snapshot_name, BranchOptions, BranchReport,
 };
-use crate::catalog::{split_snapshot_ref, Kind, State, PGDATA_SUBDIR};
+use crate::catalog::{split_snapshot_ref, Kind, State};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::name::validate_name;
@@ -109,7 +109,7 @@ pub(crate) async fn reset(
         if let Some(mp) = ds.mountpoint {
             // Stopping never logs in: a lost password file must not
             // keep the old server running (item 11).
-            let spec = ctx.control_spec_for(&old, mp.join(PGDATA_SUBDIR));
+            let spec = ctx.control_spec_for(&old, old.data_dir(&mp));
             ctx.runtime(&old.runtime)?.stop(&spec).await?;
         }
         destroy_with_retry(&*ctx.storage, &old.dataset, true).await?;

@@ -300,7 +300,9 @@ async fn take(
     timer: &mut Timer,
 ) -> Result<()> {
     let spec = ctx.spec(src).await?;
-    let running = ctx.runtime(&src.runtime)?.status(&spec).await? == RunStatus::Running;
+    // An attached cluster is branched as running (betterpg never starts it).
+    let running = src.kind == crate::catalog::Kind::Attached
+        || ctx.runtime(&src.runtime)?.status(&spec).await? == RunStatus::Running;
     let plan = tablespace::plan(
         &ctx.config.dataset,
         src,
@@ -388,7 +390,10 @@ async fn take(
         std::fs::set_permissions(&mp, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .map_err(|e| Error::io(format!("chmod 0700 {}", mp.display()), e))?;
         let kept = DataDir::open(&mp)?.ensure_subdir("pg_wal", None)?;
-        let src_wal = DataDir::open(&spec.data_dir)?.subdir("pg_wal")?;
+        let src_wal = match &plan.wal {
+            Some(w) => DataDir::open(&w.location)?,
+            None => DataDir::open(&spec.data_dir)?.subdir("pg_wal")?,
+        };
         wal::copy_segments(&src_wal, &kept, &segments, seg_size, &ctx.user)?;
         timer.lap("wal_keep");
         fault::point("snapshot_after_wal").await?;

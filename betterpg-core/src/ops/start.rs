@@ -54,7 +54,7 @@ pub(crate) async fn start_on_free_port(
                     .await?;
                 let profile = match entry.kind {
                     Kind::Branch => Profile::Branch,
-                    Kind::Database => Profile::Database,
+                    Kind::Database | Kind::Attached => Profile::Database,
                 };
                 cluster::write_settings(
                     &DataDir::open(data_dir)?,
@@ -73,14 +73,15 @@ pub(crate) async fn start_on_free_port(
 /// Start a stopped database or branch.
 pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
     let e = ctx.ready_entry(name)?;
+    e.refuse_if_attached("start")?;
     // Strict: waiting for the server to be ready logs in, so a missing
     // password file is reported before anything is started.
     let spec = ctx.spec(&e).await?;
     let rt = ctx.runtime(&e.runtime)?;
     if rt.status(&spec).await? == RunStatus::Stopped {
         if e.kind == Kind::Branch {
-            let own = spec.data_dir.parent().unwrap_or(&spec.data_dir);
-            tablespace::check_links(name, &spec.data_dir, own)?;
+            let own = ctx.mountpoint(&e.dataset).await?;
+            tablespace::check_links(name, &spec.data_dir, &own)?;
         }
         // betterpg's settings win over `ALTER SYSTEM` (port, addresses;
         // for a branch also archiving, upstream, TLS): strip them from
@@ -88,7 +89,7 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
         let target = match e.kind {
             Kind::Branch => Target::Branch,
             Kind::Database if super::retain::retain_secs(&e).is_some() => Target::ArchivingDatabase,
-            Kind::Database => Target::Database,
+            Kind::Database | Kind::Attached => Target::Database,
         };
         let dd = DataDir::open(&spec.data_dir)?;
         let removed = enforce_owned_settings(&dd, &ctx.user, target)?;
@@ -96,13 +97,13 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
         // superuser's): written anew, never trusted, at every start.
         let profile = match e.kind {
             Kind::Branch => Profile::Branch,
-            Kind::Database => Profile::Database,
+            Kind::Database | Kind::Attached => Profile::Database,
         };
         // A database that keeps WAL archives into betterpg's dataset
         // (archive_mode is read at start: this is where it takes effect).
         let archive = match e.kind {
             Kind::Database => super::retain::archive_settings(ctx, &e).await?,
-            Kind::Branch => String::new(),
+            Kind::Branch | Kind::Attached => String::new(),
         };
         cluster::write_settings_with(
             &dd,

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::catalog::{Entry, EntryState, Kind, Mode, PGDATA_SUBDIR};
+use crate::catalog::{Entry, EntryState, Kind, Mode};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::runtime::{InstanceSpec, RunStatus};
@@ -68,10 +68,15 @@ pub struct PoolUsage {
     pub branches: BranchSpace,
 }
 
-/// Connection URL of a database or branch.
+/// Connection URL of a database or branch (of an attached cluster:
+/// without its password, which betterpg never prints).
 pub(crate) async fn url(ctx: &Context, name: &str) -> Result<String> {
     let e = ctx.entry(name)?;
-    Ok(ctx.conn_for(&e)?.url())
+    let c = ctx.conn_for(&e)?;
+    Ok(match e.kind {
+        Kind::Attached => c.url_without_password(),
+        _ => c.url(),
+    })
 }
 
 /// Status of one database or branch.
@@ -90,8 +95,18 @@ pub(crate) async fn status(ctx: &Context) -> Result<Vec<Info>> {
         Err(Error::NotFound { .. }) => return Err(root_missing(ctx)),
         other => other?,
     };
-    let by_name: HashMap<&str, &DatasetInfo> =
-        datasets.iter().map(|d| (d.name.as_str(), d)).collect();
+    // An attached cluster's dataset may be outside the root.
+    let mut outside = Vec::new();
+    for e in entries.iter().filter(|e| e.kind == Kind::Attached) {
+        if !datasets.iter().any(|d| d.name == e.dataset) {
+            outside.extend(ctx.storage.get(&e.dataset).await?);
+        }
+    }
+    let by_name: HashMap<&str, &DatasetInfo> = datasets
+        .iter()
+        .chain(&outside)
+        .map(|d| (d.name.as_str(), d))
+        .collect();
     let ordered = tree_order(&entries);
     let listed: Vec<Option<&DatasetInfo>> = ordered
         .iter()
@@ -100,13 +115,21 @@ pub(crate) async fn status(ctx: &Context) -> Result<Vec<Info>> {
     // The specs of the mounted entries, grouped by runtime.
     let mut groups: BTreeMap<&str, (Vec<usize>, Vec<InstanceSpec>)> = BTreeMap::new();
     for (i, (e, ds)) in ordered.iter().zip(&listed).enumerate() {
+        if e.kind == Kind::Attached {
+            continue;
+        }
         if let Some(mp) = ds.and_then(|d| d.mountpoint.as_ref()) {
             let g = groups.entry(e.runtime.as_str()).or_default();
             g.0.push(i);
-            g.1.push(ctx.control_spec_for(e, mp.join(PGDATA_SUBDIR)));
+            g.1.push(ctx.control_spec_for(e, e.data_dir(mp)));
         }
     }
     let mut run = vec![RunStatus::Stopped; ordered.len()];
+    for (i, e) in ordered.iter().enumerate() {
+        if e.kind == Kind::Attached {
+            run[i] = attached_status(ctx, e).await;
+        }
+    }
     for (rt, (idx, specs)) in groups {
         let got = ctx.runtime(rt)?.status_all(&specs).await?;
         for (i, st) in idx.into_iter().zip(got) {
@@ -123,13 +146,22 @@ pub(crate) async fn status(ctx: &Context) -> Result<Vec<Info>> {
 /// The [`Info`] of `e`, with its dataset's listing `ds`.
 pub(crate) async fn info_of(ctx: &Context, e: &Entry, ds: Option<&DatasetInfo>) -> Result<Info> {
     let status = match ds.and_then(|d| d.mountpoint.clone()) {
+        Some(_) if e.kind == Kind::Attached => attached_status(ctx, e).await,
         Some(mp) => {
-            let spec = ctx.control_spec_for(e, mp.join(PGDATA_SUBDIR));
+            let spec = ctx.control_spec_for(e, e.data_dir(&mp));
             ctx.runtime(&e.runtime)?.status(&spec).await?
         }
         None => RunStatus::Stopped,
     };
     info_with(ctx, e, ds, status).await
+}
+
+/// An attached cluster is not betterpg's server: running when it answers.
+async fn attached_status(ctx: &Context, e: &Entry) -> RunStatus {
+    match ctx.conn_for(e) {
+        Ok(c) if c.answers(std::time::Duration::from_secs(3)).await => RunStatus::Running,
+        _ => RunStatus::Stopped,
+    }
 }
 
 /// The [`Info`] of `e`, its dataset's listing `ds` and its run status known.
@@ -140,6 +172,14 @@ async fn info_with(
     ds: Option<&DatasetInfo>,
     status: RunStatus,
 ) -> Result<Info> {
+    // An attached cluster's URL never carries its password.
+    let url = match e.kind {
+        Kind::Attached => ctx
+            .conn_for(e)
+            .map(|c| c.url_without_password())
+            .unwrap_or_default(),
+        _ => ctx.conn_for(e).map(|c| c.url()).unwrap_or_default(),
+    };
     Ok(Info {
         name: e.name.clone(),
         kind: e.kind,
@@ -149,7 +189,7 @@ async fn info_with(
         port: e.port,
         used_bytes: ds.map(|d| d.used).unwrap_or(0),
         referenced_bytes: ds.map(|d| d.referenced).unwrap_or(0),
-        url: ctx.conn_for(e).map(|c| c.url()).unwrap_or_default(),
+        url,
         mode: e.mode,
         dataset: e.dataset.clone(),
         snapshot: e.snapshot.clone(),
@@ -158,7 +198,7 @@ async fn info_with(
         created_at: e.created_at,
         wal_retention: match e.kind {
             Kind::Database => super::retain::report(ctx, e).await?,
-            Kind::Branch => None,
+            Kind::Branch | Kind::Attached => None,
         },
     })
 }

@@ -7,6 +7,7 @@ use crate::error::Result;
 /// Stop a database or branch (fast shutdown).
 pub(crate) async fn stop(ctx: &Context, name: &str) -> Result<Info> {
     let e = ctx.ready_entry(name)?;
+    e.refuse_if_attached("stop")?;
     if e.kind == crate::catalog::Kind::Database {
         // The archive then holds everything committed until the stop.
         super::retain::before_stop(ctx, &e).await;

@@ -52,30 +52,96 @@ pub async fn server_version_num(client: &Client) -> Result<u32> {
     Ok(row.get::<_, i32>(0) as u32)
 }
 
+/// The statements that would give `role` what the backup recipe calls
+/// on a source of version `version_num` and that it lacks (empty: it has
+/// everything; a superuser always does): the temporary replication slot
+/// that keeps the WAL (`REPLICATION`), the backup functions, reading
+/// `data_directory` (`pg_read_all_settings`), and, on PG >= 15, the
+/// `CHECKPOINT` of the crash-consistent mode (`pg_checkpoint`).
+pub async fn missing_backup_rights(client: &Client, version_num: u32) -> Result<Vec<String>> {
+    let (start_fn, stop_fn) = if version_num >= 150000 {
+        ("pg_backup_start(text, boolean)", "pg_backup_stop(boolean)")
+    } else {
+        (
+            "pg_start_backup(text, boolean, boolean)",
+            "pg_stop_backup(boolean, boolean)",
+        )
+    };
+    let checkpoint = if version_num >= 150000 {
+        "pg_has_role('pg_checkpoint', 'USAGE')"
+    } else {
+        "true"
+    };
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT r.rolname::text, r.rolsuper, r.rolreplication, \
+                 has_function_privilege($1, 'EXECUTE'), \
+                 has_function_privilege($2, 'EXECUTE'), \
+                 pg_has_role('pg_read_all_settings', 'USAGE'), {checkpoint} \
+                 FROM pg_roles r WHERE r.rolname = current_user"
+            ),
+            &[&start_fn, &stop_fn],
+        )
+        .await?;
+    let role = crate::pg::isolate::quote_ident(&row.get::<_, String>(0));
+    if row.get::<_, bool>(1) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    if !row.get::<_, bool>(2) {
+        out.push(format!("ALTER ROLE {role} REPLICATION;"));
+    }
+    if !row.get::<_, bool>(3) {
+        out.push(format!("GRANT EXECUTE ON FUNCTION {start_fn} TO {role};"));
+    }
+    if !row.get::<_, bool>(4) {
+        out.push(format!("GRANT EXECUTE ON FUNCTION {stop_fn} TO {role};"));
+    }
+    if !row.get::<_, bool>(5) {
+        out.push(format!("GRANT pg_read_all_settings TO {role};"));
+    }
+    if !row.get::<_, bool>(6) {
+        out.push(format!("GRANT pg_checkpoint TO {role};"));
+    }
+    Ok(out)
+}
+
+/// The error for a role that lacks `missing` (from
+/// [`missing_backup_rights`]): SQLSTATE 42501 (insufficient privilege),
+/// naming each statement to run.
+pub fn missing_rights_error(user: &str, missing: &[String]) -> Error {
+    Error::Postgres {
+        sqlstate: Some("42501".into()),
+        message: format!(
+            "role {user:?} lacks what betterpg's backup recipe needs (a temporary replication slot, pg_backup_start/stop, reading data_directory, CHECKPOINT); as a superuser of the source run: {}",
+            missing.join(" ")
+        ),
+        detail: None,
+    }
+}
+
 impl BackupSession {
     /// Connect, retain WAL with a temporary physical slot made on this same
     /// connection, and enter backup mode with an immediate checkpoint.
     pub async fn start(conn: &ConnInfo, label: &str) -> Result<BackupSession> {
         let client = conn.connect().await?;
         let version_num = server_version_num(&client).await?;
+        let missing = missing_backup_rights(&client, version_num).await?;
+        if !missing.is_empty() {
+            return Err(missing_rights_error(&conn.user, &missing));
+        }
         let row = client
             .query_one(
-                "SELECT rolsuper, current_setting('wal_level'), \
+                "SELECT current_setting('wal_level'), \
                  current_setting('max_replication_slots')::int4, \
                  (SELECT setting::int8 FROM pg_settings WHERE name = 'wal_segment_size'), \
-                 pg_is_in_recovery() \
-                 FROM pg_roles WHERE rolname = current_user",
+                 pg_is_in_recovery()",
                 &[],
             )
             .await?;
-        let (superuser, wal_level, slots, seg, in_recovery): (bool, String, i32, i64, bool) =
-            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
-        if !superuser {
-            return Err(Error::postgres(format!(
-                "role {:?} is not a superuser: betterpg needs one to run the backup functions",
-                conn.user
-            )));
-        }
+        let (wal_level, slots, seg, in_recovery): (String, i32, i64, bool) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
         if wal_level == "minimal" {
             return Err(Error::postgres(
                 "wal_level is minimal: set wal_level = replica on the source and restart it",

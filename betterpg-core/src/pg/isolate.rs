@@ -441,33 +441,55 @@ pub fn prepare_clone(dd: &DataDir, user: &OsUser) -> Result<IsolationReport> {
         }
     }
     if dd.entry_type("pg_wal")? == Some(EntryType::Dir) {
-        let wal = dd.subdir("pg_wal")?;
-        match wal.entry_type("archive_status")? {
-            Some(EntryType::Dir) => {
-                let st = wal.subdir("archive_status")?;
-                for (name, _) in st.list()? {
-                    if name.ends_with(".ready") {
-                        st.remove(&name)?;
-                        report
-                            .files_removed
-                            .push(format!("pg_wal/archive_status/{name}"));
-                    }
-                }
-            }
-            None => {}
-            Some(_) => {
-                wal.remove("archive_status")?;
-                report
-                    .files_removed
-                    .push("pg_wal/archive_status (a link)".into());
-                wal.ensure_subdir("archive_status", Some(user))?;
-            }
-        }
+        forget_pending_archive(&dd.subdir("pg_wal")?, user, &mut report)?;
     }
     report.settings_overridden = overridden_settings(dd)?;
     report.settings_removed = enforce_owned_settings(dd, user, Target::Branch)?;
     Ok(report)
 }
+
+/// Remove the archiver's pending `.ready` files from a clone's WAL
+/// directory `wal` (a branch must not archive its source's segments),
+/// without following links; recorded in `report`.
+pub fn forget_pending_archive(
+    wal: &DataDir,
+    user: &OsUser,
+    report: &mut IsolationReport,
+) -> Result<()> {
+    match wal.entry_type("archive_status")? {
+        Some(EntryType::Dir) => {
+            let st = wal.subdir("archive_status")?;
+            for (name, _) in st.list()? {
+                if name.ends_with(".ready") {
+                    st.remove(&name)?;
+                    report
+                        .files_removed
+                        .push(format!("pg_wal/archive_status/{name}"));
+                }
+            }
+        }
+        None => {}
+        Some(_) => {
+            wal.remove("archive_status")?;
+            report
+                .files_removed
+                .push("pg_wal/archive_status (a link)".into());
+            wal.ensure_subdir("archive_status", Some(user))?;
+        }
+    }
+    Ok(())
+}
+
+/// The `pg_hba.conf` of a branch of an attached cluster (a cluster
+/// betterpg did not create, whose own rules and roles are production's):
+/// only betterpg's superuser, with the branch's own password, from
+/// anywhere the branch listens (its listen address says where). The
+/// source's roles and passwords never log in to the branch.
+pub const ATTACHED_BRANCH_HBA: &str =
+    "# betterpg: a branch of an attached cluster. Only betterpg's superuser\n\
+# logs in, with the branch's own password; the source's roles do not.\n\
+host all postgres 0.0.0.0/0 scram-sha-256\n\
+host all postgres ::/0 scram-sha-256\n";
 
 /// The `pg_hba.conf` of the private start: the private socket only, for the
 /// superuser, without a password (the socket's directory is reachable by

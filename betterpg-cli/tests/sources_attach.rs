@@ -1,0 +1,634 @@
+//! Issue 13, `bpg attach`: branch a running cluster that betterpg did not
+//! create, never touching it.
+//!
+//! The cluster is made and started by hand (`initdb` + `pg_ctl` as the OS
+//! user postgres, not bpg) on a dataset of the test pool, with `pg_wal` on
+//! a second dataset and a tablespace on a third. Attached, it is branched
+//! under a writer (every acknowledged id in each branch), the branches'
+//! links point into their own clones, their writes never reach the source,
+//! `start`/`stop`/`destroy` are refused, a branch resets, and `detach`
+//! forgets it (refused with branches, `--force` destroys them only). Bad
+//! input (not on ZFS, another pool, wrong URL, missing rights) is a typed
+//! error that leaves nothing behind.
+//!
+//! Real ZFS (zfs-fuse or OpenZFS), real PostgreSQL 15.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use betterpg_testkit::*;
+
+/// Pool names of this file's tests start with this (override with
+/// `BPG_TEST_POOL_PREFIX` so parallel runs on one machine do not collide).
+fn pool_prefix() -> String {
+    std::env::var("BPG_TEST_POOL_PREFIX").unwrap_or_else(|_| "bpgat".into())
+}
+
+/// Ports of the hand-made servers: past the homes' ranges (20 ports a
+/// home, a few homes a binary) within the binary's block.
+fn hand_port(n: u16) -> u16 {
+    port_base() + 300 + n
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let o = Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn mountpoint(ds: &str) -> PathBuf {
+    PathBuf::from(run("zfs", &["get", "-H", "-o", "value", "mountpoint", ds]).trim())
+}
+
+fn postgres_ids() -> (u32, u32) {
+    let u = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+    (u.uid.as_raw(), u.gid.as_raw())
+}
+
+fn chown_postgres(p: &Path) {
+    let (u, g) = postgres_ids();
+    std::os::unix::fs::chown(p, Some(u), Some(g)).unwrap();
+}
+
+/// A dataset made by hand (as an operator would), its mountpoint given to
+/// the OS user postgres.
+fn dataset(name: &str) -> PathBuf {
+    run("zfs", &["create", name]);
+    let mp = mountpoint(name);
+    chown_postgres(&mp);
+    mp
+}
+
+fn as_postgres(cmd: &mut Command) -> &mut Command {
+    let (u, g) = postgres_ids();
+    cmd.uid(u).gid(g).current_dir("/")
+}
+
+/// A PostgreSQL 15 cluster made and started by hand, stopped on drop.
+struct HandCluster {
+    data: PathBuf,
+    port: u16,
+    password: String,
+    _log: tempfile::TempDir,
+}
+
+impl HandCluster {
+    /// `initdb` into `data` (its `pg_wal` at `waldir` when given) and
+    /// `pg_ctl start` on `port`, 127.0.0.1 only, as postgres.
+    fn start(data: &Path, waldir: Option<&Path>, port: u16) -> HandCluster {
+        // Every directory made for it is the server user's.
+        let mut made = Vec::new();
+        let mut p = data.to_path_buf();
+        while !p.exists() {
+            made.push(p.clone());
+            p = p.parent().unwrap().to_path_buf();
+        }
+        std::fs::create_dir_all(data).unwrap();
+        for d in &made {
+            chown_postgres(d);
+        }
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let log = tempfile::Builder::new()
+            .prefix("bpgat-log-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(log.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        chown_postgres(log.path());
+        let password = format!("hand-{}", std::process::id());
+        let pwfile = log.path().join("pw");
+        std::fs::write(&pwfile, &password).unwrap();
+        chown_postgres(&pwfile);
+        let bin = Path::new(PG15_BIN);
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(data)
+            .args(["-U", "postgres", "-A", "scram-sha-256", "--locale=C", "-k"])
+            .arg(format!("--pwfile={}", pwfile.display()));
+        if let Some(w) = waldir {
+            initdb.arg("-X").arg(w);
+        }
+        let o = as_postgres(&mut initdb).output().unwrap();
+        assert!(
+            o.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::fs::remove_file(&pwfile).unwrap();
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str(&format!(
+            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
+        ));
+        std::fs::write(&conf, text).unwrap();
+        let o = as_postgres(
+            Command::new(bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(data)
+                .arg("-l")
+                .arg(log.path().join("server.log"))
+                .args(["-w", "start"]),
+        )
+        .output()
+        .unwrap();
+        let c = HandCluster {
+            data: data.to_path_buf(),
+            port,
+            password,
+            _log: log,
+        };
+        assert!(
+            o.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&o.stderr),
+            std::fs::read_to_string(c._log.path().join("server.log")).unwrap_or_default()
+        );
+        c
+    }
+
+    fn url_as(&self, user: &str, password: &str) -> String {
+        format!(
+            "postgresql://{user}:{password}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
+    fn url(&self) -> String {
+        self.url_as("postgres", &self.password)
+    }
+}
+
+impl Drop for HandCluster {
+    fn drop(&mut self) {
+        stop_immediate(&self.data);
+    }
+}
+
+const CLI_JSON: &str = include_str!("../../docs/cli-json.md");
+
+/// The JSON block after `mark` in docs/cli-json.md.
+fn doc_block(mark: &str) -> serde_json::Value {
+    let rest = &CLI_JSON[CLI_JSON
+        .find(mark)
+        .unwrap_or_else(|| panic!("{mark} missing"))..];
+    let start = rest.find("```json\n").expect("a json block") + 8;
+    let end = start + rest[start..].find("```").expect("block ends");
+    serde_json::from_str(&rest[start..end]).unwrap()
+}
+
+/// `got` has `doc`'s shape: the same keys at every level, the same JSON
+/// types (null matches anything; a list's elements match its first).
+fn assert_shape(what: &str, doc: &serde_json::Value, got: &serde_json::Value) {
+    use serde_json::Value::*;
+    match (doc, got) {
+        (Null, _) | (_, Null) => {}
+        (Object(d), Object(g)) => {
+            assert_eq!(
+                d.keys().collect::<Vec<_>>(),
+                g.keys().collect::<Vec<_>>(),
+                "{what}: documented keys vs printed"
+            );
+            for (k, v) in d {
+                assert_shape(&format!("{what}.{k}"), v, &g[k]);
+            }
+        }
+        (Array(d), Array(g)) => {
+            if let Some(d0) = d.first() {
+                for x in g {
+                    assert_shape(what, d0, x);
+                }
+            }
+        }
+        (Number(_), Number(_)) | (String(_), String(_)) | (Bool(_), Bool(_)) => {}
+        _ => panic!("{what}: documented {doc}, printed {got}"),
+    }
+}
+
+async fn query_one_i64(url: &str, sql: &str) -> i64 {
+    query_i64(&connect(url).await, sql).await
+}
+
+fn secret_path(env: &TestEnv, name: &str) -> PathBuf {
+    env.home.join("secrets").join(name)
+}
+
+/// Snapshots under `dataset` (recursively).
+fn snapshots_under(dataset: &str) -> Vec<String> {
+    run(
+        "zfs",
+        &["list", "-H", "-o", "name", "-t", "snapshot", "-r", dataset],
+    )
+    .lines()
+    .map(String::from)
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attached_cluster_branches_without_loss_and_is_never_touched() {
+    default_port_base(56400);
+    let env = TestEnv::initialized(&pool_prefix());
+    let bpg = Bpg::of(&env);
+    let prod = format!("{}/prod", env.pool);
+    let mp = dataset(&prod);
+    let wal_mp = dataset(&format!("{prod}/wal"));
+    let ts_mp = dataset(&format!("{prod}/ts"));
+    // A layout of its own (not betterpg's `pgdata`): 15/main, as Debian's.
+    let data = mp.join("15/main");
+    let cluster = HandCluster::start(&data, Some(&wal_mp.join("pg_wal")), hand_port(0));
+    let url = cluster.url();
+    let loc = ts_mp.join("loc");
+    std::fs::create_dir_all(&loc).unwrap();
+    chown_postgres(&loc);
+    let c = connect(&url).await;
+    c.batch_execute(&format!(
+        "CREATE TABLESPACE ts1 LOCATION '{}'",
+        loc.display()
+    ))
+    .await
+    .unwrap();
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY) TABLESPACE ts1; \
+         INSERT INTO t SELECT generate_series(1, 1000); \
+         CREATE ROLE app LOGIN PASSWORD 'app-secret'",
+    )
+    .await
+    .unwrap();
+    let oid: u32 = c
+        .query_one("SELECT oid FROM pg_tablespace WHERE spcname = 'ts1'", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    // Attach: kind attached, running, its URL never with the password.
+    let info = bpg.json(&[
+        "attach",
+        "prod",
+        "--pgdata",
+        data.to_str().unwrap(),
+        "--url",
+        &url,
+    ]);
+    assert_eq!(info["kind"], "attached", "{info}");
+    assert_shape("attach", &doc_block("<!-- check: create -->"), &info);
+    assert_eq!(info["status"], "running", "{info}");
+    assert_eq!(info["dataset"], prod.as_str(), "{info}");
+    assert_eq!(info["pg_version"], 15, "{info}");
+    let shown = info["url"].as_str().unwrap();
+    assert!(!shown.contains(&cluster.password), "{shown}");
+    assert_eq!(
+        shown,
+        format!("postgresql://postgres@127.0.0.1:{}/postgres", cluster.port)
+    );
+    let secret = secret_path(&env, "prod");
+    let md = std::fs::metadata(&secret).unwrap();
+    assert_eq!(md.permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), cluster.password);
+    for args in [
+        vec!["status"],
+        vec!["--json", "status"],
+        vec!["url", "prod"],
+        vec!["status", "prod"],
+    ] {
+        let out = bpg.ok(&args);
+        assert!(
+            out.contains("prod") || out.contains(&cluster.port.to_string()),
+            "{args:?}: {out}"
+        );
+        assert!(
+            !out.contains(&cluster.password),
+            "{args:?} printed the password: {out}"
+        );
+    }
+    let entries = bpg.status_json(&["status"]);
+    assert_eq!(entries[0]["kind"], "attached", "{entries}");
+
+    // Zero-loss branches under a writer committing sequential ids.
+    let writer = Writer::start(&url).await;
+    let mut branches = Vec::new();
+    for name in ["dev0", "dev1"] {
+        let acked = writer.acked();
+        let r = bpg.json(&["branch", "prod", name]);
+        assert_eq!(r["source_was_running"], true, "{r}");
+        let burl = r["branch"]["url"].as_str().unwrap().to_string();
+        let max = assert_prefix(&burl, acked).await;
+        assert!(max >= acked, "{name}: {max} < {acked}");
+        branches.push((name, burl, r));
+    }
+    let last = writer.stop().await;
+
+    // The branch's pg_wal and tablespace are its own clones.
+    let (_, dev_url, report) = &branches[0];
+    let dev_ds = report["branch"]["dataset"].as_str().unwrap();
+    let dev_mp = mountpoint(dev_ds);
+    let dev_data = dev_mp.join("15/main");
+    let wal_link = std::fs::read_link(dev_data.join("pg_wal")).unwrap();
+    assert_eq!(
+        wal_link,
+        mountpoint(&format!("{dev_ds}/wal")).join("pg_wal"),
+        "the branch's pg_wal must be its own clone"
+    );
+    assert!(wal_link.starts_with(&dev_mp), "{}", wal_link.display());
+    let ts_link = std::fs::read_link(dev_data.join("pg_tblspc").join(oid.to_string())).unwrap();
+    assert!(ts_link.starts_with(&dev_mp), "{}", ts_link.display());
+    assert_eq!(report["tablespaces"][0]["oid"], oid, "{report}");
+    assert_eq!(query_one_i64(dev_url, "SELECT count(*) FROM t").await, 1000);
+
+    // The branch's writes never reach the source; production's roles do
+    // not log in to the branch.
+    let b = connect(dev_url).await;
+    b.batch_execute(
+        "INSERT INTO seq VALUES (-1); INSERT INTO t VALUES (-1); CHECKPOINT; SELECT pg_switch_wal()",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        query_one_i64(&url, "SELECT count(*) FROM seq WHERE id = -1").await,
+        0
+    );
+    assert_eq!(
+        query_one_i64(&url, "SELECT count(*) FROM t WHERE id = -1").await,
+        0
+    );
+    let port = report["branch"]["port"].as_u64().unwrap();
+    let app = tokio_postgres::connect(
+        &format!("postgresql://app:app-secret@127.0.0.1:{port}/postgres"),
+        tokio_postgres::NoTls,
+    )
+    .await;
+    let err = app
+        .err()
+        .expect("production's role logged in to the branch");
+    assert_eq!(
+        err.as_db_error().map(|d| d.code().code()),
+        Some("28000"),
+        "{err}"
+    );
+
+    // bpg never starts, stops or destroys an attached cluster.
+    for verb in ["start", "stop", "destroy"] {
+        let err = bpg.fails(&[verb, "prod"]);
+        assert!(
+            err.contains("attached cluster") && err.contains("never starts"),
+            "{verb}: {err}"
+        );
+    }
+    let err = bpg.fails(&["destroy", "prod", "--force"]);
+    assert!(err.contains("attached cluster"), "{err}");
+    assert_eq!(
+        query_one_i64(&url, "SELECT count(*) FROM seq").await,
+        last,
+        "the source keeps running with all its rows"
+    );
+
+    // Reset: the branch again from the source's current state.
+    c.batch_execute("INSERT INTO seq VALUES (-2)")
+        .await
+        .unwrap();
+    let r = bpg.json(&["reset", "dev0"]);
+    let dev_url = r["branch"]["url"].as_str().unwrap();
+    assert_eq!(
+        query_one_i64(dev_url, "SELECT count(*) FROM seq WHERE id IN (-1, -2)").await,
+        1,
+        "after reset the branch has the source's -2 and not its own -1"
+    );
+    assert_eq!(
+        query_one_i64(dev_url, "SELECT count(*) FROM seq WHERE id = -2").await,
+        1
+    );
+
+    // Detach: refused while it has branches; --force destroys them only.
+    let err = bpg.fails(&["detach", "prod"]);
+    assert!(
+        err.contains("dev0") && err.contains("dev1") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(bpg.status_json(&["status"]).as_array().unwrap().len(), 3);
+    let out = bpg.json(&["detach", "prod", "--force"]);
+    assert_eq!(out["detached"], "prod", "{out}");
+    assert_shape("detach", &doc_block("<!-- sources-check: detach -->"), &out);
+    let mut gone: Vec<&str> = out["branches_destroyed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    gone.sort();
+    assert_eq!(gone, ["dev0", "dev1"]);
+    assert_eq!(bpg.status_json(&["status"]), serde_json::json!([]));
+    assert!(!secret.exists(), "the stored password is gone");
+    assert_eq!(snapshots_under(&prod), Vec::<String>::new());
+    let left: Vec<String> = zfs_tree(&env.pool)
+        .into_iter()
+        .filter(|d| d.contains("/_branches/"))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+    // The cluster itself is untouched and still serving.
+    assert_eq!(
+        query_one_i64(&url, "SELECT count(*) FROM seq").await,
+        last + 1
+    );
+    assert!(data.join("postmaster.pid").exists());
+
+    // Attached again and detached without branches.
+    bpg.ok(&[
+        "attach",
+        "prod",
+        "--pgdata",
+        data.to_str().unwrap(),
+        "--url",
+        &url,
+    ]);
+    let out = bpg.json(&["detach", "prod"]);
+    assert_eq!(out["branches_destroyed"], serde_json::json!([]));
+    assert_eq!(bpg.status_json(&["status"]), serde_json::json!([]));
+    drop(cluster);
+}
+
+/// Everything `attach` could change, to compare before and after a refusal.
+fn state(env: &TestEnv) -> (Vec<u8>, Vec<String>, Vec<String>) {
+    let secrets: Vec<String> = std::fs::read_dir(env.home.join("secrets"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    (catalog_bytes(env), zfs_tree(&env.pool), secrets)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_attach_input_is_a_typed_error_that_changes_nothing() {
+    default_port_base(56400);
+    let env = TestEnv::initialized(&pool_prefix());
+    let bpg = Bpg::of(&env);
+    let prod = format!("{}/prod", env.pool);
+    let data = dataset(&prod).join("data");
+    let cluster = HandCluster::start(&data, None, hand_port(10));
+    let url = cluster.url();
+    let data_s = data.to_str().unwrap().to_string();
+    // A cluster not on ZFS.
+    let plain = tempfile::Builder::new()
+        .prefix("bpgat-plain-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(plain.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let plain_data = plain.path().join("data");
+    let plain_cluster = HandCluster::start(&plain_data, None, hand_port(11));
+    // A cluster on another pool.
+    let other = TestEnv::plan(&format!("{}o", pool_prefix()));
+    let other_mnt = tempfile::Builder::new()
+        .prefix("bpgat-other-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(other_mnt.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    run(
+        "truncate",
+        &["-s", "256M", other.pool_file.to_str().unwrap()],
+    );
+    run(
+        "zpool",
+        &[
+            "create",
+            "-m",
+            other_mnt.path().to_str().unwrap(),
+            &other.pool,
+            other.pool_file.to_str().unwrap(),
+        ],
+    );
+    let other_data = dataset(&format!("{}/pg", other.pool)).join("data");
+    let other_cluster = HandCluster::start(&other_data, None, hand_port(12));
+
+    let before = state(&env);
+    let attach = |name: &str, pgdata: &str, url: &str| -> (String, i32) {
+        let args = ["attach", name, "--pgdata", pgdata, "--url", url];
+        let o = bpg.run(&args);
+        let err = check_failure(&args, &o);
+        (err, o.status.code().unwrap())
+    };
+    // Exit statuses are the error kind's code plus 9 (docs/cli-json.md).
+    const CONFIG: i32 = 6 + 9;
+    const POSTGRES: i32 = 8 + 9;
+    const UNSUPPORTED: i32 = 15 + 9;
+    const INVALID_NAME: i32 = 1 + 9;
+    let dead_port = hand_port(13).to_string();
+    let cases: Vec<(&str, String, String, i32, Vec<&str>)> = vec![
+        (
+            "not on ZFS",
+            plain_data.display().to_string(),
+            plain_cluster.url(),
+            UNSUPPORTED,
+            vec!["is not on ZFS"],
+        ),
+        (
+            "another pool",
+            other_data.display().to_string(),
+            other_cluster.url(),
+            UNSUPPORTED,
+            vec!["not in the home's pool", &other.pool],
+        ),
+        (
+            "wrong password",
+            data_s.clone(),
+            cluster.url_as("postgres", "wrong"),
+            POSTGRES,
+            vec!["password authentication failed"],
+        ),
+        (
+            "nothing listening",
+            data_s.clone(),
+            format!(
+                "postgresql://postgres:x@127.0.0.1:{}/postgres",
+                hand_port(13)
+            ),
+            POSTGRES,
+            vec!["cannot connect", &dead_port],
+        ),
+        (
+            "another server's URL",
+            data_s.clone(),
+            plain_cluster.url(),
+            CONFIG,
+            vec!["is not the cluster in"],
+        ),
+        (
+            "an unreadable URL",
+            data_s.clone(),
+            "postgresql://127.0.0.1:5432/postgres".into(),
+            CONFIG,
+            vec!["names no user"],
+        ),
+    ];
+    for (what, pgdata, u, code, needles) in &cases {
+        let (err, got) = attach("prod", pgdata, u);
+        assert_eq!(got, *code, "{what}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{what}: {err:?} lacks {n:?}");
+        }
+        assert!(!err.contains(&cluster.password), "{what}: {err}");
+        assert_eq!(state(&env), before, "{what} changed something");
+    }
+    let (err, got) = attach("Bad Name", &data_s, &url);
+    assert_eq!(got, INVALID_NAME, "{err}");
+    assert_eq!(state(&env), before);
+    let err = bpg.fails(&["detach", "prod"]);
+    assert!(err.contains("not found"), "{err}");
+
+    // Missing rights: the error names each statement, and running exactly
+    // those makes attach and branch work.
+    let c = connect(&url).await;
+    c.batch_execute(
+        "CREATE ROLE bk LOGIN PASSWORD 'bk-pw'; CREATE TABLE r (x int); INSERT INTO r VALUES (7)",
+    )
+    .await
+    .unwrap();
+    let bk = cluster.url_as("bk", "bk-pw");
+    let (err, got) = attach("prod", &data_s, &bk);
+    assert_eq!(got, POSTGRES, "{err}");
+    for n in [
+        "ALTER ROLE \"bk\" REPLICATION;",
+        "GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean) TO \"bk\";",
+        "GRANT EXECUTE ON FUNCTION pg_backup_stop(boolean) TO \"bk\";",
+        "GRANT pg_read_all_settings TO \"bk\";",
+        "GRANT pg_checkpoint TO \"bk\";",
+    ] {
+        assert!(err.contains(n), "{err:?} lacks {n:?}");
+    }
+    assert_eq!(state(&env), before, "missing rights changed something");
+    let grants = err
+        .split("run: ")
+        .nth(1)
+        .expect("the statements to run")
+        .trim();
+    c.batch_execute(grants).await.unwrap();
+    let info = bpg.json(&["attach", "prod", "--pgdata", &data_s, "--url", &bk]);
+    assert_eq!(info["kind"], "attached", "{info}");
+    for mode in ["application-consistent", "crash-consistent"] {
+        let name = if mode == "crash-consistent" {
+            "fast"
+        } else {
+            "dev"
+        };
+        let r = bpg.json(&["branch", "prod", name, "--mode", mode]);
+        let burl = r["branch"]["url"].as_str().unwrap();
+        assert_eq!(
+            query_one_i64(burl, "SELECT x::int8 FROM r").await,
+            7,
+            "{mode}"
+        );
+    }
+    // Destroying a branch of it is an ordinary destroy.
+    bpg.ok(&["destroy", "fast"]);
+    bpg.ok(&["detach", "prod", "--force"]);
+    assert_eq!(bpg.status_json(&["status"]), serde_json::json!([]));
+    assert_eq!(snapshots_under(&prod), Vec::<String>::new());
+    drop(other_cluster);
+    drop(plain_cluster);
+    drop(cluster);
+    drop(other);
+}
