@@ -389,6 +389,23 @@ def test_error_messages_are_the_cores(manager):
     assert str(ei.value) == 'database or branch "nope-x" not found: `bpg status` lists what exists'
 
 
+def test_out_of_window(manager):
+    db = unique("oow")
+    manager.create(db)
+    try:
+        manager.configure(db, retain_wal="1h")
+        manager.stop(db)
+        manager.start(db)
+        e = expect(
+            betterpg.OutOfWindowError,
+            lambda: manager.branch(db, db + "-x", at="2000-01-01 00:00:00+00"),
+            "restorable window",
+        )
+        assert isinstance(e, ValueError)
+    finally:
+        manager.destroy(db, force=True)
+
+
 def test_every_provokable_kind_was_provoked():
     """Runs last in this file: every kind is provoked above or listed as unprovokable."""
     all_kinds = {kind for _, kind in bx.ERROR_KINDS}

@@ -160,6 +160,24 @@ static long sql_number(const char *url, const char *sql) {
     return value;
 }
 
+/* The first value of SQL's first row on URL into OUT (empty on failure). */
+static void sql_text(const char *url, const char *sql, char *out, size_t n) {
+    out[0] = 0;
+    PGconn *conn = PQconnectdb(url);
+    if (PQstatus(conn) == CONNECTION_OK) {
+        PGresult *res = PQexec(conn, sql);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0) {
+            snprintf(out, n, "%s", PQgetvalue(res, 0, 0));
+        } else {
+            fprintf(stderr, "  libpq: %s: %s", sql, PQerrorMessage(conn));
+        }
+        PQclear(res);
+    } else {
+        fprintf(stderr, "  libpq: cannot connect: %s", PQerrorMessage(conn));
+    }
+    PQfinish(conn);
+}
+
 /* True when a libpq connection to URL succeeds. */
 static int can_connect(const char *url) {
     PGconn *conn = PQconnectdb(url);
@@ -1080,6 +1098,59 @@ int main(int argc, char **argv) {
         REQUIRE_OK(betterpg_manager_destroy(m, "orphan", false));
     }
 
+    /* --- branch at a point in time: retain_wal, set_at, the window -------- */
+    {
+        betterpg_info *pi = NULL, *pw = NULL;
+        betterpg_branch_options *at = NULL;
+        betterpg_branch_report *pr = NULL;
+        const char *keys[] = {"retain_wal"}, *values[] = {"1h"};
+        char lsn[64] = "", purl[512] = "";
+        REQUIRE_OK(betterpg_manager_create(m, "pitr", NULL, &pi));
+        snprintf(purl, sizeof purl, "%s", betterpg_info_url(pi));
+        betterpg_info_free(pi);
+        CHECK(betterpg_info_wal_retain_secs(src) == 0);
+        CHECK(!betterpg_info_wal_active(src) && betterpg_info_wal_from_time(src) == NULL);
+        REQUIRE_OK(betterpg_manager_configure(m, "pitr", keys, values, 1, NULL));
+        /* archive_mode is read at start: a restart starts the retention. */
+        REQUIRE_OK(betterpg_manager_stop(m, "pitr", NULL));
+        REQUIRE_OK(betterpg_manager_start(m, "pitr", &pw));
+        CHECK(betterpg_info_wal_retain_secs(pw) == 3600);
+        CHECK(betterpg_info_wal_active(pw));
+        CHECK(betterpg_info_wal_from_time(pw) != NULL);
+        CHECK(betterpg_info_wal_from_lsn(pw) != NULL);
+        betterpg_info_free(pw);
+        CHECK(sql_number(purl, "CREATE TABLE p (x int)") == 0);
+        CHECK(sql_number(purl, "INSERT INTO p VALUES (1)") == 0);
+        sql_text(purl, "SELECT pg_current_wal_insert_lsn()::text", lsn, sizeof lsn);
+        CHECK(lsn[0] != 0);
+        CHECK(sql_number(purl, "INSERT INTO p VALUES (2)") == 0);
+        at = betterpg_branch_options_new();
+        REQUIRE(at != NULL);
+        REQUIRE_OK(betterpg_branch_options_set_at(at, lsn));
+        REQUIRE_OK(betterpg_manager_branch(m, "pitr", "pitr-at", at, &pr));
+        CHECK(sql_number(betterpg_info_url(betterpg_branch_report_branch(pr)),
+                         "SELECT count(*) FROM p") == 1);
+        betterpg_branch_report_free(pr);
+        REQUIRE_OK(betterpg_manager_info(m, "pitr", &pw));
+        CHECK(betterpg_info_wal_to_time(pw) != NULL && betterpg_info_wal_to_lsn(pw) != NULL);
+        CHECK(betterpg_info_wal_bytes(pw) > 0);
+        betterpg_info_free(pw);
+        /* Outside the window: a typed error stating it; nothing made. */
+        REQUIRE_OK(betterpg_branch_options_set_at(at, "2000-01-01 00:00:00+00"));
+        EXPECT_RC(BETTERPG_RESULT_OUT_OF_WINDOW, betterpg_manager_branch(m, "pitr", "early", at, NULL));
+        CHECK(contains(betterpg_last_error_message(), "restorable window"));
+        EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "early", &pw));
+        REQUIRE_OK(betterpg_branch_options_set_at(at, "yesterday"));
+        EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_branch(m, "pitr", "early", at, NULL));
+        EXPECT_RC(BETTERPG_RESULT_UNSUPPORTED, betterpg_manager_reset(m, "pitr-at", at, NULL));
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_set_at(NULL, lsn));
+        REQUIRE_OK(betterpg_branch_options_set_at(at, NULL)); /* back to "now" */
+        REQUIRE_OK(betterpg_manager_reset(m, "pitr-at", at, NULL));
+        betterpg_branch_options_free(at);
+        CHECK(betterpg_info_wal_retain_secs(NULL) == 0 && betterpg_info_wal_to_lsn(NULL) == NULL);
+        REQUIRE_OK(betterpg_manager_destroy(m, "pitr", true));
+    }
+
     /* --- destroy ------------------------------------------------------------ */
     EXPECT_RC(BETTERPG_RESULT_HAS_DEPENDENTS, betterpg_manager_destroy(m, "src", false));
     CHECK(contains(betterpg_last_error_message(), "app"));
@@ -1106,6 +1177,7 @@ out:
         betterpg_manager_destroy(m, "app", true);
         betterpg_manager_destroy(m, "crash", true);
         betterpg_manager_destroy(m, "orphan", true);
+        betterpg_manager_destroy(m, "pitr", true);
         betterpg_manager_gc(m, false, NULL);
     }
     betterpg_init_options_free(opts);
