@@ -13,7 +13,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-ALL_STAGES=(lint unit core cli versions safety isolation lifecycle sources ffi python examples docker demo bench openzfs daemon-restart)
+ALL_STAGES=(lint unit core cli versions safety isolation lifecycle sources protection ffi python examples docker demo bench openzfs daemon-restart)
 STAGES=("$@")
 [[ ${#STAGES[@]} -gt 0 ]] || STAGES=("${ALL_STAGES[@]}")
 
@@ -128,6 +128,7 @@ for s in "${STAGES[@]}"; do
     # Branching production (issue 13): every betterpg-cli/tests/sources_*.rs
     # (attach: a cluster made by hand; follow: a remote primary).
     sources) run_stage sources "${NEXTEST[@]}" -p betterpg-cli -E 'binary(/^sources_/)' ;;
+    protection) run_stage protection "${NEXTEST[@]}" -p betterpg-cli -E 'binary(/^protect_/)' ;;
     # The criterion micro-benchmarks are compiled (so they stay built; run
     # them with `cargo bench -p betterpg-benches`), then the short harness run.
     bench) run_stage bench env BPG_BENCH_BIN="$PWD/target/debug/bpg" bash -c 'cargo bench -q -p betterpg-benches --no-run && scripts/bench.sh --short' ;;

@@ -190,6 +190,16 @@ pub struct BranchArgs {
     /// (0/16B3748). The branch holds exactly what was committed by then.
     #[arg(long, value_name = "TIMESTAMP|LSN")]
     pub at: Option<String>,
+    /// Masking SQL run on the branch before it gets a TCP port, in ONE
+    /// transaction (repeatable, in order; a directory means its *.sql in
+    /// name order). A failing statement destroys the branch; the error
+    /// names the file, line and statement.
+    #[arg(long, value_name = "FILE")]
+    pub mask: Vec<PathBuf>,
+    /// Keep every object, role and setting but no rows: every table is
+    /// emptied before the branch gets a TCP port.
+    #[arg(long)]
+    pub schema_only: bool,
 }
 
 /// `bpg reset`.

@@ -60,6 +60,34 @@ pub fn isolation(iso: &IsolationReport) {
     }
 }
 
+/// What masking did, for people (nothing for an unmasked branch).
+pub fn masking(m: Option<&betterpg_core::MaskingReport>) {
+    let Some(m) = m else { return };
+    if m.schema_only {
+        println!(
+            "schema-only: {} tables emptied before the branch opened",
+            m.tables_emptied.len()
+        );
+    }
+    if !m.files.is_empty() {
+        println!(
+            "masked before the branch opened: {} statements from {} file(s) in one transaction",
+            m.statements,
+            m.files.len()
+        );
+        for f in &m.files {
+            println!("  {}", f.display());
+        }
+        if !m.tables_rewritten.is_empty() {
+            println!("  tables rewritten: {}", m.tables_rewritten.join(", "));
+        }
+    }
+    println!(
+        "  old WAL removed: {} file(s); no old row versions left",
+        m.wal_files_removed
+    );
+}
+
 /// `k=v k=v ...` of ZFS properties.
 pub fn props(p: &BTreeMap<String, String>) -> String {
     if p.is_empty() {

@@ -106,6 +106,31 @@ pub struct BranchReport<'a> {
     pub tablespaces: Vec<Tablespace<'a>>,
     pub isolation: Isolation<'a>,
     pub password_changed: bool,
+    pub masking: Option<Masking<'a>>,
+}
+
+/// What masking (or making the branch schema-only) did.
+#[derive(Serialize)]
+pub struct Masking<'a> {
+    pub files: Vec<&'a Path>,
+    pub statements: usize,
+    pub tables_rewritten: &'a [String],
+    pub schema_only: bool,
+    pub tables_emptied: &'a [String],
+    pub wal_files_removed: usize,
+}
+
+impl<'a> From<&'a betterpg_core::MaskingReport> for Masking<'a> {
+    fn from(m: &'a betterpg_core::MaskingReport) -> Self {
+        Masking {
+            files: m.files.iter().map(|p| p.as_path()).collect(),
+            statements: m.statements,
+            tables_rewritten: &m.tables_rewritten,
+            schema_only: m.schema_only,
+            tables_emptied: &m.tables_emptied,
+            wal_files_removed: m.wal_files_removed,
+        }
+    }
 }
 
 impl<'a> From<&'a betterpg_core::BranchReport> for BranchReport<'a> {
@@ -126,6 +151,7 @@ impl<'a> From<&'a betterpg_core::BranchReport> for BranchReport<'a> {
             tablespaces: r.tablespaces.iter().map(Tablespace::from).collect(),
             isolation: (&r.isolation).into(),
             password_changed: r.password_changed,
+            masking: r.masking.as_ref().map(Masking::from),
         }
     }
 }

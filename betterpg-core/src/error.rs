@@ -155,9 +155,43 @@ pub enum Error {
         /// The newest restorable point (`none` when there is none yet).
         to: String,
     },
+    /// Masking a branch (its SQL files, its rules, or making it
+    /// schema-only) failed before the branch was ever reachable; the
+    /// branch was destroyed.
+    #[error("masking failed{}: {message}", mask_where(file, *line, statement))]
+    Mask {
+        /// The masking file (or rules file) concerned, when one is.
+        file: Option<PathBuf>,
+        /// Its line (1-based) where the failing statement or rule is.
+        line: Option<u32>,
+        /// The failing statement (or rule), as written.
+        statement: Option<String>,
+        /// The SQLSTATE when the server refused the statement.
+        sqlstate: Option<String>,
+        /// What went wrong and what to do.
+        message: String,
+    },
     /// A bug: something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// "in FILE line N (statement: ...)" for [`Error::Mask`].
+fn mask_where(file: &Option<PathBuf>, line: Option<u32>, statement: &Option<String>) -> String {
+    let mut s = String::new();
+    if let Some(f) = file {
+        s.push_str(&format!(" in {}", f.display()));
+        if let Some(l) = line {
+            s.push_str(&format!(" line {l}"));
+        }
+    }
+    if let Some(st) = statement {
+        let one: String = st.split_whitespace().collect::<Vec<_>>().join(" ");
+        let short: String = one.chars().take(200).collect();
+        let more = if short.len() < one.len() { " ..." } else { "" };
+        s.push_str(&format!(" (statement: {short}{more})"));
+    }
+    s
 }
 
 /// What kind of ZFS failure an [`Error::Zfs`] is.
@@ -406,6 +440,9 @@ error_kinds! {
     19 OutOfWindow "out_of_window" "BETTERPG_RESULT_OUT_OF_WINDOW"
         "OutOfWindowError" Value
         "A point in time outside the restorable window of the retained WAL (also a ValueError).";
+    20 Mask "mask" "BETTERPG_RESULT_MASK"
+        "MaskError" None
+        "Masking a branch failed (file, line and statement named); the branch was destroyed, nothing was reachable.";
     99 Internal "internal" "BETTERPG_RESULT_INTERNAL"
         "InternalError" None
         "A bug in betterpg: please report it.";
@@ -604,10 +641,11 @@ impl Error {
     }
 
     /// The SQLSTATE of a PostgreSQL error the server answered with (e.g.
-    /// `"28P01"`), `None` for every other error.
+    /// `"28P01"`; for a masking failure, the failing statement's), `None`
+    /// for every other error.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {
-            Error::Postgres { sqlstate, .. } => sqlstate.as_deref(),
+            Error::Postgres { sqlstate, .. } | Error::Mask { sqlstate, .. } => sqlstate.as_deref(),
             _ => None,
         }
     }

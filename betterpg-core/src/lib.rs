@@ -75,6 +75,7 @@ pub use ops::doctor::{
     PostgresFound, StorageChoice,
 };
 pub use ops::logs::LogStream;
+pub use ops::private::MaskingReport;
 pub use ops::retain::WalRetention;
 pub use pg::isolate::{
     DetachedSubscription, IsolationReport, IsolationWarning, OverriddenSetting, RemovedSetting,

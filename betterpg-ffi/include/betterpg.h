@@ -193,6 +193,11 @@ enum betterpg_result
    */
   BETTERPG_RESULT_OUT_OF_WINDOW = 19,
   /*
+   Masking a branch failed (file, line and statement in the message);
+   the branch was destroyed and was never reachable.
+   */
+  BETTERPG_RESULT_MASK = 20,
+  /*
    A bug in betterpg.
    */
   BETTERPG_RESULT_INTERNAL = 99,

@@ -62,6 +62,9 @@ pub enum betterpg_result {
     NoSpace = 18,
     /// A point in time outside the restorable window of the retained WAL.
     OutOfWindow = 19,
+    /// Masking a branch failed (file, line and statement in the message);
+    /// the branch was destroyed and was never reachable.
+    Mask = 20,
     /// A bug in betterpg.
     Internal = 99,
     /// A pointer argument that must not be NULL was NULL.
@@ -103,6 +106,7 @@ const CORE_RESULTS: &[betterpg_result] = {
         InvalidState,
         NoSpace,
         OutOfWindow,
+        Mask,
         Internal,
     ]
 };

@@ -162,6 +162,9 @@ fn fields<'py>(py: Python<'py>, e: &Error) -> PyResult<Vec<(&'static str, Bound<
                 out.push(("detail", d.into_pyobject(py)?.into_any()));
             }
         }
+        Error::Mask {
+            sqlstate: Some(s), ..
+        } => out.push(("sqlstate", s.into_pyobject(py)?.into_any())),
         Error::Zfs {
             operation,
             dataset,

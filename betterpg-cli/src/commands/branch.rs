@@ -12,6 +12,8 @@ pub async fn run(g: &Global, a: BranchArgs) -> Result<(), Error> {
         runtime: a.runtime,
         image: a.image,
         at: a.at,
+        mask: a.mask,
+        schema_only: a.schema_only,
         ..branch_options(&a.snapshot)?
     };
     let r = mgr.branch(&a.source, &a.name, opts).await?;
@@ -34,6 +36,7 @@ pub async fn run(g: &Global, a: BranchArgs) -> Result<(), Error> {
     }
     println!("  {:<13} {:>8.1} ms", "total", r.total_millis);
     output::isolation(&r.isolation);
+    output::masking(r.masking.as_ref());
     println!("{}", r.branch.url);
     Ok(())
 }

@@ -69,14 +69,12 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
 /// `--mode` (or `--fast`) and `--quota` of `branch` and `reset`.
 fn branch_options(s: &crate::args::SnapshotArgs) -> Result<betterpg_core::BranchOptions, Error> {
     Ok(betterpg_core::BranchOptions {
-        runtime: None,
-        image: None,
-        at: None,
         mode: s.mode(),
         quota: s
             .quota
             .as_deref()
             .map(betterpg_core::util::parse_size)
             .transpose()?,
+        ..Default::default()
     })
 }

@@ -26,6 +26,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::private::{self, MaskingReport, PrivatePlan};
 use super::retain;
 use super::start::start_on_free_port;
 use super::status::{self, Info};
@@ -127,6 +128,16 @@ pub struct BranchOptions {
     /// location (`0/16B3748`). The branch holds exactly the transactions
     /// committed at or before it. `None`: the source as it is now.
     pub at: Option<String>,
+    /// Masking SQL files, applied in order in ONE transaction on the
+    /// branch's private first start, before it has a TCP port (a directory
+    /// means its `*.sql` files in name order). If any statement fails the
+    /// branch is destroyed and the error names the file, line and
+    /// statement. Afterwards the tables changed are rewritten and the WAL
+    /// written before is removed, so the old values cannot be read back.
+    pub mask: Vec<std::path::PathBuf>,
+    /// Make the branch schema-only: every object, role and setting kept,
+    /// every table emptied, on the private first start.
+    pub schema_only: bool,
 }
 
 /// Time taken by one step of an operation.
@@ -162,6 +173,9 @@ pub struct BranchReport {
     /// password file (HOME/secrets/NAME) was missing: its URL changed.
     /// False for a new branch and a reset that kept the password.
     pub password_changed: bool,
+    /// What masking did (files, tables rewritten, WAL removed) or making
+    /// the branch schema-only; `None` for a branch with neither.
+    pub masking: Option<MaskingReport>,
 }
 
 /// Make `name`, a new read-write server on a clone of `source`
@@ -191,6 +205,9 @@ pub(crate) async fn branch(
         ));
     }
     let src = ctx.entry(source)?;
+    // The masking files are read before anything is made: a missing one
+    // changes nothing.
+    let plan = private_plan(&opts)?;
     if target.is_some() && src.kind != Kind::Database {
         return Err(Error::Unsupported(format!(
             "{source:?} is a branch: only a database keeps WAL to branch from a point in time (--at)"
@@ -256,7 +273,7 @@ pub(crate) async fn branch(
             let _ = ctx.unreserve(name);
         })?;
 
-    complete_branch(ctx, &src, &entry, opts, origin.as_ref(), t0, false).await
+    complete_branch(ctx, &src, &entry, opts, origin.as_ref(), plan, t0, false).await
 }
 
 /// The named snapshot `source@name`, complete (else why not).
@@ -280,23 +297,34 @@ pub(crate) fn ready_snapshot(ctx: &Context, source: &str, name: &str) -> Result<
     Ok(rec)
 }
 
+/// The private phase of a branch made with `opts`: its masking files read
+/// (an unreadable one is an error before anything is made).
+pub(crate) fn private_plan(opts: &BranchOptions) -> Result<PrivatePlan> {
+    Ok(PrivatePlan {
+        mask: crate::pg::mask::load_files(&opts.mask)?,
+        schema_only: opts.schema_only,
+    })
+}
+
 /// Everything after the reservation: run the recipe, then mark the
 /// entry ready, or undo it all. `password_changed` goes into the report
 /// (a reset that had to make a new password).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn complete_branch(
     ctx: &Context,
     src: &Entry,
     entry: &Entry,
     opts: BranchOptions,
     origin: Option<&SnapshotRecord>,
+    plan: PrivatePlan,
     t0: Instant,
     password_changed: bool,
 ) -> Result<BranchReport> {
     let name = entry.name.as_str();
     let mut undo = Undo::default();
     let mut timer = Timer::new();
-    match run_recipe(ctx, src, entry, opts, origin, &mut undo, &mut timer).await {
-        Ok((mode, running, wal_bytes, isolation)) => {
+    match run_recipe(ctx, src, entry, opts, origin, &plan, &mut undo, &mut timer).await {
+        Ok((mode, running, wal_bytes, isolation, masking)) => {
             {
                 let mut cat = ctx.lock()?;
                 let e = cat
@@ -316,6 +344,7 @@ pub(crate) async fn complete_branch(
                 wal_bytes_copied: wal_bytes,
                 isolation,
                 password_changed,
+                masking,
             })
         }
         Err(e) => {
@@ -325,21 +354,23 @@ pub(crate) async fn complete_branch(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_recipe(
     ctx: &Context,
     src: &Entry,
     entry: &Entry,
     opts: BranchOptions,
     origin: Option<&SnapshotRecord>,
+    phase: &PrivatePlan,
     undo: &mut Undo,
     timer: &mut Timer,
-) -> Result<(Mode, bool, u64, IsolationReport)> {
+) -> Result<(Mode, bool, u64, IsolationReport, Option<MaskingReport>)> {
     if let Some(at) = opts.at.as_deref() {
         let target = Target::parse(at)?;
         let src_spec = ctx.spec(src).await?;
         let running = ctx.runtime(&src.runtime)?.status(&src_spec).await? == RunStatus::Running;
         return run_pitr(
-            ctx, src, &src_spec, running, entry, opts, target, undo, timer,
+            ctx, src, &src_spec, running, entry, opts, phase, target, undo, timer,
         )
         .await;
     }
@@ -560,22 +591,25 @@ async fn run_recipe(
     tablespace::check_links(&entry.name, &data_dir, &mp)?;
 
     // 5: the first start is private (no TCP listener, no logical
-    // replication workers): recovery runs, then the branch gets its own
-    // password and its subscriptions are detached, before anything can
-    // reach it or it can reach anything. Meanwhile the clone gets its
-    // reservation: a `zfs set` waits for a transaction group, the server
-    // start takes longer, and a reservation is a guarantee, not a limit,
-    // so it need not come first. Either failing fails the branch (and
-    // rolls it back).
+    // replication workers): recovery runs, then the private phase's steps
+    // (ops/private.rs: the branch's own password, subscriptions detached,
+    // masking ...), before anything can reach it or it can reach
+    // anything. Meanwhile the clone gets its reservation: a `zfs set`
+    // waits for a transaction group, the server start takes longer, and a
+    // reservation is a guarantee, not a limit, so it need not come first.
+    // Either failing fails the branch (and rolls it back).
     let mut private_steps = Vec::new();
+    let mut masking = None;
     let (isolated, reserved) = tokio::join!(
-        isolate_privately(
+        private::run(
             ctx,
             entry,
             &dd,
             &data_dir,
             "",
+            phase,
             &mut isolation,
+            &mut masking,
             &mut undo.started,
             &mut private_steps
         ),
@@ -585,7 +619,12 @@ async fn run_recipe(
     reserved?;
     // The private start's own steps, then whatever the reservation
     // took beyond them.
-    timer.extend(private_steps);
+    timer.extend(
+        private_steps
+            .into_iter()
+            .map(|(step, millis)| StepTiming { step, millis })
+            .collect(),
+    );
     timer.lap("reserve_wait");
     fault::point("after_isolate").await?;
 
@@ -601,7 +640,7 @@ async fn run_recipe(
     timer.lap("start");
     fault::point("after_start").await?;
     fault::point("before_catalog").await?;
-    Ok((mode, running, wal_bytes, isolation))
+    Ok((mode, running, wal_bytes, isolation, masking))
 }
 
 /// How one snapshot of a source is taken ([`snapshot_source`]).
@@ -713,10 +752,11 @@ async fn run_pitr(
     running: bool,
     entry: &Entry,
     opts: BranchOptions,
+    phase: &PrivatePlan,
     target: Target,
     undo: &mut Undo,
     timer: &mut Timer,
-) -> Result<(Mode, bool, u64, IsolationReport)> {
+) -> Result<(Mode, bool, u64, IsolationReport, Option<MaskingReport>)> {
     let (meta, window, archive) = retain::prepare_branch_at(ctx, src, src_spec, running).await?;
     timer.lap("seal");
     let out_of_window = |w: Option<crate::pitr::Window>| {
@@ -802,14 +842,17 @@ async fn run_pitr(
         target.recovery_settings()
     );
     let mut private_steps = Vec::new();
+    let mut masking = None;
     let (isolated, reserved) = tokio::join!(
-        isolate_privately(
+        private::run(
             ctx,
             entry,
             &dd,
             &data_dir,
             &recovery,
+            phase,
             &mut isolation,
+            &mut masking,
             &mut undo.started,
             &mut private_steps
         ),
@@ -817,7 +860,12 @@ async fn run_pitr(
     );
     isolated?;
     reserved?;
-    timer.extend(private_steps);
+    timer.extend(
+        private_steps
+            .into_iter()
+            .map(|(step, millis)| StepTiming { step, millis })
+            .collect(),
+    );
     timer.lap("reserve_wait");
     // Promoted: its own timeline, no restore_command any more (the
     // settings file is written anew below), and no copy of the archive.
@@ -835,99 +883,13 @@ async fn run_pitr(
     timer.lap("start");
     fault::point("after_start").await?;
     fault::point("before_catalog").await?;
-    Ok((Mode::ApplicationConsistent, running, wal_bytes, isolation))
-}
-
-/// Wait until a replaying branch has reached its target and promoted.
-async fn wait_promoted(admin: &crate::pg::ConnInfo, name: &str, timeout_secs: u64) -> Result<()> {
-    let deadline = Instant::now() + std::time::Duration::from_secs(timeout_secs.max(30));
-    loop {
-        let c = admin.connect().await?;
-        let in_recovery: bool = c.query_one("SELECT pg_is_in_recovery()", &[]).await?.get(0);
-        if !in_recovery {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(Error::Timeout(format!(
-                "branch {name:?} did not finish replaying to its point in time within {timeout_secs} s (start_timeout_secs in config.json)"
-            )));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-}
-
-/// Start the clone privately, cut it off from its source in SQL
-/// ([`isolate::detach_private`]), and stop it again.
-#[allow(clippy::too_many_arguments)]
-async fn isolate_privately(
-    ctx: &Context,
-    entry: &Entry,
-    dd: &DataDir,
-    data_dir: &std::path::Path,
-    recovery: &str,
-    report: &mut IsolationReport,
-    started: &mut Option<InstanceSpec>,
-    steps: &mut Vec<StepTiming>,
-) -> Result<()> {
-    let mut t = Instant::now();
-    let mut lap = |step: &'static str, steps: &mut Vec<StepTiming>| {
-        let now = Instant::now();
-        steps.push(StepTiming {
-            step,
-            millis: (now - t).as_secs_f64() * 1000.0,
-        });
-        t = now;
-    };
-    // A fresh directory of its own for the socket: short (a socket path
-    // has ~100 bytes), reachable only by root and the server's user, and
-    // gone when this returns.
-    let sock = tempfile::Builder::new()
-        .prefix("bpg-sock-")
-        .tempdir()
-        .map_err(|e| Error::io("creating a private socket directory", e))?;
-    let sock_dd = DataDir::open(sock.path())?;
-    sock_dd.write(
-        "pg_hba.conf",
-        isolate::PRIVATE_HBA.as_bytes(),
-        Some(&ctx.user),
-        0o600,
-    )?;
-    crate::pg::datadir::give_fd(
-        &std::fs::File::open(sock.path())
-            .map_err(|e| Error::io("opening the socket directory", e))?,
-        &ctx.user,
-        &sock.path().display().to_string(),
-    )?;
-    cluster::write_settings_with(
-        dd,
-        &ctx.user,
-        entry.port,
-        &ctx.config.listen_address,
-        &Profile::Private {
-            socket_dir: sock.path().to_path_buf(),
-        },
-        recovery,
-    )?;
-    let mut spec = ctx.spec_for(entry, data_dir.to_path_buf())?;
-    spec.private_socket_dir = Some(sock.path().to_path_buf());
-    let rt = ctx.runtime(&entry.runtime)?;
-    *started = Some(spec.clone());
-    rt.start(&spec).await?;
-    lap("private_start", steps);
-    let admin = rt
-        .private_conn(&spec)
-        .ok_or_else(|| Error::Internal("private start without a private connection".into()))?;
-    if !recovery.is_empty() {
-        wait_promoted(&admin, &entry.name, ctx.config.start_timeout_secs).await?;
-        lap("replay", steps);
-    }
-    let password = ctx.home.read_secret(&entry.name)?;
-    isolate::detach_private(&admin, &password, report).await?;
-    lap("isolate_sql", steps);
-    rt.stop(&spec).await?;
-    *started = None;
-    lap("private_stop", steps);
-    Ok(())
+    Ok((
+        Mode::ApplicationConsistent,
+        running,
+        wal_bytes,
+        isolation,
+        masking,
+    ))
 }
 
 /// Undo a failed branch in reverse order. Best effort: each step is

@@ -20,6 +20,7 @@ pub mod doctor;
 pub mod gc;
 pub mod init;
 pub mod logs;
+pub mod private;
 pub mod reset;
 pub mod retain;
 pub mod snapshot;

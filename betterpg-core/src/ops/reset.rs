@@ -5,7 +5,8 @@
 use std::time::Instant;
 
 use super::branch::{
-    check_quota, complete_branch, ready_snapshot, snapshot_name, BranchOptions, BranchReport,
+    check_quota, complete_branch, private_plan, ready_snapshot, snapshot_name, BranchOptions,
+    BranchReport,
 };
 use crate::catalog::{split_snapshot_ref, Kind, State};
 use crate::context::Context;
@@ -45,6 +46,7 @@ pub(crate) async fn reset(
             Some(ready_snapshot(ctx, src, snap)?)
         }
     };
+    let plan = private_plan(&opts)?;
     if opts.runtime.is_some() || opts.image.is_some() {
         return Err(Error::Unsupported(
             "reset keeps the branch's runtime and image: destroy it and branch again to change them".into(),
@@ -165,7 +167,7 @@ pub(crate) async fn reset(
         Some(rec) => rec.full_name(),
         None => src.name.clone(),
     };
-    complete_branch(ctx, &src, &entry, opts, to.as_ref(), t0, password_changed)
+    complete_branch(ctx, &src, &entry, opts, to.as_ref(), plan, t0, password_changed)
         .await
         .map_err(|e| {
             Error::InvalidState(format!(

@@ -93,6 +93,9 @@ pub enum Profile {
     Private {
         /// The private socket directory.
         socket_dir: std::path::PathBuf,
+        /// The server's major version (which names its WAL-keeping
+        /// setting).
+        pg_major: u32,
     },
 }
 
@@ -107,6 +110,23 @@ archive_mode = off\n\
 primary_conninfo = ''\n\
 primary_slot_name = ''\n\
 ssl = off\n";
+
+/// Settings of the private start: nothing its sessions run is logged (a
+/// masking script reads and writes personal data) or kept in
+/// `pg_stat_statements`; followed by a setting that keeps no WAL beyond
+/// what recovery needs, so that a checkpoint after masking removes every
+/// segment written before it (DESIGN.md section 8).
+const PRIVATE_QUIET: &str = "# Nothing of the private sessions is logged or kept.\n\
+log_statement = 'none'\n\
+log_min_duration_statement = -1\n\
+log_min_error_statement = panic\n\
+log_duration = off\n\
+log_connections = off\n\
+log_disconnections = off\n\
+log_lock_waits = off\n\
+log_autovacuum_min_duration = -1\n\
+pg_stat_statements.track = 'none'\n\
+pg_stat_statements.save = off\n";
 
 /// Write `betterpg.conf`: the settings that differ per instance. It is
 /// included last by `postgresql.conf`, and the same names are stripped from
@@ -143,7 +163,10 @@ pub fn write_settings_with(
             String::new(),
             BRANCH_SETTINGS.to_string(),
         ),
-        Profile::Private { socket_dir } => {
+        Profile::Private {
+            socket_dir,
+            pg_major,
+        } => {
             let dir = socket_dir.to_string_lossy();
             if dir.contains('\'') || dir.contains('\n') {
                 return Err(Error::Config(format!(
@@ -155,7 +178,14 @@ pub fn write_settings_with(
                 dir.to_string(),
                 format!(
                     "{BRANCH_SETTINGS}# First, private start: only betterpg can connect.\n\
-                     hba_file = '{dir}/pg_hba.conf'\n"
+                     hba_file = '{dir}/pg_hba.conf'\n\
+                     {PRIVATE_QUIET}\
+                     {keep} = 0\n",
+                    keep = if *pg_major < 13 {
+                        "wal_keep_segments"
+                    } else {
+                        "wal_keep_size"
+                    }
                 ),
             )
         }

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod conn;
 pub mod datadir;
 pub mod isolate;
+pub mod mask;
 pub mod wal;
 
 pub use backup::{BackupSession, BackupStop};

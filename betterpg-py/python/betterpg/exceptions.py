@@ -58,6 +58,7 @@ from betterpg._internal import (  # noqa: F401  (explicit for type checkers)
     InvalidNameError,
     InvalidStateError,
     LocalIOError,
+    MaskError,
     NoSpaceError,
     NotFoundError,
     NotInitializedError,

@@ -1,0 +1,379 @@
+//! The private phase of a branch: everything done on its first start,
+//! before it has a TCP listener (DESIGN.md sections 6 and 8).
+//!
+//! The first start of a branch listens on no TCP port: its only socket is
+//! a Unix socket in a fresh directory that only root and the server's user
+//! can enter, and its `pg_hba.conf` lets only that socket in. The
+//! [`PrivatePlan`] of a branch, decided before anything is made, lists the
+//! [`PrivateStep`]s run there, in order:
+//!
+//! 1. [`PrivateStep::Isolate`]: cut off from the source in SQL (password,
+//!    subscriptions; [`isolate::detach_private`]). Always.
+//! 2. [`PrivateStep::PrepareWal`]: when the branch will be masked, make
+//!    sure no WAL file after the current one holds the source's old WAL
+//!    (a restart that removes them), so the segments written from here on
+//!    are new files.
+//! 3. [`PrivateStep::SchemaOnly`]: every table emptied (`--schema-only`).
+//! 4. [`PrivateStep::Mask`]: the masking SQL (files, then compiled rules)
+//!    in ONE transaction; the tables it changed rewritten.
+//! 5. New steps that change the branch before anyone may reach it (e.g.
+//!    rotating the roles' passwords) go here, before the scrub: add a
+//!    variant, its place in [`PrivatePlan::steps`], and its arm in [`run`].
+//! 6. [`PrivateStep::Scrub`]: what the data held before these steps gone
+//!    from what a superuser of the branch can read (statement statistics,
+//!    WAL: switch, checkpoint, every older segment removed).
+//!
+//! Then the server stops, and only then does the branch get its TCP port
+//! (`ops/branch.rs`). Any failure fails the branch, which is rolled back:
+//! it was never reachable.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::catalog::Entry;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::pg::cluster::{self, Profile};
+use crate::pg::datadir::DataDir;
+use crate::pg::isolate::{self, IsolationReport};
+use crate::pg::mask::{self, MaskFile};
+use crate::pg::ConnInfo;
+use crate::runtime::{InstanceSpec, Runtime};
+
+/// What the private phase does to one branch, decided (and its files read)
+/// before anything is made.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PrivatePlan {
+    /// Masking SQL, in order: the files, then the compiled rules.
+    pub mask: Vec<MaskFile>,
+    /// Empty every table.
+    pub schema_only: bool,
+}
+
+/// One step of the private phase; [`PrivatePlan::steps`] orders them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PrivateStep {
+    /// Cut the branch off from its source in SQL.
+    Isolate,
+    /// Remove WAL files after the current one (a restart), so that every
+    /// segment written from here on is a new file.
+    PrepareWal,
+    /// Empty every table.
+    SchemaOnly,
+    /// Run the masking SQL in one transaction; rewrite what it changed.
+    Mask,
+    /// Remove what the data held before (statistics texts, WAL).
+    Scrub,
+}
+
+impl PrivatePlan {
+    /// Whether the branch's data is changed so that what it held before
+    /// must be scrubbed.
+    pub(crate) fn changes_data(&self) -> bool {
+        self.schema_only || !self.mask.is_empty()
+    }
+
+    /// The steps, in the order they run.
+    pub(crate) fn steps(&self) -> Vec<PrivateStep> {
+        let mut s = vec![PrivateStep::Isolate];
+        if self.changes_data() {
+            s.push(PrivateStep::PrepareWal);
+        }
+        if self.schema_only {
+            s.push(PrivateStep::SchemaOnly);
+        }
+        if !self.mask.is_empty() {
+            s.push(PrivateStep::Mask);
+        }
+        if self.changes_data() {
+            s.push(PrivateStep::Scrub);
+        }
+        s
+    }
+}
+
+/// What masking (and making a branch schema-only) did, in a branch's
+/// report.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct MaskingReport {
+    /// The masking SQL files applied, in order (compiled rules appear as
+    /// their rules file).
+    pub files: Vec<PathBuf>,
+    /// Statements run in the masking transaction.
+    pub statements: usize,
+    /// Tables the masking changed, rewritten so no old row version is left.
+    pub tables_rewritten: Vec<String>,
+    /// Whether the branch was made schema-only (every table emptied).
+    pub schema_only: bool,
+    /// Tables emptied for a schema-only branch (`database: table`).
+    pub tables_emptied: Vec<String>,
+    /// WAL segment files removed after the masking (the source's WAL and
+    /// the masking's own, which carry the old values).
+    pub wal_files_removed: usize,
+}
+
+/// Start the clone privately, run the plan's steps, and stop it again.
+/// `recovery` is extra settings of the private start (a point-in-time
+/// branch's replay; empty for none): then the steps wait until the branch
+/// has replayed and promoted. Each step's time is pushed onto `steps`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run(
+    ctx: &Context,
+    entry: &Entry,
+    dd: &DataDir,
+    data_dir: &Path,
+    recovery: &str,
+    plan: &PrivatePlan,
+    isolation: &mut IsolationReport,
+    masking: &mut Option<MaskingReport>,
+    started: &mut Option<InstanceSpec>,
+    steps: &mut Vec<(&'static str, f64)>,
+) -> Result<()> {
+    let mut t = Instant::now();
+    let mut lap = |step: &'static str, steps: &mut Vec<(&'static str, f64)>| {
+        let now = Instant::now();
+        steps.push((step, (now - t).as_secs_f64() * 1000.0));
+        t = now;
+    };
+    // A fresh directory of its own for the socket: short (a socket path
+    // has ~100 bytes), reachable only by root and the server's user, and
+    // gone when this returns.
+    let sock = tempfile::Builder::new()
+        .prefix("bpg-sock-")
+        .tempdir()
+        .map_err(|e| Error::io("creating a private socket directory", e))?;
+    let sock_dd = DataDir::open(sock.path())?;
+    sock_dd.write(
+        "pg_hba.conf",
+        isolate::PRIVATE_HBA.as_bytes(),
+        Some(&ctx.user),
+        0o600,
+    )?;
+    crate::pg::datadir::give_fd(
+        &std::fs::File::open(sock.path())
+            .map_err(|e| Error::io("opening the socket directory", e))?,
+        &ctx.user,
+        &sock.path().display().to_string(),
+    )?;
+    cluster::write_settings_with(
+        dd,
+        &ctx.user,
+        entry.port,
+        &ctx.config.listen_address,
+        &Profile::Private {
+            socket_dir: sock.path().to_path_buf(),
+            pg_major: entry.pg_major,
+        },
+        recovery,
+    )?;
+    let mut spec = ctx.spec_for(entry, data_dir.to_path_buf())?;
+    spec.private_socket_dir = Some(sock.path().to_path_buf());
+    let rt = ctx.runtime(&entry.runtime)?;
+    *started = Some(spec.clone());
+    rt.start(&spec).await?;
+    lap("private_start", steps);
+    let admin = rt
+        .private_conn(&spec)
+        .ok_or_else(|| Error::Internal("private start without a private connection".into()))?;
+    if !recovery.is_empty() {
+        wait_promoted(&admin, &entry.name, ctx.config.start_timeout_secs).await?;
+        lap("replay", steps);
+    }
+    let mut report = plan.changes_data().then(|| MaskingReport {
+        files: plan.mask.iter().map(|f| f.path.clone()).collect(),
+        schema_only: plan.schema_only,
+        ..MaskingReport::default()
+    });
+    for step in plan.steps() {
+        match step {
+            PrivateStep::Isolate => {
+                let password = ctx.home.read_secret(&entry.name)?;
+                isolate::detach_private(&admin, &password, isolation).await?;
+                lap("isolate_sql", steps);
+            }
+            PrivateStep::PrepareWal => {
+                if prepare_wal(&admin, &*rt, &spec, dd).await? {
+                    lap("wal_restart", steps);
+                }
+            }
+            PrivateStep::SchemaOnly => {
+                let r = report.get_or_insert_with(MaskingReport::default);
+                for db in mask::databases(&admin).await? {
+                    let c = ConnInfo {
+                        dbname: db.clone(),
+                        ..admin.clone()
+                    }
+                    .connect()
+                    .await?;
+                    for t in mask::truncate_all(&c).await? {
+                        r.tables_emptied.push(format!("{db}: {t}"));
+                    }
+                }
+                lap("schema_only", steps);
+            }
+            PrivateStep::Mask => {
+                let c = admin.connect().await?;
+                let applied = mask::apply_files(&c, &plan.mask).await?;
+                lap("mask", steps);
+                mask::rewrite_tables(&c, &applied.changed_tables).await?;
+                let r = report.get_or_insert_with(MaskingReport::default);
+                r.statements = applied.statements;
+                r.tables_rewritten = applied.changed_tables;
+                lap("mask_rewrite", steps);
+            }
+            PrivateStep::Scrub => {
+                for db in mask::databases(&admin).await? {
+                    let c = ConnInfo {
+                        dbname: db,
+                        ..admin.clone()
+                    }
+                    .connect()
+                    .await?;
+                    mask::reset_statement_stats(&c).await?;
+                }
+                let c = admin.connect().await?;
+                let before = wal_files(dd)?;
+                let state = mask::switch_and_checkpoint(&c).await?;
+                drop(c);
+                let after = wal_files(dd)?;
+                if let Some(r) = report.as_mut() {
+                    r.wal_files_removed = before.iter().filter(|f| !after.contains(f)).count();
+                }
+                lap("scrub_wal", steps);
+                // Stop before touching pg_wal from outside; then what
+                // lies after the current segment (none expected: the
+                // prepare step removed them) goes too.
+                rt.stop(&spec).await?;
+                *started = None;
+                remove_after(dd, &state.current)?;
+                remove_statement_files(dd)?;
+                lap("private_stop", steps);
+            }
+        }
+    }
+    if started.is_some() {
+        rt.stop(&spec).await?;
+        *started = None;
+        lap("private_stop", steps);
+    }
+    *masking = report;
+    Ok(())
+}
+
+/// Wait until a replaying branch has reached its target and promoted.
+async fn wait_promoted(admin: &crate::pg::ConnInfo, name: &str, timeout_secs: u64) -> Result<()> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(timeout_secs.max(30));
+    loop {
+        let c = admin.connect().await?;
+        let in_recovery: bool = c.query_one("SELECT pg_is_in_recovery()", &[]).await?.get(0);
+        if !in_recovery {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout(format!(
+                "branch {name:?} did not finish replaying to its point in time within {timeout_secs} s (start_timeout_secs in config.json)"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// The WAL segment files in `pg_wal` (24 hex digits, or `.partial`).
+fn wal_files(dd: &DataDir) -> Result<Vec<String>> {
+    let wal = dd.subdir("pg_wal")?;
+    Ok(wal
+        .list()?
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| is_segment_name(n))
+        .collect())
+}
+
+fn is_segment_name(n: &str) -> bool {
+    let base = n.strip_suffix(".partial").unwrap_or(n);
+    base.len() == 24 && base.bytes().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Remove every segment file after `current` (the server is stopped).
+fn remove_after(dd: &DataDir, current: &str) -> Result<usize> {
+    let wal = dd.subdir("pg_wal")?;
+    let mut n = 0;
+    for f in wal_files(dd)? {
+        if mask::is_later(&f, current) {
+            wal.remove(&f)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// `pg_stat_statements`' saved statistics and query texts from the
+/// source (when the module is not loaded, nothing else removes them).
+fn remove_statement_files(dd: &DataDir) -> Result<()> {
+    for (dir, file) in [
+        ("pg_stat", "pg_stat_statements.stat"),
+        ("pg_stat_tmp", "pgss_query_texts.stat"),
+    ] {
+        if let Some(d) = dd.subdir_if_exists(dir)? {
+            d.remove(file)?;
+        }
+    }
+    Ok(())
+}
+
+/// When WAL files after the current one exist (the source's recycled
+/// segments keep their old content under future names), stop the server,
+/// remove them and start it again privately, so that every segment
+/// written from now on is a new file. Returns whether it restarted.
+async fn prepare_wal(
+    admin: &ConnInfo,
+    rt: &dyn Runtime,
+    spec: &InstanceSpec,
+    dd: &DataDir,
+) -> Result<bool> {
+    let c = admin.connect().await?;
+    let current: String = c
+        .query_one("SELECT pg_walfile_name(pg_current_wal_lsn())", &[])
+        .await
+        .map_err(|e| Error::postgres_with(&e, format!("reading the WAL position: {e}")))?
+        .get(0);
+    drop(c);
+    if !wal_files(dd)?.iter().any(|f| mask::is_later(f, &current)) {
+        return Ok(false);
+    }
+    rt.stop(spec).await?;
+    remove_after(dd, &current)?;
+    rt.start(spec).await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_follow_the_plan() {
+        let mut p = PrivatePlan::default();
+        assert_eq!(p.steps(), vec![PrivateStep::Isolate]);
+        p.schema_only = true;
+        p.mask.push(MaskFile {
+            path: "a.sql".into(),
+            sql: "SELECT 1".into(),
+        });
+        assert_eq!(
+            p.steps(),
+            vec![
+                PrivateStep::Isolate,
+                PrivateStep::PrepareWal,
+                PrivateStep::SchemaOnly,
+                PrivateStep::Mask,
+                PrivateStep::Scrub
+            ]
+        );
+        assert!(is_segment_name("000000010000000000000003"));
+        assert!(is_segment_name("000000010000000000000003.partial"));
+        assert!(!is_segment_name("00000002.history"));
+    }
+}
