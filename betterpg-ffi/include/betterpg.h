@@ -1194,6 +1194,25 @@ betterpg_result betterpg_manager_reset(const struct betterpg_manager *manager,
                                        struct betterpg_branch_report **out_report);
 
 /*
+ Reset the branch `name` to the named snapshot `to` (`"SOURCE@NAME"`)
+ instead of its parent's current state; SOURCE becomes its parent. As
+ `betterpg_manager_reset` otherwise (same name, port and password;
+ `opts` NULL: the defaults; `*out_report` when not NULL, owned by the
+ caller). Fails with `BETTERPG_RESULT_NOT_FOUND` for an unknown
+ snapshot and `BETTERPG_RESULT_CONFIG` when `to` names no snapshot.
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `name` and `to` are
+ NULL or NUL-terminated strings; `opts` is NULL or a live
+ `betterpg_branch_options`; `out_report` is NULL or valid for writes.
+ */
+betterpg_result betterpg_manager_reset_to(const struct betterpg_manager *manager,
+                                          const char *name,
+                                          const char *to,
+                                          const struct betterpg_branch_options *opts,
+                                          struct betterpg_branch_report **out_report);
+
+/*
  The report of the last branch made with this manager handle.
 
  On success `*out_report` receives a new copy, owned by the caller
@@ -1652,6 +1671,93 @@ betterpg_result betterpg_create_options_set_runtime(struct betterpg_create_optio
  */
 betterpg_result betterpg_create_options_set_image(struct betterpg_create_options *opts,
                                                   const char *image);
+
+/*
+ Take a named snapshot of the database or branch `source` with the
+ branch recipe (`mode`: `BETTERPG_MODE_APPLICATION_CONSISTENT`, the
+ default, or `BETTERPG_MODE_CRASH_CONSISTENT`; a stopped source is
+ snapshotted as it is), keeping what a branch of it needs later.
+ `name` NULL: the UTC time, `YYYYMMDD-HHMMSS` (retention may remove
+ such a snapshot).
+
+ On success, when `out_json` is not NULL, `*out_json` receives the
+ snapshot as JSON (the `snapshot` object of `bpg snapshot --json`),
+ owned by the caller (`betterpg_string_free`). Fails with
+ `BETTERPG_RESULT_INVALID_NAME`, `BETTERPG_RESULT_NOT_FOUND` (no such
+ source) or `BETTERPG_RESULT_ALREADY_EXISTS` (the name is taken),
+ having made nothing.
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `source` and `name`
+ are NULL or NUL-terminated strings; `out_json` is NULL or valid for
+ writes.
+ */
+betterpg_result betterpg_manager_snapshot(const struct betterpg_manager *manager,
+                                          const char *source,
+                                          const char *name,
+                                          betterpg_mode mode,
+                                          char **out_json);
+
+/*
+ The named snapshots of `source` (NULL: of every database and branch),
+ by source, oldest first, as a JSON array of snapshot objects (as in
+ `bpg snapshots --json`) in `*out_json`, owned by the caller
+ (`betterpg_string_free`).
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `source` is NULL or a
+ NUL-terminated string; `out_json` is NULL or valid for writes.
+ */
+betterpg_result betterpg_manager_snapshots(const struct betterpg_manager *manager,
+                                           const char *source,
+                                           char **out_json);
+
+/*
+ Destroy the named snapshot `snapshot` (`"SOURCE@NAME"`). Fails with
+ `BETTERPG_RESULT_HAS_DEPENDENTS` while branches were cloned from it,
+ unless `force`, which destroys those branches (and theirs) first.
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `snapshot` is NULL or
+ a NUL-terminated string.
+ */
+betterpg_result betterpg_manager_destroy_snapshot(const struct betterpg_manager *manager,
+                                                  const char *snapshot,
+                                                  bool force);
+
+/*
+ Apply the retention settings (`keep_last`, `keep_hourly`,
+ `keep_daily`) of `source` (NULL: every source): remove the automatic
+ snapshots they do not keep, never one a branch was cloned from;
+ `dry_run` changes nothing. `*out_json` (when not NULL) receives the
+ report as in `bpg snapshot --prune --json`, owned by the caller
+ (`betterpg_string_free`).
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `source` is NULL or a
+ NUL-terminated string; `out_json` is NULL or valid for writes.
+ */
+betterpg_result betterpg_manager_prune_snapshots(const struct betterpg_manager *manager,
+                                                 const char *source,
+                                                 bool dry_run,
+                                                 char **out_json);
+
+/*
+ One pass of the snapshot schedule (what `bpg daemon` runs) over
+ `source` (NULL: every source): take the snapshots the policies say are
+ due, then prune. `*out_json` (when not NULL) receives the report as in
+ `bpg snapshot --schedule --json` (sources that failed are listed under
+ `failures`; the call itself still succeeds), owned by the caller
+ (`betterpg_string_free`).
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `source` is NULL or a
+ NUL-terminated string; `out_json` is NULL or valid for writes.
+ */
+betterpg_result betterpg_manager_run_snapshot_policy(const struct betterpg_manager *manager,
+                                                     const char *source,
+                                                     bool dry_run,
+                                                     char **out_json);
 
 #ifdef __cplusplus
 }  // extern "C"

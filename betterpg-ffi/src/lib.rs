@@ -41,6 +41,7 @@ pub mod logs;
 pub mod manager;
 pub mod options;
 pub mod result;
+pub mod snapshot;
 
 use std::ffi::{c_char, CString};
 

@@ -262,6 +262,37 @@ pub unsafe extern "C" fn betterpg_manager_reset(
     })
 }
 
+/// Reset the branch `name` to the named snapshot `to` (`"SOURCE@NAME"`)
+/// instead of its parent's current state; SOURCE becomes its parent. As
+/// `betterpg_manager_reset` otherwise (same name, port and password;
+/// `opts` NULL: the defaults; `*out_report` when not NULL, owned by the
+/// caller). Fails with `BETTERPG_RESULT_NOT_FOUND` for an unknown
+/// snapshot and `BETTERPG_RESULT_CONFIG` when `to` names no snapshot.
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `name` and `to` are
+/// NULL or NUL-terminated strings; `opts` is NULL or a live
+/// `betterpg_branch_options`; `out_report` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_reset_to(
+    manager: *const betterpg_manager,
+    name: *const c_char,
+    to: *const c_char,
+    opts: *const betterpg_branch_options,
+    out_report: *mut *mut betterpg_branch_report,
+) -> betterpg_result {
+    guard("betterpg_manager_reset_to", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let name = unsafe { arg_str(name, "name") }?;
+        let to = unsafe { arg_str(to, "to") }?;
+        let opts = unsafe { branch_options(opts) };
+        let report = m.inner.reset_to(name, to, opts)?;
+        // SAFETY: NULL or valid for writes per the contract.
+        unsafe { m.keep_report(report, out_report) }
+    })
+}
+
 /// The report of the last branch made with this manager handle.
 ///
 /// On success `*out_report` receives a new copy, owned by the caller

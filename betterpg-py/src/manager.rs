@@ -406,19 +406,102 @@ impl PyBranchManager {
     /// Throw a branch's changes away: branch its parent again under the
     /// same name and port (its URL stays valid). Refused for a database and
     /// for a branch that has branches (`HasDependentsError`). ``mode`` and
-    /// ``quota`` as for `branch`.
-    #[pyo3(signature = (name, mode = None, quota = None, *, fast = None))]
+    /// ``quota`` as for `branch`. ``to="SRC@NAME"``: back to that named
+    /// snapshot instead (SRC becomes its parent).
+    #[pyo3(signature = (name, mode = None, quota = None, *, fast = None, to = None))]
     fn reset(
         slf: &Bound<'_, Self>,
         name: &str,
         mode: Option<&str>,
         quota: Option<Size>,
         fast: Option<bool>,
+        to: Option<&str>,
     ) -> PyResult<Py<PyBranch>> {
         let py = slf.py();
         let opts = branch_options(py, mode, fast, quota)?;
-        let report = slf.get().call(py, |m| m.reset(name, opts))?;
+        let report = slf.get().call(py, |m| match to {
+            Some(to) => m.reset_to(name, to, opts),
+            None => m.reset(name, opts),
+        })?;
         Py::new(py, PyBranch::initializer(report, slf.clone().unbind()))
+    }
+
+    /// Take a named snapshot of a database or branch (the branch recipe;
+    /// ``mode`` as for `branch`), keeping what a branch of it needs later:
+    /// ``branch("SRC@NAME", ...)`` works after the source moved on or
+    /// stopped. ``name`` None: the UTC time, ``YYYYMMDD-HHMMSS``. Returns
+    /// the snapshot as a dict (the ``snapshot`` of ``bpg snapshot --json``).
+    #[pyo3(signature = (source, name = None, mode = None, *, fast = None))]
+    fn snapshot<'py>(
+        &self,
+        py: Python<'py>,
+        source: &str,
+        name: Option<String>,
+        mode: Option<&str>,
+        fast: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut opts = betterpg_core::SnapshotOptions::default()
+            .with_mode(branch_options(py, mode, fast, None)?.mode);
+        opts.name = name;
+        let r = self.call(py, |m| m.snapshot(source, opts))?;
+        json_value(py, &r.snapshot)
+    }
+
+    /// The named snapshots of ``source`` (None: every one), oldest first,
+    /// as dicts (as in ``bpg snapshots --json``).
+    #[pyo3(signature = (source = None))]
+    fn snapshots<'py>(&self, py: Python<'py>, source: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+        let l = self.call(py, |m| m.snapshots(source))?;
+        json_value(py, &l)
+    }
+
+    /// Destroy the named snapshot ``"SRC@NAME"``: `HasDependentsError`
+    /// while branches were cloned from it, unless ``force``, which destroys
+    /// them too. Returns ``{"snapshot": ..., "branches_destroyed": [...]}``.
+    #[pyo3(signature = (snapshot, force = false))]
+    fn destroy_snapshot<'py>(
+        &self,
+        py: Python<'py>,
+        snapshot: &str,
+        force: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (src, name) = snapshot.split_once('@').ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "snapshot {snapshot:?}: give SOURCE@NAME"
+            ))
+        })?;
+        let r = self.call(py, |m| m.destroy_snapshot(src, name, force))?;
+        json_value(py, &r)
+    }
+
+    /// Apply retention (``keep_last``, ``keep_hourly``, ``keep_daily``)
+    /// of ``source`` (None: every source); ``dry_run`` changes nothing.
+    /// Returns ``{"dry_run", "pruned", "kept"}`` as ``bpg snapshot --prune
+    /// --json``.
+    #[pyo3(signature = (source = None, dry_run = false))]
+    fn prune_snapshots<'py>(
+        &self,
+        py: Python<'py>,
+        source: Option<&str>,
+        dry_run: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let r = self.call(py, |m| m.prune_snapshots(source, dry_run))?;
+        json_value(py, &r)
+    }
+
+    /// One pass of the snapshot schedule (what ``bpg daemon`` runs): take
+    /// what the policies say is due, then prune. Returns the report as
+    /// ``bpg snapshot --schedule --json`` (failed sources under
+    /// ``failures``).
+    #[pyo3(signature = (source = None, dry_run = false))]
+    fn run_snapshot_policy<'py>(
+        &self,
+        py: Python<'py>,
+        source: Option<&str>,
+        dry_run: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let r = self.call(py, |m| m.run_snapshot_policy(source, dry_run))?;
+        json_value(py, &r)
     }
 
     /// Find (and unless ``dry_run``, remove) what betterpg made that no
@@ -568,6 +651,13 @@ impl PyBranchManager {
 }
 
 /// The settings as a Python dict (through their one JSON form).
+/// A core result as plain Python values (through its JSON form).
+fn json_value<'py>(py: Python<'py>, v: &impl serde::Serialize) -> PyResult<Bound<'py, PyAny>> {
+    let text = serde_json::to_string(v)
+        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+    py.import("json")?.call_method1("loads", (text,))
+}
+
 fn settings_dict<'py>(py: Python<'py>, s: &betterpg_core::Settings) -> PyResult<Bound<'py, PyAny>> {
     py.import("json")?
         .call_method1("loads", (s.to_json().to_string(),))
