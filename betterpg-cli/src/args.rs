@@ -200,6 +200,10 @@ pub struct BranchArgs {
     /// emptied before the branch gets a TCP port.
     #[arg(long)]
     pub schema_only: bool,
+    /// Branch without the source's masking policy (`bpg config SRC
+    /// --mask`); refused when the source forbids it (--forbid-unmasked).
+    #[arg(long)]
+    pub unmasked: bool,
 }
 
 /// `bpg reset`.

@@ -580,3 +580,82 @@ async fn schema_only_keeps_every_object_and_no_row() {
     );
     assert_consistent(&env);
 }
+
+/// Rows of `users` on `url` that still hold an original e-mail address.
+async fn originals(url: &str) -> i64 {
+    let c = connect(url).await;
+    query_i64(
+        &c,
+        "SELECT count(*) FROM users WHERE email LIKE '%@gmail.com'",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_policy_masks_its_branches_their_branches_and_resets() {
+    let env = TestEnv::plan("bpgmkp");
+    init(&env, "1G");
+    let bpg = Bpg::of(&env);
+    let prod_url = source_with_users(&bpg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mask = write_file(dir.path(), "users.sql", MASK_SQL);
+    bpg.ok(&["config", "prod", "--mask", mask.to_str().unwrap()]);
+
+    // A branch of the source is masked without being asked.
+    let dev = bpg.json(&["branch", "prod", "dev", "--json"]);
+    assert_eq!(dev["masking"]["files"][0], mask.to_str().unwrap(), "{dev}");
+    let dev_url = dev["branch"]["url"].as_str().unwrap().to_string();
+    assert_eq!(originals(&dev_url).await, 0);
+    // A branch of that branch is masked too (a row written on dev since).
+    {
+        let c = connect(&dev_url).await;
+        c.batch_execute(
+            "INSERT INTO users VALUES (100000, 'New Person', 'new.person@gmail.com', NULL)",
+        )
+        .await
+        .unwrap();
+    }
+    let dev2 = bpg.json(&["branch", "dev", "dev2", "--json"]);
+    assert!(dev2["masking"].is_object(), "{dev2}");
+    assert_eq!(originals(dev2["branch"]["url"].as_str().unwrap()).await, 0);
+    // A reset of a masked branch masks again.
+    bpg.ok(&["destroy", "dev2"]);
+    let r = bpg.json(&["reset", "dev", "--json"]);
+    assert!(r["masking"].is_object(), "{r}");
+    assert_eq!(originals(&dev_url).await, 0);
+    assert_eq!(originals(&prod_url).await, USERS, "the source is untouched");
+
+    // --unmasked branches it as it is, unless the policy forbids it.
+    let raw = bpg.json(&["branch", "prod", "raw", "--unmasked", "--json"]);
+    assert!(raw["masking"].is_null(), "{raw}");
+    assert_eq!(
+        originals(raw["branch"]["url"].as_str().unwrap()).await,
+        USERS
+    );
+    bpg.ok(&["config", "prod", "--forbid-unmasked"]);
+    let before = state_of(&env);
+    let o = bpg.run(&["branch", "prod", "raw2", "--unmasked"]);
+    let err = check_failure(&["branch"], &o);
+    assert_eq!(
+        o.status.code(),
+        Some(betterpg_core::ErrorKind::Mask.code() as i32 + 9),
+        "{err}"
+    );
+    assert!(err.contains("forbid"), "{err}");
+    assert_eq!(state_of(&env), before, "a refused branch changed something");
+
+    // A schema-only branch stays schema-only through a reset.
+    let so = bpg.json(&["branch", "prod", "so", "--schema-only", "--json"]);
+    let so_url = so["branch"]["url"].as_str().unwrap().to_string();
+    {
+        let c = connect(&so_url).await;
+        c.batch_execute("INSERT INTO users VALUES (1, 'a', 'a@example.invalid', NULL)")
+            .await
+            .unwrap();
+    }
+    bpg.ok(&["reset", "so"]);
+    let c = connect(&so_url).await;
+    assert_eq!(query_i64(&c, "SELECT count(*) FROM users").await, 0);
+    drop(c);
+    assert_consistent(&env);
+}

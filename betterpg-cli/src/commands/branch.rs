@@ -14,6 +14,7 @@ pub async fn run(g: &Global, a: BranchArgs) -> Result<(), Error> {
         at: a.at,
         mask: a.mask,
         schema_only: a.schema_only,
+        unmasked: a.unmasked,
         ..branch_options(&a.snapshot)?
     };
     let r = mgr.branch(&a.source, &a.name, opts).await?;

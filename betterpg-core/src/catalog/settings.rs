@@ -50,6 +50,10 @@ pub struct Settings {
     /// Refuse to branch this entry without its masking (`--unmasked`).
     #[serde(skip_serializing_if = "is_false")]
     pub forbid_unmasked: bool,
+    /// A branch made `--schema-only`: its resets (and its own branches)
+    /// are schema-only too. Set by `branch`, not by `configure`.
+    #[serde(skip_serializing_if = "is_false")]
+    pub schema_only: bool,
     /// What branches do with the source's role passwords; `None`: the
     /// default for the entry's kind.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -30,7 +30,7 @@ use super::private::{self, MaskingReport, PrivatePlan};
 use super::retain;
 use super::start::start_on_free_port;
 use super::status::{self, Info};
-use crate::catalog::{split_snapshot_ref, Entry, Kind, Mode, SnapshotRecord, State};
+use crate::catalog::{split_snapshot_ref, Entry, Kind, Mode, Settings, SnapshotRecord, State};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::fault;
@@ -138,6 +138,9 @@ pub struct BranchOptions {
     /// Make the branch schema-only: every object, role and setting kept,
     /// every table emptied, on the private first start.
     pub schema_only: bool,
+    /// Branch without the source's masking policy (its settings `mask`,
+    /// `mask_rules`); refused when the source's `forbid_unmasked` is set.
+    pub unmasked: bool,
 }
 
 /// Time taken by one step of an operation.
@@ -207,7 +210,7 @@ pub(crate) async fn branch(
     let src = ctx.entry(source)?;
     // The masking files are read before anything is made: a missing one
     // changes nothing.
-    let plan = private_plan(&opts)?;
+    let (plan, keep) = private_plan(&src, None, &opts)?;
     if target.is_some() && src.kind != Kind::Database {
         return Err(Error::Unsupported(format!(
             "{source:?} is a branch: only a database keeps WAL to branch from a point in time (--at)"
@@ -260,7 +263,7 @@ pub(crate) async fn branch(
         pg_major: src.pg_major,
         created_at,
         state: State::Ready,
-        settings: Default::default(),
+        settings: keep,
         // A clone keeps its source's layout.
         data_subdir: src.data_subdir.clone(),
         attached: None,
@@ -297,13 +300,74 @@ pub(crate) fn ready_snapshot(ctx: &Context, source: &str, name: &str) -> Result<
     Ok(rec)
 }
 
-/// The private phase of a branch made with `opts`: its masking files read
-/// (an unreadable one is an error before anything is made).
-pub(crate) fn private_plan(opts: &BranchOptions) -> Result<PrivatePlan> {
-    Ok(PrivatePlan {
-        mask: crate::pg::mask::load_files(&opts.mask)?,
-        schema_only: opts.schema_only,
-    })
+/// The private phase of a branch of `src` made with `opts`, and the
+/// settings the branch keeps so that its own branches and its resets are
+/// masked (or schema-only) the same way. `own`: the branch's own settings
+/// (a reset). The source's policy (settings `mask`, `mask_rules`) applies
+/// unless `opts.unmasked`, which its `forbid_unmasked` refuses. The files
+/// are read here, before anything is made: a missing one changes nothing.
+pub(crate) fn private_plan(
+    src: &Entry,
+    own: Option<&Settings>,
+    opts: &BranchOptions,
+) -> Result<(PrivatePlan, Settings)> {
+    let policy = &src.settings;
+    if opts.unmasked && policy.forbid_unmasked {
+        return Err(Error::Mask {
+            file: None,
+            line: None,
+            statement: None,
+            sqlstate: None,
+            message: format!(
+                "{:?} forbids branching it without its masking (forbid_unmasked): drop --unmasked, or allow it with `bpg config {} --allow-unmasked`; nothing was made",
+                src.name, src.name
+            ),
+        });
+    }
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    let mut rules: Vec<std::path::PathBuf> = Vec::new();
+    if !opts.unmasked {
+        files.extend(policy.mask.iter().cloned());
+        rules.extend(policy.mask_rules.iter().cloned());
+    }
+    if let Some(o) = own {
+        files.extend(o.mask.iter().cloned());
+        rules.extend(o.mask_rules.iter().cloned());
+    }
+    for m in &opts.mask {
+        files.push(
+            std::path::absolute(m)
+                .map_err(|e| Error::io(format!("resolving {}", m.display()), e))?,
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|f| seen.insert(f.clone()));
+    if !rules.is_empty() {
+        // Fail closed: a policy this build cannot apply is not skipped.
+        return Err(Error::Unsupported(format!(
+            "masking rules files ({}) are not supported by this build: use masking SQL files (--mask, setting mask); nothing was made",
+            rules
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let schema_only = opts.schema_only || policy.schema_only || own.is_some_and(|o| o.schema_only);
+    let keep = Settings {
+        mask: files.clone(),
+        forbid_unmasked: !files.is_empty()
+            && (policy.forbid_unmasked || own.is_some_and(|o| o.forbid_unmasked)),
+        schema_only,
+        ..Settings::default()
+    };
+    Ok((
+        PrivatePlan {
+            mask: crate::pg::mask::load_files(&files)?,
+            schema_only,
+        },
+        keep,
+    ))
 }
 
 /// Everything after the reservation: run the recipe, then mark the

@@ -46,7 +46,6 @@ pub(crate) async fn reset(
             Some(ready_snapshot(ctx, src, snap)?)
         }
     };
-    let plan = private_plan(&opts)?;
     if opts.runtime.is_some() || opts.image.is_some() {
         return Err(Error::Unsupported(
             "reset keeps the branch's runtime and image: destroy it and branch again to change them".into(),
@@ -57,7 +56,7 @@ pub(crate) async fn reset(
             "reset makes a branch its source as it is now: to branch from a point in time, destroy it and branch again with --at".into(),
         ));
     }
-    let (src, entry) = {
+    let (src, entry, plan) = {
         let mut cat = ctx.lock()?;
         let e = cat
             .get(name)
@@ -98,10 +97,18 @@ pub(crate) async fn reset(
                 dependents: kids.join(", "),
             });
         }
+        // The branch is masked again as it was made (its own settings)
+        // and as its parent's policy says now; the files are read before
+        // anything is thrown away.
+        let (plan, keep) = private_plan(&src, Some(&e.settings), &opts)?;
         let x = cat.get_mut(name).expect("checked above");
         x.state = State::creating();
+        // Only the masking it keeps changes; the rest is the branch's.
+        x.settings.mask = keep.mask;
+        x.settings.forbid_unmasked = keep.forbid_unmasked;
+        x.settings.schema_only = keep.schema_only;
         cat.save()?;
-        (src, e)
+        (src, e, plan)
     };
     // Throw the old data away (server, clone, its snapshot on the parent).
     let old = entry.clone();
