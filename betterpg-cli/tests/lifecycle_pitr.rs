@@ -274,6 +274,36 @@ async fn a_branch_at_a_time_or_lsn_holds_exactly_what_was_committed_by_then() {
     check_branch(&bpg, "t43", &more[2].time, 43, &archive).await;
     bpg.ok(&["start", "prod"]);
     assert_consistent(&env);
+    // Turned off: from the next start no archiving, the archive is gone,
+    // and only the base the branches were cloned from stays.
+    bpg.ok(&["config", "prod", "--retain-wal", "none"]);
+    bpg.ok(&["stop", "prod"]);
+    bpg.ok(&["start", "prod"]);
+    assert!(retention(&bpg, "prod").is_null());
+    assert!(
+        !zfs_tree(&env.pool).iter().any(|n| n.contains("/_wal/")),
+        "the archive went: {:?}",
+        zfs_tree(&env.pool)
+    );
+    assert_eq!(
+        snapshots(&env).len(),
+        1,
+        "the pinned base stays: {:?}",
+        snapshots(&env)
+    );
+    let c = connect(&url).await;
+    let mode: String = c
+        .query_one("SELECT current_setting('archive_mode')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mode, "off");
+    assert_eq!(
+        ids(bpg.json(&["url", "t45"])["url"].as_str().unwrap())
+            .await
+            .0,
+        46
+    );
     // Destroying the database removes its archive and bases too.
     bpg.ok(&["destroy", "prod", "--force"]);
     let left: Vec<String> = zfs_tree(&env.pool)
