@@ -78,6 +78,11 @@ pub enum Cmd {
     /// Show or change a database's or branch's settings: masking policy,
     /// credentials, expiry, idle stop, snapshot and WAL retention.
     Config(ConfigArgs),
+    /// Protect a database or branch: destroy, reset and expiry are
+    /// refused, even with --force, and gc never removes what it owns.
+    Protect(NameArg),
+    /// Lift the protection of a database or branch.
+    Unprotect(NameArg),
 }
 
 /// `bpg init`.

@@ -121,15 +121,28 @@ pub fn tree(infos: &[Info]) {
         } else {
             i.state.as_str()
         };
+        let mut notes = String::new();
+        if i.protected {
+            notes.push_str("  protected");
+        }
+        if let Some(at) = i.expires_at {
+            let now = betterpg_core::util::now_unix();
+            if at > now {
+                notes.push_str(&format!("  expires in {}", human_secs(at - now)));
+            } else {
+                notes.push_str("  expired");
+            }
+        }
         println!(
-            "{:<28} {:<8} {:<8} {:>6} {:>10} {:>10}  {}",
+            "{:<28} {:<8} {:<8} {:>6} {:>10} {:>10}  {}{}",
             label,
             i.kind,
             status,
             i.port,
             human_bytes(i.used_bytes),
             human_bytes(i.referenced_bytes),
-            i.mode.map_or("-", |m| m.as_str())
+            i.mode.map_or("-", |m| m.as_str()),
+            notes
         );
     }
     for i in infos {
@@ -164,6 +177,17 @@ fn secs(s: u64) -> String {
         }
     }
     format!("{s}s")
+}
+
+/// A span of seconds for people: "3d 4h", "2h 5m", "4m 10s", "9s".
+pub fn human_secs(s: u64) -> String {
+    let (d, h, m, sec) = (s / 86400, s % 86400 / 3600, s % 3600 / 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{sec}s"),
+        (0, 0, _) => format!("{m}m {sec}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
 }
 
 fn depth_of(all: &[Info], i: &Info) -> usize {

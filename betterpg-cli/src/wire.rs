@@ -32,6 +32,8 @@ pub struct Info<'a> {
     pub pg_version: u32,
     pub created_at: u64,
     pub wal_retention: Option<WalRetention<'a>>,
+    pub protected: bool,
+    pub expires_at: Option<u64>,
 }
 
 /// The WAL a database keeps and the window it can be branched at
@@ -84,6 +86,8 @@ impl<'a> From<&'a betterpg_core::Info> for Info<'a> {
             pg_version: i.pg_version,
             created_at: i.created_at,
             wal_retention: i.wal_retention.as_ref().map(WalRetention::from),
+            protected: i.protected,
+            expires_at: i.expires_at,
         }
     }
 }

@@ -149,6 +149,12 @@ fn every_documented_shape_is_what_bpg_prints() {
     );
     got.insert("gc".into(), bpg.json(&["gc", "--dry-run"]));
     got.insert("doctor".into(), bpg.json(&["doctor"]));
+    got.insert("protect".into(), bpg.json(&["protect", "dev"]));
+    assert_eq!(got["protect"]["protected"], true);
+    let refused = bpg.run(&["destroy", "dev", "--force"]);
+    assert_eq!(refused.status.code(), Some(30), "protected");
+    got.insert("unprotect".into(), bpg.json(&["unprotect", "dev"]));
+    assert_eq!(got["unprotect"]["protected"], false);
     got.insert("destroy".into(), bpg.json(&["destroy", "dev"]));
     // A database that keeps its WAL (from its next start).
     bpg.ok(&["config", "prod", "--retain-wal", "1h"]);

@@ -76,6 +76,7 @@ pub fn write_catalog(home: &Path, entries: usize) -> Result<()> {
             settings: Default::default(),
             data_subdir: None,
             attached: None,
+            lifecycle: Default::default(),
         })?;
     }
     catalog.save()

@@ -77,6 +77,14 @@ impl BranchManager {
     pub fn destroy(&self, name: &str, force: bool) -> Result<()> {
         self.block_on(self.inner.destroy(name, force))
     }
+    /// See [`AsyncManager::protect`].
+    pub fn protect(&self, name: &str) -> Result<Info> {
+        self.block_on(self.inner.protect(name))
+    }
+    /// See [`AsyncManager::unprotect`].
+    pub fn unprotect(&self, name: &str) -> Result<Info> {
+        self.block_on(self.inner.unprotect(name))
+    }
     /// See [`AsyncManager::start`].
     pub fn start(&self, name: &str) -> Result<Info> {
         self.block_on(self.inner.start(name))

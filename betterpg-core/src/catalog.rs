@@ -340,6 +340,10 @@ pub struct Entry {
     /// password, which is in the home's secrets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attached: Option<AttachedSource>,
+    /// Protection, expiry and idleness (omitted from the catalog when
+    /// nothing is set).
+    #[serde(default, skip_serializing_if = "Lifecycle::is_unset")]
+    pub lifecycle: Lifecycle,
 }
 
 /// How betterpg reaches an attached cluster (the URL given to `attach`,
@@ -356,6 +360,32 @@ pub struct AttachedSource {
     pub dbname: String,
     /// The data directory as the server reported it.
     pub data_directory: PathBuf,
+}
+
+/// What decides when an entry may go away or stop: protection, an expiry
+/// time, and when its server was last seen with clients (see
+/// `docs/lifecycle.md`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifecycle {
+    /// Protected (`bpg protect`): destroy, reset and expiry are refused,
+    /// even forced, and `gc` never removes what the entry owns.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+    /// Unix time after which the daemon destroys the entry (with its
+    /// branches); `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// Unix time the daemon last saw a client connected to the server
+    /// (for idle stop); `None`: not seen yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_at: Option<u64>,
+}
+
+impl Lifecycle {
+    /// True when nothing is set (the catalog then omits it).
+    pub fn is_unset(&self) -> bool {
+        *self == Lifecycle::default()
+    }
 }
 
 impl Entry {
@@ -651,6 +681,7 @@ mod tests {
             settings: Default::default(),
             data_subdir: None,
             attached: None,
+            lifecycle: Lifecycle::default(),
         }
     }
 

@@ -171,6 +171,24 @@ pub enum Error {
         /// What went wrong and what to do.
         message: String,
     },
+    /// The database or branch is protected (`bpg protect`): destroy,
+    /// reset and expiry are refused, even forced.
+    #[error("{name:?} is protected: {operation} is refused (even with --force); `bpg unprotect {name}` first if you mean it")]
+    Protected {
+        /// The protected database or branch (the one asked for, or a
+        /// branch of it that would go too).
+        name: String,
+        /// What was refused: "destroy", "reset" or "expire".
+        operation: &'static str,
+    },
+    /// Another `bpg daemon` already runs for this home.
+    #[error("a bpg daemon already runs for this home (pid {pid}, lock {lock}): stop it first (one daemon per home)", pid = pid.map_or_else(|| "unknown".to_string(), |p| p.to_string()), lock = lock.display())]
+    DaemonRunning {
+        /// The daemon's lock file.
+        lock: PathBuf,
+        /// The pid of the daemon holding it, when recorded.
+        pid: Option<u32>,
+    },
     /// A bug: something that should not happen.
     #[error("internal error: {0}")]
     Internal(String),
@@ -443,6 +461,12 @@ error_kinds! {
     20 Mask "mask" "BETTERPG_RESULT_MASK"
         "MaskError" None
         "Masking a branch failed (file, line and statement named); the branch was destroyed, nothing was reachable.";
+    21 Protected "protected" "BETTERPG_RESULT_PROTECTED"
+        "ProtectedError" None
+        "The database or branch is protected: destroy, reset and expiry are refused, even forced.";
+    22 DaemonRunning "daemon_running" "BETTERPG_RESULT_DAEMON_RUNNING"
+        "DaemonRunningError" None
+        "Another bpg daemon already runs for this home (one daemon per home).";
     99 Internal "internal" "BETTERPG_RESULT_INTERNAL"
         "InternalError" None
         "A bug in betterpg: please report it.";

@@ -58,7 +58,8 @@ pub use catalog::settings::{
     format_duration, parse_duration, Key as SettingKey, KEYS as SETTING_KEYS,
 };
 pub use catalog::{
-    AttachedSource, Credentials, Entry, EntryState, Kind, Mode, Settings, State, PGDATA_SUBDIR,
+    AttachedSource, Credentials, Entry, EntryState, Kind, Lifecycle, Mode, Settings, State,
+    PGDATA_SUBDIR,
 };
 pub use error::{Error, ErrorKind, PortErrorKind, Result, RuntimeErrorKind, ZfsErrorKind};
 #[allow(deprecated)]

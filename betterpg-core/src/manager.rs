@@ -279,6 +279,18 @@ impl BranchManager {
         ops::attach::detach(&self.ctx, name, force).await
     }
 
+    /// Protect a database or branch: destroy, reset and expiry are
+    /// refused (a [`crate::Error::Protected`]), even forced, and `gc`
+    /// never removes what it owns. Idempotent.
+    pub async fn protect(&self, name: &str) -> Result<Info> {
+        ops::protect::protect(&self.ctx, name, true).await
+    }
+
+    /// Lift the protection of a database or branch. Idempotent.
+    pub async fn unprotect(&self, name: &str) -> Result<Info> {
+        ops::protect::protect(&self.ctx, name, false).await
+    }
+
     /// Find (and unless `dry_run`, remove) every dataset, snapshot, server,
     /// catalog entry and file of this home that no complete database or
     /// branch, and no operation still running, owns (see `docs/architecture.md`).

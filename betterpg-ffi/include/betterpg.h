@@ -198,6 +198,15 @@ enum betterpg_result
    */
   BETTERPG_RESULT_MASK = 20,
   /*
+   The database or branch is protected: destroy, reset and expiry
+   are refused, even forced.
+   */
+  BETTERPG_RESULT_PROTECTED = 21,
+  /*
+   Another bpg daemon already runs for this home.
+   */
+  BETTERPG_RESULT_DAEMON_RUNNING = 22,
+  /*
    A bug in betterpg.
    */
   BETTERPG_RESULT_INTERNAL = 99,
@@ -763,6 +772,25 @@ uint32_t betterpg_info_pg_version(const struct betterpg_info *info);
 uint64_t betterpg_info_created_at(const struct betterpg_info *info);
 
 /*
+ True when it is protected (`betterpg_manager_protect`): destroy,
+ reset and expiry fail with `BETTERPG_RESULT_PROTECTED`. False if
+ `info` is NULL.
+
+ # Safety
+ `info` is NULL or a live `betterpg_info`.
+ */
+bool betterpg_info_protected(const struct betterpg_info *info);
+
+/*
+ When the daemon destroys it (its time to live ends), seconds since the
+ Unix epoch; 0 when it never expires (or `info` is NULL).
+
+ # Safety
+ `info` is NULL or a live `betterpg_info`.
+ */
+uint64_t betterpg_info_expires_at(const struct betterpg_info *info);
+
+/*
  Pool bytes used by its dataset; 0 if `info` is NULL.
 
  # Safety
@@ -1254,6 +1282,37 @@ betterpg_result betterpg_manager_start(const struct betterpg_manager *manager,
 betterpg_result betterpg_manager_stop(const struct betterpg_manager *manager,
                                       const char *name,
                                       struct betterpg_info **out_info);
+
+/*
+ Protect the database or branch `name`: destroy (even forced), reset
+ and expiry then fail with `BETTERPG_RESULT_PROTECTED`, and gc never
+ removes what it owns. Protecting a protected one is fine.
+
+ On success, when `out_info` is not NULL, `*out_info` receives its info,
+ owned by the caller (`betterpg_info_free`).
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+ NUL-terminated string; `out_info` is NULL or valid for writes.
+ */
+betterpg_result betterpg_manager_protect(const struct betterpg_manager *manager,
+                                         const char *name,
+                                         struct betterpg_info **out_info);
+
+/*
+ Lift the protection of the database or branch `name` (unprotecting
+ an unprotected one is fine).
+
+ On success, when `out_info` is not NULL, `*out_info` receives its info,
+ owned by the caller (`betterpg_info_free`).
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+ NUL-terminated string; `out_info` is NULL or valid for writes.
+ */
+betterpg_result betterpg_manager_unprotect(const struct betterpg_manager *manager,
+                                           const char *name,
+                                           struct betterpg_info **out_info);
 
 /*
  Destroy the database or branch `name`: stop it, destroy its dataset and

@@ -37,6 +37,8 @@ pub(crate) struct InfoC {
     runtime: CString,
     pg_version: u32,
     created_at: u64,
+    protected: bool,
+    expires_at: u64,
     used_bytes: u64,
     referenced_bytes: u64,
     wal: Option<WalC>,
@@ -78,6 +80,8 @@ impl InfoC {
             runtime: to_cstring(i.runtime.as_str())?,
             pg_version: i.pg_version,
             created_at: i.created_at,
+            protected: i.protected,
+            expires_at: i.expires_at.unwrap_or(0),
             used_bytes: i.used_bytes,
             referenced_bytes: i.referenced_bytes,
             wal: match &i.wal_retention {
@@ -257,6 +261,27 @@ pub unsafe extern "C" fn betterpg_info_pg_version(info: *const betterpg_info) ->
 #[no_mangle]
 pub unsafe extern "C" fn betterpg_info_created_at(info: *const betterpg_info) -> u64 {
     info_field(info, 0, |i| i.created_at)
+}
+
+/// True when it is protected (`betterpg_manager_protect`): destroy,
+/// reset and expiry fail with `BETTERPG_RESULT_PROTECTED`. False if
+/// `info` is NULL.
+///
+/// # Safety
+/// `info` is NULL or a live `betterpg_info`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_info_protected(info: *const betterpg_info) -> bool {
+    info_field(info, false, |i| i.protected)
+}
+
+/// When the daemon destroys it (its time to live ends), seconds since the
+/// Unix epoch; 0 when it never expires (or `info` is NULL).
+///
+/// # Safety
+/// `info` is NULL or a live `betterpg_info`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_info_expires_at(info: *const betterpg_info) -> u64 {
+    info_field(info, 0, |i| i.expires_at)
 }
 
 /// Pool bytes used by its dataset; 0 if `info` is NULL.

@@ -376,6 +376,57 @@ pub unsafe extern "C" fn betterpg_manager_stop(
     })
 }
 
+/// Protect the database or branch `name`: destroy (even forced), reset
+/// and expiry then fail with `BETTERPG_RESULT_PROTECTED`, and gc never
+/// removes what it owns. Protecting a protected one is fine.
+///
+/// On success, when `out_info` is not NULL, `*out_info` receives its info,
+/// owned by the caller (`betterpg_info_free`).
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+/// NUL-terminated string; `out_info` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_protect(
+    manager: *const betterpg_manager,
+    name: *const c_char,
+    out_info: *mut *mut betterpg_info,
+) -> betterpg_result {
+    guard("betterpg_manager_protect", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let name = unsafe { arg_str(name, "name") }?;
+        let info = m.inner.protect(name)?;
+        // SAFETY: NULL or valid for writes per the contract.
+        unsafe { write_info_opt(out_info, &info) }
+    })
+}
+
+/// Lift the protection of the database or branch `name` (unprotecting
+/// an unprotected one is fine).
+///
+/// On success, when `out_info` is not NULL, `*out_info` receives its info,
+/// owned by the caller (`betterpg_info_free`).
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+/// NUL-terminated string; `out_info` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_unprotect(
+    manager: *const betterpg_manager,
+    name: *const c_char,
+    out_info: *mut *mut betterpg_info,
+) -> betterpg_result {
+    guard("betterpg_manager_unprotect", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let name = unsafe { arg_str(name, "name") }?;
+        let info = m.inner.unprotect(name)?;
+        // SAFETY: NULL or valid for writes per the contract.
+        unsafe { write_info_opt(out_info, &info) }
+    })
+}
+
 /// Destroy the database or branch `name`: stop it, destroy its dataset and
 /// the snapshot it came from. One with branches fails with
 /// `BETTERPG_RESULT_HAS_DEPENDENTS` unless `force`, which destroys its

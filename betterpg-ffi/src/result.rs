@@ -65,6 +65,11 @@ pub enum betterpg_result {
     /// Masking a branch failed (file, line and statement in the message);
     /// the branch was destroyed and was never reachable.
     Mask = 20,
+    /// The database or branch is protected: destroy, reset and expiry
+    /// are refused, even forced.
+    Protected = 21,
+    /// Another bpg daemon already runs for this home.
+    DaemonRunning = 22,
     /// A bug in betterpg.
     Internal = 99,
     /// A pointer argument that must not be NULL was NULL.
@@ -107,6 +112,8 @@ const CORE_RESULTS: &[betterpg_result] = {
         NoSpace,
         OutOfWindow,
         Mask,
+        Protected,
+        DaemonRunning,
         Internal,
     ]
 };

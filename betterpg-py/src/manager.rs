@@ -531,6 +531,17 @@ impl PyBranchManager {
         self.call(py, |m| m.stop(name)).map(PyInfo::from)
     }
 
+    /// Protect a database or branch: destroy (even forced), reset and
+    /// expiry raise ``ProtectedError``, and gc never removes what it owns.
+    fn protect(&self, py: Python<'_>, name: &str) -> PyResult<PyInfo> {
+        self.call(py, |m| m.protect(name)).map(PyInfo::from)
+    }
+
+    /// Lift the protection of a database or branch.
+    fn unprotect(&self, py: Python<'_>, name: &str) -> PyResult<PyInfo> {
+        self.call(py, |m| m.unprotect(name)).map(PyInfo::from)
+    }
+
     /// Status of one database or branch.
     fn info(&self, py: Python<'_>, name: &str) -> PyResult<PyInfo> {
         self.call(py, |m| m.info(name)).map(PyInfo::from)

@@ -88,6 +88,14 @@ pub struct PyInfo {
     /// window and what the WAL uses; None otherwise.
     #[pyo3(get)]
     pub wal_retention: Option<PyWalRetention>,
+    /// Protected (``protect``): destroy, reset and expiry raise
+    /// ``ProtectedError``.
+    #[pyo3(get)]
+    pub protected: bool,
+    /// Unix time after which the daemon destroys it (its ``ttl``), or
+    /// ``None``: never.
+    #[pyo3(get)]
+    pub expires_at: Option<u64>,
 }
 
 /// The WAL a database keeps and the window it can be branched at
@@ -190,6 +198,8 @@ impl From<betterpg_core::Info> for PyInfo {
             pg_version: i.pg_version,
             created_at: i.created_at,
             wal_retention: i.wal_retention.map(PyWalRetention::from),
+            protected: i.protected,
+            expires_at: i.expires_at,
         }
     }
 }
@@ -215,6 +225,8 @@ impl PyInfo {
             Some(w) => d.set_item("wal_retention", w.to_dict(d.py())?)?,
             None => d.set_item("wal_retention", d.py().None())?,
         }
+        d.set_item("protected", self.protected)?;
+        d.set_item("expires_at", self.expires_at)?;
         Ok(())
     }
 }

@@ -25,6 +25,9 @@ UNPROVOKABLE = {
     # the API; OperationTimeoutError exists for future core errors.
     "timeout": "the core wraps its only timeout into a runtime error",
     "internal": "a bug by definition",
+    # Needs a daemon pass held open in another process: provoked in
+    # test_lifecycle.py (test_second_daemon_pass_is_refused).
+    "daemon_running": "provoked in test_lifecycle.py",
 }
 
 
@@ -109,6 +112,19 @@ def test_not_found(manager):
     ]:
         e = expect(betterpg.NotFoundError, fn, match=missing)
         assert isinstance(e, LookupError)
+
+
+def test_protected(manager):
+    name = unique("prot")
+    manager.branch(SOURCE, name)
+    try:
+        manager.protect(name)
+        expect(betterpg.ProtectedError, lambda: manager.destroy(name, force=True), match="is protected")
+        expect(betterpg.ProtectedError, lambda: manager.reset(name), match=f"unprotect {name}")
+        assert manager.info(name).running
+    finally:
+        manager.unprotect(name)
+        manager.destroy(name)
 
 
 def test_not_found_pool(tmp_path):

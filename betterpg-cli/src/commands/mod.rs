@@ -17,6 +17,7 @@ pub(crate) mod doctor;
 mod gc;
 mod init;
 mod logs;
+mod protect;
 mod reset;
 mod snapshot;
 mod start;
@@ -63,6 +64,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Gc(a) => gc::run(&g, a).await,
         Cmd::Logs(a) => logs::run(&g, a).await,
         Cmd::Config(a) => config::run(&g, a).await,
+        Cmd::Protect(a) => protect::run(&g, a, true).await,
+        Cmd::Unprotect(a) => protect::run(&g, a, false).await,
     }
 }
 

@@ -229,6 +229,7 @@ pub(crate) async fn attach(ctx: &Context, name: &str, opts: AttachOptions) -> Re
             dbname: conn.dbname.clone(),
             data_directory: PathBuf::from(&server_dir),
         }),
+        lifecycle: Default::default(),
     };
     // pg_wal and the tablespaces: on datasets of the pool, as the branch
     // recipe will find them (the same check, made now).

@@ -30,7 +30,9 @@ use super::private::{self, MaskingReport, PrivatePlan};
 use super::retain;
 use super::start::start_on_free_port;
 use super::status::{self, Info};
-use crate::catalog::{split_snapshot_ref, Entry, Kind, Mode, Settings, SnapshotRecord, State};
+use crate::catalog::{
+    split_snapshot_ref, Entry, Kind, Lifecycle, Mode, Settings, SnapshotRecord, State,
+};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::fault;
@@ -54,6 +56,15 @@ pub(crate) fn check_quota(q: Option<u64>) -> Result<()> {
         Some(b) if b < MIN_QUOTA => Err(Error::Config(format!(
             "a quota of {b} bytes is too small for a PostgreSQL cluster: give at least 64M"
         ))),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn check_ttl(ttl: Option<std::time::Duration>) -> Result<()> {
+    match ttl {
+        Some(t) if t.as_secs() == 0 => Err(Error::Config(
+            "a time to live of 0 seconds would destroy the branch as soon as it is made: give at least 1s".into(),
+        )),
         _ => Ok(()),
     }
 }
@@ -141,6 +152,11 @@ pub struct BranchOptions {
     /// Branch without the source's masking policy (its settings `mask`,
     /// `mask_rules`); refused when the source's `forbid_unmasked` is set.
     pub unmasked: bool,
+    /// Time to live of a new branch: the daemon destroys it (with its
+    /// branches) this long after it was made (`bpg branch --ttl 8h`).
+    /// `None`: it never expires. Not allowed for `reset`, which keeps the
+    /// branch's expiry as it was.
+    pub ttl: Option<std::time::Duration>,
 }
 
 /// Time taken by one step of an operation.
@@ -207,6 +223,7 @@ pub(crate) async fn branch(
             "--at picks its own base: branch the database itself (SRC, not SRC@NAME) at a point in time".into(),
         ));
     }
+    check_ttl(opts.ttl)?;
     let src = ctx.entry(source)?;
     // The masking files are read before anything is made: a missing one
     // changes nothing.
@@ -267,6 +284,10 @@ pub(crate) async fn branch(
         // A clone keeps its source's layout.
         data_subdir: src.data_subdir.clone(),
         attached: None,
+        lifecycle: Lifecycle {
+            expires_at: opts.ttl.map(|t| created_at.saturating_add(t.as_secs())),
+            ..Lifecycle::default()
+        },
     })?;
     // A password of its own: the source's must not log in to a branch
     // (it is set during the branch's private first start).

@@ -66,6 +66,7 @@ pub(crate) async fn create(ctx: &Context, name: &str, opts: CreateOptions) -> Re
         settings: Default::default(),
         data_subdir: None,
         attached: None,
+        lifecycle: Default::default(),
     })?;
     let mut made_dataset = false;
     let result = create_inner(ctx, &entry, &bin, &mut made_dataset).await;

@@ -13,8 +13,36 @@ use crate::tablespace;
 /// dataset (or a branch's) carries snapshots or datasets betterpg did
 /// not make (an operator's, sanoid's ...; `force` destroys them too).
 /// Always refused while a process that still runs is making or
-/// destroying it or one of its branches.
+/// destroying it or one of its branches, and when it or (with `force`)
+/// one of its branches is protected.
 pub(crate) async fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()> {
+    destroy_with(
+        ctx,
+        name,
+        Scope {
+            branches: force,
+            foreign: force,
+            operation: "destroy",
+        },
+    )
+    .await
+}
+
+/// What a destroy may take with it besides the entry itself.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scope {
+    /// Its branches (deepest first); else having any is refused.
+    pub(crate) branches: bool,
+    /// Snapshots and datasets under it that betterpg did not make; else
+    /// having any is refused.
+    pub(crate) foreign: bool,
+    /// What is asked ("destroy", "expire"), for a protection error.
+    pub(crate) operation: &'static str,
+}
+
+/// [`destroy`] with its scope spelled out: expiry takes the branches of
+/// an expired branch but never what betterpg did not make.
+pub(crate) async fn destroy_with(ctx: &Context, name: &str, scope: Scope) -> Result<()> {
     validate_name(name)?;
     // What betterpg did not make under the datasets that would go,
     // looked up before the lock is taken (a listing per dataset).
@@ -30,7 +58,7 @@ pub(crate) async fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()
         v.push(e.dataset.clone());
         v
     };
-    let foreign = if force {
+    let foreign = if scope.foreign {
         Vec::new()
     } else {
         not_made_by_betterpg(ctx, &datasets).await?
@@ -46,6 +74,12 @@ pub(crate) async fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()
                 "{name:?} is being changed by process {}; wait for it",
                 e.state.worker().unwrap_or_default()
             )));
+        }
+        if e.lifecycle.protected {
+            return Err(Error::Protected {
+                name: name.to_string(),
+                operation: scope.operation,
+            });
         }
         let desc = cat.descendants_deepest_first(name);
         // A branch still being made has a clone of a snapshot of its
@@ -80,12 +114,14 @@ pub(crate) async fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()
             .flat_map(|n| cat.snapshots_of(n))
             .map(|r| r.full_name())
             .collect();
-        if (!desc.is_empty() || !foreign.is_empty() || !named.is_empty()) && !force {
+        let refused_branches = !desc.is_empty() && !scope.branches;
+        let refused_named = !named.is_empty() && !scope.foreign;
+        if refused_branches || refused_named || !foreign.is_empty() {
             let mut parts = Vec::new();
-            if !desc.is_empty() {
+            if refused_branches {
                 parts.push(format!("branches {}", desc.join(", ")));
             }
-            if !named.is_empty() {
+            if refused_named {
                 parts.push(format!(
                     "named snapshots {} (`bpg snapshot destroy` them, or --force destroys them too)",
                     named.join(", ")
@@ -100,6 +136,17 @@ pub(crate) async fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()
             return Err(Error::HasDependents {
                 name: name.to_string(),
                 dependents: parts.join("; "),
+            });
+        }
+        // A protected branch is never taken along, whoever asks.
+        if let Some(p) = desc
+            .iter()
+            .filter_map(|d| cat.get(d))
+            .find(|d| d.lifecycle.protected)
+        {
+            return Err(Error::Protected {
+                name: p.name.clone(),
+                operation: scope.operation,
             });
         }
         let mut victims = desc;

@@ -50,8 +50,12 @@ pub struct GcReport {
     pub kept: Vec<GcItem>,
 }
 
+/// True when gc must keep what `e` owns: it is complete, a process that
+/// still runs works on it, or it is protected (whatever its state: a
+/// protected entry is only ever removed by `bpg destroy` after `bpg
+/// unprotect`).
 fn is_live(e: &Entry) -> bool {
-    e.state.is_live()
+    e.state.is_live() || e.lifecycle.protected
 }
 
 /// How many clones deep `d` is: 0 for a dataset that is no clone, else one

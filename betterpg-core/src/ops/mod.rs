@@ -1,9 +1,10 @@
 //! The operations, one module per verb, each a function over the context
 //! of a home (`crate::context::Context`: home, config, catalog, storage,
 //! runtimes, OS user): `init`, `create`, `branch` (the recipe), `reset`,
-//! `start`, `stop`, `destroy`, `gc`, `status`, `logs`, `config` (an
-//! entry's settings) (and following
-//! them), `attach` and `detach` (a cluster betterpg did not create), and `doctor` (which checks a home that may not be initialised,
+//! `start`, `stop`, `destroy`, `gc`, `status`, `logs` (and following
+//! them), `config` (an entry's settings), `attach` and `detach` (a cluster
+//! betterpg did not create), `protect`, and `doctor` (which checks a home
+//! that may not be initialised,
 //! so it takes its path instead). New verbs (snapshot, mask, follow ...)
 //! go here as new modules.
 //!
@@ -21,6 +22,7 @@ pub mod gc;
 pub mod init;
 pub mod logs;
 pub mod private;
+pub mod protect;
 pub mod reset;
 pub mod retain;
 pub mod snapshot;

@@ -56,6 +56,11 @@ pub(crate) async fn reset(
             "reset makes a branch its source as it is now: to branch from a point in time, destroy it and branch again with --at".into(),
         ));
     }
+    if opts.ttl.is_some() {
+        return Err(Error::Unsupported(
+            "reset keeps the branch's expiry: set a new one with `bpg config NAME --ttl`".into(),
+        ));
+    }
     let (src, entry, plan) = {
         let mut cat = ctx.lock()?;
         let e = cat
@@ -66,6 +71,12 @@ pub(crate) async fn reset(
             return Err(Error::InvalidState(format!(
                 "{name:?} is not ready (it is being created or destroyed)"
             )));
+        }
+        if e.lifecycle.protected {
+            return Err(Error::Protected {
+                name: name.to_string(),
+                operation: "reset",
+            });
         }
         let parent = match (e.kind, &e.parent, &to) {
             (Kind::Branch, _, Some(rec)) => rec.source.clone(),

@@ -50,6 +50,11 @@ pub struct Info {
     /// For a database that keeps WAL (the setting `retain_wal`): the
     /// restorable window, what the WAL uses; `None` (JSON null) otherwise.
     pub wal_retention: Option<super::retain::WalRetention>,
+    /// Protected (`bpg protect`): destroy, reset and expiry are refused.
+    pub protected: bool,
+    /// Unix time after which the daemon destroys it (`--ttl`); `None`
+    /// (JSON null): never.
+    pub expires_at: Option<u64>,
 }
 
 /// Pool usage summary.
@@ -200,6 +205,8 @@ async fn info_with(
             Kind::Database => super::retain::report(ctx, e).await?,
             Kind::Branch | Kind::Attached => None,
         },
+        protected: e.lifecycle.protected,
+        expires_at: e.lifecycle.expires_at,
     })
 }
 
@@ -295,10 +302,12 @@ mod tests {
             pg_version: 16,
             created_at: 7,
             wal_retention: None,
+            protected: true,
+            expires_at: Some(9),
         };
         assert_eq!(
             serde_json::to_string(&i).unwrap(),
-            r#"{"name":"dev","kind":"branch","parent":"prod","status":"running","state":"incomplete","port":54321,"used_bytes":1,"referenced_bytes":2,"url":"postgresql://x","mode":"crash-consistent","dataset":"t/b/_branches/dev","snapshot":"t/b/prod@bpg-dev-1","runtime":"native","pg_version":16,"created_at":7,"wal_retention":null}"#
+            r#"{"name":"dev","kind":"branch","parent":"prod","status":"running","state":"incomplete","port":54321,"used_bytes":1,"referenced_bytes":2,"url":"postgresql://x","mode":"crash-consistent","dataset":"t/b/_branches/dev","snapshot":"t/b/prod@bpg-dev-1","runtime":"native","pg_version":16,"created_at":7,"wal_retention":null,"protected":true,"expires_at":9}"#
         );
         i.kind = Kind::Database;
         i.parent = None;

@@ -679,6 +679,10 @@ int main(int argc, char **argv) {
     CHECK(betterpg_info_pg_version(src) == 15);
     CHECK(betterpg_info_port(src) >= port_first && betterpg_info_port(src) <= port_last);
     CHECK(betterpg_info_created_at(src) > 0);
+    CHECK(!betterpg_info_protected(src));
+    CHECK(betterpg_info_expires_at(src) == 0);
+    CHECK(!betterpg_info_protected(NULL));
+    CHECK(betterpg_info_expires_at(NULL) == 0);
     CHECK(contains(betterpg_info_dataset(src), pool));
     CHECK(contains(betterpg_info_url(src), "postgresql://"));
     printf("  created src on port %u\n", (unsigned)betterpg_info_port(src));
@@ -1224,6 +1228,31 @@ int main(int argc, char **argv) {
         betterpg_branch_options_free(at);
         CHECK(betterpg_info_wal_retain_secs(NULL) == 0 && betterpg_info_wal_to_lsn(NULL) == NULL);
         REQUIRE_OK(betterpg_manager_destroy(m, "pitr", true));
+    }
+
+    /* --- protect ------------------------------------------------------------ */
+    {
+        betterpg_info *p = NULL;
+        REQUIRE_OK(betterpg_manager_protect(m, "app", &p));
+        CHECK(betterpg_info_protected(p));
+        betterpg_info_free(p);
+        p = NULL;
+        /* Refused even forced, directly or through its parent. */
+        EXPECT_RC(BETTERPG_RESULT_PROTECTED, betterpg_manager_destroy(m, "app", true));
+        CHECK(contains(betterpg_last_error_message(), "protected"));
+        EXPECT_RC(BETTERPG_RESULT_PROTECTED, betterpg_manager_destroy(m, "src", true));
+        EXPECT_RC(BETTERPG_RESULT_PROTECTED, betterpg_manager_reset(m, "app", NULL, NULL));
+        REQUIRE_OK(betterpg_manager_info(m, "app", &p));
+        CHECK(betterpg_info_protected(p) && betterpg_info_is_running(p));
+        betterpg_info_free(p);
+        p = NULL;
+        REQUIRE_OK(betterpg_manager_unprotect(m, "app", NULL));
+        REQUIRE_OK(betterpg_manager_info(m, "app", &p));
+        CHECK(!betterpg_info_protected(p));
+        betterpg_info_free(p);
+        EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_protect(m, "nosuch", NULL));
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_protect(NULL, "app", NULL));
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_unprotect(m, NULL, NULL));
     }
 
     /* --- destroy ------------------------------------------------------------ */
