@@ -1329,6 +1329,51 @@ betterpg_result betterpg_manager_destroy(const struct betterpg_manager *manager,
                                          bool force);
 
 /*
+ Register the running PostgreSQL at `url` (a libpq URL or key=value
+ string, for a role with what branching needs: a superuser, or the
+ grants the error message lists), whose data directory `pgdata` (and
+ `pg_wal`, tablespaces) are on ZFS datasets of the home's pool, as
+ `name` of kind "attached", so that it can be branched. betterpg never
+ starts, stops or changes it; its password is stored 0600 and never
+ printed (the info's URL has none).
+
+ On success, when `out_info` is not NULL, `*out_info` receives its info,
+ owned by the caller (`betterpg_info_free`). Everything is checked
+ first and nothing is recorded on a failure: `BETTERPG_RESULT_CONFIG`
+ for a URL that does not parse or names another cluster,
+ `BETTERPG_RESULT_POSTGRES` for a server that refuses (SQLSTATE 42501:
+ missing rights, the message says what to grant),
+ `BETTERPG_RESULT_UNSUPPORTED` for a data directory not on a dataset of
+ the pool, `BETTERPG_RESULT_ALREADY_EXISTS` when the name is taken.
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `name`, `pgdata` and
+ `url` are NULL or NUL-terminated strings; `out_info` is NULL or valid
+ for writes.
+ */
+betterpg_result betterpg_manager_attach(const struct betterpg_manager *manager,
+                                        const char *name,
+                                        const char *pgdata,
+                                        const char *url,
+                                        struct betterpg_info **out_info);
+
+/*
+ Forget the attached cluster `name` (the cluster itself is not
+ touched). One with branches fails with `BETTERPG_RESULT_HAS_DEPENDENTS`
+ unless `force`, which destroys them; a database or branch fails with
+ `BETTERPG_RESULT_UNSUPPORTED`. On success, when `out_destroyed` is not
+ NULL, `*out_destroyed` receives how many branches were destroyed.
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+ NUL-terminated string; `out_destroyed` is NULL or valid for writes.
+ */
+betterpg_result betterpg_manager_detach(const struct betterpg_manager *manager,
+                                        const char *name,
+                                        bool force,
+                                        size_t *out_destroyed);
+
+/*
  Find, and unless `dry_run` remove, everything of this home that no
  complete database or branch owns: datasets, snapshots, servers,
  containers, catalog entries and files left by a process that died in

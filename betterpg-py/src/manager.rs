@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use betterpg_core::blocking::BranchManager as Blocking;
-use betterpg_core::{BranchOptions, CreateOptions, Error, InitOptions, InitStorage, Mode};
+use betterpg_core::{
+    AttachOptions, BranchOptions, CreateOptions, Error, InitOptions, InitStorage, Mode,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyType};
 
@@ -519,6 +521,39 @@ impl PyBranchManager {
     #[pyo3(name = "destroy", signature = (name, force = false))]
     fn py_destroy(&self, py: Python<'_>, name: &str, force: bool) -> PyResult<()> {
         self.destroy(py, name, force)
+    }
+
+    /// Register a running PostgreSQL that betterpg did not create (its
+    /// data directory ``pgdata``, pg_wal and tablespaces on ZFS datasets of
+    /// the home's pool; ``url`` a libpq URL for a role with what branching
+    /// needs, ``password`` instead of one in the URL) as ``name``, kind
+    /// "attached". Everything is checked first and nothing is recorded on a
+    /// refusal; betterpg never starts, stops or changes it.
+    #[pyo3(signature = (name, *, pgdata, url, password = None, pg_bin = None))]
+    fn attach(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        pgdata: PathBuf,
+        url: String,
+        password: Option<String>,
+        pg_bin: Option<PathBuf>,
+    ) -> PyResult<PyInfo> {
+        let opts = AttachOptions {
+            pgdata,
+            url,
+            password,
+            pg_bin,
+        };
+        self.call(py, |m| m.attach(name, opts)).map(PyInfo::from)
+    }
+
+    /// Forget the attached cluster ``name`` (it is not touched). Refused
+    /// (``HasDependentsError``) while it has branches unless ``force=True``,
+    /// which destroys them; returns the branches destroyed.
+    #[pyo3(signature = (name, force = false))]
+    fn detach(&self, py: Python<'_>, name: &str, force: bool) -> PyResult<Vec<String>> {
+        self.call(py, |m| m.detach(name, force))
     }
 
     /// Start a stopped database or branch.

@@ -1255,6 +1255,31 @@ int main(int argc, char **argv) {
         EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_unprotect(m, NULL, NULL));
     }
 
+    /* --- attach / detach: refusals that record nothing ---------------------- */
+    {
+        size_t gone = 42;
+        betterpg_info *att = NULL;
+        /* A URL without a user is refused before anything is looked at. */
+        EXPECT_RC(BETTERPG_RESULT_CONFIG,
+                  betterpg_manager_attach(m, "prodc", "/nonexistent",
+                                          "postgresql://127.0.0.1:1/postgres", &att));
+        CHECK(contains(betterpg_last_error_message(), "names no user"));
+        CHECK(att == NULL);
+        EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "prodc", &info));
+        /* Only an attached cluster is detached; a database is not touched. */
+        EXPECT_RC(BETTERPG_RESULT_UNSUPPORTED, betterpg_manager_detach(m, "src", true, &gone));
+        CHECK(contains(betterpg_last_error_message(), "not an attached cluster"));
+        CHECK(gone == 42);
+        CHECK(sql_number(betterpg_info_url(src), "SELECT count(*) FROM t") > 0);
+        EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_detach(m, "nosuch", false, NULL));
+        EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_detach(m, "a.b", false, NULL));
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER,
+                  betterpg_manager_attach(m, "x", NULL, "postgresql://u@h/d", NULL));
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER,
+                  betterpg_manager_attach(NULL, "x", "/d", "postgresql://u@h/d", NULL));
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_detach(NULL, "x", false, NULL));
+    }
+
     /* --- destroy ------------------------------------------------------------ */
     EXPECT_RC(BETTERPG_RESULT_HAS_DEPENDENTS, betterpg_manager_destroy(m, "src", false));
     CHECK(contains(betterpg_last_error_message(), "app"));
