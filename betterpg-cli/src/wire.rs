@@ -111,6 +111,8 @@ pub struct BranchReport<'a> {
     pub isolation: Isolation<'a>,
     pub password_changed: bool,
     pub masking: Option<Masking<'a>>,
+    /// `--fast` from a running source: checkpoint done or skipped, and why.
+    pub checkpoint: Option<Checkpoint<'a>>,
 }
 
 /// What masking (or making the branch schema-only) did.
@@ -137,6 +139,15 @@ impl<'a> From<&'a betterpg_core::MaskingReport> for Masking<'a> {
     }
 }
 
+/// [`betterpg_core::CheckpointDecision`].
+#[derive(Serialize)]
+pub struct Checkpoint<'a> {
+    pub done: bool,
+    pub wal_since_checkpoint: Option<u64>,
+    pub threshold: u64,
+    pub reason: &'a str,
+}
+
 impl<'a> From<&'a betterpg_core::BranchReport> for BranchReport<'a> {
     fn from(r: &'a betterpg_core::BranchReport) -> Self {
         BranchReport {
@@ -156,6 +167,12 @@ impl<'a> From<&'a betterpg_core::BranchReport> for BranchReport<'a> {
             isolation: (&r.isolation).into(),
             password_changed: r.password_changed,
             masking: r.masking.as_ref().map(Masking::from),
+            checkpoint: r.checkpoint.as_ref().map(|c| Checkpoint {
+                done: c.done,
+                wal_since_checkpoint: c.wal_since_checkpoint,
+                threshold: c.threshold,
+                reason: &c.reason,
+            }),
         }
     }
 }

@@ -85,6 +85,14 @@ pub struct Config {
     /// the catalog's lock).
     #[serde(default = "default_lock_timeout")]
     pub lock_timeout_secs: u64,
+    /// `--fast` (crash-consistent) from a running source: the source is
+    /// asked for a `CHECKPOINT` only when it wrote more than this many
+    /// bytes of WAL since its last one; below it the branch replays that
+    /// WAL at its first start instead (the snapshot holds every committed
+    /// transaction either way). 0: always checkpoint. The branch report
+    /// says which was done and why.
+    #[serde(default = "default_fast_checkpoint_max_wal")]
+    pub fast_checkpoint_max_wal: u64,
     /// Native ZFS properties of the root dataset (inherited by every
     /// database and branch) as ZFS reported them right after `init` set
     /// them (see [`crate::storage::props`]); empty for homes made before.
@@ -99,6 +107,15 @@ pub const DEFAULT_LOCK_TIMEOUT_SECS: u64 = 30;
 
 fn default_lock_timeout() -> u64 {
     DEFAULT_LOCK_TIMEOUT_SECS
+}
+
+/// Default [`Config::fast_checkpoint_max_wal`]: 64 MiB of WAL, which a
+/// branch replays in well under a second on the benchmark machine
+/// (docs/benchmarks.md), about what a checkpoint of a busy source costs.
+pub const DEFAULT_FAST_CHECKPOINT_MAX_WAL: u64 = 64 << 20;
+
+fn default_fast_checkpoint_max_wal() -> u64 {
+    DEFAULT_FAST_CHECKPOINT_MAX_WAL
 }
 
 fn default_start_timeout() -> u64 {
@@ -156,6 +173,7 @@ impl Config {
             docker_memory: DEFAULT_DOCKER_MEMORY,
             docker_pids: DEFAULT_DOCKER_PIDS,
             lock_timeout_secs: default_lock_timeout(),
+            fast_checkpoint_max_wal: DEFAULT_FAST_CHECKPOINT_MAX_WAL,
             zfs_properties: Default::default(),
         }
     }

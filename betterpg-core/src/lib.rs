@@ -78,6 +78,7 @@ pub use ops::doctor::{
 pub use ops::logs::LogStream;
 pub use ops::private::MaskingReport;
 pub use ops::retain::WalRetention;
+pub use pg::backup::CheckpointDecision;
 pub use pg::isolate::{
     DetachedSubscription, IsolationReport, IsolationWarning, OverriddenSetting, RemovedSetting,
 };

@@ -98,6 +98,19 @@ async fn fast_branch_under_writer_holds_every_acknowledged_commit() {
     let steps: Vec<&str> = report.timings.iter().map(|t| t.step).collect();
     assert!(steps.contains(&"checkpoint"), "{steps:?}");
     assert!(!steps.contains(&"backup_start"), "{steps:?}");
+    // A few hundred small commits since the source's last checkpoint: far
+    // below the threshold, so no checkpoint; the branch replays them.
+    let cp = report.checkpoint.clone().expect("a --fast report says");
+    assert!(!cp.done, "{cp:?}");
+    assert!(
+        cp.wal_since_checkpoint
+            .is_some_and(|w| w > 0 && w <= cp.threshold),
+        "{cp:?}"
+    );
+    assert_eq!(
+        cp.threshold,
+        betterpg_core::home::DEFAULT_FAST_CHECKPOINT_MAX_WAL
+    );
     assert_prefix(&report.branch.url, acked).await;
     let log = mgr.logs("quick", None).await.unwrap();
     assert!(
@@ -108,6 +121,62 @@ async fn fast_branch_under_writer_holds_every_acknowledged_commit() {
         !log.contains("backup recovery"),
         "no backup label expected:\n{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_branch_checkpoints_only_after_much_wal() {
+    let (env, mgr) = TestEnv::new("bpgt").await;
+    let prod = mgr.create("prod", CreateOptions::default()).await.unwrap();
+    let c = connect(&prod.url).await;
+    c.batch_execute("CHECKPOINT").await.unwrap();
+    // A threshold of 4 MiB (the home's config.json), then about 20 MiB of
+    // WAL written since the last checkpoint.
+    let threshold: u64 = 4 << 20;
+    let path = env.home.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    cfg["fast_checkpoint_max_wal"] = threshold.into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    drop(mgr);
+    let mgr = BranchManager::open(&env.home).await.unwrap();
+    c.batch_execute(
+        "CREATE TABLE big AS SELECT g, md5(g::text) AS m FROM generate_series(1, 200000) g",
+    )
+    .await
+    .unwrap();
+    let writer = Writer::start(&prod.url).await;
+    let acked = writer.acked();
+    let first = mgr.branch("prod", "after-much", fast()).await.unwrap();
+    let cp = first.checkpoint.clone().expect("a --fast report says");
+    assert!(cp.done, "{cp:?}");
+    assert_eq!(cp.threshold, threshold);
+    assert!(
+        cp.wal_since_checkpoint.is_some_and(|w| w > threshold),
+        "{cp:?}"
+    );
+    assert!(cp.reason.contains("more than"), "{cp:?}");
+    writer.stop().await;
+    assert_prefix(&first.branch.url, acked).await;
+    // Right after that checkpoint: little WAL, none asked for.
+    c.batch_execute("TRUNCATE seq").await.unwrap();
+    let writer = Writer::start(&prod.url).await;
+    let acked = writer.acked();
+    let second = mgr.branch("prod", "after-little", fast()).await.unwrap();
+    writer.stop().await;
+    let cp = second.checkpoint.clone().expect("a --fast report says");
+    assert!(!cp.done, "{cp:?}");
+    assert!(
+        cp.wal_since_checkpoint.is_some_and(|w| w <= threshold),
+        "{cp:?}"
+    );
+    assert_prefix(&second.branch.url, acked).await;
+    assert_eq!(count_rows(&second.branch.url, "big").await, 200000);
+    // Application-consistent: no such decision.
+    let app = mgr
+        .branch("prod", "app", BranchOptions::default())
+        .await
+        .unwrap();
+    assert!(app.checkpoint.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

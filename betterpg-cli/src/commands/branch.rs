@@ -32,6 +32,13 @@ pub async fn run(g: &Global, a: BranchArgs) -> Result<(), Error> {
             ", source was stopped"
         }
     );
+    if let Some(c) = &r.checkpoint {
+        println!(
+            "  checkpoint {}: {}",
+            if c.done { "done" } else { "skipped" },
+            c.reason
+        );
+    }
     for s in &r.timings {
         println!("  {:<13} {:>8.1} ms", s.step, s.millis);
     }

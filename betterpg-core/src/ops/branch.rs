@@ -37,7 +37,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::fault;
 use crate::name::validate_name;
-use crate::pg::backup::BackupStop;
+use crate::pg::backup::{BackupStop, CheckpointDecision};
 use crate::pg::cluster::{self, Profile};
 use crate::pg::datadir::DataDir;
 use crate::pg::isolate::{self, IsolationReport};
@@ -78,6 +78,9 @@ struct Undo {
     started: Option<InstanceSpec>,
     /// Snapshots and clones of the source's tablespaces.
     tablespaces: tablespace::Made,
+    /// Not undone, only reported: whether a `--fast` snapshot was preceded
+    /// by a checkpoint.
+    checkpoint: Option<CheckpointDecision>,
 }
 
 pub(crate) struct Timer {
@@ -195,6 +198,11 @@ pub struct BranchReport {
     /// What masking did (files, tables rewritten, WAL removed) or making
     /// the branch schema-only; `None` for a branch with neither.
     pub masking: Option<MaskingReport>,
+    /// Crash-consistent (`--fast`) from a running source: whether the
+    /// source was asked for a `CHECKPOINT` first, and why (it is skipped
+    /// when little WAL was written since the last one: the branch replays
+    /// it instead; see `Config::fast_checkpoint_max_wal`). `None` otherwise.
+    pub checkpoint: Option<CheckpointDecision>,
 }
 
 /// Make `name`, a new read-write server on a clone of `source`
@@ -430,6 +438,7 @@ pub(crate) async fn complete_branch(
                 isolation,
                 password_changed,
                 masking,
+                checkpoint: undo.checkpoint,
             })
         }
         Err(e) => {
@@ -517,10 +526,12 @@ async fn run_recipe(
                     name: &snap_name,
                     props: &snap_props,
                     label: &label,
+                    checkpoint_max_wal: Some(ctx.config.fast_checkpoint_max_wal),
                 },
                 &mut undo.session,
                 &mut taken,
                 timer,
+                &mut undo.checkpoint,
             )
             .await;
             // What was made is undone even when a later step failed.
@@ -740,6 +751,11 @@ pub(crate) struct Snap<'a> {
     pub props: &'a [(&'a str, &'a str)],
     /// The backup's label.
     pub label: &'a str,
+    /// Crash-consistent from a running source: skip the `CHECKPOINT` when
+    /// the source wrote at most this much WAL since its last one
+    /// ([`crate::pg::backup::checkpoint_unless_recent`]); `None`: always
+    /// checkpoint.
+    pub checkpoint_max_wal: Option<u64>,
 }
 
 /// Steps 1-3 of the recipe, for a branch and for a named snapshot: one
@@ -760,6 +776,7 @@ pub(crate) async fn snapshot_source(
     session: &mut Option<BackupSession>,
     taken: &mut bool,
     timer: &mut Timer,
+    checkpoint: &mut Option<CheckpointDecision>,
 ) -> Result<Option<BackupStop>> {
     let datasets = plan.snapshot_datasets(&src.dataset);
     if snap.running && snap.mode == Mode::ApplicationConsistent {
@@ -768,7 +785,9 @@ pub(crate) async fn snapshot_source(
         fault::point("after_backup_start").await?;
     } else if snap.running {
         let c = src_spec.conn.connect().await?;
-        c.batch_execute("CHECKPOINT").await?;
+        // 0: always checkpoint.
+        let max = snap.checkpoint_max_wal.unwrap_or(0);
+        *checkpoint = Some(crate::pg::backup::checkpoint_unless_recent(&c, max).await?);
         drop(c);
         timer.lap("checkpoint");
     }

@@ -336,10 +336,13 @@ async fn take(
             name: &snap_name,
             props: &props,
             label: &label,
+            // A kept snapshot is branched many times: always checkpoint.
+            checkpoint_max_wal: None,
         },
         &mut undo.session,
         &mut made,
         timer,
+        &mut None,
     )
     .await;
     if made {

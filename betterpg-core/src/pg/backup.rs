@@ -242,3 +242,119 @@ impl BackupSession {
         first_err.map_or(Ok(()), Err)
     }
 }
+
+/// Whether a crash-consistent snapshot of a running server was preceded by
+/// a `CHECKPOINT`, and why ([`checkpoint_unless_recent`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CheckpointDecision {
+    /// True when the server was asked for a `CHECKPOINT`.
+    pub done: bool,
+    /// WAL the server wrote since its last checkpoint began (its redo
+    /// point), in bytes: what a copy taken now replays at its first start.
+    /// `None` when the server did not say (then the checkpoint is done).
+    pub wal_since_checkpoint: Option<u64>,
+    /// The limit: with at most this much WAL since the last checkpoint, none
+    /// is asked for. 0: always one.
+    pub threshold: u64,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// WAL since the last checkpoint's redo point, bytes (on a standby: since
+/// its last restartpoint, up to what it replayed); `None` when the server
+/// cannot say. `pg_control_checkpoint()` reads the control file, needs a
+/// superuser (betterpg's connections are), and works on every version
+/// betterpg runs.
+pub async fn wal_since_checkpoint(client: &Client) -> Result<Option<u64>> {
+    let row = client
+        .query_one(
+            "SELECT pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() \
+             ELSE pg_current_wal_lsn() END, redo_lsn)::bigint FROM pg_control_checkpoint()",
+            &[],
+        )
+        .await?;
+    let diff: Option<i64> = row.get(0);
+    Ok(diff.and_then(|d| u64::try_from(d).ok()))
+}
+
+/// What to do before a crash-consistent snapshot, given the WAL since the
+/// last checkpoint (`wal`) and the `threshold`: a checkpoint only bounds
+/// the copy's redo (an atomic snapshot holds every committed transaction
+/// either way), so it is skipped when the copy would replay little. Pure.
+pub fn decide_checkpoint(wal: Option<u64>, threshold: u64) -> CheckpointDecision {
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64);
+    let (done, reason) = match wal {
+        _ if threshold == 0 => (
+            true,
+            "fast_checkpoint_max_wal is 0: always checkpoint".to_string(),
+        ),
+        None => (
+            true,
+            "the source did not say how much WAL it wrote since its last checkpoint".to_string(),
+        ),
+        Some(w) if w <= threshold => (
+            false,
+            format!(
+                "{} of WAL since the source's last checkpoint, at most {}: the branch replays it at its first start",
+                mib(w),
+                mib(threshold)
+            ),
+        ),
+        Some(w) => (
+            true,
+            format!(
+                "{} of WAL since the source's last checkpoint, more than {}: a checkpoint keeps the branch's recovery short",
+                mib(w),
+                mib(threshold)
+            ),
+        ),
+    };
+    CheckpointDecision {
+        done,
+        wal_since_checkpoint: wal,
+        threshold,
+        reason,
+    }
+}
+
+/// Ask the server on `client` for a `CHECKPOINT` unless it wrote at most
+/// `threshold` bytes of WAL since its last one ([`decide_checkpoint`]).
+pub async fn checkpoint_unless_recent(
+    client: &Client,
+    threshold: u64,
+) -> Result<CheckpointDecision> {
+    let wal = if threshold == 0 {
+        None
+    } else {
+        wal_since_checkpoint(client).await?
+    };
+    let d = decide_checkpoint(wal, threshold);
+    if d.done {
+        client.batch_execute("CHECKPOINT").await?;
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_is_skipped_only_below_the_threshold() {
+        let t = 64 << 20;
+        let small = decide_checkpoint(Some(1 << 20), t);
+        assert!(!small.done, "{small:?}");
+        assert!(small.reason.contains("1.0 MiB"), "{}", small.reason);
+        assert!(
+            !decide_checkpoint(Some(t), t).done,
+            "at the threshold: skipped"
+        );
+        assert!(decide_checkpoint(Some(t + 1), t).done);
+        assert!(decide_checkpoint(None, t).done, "unknown: checkpoint");
+        let always = decide_checkpoint(Some(0), 0);
+        assert!(
+            always.done && always.reason.contains("always"),
+            "{always:?}"
+        );
+    }
+}
