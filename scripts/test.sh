@@ -4,7 +4,7 @@
 # what it started even on failure. Exits non-zero when anything fails.
 #
 # Usage: scripts/test.sh [STAGE...]   (default: all stages, in order)
-# Stages: lint unit core cli versions safety isolation lifecycle ffi python examples docker demo bench
+# Stages: lint unit core cli versions safety isolation lifecycle sources protection ffi python examples docker demo bench
 #         openzfs daemon-restart
 # (openzfs boots a guest with the real OpenZFS 2.1 or 2.3 kernel module, one
 # release per run by the day, BPG_VM_ZFS=both for both; times in docs/openzfs.md.)
@@ -128,6 +128,7 @@ for s in "${STAGES[@]}"; do
     # Branching production (issue 13): every betterpg-cli/tests/sources_*.rs
     # (attach: a cluster made by hand; follow: a remote primary).
     sources) run_stage sources "${NEXTEST[@]}" -p betterpg-cli -E 'binary(/^sources_/)' ;;
+    # Protecting copies: every betterpg-cli/tests/protect_*.rs.
     protection) run_stage protection "${NEXTEST[@]}" -p betterpg-cli -E 'binary(/^protect_/)' ;;
     # The criterion micro-benchmarks are compiled (so they stay built; run
     # them with `cargo bench -p betterpg-benches`), then the short harness run.

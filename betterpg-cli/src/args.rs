@@ -83,6 +83,9 @@ pub enum Cmd {
     Protect(NameArg),
     /// Lift the protection of a database or branch.
     Unprotect(NameArg),
+    /// Show the audit log: who created, exposed (url), reset or destroyed
+    /// which copy, when, and how it ended.
+    Audit(AuditArgs),
 }
 
 /// `bpg init`.
@@ -457,6 +460,16 @@ pub struct GcArgs {
     /// Only list what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `bpg audit`.
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Only events at or after this: a duration back from now (30m, 8h,
+    /// 7d), a time (2026-12-03T16:00:00Z), a date (2026-12-03) or Unix
+    /// seconds.
+    #[arg(long, value_name = "TIME|DURATION")]
+    pub since: Option<String>,
 }
 
 /// `bpg logs`.

@@ -786,3 +786,75 @@ impl<'a> From<&'a betterpg_core::PolicyReport> for PolicyReport<'a> {
         }
     }
 }
+
+/// `audit`: the events of the audit log, oldest first.
+#[derive(Serialize)]
+pub struct Audit<'a> {
+    pub events: Vec<AuditEvent<'a>>,
+}
+
+/// One event of `audit` (every key always printed, `null` when empty).
+#[derive(Serialize)]
+pub struct AuditEvent<'a> {
+    pub time: &'a str,
+    pub unix: u64,
+    pub user: &'a str,
+    pub uid: u32,
+    pub sudo_user: Option<&'a str>,
+    pub operation: &'a str,
+    pub source: Option<&'a str>,
+    pub branch: Option<&'a str>,
+    pub mode: Option<&'a str>,
+    pub masking: Vec<AuditMaskFile<'a>>,
+    pub credentials: Option<&'a str>,
+    pub role: Option<&'a str>,
+    pub detail: Option<&'a str>,
+    pub result: &'a str,
+    pub error: Option<AuditError<'a>>,
+}
+
+/// A masking file of an audit event.
+#[derive(Serialize)]
+pub struct AuditMaskFile<'a> {
+    pub file: &'a str,
+    pub sha256: &'a str,
+}
+
+/// The error of an audit event.
+#[derive(Serialize)]
+pub struct AuditError<'a> {
+    pub kind: &'a str,
+    pub message: &'a str,
+}
+
+impl<'a> From<&'a betterpg_core::AuditEvent> for AuditEvent<'a> {
+    fn from(e: &'a betterpg_core::AuditEvent) -> Self {
+        AuditEvent {
+            time: &e.time,
+            unix: e.unix,
+            user: &e.user,
+            uid: e.uid,
+            sudo_user: e.sudo_user.as_deref(),
+            operation: &e.operation,
+            source: e.source.as_deref(),
+            branch: e.branch.as_deref(),
+            mode: e.mode.as_deref(),
+            masking: e
+                .masking
+                .iter()
+                .map(|m| AuditMaskFile {
+                    file: &m.file,
+                    sha256: &m.sha256,
+                })
+                .collect(),
+            credentials: e.credentials.as_deref(),
+            role: e.role.as_deref(),
+            detail: e.detail.as_deref(),
+            result: &e.result,
+            error: e.error.as_ref().map(|x| AuditError {
+                kind: &x.kind,
+                message: &x.message,
+            }),
+        }
+    }
+}

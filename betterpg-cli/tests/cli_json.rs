@@ -161,6 +161,7 @@ fn every_documented_shape_is_what_bpg_prints() {
     bpg.ok(&["stop", "prod"]);
     bpg.ok(&["start", "prod"]);
     got.insert("status-wal".into(), bpg.json(&["status", "prod"]));
+    got.insert("audit".into(), bpg.json(&["audit"]));
 
     let doc = examples();
     assert_eq!(

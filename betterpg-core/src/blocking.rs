@@ -105,6 +105,10 @@ impl BranchManager {
     pub fn url(&self, name: &str) -> Result<String> {
         self.block_on(self.inner.url(name))
     }
+    /// See [`AsyncManager::audit`].
+    pub fn audit(&self, since: Option<&str>) -> Result<Vec<crate::audit::AuditEvent>> {
+        self.inner.audit(since)
+    }
     /// See [`AsyncManager::logs`].
     pub fn logs(&self, name: &str, tail: Option<usize>) -> Result<String> {
         self.block_on(self.inner.logs(name, tail))

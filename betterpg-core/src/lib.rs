@@ -22,7 +22,7 @@
 //!   synchronous facade the C and Python bindings use);
 //! - operations (internal): `ops`, one module per verb (`ops::branch` is
 //!   the recipe), each a function over the context of a home (`context`);
-//! - policy on plain values: `catalog`, `space` (why a full branch cannot
+//! - policy on plain values: [`audit`] (the audit log), `catalog`, `space` (why a full branch cannot
 //!   stop its source), `ports`, `tablespace` (internal) and [`home`];
 //! - leaves that know nothing of betterpg's policy: [`storage`] (ZFS),
 //!   [`pg`] (PostgreSQL), [`runtime`] (running servers), [`name`],
@@ -32,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+pub mod audit;
 #[doc(hidden)]
 pub mod bench;
 pub mod blocking;
@@ -54,6 +55,7 @@ pub mod storage;
 pub(crate) mod tablespace;
 pub mod util;
 
+pub use audit::{AuditError, AuditEvent, AuditMaskFile};
 pub use catalog::settings::{
     format_duration, parse_duration, Key as SettingKey, KEYS as SETTING_KEYS,
 };

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::audit::AuditEvent;
 use crate::catalog::Entry;
 pub use crate::catalog::Settings;
 use crate::context::Context;
@@ -296,6 +297,14 @@ impl BranchManager {
     /// branch, and no operation still running, owns (see `docs/architecture.md`).
     pub async fn gc(&self, dry_run: bool) -> Result<GcReport> {
         ops::gc::gc(&self.ctx, dry_run).await
+    }
+
+    /// The home's audit log (`HOME/audit.log`): what created, exposed,
+    /// reset or destroyed a copy, by whom, when, and how it ended; oldest
+    /// first. `since`: a duration back from now (`30m`, `8h`, `7d`), a time
+    /// (`2026-12-03T16:00:00Z`), a date or Unix seconds; `None`: all.
+    pub fn audit(&self, since: Option<&str>) -> Result<Vec<AuditEvent>> {
+        ops::audit::audit(&self.ctx, since)
     }
 
     /// Status of one database or branch.

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "policy on plain values",
         &[
             "home",
+            "audit",
             "catalog",
             "ports",
             "space",

@@ -1777,6 +1777,29 @@ betterpg_result betterpg_create_options_set_image(struct betterpg_create_options
                                                   const char *image);
 
 /*
+ The home's audit log (what created, exposed, reset or destroyed a
+ copy, by whom, when, how it ended) as a JSON array of events, oldest
+ first, each as one line of `HOME/audit.log` (fields `time`, `unix`,
+ `user`, `uid`, `operation`, `source`, `branch`, `mode`, `masking`,
+ `credentials`, `result`, `error`, and when set `sudo_user`, `role`,
+ `detail`).
+
+ `since` is NULL (every event) or a duration back from now ("30m",
+ "8h", "7d"), a time ("2026-12-03T16:00:00Z"), a date or Unix seconds;
+ anything else is `BETTERPG_RESULT_CONFIG`.
+
+ On success `*out_json` receives a new string, owned by the caller
+ (`betterpg_string_free`).
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `since` is NULL or a
+ NUL-terminated string; `out_json` is NULL or valid for writes.
+ */
+betterpg_result betterpg_manager_audit_json(const struct betterpg_manager *manager,
+                                            const char *since,
+                                            char **out_json);
+
+/*
  Take a named snapshot of the database or branch `source` with the
  branch recipe (`mode`: `BETTERPG_MODE_APPLICATION_CONSISTENT`, the
  default, or `BETTERPG_MODE_CRASH_CONSISTENT`; a stopped source is

@@ -40,6 +40,7 @@ pub mod info;
 pub mod logs;
 pub mod manager;
 pub mod options;
+pub mod protect;
 pub mod result;
 pub mod snapshot;
 

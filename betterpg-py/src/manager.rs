@@ -599,6 +599,22 @@ impl PyBranchManager {
         PyList::new(py, objs)
     }
 
+    /// The home's audit log: what created, exposed (``url``), reset or
+    /// destroyed a copy, by whom, when, and how it ended, oldest first.
+    /// Each event is a dict with the keys of a line of ``HOME/audit.log``
+    /// (``time``, ``unix``, ``user``, ``uid``, ``operation``, ``source``,
+    /// ``branch``, ``mode``, ``masking``, ``credentials``, ``result``,
+    /// ``error``; ``sudo_user``, ``role``, ``detail`` when set). ``since``: a
+    /// duration back from now (``"30m"``, ``"8h"``, ``"7d"``), a time
+    /// (``"2026-12-03T16:00:00Z"``), a date or Unix seconds.
+    #[pyo3(signature = (since = None))]
+    fn audit<'py>(&self, py: Python<'py>, since: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+        let events = self.call(py, |m| m.audit(since))?;
+        let json = serde_json::to_string(&events)
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+        py.import("json")?.call_method1("loads", (json,))
+    }
+
     /// Connection URL (with the password) of a database or branch.
     fn url(&self, py: Python<'_>, name: &str) -> PyResult<String> {
         self.call(py, |m| m.url(name))

@@ -9,6 +9,7 @@ use betterpg_core::Error;
 use crate::args::{Cli, Cmd};
 
 mod attach;
+mod audit;
 mod branch;
 mod config;
 mod create;
@@ -66,6 +67,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Config(a) => config::run(&g, a).await,
         Cmd::Protect(a) => protect::run(&g, a, true).await,
         Cmd::Unprotect(a) => protect::run(&g, a, false).await,
+        Cmd::Audit(a) => audit::run(&g, a).await,
     }
 }
 

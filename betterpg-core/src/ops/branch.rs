@@ -213,6 +213,38 @@ pub(crate) async fn branch(
     name: &str,
     opts: BranchOptions,
 ) -> Result<BranchReport> {
+    let requested = opts.mode;
+    let r = branch_unaudited(ctx, source, name, opts).await;
+    record(ctx, "branch", source, name, requested, &r);
+    r
+}
+
+/// Append the audit line of a branch or reset of `name` from `source`.
+pub(crate) fn record(
+    ctx: &Context,
+    operation: &str,
+    source: &str,
+    name: &str,
+    requested: Mode,
+    r: &Result<BranchReport>,
+) {
+    let mut ev = crate::audit::AuditEvent::now(operation);
+    ev.source = Some(source.to_string());
+    ev.branch = Some(name.to_string());
+    let mode = match r {
+        Ok(rep) => rep.branch.mode.unwrap_or(requested),
+        Err(_) => requested,
+    };
+    ev.mode = Some(mode.as_str().to_string());
+    super::audit::record(ctx, ev.outcome(r));
+}
+
+async fn branch_unaudited(
+    ctx: &Context,
+    source: &str,
+    name: &str,
+    opts: BranchOptions,
+) -> Result<BranchReport> {
     let t0 = Instant::now();
     // `SRC@NAME`: a branch of the named snapshot NAME of SRC.
     let (source, named) = match split_snapshot_ref(source) {

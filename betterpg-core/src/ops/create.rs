@@ -27,7 +27,7 @@ pub struct CreateOptions {
 }
 
 /// Create a new, started, empty database cluster.
-pub(crate) async fn create(ctx: &Context, name: &str, opts: CreateOptions) -> Result<Info> {
+async fn create_unaudited(ctx: &Context, name: &str, opts: CreateOptions) -> Result<Info> {
     validate_name(name)?;
     let bin = PgBin::choose(
         opts.pg_bin.as_deref(),
@@ -130,4 +130,13 @@ async fn create_inner(ctx: &Context, entry: &Entry, bin: &PgBin, made: &mut bool
         &Profile::Database,
     )?;
     start_on_free_port(ctx, entry, &data_dir, |s| s.pg_bin = bin.clone(), &mut None).await
+}
+
+/// [`create_unaudited`], recorded in the audit log.
+pub(crate) async fn create(ctx: &Context, name: &str, opts: CreateOptions) -> Result<Info> {
+    let r = create_unaudited(ctx, name, opts).await;
+    let mut ev = crate::audit::AuditEvent::now("create");
+    ev.branch = Some(name.to_string());
+    super::audit::record(ctx, ev.outcome(&r));
+    r
 }

@@ -15,7 +15,7 @@ use crate::tablespace;
 /// Always refused while a process that still runs is making or
 /// destroying it or one of its branches, and when it or (with `force`)
 /// one of its branches is protected.
-pub(crate) async fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()> {
+async fn destroy_inner(ctx: &Context, name: &str, force: bool) -> Result<()> {
     destroy_with(
         ctx,
         name,
@@ -251,4 +251,17 @@ pub(crate) async fn destroy_kept(ctx: &Context, r: &SnapshotRecord) -> Result<()
     }
     destroy_with_retry(&*ctx.storage, &r.zfs_snapshot, false).await?;
     tablespace::destroy_snapshots(&*ctx.storage, &r.tablespace_snapshots).await
+}
+
+/// [`destroy_inner`], recorded in the audit log (with the parent of a
+/// branch as its source, and `force` in the detail).
+pub(crate) async fn destroy(ctx: &Context, name: &str, force: bool) -> Result<()> {
+    let parent = ctx.entry(name).ok().and_then(|e| e.parent);
+    let r = destroy_inner(ctx, name, force).await;
+    let mut ev = crate::audit::AuditEvent::now("destroy");
+    ev.source = parent;
+    ev.branch = Some(name.to_string());
+    ev.detail = force.then(|| "force: its branches too".to_string());
+    super::audit::record(ctx, ev.outcome(&r));
+    r
 }

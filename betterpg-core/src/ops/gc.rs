@@ -82,7 +82,7 @@ fn clone_depth(d: &DatasetInfo, all: &[DatasetInfo]) -> usize {
 /// Find (and unless `dry_run`, remove) every dataset, snapshot, server,
 /// catalog entry and file of this home that no complete database or
 /// branch, and no operation still running, owns.
-pub(crate) async fn gc(ctx: &Context, dry_run: bool) -> Result<GcReport> {
+async fn gc_inner(ctx: &Context, dry_run: bool) -> Result<GcReport> {
     let (entries, records): (Vec<Entry>, Vec<SnapshotRecord>) = {
         let cat = ctx.lock()?;
         (
@@ -440,4 +440,23 @@ async fn orphan_spec(ctx: &Context, d: &DatasetInfo, dead: &[Entry]) -> Option<I
         limits: ctx.config.container_limits(),
         private_socket_dir: None,
     })
+}
+
+/// [`gc_inner`], each removal recorded in the audit log (a dry run
+/// removes nothing and records nothing; a failure is recorded once).
+pub(crate) async fn gc(ctx: &Context, dry_run: bool) -> Result<GcReport> {
+    let r = gc_inner(ctx, dry_run).await;
+    match &r {
+        Ok(report) if !dry_run => {
+            for item in &report.items {
+                let mut ev = crate::audit::AuditEvent::now("gc");
+                ev.branch = Some(item.name.clone());
+                ev.detail = Some(format!("{}: {}", item.what, item.reason));
+                super::audit::record(ctx, ev);
+            }
+        }
+        Ok(_) => {}
+        Err(_) => super::audit::record(ctx, crate::audit::AuditEvent::now("gc").outcome(&r)),
+    }
+    r
 }

@@ -13,6 +13,7 @@
 //! at the crate root.
 
 pub mod attach;
+pub mod audit;
 pub mod branch;
 pub mod config;
 pub mod create;

@@ -30,6 +30,26 @@ pub(crate) async fn reset(
     to: Option<&str>,
     opts: BranchOptions,
 ) -> Result<BranchReport> {
+    let source = match to {
+        Some(t) => t.to_string(),
+        None => ctx
+            .entry(name)
+            .ok()
+            .and_then(|e| e.parent)
+            .unwrap_or_default(),
+    };
+    let requested = opts.mode;
+    let r = reset_unaudited(ctx, name, to, opts).await;
+    super::branch::record(ctx, "reset", &source, name, requested, &r);
+    r
+}
+
+async fn reset_unaudited(
+    ctx: &Context,
+    name: &str,
+    to: Option<&str>,
+    opts: BranchOptions,
+) -> Result<BranchReport> {
     let t0 = Instant::now();
     validate_name(name)?;
     check_quota(opts.quota)?;

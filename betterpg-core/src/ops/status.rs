@@ -74,14 +74,21 @@ pub struct PoolUsage {
 }
 
 /// Connection URL of a database or branch (of an attached cluster:
-/// without its password, which betterpg never prints).
+/// without its password, which betterpg never prints). Handing out a URL
+/// hands out the password in it, so it is recorded in the audit log (the
+/// URL itself never is).
 pub(crate) async fn url(ctx: &Context, name: &str) -> Result<String> {
-    let e = ctx.entry(name)?;
-    let c = ctx.conn_for(&e)?;
-    Ok(match e.kind {
-        Kind::Attached => c.url_without_password(),
-        _ => c.url(),
-    })
+    let r = ctx.entry(name).and_then(|e| {
+        let c = ctx.conn_for(&e)?;
+        Ok(match e.kind {
+            Kind::Attached => c.url_without_password(),
+            _ => c.url(),
+        })
+    });
+    let mut ev = crate::audit::AuditEvent::now("url");
+    ev.branch = Some(name.to_string());
+    super::audit::record(ctx, ev.outcome(&r));
+    r
 }
 
 /// Status of one database or branch.

@@ -552,6 +552,40 @@ static void test_doctor(const char *home) {
     betterpg_doctor_report_free(NULL);
 }
 
+/* --- protecting copies: the audit log -------------------------------------
+ * Every branch and url so far is in HOME/audit.log; betterpg_manager_audit_json
+ * reads it (filtered by since), a bad since is a config error. */
+static void test_audit(betterpg_manager *m) {
+    char *json = NULL;
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_audit_json(m, NULL, &json));
+    CHECK(json != NULL);
+    if (json) {
+        CHECK(json[0] == '[');
+        CHECK(contains(json, "\"operation\":\"create\""));
+        CHECK(contains(json, "\"operation\":\"branch\""));
+        CHECK(contains(json, "\"branch\":\"app\""));
+        CHECK(contains(json, "\"source\":\"src\""));
+        CHECK(contains(json, "\"result\":\"error\""));
+        CHECK(!contains(json, "postgresql://"));
+        betterpg_string_free(json);
+    }
+    json = NULL;
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_audit_json(m, "1h", &json));
+    CHECK(json != NULL && contains(json, "\"operation\":\"branch\""));
+    betterpg_string_free(json);
+    json = NULL;
+    /* A time in the future: nothing since. */
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_audit_json(m, "2999-01-01T00:00:00Z", &json));
+    CHECK(json != NULL && streq(json, "[]"));
+    betterpg_string_free(json);
+    json = (char *)&failures;
+    EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_audit_json(m, "yesterday", &json));
+    CHECK(contains(betterpg_last_error_message(), "since"));
+    CHECK(json == (char *)&failures);
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_audit_json(NULL, NULL, &json));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_audit_json(m, NULL, NULL));
+}
+
 static void test_follow_logs(betterpg_manager *m, const char *name, const char *url) {
     betterpg_log_follower *f = NULL;
     char *chunk = NULL;
@@ -1024,6 +1058,7 @@ int main(int argc, char **argv) {
     CHECK(log == NULL);
     test_follow_logs(m, "app", betterpg_info_url(app));
     test_doctor(home);
+    test_audit(m);
 
     /* --- reset: app goes back to src's current rows, same port ------------- */
     betterpg_branch_report_free(report2);

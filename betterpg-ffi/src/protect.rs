@@ -1,0 +1,49 @@
+//! Protecting copies of production: the audit log.
+
+use std::ffi::c_char;
+
+use crate::manager::betterpg_manager;
+use crate::result::{arg_out, arg_str, betterpg_result, guard, to_cstring, write_out, Opaque};
+
+/// The home's audit log (what created, exposed, reset or destroyed a
+/// copy, by whom, when, how it ended) as a JSON array of events, oldest
+/// first, each as one line of `HOME/audit.log` (fields `time`, `unix`,
+/// `user`, `uid`, `operation`, `source`, `branch`, `mode`, `masking`,
+/// `credentials`, `result`, `error`, and when set `sudo_user`, `role`,
+/// `detail`).
+///
+/// `since` is NULL (every event) or a duration back from now ("30m",
+/// "8h", "7d"), a time ("2026-12-03T16:00:00Z"), a date or Unix seconds;
+/// anything else is `BETTERPG_RESULT_CONFIG`.
+///
+/// On success `*out_json` receives a new string, owned by the caller
+/// (`betterpg_string_free`).
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `since` is NULL or a
+/// NUL-terminated string; `out_json` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_audit_json(
+    manager: *const betterpg_manager,
+    since: *const c_char,
+    out_json: *mut *mut c_char,
+) -> betterpg_result {
+    guard("betterpg_manager_audit_json", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let since = if since.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL, NUL-terminated per the contract.
+            Some(unsafe { arg_str(since, "since") }?)
+        };
+        let out = arg_out(out_json, "out_json")?;
+        let events = m.inner.audit(since)?;
+        let json = serde_json::to_string(&events)
+            .map_err(|e| betterpg_core::Error::Internal(format!("audit events: {e}")))?;
+        let json = to_cstring(json)?;
+        // SAFETY: checked non-NULL, valid for writes per the contract.
+        unsafe { write_out(out, json.into_raw()) };
+        Ok(())
+    })
+}
