@@ -86,6 +86,11 @@ pub enum Cmd {
     /// Show the audit log: who created, exposed (url), reset or destroyed
     /// which copy, when, and how it ended.
     Audit(AuditArgs),
+    /// List the columns of a database or branch whose name or sampled
+    /// values look personal (email, phone, name, address, birth date,
+    /// IBAN, card number, IP) and that no masking rule covers. Exits
+    /// non-zero when one is found.
+    MaskCheck(MaskCheckArgs),
 }
 
 /// `bpg init`.
@@ -470,6 +475,19 @@ pub struct AuditArgs {
     /// seconds.
     #[arg(long, value_name = "TIME|DURATION")]
     pub since: Option<String>,
+}
+
+/// `bpg mask-check`.
+#[derive(Args, Debug)]
+pub struct MaskCheckArgs {
+    /// The database or branch to check (it must be running).
+    pub source: String,
+    /// A masking rules file (TOML): the columns it names count as covered.
+    #[arg(long, value_name = "FILE")]
+    pub mask_rules: Option<std::path::PathBuf>,
+    /// Rows sampled per table (default 200, at most 10000).
+    #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
+    pub sample_rows: u32,
 }
 
 /// `bpg logs`.

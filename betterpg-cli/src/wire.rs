@@ -858,3 +858,55 @@ impl<'a> From<&'a betterpg_core::AuditEvent> for AuditEvent<'a> {
         }
     }
 }
+
+/// `mask-check`.
+#[derive(Serialize)]
+pub struct MaskCheck<'a> {
+    pub source: &'a str,
+    pub databases: &'a [String],
+    pub columns_checked: usize,
+    pub sample_rows: u32,
+    pub rules: Option<&'a Path>,
+    pub uncovered: Vec<PersonalColumn<'a>>,
+    pub covered: Vec<PersonalColumn<'a>>,
+}
+
+/// A personal-looking column of `mask-check`.
+#[derive(Serialize)]
+pub struct PersonalColumn<'a> {
+    pub database: &'a str,
+    pub schema: &'a str,
+    pub table: &'a str,
+    pub column: &'a str,
+    pub data_type: &'a str,
+    pub kinds: &'a [String],
+    pub reasons: &'a [String],
+}
+
+impl<'a> From<&'a betterpg_core::PersonalColumn> for PersonalColumn<'a> {
+    fn from(c: &'a betterpg_core::PersonalColumn) -> Self {
+        PersonalColumn {
+            database: &c.database,
+            schema: &c.schema,
+            table: &c.table,
+            column: &c.column,
+            data_type: &c.data_type,
+            kinds: &c.kinds,
+            reasons: &c.reasons,
+        }
+    }
+}
+
+impl<'a> From<&'a betterpg_core::MaskCheckReport> for MaskCheck<'a> {
+    fn from(r: &'a betterpg_core::MaskCheckReport) -> Self {
+        MaskCheck {
+            source: &r.source,
+            databases: &r.databases,
+            columns_checked: r.columns_checked,
+            sample_rows: r.sample_rows,
+            rules: r.rules.as_deref(),
+            uncovered: r.uncovered.iter().map(PersonalColumn::from).collect(),
+            covered: r.covered.iter().map(PersonalColumn::from).collect(),
+        }
+    }
+}

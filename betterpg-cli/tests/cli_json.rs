@@ -162,6 +162,7 @@ fn every_documented_shape_is_what_bpg_prints() {
     bpg.ok(&["start", "prod"]);
     got.insert("status-wal".into(), bpg.json(&["status", "prod"]));
     got.insert("audit".into(), bpg.json(&["audit"]));
+    got.insert("mask-check".into(), bpg.json(&["mask-check", "prod"]));
 
     let doc = examples();
     assert_eq!(

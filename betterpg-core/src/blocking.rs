@@ -109,6 +109,14 @@ impl BranchManager {
     pub fn audit(&self, since: Option<&str>) -> Result<Vec<crate::audit::AuditEvent>> {
         self.inner.audit(since)
     }
+    /// See [`AsyncManager::mask_check`].
+    pub fn mask_check(
+        &self,
+        source: &str,
+        opts: crate::ops::mask_check::MaskCheckOptions,
+    ) -> Result<crate::ops::mask_check::MaskCheckReport> {
+        self.block_on(self.inner.mask_check(source, opts))
+    }
     /// See [`AsyncManager::logs`].
     pub fn logs(&self, name: &str, tail: Option<usize>) -> Result<String> {
         self.block_on(self.inner.logs(name, tail))

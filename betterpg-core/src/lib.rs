@@ -78,6 +78,9 @@ pub use ops::doctor::{
     PostgresFound, StorageChoice,
 };
 pub use ops::logs::LogStream;
+pub use ops::mask_check::{
+    MaskCheckOptions, MaskCheckReport, PersonalColumn, DEFAULT_SAMPLE_ROWS, MAX_SAMPLE_ROWS,
+};
 pub use ops::private::MaskingReport;
 pub use ops::retain::WalRetention;
 pub use pg::backup::CheckpointDecision;

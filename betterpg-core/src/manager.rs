@@ -28,6 +28,7 @@ pub use crate::ops::doctor::DoctorReport;
 pub use crate::ops::gc::{GcItem, GcReport};
 pub use crate::ops::init::{InitOptions, InitStorage};
 pub use crate::ops::logs::LogStream;
+pub use crate::ops::mask_check::{MaskCheckOptions, MaskCheckReport, PersonalColumn};
 pub use crate::ops::snapshot::{
     PolicyFailure, PolicyReport, PruneItem, PruneReport, SnapshotDestroyReport, SnapshotInfo,
     SnapshotOptions, SnapshotReport,
@@ -305,6 +306,19 @@ impl BranchManager {
     /// (`2026-12-03T16:00:00Z`), a date or Unix seconds; `None`: all.
     pub fn audit(&self, since: Option<&str>) -> Result<Vec<AuditEvent>> {
         ops::audit::audit(&self.ctx, since)
+    }
+
+    /// List the columns of `source` (a running database or branch, every
+    /// database of its server) whose name or sampled values look personal
+    /// (email, phone, name, address, birth date, IBAN, card number, IP
+    /// address) and that the rules file of `opts` does not cover. Reads
+    /// only: a read-only transaction, at most `sample_rows` rows per table.
+    pub async fn mask_check(
+        &self,
+        source: &str,
+        opts: MaskCheckOptions,
+    ) -> Result<MaskCheckReport> {
+        ops::mask_check::mask_check(&self.ctx, source, opts).await
     }
 
     /// Status of one database or branch.

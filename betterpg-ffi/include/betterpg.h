@@ -1800,6 +1800,32 @@ betterpg_result betterpg_manager_audit_json(const struct betterpg_manager *manag
                                             char **out_json);
 
 /*
+ List the columns of `source` (a running database or branch; every
+ database of its server) whose name or sampled values look personal and
+ that the masking rules file `rules` does not cover, as a JSON object:
+ `source`, `databases`, `columns_checked`, `sample_rows`, `rules`,
+ `uncovered` and `covered` (each a list of columns: `database`,
+ `schema`, `table`, `column`, `data_type`, `kinds`, `reasons`). Reads
+ only. A policy is complete when `uncovered` is empty.
+
+ `rules` is NULL (nothing covered) or a path to a TOML rules file;
+ `sample_rows` is the rows sampled per table (0: 200; at most 10000).
+
+ On success `*out_json` receives a new string, owned by the caller
+ (`betterpg_string_free`).
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `source` and `rules`
+ are NULL or NUL-terminated strings; `out_json` is NULL or valid for
+ writes.
+ */
+betterpg_result betterpg_manager_mask_check_json(const struct betterpg_manager *manager,
+                                                 const char *source,
+                                                 const char *rules,
+                                                 uint32_t sample_rows,
+                                                 char **out_json);
+
+/*
  Take a named snapshot of the database or branch `source` with the
  branch recipe (`mode`: `BETTERPG_MODE_APPLICATION_CONSISTENT`, the
  default, or `BETTERPG_MODE_CRASH_CONSISTENT`; a stopped source is

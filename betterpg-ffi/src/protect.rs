@@ -1,4 +1,4 @@
-//! Protecting copies of production: the audit log.
+//! Protecting copies of production: the audit log, mask-check.
 
 use std::ffi::c_char;
 
@@ -41,6 +41,57 @@ pub unsafe extern "C" fn betterpg_manager_audit_json(
         let events = m.inner.audit(since)?;
         let json = serde_json::to_string(&events)
             .map_err(|e| betterpg_core::Error::Internal(format!("audit events: {e}")))?;
+        let json = to_cstring(json)?;
+        // SAFETY: checked non-NULL, valid for writes per the contract.
+        unsafe { write_out(out, json.into_raw()) };
+        Ok(())
+    })
+}
+
+/// List the columns of `source` (a running database or branch; every
+/// database of its server) whose name or sampled values look personal and
+/// that the masking rules file `rules` does not cover, as a JSON object:
+/// `source`, `databases`, `columns_checked`, `sample_rows`, `rules`,
+/// `uncovered` and `covered` (each a list of columns: `database`,
+/// `schema`, `table`, `column`, `data_type`, `kinds`, `reasons`). Reads
+/// only. A policy is complete when `uncovered` is empty.
+///
+/// `rules` is NULL (nothing covered) or a path to a TOML rules file;
+/// `sample_rows` is the rows sampled per table (0: 200; at most 10000).
+///
+/// On success `*out_json` receives a new string, owned by the caller
+/// (`betterpg_string_free`).
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `source` and `rules`
+/// are NULL or NUL-terminated strings; `out_json` is NULL or valid for
+/// writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_mask_check_json(
+    manager: *const betterpg_manager,
+    source: *const c_char,
+    rules: *const c_char,
+    sample_rows: u32,
+    out_json: *mut *mut c_char,
+) -> betterpg_result {
+    guard("betterpg_manager_mask_check_json", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let source = unsafe { arg_str(source, "source") }?;
+        let rules = if rules.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL, NUL-terminated per the contract.
+            Some(std::path::PathBuf::from(unsafe {
+                arg_str(rules, "rules")
+            }?))
+        };
+        let out = arg_out(out_json, "out_json")?;
+        let mut opts = betterpg_core::MaskCheckOptions::with_rules(rules);
+        opts.sample_rows = sample_rows;
+        let report = m.inner.mask_check(source, opts)?;
+        let json = serde_json::to_string(&report)
+            .map_err(|e| betterpg_core::Error::Internal(format!("mask-check report: {e}")))?;
         let json = to_cstring(json)?;
         // SAFETY: checked non-NULL, valid for writes per the contract.
         unsafe { write_out(out, json.into_raw()) };

@@ -615,6 +615,32 @@ impl PyBranchManager {
         py.import("json")?.call_method1("loads", (json,))
     }
 
+    /// The columns of ``source`` (a running database or branch; every
+    /// database of its server) whose name or sampled values look personal
+    /// (email, phone, name, address, birth date, IBAN, card number, IP)
+    /// and that the masking rules file ``rules`` does not cover. Returns a
+    /// dict: ``source``, ``databases``, ``columns_checked``,
+    /// ``sample_rows``, ``rules``, ``uncovered`` and ``covered`` (lists of
+    /// dicts with ``database``, ``schema``, ``table``, ``column``,
+    /// ``data_type``, ``kinds``, ``reasons``). Reads only.
+    #[pyo3(signature = (source, rules = None, sample_rows = 0))]
+    fn mask_check<'py>(
+        &self,
+        py: Python<'py>,
+        source: &str,
+        rules: Option<PathBuf>,
+        sample_rows: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let report = self.call(py, |m| {
+            let mut opts = betterpg_core::MaskCheckOptions::with_rules(rules);
+            opts.sample_rows = sample_rows;
+            m.mask_check(source, opts)
+        })?;
+        let json = serde_json::to_string(&report)
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+        py.import("json")?.call_method1("loads", (json,))
+    }
+
     /// Connection URL (with the password) of a database or branch.
     fn url(&self, py: Python<'_>, name: &str) -> PyResult<String> {
         self.call(py, |m| m.url(name))

@@ -19,6 +19,7 @@ mod gc;
 mod init;
 mod logs;
 mod protect;
+mod mask_check;
 mod reset;
 mod snapshot;
 mod start;
@@ -68,6 +69,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Protect(a) => protect::run(&g, a, true).await,
         Cmd::Unprotect(a) => protect::run(&g, a, false).await,
         Cmd::Audit(a) => audit::run(&g, a).await,
+        Cmd::MaskCheck(a) => mask_check::run(&g, a).await,
     }
 }
 

@@ -24,6 +24,7 @@ pub mod init;
 pub mod logs;
 pub mod private;
 pub mod protect;
+pub mod mask_check;
 pub mod reset;
 pub mod retain;
 pub mod snapshot;

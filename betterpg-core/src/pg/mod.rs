@@ -9,6 +9,7 @@ pub mod conn;
 pub mod datadir;
 pub mod isolate;
 pub mod mask;
+pub mod personal;
 pub mod wal;
 
 pub use backup::{BackupSession, BackupStop};
