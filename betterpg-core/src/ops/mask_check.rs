@@ -233,10 +233,10 @@ async fn check_database(
                     reasons.push(format!("name looks like {}", kind.as_str()));
                 }
             }
-            if col.data_type == "inet" || col.data_type == "cidr" {
-                if kinds.insert(PersonalKind::Ip) {
-                    reasons.push(format!("type {}", col.data_type));
-                }
+            if (col.data_type == "inet" || col.data_type == "cidr")
+                && kinds.insert(PersonalKind::Ip)
+            {
+                reasons.push(format!("type {}", col.data_type));
             }
             for (kind, hits, of) in personal::kinds_by_values(values.iter().map(String::as_str)) {
                 kinds.insert(kind);

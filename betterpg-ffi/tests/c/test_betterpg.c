@@ -586,6 +586,49 @@ static void test_audit(betterpg_manager *m) {
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_audit_json(m, NULL, NULL));
 }
 
+/* --- mask-check: personal-looking columns no rule covers --------------------
+ * A table of emails in the source is listed as uncovered; a rules file
+ * naming the column covers it. */
+static void test_mask_check(betterpg_manager *m, const char *home, const char *url) {
+    char *json = NULL;
+    char rules[4096];
+    CHECK(sql_number(url, "CREATE TABLE people (id int, email text)") == 0);
+    CHECK(sql_number(url, "INSERT INTO people SELECT g, 'p' || g || '@example.com' "
+                          "FROM generate_series(1, 20) g") == 0);
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_mask_check_json(m, "src", NULL, 0, &json));
+    CHECK(json != NULL);
+    if (json) {
+        CHECK(contains(json, "\"uncovered\":[{\"database\":\"postgres\",\"schema\":\"public\","
+                             "\"table\":\"people\",\"column\":\"email\""));
+        CHECK(contains(json, "\"covered\":[]"));
+        CHECK(contains(json, "\"sample_rows\":200"));
+        betterpg_string_free(json);
+    }
+    json = NULL;
+    snprintf(rules, sizeof rules, "%s/rules.toml", home);
+    {
+        FILE *f = fopen(rules, "w");
+        CHECK(f != NULL);
+        if (f) {
+            fputs("[public.people]\nemail = \"email\"\n", f);
+            fclose(f);
+        }
+    }
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_mask_check_json(m, "src", rules, 5, &json));
+    CHECK(json != NULL && contains(json, "\"uncovered\":[]"));
+    CHECK(json != NULL && contains(json, "\"sample_rows\":5"));
+    betterpg_string_free(json);
+    json = (char *)&failures;
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_mask_check_json(m, "nosuch", NULL, 0, &json));
+    EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_mask_check_json(m, "src", NULL, 1000000, &json));
+    EXPECT_RC(BETTERPG_RESULT_IO, betterpg_manager_mask_check_json(m, "src", "/nonexistent/r.toml", 0, &json));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_mask_check_json(m, NULL, NULL, 0, &json));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_mask_check_json(m, "src", NULL, 0, NULL));
+    CHECK(json == (char *)&failures);
+    remove(rules);
+    CHECK(sql_number(url, "DROP TABLE people") == 0);
+}
+
 static void test_follow_logs(betterpg_manager *m, const char *name, const char *url) {
     betterpg_log_follower *f = NULL;
     char *chunk = NULL;
@@ -1059,6 +1102,7 @@ int main(int argc, char **argv) {
     test_follow_logs(m, "app", betterpg_info_url(app));
     test_doctor(home);
     test_audit(m);
+    test_mask_check(m, home, betterpg_info_url(src));
 
     /* --- reset: app goes back to src's current rows, same port ------------- */
     betterpg_branch_report_free(report2);
