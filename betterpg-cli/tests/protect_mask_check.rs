@@ -76,11 +76,11 @@ async fn personal_columns_are_found_and_rules_cover_them() {
         INSERT INTO "Weird ""T""" SELECT 'w' || g || '@example.net', 'note ' || g FROM generate_series(1, 10) g;
         CREATE TABLE items (id int, label text);
         INSERT INTO items SELECT g, 'item-' || g FROM generate_series(1, 20) g;
-        CREATE DATABASE shop;
         "#,
     )
     .await
     .unwrap();
+    c.batch_execute("CREATE DATABASE shop").await.unwrap();
     let mut shop = url.rsplit_once('/').unwrap().0.to_string();
     shop.push_str("/shop");
     connect(&shop)
