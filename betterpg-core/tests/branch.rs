@@ -353,7 +353,14 @@ async fn bad_names_and_unknown_sources_fail_clearly_and_change_nothing() {
             .branch(bad, "ok", BranchOptions::default())
             .await
             .unwrap_err();
-        assert_eq!(e.kind_name(), "invalid_name", "branch from {bad:?}: {e}");
+        // `SRC@NAME` names a named snapshot: "a@b" is a well-formed
+        // reference to one that does not exist.
+        let want = if bad == "a@b" {
+            "not_found"
+        } else {
+            "invalid_name"
+        };
+        assert_eq!(e.kind_name(), want, "branch from {bad:?}: {e}");
     }
     let e = mgr
         .branch("nope", "dev", BranchOptions::default())
