@@ -1717,6 +1717,43 @@ betterpg_result betterpg_branch_options_set_at(struct betterpg_branch_options *o
                                                const char *at);
 
 /*
+ Add a masking SQL file (or a directory of `*.sql`, applied in name
+ order) to the branch's masking, after those added before. The masking
+ runs in one transaction on the branch's private first start, before it
+ has a TCP port; a failing statement destroys the branch and the call
+ fails with `BETTERPG_RESULT_MASK` (the message names the file, line and
+ statement). A file that cannot be read fails the call before anything
+ is made.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_branch_options`; `path` is NULL or a
+ NUL-terminated string.
+ */
+betterpg_result betterpg_branch_options_add_mask(struct betterpg_branch_options *opts,
+                                                 const char *path);
+
+/*
+ `true`: the branch keeps every object, role and setting but no rows
+ (every table emptied on its private first start). Default `false`.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_branch_options`.
+ */
+betterpg_result betterpg_branch_options_set_schema_only(struct betterpg_branch_options *opts,
+                                                        bool schema_only);
+
+/*
+ `true`: branch without the source's masking policy (its settings
+ `mask`); the call fails with `BETTERPG_RESULT_MASK` when the source
+ forbids it (`forbid_unmasked`). Default `false`.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_branch_options`.
+ */
+betterpg_result betterpg_branch_options_set_unmasked(struct betterpg_branch_options *opts,
+                                                     bool unmasked);
+
+/*
  New create options, every setting at its default. Never NULL. Free with
  `betterpg_create_options_free`.
  */

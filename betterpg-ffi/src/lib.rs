@@ -480,6 +480,31 @@ mod tests {
             // 0 clears the quota.
             assert_eq!(betterpg_branch_options_set_quota(o, 0), betterpg_result::Ok);
             assert_eq!(branch_options(o).quota, None);
+            // Masking: files in order, schema-only, unmasked.
+            for f in [c"a.sql", c"dir"] {
+                assert_eq!(
+                    betterpg_branch_options_add_mask(o, f.as_ptr()),
+                    betterpg_result::Ok
+                );
+            }
+            assert_eq!(
+                betterpg_branch_options_add_mask(o, ptr::null()),
+                betterpg_result::NullParameter
+            );
+            assert_eq!(
+                betterpg_branch_options_set_schema_only(o, true),
+                betterpg_result::Ok
+            );
+            assert_eq!(
+                betterpg_branch_options_set_unmasked(o, true),
+                betterpg_result::Ok
+            );
+            let m = branch_options(o);
+            assert_eq!(
+                m.mask,
+                vec![std::path::PathBuf::from("a.sql"), "dir".into()]
+            );
+            assert!(m.schema_only && m.unmasked);
             betterpg_branch_options_free(o);
         }
     }

@@ -483,6 +483,68 @@ pub unsafe extern "C" fn betterpg_branch_options_set_at(
     })
 }
 
+/// Add a masking SQL file (or a directory of `*.sql`, applied in name
+/// order) to the branch's masking, after those added before. The masking
+/// runs in one transaction on the branch's private first start, before it
+/// has a TCP port; a failing statement destroys the branch and the call
+/// fails with `BETTERPG_RESULT_MASK` (the message names the file, line and
+/// statement). A file that cannot be read fails the call before anything
+/// is made.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_branch_options`; `path` is NULL or a
+/// NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_options_add_mask(
+    opts: *mut betterpg_branch_options,
+    path: *const c_char,
+) -> betterpg_result {
+    guard("betterpg_branch_options_add_mask", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_branch_options::get_mut(opts, "opts") }?;
+        let path = unsafe { arg_str(path, "path") }?;
+        o.mask.push(path.into());
+        Ok(())
+    })
+}
+
+/// `true`: the branch keeps every object, role and setting but no rows
+/// (every table emptied on its private first start). Default `false`.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_branch_options`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_options_set_schema_only(
+    opts: *mut betterpg_branch_options,
+    schema_only: bool,
+) -> betterpg_result {
+    guard("betterpg_branch_options_set_schema_only", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_branch_options::get_mut(opts, "opts") }?;
+        o.schema_only = schema_only;
+        Ok(())
+    })
+}
+
+/// `true`: branch without the source's masking policy (its settings
+/// `mask`); the call fails with `BETTERPG_RESULT_MASK` when the source
+/// forbids it (`forbid_unmasked`). Default `false`.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_branch_options`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_options_set_unmasked(
+    opts: *mut betterpg_branch_options,
+    unmasked: bool,
+) -> betterpg_result {
+    guard("betterpg_branch_options_set_unmasked", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_branch_options::get_mut(opts, "opts") }?;
+        o.unmasked = unmasked;
+        Ok(())
+    })
+}
+
 // --- create options ---------------------------------------------------------------
 
 /// Options of `betterpg_manager_create`. Made by

@@ -381,7 +381,14 @@ impl PyBranchManager {
     /// timestamp with an offset (``"2026-12-03 16:40:00+00"``) or an LSN
     /// (``"0/16B3748"``); the branch holds exactly what was committed by
     /// then. A point outside the window raises ``OutOfWindowError``.
-    #[pyo3(signature = (source, name, mode = None, quota = None, runtime = None, image = None, *, at = None, fast = None))]
+    ///
+    /// ``mask`` (a list of SQL files, or directories of ``*.sql``) masks
+    /// the branch before it has a TCP port, in one transaction; a failing
+    /// statement destroys it and raises ``MaskError`` naming the file, line
+    /// and statement. ``schema_only=True`` keeps every object and no rows.
+    /// ``unmasked=True`` skips the source's masking policy (refused with
+    /// ``MaskError`` when the source forbids it).
+    #[pyo3(signature = (source, name, mode = None, quota = None, runtime = None, image = None, *, at = None, fast = None, mask = None, schema_only = false, unmasked = false))]
     #[allow(clippy::too_many_arguments)]
     fn branch(
         slf: &Bound<'_, Self>,
@@ -393,12 +400,18 @@ impl PyBranchManager {
         image: Option<String>,
         at: Option<String>,
         fast: Option<bool>,
+        mask: Option<Vec<std::path::PathBuf>>,
+        schema_only: bool,
+        unmasked: bool,
     ) -> PyResult<Py<PyBranch>> {
         let py = slf.py();
         let opts = BranchOptions {
             runtime,
             image,
             at,
+            mask: mask.unwrap_or_default(),
+            schema_only,
+            unmasked,
             ..branch_options(py, mode, fast, quota)?
         };
         let report = slf.get().call(py, |m| m.branch(source, name, opts))?;

@@ -320,6 +320,9 @@ class BranchManager:
         *,
         at: Optional[str] = None,
         fast: Optional[bool] = None,
+        mask: Optional[List[Union[str, "os.PathLike[str]"]]] = None,
+        schema_only: bool = False,
+        unmasked: bool = False,
     ) -> Branch: ...
     def reset(
         self,
