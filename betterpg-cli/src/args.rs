@@ -43,6 +43,9 @@ pub enum Cmd {
     Create(CreateArgs),
     /// Branch a database (or branch): a new read-write server on a ZFS clone.
     Branch(BranchArgs),
+    /// Follow a remote primary as a local streaming standby (a replica) to
+    /// branch production without touching it.
+    Follow(FollowArgs),
     /// Throw a branch's changes away: branch its parent again under the same
     /// name and port (or the named snapshot --to SRC@NAME).
     Reset(ResetArgs),
@@ -217,6 +220,38 @@ pub struct BranchArgs {
     /// --mask`); refused when the source forbids it (--forbid-unmasked).
     #[arg(long)]
     pub unmasked: bool,
+    /// Branching a replica: how long to wait for it to replay what the
+    /// primary acknowledged before the call (e.g. 30s, 2m; default 30s).
+    #[arg(long, value_name = "DURATION", conflicts_with = "no_wait")]
+    pub wait_timeout: Option<String>,
+    /// Branching a replica: do not wait; branch what it has replayed (the
+    /// report says which position and time that is).
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// `bpg follow`.
+#[derive(Args, Debug)]
+pub struct FollowArgs {
+    /// Name of the replica.
+    pub name: String,
+    /// The primary: a libpq URL or key=value string for a role with
+    /// REPLICATION (postgresql://USER[:PASSWORD]@HOST:PORT/postgres).
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// A file whose first line is the password (else the URL's, else
+    /// PGPASSFILE's). Stored 0600 for the replica; never printed.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// A physical replication slot on the primary (created, or reused
+    /// when it exists): the primary keeps the WAL the replica has not
+    /// received, also while the replica is down.
+    #[arg(long, value_name = "NAME")]
+    pub slot: Option<String>,
+    /// Local PostgreSQL bin directory (default: found for the primary's
+    /// major version).
+    #[arg(long)]
+    pub pg_bin: Option<PathBuf>,
 }
 
 /// `bpg reset`.

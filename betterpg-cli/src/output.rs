@@ -144,6 +144,21 @@ pub fn tree(infos: &[Info]) {
             i.mode.map_or("-", |m| m.as_str()),
             notes
         );
+        if let Some(r) = &i.replication {
+            println!(
+                "{:<28} upstream {}{}: {}, lag {} / {}, last replayed commit {}",
+                "",
+                r.upstream,
+                r.slot
+                    .as_deref()
+                    .map(|s| format!(" (slot {s})"))
+                    .unwrap_or_default(),
+                r.state,
+                r.lag_bytes.map_or("?".into(), human_bytes),
+                r.lag_seconds.map_or("?".into(), |s| format!("{s:.1} s")),
+                r.last_replay_time.as_deref().unwrap_or("-")
+            );
+        }
     }
     for i in infos {
         if let Some(w) = &i.wal_retention {

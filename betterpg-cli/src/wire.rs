@@ -34,6 +34,72 @@ pub struct Info<'a> {
     pub wal_retention: Option<WalRetention<'a>>,
     pub protected: bool,
     pub expires_at: Option<u64>,
+    /// Only for a replica.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Replication<'a>>,
+}
+
+/// How a replica follows its primary.
+#[derive(Serialize)]
+pub struct Replication<'a> {
+    pub upstream: &'a str,
+    pub slot: Option<&'a str>,
+    pub state: &'a str,
+    pub lag_bytes: Option<u64>,
+    pub lag_seconds: Option<f64>,
+    pub replay_lsn: Option<&'a str>,
+    pub primary_lsn: Option<&'a str>,
+    pub last_replay_time: Option<&'a str>,
+}
+
+impl<'a> From<&'a betterpg_core::Replication> for Replication<'a> {
+    fn from(r: &'a betterpg_core::Replication) -> Self {
+        Replication {
+            upstream: &r.upstream,
+            slot: r.slot.as_deref(),
+            state: r.state.as_str(),
+            lag_bytes: r.lag_bytes,
+            lag_seconds: r.lag_seconds,
+            replay_lsn: r.replay_lsn.as_deref(),
+            primary_lsn: r.primary_lsn.as_deref(),
+            last_replay_time: r.last_replay_time.as_deref(),
+        }
+    }
+}
+
+/// `follow`.
+#[derive(Serialize)]
+pub struct FollowReport<'a> {
+    pub replica: Info<'a>,
+    pub upstream: &'a str,
+    pub system_id: &'a str,
+    pub slot: Option<&'a str>,
+    pub slot_created: bool,
+    pub backup_bytes: u64,
+    pub total_millis: f64,
+}
+
+impl<'a> From<&'a betterpg_core::FollowReport> for FollowReport<'a> {
+    fn from(r: &'a betterpg_core::FollowReport) -> Self {
+        FollowReport {
+            replica: (&r.replica).into(),
+            upstream: &r.upstream,
+            system_id: &r.system_id,
+            slot: r.slot.as_deref(),
+            slot_created: r.slot_created,
+            backup_bytes: r.backup_bytes,
+            total_millis: r.total_millis,
+        }
+    }
+}
+
+/// Where a branch of a replica stands in the primary's history.
+#[derive(Serialize)]
+pub struct ReplicaPoint<'a> {
+    pub primary_lsn: Option<&'a str>,
+    pub replay_lsn: &'a str,
+    pub replay_time: Option<&'a str>,
+    pub waited_millis: f64,
 }
 
 /// The WAL a database keeps and the window it can be branched at
@@ -88,6 +154,7 @@ impl<'a> From<&'a betterpg_core::Info> for Info<'a> {
             wal_retention: i.wal_retention.as_ref().map(WalRetention::from),
             protected: i.protected,
             expires_at: i.expires_at,
+            replication: i.replication.as_ref().map(Replication::from),
         }
     }
 }
@@ -113,6 +180,9 @@ pub struct BranchReport<'a> {
     pub masking: Option<Masking<'a>>,
     /// `--fast` from a running source: checkpoint done or skipped, and why.
     pub checkpoint: Option<Checkpoint<'a>>,
+    /// Only for a branch of a replica.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_point: Option<ReplicaPoint<'a>>,
 }
 
 /// What masking (or making the branch schema-only) did.
@@ -172,6 +242,12 @@ impl<'a> From<&'a betterpg_core::BranchReport> for BranchReport<'a> {
                 wal_since_checkpoint: c.wal_since_checkpoint,
                 threshold: c.threshold,
                 reason: &c.reason,
+            }),
+            replica_point: r.replica_point.as_ref().map(|p| ReplicaPoint {
+                primary_lsn: p.primary_lsn.as_deref(),
+                replay_lsn: &p.replay_lsn,
+                replay_time: p.replay_time.as_deref(),
+                waited_millis: p.waited_millis,
             }),
         }
     }

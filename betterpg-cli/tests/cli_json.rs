@@ -163,6 +163,32 @@ fn every_documented_shape_is_what_bpg_prints() {
     got.insert("status-wal".into(), bpg.json(&["status", "prod"]));
     got.insert("audit".into(), bpg.json(&["audit"]));
     got.insert("mask-check".into(), bpg.json(&["mask-check", "prod"]));
+    // A replica of a remote primary (in a network namespace), its status
+    // and a branch of it.
+    let primary = RemotePrimary::start("bpgj", 15);
+    got.insert(
+        "follow".into(),
+        bpg.json(&[
+            "follow",
+            "rep",
+            "--from",
+            &primary.url_for(REPL_USER),
+            "--slot",
+            "bpgj_rep",
+        ]),
+    );
+    got.insert("status-replica".into(), bpg.json(&["status", "rep"]));
+    got.insert(
+        "branch-replica".into(),
+        bpg.json(&["branch", "rep", "repdev"]),
+    );
+    bpg.json(&["destroy", "repdev"]);
+    bpg.json(&["destroy", "rep"]);
+    assert_eq!(
+        primary.psql("SELECT count(*) FROM pg_replication_slots"),
+        "0",
+        "destroy drops the slot follow created"
+    );
 
     let doc = examples();
     assert_eq!(

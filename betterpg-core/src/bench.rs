@@ -72,6 +72,7 @@ pub fn write_catalog(home: &Path, entries: usize) -> Result<()> {
             pg_bin: "/usr/lib/postgresql/15/bin".into(),
             pg_major: 15,
             created_at: 1_764_000_000 + i as u64,
+            upstream: None,
             state: State::Ready,
             settings: Default::default(),
             data_subdir: None,

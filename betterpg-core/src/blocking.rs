@@ -15,9 +15,9 @@ use futures_util::StreamExt;
 
 use crate::error::Result;
 use crate::manager::{
-    BranchManager as AsyncManager, BranchOptions, BranchReport, CreateOptions, Info, InitOptions,
-    PolicyReport, PoolUsage, PruneReport, SnapshotDestroyReport, SnapshotInfo, SnapshotOptions,
-    SnapshotReport,
+    BranchManager as AsyncManager, BranchOptions, BranchReport, CreateOptions, FollowOptions,
+    FollowReport, Info, InitOptions, PolicyReport, PoolUsage, PruneReport, SnapshotDestroyReport,
+    SnapshotInfo, SnapshotOptions, SnapshotReport,
 };
 
 /// Blocking `BranchManager`.
@@ -72,6 +72,10 @@ impl BranchManager {
     /// See [`AsyncManager::branch`].
     pub fn branch(&self, source: &str, name: &str, opts: BranchOptions) -> Result<BranchReport> {
         self.block_on(self.inner.branch(source, name, opts))
+    }
+    /// See [`AsyncManager::follow`].
+    pub fn follow(&self, name: &str, opts: FollowOptions) -> Result<FollowReport> {
+        self.block_on(self.inner.follow(name, opts))
     }
     /// See [`AsyncManager::destroy`].
     pub fn destroy(&self, name: &str, force: bool) -> Result<()> {

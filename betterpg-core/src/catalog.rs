@@ -34,7 +34,8 @@ pub const CATALOG_VERSION: u32 = 1;
 /// never be mistaken for an empty data directory.
 pub const PGDATA_SUBDIR: &str = "pgdata";
 
-/// Whether an entry is a database, a branch or an attached cluster.
+/// Whether an entry is a database, a branch, an attached cluster or a
+/// replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
@@ -46,17 +47,42 @@ pub enum Kind {
     /// betterpg branches it but never starts, stops, reconfigures or
     /// destroys it.
     Attached,
+    /// A streaming standby of a remote primary (`follow`): read-only,
+    /// branched like a database without touching the primary.
+    Replica,
 }
 
 impl Kind {
-    /// "database", "branch" or "attached".
+    /// "database", "branch", "attached" or "replica".
     pub fn as_str(&self) -> &'static str {
         match self {
             Kind::Database => "database",
             Kind::Branch => "branch",
             Kind::Attached => "attached",
+            Kind::Replica => "replica",
         }
     }
+}
+
+/// The remote primary a replica follows (never its password: that is in
+/// the replica's passfile, see [`crate::home::Home::upstream_passfile`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upstream {
+    /// Host name or address of the primary.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The role with `REPLICATION` that the replica logs in as.
+    pub user: String,
+    /// The physical replication slot on the primary, when one is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    /// True when `follow` created the slot (then `destroy` drops it).
+    #[serde(default)]
+    pub slot_created: bool,
+    /// The primary's system identifier when the replica was made: another
+    /// value there later means another cluster (`diverged`).
+    pub system_id: String,
 }
 
 /// How a branch's snapshot is taken: the one name of this choice on every
@@ -325,6 +351,9 @@ pub struct Entry {
     pub pg_major: u32,
     /// Unix time of creation.
     pub created_at: u64,
+    /// For a replica, the primary it follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<Upstream>,
     /// Life-cycle state.
     #[serde(flatten)]
     pub state: State,
@@ -677,6 +706,7 @@ mod tests {
             pg_bin: "/usr/bin".into(),
             pg_major: 15,
             created_at: 0,
+            upstream: None,
             state: State::Ready,
             settings: Default::default(),
             data_subdir: None,

@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 use crate::home::{Config, Home};
 use crate::name::validate_name;
 use crate::osuser::OsUser;
+use crate::pg::cluster::Profile;
+use crate::pg::upstream::{self, Replication};
 use crate::pg::{ConnInfo, PgBin};
 use crate::ports::{connect_host, free_port};
 use crate::runtime::{InstanceSpec, Runtime};
@@ -201,10 +203,78 @@ impl Context {
         crate::storage::mountpoint(&*self.storage, dataset).await
     }
 
+    /// How betterpg logs in to a replica: through the Unix socket in its
+    /// own directory (reachable by root and the server's OS user only),
+    /// which its `pg_hba.conf` trusts; its roles are the primary's, whose
+    /// passwords betterpg does not hold.
+    pub(crate) fn replica_conn(&self, e: &Entry) -> ConnInfo {
+        ConnInfo {
+            host: self
+                .home
+                .replica_dir(&e.name)
+                .to_string_lossy()
+                .into_owned(),
+            port: e.port,
+            user: "postgres".into(),
+            password: String::new(),
+            dbname: "postgres".into(),
+        }
+    }
+
+    /// The `betterpg.conf` profile of `e` for a start with its own port.
+    pub(crate) fn profile_for(&self, e: &Entry) -> Profile {
+        match (e.kind, &e.upstream) {
+            (Kind::Branch, _) => Profile::Branch,
+            (Kind::Replica, Some(u)) => Profile::Replica {
+                dir: self.home.replica_dir(&e.name),
+                conninfo: upstream::conninfo(
+                    &u.host,
+                    u.port,
+                    &u.user,
+                    &self.home.upstream_passfile(&e.name),
+                    &format!("bpg_{}", e.name),
+                ),
+                slot: u.slot.clone().unwrap_or_default(),
+            },
+            _ => Profile::Database,
+        }
+    }
+
+    /// The replication connection to `e`'s primary (a replica's).
+    pub(crate) fn replication_of(&self, e: &Entry) -> Result<Replication> {
+        let u = e.upstream.as_ref().ok_or_else(|| {
+            Error::InvalidState(format!(
+                "{:?} is not a replica: it follows no primary",
+                e.name
+            ))
+        })?;
+        let dir = self.home.replica_dir(&e.name);
+        Ok(Replication {
+            psql: PgBin {
+                dir: e.pg_bin.clone(),
+                major: e.pg_major,
+            }
+            .tool("psql"),
+            user: self.user.clone(),
+            conninfo: upstream::conninfo(
+                &u.host,
+                u.port,
+                &u.user,
+                &self.home.upstream_passfile(&e.name),
+                &format!("bpg_{}", e.name),
+            ),
+            address: upstream::address(&u.host, u.port),
+            cwd: dir,
+        })
+    }
+
     /// How clients connect to `e` (its password file must be there). An
     /// attached cluster is reached as its URL said, with the password
     /// stored for it (none when the URL had none).
     pub(crate) fn conn_for(&self, e: &Entry) -> Result<ConnInfo> {
+        if e.kind == Kind::Replica {
+            return Ok(self.replica_conn(e));
+        }
         if let (Kind::Attached, Some(a)) = (e.kind, &e.attached) {
             return Ok(ConnInfo {
                 host: a.host.clone(),
@@ -248,12 +318,16 @@ impl Context {
             home: self.home.root().to_path_buf(),
             parent: e.parent.clone(),
             user: self.user.clone(),
-            conn: ConnInfo {
-                host: connect_host(&self.config.listen_address),
-                port: e.port,
-                user: "postgres".into(),
-                password: self.home.read_secret(&e.name).unwrap_or_default(),
-                dbname: "postgres".into(),
+            conn: if e.kind == Kind::Replica {
+                self.replica_conn(e)
+            } else {
+                ConnInfo {
+                    host: connect_host(&self.config.listen_address),
+                    port: e.port,
+                    user: "postgres".into(),
+                    password: self.home.read_secret(&e.name).unwrap_or_default(),
+                    dbname: "postgres".into(),
+                }
             },
             start_timeout: Duration::from_secs(self.config.start_timeout_secs),
             limits: self.config.container_limits(),

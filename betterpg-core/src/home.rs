@@ -276,6 +276,23 @@ impl Home {
     pub fn secret_path(&self, name: &str) -> PathBuf {
         self.secrets_dir().join(name)
     }
+    /// `HOME/replicas`: one directory per replica (`follow`).
+    pub fn replicas_dir(&self) -> PathBuf {
+        self.root.join("replicas")
+    }
+    /// `HOME/replicas/NAME`: the replica's own directory, outside its data
+    /// directory (so no branch's clone carries it), owned by the server's
+    /// OS user, 0700: its passfile for the primary, its `pg_hba.conf` and
+    /// its Unix socket (how betterpg logs in to the read-only replica).
+    pub fn replica_dir(&self, name: &str) -> PathBuf {
+        self.replicas_dir().join(name)
+    }
+    /// The replica's passfile (libpq format, 0600): the password for the
+    /// primary, read by `pg_basebackup` and the replica's WAL receiver,
+    /// never written into a configuration file or a command line.
+    pub fn upstream_passfile(&self, name: &str) -> PathBuf {
+        self.replica_dir(name).join("pgpass")
+    }
 
     /// Read the config; a missing one means `init` has not run here.
     pub fn load_config(&self) -> Result<Config> {

@@ -61,16 +61,17 @@ pub use catalog::settings::{
 };
 pub use catalog::{
     AttachedSource, Credentials, Entry, EntryState, Kind, Lifecycle, Mode, Settings, State,
-    PGDATA_SUBDIR,
+    Upstream, PGDATA_SUBDIR,
 };
 pub use error::{Error, ErrorKind, PortErrorKind, Result, RuntimeErrorKind, ZfsErrorKind};
 #[allow(deprecated)]
 pub use manager::SnapshotMode;
 pub use manager::{
     available_runtimes, validate_dataset_name, AttachOptions, BranchManager, BranchOptions,
-    BranchReport, CreateOptions, GcItem, GcReport, Info, InitOptions, InitStorage, PolicyFailure,
-    PolicyReport, PoolUsage, PruneItem, PruneReport, SnapshotDestroyReport, SnapshotInfo,
-    SnapshotOptions, SnapshotReport, StepTiming,
+    BranchReport, CreateOptions, FollowOptions, FollowProgress, FollowReport, GcItem, GcReport,
+    Info, InitOptions, InitStorage, PolicyFailure, PolicyReport, PoolUsage, ProgressFn, PruneItem,
+    PruneReport, ReplicaPoint, Replication, ReplicationState, SnapshotDestroyReport, SnapshotInfo,
+    SnapshotOptions, SnapshotReport, StepTiming, DEFAULT_WAIT_TIMEOUT,
 };
 pub use name::validate_name;
 pub use ops::doctor::{

@@ -22,9 +22,12 @@ pub use crate::name::validate_dataset_name;
 pub use crate::ops::attach::AttachOptions;
 #[allow(deprecated)]
 pub use crate::ops::branch::SnapshotMode;
-pub use crate::ops::branch::{BranchOptions, BranchReport, StepTiming};
+pub use crate::ops::branch::{
+    BranchOptions, BranchReport, ReplicaPoint, StepTiming, DEFAULT_WAIT_TIMEOUT,
+};
 pub use crate::ops::create::CreateOptions;
 pub use crate::ops::doctor::DoctorReport;
+pub use crate::ops::follow::{FollowOptions, FollowProgress, FollowReport, ProgressFn};
 pub use crate::ops::gc::{GcItem, GcReport};
 pub use crate::ops::init::{InitOptions, InitStorage};
 pub use crate::ops::logs::LogStream;
@@ -33,7 +36,7 @@ pub use crate::ops::snapshot::{
     PolicyFailure, PolicyReport, PruneItem, PruneReport, SnapshotDestroyReport, SnapshotInfo,
     SnapshotOptions, SnapshotReport,
 };
-pub use crate::ops::status::{Info, PoolUsage};
+pub use crate::ops::status::{Info, PoolUsage, Replication, ReplicationState};
 pub use crate::space::POOL_WARN_FRACTION;
 
 /// The entry point of the library.
@@ -137,6 +140,13 @@ impl BranchManager {
         opts: BranchOptions,
     ) -> Result<BranchReport> {
         ops::branch::branch(&self.ctx, source, name, opts).await
+    }
+
+    /// Follow the remote primary at `opts.from` as the replica `name`: a
+    /// streaming standby on its own dataset, started on its own port, to
+    /// branch production without touching it (see `docs/sources.md`).
+    pub async fn follow(&self, name: &str, opts: FollowOptions) -> Result<FollowReport> {
+        ops::follow::follow(&self.ctx, name, opts).await
     }
 
     /// Reset a branch to its parent's current state: its data is thrown

@@ -10,6 +10,8 @@
 //!   the prerequisites; the port range of a test binary.
 //! - [`pg`]: connections, a sequential writer, and assertions on what a
 //!   branch holds.
+//! - [`remote`]: a remote primary in a network namespace of its own (the
+//!   `follow` tests), with failover and replacement.
 //! - [`zfs`] and [`catalog`]: what "nothing changed" compares.
 //! - [`cli`]: running `bpg` ([`Bpg`]), `bpg init` of a [`TestEnv`], and the
 //!   pool/catalog/ports consistency check.
@@ -20,10 +22,12 @@ pub mod catalog;
 pub mod cli;
 pub mod env;
 pub mod pg;
+pub mod remote;
 pub mod zfs;
 
 pub use catalog::*;
 pub use cli::*;
 pub use env::*;
 pub use pg::*;
+pub use remote::*;
 pub use zfs::*;

@@ -15,6 +15,12 @@ pub async fn run(g: &Global, a: BranchArgs) -> Result<(), Error> {
         mask: a.mask,
         schema_only: a.schema_only,
         unmasked: a.unmasked,
+        wait_timeout: a
+            .wait_timeout
+            .as_deref()
+            .map(super::follow::parse_duration)
+            .transpose()?,
+        no_wait: a.no_wait,
         ..branch_options(&a.snapshot)?
     };
     let r = mgr.branch(&a.source, &a.name, opts).await?;
@@ -45,6 +51,22 @@ pub async fn run(g: &Global, a: BranchArgs) -> Result<(), Error> {
     println!("  {:<13} {:>8.1} ms", "total", r.total_millis);
     output::isolation(&r.isolation);
     output::masking(r.masking.as_ref());
+    if let Some(p) = &r.replica_point {
+        println!(
+            "  reflects the primary up to {}{} (replica replay {}{})",
+            p.primary_lsn.as_deref().unwrap_or("what the replica had"),
+            if p.primary_lsn.is_some() {
+                format!(", waited {:.0} ms", p.waited_millis)
+            } else {
+                String::new()
+            },
+            p.replay_lsn,
+            p.replay_time
+                .as_deref()
+                .map(|t| format!(", last commit {t}"))
+                .unwrap_or_default()
+        );
+    }
     println!("{}", r.branch.url);
     Ok(())
 }

@@ -15,6 +15,7 @@ mod config;
 mod create;
 mod destroy;
 pub(crate) mod doctor;
+mod follow;
 mod gc;
 mod init;
 mod logs;
@@ -53,6 +54,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Doctor => doctor::run(&g).await,
         Cmd::Create(a) => create::run(&g, a).await,
         Cmd::Branch(a) => branch::run(&g, a).await,
+        Cmd::Follow(a) => follow::run(&g, a).await,
         Cmd::Reset(a) => reset::run(&g, a).await,
         Cmd::Snapshot(a) => snapshot::run(&g, a).await,
         Cmd::Snapshots(a) => snapshot::list(&g, a).await,

@@ -219,6 +219,7 @@ pub(crate) async fn attach(ctx: &Context, name: &str, opts: AttachOptions) -> Re
         pg_bin: bin.dir.clone(),
         pg_major: bin.major,
         created_at: now_unix(),
+        upstream: None,
         state: State::Ready,
         settings: Default::default(),
         data_subdir: Some(rel),

@@ -22,7 +22,7 @@
 //! dropped, server stopped, clone and snapshot destroyed, reservation
 //! removed) and the typed error returned; the source is never changed.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -160,6 +160,31 @@ pub struct BranchOptions {
     /// `None`: it never expires. Not allowed for `reset`, which keeps the
     /// branch's expiry as it was.
     pub ttl: Option<std::time::Duration>,
+    /// A replica's branch: how long to wait for the replica to replay
+    /// the primary's WAL position read at the call; `None`: 30 s.
+    pub wait_timeout: Option<Duration>,
+    /// A replica's branch: do not wait; branch what the replica has
+    /// replayed (the report says which LSN and time it reflects).
+    pub no_wait: bool,
+}
+
+/// Default of [`BranchOptions::wait_timeout`].
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a branch of a replica stands in the primary's history.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReplicaPoint {
+    /// The primary's WAL position read at the call (`None` with
+    /// `no_wait`): the branch holds everything before it.
+    pub primary_lsn: Option<String>,
+    /// The replica's replay position when the backup began: the branch
+    /// holds the primary's history at least up to here.
+    pub replay_lsn: String,
+    /// Commit time of the last transaction replayed by then (`None`
+    /// when the replica has replayed none since it started).
+    pub replay_time: Option<String>,
+    /// Milliseconds spent waiting for the replica to catch up.
+    pub waited_millis: f64,
 }
 
 /// Time taken by one step of an operation.
@@ -203,6 +228,9 @@ pub struct BranchReport {
     /// when little WAL was written since the last one: the branch replays
     /// it instead; see `Config::fast_checkpoint_max_wal`). `None` otherwise.
     pub checkpoint: Option<CheckpointDecision>,
+    /// For a branch of a replica: the point of the primary's history it
+    /// reflects (JSON null otherwise).
+    pub replica_point: Option<ReplicaPoint>,
 }
 
 /// Make `name`, a new read-write server on a clone of `source`
@@ -319,6 +347,7 @@ async fn branch_unaudited(
         pg_bin: src.pg_bin.clone(),
         pg_major: src.pg_major,
         created_at,
+        upstream: None,
         state: State::Ready,
         settings: keep,
         // A clone keeps its source's layout.
@@ -337,7 +366,87 @@ async fn branch_unaudited(
             let _ = ctx.unreserve(name);
         })?;
 
-    complete_branch(ctx, &src, &entry, opts, origin.as_ref(), plan, t0, false).await
+    // A replica first catches up with what the primary acknowledged.
+    let point = if src.kind == Kind::Replica && origin.is_none() {
+        match catch_up(ctx, &src, &opts).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                ctx.home.remove_secret(name);
+                let _ = ctx.unreserve(name);
+                return Err(e);
+            }
+        }
+    } else {
+        None
+    };
+    let mut report =
+        complete_branch(ctx, &src, &entry, opts, origin.as_ref(), plan, t0, false).await?;
+    report.replica_point = point;
+    Ok(report)
+}
+
+/// Wait until the replica `src` has replayed the primary's WAL position
+/// read now (unless `no_wait`), then say where it stands.
+async fn catch_up(ctx: &Context, src: &Entry, opts: &BranchOptions) -> Result<ReplicaPoint> {
+    let t = Instant::now();
+    let spec = ctx.spec(src).await?;
+    if ctx.runtime(&src.runtime)?.status(&spec).await? != RunStatus::Running {
+        return Err(Error::InvalidState(format!(
+            "the replica {:?} is stopped: `bpg start {}` it first (a replica is branched while it runs)",
+            src.name, src.name
+        )));
+    }
+    let c = spec.conn.connect().await?;
+    let replayed = || async {
+        let row = c
+            .query_one(
+                "SELECT pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()::text",
+                &[],
+            )
+            .await?;
+        let lsn: Option<String> = row.get(0);
+        let lsn = lsn.unwrap_or_else(|| "0/0".into());
+        Ok::<_, Error>((wal::parse_lsn(&lsn)?, lsn, row.get::<_, Option<String>>(1)))
+    };
+    let mut primary_lsn = None;
+    if !opts.no_wait {
+        let timeout = opts.wait_timeout.unwrap_or(DEFAULT_WAIT_TIMEOUT);
+        let repl = ctx.replication_of(src)?;
+        let ident = repl
+            .identify(timeout.min(super::follow::UPSTREAM_TIMEOUT))
+            .await
+            .map_err(|e| {
+                Error::Unsupported(format!(
+                    "cannot read the primary's WAL position, so the branch could miss what it acknowledged: {e}. `--no-wait` branches what the replica has replayed"
+                ))
+            })?;
+        let deadline = t + timeout;
+        loop {
+            let (lsn, text, _) = replayed().await?;
+            if lsn >= ident.wal_lsn {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout(format!(
+                    "the replica {:?} has replayed up to {text}, {} bytes short of the primary's position {} read at the call, after {}s: it is lagging or disconnected (see `bpg status {}`); give a longer --wait-timeout, or --no-wait to branch what it has",
+                    src.name,
+                    ident.wal_lsn - lsn,
+                    wal::format_lsn(ident.wal_lsn),
+                    timeout.as_secs(),
+                    src.name
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        primary_lsn = Some(wal::format_lsn(ident.wal_lsn));
+    }
+    let (_, replay_lsn, replay_time) = replayed().await?;
+    Ok(ReplicaPoint {
+        primary_lsn,
+        replay_lsn,
+        replay_time,
+        waited_millis: t.elapsed().as_secs_f64() * 1000.0,
+    })
 }
 
 /// The named snapshot `source@name`, complete (else why not).
@@ -471,6 +580,7 @@ pub(crate) async fn complete_branch(
                 password_changed,
                 masking,
                 checkpoint: undo.checkpoint,
+                replica_point: None,
             })
         }
         Err(e) => {
@@ -578,7 +688,12 @@ async fn run_recipe(
                         Some(w) => DataDir::open(&w.location)?,
                         None => DataDir::open(&src_spec.data_dir)?.subdir("pg_wal")?,
                     };
-                    Some(Handoff::live(stop, session.wal_segment_size, src_wal)?)
+                    Some(Handoff::live(
+                        stop,
+                        session.wal_segment_size,
+                        src_wal,
+                        src.kind == Kind::Replica,
+                    )?)
                 }
                 _ => None,
             };
@@ -702,6 +817,21 @@ async fn run_recipe(
             &ctx.user,
         )?;
     }
+    let from_replica = src.kind == Kind::Replica;
+    if from_replica {
+        // A standby's copy comes up as a primary of its own on a new
+        // timeline: archive recovery of what is in pg_wal (its
+        // restore_command fails, see REPLICA_RECOVERY), then promotion.
+        cluster::write_owned(&dd, "recovery.signal", b"", &ctx.user)?;
+        // The primary's access rules name its own networks: a branch is
+        // reached on betterpg's address with its own password.
+        cluster::write_owned(
+            &dd,
+            "pg_hba.conf",
+            BRANCH_OF_REPLICA_HBA.as_bytes(),
+            &ctx.user,
+        )?;
+    }
     let mut wal_bytes = 0;
     if let Some(h) = handoff {
         cluster::write_owned(&dd, "backup_label", h.label.as_bytes(), &ctx.user)?;
@@ -734,7 +864,7 @@ async fn run_recipe(
             entry,
             &dd,
             &data_dir,
-            "",
+            if from_replica { REPLICA_RECOVERY } else { "" },
             phase,
             &mut isolation,
             &mut masking,
@@ -770,6 +900,19 @@ async fn run_recipe(
     fault::point("before_catalog").await?;
     Ok((mode, running, wal_bytes, isolation, masking))
 }
+
+/// `pg_hba.conf` of a branch of a replica (the primary's names its own
+/// networks and roles): TCP on betterpg's address with a password.
+const BRANCH_OF_REPLICA_HBA: &str = "# betterpg: a branch of a replica\n\
+host all all 127.0.0.1/32 scram-sha-256\n\
+host all all ::1/128 scram-sha-256\n";
+
+/// The private start of a branch of a replica (a standby's copy): replay
+/// what is in `pg_wal` and no more (the restore command fails), then a
+/// new timeline; no connections before it is promoted.
+const REPLICA_RECOVERY: &str = "restore_command = '/bin/false'\n\
+recovery_target_timeline = 'latest'\n\
+hot_standby = off\n";
 
 /// How one snapshot of a source is taken ([`snapshot_source`]).
 pub(crate) struct Snap<'a> {
@@ -812,7 +955,13 @@ pub(crate) async fn snapshot_source(
 ) -> Result<Option<BackupStop>> {
     let datasets = plan.snapshot_datasets(&src.dataset);
     if snap.running && snap.mode == Mode::ApplicationConsistent {
-        *session = Some(BackupSession::start(&src_spec.conn, snap.label).await?);
+        *session = Some(if src.kind == Kind::Replica {
+            // On the standby: its restartpoint is the start; nothing is
+            // asked of the primary.
+            BackupSession::start_on_standby(&src_spec.conn, snap.label).await?
+        } else {
+            BackupSession::start(&src_spec.conn, snap.label).await?
+        });
         timer.lap("backup_start");
         fault::point("after_backup_start").await?;
     } else if snap.running {
@@ -853,15 +1002,19 @@ struct Handoff {
 
 impl Handoff {
     /// From a backup of the live source whose WAL directory is `wal`.
-    fn live(stop: BackupStop, seg_size: u64, wal: DataDir) -> Result<Handoff> {
+    /// `standby`: the backup was taken on a standby.
+    fn live(stop: BackupStop, seg_size: u64, wal: DataDir, standby: bool) -> Result<Handoff> {
         let label = wal::parse_backup_label(&stop.labelfile)?;
+        // A backup on a standby of an idle primary can stop exactly at a
+        // segment boundary, before the next segment exists: the WAL it
+        // needs ends with the previous one (the stop LSN is an end).
+        let stop_lsn = if standby && stop.stop_lsn % seg_size == 0 {
+            stop.stop_lsn.saturating_sub(1).max(label.start_lsn)
+        } else {
+            stop.stop_lsn
+        };
         Ok(Handoff {
-            segments: wal::segments_between(
-                label.timeline,
-                label.start_lsn,
-                stop.stop_lsn,
-                seg_size,
-            ),
+            segments: wal::segments_between(label.timeline, label.start_lsn, stop_lsn, seg_size),
             seg_size,
             wal,
             label: stop.labelfile,

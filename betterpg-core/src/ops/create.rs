@@ -62,6 +62,7 @@ async fn create_unaudited(ctx: &Context, name: &str, opts: CreateOptions) -> Res
         pg_bin: bin.dir.clone(),
         pg_major: bin.major,
         created_at: now_unix(),
+        upstream: None,
         state: State::Ready,
         settings: Default::default(),
         data_subdir: None,

@@ -233,6 +233,24 @@ pub(crate) async fn destroy_one(ctx: &Context, e: &Entry) -> Result<()> {
         // dataset).
         super::retain::remove_all(ctx, e, true).await?;
     }
+    if let Some(u) = &e.upstream {
+        // A slot this replica's follow created would keep the primary's
+        // WAL for ever: drop it (the primary may be gone: then say so).
+        if let (true, Some(slot)) = (u.slot_created, &u.slot) {
+            let dropped = match ctx.replication_of(e) {
+                Ok(r) => r.drop_slot(slot, super::follow::UPSTREAM_TIMEOUT).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = dropped {
+                tracing::warn!(
+                    "could not drop the slot {slot:?} on the primary {}:{} ({err}): drop it there (SELECT pg_drop_replication_slot('{slot}')), or it keeps WAL on the primary",
+                    u.host,
+                    u.port
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(ctx.home.replica_dir(&e.name));
+    }
     let _ = std::fs::remove_file(ctx.home.log_path(&e.name));
     ctx.home.remove_secret(&e.name);
     let mut cat = ctx.lock()?;

@@ -341,7 +341,16 @@ async fn gc_inner(ctx: &Context, dry_run: bool) -> Result<GcReport> {
             continue;
         }
         if !dry_run {
-            let _ = std::fs::remove_file(&path);
+            // A replica's directory (passfile, socket) or a file; never
+            // following a link.
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => {
+                    let _ = std::fs::remove_dir_all(&path);
+                }
+                _ => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
         }
         items.push(GcItem {
             what: "file".into(),
@@ -373,7 +382,11 @@ async fn gc_inner(ctx: &Context, dry_run: bool) -> Result<GcReport> {
 /// has.
 fn stray_files(ctx: &Context, kept: &[Entry]) -> Vec<(String, std::path::PathBuf)> {
     let mut out = Vec::new();
-    for (dir, suffix) in [(ctx.home.secrets_dir(), ""), (ctx.home.logs_dir(), ".log")] {
+    for (dir, suffix) in [
+        (ctx.home.secrets_dir(), ""),
+        (ctx.home.logs_dir(), ".log"),
+        (ctx.home.replicas_dir(), ""),
+    ] {
         let Ok(rd) = std::fs::read_dir(&dir) else {
             continue;
         };

@@ -19,6 +19,7 @@ pub mod config;
 pub mod create;
 pub mod destroy;
 pub mod doctor;
+pub mod follow;
 pub mod gc;
 pub mod init;
 pub mod logs;

@@ -7,7 +7,7 @@ use super::status::{self, Info};
 use crate::catalog::{Entry, Kind};
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::pg::cluster::{self, Profile};
+use crate::pg::cluster;
 use crate::pg::datadir::DataDir;
 use crate::pg::isolate::{enforce_owned_settings, Target};
 use crate::ports::port_is_free;
@@ -52,10 +52,7 @@ pub(crate) async fn start_on_free_port(
                 ctx.storage
                     .set_props(&entry.dataset, &[("port", &entry.port.to_string())])
                     .await?;
-                let profile = match entry.kind {
-                    Kind::Branch => Profile::Branch,
-                    Kind::Database | Kind::Attached => Profile::Database,
-                };
+                let profile = ctx.profile_for(&entry);
                 cluster::write_settings(
                     &DataDir::open(data_dir)?,
                     &ctx.user,
@@ -86,8 +83,9 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
         // betterpg's settings win over `ALTER SYSTEM` (port, addresses;
         // for a branch also archiving, upstream, TLS): strip them from
         // postgresql.auto.conf before every start.
+        // A replica's upstream is betterpg's too (in betterpg.conf).
         let target = match e.kind {
-            Kind::Branch => Target::Branch,
+            Kind::Branch | Kind::Replica => Target::Branch,
             Kind::Database if super::retain::retain_secs(&e).is_some() => Target::ArchivingDatabase,
             Kind::Database | Kind::Attached => Target::Database,
         };
@@ -95,15 +93,12 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
         let removed = enforce_owned_settings(&dd, &ctx.user, target)?;
         // betterpg.conf itself is the server user's file (and so its
         // superuser's): written anew, never trusted, at every start.
-        let profile = match e.kind {
-            Kind::Branch => Profile::Branch,
-            Kind::Database | Kind::Attached => Profile::Database,
-        };
+        let profile = ctx.profile_for(&e);
         // A database that keeps WAL archives into betterpg's dataset
         // (archive_mode is read at start: this is where it takes effect).
         let archive = match e.kind {
             Kind::Database => super::retain::archive_settings(ctx, &e).await?,
-            Kind::Branch | Kind::Attached => String::new(),
+            Kind::Branch | Kind::Attached | Kind::Replica => String::new(),
         };
         cluster::write_settings_with(
             &dd,

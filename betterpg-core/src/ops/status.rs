@@ -55,6 +55,147 @@ pub struct Info {
     /// Unix time after which the daemon destroys it (`--ttl`); `None`
     /// (JSON null): never.
     pub expires_at: Option<u64>,
+    /// For a replica, how it follows its primary (JSON null otherwise).
+    pub replication: Option<Replication>,
+}
+
+/// How a replica follows its primary (JSON: the lowercase name, "catching
+/// up" with its space).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ReplicationState {
+    /// Receiving the primary's WAL and replayed to within a segment of it.
+    #[serde(rename = "streaming")]
+    Streaming,
+    /// Receiving, but more than a segment behind.
+    #[serde(rename = "catching up")]
+    CatchingUp,
+    /// Not receiving: the primary is unreachable, or the replica is stopped.
+    #[serde(rename = "disconnected")]
+    Disconnected,
+    /// The primary answers as another cluster (another system identifier):
+    /// `bpg follow NAME --rebuild` takes a new base backup.
+    #[serde(rename = "diverged")]
+    Diverged,
+}
+
+impl ReplicationState {
+    /// "streaming", "catching up", "disconnected" or "diverged".
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReplicationState::Streaming => "streaming",
+            ReplicationState::CatchingUp => "catching up",
+            ReplicationState::Disconnected => "disconnected",
+            ReplicationState::Diverged => "diverged",
+        }
+    }
+}
+
+impl std::fmt::Display for ReplicationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ReplicationState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// A replica's upstream and lag, as `status` reports it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Replication {
+    /// The primary, `host:port` (never a password).
+    pub upstream: String,
+    /// The replication slot on the primary, if one is used.
+    pub slot: Option<String>,
+    /// Streaming, catching up, disconnected or diverged.
+    pub state: ReplicationState,
+    /// Bytes of the primary's WAL not yet replayed (`None` when the
+    /// primary or the replica does not answer).
+    pub lag_bytes: Option<u64>,
+    /// Seconds since the last replayed transaction's commit while behind,
+    /// 0 when caught up (`None` when unknown).
+    pub lag_seconds: Option<f64>,
+    /// The replica's replay position.
+    pub replay_lsn: Option<String>,
+    /// The primary's WAL position, when it answered.
+    pub primary_lsn: Option<String>,
+    /// Commit time of the last replayed transaction.
+    pub last_replay_time: Option<String>,
+}
+
+/// How long `status` waits for a replica's primary to answer.
+const STATUS_UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A segment: a replica less than this behind is streaming, not catching up.
+const CAUGHT_UP_BYTES: u64 = 16 << 20;
+
+/// How the replica `e` follows its primary, asking both (each may not
+/// answer: then what is known).
+pub(crate) async fn replication(ctx: &Context, e: &Entry, running: bool) -> Option<Replication> {
+    let u = e.upstream.as_ref()?;
+    let mut r = Replication {
+        upstream: crate::pg::upstream::address(&u.host, u.port),
+        slot: u.slot.clone(),
+        state: ReplicationState::Disconnected,
+        lag_bytes: None,
+        lag_seconds: None,
+        replay_lsn: None,
+        primary_lsn: None,
+        last_replay_time: None,
+    };
+    let primary = match ctx.replication_of(e) {
+        Ok(repl) => repl.identify(STATUS_UPSTREAM_TIMEOUT).await.ok(),
+        Err(_) => None,
+    };
+    if let Some(p) = &primary {
+        r.primary_lsn = Some(crate::pg::wal::format_lsn(p.wal_lsn));
+        if p.system_id != u.system_id {
+            r.state = ReplicationState::Diverged;
+        }
+    }
+    if !running {
+        return Some(r);
+    }
+    let local = async {
+        let c = ctx.replica_conn(e).connect().await?;
+        let row = c
+            .query_one(
+                "SELECT pg_last_wal_replay_lsn()::text, pg_last_xact_replay_timestamp()::text,                  extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8,                  (SELECT status FROM pg_stat_wal_receiver LIMIT 1)",
+                &[],
+            )
+            .await?;
+        Ok::<_, Error>((
+            row.get::<_, Option<String>>(0),
+            row.get::<_, Option<String>>(1),
+            row.get::<_, Option<f64>>(2),
+            row.get::<_, Option<String>>(3),
+        ))
+    };
+    let Ok((replay, time, age, receiver)) = local.await else {
+        return Some(r);
+    };
+    r.replay_lsn = replay.clone();
+    r.last_replay_time = time;
+    let replayed = replay.and_then(|l| crate::pg::wal::parse_lsn(&l).ok());
+    if let (Some(p), Some(l)) = (&primary, replayed) {
+        let lag = p.wal_lsn.saturating_sub(l);
+        r.lag_bytes = Some(lag);
+        r.lag_seconds = if lag == 0 {
+            Some(0.0)
+        } else {
+            age.map(|a| a.max(0.0))
+        };
+        if r.state != ReplicationState::Diverged && receiver.as_deref() == Some("streaming") {
+            r.state = if lag <= CAUGHT_UP_BYTES {
+                ReplicationState::Streaming
+            } else {
+                ReplicationState::CatchingUp
+            };
+        }
+    }
+    Some(r)
 }
 
 /// Pool usage summary.
@@ -190,7 +331,20 @@ async fn info_with(
             .conn_for(e)
             .map(|c| c.url_without_password())
             .unwrap_or_default(),
+        // A replica's roles are the primary's: its URL has no credentials.
+        Kind::Replica => format!(
+            "postgresql://{}/postgres",
+            crate::pg::upstream::address(
+                &crate::ports::connect_host(&ctx.config.listen_address),
+                e.port
+            )
+        ),
         _ => ctx.conn_for(e).map(|c| c.url()).unwrap_or_default(),
+    };
+    let replication = if e.kind == Kind::Replica {
+        replication(ctx, e, status == RunStatus::Running).await
+    } else {
+        None
     };
     Ok(Info {
         name: e.name.clone(),
@@ -210,10 +364,11 @@ async fn info_with(
         created_at: e.created_at,
         wal_retention: match e.kind {
             Kind::Database => super::retain::report(ctx, e).await?,
-            Kind::Branch | Kind::Attached => None,
+            Kind::Branch | Kind::Attached | Kind::Replica => None,
         },
         protected: e.lifecycle.protected,
         expires_at: e.lifecycle.expires_at,
+        replication,
     })
 }
 
@@ -311,10 +466,11 @@ mod tests {
             wal_retention: None,
             protected: true,
             expires_at: Some(9),
+            replication: None,
         };
         assert_eq!(
             serde_json::to_string(&i).unwrap(),
-            r#"{"name":"dev","kind":"branch","parent":"prod","status":"running","state":"incomplete","port":54321,"used_bytes":1,"referenced_bytes":2,"url":"postgresql://x","mode":"crash-consistent","dataset":"t/b/_branches/dev","snapshot":"t/b/prod@bpg-dev-1","runtime":"native","pg_version":16,"created_at":7,"wal_retention":null,"protected":true,"expires_at":9}"#
+            r#"{"name":"dev","kind":"branch","parent":"prod","status":"running","state":"incomplete","port":54321,"used_bytes":1,"referenced_bytes":2,"url":"postgresql://x","mode":"crash-consistent","dataset":"t/b/_branches/dev","snapshot":"t/b/prod@bpg-dev-1","runtime":"native","pg_version":16,"created_at":7,"wal_retention":null,"protected":true,"expires_at":9,"replication":null}"#
         );
         i.kind = Kind::Database;
         i.parent = None;

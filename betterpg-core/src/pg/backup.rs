@@ -125,6 +125,16 @@ impl BackupSession {
     /// Connect, retain WAL with a temporary physical slot made on this same
     /// connection, and enter backup mode with an immediate checkpoint.
     pub async fn start(conn: &ConnInfo, label: &str) -> Result<BackupSession> {
+        Self::open(conn, label, false).await
+    }
+
+    /// [`BackupSession::start`] on a standby: the backup starts at its
+    /// last restartpoint and asks nothing of its primary (DESIGN.md 7).
+    pub async fn start_on_standby(conn: &ConnInfo, label: &str) -> Result<BackupSession> {
+        Self::open(conn, label, true).await
+    }
+
+    async fn open(conn: &ConnInfo, label: &str, standby: bool) -> Result<BackupSession> {
         let client = conn.connect().await?;
         let version_num = server_version_num(&client).await?;
         let missing = missing_backup_rights(&client, version_num).await?;
@@ -152,7 +162,7 @@ impl BackupSession {
                 "max_replication_slots is 0: set it to at least 1 on the source and restart it",
             ));
         }
-        if in_recovery {
+        if in_recovery && !standby {
             return Err(Error::Unsupported(
                 "the source is a standby in recovery; branch its primary or use --fast".into(),
             ));

@@ -97,6 +97,30 @@ pub enum Profile {
         /// setting).
         pg_major: u32,
     },
+    /// A replica (`follow`): a standby streaming from a remote primary,
+    /// reached by betterpg through a Unix socket in `dir` (the replica's
+    /// own directory outside the data directory, which holds its
+    /// `pg_hba.conf` too), and on TCP by clients with the primary's roles.
+    Replica {
+        /// The replica's directory (socket, `pg_hba.conf`, passfile).
+        dir: std::path::PathBuf,
+        /// `primary_conninfo`: where the primary is, with a passfile,
+        /// never a password.
+        conninfo: String,
+        /// `primary_slot_name` (empty: none).
+        slot: String,
+    },
+}
+
+/// A value for a configuration file, single-quoted; refused when it holds
+/// a line break (which no setting needs).
+fn conf_quote(what: &str, v: &str) -> Result<String> {
+    if v.contains('\n') || v.contains('\r') {
+        return Err(Error::Config(format!(
+            "invalid {what}: a line break in {v:?}"
+        )));
+    }
+    Ok(format!("'{}'", v.replace('\\', "\\\\").replace('\'', "''")))
 }
 
 /// Settings every branch runs with whatever its source said: a branch
@@ -163,6 +187,35 @@ pub fn write_settings_with(
             String::new(),
             BRANCH_SETTINGS.to_string(),
         ),
+        Profile::Replica {
+            dir,
+            conninfo,
+            slot,
+        } => {
+            let d = dir.to_string_lossy();
+            if d.contains('\'') || d.contains('\n') {
+                return Err(Error::Config(format!(
+                    "invalid replica directory {d:?}: use a home path without quotes"
+                )));
+            }
+            (
+                listen.to_string(),
+                d.to_string(),
+                format!(
+                    "# A replica of a remote primary (bpg follow): read-only.\n\
+                     archive_mode = off\n\
+                     ssl = off\n\
+                     hot_standby = on\n\
+                     hba_file = {}\n\
+                     primary_conninfo = {}\n\
+                     primary_slot_name = {}\n\
+                     recovery_target_timeline = 'latest'\n",
+                    conf_quote("directory", &format!("{d}/pg_hba.conf"))?,
+                    conf_quote("primary_conninfo", conninfo)?,
+                    conf_quote("slot", slot)?,
+                ),
+            )
+        }
         Profile::Private {
             socket_dir,
             pg_major,

@@ -10,6 +10,7 @@ pub mod datadir;
 pub mod isolate;
 pub mod mask;
 pub mod personal;
+pub mod upstream;
 pub mod wal;
 
 pub use backup::{BackupSession, BackupStop};

@@ -13,7 +13,7 @@ use crate::osuser::OsUser;
 /// A WAL location (`XXXXXXXX/XXXXXXXX`).
 pub type Lsn = u64;
 
-/// Parse `X/Y` (hex) as PostgreSQL prints an LSN.
+/// Parse an LSN as PostgreSQL prints it.
 pub fn parse_lsn(s: &str) -> Result<Lsn> {
     let (hi, lo) = s
         .trim()
