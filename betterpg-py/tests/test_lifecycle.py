@@ -1,5 +1,4 @@
-"""Protection, expiry, idle stop and the daemon's pass from Python: real
-ZFS and PostgreSQL, real waits of a few seconds."""
+"""Protection from Python (protect/unprotect): real ZFS and PostgreSQL."""
 
 from __future__ import annotations
 
