@@ -104,7 +104,13 @@ async fn names_sources_dependents_and_binaries() {
         let e = refused(&env, &["create", "--", bad], want);
         assert_eq!(e.lines().count(), 1, "{e}");
         refused(&env, &["branch", "prod", "--", bad], want);
-        refused(&env, &["branch", "--", bad, "ok"], want);
+        if bad == "a@b" {
+            // As a source, `SRC@NAME` names a named snapshot: "a@b" is a
+            // well-formed reference to one of a source that does not exist.
+            refused(&env, &["branch", "--", bad, "ok"], &["\"a\" not found"]);
+        } else {
+            refused(&env, &["branch", "--", bad, "ok"], want);
+        }
         refused(&env, &["destroy", "--force", "--", bad], want);
         refused(&env, &["start", "--", bad], want);
         refused(&env, &["url", "--", bad], want);
@@ -549,10 +555,14 @@ async fn source_with_wrong_password_or_without_superuser_is_refused_cleanly() {
         .batch_execute("ALTER ROLE postgres NOSUPERUSER")
         .await
         .unwrap();
+    // The rights are checked up front, and the error says what to grant.
     refused(
         &env,
         &["branch", "prod", "dev"],
-        &["not a superuser", "needs one"],
+        &[
+            "lacks what betterpg's backup recipe needs",
+            "GRANT pg_read_all_settings TO \"postgres\"",
+        ],
     );
     refused(&env, &["branch", "prod", "dev", "--fast"], &["CHECKPOINT"]);
     // No slot, no backup left behind; the source keeps serving writes.

@@ -966,6 +966,21 @@ pub(crate) async fn snapshot_source(
         fault::point("after_backup_start").await?;
     } else if snap.running {
         let c = src_spec.conn.connect().await?;
+        // The right to CHECKPOINT is checked whether or not this branch
+        // needs one, so that a role without it fails the same clear way
+        // (saying what to grant) before anything is made, not later.
+        let version = crate::pg::backup::server_version_num(&c).await?;
+        let missing: Vec<String> = crate::pg::backup::missing_backup_rights(&c, version)
+            .await?
+            .into_iter()
+            .filter(|g| g.contains("pg_checkpoint"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(crate::pg::backup::missing_rights_error(
+                &src_spec.conn.user,
+                &missing,
+            ));
+        }
         // 0: always checkpoint.
         let max = snap.checkpoint_max_wal.unwrap_or(0);
         *checkpoint = Some(crate::pg::backup::checkpoint_unless_recent(&c, max).await?);
