@@ -46,7 +46,9 @@ PACKAGES=(
   postgresql-15-cron
   valgrind pkg-config gcc make
   python3 python3-venv
-  procps util-linux ca-certificates tzdata
+  # iproute2 (ip) and util-linux (nsenter): the remote primary of the follow
+  # tests runs in a network namespace over a veth link
+  procps util-linux iproute2 ca-certificates tzdata
   libxml2 libxslt1.1 libssl3 liblz4-1 libzstd1 libgssapi-krb5-2 libicu72
 )
 
