@@ -26,6 +26,21 @@ scripts/cleanup-test-pools.sh
 bpg_cleanup_cmd "scripts/cleanup-test-pools.sh"
 export RUST_BACKTRACE=1
 
+# The tests' servers listen on ports 43000-59999, inside Linux's ephemeral
+# range: an outgoing connection of anything on the machine may take one of
+# them as its source port, and a server the tests start by hand (an attached
+# cluster, a remote primary) then fails with "Address already in use" (seen
+# in CI). bpg itself moves its servers to another free port; the tests
+# reserve their range from ephemeral use instead, restoring it at the end.
+RESERVED_FILE=/proc/sys/net/ipv4/ip_local_reserved_ports
+if [[ -w $RESERVED_FILE ]]; then
+  OLD_RESERVED=$(cat "$RESERVED_FILE")
+  echo "${OLD_RESERVED:+$OLD_RESERVED,}43000-59999" > "$RESERVED_FILE"
+  bpg_cleanup_cmd "echo '$OLD_RESERVED' > $RESERVED_FILE"
+else
+  die "cannot reserve the tests' ports 43000-59999 from ephemeral use: $RESERVED_FILE is not writable (run as root with CAP_NET_ADMIN)"
+fi
+
 # Fault injection (BETTERPG_FAULT) exists only in builds with the cargo
 # feature betterpg-core/fault-injection: every test build here has it. What
 # ships has not: a bpg built without it is kept aside for the isolation
