@@ -131,7 +131,8 @@ for s in "${STAGES[@]}"; do
     # (with the library's user in examples/rust: its test branches a database)
     core) run_stage core "${NEXTEST[@]}" -p betterpg-core -p betterpg-example --lib --test branch --test storage --test doctor_logs --test rehearse ;;
     cli)  run_stage cli "${NEXTEST[@]}" -p betterpg-cli --test cli --test cli_json --test faults ;;
-    versions) run_stage versions "${NEXTEST[@]}" -p betterpg-core --test versions --test fuzz_names ;;
+    # (and bpg follow of a remote primary of PostgreSQL 14 and 18)
+    versions) run_stage versions "${NEXTEST[@]}" -p betterpg-core -p betterpg-cli --test versions --test fuzz_names --test follow_versions ;;
     safety) run_stage safety "${NEXTEST[@]}" -p betterpg-cli --test bad_input --test concurrency --test capacity --test perf_status ;;
     # A branch isolated from its source (docs/safety.md, "Isolation"): every
     # betterpg-cli/tests/isolation_*.rs (none found fails the stage).

@@ -420,6 +420,7 @@ async fn catch_up(ctx: &Context, src: &Entry, opts: &BranchOptions) -> Result<Re
                     "cannot read the primary's WAL position, so the branch could miss what it acknowledged: {e}. `--no-wait` branches what the replica has replayed"
                 ))
             })?;
+        check_not_diverged(src, &ident.system_id)?;
         let deadline = t + timeout;
         loop {
             let (lsn, text, _) = replayed().await?;
@@ -447,6 +448,22 @@ async fn catch_up(ctx: &Context, src: &Entry, opts: &BranchOptions) -> Result<Re
         replay_time,
         waited_millis: t.elapsed().as_secs_f64() * 1000.0,
     })
+}
+
+/// A replica whose primary now answers as another cluster (another system
+/// identifier than at `follow` time) is `diverged`: its WAL can never be
+/// replayed there, so waiting would only time out.
+fn check_not_diverged(src: &Entry, system_id: &str) -> Result<()> {
+    match &src.upstream {
+        Some(u) if u.system_id != system_id => Err(Error::InvalidState(format!(
+            "the replica {:?} has diverged: its primary at {} is now another cluster (system identifier {system_id}, the replica follows {}), so it can never catch up; `bpg follow {} --rebuild` takes a new base backup (its branches keep running), or --no-wait branches what the replica has",
+            src.name,
+            crate::pg::upstream::address(&u.host, u.port),
+            u.system_id,
+            src.name
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The named snapshot `source@name`, complete (else why not).
