@@ -491,27 +491,148 @@ async fn bpg_killed_mid_masking_leaves_nothing_reachable_and_gc_removes_it() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    // The private server's socket directory (line 5 of its pid file: read
+    // here as root, the test's own look).
+    let pid_file = std::fs::read_to_string(dd.join("postmaster.pid")).unwrap();
+    let sock_dir = PathBuf::from(pid_file.lines().nth(4).expect("socket line").trim());
+    assert!(
+        sock_dir.is_dir() && sock_dir.is_absolute(),
+        "the private start has a socket directory: {pid_file}"
+    );
+    let pm = postmaster_of(&dd).expect("the private server runs");
+    // Only betterpg reaches the private socket: the directory is closed
+    // to everyone but its owner, so another OS user cannot connect (its
+    // pg_hba.conf trusts every local connection); root can.
+    let port = pid_file
+        .lines()
+        .nth(3)
+        .expect("port line")
+        .trim()
+        .to_string();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&sock_dir).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the private socket directory is open to others: {mode:o}"
+        );
+    }
+    let psql = |as_user: Option<&str>| {
+        let psql = format!("{PG15_BIN}/psql");
+        let args = [
+            "-X",
+            "-h",
+            sock_dir.to_str().unwrap(),
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-Atc",
+            "SELECT 1",
+        ];
+        let mut c = match as_user {
+            Some(u) => {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", u, "--", &psql]).args(args);
+                c
+            }
+            None => {
+                let mut c = std::process::Command::new(&psql);
+                c.args(args);
+                c
+            }
+        };
+        c.output().unwrap()
+    };
+    let root = psql(None);
+    assert!(
+        root.status.success(),
+        "root reaches the private socket (the probe works): {}",
+        String::from_utf8_lossy(&root.stderr)
+    );
+    let other = psql(Some("nobody"));
+    assert!(
+        !other.status.success()
+            && String::from_utf8_lossy(&other.stderr).contains("Permission denied"),
+        "another OS user reached the private server: {} {}",
+        String::from_utf8_lossy(&other.stdout),
+        String::from_utf8_lossy(&other.stderr)
+    );
+    // SIGKILL: no handler, no cleanup of its own.
     child.kill().unwrap();
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let (hits, _) = watcher.finish();
+    let (hits, attempts) = watcher.finish();
+    assert!(attempts > 200, "the watcher tried only {attempts} times");
     assert!(
         hits.is_empty(),
         "the half-masked branch was reachable: {hits:?}"
     );
-    // gc removes what the killed process left, the private server too.
-    let gc = bpg.ok(&["gc"]);
-    assert!(gc.contains("dev"), "gc found nothing of dev: {gc}");
+    // What the killed process left: a half-made entry, its clone, the
+    // private server, its socket directory.
+    let status = bpg.status_json(&["status"]);
     assert!(
-        postmaster_of(&dd).is_none(),
+        status.to_string().contains("\"dev\""),
+        "the half-made entry is listed: {status}"
+    );
+    assert!(postmaster_of(&dd) == Some(pm) && sock_dir.is_dir());
+
+    // gc removes all of it: the private server, its socket directory, the
+    // dataset, the catalog entry.
+    let gc = bpg.json(&["gc", "--json"]);
+    let items = gc["items"].as_array().unwrap();
+    let found = |what: &str| {
+        items
+            .iter()
+            .any(|i| i["what"] == what && i["name"].as_str().unwrap_or("").contains("dev"))
+    };
+    for what in ["server", "dataset", "catalog-entry"] {
+        assert!(found(what), "gc did not remove dev's {what}: {gc}");
+    }
+    assert!(
+        items.iter().any(|i| i["what"] == "socket-dir"
+            && i["name"].as_str() == Some(&*sock_dir.to_string_lossy())),
+        "gc did not remove the private socket directory {}: {gc}",
+        sock_dir.display()
+    );
+    assert!(
+        postmaster_of(&dd).is_none() && !pid_alive(pm),
         "the private server still runs"
+    );
+    assert!(
+        !sock_dir.exists(),
+        "the private socket directory {} is left",
+        sock_dir.display()
     );
     let tree = zfs_tree(&env.pool);
     assert!(
         !tree.iter().any(|n| n.contains("dev")),
         "dev is still in the pool: {tree:?}"
     );
+    let status = bpg.status_json(&["status"]);
+    assert!(
+        !status.to_string().contains("\"dev\""),
+        "dev is still in the catalog: {status}"
+    );
+    // A second gc finds nothing left.
+    let again = bpg.json(&["gc", "--json"]);
+    assert_eq!(again["items"], serde_json::json!([]), "{again}");
     assert_consistent(&env);
+}
+
+/// The process `pid` exists (and is no zombie).
+fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        })
+        .unwrap_or(false)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

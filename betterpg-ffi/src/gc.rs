@@ -107,9 +107,10 @@ pub unsafe extern "C" fn betterpg_gc_report_item_count(report: *const betterpg_g
 }
 
 /// Found thing `index` (0-based): what it is ("server", "dataset",
-/// "snapshot", "catalog-entry", "file", "container"), its name or path and
-/// why it is garbage, borrowed from the report. Fails with
-/// `BETTERPG_RESULT_INVALID_ARGUMENT` when out of range.
+/// "snapshot", "catalog-entry", "snapshot-record", "file", "socket-dir",
+/// "container"), its name or path and why it is garbage, borrowed from
+/// the report. Fails with `BETTERPG_RESULT_INVALID_ARGUMENT` when out of
+/// range.
 ///
 /// # Safety
 /// `report` is NULL or a live `betterpg_gc_report`; the out pointers are

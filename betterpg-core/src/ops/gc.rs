@@ -29,8 +29,9 @@ use crate::storage::{destroy_with_retry, DatasetInfo, DatasetType};
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct GcItem {
     /// "server", "dataset", "snapshot", "catalog-entry",
-    /// "snapshot-record" (a named snapshot left half-made), "file" or what
-    /// a runtime reports (e.g. "container").
+    /// "snapshot-record" (a named snapshot left half-made), "file",
+    /// "socket-dir" (the private socket directory of a branch's first
+    /// start) or what a runtime reports (e.g. "container").
     pub what: String,
     /// Its name or path.
     pub name: String,
@@ -186,7 +187,12 @@ async fn gc_inner(ctx: &Context, dry_run: bool) -> Result<GcReport> {
         .map(|e| e.name.clone())
         .collect();
     dead.retain(|e| !held.contains(&e.name));
+    // Names whose private socket directories may be left (see below).
+    let mut socket_names: Vec<String> = dead.iter().map(|e| e.name.clone()).collect();
     for d in filesystems.into_iter().filter(|d| going.contains(&d.name)) {
+        if let Some(n) = d.props.get("name") {
+            socket_names.push(n.clone());
+        }
         let reason = match dead.iter().find(|e| e.dataset == d.name) {
             Some(e) => format!(
                 "left {} by a bpg process (pid {}) that is gone",
@@ -357,6 +363,32 @@ async fn gc_inner(ctx: &Context, dry_run: bool) -> Result<GcReport> {
             name: path.display().to_string(),
             reason: "belongs to no database or branch".into(),
         });
+    }
+
+    // The private socket directory of a branch's first start, left by a
+    // process killed during its private phase (the server on it was
+    // stopped above with its dataset). Found by the home's and name's own
+    // prefix, never by anything the data directory says.
+    socket_names.sort();
+    socket_names.dedup();
+    for name in socket_names {
+        if live_now.contains(&name) || held.contains(&name) {
+            continue;
+        }
+        for dir in super::private::socket_dirs_of(ctx.home.root(), &name) {
+            if !dry_run {
+                std::fs::remove_dir_all(&dir).map_err(|e| {
+                    crate::error::Error::io(format!("removing {}", dir.display()), e)
+                })?;
+            }
+            items.push(GcItem {
+                what: "socket-dir".into(),
+                name: dir.display().to_string(),
+                reason: format!(
+                    "private socket directory of {name}'s first start, left by a bpg process that is gone"
+                ),
+            });
+        }
     }
 
     let names: Vec<String> = ctx.lock()?.entries().map(|e| e.name.clone()).collect();

@@ -138,10 +138,14 @@ pub(crate) async fn run(
         t = now;
     };
     // A fresh directory of its own for the socket: short (a socket path
-    // has ~100 bytes), reachable only by root and the server's user, and
-    // gone when this returns.
+    // has ~100 bytes), reachable only by root and the server's user (mode
+    // 0700 from its creation: its pg_hba.conf trusts every local
+    // connection, and the socket itself is open to all), and gone when
+    // this returns. Its name starts with the home's and branch's own
+    // prefix, so `gc` finds it when this process was killed.
     let sock = tempfile::Builder::new()
-        .prefix("bpg-sock-")
+        .prefix(&socket_dir_prefix(ctx.home.root(), &entry.name))
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .map_err(|e| Error::io("creating a private socket directory", e))?;
     let sock_dd = DataDir::open(sock.path())?;
@@ -262,6 +266,39 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// The name prefix of the private socket directories of `name`'s first
+/// starts in the home `home`: `bpg-sock-`, then a stable hash (64-bit
+/// FNV-1a) of the home and the name, then `-`. `gc` finds the directory a
+/// killed process left in the temporary directory by it, without reading
+/// anything from the branch's data directory.
+pub(crate) fn socket_dir_prefix(home: &Path, name: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let home = home.as_os_str().as_encoded_bytes();
+    for b in home.iter().chain(&[0u8]).chain(name.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("bpg-sock-{h:016x}-")
+}
+
+/// The private socket directories of `name`'s first starts in the home
+/// `home` that exist in the temporary directory (directories only, never
+/// a link): left by a process killed during a branch's private phase.
+pub(crate) fn socket_dirs_of(home: &Path, name: &str) -> Vec<PathBuf> {
+    let prefix = socket_dir_prefix(home, name);
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = rd
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
 /// Wait until a replaying branch has reached its target and promoted.
 async fn wait_promoted(admin: &crate::pg::ConnInfo, name: &str, timeout_secs: u64) -> Result<()> {
     let deadline = Instant::now() + std::time::Duration::from_secs(timeout_secs.max(30));
@@ -375,5 +412,36 @@ mod tests {
         assert!(is_segment_name("000000010000000000000003"));
         assert!(is_segment_name("000000010000000000000003.partial"));
         assert!(!is_segment_name("00000002.history"));
+    }
+
+    #[test]
+    fn socket_dir_prefix_is_stable_and_per_home_and_name() {
+        let a = socket_dir_prefix(Path::new("/var/lib/bpg"), "dev");
+        // FNV-1a of "/var/lib/bpg\0dev": the same in every build.
+        assert_eq!(a, socket_dir_prefix(Path::new("/var/lib/bpg"), "dev"));
+        assert!(a.starts_with("bpg-sock-") && a.ends_with('-') && a.len() == 26);
+        assert_ne!(a, socket_dir_prefix(Path::new("/var/lib/bpg"), "dev2"));
+        assert_ne!(a, socket_dir_prefix(Path::new("/var/lib/bpg2"), "dev"));
+        // The separator keeps ("/h", "ab") and ("/ha", "b") apart.
+        assert_ne!(
+            socket_dir_prefix(Path::new("/h"), "ab"),
+            socket_dir_prefix(Path::new("/ha"), "b")
+        );
+    }
+
+    #[test]
+    fn socket_dirs_of_finds_directories_never_links() {
+        let home = Path::new("/nonexistent/home-for-socket-dirs-test");
+        let name = format!("t{}", std::process::id());
+        let d = tempfile::Builder::new()
+            .prefix(&socket_dir_prefix(home, &name))
+            .tempdir()
+            .unwrap();
+        let link = std::env::temp_dir().join(format!("{}link", socket_dir_prefix(home, &name)));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(d.path(), &link).unwrap();
+        assert_eq!(socket_dirs_of(home, &name), vec![d.path().to_path_buf()]);
+        std::fs::remove_file(&link).unwrap();
+        assert!(socket_dirs_of(home, "other").is_empty());
     }
 }
