@@ -20,11 +20,14 @@ import pytest
 
 TEST_DIR = Path("/tmp/betterpg-test")
 # scripts/test-python.sh uses the defaults; an engineer running one file by
-# hand on a shared machine sets their own prefix and port base (1000 ports).
+# hand on a shared machine sets their own prefix, port base and number of
+# ports (BPGPY_PORT_SPAN, default 1000: the main home gets the first 90 %,
+# extra homes the rest).
 POOL_PREFIX = os.environ.get("BPGPY_POOL_PREFIX", "bpgpy")
 _PORT_BASE = int(os.environ.get("BPGPY_PORT_BASE", "57000"))
-MAIN_PORTS = (_PORT_BASE, _PORT_BASE + 899)
-EXTRA_PORTS = (_PORT_BASE + 900, _PORT_BASE + 999)
+_PORT_SPAN = int(os.environ.get("BPGPY_PORT_SPAN", "1000"))
+MAIN_PORTS = (_PORT_BASE, _PORT_BASE + _PORT_SPAN * 9 // 10 - 1)
+EXTRA_PORTS = (_PORT_BASE + _PORT_SPAN * 9 // 10, _PORT_BASE + _PORT_SPAN - 1)
 SOURCE = "src"
 SOURCE_ROWS = 100
 

@@ -192,6 +192,181 @@ def test_configuration_from_ini_and_env(env, manager, tmp_path):
     assert_clean(manager)
 
 
+# ---------------------------------------------------------------- masking
+
+# A suite against a copy of production: it records what each of its
+# branches (betterpg_branch, the factory, a module-scoped branch_fixture)
+# holds.
+MASKED_SUITE = """
+import json, os
+
+import psycopg
+from betterpg.pytest_plugin import branch_fixture
+
+shared = branch_fixture(scope="module")
+
+
+def record(kind, branch):
+    with psycopg.connect(branch.url) as c:
+        rows = c.execute("SELECT email, name, phone, note FROM users ORDER BY id").fetchall()
+    with open(os.environ["BPGPY_RECORD"], "a") as f:
+        f.write(json.dumps({"kind": kind, "name": branch.name, "rows": rows}) + "\\n")
+
+
+def test_branch(betterpg_branch):
+    record("branch", betterpg_branch)
+
+
+def test_factory(betterpg_branch_factory):
+    record("factory", betterpg_branch_factory())
+
+
+def test_shared(shared):
+    record("shared", shared)
+"""
+
+PII_ROWS = 25
+
+# Masking in two files: the second reads what the first wrote (order kept).
+MASK_A = "UPDATE users SET email = 'user' || id || '@example.invalid', name = 'User ' || id;\n"
+MASK_B = "-- after a.sql\nUPDATE users SET phone = NULL, note = email;\n"
+
+
+def write_suite(dir: Path, ini: str = "") -> Path:
+    dir.mkdir(parents=True, exist_ok=True)
+    (dir / "pytest.ini").write_text("[pytest]\n" + ini)
+    (dir / "test_masked.py").write_text(MASKED_SUITE)
+    return dir
+
+
+def assert_masked(recs: List[dict]) -> None:
+    assert sorted(r["kind"] for r in recs) == ["branch", "factory", "shared"], recs
+    assert len({r["name"] for r in recs}) == 3, recs
+    for r in recs:
+        assert len(r["rows"]) == PII_ROWS, r
+        for i, (email, name, phone, note) in enumerate(r["rows"], start=1):
+            assert (email, name, phone, note) == (
+                f"user{i}@example.invalid",
+                f"User {i}",
+                None,
+                f"user{i}@example.invalid",
+            ), r
+        assert "gmail" not in json.dumps(r) and "Okafor" not in json.dumps(r), r
+
+
+@pytest.fixture
+def pii_source(manager):
+    """A source with personal data: users (email, name, phone)."""
+    name = unique("pii")
+    info = manager.create(name)
+    rows(
+        info.url,
+        "CREATE TABLE users (id int PRIMARY KEY, email text, name text, phone text, note text); "
+        "INSERT INTO users SELECT i, 'margaret.okafor' || i || '@gmail.com', 'Margaret Okafor ' || i, "
+        f"'+44 7700 9' || lpad(i::text, 5, '0'), NULL FROM generate_series(1, {PII_ROWS}) i",
+    )
+    yield name
+    try:
+        manager.destroy(name, force=True)
+    except betterpg.NotFoundError:
+        pass
+
+
+def source_untouched(manager, name: str) -> None:
+    url = manager.url(name)
+    assert rows(url, "SELECT count(*) FROM users WHERE email LIKE '%%@gmail.com' AND phone IS NOT NULL") == [
+        (PII_ROWS,)
+    ]
+
+
+def test_mask_every_branch_of_the_suite(env, manager, tmp_path, pii_source):
+    """--betterpg-mask (repeatable, in order), the betterpg_mask ini value
+    (a directory, relative to the ini file) and an override of the
+    betterpg_mask fixture: every branch the suite's fixtures make holds
+    masked values only."""
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "a.sql").write_text(MASK_A)
+    (masks / "b.sql").write_text(MASK_B)
+    # Options with values as --opt=VALUE: a separate value would be taken
+    # for a test path, and pytest would then miss the suite's ini file.
+    base = [f"--betterpg-home={env.path}", f"--betterpg-source={pii_source}", "-v"]
+
+    # Command line, two files, relative to where pytest starts.
+    suite = write_suite(tmp_path / "cli")
+    record = tmp_path / "cli.jsonl"
+    r = run_pytest(
+        [*base, f"--betterpg-mask={masks / 'a.sql'}", "--betterpg-mask=../masks/b.sql"],
+        cwd=suite,
+        env_extra={"BPGPY_RECORD": str(record)},
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert outcome(r.stdout) == {"passed": 3}, r.stdout
+    assert f"masked with {masks / 'a.sql'}, {suite / '../masks/b.sql'}" in r.stdout, r.stdout
+    assert_masked(read_records(record))
+
+    # The ini value: a directory of *.sql in name order, relative to the ini.
+    (tmp_path / "ini" / "mask.d").mkdir(parents=True)
+    (tmp_path / "ini" / "mask.d" / "10-a.sql").write_text(MASK_A)
+    (tmp_path / "ini" / "mask.d" / "20-b.sql").write_text(MASK_B)
+    suite = write_suite(tmp_path / "ini", "betterpg_mask = mask.d\n")
+    record = tmp_path / "ini.jsonl"
+    r = run_pytest(base, cwd=suite, env_extra={"BPGPY_RECORD": str(record)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert outcome(r.stdout) == {"passed": 3}, r.stdout
+    assert_masked(read_records(record))
+
+    # A conftest.py overriding the betterpg_mask fixture.
+    suite = write_suite(tmp_path / "fixture")
+    (suite / "conftest.py").write_text(
+        "import os, pytest\n\n"
+        "@pytest.fixture(scope='session')\n"
+        "def betterpg_mask():\n"
+        "    return [os.environ['BPGPY_MASK_DIR']]\n"
+    )
+    record = tmp_path / "fixture.jsonl"
+    r = run_pytest(
+        base, cwd=suite, env_extra={"BPGPY_RECORD": str(record), "BPGPY_MASK_DIR": str(masks)}
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert_masked(read_records(record))
+
+    source_untouched(manager, pii_source)
+    assert plugin_branches(manager) == []
+
+
+def test_a_failing_mask_errors_the_fixture_and_no_branch_is_made(env, manager, tmp_path, pii_source):
+    """A masking statement that fails, or a mask file that is missing, errors
+    every fixture that asked for a branch (and fails the test that called the
+    factory): no test runs on an unmasked branch, and nothing is left in the
+    home."""
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "10-a.sql").write_text(MASK_A)
+    (masks / "20-bad.sql").write_text("-- a typo\n\nUPDATE users SET emial = NULL;\n")
+    before = {i.name for i in manager.list()}
+    for mask, expect in [
+        (str(masks), ["MaskError", "20-bad.sql line 3", "emial"]),
+        (str(tmp_path / "missing.sql"), ["missing.sql"]),
+    ]:
+        suite = write_suite(tmp_path / "suite")
+        record = tmp_path / "r.jsonl"
+        record.unlink(missing_ok=True)
+        r = run_pytest(
+            [f"--betterpg-home={env.path}", f"--betterpg-source={pii_source}", f"--betterpg-mask={mask}"],
+            cwd=suite,
+            env_extra={"BPGPY_RECORD": str(record)},
+        )
+        assert r.returncode == 1, r.stdout + r.stderr
+        # The fixtures error; the factory, called in the test, fails it.
+        assert outcome(r.stdout) == {"error": 2, "failed": 1}, r.stdout
+        for text in expect:
+            assert text in r.stdout, (text, r.stdout)
+        assert not record.exists(), read_records(record)
+        assert {i.name for i in manager.list()} == before
+    source_untouched(manager, pii_source)
+
+
 # ---------------------------------------------------------------- cleanup
 
 

@@ -23,6 +23,9 @@ Fixtures
 ``betterpg_conn`` (function)
     A ``psycopg.Connection`` (psycopg 3) to ``betterpg_branch``, closed after
     the test.
+``betterpg_mask`` / ``betterpg_mask_rules`` (session)
+    The masking every branch the plugin makes gets (see *Masking* below);
+    override them in a ``conftest.py`` to choose the files there.
 
 :func:`branch_fixture` makes further branch fixtures, of any scope.
 
@@ -45,6 +48,24 @@ destroy: ``--betterpg-sync-destroy`` option, ``betterpg_background_destroy`` ini
         value (default on: a finished test's branches are destroyed by one
         background thread while the next test runs, at most two waiting; the
         session's end waits for all and reports any failure).
+
+mask:   ``--betterpg-mask=PATH`` (repeatable), else the ``betterpg_mask`` ini
+        value (paths one a line, relative to the ini file); a ``conftest.py``
+        that overrides the ``betterpg_mask`` fixture decides instead of both.
+        ``--betterpg-mask-rules`` / ``betterpg_mask_rules`` likewise for
+        rules files (passed to the core as ``mask_rules=``).
+
+Masking
+-------
+A suite run against a copy of production runs on masked data only: with
+masking configured, *every* branch the fixtures make (``betterpg_branch``,
+the factory, :func:`branch_fixture`) is made with those files, masked on its
+private first start before it has a TCP port. When the masking fails (a
+statement errors, a file is missing) the core destroys the branch and
+raises ``betterpg.MaskError`` (or the file's error): the fixture errors and
+the test never runs. There is no way to get an unmasked branch from the
+plugin while masking is configured. A source's own masking policy
+(``bpg config SRC --mask``) applies to its branches in any case.
 
 Names, pytest-xdist and leftovers
 ---------------------------------
@@ -89,6 +110,8 @@ from betterpg._plugin.fixtures import (
     betterpg_branch_factory,
     betterpg_conn,
     betterpg_manager,
+    betterpg_mask,
+    betterpg_mask_rules,
     betterpg_source,
     betterpg_url,
     branch_fixture,
@@ -124,6 +147,8 @@ __all__ = [
     "betterpg_branch_factory",
     "betterpg_url",
     "betterpg_conn",
+    "betterpg_mask",
+    "betterpg_mask_rules",
     # helpers
     "BranchFactory",
     "branch_fixture",

@@ -3,14 +3,16 @@ further branch fixtures (like pytest-postgresql's ``factories``)."""
 
 from __future__ import annotations
 
+import os
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Union
 
 import pytest
 
 import betterpg
 from betterpg._plugin.janitor import Session, sweep
-from betterpg._plugin.options import configured_home, configured_mode, setting
+from betterpg._plugin.options import configured_home, configured_mode, configured_paths, setting
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
@@ -47,15 +49,54 @@ def betterpg_manager(pytestconfig: pytest.Config) -> betterpg.BranchManager:
     return manager
 
 
+def _path_list(what: str, value: Any) -> List[str]:
+    """A fixture's list of paths (``None``, one path, or a sequence of them)."""
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        value = [value]
+    try:
+        paths = [os.fspath(p) for p in value]
+    except TypeError:
+        pytest.fail(f"betterpg: {what} must be a path or a list of paths, not {value!r}", pytrace=False)
+    return [str(Path(p).absolute()) for p in paths]
+
+
+@pytest.fixture(scope="session")
+def betterpg_mask(pytestconfig: pytest.Config) -> List[str]:
+    """Masking SQL files (or directories of ``*.sql``) every branch the
+    plugin makes is masked with, in order, before it is reachable.
+
+    From ``--betterpg-mask`` (repeatable), else the ``betterpg_mask`` ini
+    value; override this fixture (session scope) to choose them in a
+    ``conftest.py``. A failing masking errors the fixture that asked for
+    the branch: a test never gets an unmasked branch.
+    """
+    return configured_paths(pytestconfig, "betterpg_mask")
+
+
+@pytest.fixture(scope="session")
+def betterpg_mask_rules(pytestconfig: pytest.Config) -> List[str]:
+    """Masking rules files (TOML) every branch the plugin makes is masked
+    with, after the SQL files: ``--betterpg-mask-rules`` (repeatable), else
+    the ``betterpg_mask_rules`` ini value; override it like ``betterpg_mask``."""
+    return configured_paths(pytestconfig, "betterpg_mask_rules")
+
+
 @pytest.fixture(scope="session")
 def _betterpg_session(
-    betterpg_manager: betterpg.BranchManager, pytestconfig: pytest.Config
+    betterpg_manager: betterpg.BranchManager,
+    pytestconfig: pytest.Config,
+    betterpg_mask: Any,
+    betterpg_mask_rules: Any,
 ) -> Iterator[Session]:
     session = Session(
         betterpg_manager,
         configured_mode(pytestconfig),
         setting(pytestconfig, "betterpg_quota") or None,
         background=setting(pytestconfig, "betterpg_background_destroy") is not False,
+        mask=_path_list("betterpg_mask", betterpg_mask),
+        mask_rules=_path_list("betterpg_mask_rules", betterpg_mask_rules),
     )
     yield session
     errors = session.destroy_all()

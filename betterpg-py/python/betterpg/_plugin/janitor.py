@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import betterpg
 from betterpg._plugin.identity import NAME_RE, creator_alive, new_branch_name
@@ -55,10 +55,17 @@ class Session:
         mode: str,
         quota: Optional[str],
         background: bool = False,
+        mask: Sequence[str] = (),
+        mask_rules: Sequence[str] = (),
     ) -> None:
         self.manager = manager
         self.mode = mode
         self.quota = quota
+        # Masking of every branch this session makes (SQL files or
+        # directories, then rules files); empty: none asked for here (the
+        # source's own policy still applies in the core).
+        self.mask: List[str] = list(mask)
+        self.mask_rules: List[str] = list(mask_rules)
         self.live: Dict[str, None] = {}
         self.lock = threading.Lock()
         # Background destroys: one worker thread (the core releases the GIL
@@ -74,8 +81,16 @@ class Session:
         self, source: str, mode: Optional[str] = None, quota: Union[int, str, None] = None
     ) -> betterpg.Branch:
         """A new branch of ``source`` with a fresh name; ``mode`` and
-        ``quota`` default to the session's."""
+        ``quota`` default to the session's. The session's masking is
+        always applied: when it fails (``betterpg.MaskError``), the core
+        has destroyed the branch and the error propagates; there is no
+        unmasked fallback."""
         name = new_branch_name()
+        masking: Dict[str, List[str]] = {}
+        if self.mask:
+            masking["mask"] = list(self.mask)
+        if self.mask_rules:
+            masking["mask_rules"] = list(self.mask_rules)
         with self.lock:
             self.live[name] = None
         try:
@@ -84,7 +99,17 @@ class Session:
                 name,
                 mode=self.mode if mode is None else mode,
                 quota=self.quota if quota is None else quota,
+                **masking,  # type: ignore[arg-type]
             )
+        except TypeError as e:
+            with self.lock:
+                self.live.pop(name, None)
+            if "mask_rules" in masking and "mask_rules" in str(e):
+                raise TypeError(
+                    "betterpg: masking rules (betterpg_mask_rules / --betterpg-mask-rules) are "
+                    f"configured but this betterpg's branch() does not take mask_rules=: {e}"
+                ) from e
+            raise
         except BaseException:
             with self.lock:
                 self.live.pop(name, None)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, List, Optional
 
 import pytest
 
@@ -79,6 +80,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="bool",
         default=True,
     )
+    group.addoption(
+        "--betterpg-mask",
+        dest="betterpg_mask",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="masking SQL file, or directory of *.sql applied in name order, run on every branch "
+        "the plugin makes before it is reachable; repeatable, applied in order (else ini "
+        "betterpg_mask). A masking that fails errors the fixture: never an unmasked branch",
+    )
+    group.addoption(
+        "--betterpg-mask-rules",
+        dest="betterpg_mask_rules",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="masking rules file (TOML) applied to every branch the plugin makes, after the SQL "
+        "files; repeatable (else ini betterpg_mask_rules)",
+    )
+    parser.addini(
+        "betterpg_mask",
+        "masking SQL files or directories (one a line, relative to the ini file) for every branch",
+        type="paths",
+        default=[],
+    )
+    parser.addini(
+        "betterpg_mask_rules",
+        "masking rules files (one a line, relative to the ini file) for every branch",
+        type="paths",
+        default=[],
+    )
     parser.addini(
         "betterpg_sweep",
         "destroy leftover branches of dead test sessions at start (bool)",
@@ -129,6 +161,18 @@ def configured_mode(config: pytest.Config) -> str:
     return mode or "application-consistent"
 
 
+def configured_paths(config: pytest.Config, name: str) -> List[str]:
+    """The paths of the list setting ``name`` (``betterpg_mask``,
+    ``betterpg_mask_rules``): the command line's (every ``--betterpg-...``
+    given, relative to the directory pytest was started in), else the ini
+    value's (relative to the ini file), as absolute paths in order."""
+    given = config.getoption(name, default=None)
+    if given:
+        base = Path(config.invocation_params.dir)
+        return [str(base / p) for p in given]
+    return [str(Path(p).absolute()) for p in config.getini(name) or []]
+
+
 def configured_home(config: pytest.Config) -> Optional[str]:
     """The configured home: option, ini value, then ``$BPG_HOME``."""
     return setting(config, "betterpg_home", env="BPG_HOME") or None
@@ -139,4 +183,9 @@ def pytest_report_header(config: pytest.Config) -> Optional[str]:
     if not home:
         return None
     source = setting(config, "betterpg_source") or "(not set)"
-    return f"betterpg: home {home}, source {source}"
+    header = f"betterpg: home {home}, source {source}"
+    mask = configured_paths(config, "betterpg_mask")
+    rules = configured_paths(config, "betterpg_mask_rules")
+    if mask or rules:
+        header += f", masked with {', '.join(mask + rules)}"
+    return header
