@@ -94,6 +94,10 @@ pub enum Cmd {
     /// IBAN, card number, IP) and that no masking rule covers. Exits
     /// non-zero when one is found.
     MaskCheck(MaskCheckArgs),
+    /// Print the SQL a masking rules file compiles to (what a branch runs
+    /// after its masking SQL files), the source's key shown as a
+    /// placeholder, never the key.
+    MaskSql(MaskSqlArgs),
 }
 
 /// `bpg init`.
@@ -212,6 +216,12 @@ pub struct BranchArgs {
     /// names the file, line and statement.
     #[arg(long, value_name = "FILE")]
     pub mask: Vec<PathBuf>,
+    /// Masking rules (TOML: per schema.table.column null, a value, hash,
+    /// email, name, phone; truncate per table; docs/masking.md), compiled
+    /// to SQL run after the --mask files in the same transaction
+    /// (repeatable). See the SQL with `bpg mask-sql FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub mask_rules: Vec<PathBuf>,
     /// Keep every object, role and setting but no rows: every table is
     /// emptied before the branch gets a TCP port.
     #[arg(long)]
@@ -523,6 +533,17 @@ pub struct MaskCheckArgs {
     /// Rows sampled per table (default 200, at most 10000).
     #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
     pub sample_rows: u32,
+}
+
+/// `bpg mask-sql`.
+#[derive(Args, Debug)]
+pub struct MaskSqlArgs {
+    /// The masking rules file (TOML).
+    pub file: PathBuf,
+    /// The database or branch whose key (its root source's) the SQL would
+    /// use: named in the placeholder.
+    #[arg(long, value_name = "SRC")]
+    pub source: Option<String>,
 }
 
 /// `bpg logs`.

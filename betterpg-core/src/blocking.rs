@@ -121,6 +121,10 @@ impl BranchManager {
     ) -> Result<crate::ops::mask_check::MaskCheckReport> {
         self.block_on(self.inner.mask_check(source, opts))
     }
+    /// See [`AsyncManager::mask_sql`].
+    pub fn mask_sql(&self, path: &std::path::Path, source: Option<&str>) -> Result<crate::MaskSql> {
+        self.inner.mask_sql(path, source)
+    }
     /// See [`AsyncManager::logs`].
     pub fn logs(&self, name: &str, tail: Option<usize>) -> Result<String> {
         self.block_on(self.inner.logs(name, tail))

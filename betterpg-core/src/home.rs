@@ -380,9 +380,11 @@ impl Home {
             })
     }
 
-    /// Remove a stored password (missing is fine).
+    /// Remove the stored secrets of `name` (missing is fine): its password
+    /// and, for a source, its masking key (`NAME.mask-key`).
     pub fn remove_secret(&self, name: &str) {
         let _ = fs::remove_file(self.secret_path(name));
+        let _ = fs::remove_file(self.secrets_dir().join(format!("{name}.mask-key")));
     }
 }
 

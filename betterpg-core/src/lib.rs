@@ -82,6 +82,7 @@ pub use ops::logs::LogStream;
 pub use ops::mask_check::{
     MaskCheckOptions, MaskCheckReport, PersonalColumn, DEFAULT_SAMPLE_ROWS, MAX_SAMPLE_ROWS,
 };
+pub use ops::mask_rules::MaskSql;
 pub use ops::private::MaskingReport;
 pub use ops::retain::WalRetention;
 pub use pg::backup::CheckpointDecision;

@@ -331,6 +331,14 @@ impl BranchManager {
         ops::mask_check::mask_check(&self.ctx, source, opts).await
     }
 
+    /// The SQL the masking rules file at `path` compiles to, as a branch
+    /// runs it (after the masking SQL files, in the same transaction), with
+    /// the key of `source`'s root shown as a placeholder: the key is never
+    /// printed. `source` (optional) must exist; no server is contacted.
+    pub fn mask_sql(&self, path: &std::path::Path, source: Option<&str>) -> Result<crate::MaskSql> {
+        ops::mask_rules::mask_sql(&self.ctx, path, source)
+    }
+
     /// Status of one database or branch.
     pub async fn info(&self, name: &str) -> Result<Info> {
         ops::status::info(&self.ctx, name).await

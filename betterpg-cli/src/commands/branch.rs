@@ -13,6 +13,7 @@ pub async fn run(g: &Global, a: BranchArgs) -> Result<(), Error> {
         image: a.image,
         at: a.at,
         mask: a.mask,
+        mask_rules: a.mask_rules,
         schema_only: a.schema_only,
         unmasked: a.unmasked,
         wait_timeout: a

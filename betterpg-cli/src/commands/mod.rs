@@ -20,6 +20,7 @@ mod gc;
 mod init;
 mod logs;
 mod mask_check;
+mod mask_sql;
 mod protect;
 mod reset;
 mod snapshot;
@@ -72,6 +73,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Unprotect(a) => protect::run(&g, a, false).await,
         Cmd::Audit(a) => audit::run(&g, a).await,
         Cmd::MaskCheck(a) => mask_check::run(&g, a).await,
+        Cmd::MaskSql(a) => mask_sql::run(&g, a).await,
     }
 }
 

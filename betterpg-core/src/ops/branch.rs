@@ -149,6 +149,9 @@ pub struct BranchOptions {
     /// statement. Afterwards the tables changed are rewritten and the WAL
     /// written before is removed, so the old values cannot be read back.
     pub mask: Vec<std::path::PathBuf>,
+    /// Masking rules files (TOML, docs/masking.md), compiled to SQL that
+    /// runs after the `mask` files in the same transaction.
+    pub mask_rules: Vec<std::path::PathBuf>,
     /// Make the branch schema-only: every object, role and setting kept,
     /// every table emptied, on the private first start.
     pub schema_only: bool,
@@ -529,21 +532,26 @@ pub(crate) fn private_plan(
     }
     let mut seen = std::collections::HashSet::new();
     files.retain(|f| seen.insert(f.clone()));
-    if !rules.is_empty() {
-        // Fail closed: a policy this build cannot apply is not skipped.
-        return Err(Error::Unsupported(format!(
-            "masking rules files ({}) are not supported by this build: use masking SQL files (--mask, setting mask); nothing was made",
-            rules
-                .iter()
-                .map(|r| r.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+    for m in &opts.mask_rules {
+        rules.push(
+            std::path::absolute(m)
+                .map_err(|e| Error::io(format!("resolving {}", m.display()), e))?,
+        );
+    }
+    rules.retain(|f| seen.insert(f.clone()));
+    // Parsed and compiled now: a bad file changes nothing.
+    let mut compiled = Vec::new();
+    for r in &rules {
+        compiled.push(crate::pg::mask_rules::compile(
+            &crate::pg::mask_rules::load(r)?,
+            "the branch's root source",
+        ));
     }
     let schema_only = opts.schema_only || policy.schema_only || own.is_some_and(|o| o.schema_only);
     let keep = Settings {
         mask: files.clone(),
-        forbid_unmasked: !files.is_empty()
+        mask_rules: rules.clone(),
+        forbid_unmasked: (!files.is_empty() || !rules.is_empty())
             && (policy.forbid_unmasked || own.is_some_and(|o| o.forbid_unmasked)),
         schema_only,
         ..Settings::default()
@@ -551,6 +559,7 @@ pub(crate) fn private_plan(
     Ok((
         PrivatePlan {
             mask: crate::pg::mask::load_files(&files)?,
+            rules: compiled,
             schema_only,
         },
         keep,

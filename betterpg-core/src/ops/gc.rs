@@ -427,6 +427,10 @@ fn stray_files(ctx: &Context, kept: &[Entry]) -> Vec<(String, std::path::PathBuf
             let Some(name) = file.strip_suffix(suffix) else {
                 continue;
             };
+            // A source's masking key belongs to the source.
+            let name = name
+                .strip_suffix(super::mask_rules::KEY_SUFFIX)
+                .unwrap_or(name);
             if file.starts_with('.') || kept.iter().any(|e| e.name == name) {
                 continue;
             }

@@ -17,6 +17,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::name::validate_name;
 use crate::pg::isolate::quote_ident;
+use crate::pg::mask_rules;
 use crate::pg::personal::{self, PersonalKind};
 
 /// Rows sampled per table when [`MaskCheckOptions::sample_rows`] is 0.
@@ -271,71 +272,42 @@ async fn check_database(
 
 /// What a rules file covers: columns (`schema.table.column`) and whole
 /// tables (`schema.table` with the `truncate` strategy).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Covered {
-    columns: BTreeSet<(String, String, String)>,
-    tables: BTreeSet<(String, String)>,
-}
+#[derive(Debug)]
+pub(crate) struct Covered(mask_rules::Rules);
 
 impl Covered {
     fn covers(&self, schema: &str, table: &str, column: &str) -> bool {
-        self.tables.contains(&(schema.into(), table.into()))
-            || self
-                .columns
-                .contains(&(schema.into(), table.into(), column.into()))
+        self.0.covers(schema, table, column)
     }
 }
 
-/// Read the columns a rules file covers. Its keys name columns as
-/// `schema.table.column` (a table `[public.users.email]`, a quoted key
-/// `["public.users.email"]`, or a key under a table `[public.users]`
-/// `email = ...`); a `schema.table` whose rule is `truncate` (or has
-/// `strategy = "truncate"`) covers every column of the table.
+/// Read the columns a rules file covers ([`mask_rules::load`]: the same
+/// parser, and the same errors, as a branch's `--mask-rules`). A bad file
+/// is a configuration error naming it.
 pub(crate) fn covered_by_rules(path: &Path) -> Result<Covered> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("reading the rules file {}", path.display()), e))?;
-    parse_covered(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    mask_rules::load(path)
+        .map(Covered)
+        .map_err(|e| as_config(path, e))
 }
 
+fn as_config(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Mask {
+            message, statement, ..
+        } => Error::Config(format!(
+            "{}{}: {message}",
+            path.display(),
+            statement.map(|k| format!(" ({k})")).unwrap_or_default()
+        )),
+        other => other,
+    }
+}
+
+#[cfg(test)]
 fn parse_covered(text: &str) -> std::result::Result<Covered, String> {
-    let doc: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| format!("not a TOML rules file: {}", e.message()))?;
-    let mut out = Covered::default();
-    walk(&mut out, &mut Vec::new(), &toml::Value::Table(doc));
-    Ok(out)
-}
-
-fn walk(out: &mut Covered, path: &mut Vec<String>, v: &toml::Value) {
-    let is_truncate = |v: &toml::Value| match v {
-        toml::Value::String(s) => s == "truncate",
-        toml::Value::Table(t) => t
-            .get("strategy")
-            .and_then(|s| s.as_str())
-            .is_some_and(|s| s == "truncate"),
-        _ => false,
-    };
-    match path.len() {
-        2 if is_truncate(v) => {
-            out.tables.insert((path[0].clone(), path[1].clone()));
-            return;
-        }
-        3 => {
-            out.columns
-                .insert((path[0].clone(), path[1].clone(), path[2].clone()));
-            return;
-        }
-        _ => {}
-    }
-    if let toml::Value::Table(t) = v {
-        for (k, child) in t {
-            let parts: Vec<String> = k.split('.').map(str::to_string).collect();
-            let n = parts.len();
-            path.extend(parts);
-            walk(out, path, child);
-            path.truncate(path.len() - n);
-        }
-    }
+    mask_rules::parse(Path::new("rules.toml"), text)
+        .map(Covered)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod gc;
 pub mod init;
 pub mod logs;
 pub mod mask_check;
+pub mod mask_rules;
 pub mod private;
 pub mod protect;
 pub mod reset;

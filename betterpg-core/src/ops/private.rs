@@ -39,6 +39,7 @@ use crate::pg::cluster::{self, Profile};
 use crate::pg::datadir::DataDir;
 use crate::pg::isolate::{self, IsolationReport};
 use crate::pg::mask::{self, MaskFile};
+use crate::pg::mask_rules;
 use crate::pg::ConnInfo;
 use crate::runtime::{InstanceSpec, Runtime};
 
@@ -46,8 +47,11 @@ use crate::runtime::{InstanceSpec, Runtime};
 /// before anything is made.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PrivatePlan {
-    /// Masking SQL, in order: the files, then the compiled rules.
+    /// Masking SQL files, in order.
     pub mask: Vec<MaskFile>,
+    /// Masking rules compiled to SQL, run after the files in the same
+    /// transaction (the key, when they need one, is the root source's).
+    pub rules: Vec<mask_rules::Compiled>,
     /// Empty every table.
     pub schema_only: bool,
 }
@@ -72,7 +76,12 @@ impl PrivatePlan {
     /// Whether the branch's data is changed so that what it held before
     /// must be scrubbed.
     pub(crate) fn changes_data(&self) -> bool {
-        self.schema_only || !self.mask.is_empty()
+        self.schema_only || self.masks()
+    }
+
+    /// Whether there is masking SQL (files or rules) to run.
+    pub(crate) fn masks(&self) -> bool {
+        !self.mask.is_empty() || !self.rules.is_empty()
     }
 
     /// The steps, in the order they run.
@@ -84,7 +93,7 @@ impl PrivatePlan {
         if self.schema_only {
             s.push(PrivateStep::SchemaOnly);
         }
-        if !self.mask.is_empty() {
+        if self.masks() {
             s.push(PrivateStep::Mask);
         }
         if self.changes_data() {
@@ -186,7 +195,12 @@ pub(crate) async fn run(
         lap("replay", steps);
     }
     let mut report = plan.changes_data().then(|| MaskingReport {
-        files: plan.mask.iter().map(|f| f.path.clone()).collect(),
+        files: plan
+            .mask
+            .iter()
+            .map(|f| f.path.clone())
+            .chain(plan.rules.iter().map(|r| r.path.clone()))
+            .collect(),
         schema_only: plan.schema_only,
         ..MaskingReport::default()
     });
@@ -218,8 +232,19 @@ pub(crate) async fn run(
                 lap("schema_only", steps);
             }
             PrivateStep::Mask => {
+                // The rules' key: the root source's (made on first need).
+                let key = match plan.rules.iter().any(|r| r.needs_key) {
+                    true => {
+                        let from = entry.parent.as_deref().unwrap_or(&entry.name);
+                        let root = super::mask_rules::root_source(ctx, from)?;
+                        let hex = super::mask_rules::source_key(ctx, &root)?;
+                        Some(mask_rules::key_setting(&hex)?)
+                    }
+                    false => None,
+                };
                 let c = admin.connect().await?;
-                let applied = mask::apply_files(&c, &plan.mask).await?;
+                let applied =
+                    mask::apply_files(&c, &plan.mask, &plan.rules, key.as_deref()).await?;
                 lap("mask", steps);
                 mask::rewrite_tables(&c, &applied.changed_tables).await?;
                 let r = report.get_or_insert_with(MaskingReport::default);

@@ -12,6 +12,7 @@ use tokio_postgres::error::ErrorPosition;
 use tokio_postgres::Client;
 
 use super::conn::ConnInfo;
+use super::mask_rules;
 use crate::error::{Error, Result};
 
 /// Largest masking file read (a masking script is text, not data).
@@ -292,10 +293,18 @@ pub struct Applied {
 
 /// Run `files` in order in ONE transaction on `client` (the branch's
 /// private connection), statement by statement so that a failure names
-/// its file, line and statement; the transaction is rolled back on
-/// failure. Returns the tables whose rows the transaction changed, to
-/// rewrite.
-pub async fn apply_files(client: &Client, files: &[MaskFile]) -> Result<Applied> {
+/// its file, line and statement; then, in the same transaction, the
+/// compiled `rules` (their tables and columns checked first; `key`, the
+/// value of [`mask_rules::KEY_SETTING`], set from a bound parameter for
+/// the rules that need it and cleared after them). The transaction is
+/// rolled back on failure. Returns the tables whose rows the transaction
+/// changed, to rewrite.
+pub async fn apply_files(
+    client: &Client,
+    files: &[MaskFile],
+    rules: &[mask_rules::Compiled],
+    key: Option<&str>,
+) -> Result<Applied> {
     client
         .batch_execute(QUIET_SESSION)
         .await
@@ -305,7 +314,42 @@ pub async fn apply_files(client: &Client, files: &[MaskFile]) -> Result<Applied>
         .await
         .map_err(|e| pg_err(e, "starting the masking transaction".into()))?;
     let mut applied = Applied::default();
-    for f in files {
+    let compiled: Vec<MaskFile> = rules
+        .iter()
+        .map(|c| MaskFile {
+            path: c.path.clone(),
+            sql: c.sql.clone(),
+        })
+        .collect();
+    let mut key_set = false;
+    for (i, f) in files.iter().chain(compiled.iter()).enumerate() {
+        if let Some(c) = i.checked_sub(files.len()).map(|j| &rules[j]) {
+            if let Err(e) = mask_rules::check_targets(client, c).await {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+            if c.needs_key && !key_set {
+                let Some(key) = key else {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    return Err(Error::Internal(
+                        "masking rules that need a key, without one".into(),
+                    ));
+                };
+                // Bound, never in a statement's text; local to the
+                // transaction.
+                if let Err(e) = client
+                    .execute(
+                        "SELECT set_config($1, $2, true)",
+                        &[&mask_rules::KEY_SETTING, &key],
+                    )
+                    .await
+                {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    return Err(pg_err(e, "setting the masking key".into()));
+                }
+                key_set = true;
+            }
+        }
         for stmt in split_statements(&f.sql) {
             if let Err(e) = client.batch_execute(&stmt.text).await {
                 let _ = client.batch_execute("ROLLBACK").await;
@@ -340,6 +384,15 @@ pub async fn apply_files(client: &Client, files: &[MaskFile]) -> Result<Applied>
             }
             applied.statements += 1;
         }
+    }
+    if key_set {
+        client
+            .execute(
+                "SELECT set_config($1, '', true)",
+                &[&mask_rules::KEY_SETTING],
+            )
+            .await
+            .map_err(|e| pg_err(e, "clearing the masking key".into()))?;
     }
     // Before COMMIT: this transaction's own counts of changed rows.
     let rows = client

@@ -9,6 +9,7 @@ pub mod conn;
 pub mod datadir;
 pub mod isolate;
 pub mod mask;
+pub mod mask_rules;
 pub mod personal;
 pub mod upstream;
 pub mod wal;
