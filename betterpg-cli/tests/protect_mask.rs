@@ -241,7 +241,15 @@ async fn masked_branch_is_closed_until_masked_and_leaves_no_original(fast: bool)
     let prod_url = source_with_users(&bpg).await;
     let dir = tempfile::tempdir().unwrap();
     // Masking that takes seconds: the watcher has time to find an open port.
-    let slow = write_file(dir.path(), "00-slow.sql", "SELECT pg_sleep(3);\n");
+    // Its text names an original value: no log may keep it.
+    let slow = write_file(
+        dir.path(),
+        "00-slow.sql",
+        &format!(
+            "SELECT pg_sleep(3) WHERE '{}' IS NOT NULL;\n",
+            needle_email(150)
+        ),
+    );
     let mask = write_file(dir.path(), "10-users.sql", MASK_SQL);
 
     let watcher = Watcher::start(&env);
@@ -345,6 +353,35 @@ async fn masked_branch_is_closed_until_masked_and_leaves_no_original(fast: bool)
         !files_containing(&src_dd, needle_email(150).as_bytes()).is_empty(),
         "the search finds nothing even in the source: it proves nothing"
     );
+    // Nor in the branch's server log (the private session logs nothing of
+    // its statements), read as the file and through `bpg logs`.
+    let log = env.home.join("logs").join("dev.log");
+    let logged = |n: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(n)
+            || bpg.ok(&["logs", "dev"]).contains(n)
+    };
+    assert!(log.is_file(), "no log file {}", log.display());
+    for n in &needles {
+        assert!(!logged(n), "{n} is in the branch's log {}", log.display());
+    }
+    // The log check can find: an error naming the value is logged.
+    let c = connect(&url).await;
+    let e = c
+        .batch_execute(&format!("SELECT '{}'::int", needle_email(150)))
+        .await;
+    assert!(e.is_err());
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !logged(&needle_email(150)) {
+        assert!(
+            Instant::now() < deadline,
+            "an error naming the value never reached {}: the log check proves nothing",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_consistent(&env);
 }
 

@@ -10,7 +10,8 @@
  * lists, stops, starts, resets and destroys, reads the pool's space, sweeps
  * the leftovers of a child process killed in the middle of a branch with gc,
  * and provokes every error it can (NULL arguments, unknown and invalid
- * names, taken names, bad flags). It destroys
+ * names, taken names, bad flags), masks a branch and makes one schema-only
+ * (a failing mask file is BETTERPG_RESULT_MASK). It destroys
  * what it created; the pool itself is left to the caller
  * (scripts/test-ffi.sh), which also cleans up after a crash.
  *
@@ -629,6 +630,102 @@ static void test_mask_check(betterpg_manager *m, const char *home, const char *u
     CHECK(sql_number(url, "DROP TABLE people") == 0);
 }
 
+/* Write TEXT to the file PATH; 0 on success. */
+static int write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (f == NULL) return -1;
+    int ok = fputs(text, f) >= 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* --- masking: a branch masked before it is reachable; schema-only --------
+ * The source gets a table of personal data; a branch made with
+ * betterpg_branch_options_add_mask holds only masked values (checked over
+ * the URL betterpg gives, with libpq), the source keeps its own; a
+ * schema-only branch has the tables and no rows; a failing statement is
+ * BETTERPG_RESULT_MASK naming the file and line and leaves nothing; a
+ * missing file is BETTERPG_RESULT_MASK too, before anything is made. */
+static void test_mask(betterpg_manager *m, const char *home, const char *src_url) {
+    char mask[4096], bad[4096], missing[4096];
+    betterpg_branch_options *o = NULL;
+    betterpg_branch_report *r = NULL;
+    betterpg_info *info = NULL;
+    snprintf(mask, sizeof mask, "%s/mask-users.sql", home);
+    snprintf(bad, sizeof bad, "%s/mask-bad.sql", home);
+    snprintf(missing, sizeof missing, "%s/mask-missing.sql", home);
+    CHECK(sql_number(src_url, "CREATE TABLE users (id int PRIMARY KEY, email text, phone text)") == 0);
+    CHECK(sql_number(src_url, "INSERT INTO users SELECT g, 'margaret.okafor' || g || '@gmail.com', "
+                              "'+44 7700 9' || lpad(g::text, 5, '0') FROM generate_series(1, 20) g") == 0);
+    CHECK(write_text(mask, "-- users\nUPDATE users SET email = 'user' || id || '@example.invalid',\n"
+                           "  phone = NULL;\n") == 0);
+    CHECK(write_text(bad, "-- a typo\n\nUPDATE users SET emial = NULL;\n") == 0);
+
+    /* Masked: only masked values on the branch, the source untouched. */
+    o = betterpg_branch_options_new();
+    CHECK(o != NULL);
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_add_mask(NULL, mask));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_add_mask(o, NULL));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_add_mask(o, mask));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_branch(m, "src", "masked", o, &r));
+    if (r != NULL) {
+        const char *url = betterpg_info_url(betterpg_branch_report_branch(r));
+        CHECK(sql_number(url, "SELECT count(*) FROM users WHERE email = 'user' || id || "
+                              "'@example.invalid' AND phone IS NULL") == 20);
+        CHECK(sql_number(url, "SELECT count(*) FROM users WHERE email LIKE '%gmail%' "
+                              "OR phone IS NOT NULL") == 0);
+        CHECK(sql_number(url, "SELECT count(*) FROM t") == sql_number(src_url, "SELECT count(*) FROM t"));
+        betterpg_branch_report_free(r);
+        r = NULL;
+    }
+    CHECK(sql_number(src_url, "SELECT count(*) FROM users WHERE email LIKE '%@gmail.com' "
+                              "AND phone IS NOT NULL") == 20);
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_destroy(m, "masked", false));
+
+    /* Schema-only (with the masking too): the tables, no rows. */
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_set_schema_only(NULL, true));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_schema_only(o, true));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_branch(m, "src", "schemaonly", o, &r));
+    if (r != NULL) {
+        const char *url = betterpg_info_url(betterpg_branch_report_branch(r));
+        CHECK(sql_number(url, "SELECT count(*) FROM users") == 0);
+        CHECK(sql_number(url, "SELECT count(*) FROM t") == 0);
+        CHECK(sql_number(url, "SELECT count(*) FROM pg_tables WHERE tablename IN ('t', 'users')") == 2);
+        betterpg_branch_report_free(r);
+        r = NULL;
+    }
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_destroy(m, "schemaonly", false));
+    betterpg_branch_options_free(o);
+
+    /* A failing statement: BETTERPG_RESULT_MASK, file and line named,
+     * nothing made. */
+    o = betterpg_branch_options_new();
+    CHECK(o != NULL);
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_add_mask(o, mask));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_add_mask(o, bad));
+    EXPECT_RC(BETTERPG_RESULT_MASK, betterpg_manager_branch(m, "src", "badmask", o, &r));
+    CHECK(contains(betterpg_last_error_message(), "mask-bad.sql line 3"));
+    CHECK(contains(betterpg_last_error_message(), "emial"));
+    CHECK(r == NULL);
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "badmask", &info));
+    CHECK(info == NULL);
+    betterpg_branch_options_free(o);
+
+    /* A missing file: refused (the mask kind, naming it) before anything
+     * is made. */
+    o = betterpg_branch_options_new();
+    CHECK(o != NULL);
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_add_mask(o, missing));
+    EXPECT_RC(BETTERPG_RESULT_MASK, betterpg_manager_branch(m, "src", "badmask", o, &r));
+    CHECK(contains(betterpg_last_error_message(), "mask-missing.sql"));
+    CHECK(r == NULL);
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "badmask", &info));
+    betterpg_branch_options_free(o);
+
+    CHECK(sql_number(src_url, "DROP TABLE users") == 0);
+    remove(mask);
+    remove(bad);
+}
+
 static void test_follow_logs(betterpg_manager *m, const char *name, const char *url) {
     betterpg_log_follower *f = NULL;
     char *chunk = NULL;
@@ -1103,6 +1200,7 @@ int main(int argc, char **argv) {
     test_doctor(home);
     test_audit(m);
     test_mask_check(m, home, betterpg_info_url(src));
+    test_mask(m, home, betterpg_info_url(src));
 
     /* --- reset: app goes back to src's current rows, same port ------------- */
     betterpg_branch_report_free(report2);
