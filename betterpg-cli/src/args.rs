@@ -98,6 +98,30 @@ pub enum Cmd {
     /// after its masking SQL files), the source's key shown as a
     /// placeholder, never the key.
     MaskSql(MaskSqlArgs),
+    /// Run the schedule: snapshots by policy and pruning, expiry, idle
+    /// stop, watching replicas; a pass every --interval (--once: one pass,
+    /// for cron or a systemd timer). One daemon per home; logs JSON lines.
+    Daemon(DaemonArgs),
+}
+
+/// `bpg daemon`.
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// One pass, then exit (non-zero when an action failed); with --json
+    /// the pass report instead of the log lines.
+    #[arg(long)]
+    pub once: bool,
+    /// Time between passes, e.g. 60s, 5m.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "60s",
+        conflicts_with = "once"
+    )]
+    pub interval: String,
+    /// Only say what would be done.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `bpg init`.
@@ -238,6 +262,10 @@ pub struct BranchArgs {
     /// report says which position and time that is).
     #[arg(long)]
     pub no_wait: bool,
+    /// Time to live, e.g. 8h, 30m, 7d: `bpg daemon` destroys the branch
+    /// (its own branches first) this long after it was made.
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
 }
 
 /// `bpg follow`.

@@ -986,3 +986,50 @@ impl<'a> From<&'a betterpg_core::MaskCheckReport> for MaskCheck<'a> {
         }
     }
 }
+
+/// One action of a daemon pass: a line of `bpg daemon`'s log, and an
+/// element of `actions` of `daemon --once --json`.
+#[derive(Serialize)]
+pub struct DaemonAction<'a> {
+    pub time: &'a str,
+    pub action: &'a str,
+    pub name: &'a str,
+    pub result: &'a str,
+    pub reason: Option<&'a str>,
+    pub replication: Option<Replication<'a>>,
+}
+
+impl<'a> From<&'a betterpg_core::DaemonAction> for DaemonAction<'a> {
+    fn from(a: &'a betterpg_core::DaemonAction) -> Self {
+        DaemonAction {
+            time: &a.time,
+            action: a.action,
+            name: &a.name,
+            result: a.result.as_str(),
+            reason: a.reason.as_deref(),
+            replication: a.replication.as_ref().map(Replication::from),
+        }
+    }
+}
+
+/// `daemon --once --json`.
+#[derive(Serialize)]
+pub struct PassReport<'a> {
+    pub dry_run: bool,
+    pub started_at: u64,
+    pub finished_at: u64,
+    pub interrupted: bool,
+    pub actions: Vec<DaemonAction<'a>>,
+}
+
+impl<'a> From<&'a betterpg_core::PassReport> for PassReport<'a> {
+    fn from(r: &'a betterpg_core::PassReport) -> Self {
+        PassReport {
+            dry_run: r.dry_run,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            interrupted: r.interrupted,
+            actions: r.actions.iter().map(DaemonAction::from).collect(),
+        }
+    }
+}

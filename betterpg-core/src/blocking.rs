@@ -173,6 +173,10 @@ impl BranchManager {
     pub fn prune_snapshots(&self, source: Option<&str>, dry_run: bool) -> Result<PruneReport> {
         self.block_on(self.inner.prune_snapshots(source, dry_run))
     }
+    /// See [`AsyncManager::daemon_pass`].
+    pub fn daemon_once(&self, dry_run: bool) -> Result<crate::manager::PassReport> {
+        self.block_on(self.inner.daemon_pass(dry_run))
+    }
     /// See [`AsyncManager::run_snapshot_policy`].
     pub fn run_snapshot_policy(&self, source: Option<&str>, dry_run: bool) -> Result<PolicyReport> {
         self.block_on(self.inner.run_snapshot_policy(source, dry_run))

@@ -73,6 +73,7 @@ pub use manager::{
     PruneReport, ReplicaPoint, Replication, ReplicationState, SnapshotDestroyReport, SnapshotInfo,
     SnapshotOptions, SnapshotReport, StepTiming, DEFAULT_WAIT_TIMEOUT,
 };
+pub use manager::{ActionResult, DaemonAction, DaemonLock, DaemonOptions, PassReport, StopSignal};
 pub use name::validate_name;
 pub use ops::doctor::{
     Check, DatasetProperties, DockerLimits, DoctorReport, OsUserFound, PoolFileCheck,

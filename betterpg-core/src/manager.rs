@@ -26,6 +26,9 @@ pub use crate::ops::branch::{
     BranchOptions, BranchReport, ReplicaPoint, StepTiming, DEFAULT_WAIT_TIMEOUT,
 };
 pub use crate::ops::create::CreateOptions;
+pub use crate::ops::daemon::{
+    ActionResult, DaemonAction, DaemonLock, DaemonOptions, PassReport, StopSignal,
+};
 pub use crate::ops::doctor::DoctorReport;
 pub use crate::ops::follow::{FollowOptions, FollowProgress, FollowReport, ProgressFn};
 pub use crate::ops::gc::{GcItem, GcReport};
@@ -220,6 +223,40 @@ impl BranchManager {
         dry_run: bool,
     ) -> Result<PolicyReport> {
         ops::snapshot::run_policy(&self.ctx, source, dry_run).await
+    }
+
+    /// One pass of the scheduler (what `bpg daemon --once` runs):
+    /// snapshots by policy and pruning, expiry (children first; a
+    /// protected subtree is skipped), idle stop, and watching replicas.
+    /// A failing action is in the report, the pass goes on. Holds the
+    /// home's daemon lock meanwhile: [`crate::Error::DaemonRunning`] when
+    /// a daemon runs. `dry_run` changes nothing.
+    pub async fn daemon_pass(&self, dry_run: bool) -> Result<PassReport> {
+        ops::daemon::pass(&self.ctx, dry_run, &|_| {}).await
+    }
+
+    /// [`Self::daemon_pass`], handing each action to `on_action` as it
+    /// happens (a log line).
+    pub async fn daemon_pass_with(
+        &self,
+        dry_run: bool,
+        on_action: &(dyn Fn(&DaemonAction) + Send + Sync),
+    ) -> Result<PassReport> {
+        ops::daemon::pass(&self.ctx, dry_run, on_action).await
+    }
+
+    /// The scheduler's loop (`bpg daemon`): a pass every
+    /// `opts.interval` until `stop` is raised (the step under way is
+    /// finished first), holding the home's daemon lock throughout
+    /// ([`crate::Error::DaemonRunning`] when another daemon holds it).
+    /// Each action goes to `on_action` as it happens.
+    pub async fn run_daemon(
+        &self,
+        opts: DaemonOptions,
+        stop: StopSignal,
+        on_action: &(dyn Fn(&DaemonAction) + Send + Sync),
+    ) -> Result<()> {
+        ops::daemon::run(&self.ctx, opts, stop, on_action).await
     }
 
     /// Start a stopped database or branch.

@@ -1676,6 +1676,20 @@ betterpg_result betterpg_branch_options_set_quota(struct betterpg_branch_options
                                                   uint64_t bytes);
 
 /*
+ Time to live of the new branch in seconds (0: none, the default):
+ `bpg daemon` (or `betterpg_manager_daemon_once`) destroys it, its own
+ branches first, this long after it was made. Not for
+ `betterpg_manager_reset`, which keeps the branch's expiry (it fails
+ with `BETTERPG_RESULT_UNSUPPORTED`); change an expiry with
+ `betterpg_manager_configure` and the key `ttl`.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_branch_options`.
+ */
+betterpg_result betterpg_branch_options_set_ttl(struct betterpg_branch_options *opts,
+                                                uint64_t seconds);
+
+/*
  Runtime of the branch ("native" or "docker"); without it, the source's.
  Branching a native database into a container (or back) works. Not for
  `betterpg_manager_reset`, which keeps the branch's runtime (it fails
@@ -1949,6 +1963,24 @@ betterpg_result betterpg_manager_run_snapshot_policy(const struct betterpg_manag
                                                      const char *source,
                                                      bool dry_run,
                                                      char **out_json);
+
+/*
+ One pass of the scheduler (what `bpg daemon --once` runs): snapshots by
+ policy and pruning, expiry (children first; a subtree with a protected
+ entry is skipped), idle stop, watching replicas. `*out_json` (when not
+ NULL) receives the pass report as in `bpg daemon --once --json`
+ (actions that failed have `"result": "failed"`; the call itself still
+ succeeds), owned by the caller (`betterpg_string_free`). Fails with
+ `BETTERPG_RESULT_DAEMON_RUNNING` while a `bpg daemon` runs for the home
+ (one daemon per home), having done nothing.
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `out_json` is NULL or
+ valid for writes.
+ */
+betterpg_result betterpg_manager_daemon_once(const struct betterpg_manager *manager,
+                                             bool dry_run,
+                                             char **out_json);
 
 #ifdef __cplusplus
 }  // extern "C"

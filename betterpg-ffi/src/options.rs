@@ -411,6 +411,28 @@ pub unsafe extern "C" fn betterpg_branch_options_set_quota(
     })
 }
 
+/// Time to live of the new branch in seconds (0: none, the default):
+/// `bpg daemon` (or `betterpg_manager_daemon_once`) destroys it, its own
+/// branches first, this long after it was made. Not for
+/// `betterpg_manager_reset`, which keeps the branch's expiry (it fails
+/// with `BETTERPG_RESULT_UNSUPPORTED`); change an expiry with
+/// `betterpg_manager_configure` and the key `ttl`.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_branch_options`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_options_set_ttl(
+    opts: *mut betterpg_branch_options,
+    seconds: u64,
+) -> betterpg_result {
+    guard("betterpg_branch_options_set_ttl", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_branch_options::get_mut(opts, "opts") }?;
+        o.ttl = (seconds > 0).then(|| std::time::Duration::from_secs(seconds));
+        Ok(())
+    })
+}
+
 /// Runtime of the branch ("native" or "docker"); without it, the source's.
 /// Branching a native database into a container (or back) works. Not for
 /// `betterpg_manager_reset`, which keeps the branch's runtime (it fails

@@ -186,3 +186,30 @@ pub unsafe extern "C" fn betterpg_manager_run_snapshot_policy(
         unsafe { write_json(out_json, &r) }
     })
 }
+
+/// One pass of the scheduler (what `bpg daemon --once` runs): snapshots by
+/// policy and pruning, expiry (children first; a subtree with a protected
+/// entry is skipped), idle stop, watching replicas. `*out_json` (when not
+/// NULL) receives the pass report as in `bpg daemon --once --json`
+/// (actions that failed have `"result": "failed"`; the call itself still
+/// succeeds), owned by the caller (`betterpg_string_free`). Fails with
+/// `BETTERPG_RESULT_DAEMON_RUNNING` while a `bpg daemon` runs for the home
+/// (one daemon per home), having done nothing.
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `out_json` is NULL or
+/// valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_daemon_once(
+    manager: *const betterpg_manager,
+    dry_run: bool,
+    out_json: *mut *mut c_char,
+) -> betterpg_result {
+    guard("betterpg_manager_daemon_once", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let r = m.inner.daemon_once(dry_run)?;
+        // SAFETY: NULL or valid for writes per the contract.
+        unsafe { write_json(out_json, &r) }
+    })
+}

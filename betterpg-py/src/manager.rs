@@ -114,6 +114,24 @@ impl Size {
     }
 }
 
+/// A duration given as seconds or as text like "8h" (``ttl=``).
+#[derive(FromPyObject)]
+enum Secs {
+    Seconds(u64),
+    Text(String),
+}
+
+impl Secs {
+    fn duration(self) -> Result<std::time::Duration, Error> {
+        match self {
+            Secs::Seconds(s) => Ok(std::time::Duration::from_secs(s)),
+            Secs::Text(t) => {
+                betterpg_core::parse_duration("ttl", &t).map(std::time::Duration::from_secs)
+            }
+        }
+    }
+}
+
 /// Manages the databases and branches of one betterpg home.
 ///
 /// Create one per process and share it between threads; every method
@@ -388,7 +406,11 @@ impl PyBranchManager {
     /// and statement. ``schema_only=True`` keeps every object and no rows.
     /// ``unmasked=True`` skips the source's masking policy (refused with
     /// ``MaskError`` when the source forbids it).
-    #[pyo3(signature = (source, name, mode = None, quota = None, runtime = None, image = None, *, at = None, fast = None, mask = None, schema_only = false, unmasked = false))]
+    ///
+    /// ``ttl`` (seconds, or text like ``"8h"``): `daemon_once` (or ``bpg
+    /// daemon``) destroys the branch, its own branches first, this long
+    /// after it was made.
+    #[pyo3(signature = (source, name, mode = None, quota = None, runtime = None, image = None, *, at = None, fast = None, mask = None, schema_only = false, unmasked = false, ttl = None))]
     #[allow(clippy::too_many_arguments)]
     fn branch(
         slf: &Bound<'_, Self>,
@@ -403,12 +425,18 @@ impl PyBranchManager {
         mask: Option<Vec<std::path::PathBuf>>,
         schema_only: bool,
         unmasked: bool,
+        ttl: Option<Secs>,
     ) -> PyResult<Py<PyBranch>> {
         let py = slf.py();
+        let ttl = ttl
+            .map(Secs::duration)
+            .transpose()
+            .map_err(|e| to_pyerr(py, e))?;
         let opts = BranchOptions {
             runtime,
             image,
             at,
+            ttl,
             mask: mask.unwrap_or_default(),
             schema_only,
             unmasked,
@@ -516,6 +544,19 @@ impl PyBranchManager {
         dry_run: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let r = self.call(py, |m| m.run_snapshot_policy(source, dry_run))?;
+        json_value(py, &r)
+    }
+
+    /// One pass of the scheduler (what ``bpg daemon --once`` runs):
+    /// snapshots by policy and pruning, expiry (children first; a subtree
+    /// with a protected entry is skipped), idle stop, watching replicas.
+    /// Returns the pass report as ``bpg daemon --once --json`` (each
+    /// action with ``time``, ``action``, ``name``, ``result``,
+    /// ``reason``; failed actions have ``result == "failed"``). Raises
+    /// ``DaemonRunningError`` while a ``bpg daemon`` runs for the home.
+    #[pyo3(signature = (dry_run = false))]
+    fn daemon_once<'py>(&self, py: Python<'py>, dry_run: bool) -> PyResult<Bound<'py, PyAny>> {
+        let r = self.call(py, |m| m.daemon_once(dry_run))?;
         json_value(py, &r)
     }
 

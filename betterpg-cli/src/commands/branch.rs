@@ -22,6 +22,12 @@ pub async fn run(g: &Global, a: BranchArgs) -> Result<(), Error> {
             .map(super::follow::parse_duration)
             .transpose()?,
         no_wait: a.no_wait,
+        ttl: a
+            .ttl
+            .as_deref()
+            .map(|t| betterpg_core::parse_duration("ttl", t))
+            .transpose()?
+            .map(std::time::Duration::from_secs),
         ..branch_options(&a.snapshot)?
     };
     let r = mgr.branch(&a.source, &a.name, opts).await?;

@@ -13,6 +13,7 @@ mod audit;
 mod branch;
 mod config;
 mod create;
+mod daemon;
 mod destroy;
 pub(crate) mod doctor;
 mod follow;
@@ -74,6 +75,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Audit(a) => audit::run(&g, a).await,
         Cmd::MaskCheck(a) => mask_check::run(&g, a).await,
         Cmd::MaskSql(a) => mask_sql::run(&g, a).await,
+        Cmd::Daemon(a) => daemon::run(&g, a).await,
     }
 }
 

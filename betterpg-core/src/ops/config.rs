@@ -35,6 +35,14 @@ pub(crate) async fn configure<K: AsRef<str>, V: AsRef<str>>(
         )));
     }
     let next = e.settings.apply_all(pairs)?;
+    // `ttl` is a time to live FROM NOW: it sets (or, `none`, clears) the
+    // entry's expiry, so it also extends a branch about to expire.
+    if pairs.iter().any(|(k, _)| k.as_ref() == "ttl") {
+        if next.ttl.is_some() {
+            e.refuse_if_attached("expire")?;
+        }
+        e.lifecycle.expires_at = next.ttl.map(|t| crate::util::now_unix().saturating_add(t));
+    }
     e.settings = next.clone();
     cat.save()?;
     Ok(next)

@@ -162,6 +162,9 @@ pub(crate) async fn destroy_with(ctx: &Context, name: &str, scope: Scope) -> Res
             .filter_map(|v| cat.get(&v).cloned())
             .collect::<Vec<_>>()
     };
+    // Marked, not yet destroyed: a process killed here leaves the
+    // entries `destroying` for the next destroy, expiry pass or gc.
+    crate::fault::point(&format!("{}_marked", scope.operation)).await?;
     for v in victims {
         destroy_one(ctx, &v).await?;
     }

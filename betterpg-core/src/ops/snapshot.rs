@@ -718,7 +718,9 @@ pub(crate) async fn run_policy(
                 let newest = cat
                     .snapshots_of(&e.name)
                     .iter()
-                    .filter(|r| r.auto)
+                    // One half-made by a process that is gone does not
+                    // count: it is taken again (gc removes the remains).
+                    .filter(|r| r.auto && r.state.is_live())
                     .map(|r| r.created_at)
                     .max();
                 policy_of(e).due(newest, now)

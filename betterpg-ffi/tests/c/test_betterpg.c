@@ -1432,6 +1432,37 @@ int main(int argc, char **argv) {
         EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_unprotect(m, NULL, NULL));
     }
 
+    /* --- expiry by a daemon pass --------------------------------------------- */
+    {
+        betterpg_branch_options *t = betterpg_branch_options_new();
+        char *json = NULL;
+        betterpg_info *ti = NULL;
+        REQUIRE_OK(betterpg_branch_options_set_ttl(t, 1));
+        REQUIRE_OK(betterpg_manager_branch(m, "src", "short", t, NULL));
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_set_ttl(NULL, 1));
+        betterpg_branch_options_free(t);
+        REQUIRE_OK(betterpg_manager_info(m, "short", &ti));
+        CHECK(betterpg_info_expires_at(ti) > 0);
+        betterpg_info_free(ti);
+        ti = NULL;
+        sleep(2);
+        /* A dry run says so and changes nothing. */
+        REQUIRE_OK(betterpg_manager_daemon_once(m, true, &json));
+        CHECK(json != NULL && contains(json, "\"action\":\"expire\",\"name\":\"short\",\"result\":\"dry_run\""));
+        betterpg_string_free(json);
+        json = NULL;
+        REQUIRE_OK(betterpg_manager_info(m, "short", &ti));
+        betterpg_info_free(ti);
+        ti = NULL;
+        REQUIRE_OK(betterpg_manager_daemon_once(m, false, &json));
+        CHECK(json != NULL && contains(json, "\"action\":\"expire\",\"name\":\"short\",\"result\":\"done\""));
+        betterpg_string_free(json);
+        json = NULL;
+        EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "short", &ti));
+        CHECK(ti == NULL);
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_daemon_once(NULL, true, NULL));
+    }
+
     /* --- attach / detach: refusals that record nothing ---------------------- */
     {
         size_t gone = 42;
