@@ -80,6 +80,11 @@ pub struct Upstream {
     /// True when `follow` created the slot (then `destroy` drops it).
     #[serde(default)]
     pub slot_created: bool,
+    /// True while `follow` is creating the slot (recorded before it asks
+    /// the primary): a `follow` killed then may or may not have created
+    /// it, and `gc` says so rather than drop a slot that may not be ours.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub slot_creating: bool,
     /// The primary's system identifier when the replica was made: another
     /// value there later means another cluster (`diverged`).
     pub system_id: String,

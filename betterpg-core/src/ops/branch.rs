@@ -419,9 +419,12 @@ async fn catch_up(ctx: &Context, src: &Entry, opts: &BranchOptions) -> Result<Re
             .identify(timeout.min(super::follow::UPSTREAM_TIMEOUT))
             .await
             .map_err(|e| {
-                Error::Unsupported(format!(
-                    "cannot read the primary's WAL position, so the branch could miss what it acknowledged: {e}. `--no-wait` branches what the replica has replayed"
-                ))
+                e.reword(|m| {
+                    format!(
+                        "cannot read the primary's WAL position, so the branch could miss what it acknowledged (is the primary unreachable? `bpg status {}` says): {m}. `--no-wait` branches what the replica has replayed",
+                        src.name
+                    )
+                })
             })?;
         check_not_diverged(src, &ident.system_id)?;
         let deadline = t + timeout;

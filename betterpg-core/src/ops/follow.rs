@@ -306,13 +306,6 @@ async fn follow_inner(
             bin.dir.display()
         )));
     }
-    let mut slot_created = false;
-    if let Some(slot) = &opts.slot {
-        slot_created = repl.create_slot(slot, UPSTREAM_TIMEOUT).await?;
-        if slot_created {
-            made.slot = Some((repl.clone(), slot.clone()));
-        }
-    }
     entry.pg_bin = bin.dir.clone();
     entry.pg_major = major;
     entry.upstream = Some(Upstream {
@@ -320,10 +313,24 @@ async fn follow_inner(
         port: target.port,
         user: target.user.clone(),
         slot: opts.slot.clone(),
-        slot_created,
+        slot_created: false,
+        slot_creating: opts.slot.is_some(),
         system_id: ident.system_id.clone(),
     });
+    // Recorded before the slot is asked for, and its outcome right after:
+    // `gc` drops a slot of a killed follow only when this one made it.
     save_entry(ctx, entry)?;
+    if let Some(slot) = &opts.slot {
+        let created = repl.create_slot(slot, UPSTREAM_TIMEOUT).await?;
+        if created {
+            made.slot = Some((repl.clone(), slot.clone()));
+        }
+        if let Some(u) = entry.upstream.as_mut() {
+            u.slot_created = created;
+            u.slot_creating = false;
+        }
+        save_entry(ctx, entry)?;
+    }
     fault::point("follow_before_dataset").await?;
 
     let port = entry.port.to_string();

@@ -31,7 +31,9 @@ pub struct GcItem {
     /// "server", "dataset", "snapshot", "catalog-entry",
     /// "snapshot-record" (a named snapshot left half-made), "file",
     /// "socket-dir" (the private socket directory of a branch's first
-    /// start) or what a runtime reports (e.g. "container").
+    /// start), "process" (left by a killed `follow` in its replica's
+    /// directory), "slot" (a replication slot on a replica's primary,
+    /// `NAME on HOST:PORT`) or what a runtime reports (e.g. "container").
     pub what: String,
     /// Its name or path.
     pub name: String,
@@ -181,11 +183,50 @@ async fn gc_inner(ctx: &Context, dry_run: bool) -> Result<GcReport> {
     }
     // A dead entry whose dataset stays keeps its catalog entry (and
     // files), so `bpg destroy NAME --force` can still finish it.
-    let held: Vec<String> = dead
+    let mut held: Vec<String> = dead
         .iter()
         .filter(|e| left.iter().any(|l| l.name == e.dataset))
         .map(|e| e.name.clone())
         .collect();
+    dead.retain(|e| !held.contains(&e.name));
+    // What a killed `follow` started works in its replica's directory
+    // (pg_basebackup, its WAL streamer): stopped first, so the dataset is
+    // not busy and the slot not active.
+    for e in dead
+        .iter()
+        .filter(|e| e.kind == crate::catalog::Kind::Replica)
+    {
+        let dir = ctx.home.replica_dir(&e.name);
+        for (pid, cmd) in processes_in(&dir) {
+            items.push(GcItem {
+                what: "process".into(),
+                name: format!("{pid} ({cmd})"),
+                reason: format!(
+                    "left running in {} by the follow of {:?} (process {}) that is gone",
+                    dir.display(),
+                    e.name,
+                    e.state.worker().unwrap_or_default()
+                ),
+            });
+            if !dry_run {
+                kill_and_wait(pid).await;
+            }
+        }
+    }
+    // Slots on a primary that a killed `follow` created (its passfile is
+    // still in the replica's directory, removed below).
+    for e in &dead {
+        match slot_of_dead_replica(ctx, e, dry_run).await {
+            SlotOutcome::None => {}
+            SlotOutcome::Dropped(item) => items.push(item),
+            SlotOutcome::Left(item, keep_entry) => {
+                left.push(item);
+                if keep_entry {
+                    held.push(e.name.clone());
+                }
+            }
+        }
+    }
     dead.retain(|e| !held.contains(&e.name));
     // Names whose private socket directories may be left (see below).
     let mut socket_names: Vec<String> = dead.iter().map(|e| e.name.clone()).collect();
@@ -408,6 +449,146 @@ async fn gc_inner(ctx: &Context, dry_run: bool) -> Result<GcReport> {
         items,
         kept: left,
     })
+}
+
+/// Processes whose working directory is `dir` or under it (pid, command
+/// line), read from `/proc` (links there are read, never followed into).
+fn processes_in(dir: &std::path::Path) -> Vec<(i32, String)> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for d in rd.flatten() {
+        let Ok(pid) = d.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(d.path().join("cwd")) else {
+            continue;
+        };
+        if !cwd.starts_with(dir) {
+            continue;
+        }
+        let cmd = std::fs::read(d.path().join("cmdline"))
+            .map(|c| {
+                String::from_utf8_lossy(&c)
+                    .split('\0')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        out.push((pid, cmd));
+    }
+    out.sort();
+    out
+}
+
+/// SIGKILL `pid` and wait (up to 10 s) until it is gone.
+async fn kill_and_wait(pid: i32) {
+    let p = nix::unistd::Pid::from_raw(pid);
+    if nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL).is_err() {
+        return;
+    }
+    for _ in 0..100 {
+        // Gone, or a zombie of a parent that will reap it.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat.is_empty()
+            || stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, r)| r.starts_with('Z'))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::warn!("process {pid} did not exit after SIGKILL");
+}
+
+/// What gc did about the slot of a dead replica entry.
+enum SlotOutcome {
+    /// No slot of ours.
+    None,
+    /// Dropped (or, in a dry run, would be).
+    Dropped(GcItem),
+    /// Left on the primary (an item for `kept`), and whether the entry and
+    /// its passfile stay so that a later gc can retry.
+    Left(GcItem, bool),
+}
+
+/// Drop the slot the dead replica entry `e`'s `follow` created on its
+/// primary (none in a dry run). A slot it was still creating when it died
+/// may not be its own: it is left and reported.
+async fn slot_of_dead_replica(ctx: &Context, e: &Entry, dry_run: bool) -> SlotOutcome {
+    let Some(u) = &e.upstream else {
+        return SlotOutcome::None;
+    };
+    let Some(slot) = &u.slot else {
+        return SlotOutcome::None;
+    };
+    let primary = crate::pg::upstream::address(&u.host, u.port);
+    let name = format!("{slot} on {primary}");
+    if u.slot_creating {
+        return SlotOutcome::Left(
+            GcItem {
+                what: "slot".into(),
+                name,
+                reason: format!(
+                    "the follow of {:?} died while creating it, so it may be someone else's: if nothing uses it, drop it on the primary (SELECT pg_drop_replication_slot('{slot}'))",
+                    e.name
+                ),
+            },
+            false,
+        );
+    }
+    if !u.slot_created {
+        return SlotOutcome::None;
+    }
+    let reason = format!(
+        "created on the primary by the follow of {:?} (process {}) that is gone; it would keep the primary's WAL",
+        e.name,
+        e.state.worker().unwrap_or_default()
+    );
+    if dry_run {
+        return SlotOutcome::Dropped(GcItem {
+            what: "slot".into(),
+            name,
+            reason,
+        });
+    }
+    let mut dropped = Err(crate::error::Error::Internal("not tried".into()));
+    for attempt in 0..5 {
+        dropped = match ctx.replication_of(e) {
+            Ok(r) => r.drop_slot(slot, super::follow::UPSTREAM_TIMEOUT).await,
+            Err(err) => Err(err),
+        };
+        // A slot still active (55006): the primary has not yet seen the
+        // killed streamer's connection close.
+        match &dropped {
+            Err(crate::error::Error::Postgres {
+                sqlstate: Some(s), ..
+            }) if s == "55006" && attempt < 4 => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            _ => break,
+        }
+    }
+    match dropped {
+        Ok(()) => SlotOutcome::Dropped(GcItem {
+            what: "slot".into(),
+            name,
+            reason,
+        }),
+        Err(err) => SlotOutcome::Left(
+            GcItem {
+                what: "slot".into(),
+                name,
+                reason: format!(
+                    "{reason}, and dropping it failed ({err}): run gc again when the primary answers, or drop it there (SELECT pg_drop_replication_slot('{slot}'))"
+                ),
+            },
+            true,
+        ),
+    }
 }
 
 /// Password and log files (name, path) of names no entry in `kept`

@@ -227,6 +227,7 @@ impl Replication {
             .stdin(Stdio::null())
             .kill_on_drop(true);
         self.user.apply(&mut cmd);
+        die_with_parent(&mut cmd);
         cmd
     }
 
@@ -397,9 +398,34 @@ impl Replication {
     }
 }
 
-/// True when a tool's message says the disk is full.
+/// Make the child get SIGKILL when this process dies (Linux's parent-death
+/// signal): a `bpg follow` killed with SIGKILL must not leave its
+/// `pg_basebackup` writing into the half-made replica, nor hold a
+/// replication connection to the primary. Set in the child after its user
+/// changed (a change of credentials clears it), and checked against a
+/// parent that died before it was set.
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only async-signal-safe functions (prctl, getppid).
+    let parent = std::process::id() as libc::pid_t;
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("bpg exited before its child started"));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// True when a tool's message says the disk is full (ENOSPC), or that
+/// a ZFS quota of the replica's dataset or a parent of it is used up
+/// (EDQUOT).
 fn is_disk_full(text: &str) -> bool {
-    text.contains("No space left on device")
+    text.contains("No space left on device") || text.contains("Disk quota exceeded")
 }
 
 /// The last `DONE/TOTAL kB` progress report in `pg_basebackup -P` output,
@@ -425,6 +451,7 @@ pub fn failure_sqlstate(text: &str) -> Option<&'static str> {
         ("28000", "28000"),
         ("42710", "42710"),
         ("42704", "42704"),
+        ("55006", "55006"),
         ("password authentication failed", "28P01"),
         ("no password supplied", "28P01"),
         ("no pg_hba.conf entry", "28000"),
@@ -432,6 +459,7 @@ pub fn failure_sqlstate(text: &str) -> Option<&'static str> {
         ("permission denied to start WAL sender", "42501"),
         ("does not exist", "42704"),
         ("already exists", "42710"),
+        ("is active for PID", "55006"),
     ];
     // With VERBOSITY=verbose, an ERROR line starts with its SQLSTATE.
     for line in text.lines() {
@@ -450,7 +478,7 @@ pub fn failure_sqlstate(text: &str) -> Option<&'static str> {
     }
     STATES
         .iter()
-        .skip(5)
+        .skip(6)
         .find(|(needle, _)| text.contains(needle))
         .map(|(_, s)| *s)
 }
