@@ -44,7 +44,7 @@ def test_ttl_branch_expires_by_daemon_once(extra_home):
     import fcntl
     import time
 
-    h = extra_home("ttl")
+    h = extra_home("ttl", size="1G")
     m = h.manager
     m.create("p")
     b = m.branch("p", "short", ttl=1)
