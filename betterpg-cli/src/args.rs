@@ -57,8 +57,9 @@ pub enum Cmd {
     Snapshots(SnapshotsArgs),
     /// Show databases and branches as a tree, with pool usage.
     Status(StatusArgs),
-    /// Print the connection URL of a database or branch.
-    Url(NameArg),
+    /// Print the connection URL of a database or branch (or, with --role,
+    /// of one of a rotated branch's roles).
+    Url(UrlArgs),
     /// Start a stopped database or branch.
     Start(NameArg),
     /// Stop a database or branch (fast shutdown).
@@ -254,6 +255,14 @@ pub struct BranchArgs {
     /// --mask`); refused when the source forbids it (--forbid-unmasked).
     #[arg(long)]
     pub unmasked: bool,
+    /// What the branch's roles do with their source's passwords: rotate
+    /// (new passwords, stored 0600 in HOME/secrets/NAME.roles; `bpg url
+    /// NAME --role ROLE`) or keep. Default: the source's setting
+    /// (`bpg config SRC --credentials`), else rotate for a branch of a
+    /// replica or attached cluster, keep for a database; a branch of a
+    /// rotated branch always rotates.
+    #[arg(long, value_name = "rotate|keep", value_parser = parse_credentials)]
+    pub credentials: Option<betterpg_core::Credentials>,
     /// Branching a replica: how long to wait for it to replay what the
     /// primary acknowledged before the call (e.g. 30s, 2m; default 30s).
     #[arg(long, value_name = "DURATION", conflicts_with = "no_wait")]
@@ -301,6 +310,10 @@ pub struct ResetArgs {
     /// current state; SOURCE becomes the branch's parent.
     #[arg(long, value_name = "SRC@NAME")]
     pub to: Option<String>,
+    /// Change the branch's credentials policy (default: the one it was
+    /// made with); rotate gives its roles new passwords again.
+    #[arg(long, value_name = "rotate|keep", value_parser = parse_credentials)]
+    pub credentials: Option<betterpg_core::Credentials>,
     /// How the parent is snapshotted.
     #[command(flatten)]
     pub snapshot: SnapshotArgs,
@@ -487,6 +500,29 @@ impl ConfigArgs {
 pub struct NameArg {
     /// Database or branch.
     pub name: String,
+}
+
+/// `bpg url`.
+#[derive(Args, Debug)]
+pub struct UrlArgs {
+    /// Database or branch.
+    pub name: String,
+    /// The URL of this role of a branch whose credentials were rotated,
+    /// with the password the rotation gave it (refused for a branch that
+    /// kept its source's passwords, which betterpg does not know).
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+}
+
+/// `--credentials rotate|keep` (the settings' one parser and messages).
+fn parse_credentials(s: &str) -> Result<betterpg_core::Credentials, String> {
+    let mut settings = betterpg_core::Settings::default();
+    settings
+        .apply("credentials", s)
+        .map_err(|e| e.to_string())?;
+    settings
+        .credentials
+        .ok_or_else(|| format!("'{s}': give rotate or keep"))
 }
 
 /// `bpg destroy`.

@@ -88,6 +88,20 @@ pub fn masking(m: Option<&betterpg_core::MaskingReport>) {
     );
 }
 
+/// The credentials policy of a new or reset branch, for people.
+pub fn credentials(r: &betterpg_core::BranchReport) {
+    match r.credentials {
+        betterpg_core::Credentials::Rotate => println!(
+            "credentials: rotate ({} role(s) got new passwords; `bpg url {} --role ROLE`)",
+            r.isolation.roles_rotated.len(),
+            r.branch.name
+        ),
+        betterpg_core::Credentials::Keep => {
+            println!("credentials: keep (the roles keep their source's passwords)")
+        }
+    }
+}
+
 /// `k=v k=v ...` of ZFS properties.
 pub fn props(p: &BTreeMap<String, String>) -> String {
     if p.is_empty() {
@@ -124,6 +138,9 @@ pub fn tree(infos: &[Info]) {
         let mut notes = String::new();
         if i.protected {
             notes.push_str("  protected");
+        }
+        if let Some(c) = i.credentials {
+            notes.push_str(&format!("  credentials {}", c.as_str()));
         }
         if let Some(at) = i.expires_at {
             let now = betterpg_core::util::now_unix();

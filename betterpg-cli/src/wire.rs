@@ -37,6 +37,8 @@ pub struct Info<'a> {
     /// Only for a replica.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replication: Option<Replication<'a>>,
+    /// "rotate", "keep" or null (a database without the setting).
+    pub credentials: Option<&'a str>,
 }
 
 /// How a replica follows its primary.
@@ -155,6 +157,7 @@ impl<'a> From<&'a betterpg_core::Info> for Info<'a> {
             protected: i.protected,
             expires_at: i.expires_at,
             replication: i.replication.as_ref().map(Replication::from),
+            credentials: i.credentials.map(|c| c.as_str()),
         }
     }
 }
@@ -178,6 +181,8 @@ pub struct BranchReport<'a> {
     pub isolation: Isolation<'a>,
     pub password_changed: bool,
     pub masking: Option<Masking<'a>>,
+    /// "rotate" or "keep".
+    pub credentials: &'a str,
     /// `--fast` from a running source: checkpoint done or skipped, and why.
     pub checkpoint: Option<Checkpoint<'a>>,
     /// Only for a branch of a replica.
@@ -237,6 +242,7 @@ impl<'a> From<&'a betterpg_core::BranchReport> for BranchReport<'a> {
             isolation: (&r.isolation).into(),
             password_changed: r.password_changed,
             masking: r.masking.as_ref().map(Masking::from),
+            credentials: r.credentials.as_str(),
             checkpoint: r.checkpoint.as_ref().map(|c| Checkpoint {
                 done: c.done,
                 wal_since_checkpoint: c.wal_since_checkpoint,
@@ -284,6 +290,7 @@ pub struct Isolation<'a> {
     pub replication_slots_dropped: &'a [String],
     pub subscriptions_detached: Vec<DetachedSubscription<'a>>,
     pub password_replaced: bool,
+    pub roles_rotated: &'a [String],
     pub warnings: Vec<IsolationWarning<'a>>,
 }
 
@@ -353,6 +360,7 @@ impl<'a> From<&'a IsolationReport> for Isolation<'a> {
                 })
                 .collect(),
             password_replaced: i.password_replaced,
+            roles_rotated: &i.roles_rotated,
             warnings: i
                 .warnings
                 .iter()
@@ -478,6 +486,8 @@ pub struct EntrySettings<'a> {
 #[derive(Serialize)]
 pub struct Url<'a> {
     pub name: &'a str,
+    /// `--role`: the role whose URL this is (null: betterpg's superuser).
+    pub role: Option<&'a str>,
     pub url: &'a str,
 }
 

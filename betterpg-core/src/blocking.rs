@@ -109,6 +109,11 @@ impl BranchManager {
     pub fn url(&self, name: &str) -> Result<String> {
         self.block_on(self.inner.url(name))
     }
+
+    /// See [`AsyncManager::url_for_role`].
+    pub fn url_for_role(&self, name: &str, role: &str) -> Result<String> {
+        self.block_on(self.inner.url_for_role(name, role))
+    }
     /// See [`AsyncManager::audit`].
     pub fn audit(&self, since: Option<&str>) -> Result<Vec<crate::audit::AuditEvent>> {
         self.inner.audit(since)

@@ -6,11 +6,13 @@
 //! HOME/catalog.lock     advisory lock serialising catalog changes (holds
 //!                       the holder's pid while held)
 //! HOME/secrets/NAME     superuser password, 0600, directory 0700
+//! HOME/secrets/NAME.roles  a rotated branch's role passwords (JSON, 0600)
 //! HOME/logs/NAME.log    server log, owned by the server's OS user
 //! ```
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,17 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::osuser::OsUser;
 pub use crate::util::{create_private_file, write_atomic};
+
+/// The suffix of a branch's role password file in `HOME/secrets`.
+pub const ROLES_SUFFIX: &str = ".roles";
+
+/// The passwords a branch's roles got when its credentials were rotated
+/// (`HOME/secrets/NAME.roles`, 0600).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleSecrets {
+    /// Role name -> its password on the branch.
+    pub roles: BTreeMap<String, String>,
+}
 
 /// Newest config format this build reads and writes.
 pub const CONFIG_VERSION: u32 = 1;
@@ -276,6 +289,11 @@ impl Home {
     pub fn secret_path(&self, name: &str) -> PathBuf {
         self.secrets_dir().join(name)
     }
+    /// `HOME/secrets/NAME.roles`: the passwords a branch's roles got when
+    /// its credentials were rotated (JSON, 0600; see [`RoleSecrets`]).
+    pub fn roles_path(&self, name: &str) -> PathBuf {
+        self.secrets_dir().join(format!("{name}{ROLES_SUFFIX}"))
+    }
     /// `HOME/replicas`: one directory per replica (`follow`).
     pub fn replicas_dir(&self) -> PathBuf {
         self.root.join("replicas")
@@ -380,11 +398,49 @@ impl Home {
             })
     }
 
-    /// Remove the stored secrets of `name` (missing is fine): its password
-    /// and, for a source, its masking key (`NAME.mask-key`).
+    /// Remove the stored secrets of `name` (missing is fine): its password,
+    /// for a source its masking key (`NAME.mask-key`), for a rotated
+    /// branch its role passwords (`NAME.roles`).
     pub fn remove_secret(&self, name: &str) {
         let _ = fs::remove_file(self.secret_path(name));
         let _ = fs::remove_file(self.secrets_dir().join(format!("{name}.mask-key")));
+        self.remove_roles(name);
+    }
+
+    /// Store the role passwords of a branch whose credentials were
+    /// rotated, readable only by the owner (written whole, atomically).
+    pub fn write_roles(&self, name: &str, roles: &RoleSecrets) -> Result<()> {
+        let text = serde_json::to_vec_pretty(roles).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomic(&self.roles_path(name), &text, 0o600)
+    }
+
+    /// The role passwords of `name`; `None` when it has none (its
+    /// credentials were kept). A file that is not what [`Self::write_roles`]
+    /// wrote is an error naming it.
+    pub fn read_roles(&self, name: &str) -> Result<Option<RoleSecrets>> {
+        let p = self.roles_path(name);
+        let f = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("reading {}", p.display()), e)),
+        };
+        serde_json::from_reader(std::io::BufReader::new(f))
+            .map(Some)
+            .map_err(|e| {
+                Error::Config(format!(
+                    "{} is not a betterpg role password file ({e}): restore it from a backup, or reset the branch to rotate its passwords again",
+                    p.display()
+                ))
+            })
+    }
+
+    /// Remove the role passwords of `name` (missing is fine).
+    pub fn remove_roles(&self, name: &str) {
+        let _ = fs::remove_file(self.roles_path(name));
     }
 }
 

@@ -274,6 +274,18 @@ impl BranchManager {
         ops::status::url(&self.ctx, name).await
     }
 
+    /// Connection URL of `role` on the branch `name`, with the password
+    /// its credentials rotation gave it (`HOME/secrets/NAME.roles`).
+    /// A branch that kept its source's passwords (`credentials keep`),
+    /// or an entry that is not a branch, is refused
+    /// ([`crate::Error::Unsupported`]): betterpg does not know those
+    /// passwords; a role that got no password is
+    /// [`crate::Error::NotFound`]. Audited (operation `url`, with the
+    /// role).
+    pub async fn url_for_role(&self, name: &str, role: &str) -> Result<String> {
+        ops::credentials::role_url(&self.ctx, name, role).await
+    }
+
     /// The server log, or its last `tail` lines.
     pub async fn logs(&self, name: &str, tail: Option<usize>) -> Result<String> {
         ops::logs::logs(&self.ctx, name, tail).await

@@ -1467,6 +1467,25 @@ betterpg_result betterpg_manager_url(const struct betterpg_manager *manager,
                                      char **out_url);
 
 /*
+ Connection URL of `role` on the branch `name`, with the password its
+ credentials rotation gave it (`HOME/secrets/NAME.roles`). A branch
+ that kept its source's passwords (credentials keep) or a database
+ fails with `BETTERPG_RESULT_UNSUPPORTED`; a role that got no password
+ with `BETTERPG_RESULT_NOT_FOUND`. Audited (`url`, with the role).
+
+ On success `*out_url` receives a new string, owned by the caller
+ (`betterpg_string_free`).
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `name` and `role` are
+ NULL or NUL-terminated strings; `out_url` is NULL or valid for writes.
+ */
+betterpg_result betterpg_manager_role_url(const struct betterpg_manager *manager,
+                                          const char *name,
+                                          const char *role,
+                                          char **out_url);
+
+/*
  The server log of `name`, or its last `tail_lines` lines (0: all).
 
  On success `*out_log` receives a new string, owned by the caller
@@ -1767,6 +1786,21 @@ betterpg_result betterpg_branch_options_set_schema_only(struct betterpg_branch_o
  */
 betterpg_result betterpg_branch_options_set_unmasked(struct betterpg_branch_options *opts,
                                                      bool unmasked);
+
+/*
+ The branch's credentials policy: `"rotate"` (every role with a
+ password gets a new one on the branch; `betterpg_manager_role_url`
+ gives them), `"keep"` (the source's passwords), or NULL / `"none"` for
+ the default (the source's setting `credentials`, else rotate for a
+ branch of a replica or attached cluster, keep for a database). Any
+ other value fails with `BETTERPG_RESULT_CONFIG` and changes nothing.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_branch_options`; `credentials` is
+ NULL or a NUL-terminated string.
+ */
+betterpg_result betterpg_branch_options_set_credentials(struct betterpg_branch_options *opts,
+                                                        const char *credentials);
 
 /*
  New create options, every setting at its default. Never NULL. Free with

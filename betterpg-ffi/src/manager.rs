@@ -720,6 +720,38 @@ pub unsafe extern "C" fn betterpg_manager_url(
     })
 }
 
+/// Connection URL of `role` on the branch `name`, with the password its
+/// credentials rotation gave it (`HOME/secrets/NAME.roles`). A branch
+/// that kept its source's passwords (credentials keep) or a database
+/// fails with `BETTERPG_RESULT_UNSUPPORTED`; a role that got no password
+/// with `BETTERPG_RESULT_NOT_FOUND`. Audited (`url`, with the role).
+///
+/// On success `*out_url` receives a new string, owned by the caller
+/// (`betterpg_string_free`).
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `name` and `role` are
+/// NULL or NUL-terminated strings; `out_url` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_role_url(
+    manager: *const betterpg_manager,
+    name: *const c_char,
+    role: *const c_char,
+    out_url: *mut *mut c_char,
+) -> betterpg_result {
+    guard("betterpg_manager_role_url", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let name = unsafe { arg_str(name, "name") }?;
+        let role = unsafe { arg_str(role, "role") }?;
+        let out = arg_out(out_url, "out_url")?;
+        let url = to_cstring(m.inner.url_for_role(name, role)?)?;
+        // SAFETY: checked non-NULL, valid for writes per the contract.
+        unsafe { write_out(out, url.into_raw()) };
+        Ok(())
+    })
+}
+
 /// The server log of `name`, or its last `tail_lines` lines (0: all).
 ///
 /// On success `*out_log` receives a new string, owned by the caller

@@ -567,6 +567,37 @@ pub unsafe extern "C" fn betterpg_branch_options_set_unmasked(
     })
 }
 
+/// The branch's credentials policy: `"rotate"` (every role with a
+/// password gets a new one on the branch; `betterpg_manager_role_url`
+/// gives them), `"keep"` (the source's passwords), or NULL / `"none"` for
+/// the default (the source's setting `credentials`, else rotate for a
+/// branch of a replica or attached cluster, keep for a database). Any
+/// other value fails with `BETTERPG_RESULT_CONFIG` and changes nothing.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_branch_options`; `credentials` is
+/// NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_options_set_credentials(
+    opts: *mut betterpg_branch_options,
+    credentials: *const c_char,
+) -> betterpg_result {
+    guard("betterpg_branch_options_set_credentials", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_branch_options::get_mut(opts, "opts") }?;
+        let value = if credentials.is_null() {
+            None
+        } else {
+            let v = unsafe { arg_str(credentials, "credentials") }?;
+            let mut s = betterpg_core::Settings::default();
+            s.apply("credentials", v)?;
+            s.credentials
+        };
+        o.credentials = value;
+        Ok(())
+    })
+}
+
 // --- create options ---------------------------------------------------------------
 
 /// Options of `betterpg_manager_create`. Made by

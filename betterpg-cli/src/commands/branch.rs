@@ -16,6 +16,7 @@ pub async fn run(g: &Global, a: BranchArgs) -> Result<(), Error> {
         mask_rules: a.mask_rules,
         schema_only: a.schema_only,
         unmasked: a.unmasked,
+        credentials: a.credentials,
         wait_timeout: a
             .wait_timeout
             .as_deref()
@@ -58,6 +59,7 @@ pub async fn run(g: &Global, a: BranchArgs) -> Result<(), Error> {
     println!("  {:<13} {:>8.1} ms", "total", r.total_millis);
     output::isolation(&r.isolation);
     output::masking(r.masking.as_ref());
+    output::credentials(&r);
     if let Some(p) = &r.replica_point {
         println!(
             "  reflects the primary up to {}{} (replica replay {}{})",

@@ -9,7 +9,10 @@ use crate::{output, wire};
 pub async fn run(g: &Global, a: ResetArgs) -> Result<(), Error> {
     let mgr = g.open().await?;
     let name = &a.name;
-    let opts = branch_options(&a.snapshot)?;
+    let opts = betterpg_core::BranchOptions {
+        credentials: a.credentials,
+        ..branch_options(&a.snapshot)?
+    };
     let r = match &a.to {
         Some(to) => mgr.reset_to(name, to, opts).await?,
         None => mgr.reset(name, opts).await?,
@@ -31,6 +34,7 @@ pub async fn run(g: &Global, a: ResetArgs) -> Result<(), Error> {
         );
     }
     output::isolation(&r.isolation);
+    output::credentials(&r);
     println!("{}", r.branch.url);
     Ok(())
 }

@@ -26,12 +26,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::credentials::{self, Audited};
 use super::private::{self, MaskingReport, PrivatePlan};
 use super::retain;
 use super::start::start_on_free_port;
 use super::status::{self, Info};
 use crate::catalog::{
-    split_snapshot_ref, Entry, Kind, Lifecycle, Mode, Settings, SnapshotRecord, State,
+    split_snapshot_ref, Credentials, Entry, Kind, Lifecycle, Mode, Settings, SnapshotRecord, State,
 };
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -158,6 +159,14 @@ pub struct BranchOptions {
     /// Branch without the source's masking policy (its settings `mask`,
     /// `mask_rules`); refused when the source's `forbid_unmasked` is set.
     pub unmasked: bool,
+    /// Whether the branch's roles get new passwords (`Rotate`: the
+    /// source's passwords do not log in; `bpg url NAME --role ROLE` gives
+    /// the new ones) or keep the source's (`Keep`). `None`: for a reset,
+    /// the branch's own policy; else the source's setting `credentials`,
+    /// else `Rotate` when the source's root is a replica or an attached
+    /// cluster, `Keep` for a database. A branch of a rotated branch always
+    /// rotates.
+    pub credentials: Option<crate::catalog::Credentials>,
     /// Time to live of a new branch: the daemon destroys it (with its
     /// branches) this long after it was made (`bpg branch --ttl 8h`).
     /// `None`: it never expires. Not allowed for `reset`, which keeps the
@@ -226,6 +235,9 @@ pub struct BranchReport {
     /// What masking did (files, tables rewritten, WAL removed) or making
     /// the branch schema-only; `None` for a branch with neither.
     pub masking: Option<MaskingReport>,
+    /// The branch's credentials policy: `Rotate` (its roles got new
+    /// passwords, listed in `isolation.roles_rotated`) or `Keep`.
+    pub credentials: crate::catalog::Credentials,
     /// Crash-consistent (`--fast`) from a running source: whether the
     /// source was asked for a `CHECKPOINT` first, and why (it is skipped
     /// when little WAL was written since the last one: the branch replays
@@ -245,8 +257,9 @@ pub(crate) async fn branch(
     opts: BranchOptions,
 ) -> Result<BranchReport> {
     let requested = opts.mode;
-    let r = branch_unaudited(ctx, source, name, opts).await;
-    record(ctx, "branch", source, name, requested, &r);
+    let mut audited = Audited::default();
+    let r = branch_unaudited(ctx, source, name, opts, &mut audited).await;
+    record(ctx, "branch", source, name, requested, &audited, &r);
     r
 }
 
@@ -257,11 +270,14 @@ pub(crate) fn record(
     source: &str,
     name: &str,
     requested: Mode,
+    audited: &Audited,
     r: &Result<BranchReport>,
 ) {
     let mut ev = crate::audit::AuditEvent::now(operation);
     ev.source = Some(source.to_string());
     ev.branch = Some(name.to_string());
+    ev.credentials = audited.credentials.map(|c| c.as_str().to_string());
+    ev.masking = audited.masking.clone();
     let mode = match r {
         Ok(rep) => rep.branch.mode.unwrap_or(requested),
         Err(_) => requested,
@@ -275,6 +291,7 @@ async fn branch_unaudited(
     source: &str,
     name: &str,
     opts: BranchOptions,
+    audited: &mut Audited,
 ) -> Result<BranchReport> {
     let t0 = Instant::now();
     // `SRC@NAME`: a branch of the named snapshot NAME of SRC.
@@ -298,7 +315,12 @@ async fn branch_unaudited(
     let src = ctx.entry(source)?;
     // The masking files are read before anything is made: a missing one
     // changes nothing.
-    let (plan, keep) = private_plan(&src, None, &opts)?;
+    let (mut plan, mut keep) = private_plan(&src, None, &opts)?;
+    audited.masking = credentials::audit_masking(&plan.mask);
+    let policy = credentials::policy_for(&|n| ctx.entry(n).ok(), &src, None, opts.credentials)?;
+    audited.credentials = Some(policy);
+    plan.rotate = policy == Credentials::Rotate;
+    keep.credentials = Some(policy);
     if target.is_some() && src.kind != Kind::Database {
         return Err(Error::Unsupported(format!(
             "{source:?} is a branch: only a database keeps WAL to branch from a point in time (--at)"
@@ -564,6 +586,7 @@ pub(crate) fn private_plan(
             mask: crate::pg::mask::load_files(&files)?,
             rules: compiled,
             schema_only,
+            ..PrivatePlan::default()
         },
         keep,
     ))
@@ -586,6 +609,11 @@ pub(crate) async fn complete_branch(
     let name = entry.name.as_str();
     let mut undo = Undo::default();
     let mut timer = Timer::new();
+    let credentials = if plan.rotate {
+        Credentials::Rotate
+    } else {
+        Credentials::Keep
+    };
     match run_recipe(ctx, src, entry, opts, origin, &plan, &mut undo, &mut timer).await {
         Ok((mode, running, wal_bytes, isolation, masking)) => {
             {
@@ -608,6 +636,7 @@ pub(crate) async fn complete_branch(
                 isolation,
                 password_changed,
                 masking,
+                credentials,
                 checkpoint: undo.checkpoint,
                 replica_point: None,
             })

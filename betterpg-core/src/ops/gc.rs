@@ -591,8 +591,8 @@ async fn slot_of_dead_replica(ctx: &Context, e: &Entry, dry_run: bool) -> SlotOu
     }
 }
 
-/// Password and log files (name, path) of names no entry in `kept`
-/// has.
+/// Password (and role password) and log files (name, path) of names no
+/// entry in `kept` has.
 fn stray_files(ctx: &Context, kept: &[Entry]) -> Vec<(String, std::path::PathBuf)> {
     let mut out = Vec::new();
     for (dir, suffix) in [
@@ -608,9 +608,11 @@ fn stray_files(ctx: &Context, kept: &[Entry]) -> Vec<(String, std::path::PathBuf
             let Some(name) = file.strip_suffix(suffix) else {
                 continue;
             };
-            // A source's masking key belongs to the source.
+            // A source's masking key belongs to the source, a rotated
+            // branch's role passwords to the branch.
             let name = name
                 .strip_suffix(super::mask_rules::KEY_SUFFIX)
+                .or_else(|| name.strip_suffix(crate::home::ROLES_SUFFIX))
                 .unwrap_or(name);
             if file.starts_with('.') || kept.iter().any(|e| e.name == name) {
                 continue;

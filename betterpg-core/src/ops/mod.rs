@@ -17,6 +17,7 @@ pub mod audit;
 pub mod branch;
 pub mod config;
 pub mod create;
+pub mod credentials;
 pub mod daemon;
 pub mod destroy;
 pub mod doctor;

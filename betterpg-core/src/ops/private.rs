@@ -16,9 +16,12 @@
 //! 3. [`PrivateStep::SchemaOnly`]: every table emptied (`--schema-only`).
 //! 4. [`PrivateStep::Mask`]: the masking SQL (files, then compiled rules)
 //!    in ONE transaction; the tables it changed rewritten.
-//! 5. New steps that change the branch before anyone may reach it (e.g.
-//!    rotating the roles' passwords) go here, before the scrub: add a
-//!    variant, its place in [`PrivatePlan::steps`], and its arm in [`run`].
+//! 5. [`PrivateStep::RotateCredentials`]: with `--credentials rotate`,
+//!    every role with a password gets a new one
+//!    ([`super::credentials::rotate`]), stored in `HOME/secrets/NAME.roles`.
+//!    New steps that change the branch before anyone may reach it go here,
+//!    before the scrub: add a variant, its place in
+//!    [`PrivatePlan::steps`], and its arm in [`run`].
 //! 6. [`PrivateStep::Scrub`]: what the data held before these steps gone
 //!    from what a superuser of the branch can read (statement statistics,
 //!    WAL: switch, checkpoint, every older segment removed).
@@ -54,6 +57,8 @@ pub(crate) struct PrivatePlan {
     pub rules: Vec<mask_rules::Compiled>,
     /// Empty every table.
     pub schema_only: bool,
+    /// Give every role with a password a new one (`--credentials rotate`).
+    pub rotate: bool,
 }
 
 /// One step of the private phase; [`PrivatePlan::steps`] orders them.
@@ -68,6 +73,8 @@ pub(crate) enum PrivateStep {
     SchemaOnly,
     /// Run the masking SQL in one transaction; rewrite what it changed.
     Mask,
+    /// New passwords for the roles (their old hashes scrubbed next).
+    RotateCredentials,
     /// Remove what the data held before (statistics texts, WAL).
     Scrub,
 }
@@ -84,10 +91,16 @@ impl PrivatePlan {
         !self.mask.is_empty() || !self.rules.is_empty()
     }
 
+    /// Whether what the branch held before must be scrubbed (changed
+    /// data, or the old password hashes of rotated roles).
+    pub(crate) fn scrubs(&self) -> bool {
+        self.changes_data() || self.rotate
+    }
+
     /// The steps, in the order they run.
     pub(crate) fn steps(&self) -> Vec<PrivateStep> {
         let mut s = vec![PrivateStep::Isolate];
-        if self.changes_data() {
+        if self.scrubs() {
             s.push(PrivateStep::PrepareWal);
         }
         if self.schema_only {
@@ -96,7 +109,10 @@ impl PrivatePlan {
         if self.masks() {
             s.push(PrivateStep::Mask);
         }
-        if self.changes_data() {
+        if self.rotate {
+            s.push(PrivateStep::RotateCredentials);
+        }
+        if self.scrubs() {
             s.push(PrivateStep::Scrub);
         }
         s
@@ -252,6 +268,12 @@ pub(crate) async fn run(
                 r.tables_rewritten = applied.changed_tables;
                 lap("mask_rewrite", steps);
             }
+            PrivateStep::RotateCredentials => {
+                let secrets = super::credentials::rotate(&admin).await?;
+                ctx.home.write_roles(&entry.name, &secrets)?;
+                isolation.roles_rotated = secrets.roles.into_keys().collect();
+                lap("rotate_credentials", steps);
+            }
             PrivateStep::Scrub => {
                 for db in mask::databases(&admin).await? {
                     let c = ConnInfo {
@@ -281,6 +303,10 @@ pub(crate) async fn run(
                 lap("private_stop", steps);
             }
         }
+    }
+    if !plan.rotate {
+        // A reset that keeps the credentials now: no stale passwords.
+        ctx.home.remove_roles(&entry.name);
     }
     if started.is_some() {
         rt.stop(&spec).await?;
@@ -419,6 +445,18 @@ mod tests {
     fn steps_follow_the_plan() {
         let mut p = PrivatePlan::default();
         assert_eq!(p.steps(), vec![PrivateStep::Isolate]);
+        p.rotate = true;
+        assert_eq!(
+            p.steps(),
+            vec![
+                PrivateStep::Isolate,
+                PrivateStep::PrepareWal,
+                PrivateStep::RotateCredentials,
+                PrivateStep::Scrub
+            ]
+        );
+        assert!(!p.changes_data() && p.scrubs());
+        p.rotate = false;
         p.schema_only = true;
         p.mask.push(MaskFile {
             path: "a.sql".into(),

@@ -8,7 +8,8 @@ use super::branch::{
     check_quota, complete_branch, private_plan, ready_snapshot, snapshot_name, BranchOptions,
     BranchReport,
 };
-use crate::catalog::{split_snapshot_ref, Kind, State};
+use super::credentials::{audit_masking, policy_for, Audited};
+use crate::catalog::{split_snapshot_ref, Credentials, Kind, State};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::name::validate_name;
@@ -39,8 +40,9 @@ pub(crate) async fn reset(
             .unwrap_or_default(),
     };
     let requested = opts.mode;
-    let r = reset_unaudited(ctx, name, to, opts).await;
-    super::branch::record(ctx, "reset", &source, name, requested, &r);
+    let mut audited = Audited::default();
+    let r = reset_unaudited(ctx, name, to, opts, &mut audited).await;
+    super::branch::record(ctx, "reset", &source, name, requested, &audited, &r);
     r
 }
 
@@ -49,6 +51,7 @@ async fn reset_unaudited(
     name: &str,
     to: Option<&str>,
     opts: BranchOptions,
+    audited: &mut Audited,
 ) -> Result<BranchReport> {
     let t0 = Instant::now();
     validate_name(name)?;
@@ -131,13 +134,24 @@ async fn reset_unaudited(
         // The branch is masked again as it was made (its own settings)
         // and as its parent's policy says now; the files are read before
         // anything is thrown away.
-        let (plan, keep) = private_plan(&src, Some(&e.settings), &opts)?;
+        let (mut plan, keep) = private_plan(&src, Some(&e.settings), &opts)?;
+        audited.masking = audit_masking(&plan.mask);
+        // Rotated again (new passwords) when its policy says so.
+        let policy = policy_for(
+            &|n| cat.get(n).cloned(),
+            &src,
+            Some(&e.settings),
+            opts.credentials,
+        )?;
+        audited.credentials = Some(policy);
+        plan.rotate = policy == Credentials::Rotate;
         let x = cat.get_mut(name).expect("checked above");
         x.state = State::creating();
         // Only the masking it keeps changes; the rest is the branch's.
         x.settings.mask = keep.mask;
         x.settings.forbid_unmasked = keep.forbid_unmasked;
         x.settings.schema_only = keep.schema_only;
+        x.settings.credentials = Some(policy);
         cat.save()?;
         (src, e, plan)
     };

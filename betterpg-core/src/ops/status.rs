@@ -57,6 +57,13 @@ pub struct Info {
     pub expires_at: Option<u64>,
     /// For a replica, how it follows its primary (JSON null otherwise).
     pub replication: Option<Replication>,
+    /// Credentials policy (JSON "rotate", "keep" or null): for a branch,
+    /// the one it was made with (rotate: its roles have passwords of
+    /// their own, `bpg url NAME --role ROLE`); for a source, what its
+    /// branches get by default: its setting `credentials`, else rotate
+    /// for a replica or attached cluster; null for a database without
+    /// the setting (its branches keep the passwords).
+    pub credentials: Option<crate::catalog::Credentials>,
 }
 
 /// How a replica follows its primary (JSON: the lowercase name, "catching
@@ -369,6 +376,7 @@ async fn info_with(
         protected: e.lifecycle.protected,
         expires_at: e.lifecycle.expires_at,
         replication,
+        credentials: super::credentials::status_policy(e),
     })
 }
 
@@ -467,10 +475,11 @@ mod tests {
             protected: true,
             expires_at: Some(9),
             replication: None,
+            credentials: Some(crate::catalog::Credentials::Rotate),
         };
         assert_eq!(
             serde_json::to_string(&i).unwrap(),
-            r#"{"name":"dev","kind":"branch","parent":"prod","status":"running","state":"incomplete","port":54321,"used_bytes":1,"referenced_bytes":2,"url":"postgresql://x","mode":"crash-consistent","dataset":"t/b/_branches/dev","snapshot":"t/b/prod@bpg-dev-1","runtime":"native","pg_version":16,"created_at":7,"wal_retention":null,"protected":true,"expires_at":9,"replication":null}"#
+            r#"{"name":"dev","kind":"branch","parent":"prod","status":"running","state":"incomplete","port":54321,"used_bytes":1,"referenced_bytes":2,"url":"postgresql://x","mode":"crash-consistent","dataset":"t/b/_branches/dev","snapshot":"t/b/prod@bpg-dev-1","runtime":"native","pg_version":16,"created_at":7,"wal_retention":null,"protected":true,"expires_at":9,"replication":null,"credentials":"rotate"}"#
         );
         i.kind = Kind::Database;
         i.parent = None;

@@ -156,6 +156,9 @@ pub struct IsolationReport {
     /// Whether betterpg's superuser got a password of its own (always, for
     /// a new branch: the source's password does not log in).
     pub password_replaced: bool,
+    /// Roles that got a new password on the branch (`--credentials
+    /// rotate`; empty with `keep`): their source passwords do not log in.
+    pub roles_rotated: Vec<String>,
     /// Foreign servers and pg_cron jobs that point at other systems.
     pub warnings: Vec<IsolationWarning>,
 }
@@ -191,6 +194,12 @@ impl IsolationReport {
                 s.name,
                 s.database,
                 s.slot_name.as_deref().unwrap_or("(none)")
+            ));
+        }
+        if !self.roles_rotated.is_empty() {
+            out.push(format!(
+                "new passwords for roles: {} (bpg url NAME --role ROLE)",
+                self.roles_rotated.join(", ")
             ));
         }
         out
