@@ -22,13 +22,13 @@
 //! phase's scrub removes the WAL that held them. The passwords are stored
 //! in `HOME/secrets/NAME.roles` (JSON, 0600), removed with the branch.
 
+use super::private::PrivatePlan;
 use crate::audit::AuditMaskFile;
 use crate::catalog::{Credentials, Entry, Kind, Settings};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::home::RoleSecrets;
 use crate::pg::isolate::{quote_ident, quote_literal};
-use crate::pg::mask::MaskFile;
 use crate::pg::ConnInfo;
 use crate::util::random_token;
 
@@ -108,20 +108,29 @@ pub(crate) fn status_policy(e: &Entry) -> Option<Credentials> {
     }
 }
 
-/// The masking files of a plan as the audit log records them: each
-/// file's path and the SHA-256 of the bytes applied.
-pub(crate) fn audit_masking(files: &[MaskFile]) -> Vec<AuditMaskFile> {
+/// The masking of a plan as the audit log records it: each SQL file's
+/// path and the SHA-256 of the bytes applied, then each rules file's path
+/// and the SHA-256 of its bytes (of the SQL compiled from it, should the
+/// file have become unreadable since it was compiled).
+pub(crate) fn audit_masking(plan: &PrivatePlan) -> Vec<AuditMaskFile> {
     use sha2::Digest;
-    files
-        .iter()
-        .map(|f| AuditMaskFile {
-            file: f.path.display().to_string(),
-            sha256: sha2::Sha256::digest(f.sql.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-        })
-        .collect()
+    let hex = |bytes: &[u8]| -> String {
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let files = plan.mask.iter().map(|f| AuditMaskFile {
+        file: f.path.display().to_string(),
+        sha256: hex(f.sql.as_bytes()),
+    });
+    let rules = plan.rules.iter().map(|r| AuditMaskFile {
+        file: r.path.display().to_string(),
+        sha256: std::fs::read(&r.path)
+            .map(|b| hex(&b))
+            .unwrap_or_else(|_| hex(r.sql.as_bytes())),
+    });
+    files.chain(rules).collect()
 }
 
 /// On the branch's private start (`admin`, betterpg's superuser on the
@@ -271,10 +280,14 @@ mod tests {
 
     #[test]
     fn masking_hashes_are_sha256_of_the_bytes() {
-        let h = audit_masking(&[MaskFile {
-            path: "/m/a.sql".into(),
-            sql: "test".into(),
-        }]);
+        let plan = PrivatePlan {
+            mask: vec![crate::pg::mask::MaskFile {
+                path: "/m/a.sql".into(),
+                sql: "test".into(),
+            }],
+            ..PrivatePlan::default()
+        };
+        let h = audit_masking(&plan);
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].file, "/m/a.sql");
         assert_eq!(

@@ -135,7 +135,7 @@ async fn reset_unaudited(
         // and as its parent's policy says now; the files are read before
         // anything is thrown away.
         let (mut plan, keep) = private_plan(&src, Some(&e.settings), &opts)?;
-        audited.masking = audit_masking(&plan.mask);
+        audited.masking = audit_masking(&plan);
         // Rotated again (new passwords) when its policy says so.
         let policy = policy_for(
             &|n| cat.get(n).cloned(),
