@@ -63,9 +63,12 @@ backstop() {
       | while read -r n; do "$BPG" --home "$WORK/home" destroy "$n" --force >/dev/null 2>&1 || true; done
   fi
   if [[ -d "$WORK" ]]; then
+    # An immediate shutdown (SIGQUIT to the postmaster), whatever OS user
+    # the server runs as (a branch's is a uid of its own).
+    local pid
     while read -r pidfile; do
-      runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl stop -m immediate -D "$(dirname "$pidfile")" >/dev/null 2>&1 \
-        || runuser -u postgres -- "${PG18_BIN:-/nonexistent}/pg_ctl" stop -m immediate -D "$(dirname "$pidfile")" >/dev/null 2>&1 || true
+      pid=$(head -1 "$pidfile" 2>/dev/null || true)
+      [[ "$pid" =~ ^[0-9]+$ ]] && kill -QUIT "$pid" 2>/dev/null || true
     done < <(find "$WORK" -maxdepth 5 -name postmaster.pid 2>/dev/null)
   fi
   local p

@@ -78,6 +78,7 @@ pub fn write_catalog(home: &Path, entries: usize) -> Result<()> {
             data_subdir: None,
             attached: None,
             lifecycle: Default::default(),
+            os_uid: None,
         })?;
     }
     catalog.save()

@@ -378,6 +378,13 @@ pub struct Entry {
     /// nothing is set).
     #[serde(default, skip_serializing_if = "Lifecycle::is_unset")]
     pub lifecycle: Lifecycle,
+    /// The OS user id (and group id) the entry's server runs as when it is
+    /// not the home's `os_user`: every branch gets one of its own, so that
+    /// a superuser of a branch, who can act as its server's OS user, can
+    /// reach neither its source's files nor another branch's (see
+    /// [`crate::osuser::BRANCH_UIDS`]). `None`: the home's user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_uid: Option<u32>,
 }
 
 /// How betterpg reaches an attached cluster (the URL given to `attach`,
@@ -717,6 +724,7 @@ mod tests {
             data_subdir: None,
             attached: None,
             lifecycle: Lifecycle::default(),
+            os_uid: None,
         }
     }
 

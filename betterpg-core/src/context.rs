@@ -58,6 +58,15 @@ impl Context {
         })
     }
 
+    /// The OS user `e`'s server runs as: its own (a branch's), else the
+    /// home's.
+    pub(crate) fn user_of(&self, e: &Entry) -> OsUser {
+        match e.os_uid {
+            Some(uid) => OsUser::branch(uid),
+            None => self.user.clone(),
+        }
+    }
+
     /// The runtime registered under `name`.
     pub(crate) fn runtime(&self, name: &str) -> Result<Arc<dyn Runtime>> {
         self.runtimes
@@ -135,6 +144,12 @@ impl Context {
             }
         }
         entry.port = free_port(&self.config, &cat.used_ports())?;
+        if entry.kind == Kind::Branch {
+            // A server user of its own (crate::osuser), none of this home's.
+            let used: std::collections::HashSet<u32> =
+                cat.entries().filter_map(|e| e.os_uid).collect();
+            entry.os_uid = OsUser::draw_branch_uid(&used);
+        }
         entry.state = State::creating();
         cat.insert(entry.clone())?;
         cat.save()?;
@@ -317,7 +332,7 @@ impl Context {
             image: e.image.clone(),
             home: self.home.root().to_path_buf(),
             parent: e.parent.clone(),
-            user: self.user.clone(),
+            user: self.user_of(e),
             conn: if e.kind == Kind::Replica {
                 self.replica_conn(e)
             } else {

@@ -4,8 +4,19 @@
 //! to touch betterpg's own files, so servers run as a separate user: the one
 //! in the config, else `postgres` when betterpg runs as root, else the
 //! current user.
+//!
+//! A branch's server runs as a user of its own: a uid (and gid) drawn at
+//! random from [`BRANCH_UIDS`], recorded in its catalog entry, with no
+//! passwd entry (PostgreSQL's server and `pg_ctl` need none; `initdb`,
+//! which does, runs only for databases). Its clone is handed to that uid
+//! before anything runs on it. Whoever holds a branch's URL is a superuser
+//! there and can act as its server's OS user (`COPY ... TO PROGRAM`); with
+//! one user for every server they could write the source's data directory,
+//! another branch's, or a replica's password file. With a uid per branch the
+//! data directories (0700) of everything else are closed to them.
 
-use std::path::Path;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use nix::unistd::{chown, Gid, Uid, User};
 
@@ -99,5 +110,80 @@ impl OsUser {
         cmd.env("HOME", &self.home)
             .env("USER", &self.name)
             .env("LOGNAME", &self.name);
+    }
+}
+
+/// The uids (each also the gid) drawn for branches' servers: far above
+/// the ranges of login users, system users and the usual subordinate id
+/// ranges of user namespaces, below 2^31 (some tools treat ids as signed).
+/// One is drawn at random per branch, so that two homes on one machine
+/// practically never share one (2^28 values); a uid with a passwd entry
+/// or already used in this home is never drawn.
+pub const BRANCH_UIDS: std::ops::Range<u32> = 0x6000_0000..0x7000_0000;
+
+impl OsUser {
+    /// The user of a branch's server: uid and gid `uid`, no passwd entry.
+    pub fn branch(uid: u32) -> OsUser {
+        OsUser {
+            name: format!("bpg-{uid}"),
+            uid,
+            gid: uid,
+            home: PathBuf::from("/"),
+        }
+    }
+
+    /// Draw a uid of [`BRANCH_UIDS`] for a new branch: not in `used`, with
+    /// no passwd entry. `None` when betterpg does not run as root (it can
+    /// then start servers only as itself).
+    pub fn draw_branch_uid(used: &HashSet<u32>) -> Option<u32> {
+        use rand::Rng;
+        if !Uid::effective().is_root() {
+            return None;
+        }
+        let mut rng = rand::thread_rng();
+        loop {
+            let uid = rng.gen_range(BRANCH_UIDS);
+            if !used.contains(&uid) && !matches!(User::from_uid(Uid::from_raw(uid)), Ok(Some(_))) {
+                return Some(uid);
+            }
+        }
+    }
+
+    /// Give every file, directory and link below `root` (and `root`) to
+    /// this user. Links are changed themselves, never followed, and the
+    /// walk stays on `root`'s file system: a clone holds what its source's
+    /// superuser could write. Run only on a clone no server runs on yet.
+    /// Returns how many entries were changed.
+    pub fn chown_tree(&self, root: &Path) -> Result<u64> {
+        if !Uid::effective().is_root() {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for item in walkdir::WalkDir::new(root)
+            .follow_links(false)
+            .same_file_system(true)
+        {
+            let item = item.map_err(|e| {
+                let shown = e
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| root.display().to_string());
+                Error::io(
+                    format!("walking {shown} to give it to {}", self.name),
+                    e.into_io_error()
+                        .unwrap_or_else(|| std::io::Error::other("file system loop")),
+                )
+            })?;
+            std::os::unix::fs::lchown(item.path(), Some(self.uid), Some(self.gid)).map_err(
+                |e| {
+                    Error::io(
+                        format!("chown {} to {}", item.path().display(), self.name),
+                        e,
+                    )
+                },
+            )?;
+            n += 1;
+        }
+        Ok(n)
     }
 }

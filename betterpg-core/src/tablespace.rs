@@ -376,6 +376,8 @@ pub(crate) async fn clone_all(
             )
             .await?;
         let mp = mountpoint(storage, &target).await?;
+        // The clone holds the source's files: the branch's server owns them.
+        user.chown_tree(&mp)?;
         mounted.insert(ds, (target, mp));
     }
     let place = |ds: &str, rel: &Path| -> (String, PathBuf) {

@@ -68,12 +68,15 @@ def _destroy_pool(pool: str, file: Path, home: Path) -> None:
             data_dir = pidfile.parent
             pg_ctl = _pg_ctl()
             if pg_ctl:
+                # As the data directory's owner: a branch's server runs
+                # as a uid of its own, with no passwd entry.
+                st = data_dir.stat()
                 subprocess.run(
                     [
-                        "runuser",
-                        "-u",
-                        "postgres",
-                        "--",
+                        "setpriv",
+                        f"--reuid={st.st_uid}",
+                        f"--regid={st.st_gid}",
+                        "--clear-groups",
                         pg_ctl,
                         "-D",
                         str(data_dir),

@@ -196,16 +196,23 @@ pub fn destroy_pool(pool: &str, pool_file: &Path) {
     let _ = std::fs::remove_file(pool_file);
 }
 
-/// `pg_ctl stop -m immediate` as the postgres user.
+/// `pg_ctl stop -m immediate` as the data directory's owner (the postgres
+/// user, or a branch's uid of its own).
 pub fn stop_immediate(data: &Path) {
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::process::CommandExt;
-    let u = nix::unistd::User::from_name("postgres").unwrap().unwrap();
+    let Ok(m) = std::fs::symlink_metadata(data) else {
+        return;
+    };
+    if m.uid() == 0 {
+        return;
+    }
     let _ = std::process::Command::new(Path::new(PG15_BIN).join("pg_ctl"))
         .args(["stop", "-m", "immediate", "-w", "-D"])
         .arg(data)
         .current_dir("/")
-        .uid(u.uid.as_raw())
-        .gid(u.gid.as_raw())
+        .uid(m.uid())
+        .gid(m.gid())
         .output();
 }
 

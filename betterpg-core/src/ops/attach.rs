@@ -231,6 +231,7 @@ pub(crate) async fn attach(ctx: &Context, name: &str, opts: AttachOptions) -> Re
             data_directory: PathBuf::from(&server_dir),
         }),
         lifecycle: Default::default(),
+        os_uid: None,
     };
     // pg_wal and the tablespaces: on datasets of the pool, as the branch
     // recipe will find them (the same check, made now).

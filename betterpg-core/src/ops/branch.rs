@@ -382,6 +382,8 @@ async fn branch_unaudited(
             expires_at: opts.ttl.map(|t| created_at.saturating_add(t.as_secs())),
             ..Lifecycle::default()
         },
+        // Drawn by `reserve`, under the catalog lock.
+        os_uid: None,
     })?;
     // A password of its own: the source's must not log in to a branch
     // (it is set during the branch's private first start).
@@ -842,10 +844,14 @@ async fn run_recipe(
     }
     let mp = ctx.mountpoint(&entry.dataset).await?;
     let data_dir = entry.data_dir(&mp);
+    // The clone is the source's files: they become the branch's own
+    // server user's (crate::osuser) before anything runs on them.
+    let user = ctx.user_of(entry);
+    user.chown_tree(&mp)?;
     tablespace::clone_all(
         &*ctx.storage,
         ctx.home.root(),
-        &ctx.user,
+        &user,
         &plan,
         entry,
         &snap_name,
@@ -856,7 +862,7 @@ async fn run_recipe(
     // Every file below is reached without following links: the clone is
     // a copy of a directory its source's users could write.
     let dd = DataDir::open(&data_dir)?;
-    let mut isolation = isolate::prepare_clone(&dd, &ctx.user)?;
+    let mut isolation = isolate::prepare_clone(&dd, &user)?;
     // The WAL clone (a linked pg_wal), reached through the path betterpg
     // made and checked (real directories only) when it relinked pg_wal.
     let wal_dir = match &undo.tablespaces.wal {
@@ -864,7 +870,7 @@ async fn run_recipe(
         None => dd.subdir("pg_wal")?,
     };
     if undo.tablespaces.wal.is_some() {
-        isolate::forget_pending_archive(&wal_dir, &ctx.user, &mut isolation)?;
+        isolate::forget_pending_archive(&wal_dir, &user, &mut isolation)?;
     }
     if src.kind == Kind::Attached {
         // Production's rules and roles stay out of the branch.
@@ -872,7 +878,7 @@ async fn run_recipe(
             &dd,
             "pg_hba.conf",
             isolate::ATTACHED_BRANCH_HBA.as_bytes(),
-            &ctx.user,
+            &user,
         )?;
     }
     let from_replica = src.kind == Kind::Replica;
@@ -880,24 +886,19 @@ async fn run_recipe(
         // A standby's copy comes up as a primary of its own on a new
         // timeline: archive recovery of what is in pg_wal (its
         // restore_command fails, see REPLICA_RECOVERY), then promotion.
-        cluster::write_owned(&dd, "recovery.signal", b"", &ctx.user)?;
+        cluster::write_owned(&dd, "recovery.signal", b"", &user)?;
         // The primary's access rules name its own networks: a branch is
         // reached on betterpg's address with its own password.
-        cluster::write_owned(
-            &dd,
-            "pg_hba.conf",
-            BRANCH_OF_REPLICA_HBA.as_bytes(),
-            &ctx.user,
-        )?;
+        cluster::write_owned(&dd, "pg_hba.conf", BRANCH_OF_REPLICA_HBA.as_bytes(), &user)?;
     }
     let mut wal_bytes = 0;
     if let Some(h) = handoff {
-        cluster::write_owned(&dd, "backup_label", h.label.as_bytes(), &ctx.user)?;
+        cluster::write_owned(&dd, "backup_label", h.label.as_bytes(), &user)?;
         if !h.spcmap.is_empty() {
             let map = tablespace::rewrite_map(&h.spcmap, &undo.tablespaces.clones)?;
-            cluster::write_owned(&dd, "tablespace_map", map.as_bytes(), &ctx.user)?;
+            cluster::write_owned(&dd, "tablespace_map", map.as_bytes(), &user)?;
         }
-        wal_bytes = wal::copy_segments(&h.wal, &wal_dir, &h.segments, h.seg_size, &ctx.user)?;
+        wal_bytes = wal::copy_segments(&h.wal, &wal_dir, &h.segments, h.seg_size, &user)?;
         // The WAL is safe in the clone: release the slot and connection.
         if let Some(session) = undo.session.take() {
             session.finish().await?;
@@ -947,7 +948,7 @@ async fn run_recipe(
     // 6: the real start, on its own port, with betterpg's settings.
     cluster::write_settings(
         &dd,
-        &ctx.user,
+        &user,
         entry.port,
         &ctx.config.listen_address,
         &Profile::Branch,
@@ -1179,9 +1180,11 @@ async fn run_pitr(
     }
     let mp = ctx.mountpoint(&entry.dataset).await?;
     let data_dir = entry.data_dir(&mp);
+    let user = ctx.user_of(entry);
+    user.chown_tree(&mp)?;
     let dd = DataDir::open(&data_dir)?;
-    let mut isolation = isolate::prepare_clone(&dd, &ctx.user)?;
-    cluster::write_owned(&dd, "backup_label", base.label.as_bytes(), &ctx.user)?;
+    let mut isolation = isolate::prepare_clone(&dd, &user)?;
+    cluster::write_owned(&dd, "backup_label", base.label.as_bytes(), &user)?;
     // The archived WAL the replay reads, copied into the clone: the
     // branch's restore_command reads only its own copy.
     let names: Vec<String> = archive
@@ -1192,9 +1195,9 @@ async fn run_pitr(
         .collect();
     let segs = crate::pitr::segments_for(names.iter().map(String::as_str), &meta, &base, target);
     dd.remove(RESTORE_DIR)?;
-    let restore = dd.ensure_subdir(RESTORE_DIR, Some(&ctx.user))?;
-    let wal_bytes = wal::copy_segments(&archive, &restore, &segs, meta.segment_size, &ctx.user)?;
-    cluster::write_owned(&dd, "recovery.signal", b"", &ctx.user)?;
+    let restore = dd.ensure_subdir(RESTORE_DIR, Some(&user))?;
+    let wal_bytes = wal::copy_segments(&archive, &restore, &segs, meta.segment_size, &user)?;
+    cluster::write_owned(&dd, "recovery.signal", b"", &user)?;
     timer.lap("wal_copy");
     tablespace::check_links(&entry.name, &data_dir, &mp)?;
     // Replay while nothing can connect (no standby connections either:
@@ -1236,7 +1239,7 @@ async fn run_pitr(
     fault::point("after_isolate").await?;
     cluster::write_settings(
         &dd,
-        &ctx.user,
+        &user,
         entry.port,
         &ctx.config.listen_address,
         &Profile::Branch,

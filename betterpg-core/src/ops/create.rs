@@ -68,6 +68,7 @@ async fn create_unaudited(ctx: &Context, name: &str, opts: CreateOptions) -> Res
         data_subdir: None,
         attached: None,
         lifecycle: Default::default(),
+        os_uid: None,
     })?;
     let mut made_dataset = false;
     let result = create_inner(ctx, &entry, &bin, &mut made_dataset).await;

@@ -211,6 +211,7 @@ pub(crate) async fn follow(ctx: &Context, name: &str, opts: FollowOptions) -> Re
         data_subdir: None,
         attached: None,
         lifecycle: Default::default(),
+        os_uid: None,
     })?;
     let mut made = Made::default();
     let result = follow_inner(

@@ -647,6 +647,22 @@ async fn orphan_spec(ctx: &Context, d: &DatasetInfo, dead: &[Entry]) -> Option<I
         .get("port")
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
+    // The server's own user: the entry's, else whoever owns the data
+    // directory (a branch's uid of its own), else the home's.
+    let user = match entry {
+        Some(e) => ctx.user_of(e),
+        None => match std::fs::symlink_metadata(&data_dir) {
+            Ok(m) if m.is_dir() && std::os::unix::fs::MetadataExt::uid(&m) != 0 => {
+                let uid = std::os::unix::fs::MetadataExt::uid(&m);
+                if uid == ctx.user.uid {
+                    ctx.user.clone()
+                } else {
+                    crate::osuser::OsUser::branch(uid)
+                }
+            }
+            _ => ctx.user.clone(),
+        },
+    };
     Some(InstanceSpec {
         name: name.clone(),
         data_dir,
@@ -660,7 +676,7 @@ async fn orphan_spec(ctx: &Context, d: &DatasetInfo, dead: &[Entry]) -> Option<I
         image: entry.and_then(|e| e.image.clone()),
         home: ctx.home.root().to_path_buf(),
         parent: d.props.get("parent").cloned(),
-        user: ctx.user.clone(),
+        user,
         conn: ConnInfo {
             host: "127.0.0.1".into(),
             port,

@@ -174,21 +174,22 @@ pub(crate) async fn run(
         .tempdir()
         .map_err(|e| Error::io("creating a private socket directory", e))?;
     let sock_dd = DataDir::open(sock.path())?;
+    let user = ctx.user_of(entry);
     sock_dd.write(
         "pg_hba.conf",
         isolate::PRIVATE_HBA.as_bytes(),
-        Some(&ctx.user),
+        Some(&user),
         0o600,
     )?;
     crate::pg::datadir::give_fd(
         &std::fs::File::open(sock.path())
             .map_err(|e| Error::io("opening the socket directory", e))?,
-        &ctx.user,
+        &user,
         &sock.path().display().to_string(),
     )?;
     cluster::write_settings_with(
         dd,
-        &ctx.user,
+        &user,
         entry.port,
         &ctx.config.listen_address,
         &Profile::Private {

@@ -55,7 +55,7 @@ pub(crate) async fn start_on_free_port(
                 let profile = ctx.profile_for(&entry);
                 cluster::write_settings(
                     &DataDir::open(data_dir)?,
-                    &ctx.user,
+                    &ctx.user_of(&entry),
                     entry.port,
                     &listen,
                     &profile,
@@ -90,7 +90,7 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
             Kind::Database | Kind::Attached => Target::Database,
         };
         let dd = DataDir::open(&spec.data_dir)?;
-        let removed = enforce_owned_settings(&dd, &ctx.user, target)?;
+        let removed = enforce_owned_settings(&dd, &spec.user, target)?;
         // betterpg.conf itself is the server user's file (and so its
         // superuser's): written anew, never trusted, at every start.
         let profile = ctx.profile_for(&e);
@@ -102,7 +102,7 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
         };
         cluster::write_settings_with(
             &dd,
-            &ctx.user,
+            &spec.user,
             e.port,
             &ctx.config.listen_address,
             &profile,
