@@ -1767,6 +1767,20 @@ betterpg_result betterpg_branch_options_add_mask(struct betterpg_branch_options 
                                                  const char *path);
 
 /*
+ Add a masking rules file (TOML, docs/masking.md) to the branch's
+ masking: compiled to SQL that runs after the masking SQL files in the
+ same transaction. A bad file fails the call before anything is made
+ with `BETTERPG_RESULT_MASK` naming the file and key; a rule naming a
+ missing column destroys the branch and fails the same way.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_branch_options`; `path` is NULL or a
+ NUL-terminated string.
+ */
+betterpg_result betterpg_branch_options_add_mask_rules(struct betterpg_branch_options *opts,
+                                                       const char *path);
+
+/*
  `true`: the branch keeps every object, role and setting but no rows
  (every table emptied on its private first start). Default `false`.
 
@@ -1884,6 +1898,25 @@ betterpg_result betterpg_create_options_set_image(struct betterpg_create_options
 betterpg_result betterpg_manager_audit_json(const struct betterpg_manager *manager,
                                             const char *since,
                                             char **out_json);
+
+/*
+ The SQL the masking rules file `path` compiles to, as the JSON object
+ of `bpg mask-sql --json` (`file`, `key_source`, `needs_key`, `rules`,
+ `sql`); the key is a placeholder naming whose it is (`source`'s root
+ source when `source` is not NULL). Contacts no server, makes no key. A
+ bad file fails with `BETTERPG_RESULT_MASK` naming the file and key.
+
+ On success `*out_json` receives a new string, owned by the caller
+ (`betterpg_string_free`).
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `path` and `source` are
+ NULL or NUL-terminated strings; `out_json` is NULL or valid for writes.
+ */
+betterpg_result betterpg_manager_mask_sql_json(const struct betterpg_manager *manager,
+                                               const char *path,
+                                               const char *source,
+                                               char **out_json);
 
 /*
  List the columns of `source` (a running database or branch; every

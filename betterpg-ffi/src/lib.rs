@@ -492,6 +492,14 @@ mod tests {
                 betterpg_result::NullParameter
             );
             assert_eq!(
+                betterpg_branch_options_add_mask_rules(o, c"rules.toml".as_ptr()),
+                betterpg_result::Ok
+            );
+            assert_eq!(
+                betterpg_branch_options_add_mask_rules(o, ptr::null()),
+                betterpg_result::NullParameter
+            );
+            assert_eq!(
                 betterpg_branch_options_set_schema_only(o, true),
                 betterpg_result::Ok
             );
@@ -505,6 +513,7 @@ mod tests {
                 vec![std::path::PathBuf::from("a.sql"), "dir".into()]
             );
             assert!(m.schema_only && m.unmasked);
+            assert_eq!(m.mask_rules, vec![std::path::PathBuf::from("rules.toml")]);
             betterpg_branch_options_free(o);
         }
     }

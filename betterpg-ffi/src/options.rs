@@ -530,6 +530,29 @@ pub unsafe extern "C" fn betterpg_branch_options_add_mask(
     })
 }
 
+/// Add a masking rules file (TOML, docs/masking.md) to the branch's
+/// masking: compiled to SQL that runs after the masking SQL files in the
+/// same transaction. A bad file fails the call before anything is made
+/// with `BETTERPG_RESULT_MASK` naming the file and key; a rule naming a
+/// missing column destroys the branch and fails the same way.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_branch_options`; `path` is NULL or a
+/// NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_options_add_mask_rules(
+    opts: *mut betterpg_branch_options,
+    path: *const c_char,
+) -> betterpg_result {
+    guard("betterpg_branch_options_add_mask_rules", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_branch_options::get_mut(opts, "opts") }?;
+        let path = unsafe { arg_str(path, "path") }?;
+        o.mask_rules.push(path.into());
+        Ok(())
+    })
+}
+
 /// `true`: the branch keeps every object, role and setting but no rows
 /// (every table emptied on its private first start). Default `false`.
 ///

@@ -48,6 +48,46 @@ pub unsafe extern "C" fn betterpg_manager_audit_json(
     })
 }
 
+/// The SQL the masking rules file `path` compiles to, as the JSON object
+/// of `bpg mask-sql --json` (`file`, `key_source`, `needs_key`, `rules`,
+/// `sql`); the key is a placeholder naming whose it is (`source`'s root
+/// source when `source` is not NULL). Contacts no server, makes no key. A
+/// bad file fails with `BETTERPG_RESULT_MASK` naming the file and key.
+///
+/// On success `*out_json` receives a new string, owned by the caller
+/// (`betterpg_string_free`).
+///
+/// # Safety
+/// `manager` is NULL or a live `betterpg_manager`; `path` and `source` are
+/// NULL or NUL-terminated strings; `out_json` is NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_mask_sql_json(
+    manager: *const betterpg_manager,
+    path: *const c_char,
+    source: *const c_char,
+    out_json: *mut *mut c_char,
+) -> betterpg_result {
+    guard("betterpg_manager_mask_sql_json", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let path = unsafe { arg_str(path, "path") }?;
+        let source = if source.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL, NUL-terminated per the contract.
+            Some(unsafe { arg_str(source, "source") }?)
+        };
+        let out = arg_out(out_json, "out_json")?;
+        let r = m.inner.mask_sql(std::path::Path::new(path), source)?;
+        let json = serde_json::to_string(&r)
+            .map_err(|e| betterpg_core::Error::Internal(format!("mask-sql: {e}")))?;
+        let json = to_cstring(json)?;
+        // SAFETY: checked non-NULL, valid for writes per the contract.
+        unsafe { write_out(out, json.into_raw()) };
+        Ok(())
+    })
+}
+
 /// List the columns of `source` (a running database or branch; every
 /// database of its server) whose name or sampled values look personal and
 /// that the masking rules file `rules` does not cover, as a JSON object:

@@ -405,12 +405,15 @@ impl PyBranchManager {
     /// statement destroys it and raises ``MaskError`` naming the file, line
     /// and statement. ``schema_only=True`` keeps every object and no rows.
     /// ``unmasked=True`` skips the source's masking policy (refused with
-    /// ``MaskError`` when the source forbids it).
+    /// ``MaskError`` when the source forbids it). ``mask_rules`` (a list of
+    /// TOML rules files, docs/masking.md) runs after ``mask`` in the same
+    /// transaction; a bad file or a rule naming a missing column raises
+    /// ``MaskError`` naming the file and rule.
     ///
     /// ``ttl`` (seconds, or text like ``"8h"``): `daemon_once` (or ``bpg
     /// daemon``) destroys the branch, its own branches first, this long
     /// after it was made.
-    #[pyo3(signature = (source, name, mode = None, quota = None, runtime = None, image = None, *, at = None, fast = None, mask = None, schema_only = false, unmasked = false, ttl = None))]
+    #[pyo3(signature = (source, name, mode = None, quota = None, runtime = None, image = None, *, at = None, fast = None, mask = None, schema_only = false, unmasked = false, ttl = None, mask_rules = None))]
     #[allow(clippy::too_many_arguments)]
     fn branch(
         slf: &Bound<'_, Self>,
@@ -426,6 +429,7 @@ impl PyBranchManager {
         schema_only: bool,
         unmasked: bool,
         ttl: Option<Secs>,
+        mask_rules: Option<Vec<std::path::PathBuf>>,
     ) -> PyResult<Py<PyBranch>> {
         let py = slf.py();
         let ttl = ttl
@@ -438,6 +442,7 @@ impl PyBranchManager {
             at,
             ttl,
             mask: mask.unwrap_or_default(),
+            mask_rules: mask_rules.unwrap_or_default(),
             schema_only,
             unmasked,
             ..branch_options(py, mode, fast, quota)?
@@ -691,6 +696,24 @@ impl PyBranchManager {
             m.mask_check(source, opts)
         })?;
         let json = serde_json::to_string(&report)
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+        py.import("json")?.call_method1("loads", (json,))
+    }
+
+    /// The SQL the masking rules file ``path`` compiles to, as a dict
+    /// (``file``, ``key_source``, ``needs_key``, ``rules``, ``sql``; the
+    /// shape of ``bpg mask-sql --json``); the key is a placeholder naming
+    /// whose it is (``source``'s root source). Contacts no server, makes no
+    /// key; a bad file raises ``MaskError`` naming the file and key.
+    #[pyo3(signature = (path, source = None))]
+    fn mask_sql<'py>(
+        &self,
+        py: Python<'py>,
+        path: PathBuf,
+        source: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let r = self.call(py, |m| m.mask_sql(&path, source))?;
+        let json = serde_json::to_string(&r)
             .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
         py.import("json")?.call_method1("loads", (json,))
     }

@@ -324,6 +324,7 @@ class BranchManager:
         schema_only: bool = False,
         unmasked: bool = False,
         ttl: Union[int, str, None] = None,
+        mask_rules: Optional[List[Union[str, "os.PathLike[str]"]]] = None,
     ) -> Branch: ...
     def reset(
         self,
@@ -375,6 +376,8 @@ class BranchManager:
     def mask_check(
         self, source: str, rules: Optional[StrPath] = None, sample_rows: int = 0
     ) -> Dict[str, Any]: ...
+    def mask_sql(self, path: StrPath, source: Optional[str] = None) -> Dict[str, Any]:
+        """The SQL a masking rules file compiles to (`bpg mask-sql --json`); the key a placeholder."""
     def logs(self, name: str, tail: Optional[int] = None) -> str: ...
     def settings(self, name: str) -> Dict[str, Any]:
         """Every setting of `bpg config`; None/[]/False when not set; durations in seconds."""
