@@ -258,6 +258,7 @@ mod tests {
             data_subdir: None,
             attached: None,
             lifecycle: Default::default(),
+            os_uid: None,
         }
     }
 
