@@ -440,3 +440,67 @@ fn a_pass_killed_mid_expiry_is_finished_by_the_next_without_repeats() {
         .is_empty());
     assert_consistent(&env);
 }
+
+/// Watching replicas: each pass logs a replica's state (with the
+/// `replication` object); a replica whose server died (SIGKILL, its pid
+/// file left behind) is started again by the next pass; one stopped with
+/// `bpg stop` stays stopped.
+#[test]
+fn a_replica_whose_server_died_is_started_again() {
+    let env = setup("bpgdr");
+    let bpg = Bpg::of(&env);
+    let primary = RemotePrimary::start("bpgdr", 15);
+    bpg.json(&["follow", "rep", "--from", &primary.url_for(REPL_USER)]);
+    let r = bpg.json(&["daemon", "--once"]);
+    let w = one(&r, "watch_replica", "rep");
+    assert_eq!(w["result"], "done", "{r:#}");
+    assert!(w["replication"]["state"].is_string(), "{w}");
+
+    let ds = find(&bpg, "rep").unwrap()["dataset"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = std::process::Command::new("zfs")
+        .args(["get", "-H", "-o", "value", "mountpoint", &ds])
+        .output()
+        .unwrap();
+    let mp = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let pid_file = std::path::Path::new(&mp).join("pgdata/postmaster.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while find(&bpg, "rep").unwrap()["status"] != "stopped" {
+        assert!(Instant::now() < deadline, "the replica did not die");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(pid_file.exists(), "a killed server leaves its pid file");
+    // Its backends notice the postmaster's death and exit.
+    sleep_s(2);
+
+    let r = bpg.json(&["daemon", "--once"]);
+    assert_eq!(one(&r, "restart_replica", "rep")["result"], "done", "{r:#}");
+    assert_eq!(find(&bpg, "rep").unwrap()["status"], "running");
+
+    bpg.ok(&["stop", "rep"]);
+    let r = bpg.json(&["daemon", "--once"]);
+    assert_eq!(
+        one(&r, "watch_replica", "rep")["result"],
+        "skipped",
+        "{r:#}"
+    );
+    assert!(actions(&r, "restart_replica", "rep").is_empty());
+    assert_eq!(find(&bpg, "rep").unwrap()["status"], "stopped");
+    bpg.ok(&["destroy", "rep"]);
+    assert_consistent(&env);
+}
