@@ -672,6 +672,96 @@ fn pid_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// A source with `pg_stat_statements` loaded keeps statement texts that
+/// name original values (a utility statement's text is kept verbatim, its
+/// constants not replaced): a masked branch of it has none of them, in
+/// the view or in any file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_texts_of_the_source_are_gone_from_a_masked_branch() {
+    let env = TestEnv::plan("bpgmkt");
+    init(&env, "1G");
+    let bpg = Bpg::of(&env);
+    let prod_url = source_with_users(&bpg).await;
+    {
+        let c = connect(&prod_url).await;
+        c.batch_execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+            .await
+            .unwrap();
+    }
+    bpg.ok(&["stop", "prod"]);
+    bpg.ok(&["start", "prod"]);
+    let needle = needle_email(150);
+    let texts = |n: &str| {
+        format!("SELECT count(*) FROM pg_stat_statements WHERE position('{n}' IN query) > 0")
+    };
+    {
+        let c = connect(&prod_url).await;
+        c.batch_execute("CREATE EXTENSION pg_stat_statements")
+            .await
+            .unwrap();
+        c.batch_execute(&format!(
+            "DO $$BEGIN PERFORM 1 FROM users WHERE email = '{needle}'; END$$"
+        ))
+        .await
+        .unwrap();
+        // The source keeps it (the check can find it); a restart saves
+        // the statistics into pg_stat too.
+        assert!(query_i64(&c, &texts(&needle)).await >= 1);
+    }
+    bpg.ok(&["stop", "prod"]);
+    bpg.ok(&["start", "prod"]);
+    {
+        let c = connect(&prod_url).await;
+        assert!(
+            query_i64(&c, &texts(&needle)).await >= 1,
+            "the source's texts did not survive its restart"
+        );
+        // And once more while running, after the restart.
+        c.batch_execute(&format!(
+            "DO $$BEGIN PERFORM 2 FROM users WHERE email = '{needle}'; END$$"
+        ))
+        .await
+        .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mask = write_file(dir.path(), "users.sql", MASK_SQL);
+    let r = bpg.json(&["branch", "prod", "dev", "--mask", mask.to_str().unwrap()]);
+    let url = r["branch"]["url"].as_str().unwrap().to_string();
+    let c = connect(&url).await;
+    let loaded: String = c
+        .query_one("SHOW shared_preload_libraries", &[])
+        .await
+        .unwrap()
+        .get(0);
+    // The clone keeps the source's settings: the module is loaded there
+    // too, and its view shows none of the source's texts.
+    assert!(
+        loaded.contains("pg_stat_statements"),
+        "the branch does not load pg_stat_statements: {loaded:?}"
+    );
+    assert_eq!(
+        query_i64(&c, &texts(&needle)).await,
+        0,
+        "the branch's pg_stat_statements holds the source's texts"
+    );
+    drop(c);
+    let found = superuser_finds(&url, std::slice::from_ref(&needle)).await;
+    assert!(found.is_empty(), "originals left in the branch: {found:?}");
+    let dd = data_dir_of(&bpg, "dev");
+    let f = files_containing(&dd, needle.as_bytes());
+    assert!(f.is_empty(), "{needle} is still in {f:?}");
+    // The search can find: the source's statement files hold it.
+    let src_dd = data_dir_of(&bpg, "prod");
+    let in_source = files_containing(&src_dd, needle.as_bytes());
+    assert!(
+        in_source
+            .iter()
+            .any(|p| p.to_string_lossy().contains("pg_stat")),
+        "the source's statement files do not hold it: {in_source:?}"
+    );
+    assert_consistent(&env);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schema_only_keeps_every_object_and_no_row() {
     let env = TestEnv::plan("bpgmks");
