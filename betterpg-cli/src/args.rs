@@ -284,8 +284,9 @@ pub struct FollowArgs {
     pub name: String,
     /// The primary: a libpq URL or key=value string for a role with
     /// REPLICATION (postgresql://USER[:PASSWORD]@HOST:PORT/postgres).
-    #[arg(long, value_name = "URL")]
-    pub from: String,
+    /// With --rebuild: the stored one unless given.
+    #[arg(long, value_name = "URL", required_unless_present = "rebuild")]
+    pub from: Option<String>,
     /// A file whose first line is the password (else the URL's, else
     /// PGPASSFILE's). Stored 0600 for the replica; never printed.
     #[arg(long, value_name = "FILE")]
@@ -299,6 +300,10 @@ pub struct FollowArgs {
     /// major version).
     #[arg(long)]
     pub pg_bin: Option<PathBuf>,
+    /// Rebuild the existing replica NAME: a new base backup of the
+    /// (current) primary takes its place; its branches keep running.
+    #[arg(long)]
+    pub rebuild: bool,
 }
 
 /// `bpg reset`.

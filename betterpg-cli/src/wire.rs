@@ -79,6 +79,7 @@ pub struct FollowReport<'a> {
     pub slot_created: bool,
     pub backup_bytes: u64,
     pub total_millis: f64,
+    pub retired_dataset: Option<&'a str>,
 }
 
 impl<'a> From<&'a betterpg_core::FollowReport> for FollowReport<'a> {
@@ -91,6 +92,7 @@ impl<'a> From<&'a betterpg_core::FollowReport> for FollowReport<'a> {
             slot_created: r.slot_created,
             backup_bytes: r.backup_bytes,
             total_millis: r.total_millis,
+            retired_dataset: r.retired_dataset.as_deref(),
         }
     }
 }

@@ -159,3 +159,250 @@ async fn a_primary_replaced_by_another_cluster_is_diverged() {
     bpg.ok(&["destroy", "rep1"]);
     assert_consistent(&env);
 }
+
+/// Reads `seq` on `url` until stopped; every read must succeed and see
+/// `rows`. Returns how many reads were made.
+fn reader(
+    url: String,
+    rows: i64,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<u64>,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    let task = tokio::spawn(async move {
+        let c = connect(&url).await;
+        let mut reads = 0u64;
+        while !s2.load(std::sync::atomic::Ordering::SeqCst) {
+            let n = query_i64(&c, "SELECT count(*) FROM seq").await;
+            assert_eq!(n, rows, "the branch changed during the rebuild");
+            reads += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        reads
+    });
+    (stop, task)
+}
+
+/// The datasets of the pool whose names contain `part`.
+fn datasets_with(env: &TestEnv, part: &str) -> Vec<String> {
+    let out = std::process::Command::new("zfs")
+        .args([
+            "list",
+            "-H",
+            "-o",
+            "name",
+            "-r",
+            "-t",
+            "filesystem",
+            &env.pool,
+        ])
+        .output()
+        .expect("zfs list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(part))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_takes_a_new_base_backup_while_branches_keep_running() {
+    let env = env("bpgrb");
+    let bpg = Bpg::of(&env);
+    let mut primary = RemotePrimary::start("bpgrb", 15);
+    write_ids(&primary, 1, 300);
+    let first = bpg.json(&["follow", "rep1", "--from", &primary.url_for(REPL_USER)]);
+    let port = first["replica"]["port"].clone();
+    let dataset = first["replica"]["dataset"].as_str().unwrap().to_string();
+    wait_streaming(&bpg, "rep1").await;
+    let dev = bpg.json(&["branch", "rep1", "dev"]);
+    let dev_url = dev["branch"]["url"].as_str().unwrap().to_string();
+    assert_prefix(&dev_url, 300).await;
+
+    // Another cluster at the primary's address, with other rows.
+    primary.replace_with_new_cluster();
+    write_ids(&primary, 1, 40);
+    let ok = eventually(30, || {
+        replica_status(&bpg, "rep1")["replication"]["state"] == "diverged"
+    })
+    .await;
+    assert!(ok, "never diverged");
+
+    // The rebuild, the stored URL and password, while dev is read.
+    let (stop, task) = reader(dev_url.clone(), 300);
+    let out = tokio::task::block_in_place(|| bpg.json(&["follow", "rep1", "--rebuild"]));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reads = task.await.unwrap();
+    assert!(reads > 0, "dev was never read during the rebuild");
+    assert!(!out.to_string().contains(primary.password()), "{out}");
+    assert_eq!(out["replica"]["port"], port, "the replica moved: {out}");
+    assert_ne!(out["replica"]["dataset"], dataset.as_str(), "{out}");
+    assert_ne!(out["system_id"], first["system_id"], "{out}");
+    let retired = out["retired_dataset"]
+        .as_str()
+        .expect("retired dataset")
+        .to_string();
+    assert_eq!(retired, dataset, "the old data stays where it was");
+    wait_streaming(&bpg, "rep1").await;
+    assert_eq!(
+        replica_status(&bpg, "rep1")["replication"]["upstream"],
+        out["upstream"]
+    );
+    // The branch of the old replica runs on, a clone of the retired
+    // dataset; the status lists no retired entry.
+    let st = bpg.status_json(&["status"]);
+    let names: Vec<&str> = st
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{st}");
+    let dev_st = bpg.status_json(&["status", "dev"])[0].clone();
+    assert_eq!(dev_st["status"], "running", "{dev_st}");
+    assert!(
+        dev_st["snapshot"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{retired}@")),
+        "{dev_st}"
+    );
+    assert_eq!(count_rows(&dev_url, "seq").await, 300);
+    assert_consistent(&env);
+    // A new branch holds the new cluster's rows, zero loss.
+    write_ids(&primary, 41, 60);
+    let dev2 = bpg.json(&["branch", "rep1", "dev2"]);
+    let dev2_url = dev2["branch"]["url"].as_str().unwrap().to_string();
+    assert_eq!(assert_prefix(&dev2_url, 60).await, 60);
+    // dev survives a restart (its clone is intact), and gc keeps the
+    // retired data while dev lives...
+    bpg.ok(&["stop", "dev"]);
+    bpg.ok(&["start", "dev"]);
+    assert_eq!(count_rows(&dev_url, "seq").await, 300);
+    let gc = bpg.json(&["gc"]);
+    assert!(
+        !gc.to_string().contains(&retired),
+        "gc touched the retired data: {gc}"
+    );
+    assert!(
+        datasets_with(&env, "").contains(&retired),
+        "the retired dataset is gone"
+    );
+    // ... and removes it after.
+    bpg.ok(&["destroy", "dev"]);
+    let gc = bpg.json(&["gc"]);
+    assert!(
+        gc.to_string().contains(&retired),
+        "gc left the retired data: {gc}"
+    );
+    assert!(!datasets_with(&env, "").contains(&retired));
+    assert_eq!(count_rows(&dev2_url, "seq").await, 60);
+    assert_consistent(&env);
+    bpg.ok(&["destroy", "dev2"]);
+    bpg.ok(&["destroy", "rep1"]);
+    assert_consistent(&env);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_rebuild_leaves_the_old_replica_as_it_was() {
+    require_fault_injection();
+    let env = env("bpgrx");
+    let bpg = Bpg::of(&env);
+    let primary = RemotePrimary::start("bpgrx", 15);
+    write_ids(&primary, 1, 200);
+    let first = bpg.json(&["follow", "rep1", "--from", &primary.url_for(REPL_USER)]);
+    wait_streaming(&bpg, "rep1").await;
+    let dev = bpg.json(&["branch", "rep1", "dev"]);
+    let dev_url = dev["branch"]["url"].as_str().unwrap().to_string();
+    let before = replica_status(&bpg, "rep1");
+    let dev_before = bpg.status_json(&["status", "dev"])[0].clone();
+    let passfile = env.home.join("replicas/rep1/pgpass");
+    let pass_before = std::fs::read(&passfile).unwrap();
+
+    // The old replica is as it was: same dataset, port, upstream, system,
+    // running and streaming again; dev untouched; nothing left behind.
+    let check = |what: &str| {
+        let now = replica_status(&bpg, "rep1");
+        for k in ["dataset", "port", "status", "pg_version"] {
+            assert_eq!(now[k], before[k], "{what}: {k} changed: {now}");
+        }
+        assert_eq!(
+            now["replication"]["upstream"], before["replication"]["upstream"],
+            "{what}"
+        );
+        let d = bpg.status_json(&["status", "dev"])[0].clone();
+        assert_eq!(d["snapshot"], dev_before["snapshot"], "{what}: {d}");
+        assert_eq!(d["status"], "running", "{what}: {d}");
+        assert_eq!(std::fs::read(&passfile).unwrap(), pass_before, "{what}");
+        assert!(
+            datasets_with(&env, "rep1.r").is_empty(),
+            "{what}: left behind: {:?}",
+            datasets_with(&env, "rep1.r")
+        );
+        assert!(
+            !env.home.join("replicas/rep1/pgpass.rebuild").exists(),
+            "{what}"
+        );
+        assert!(
+            !env.home.join("replicas/rep1/pgpass.old").exists(),
+            "{what}"
+        );
+    };
+
+    // An unreachable primary: nothing is touched.
+    let err = bpg.fails(&[
+        "follow",
+        "rep1",
+        "--rebuild",
+        "--from",
+        &format!("postgresql://{REPL_USER}:x@10.123.254.254:5432/postgres"),
+    ]);
+    assert!(err.contains("10.123.254.254"), "{err}");
+    check("unreachable primary");
+    wait_streaming(&bpg, "rep1").await;
+
+    // Failures after the base backup, after the old server stopped, after
+    // the datasets were swapped, after the new server started: each is
+    // undone, the old replica running again.
+    for fault in [
+        "rebuild_after_backup",
+        "rebuild_after_stop",
+        "rebuild_after_swap",
+        "rebuild_after_start",
+    ] {
+        let args = ["follow", "rep1", "--rebuild"];
+        let o = bpg
+            .command(&args)
+            .env("BETTERPG_FAULT", fault)
+            .output()
+            .unwrap();
+        let err = check_failure(&args, &o);
+        assert!(err.contains(fault), "{fault}: {err}");
+        check(fault);
+        wait_streaming(&bpg, "rep1").await;
+        assert_eq!(count_rows(&dev_url, "seq").await, 200, "{fault}");
+    }
+    // The replica still follows: new ids reach a new branch.
+    write_ids(&primary, 201, 250);
+    let dev2 = bpg.json(&["branch", "rep1", "dev2"]);
+    assert_eq!(
+        assert_prefix(dev2["branch"]["url"].as_str().unwrap(), 250).await,
+        250
+    );
+    // And a rebuild of a healthy replica (same cluster) works.
+    let out = bpg.json(&["follow", "rep1", "--rebuild"]);
+    assert_eq!(out["system_id"], first["system_id"], "{out}");
+    assert!(
+        out["retired_dataset"].is_string(),
+        "dev needs the old data: {out}"
+    );
+    wait_streaming(&bpg, "rep1").await;
+    assert_eq!(count_rows(&dev_url, "seq").await, 200);
+    for b in ["dev", "dev2", "rep1"] {
+        bpg.ok(&["destroy", b]);
+    }
+    bpg.ok(&["gc"]);
+    assert_consistent(&env);
+}

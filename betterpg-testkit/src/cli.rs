@@ -203,9 +203,14 @@ pub fn assert_consistent(env: &TestEnv) {
         if name == &env.pool || name == &root || name == &branches || name == &snapshots_root {
             continue;
         }
+        // A rebuilt replica's old data (`follow --rebuild`) is kept while
+        // a branch is a clone of one of its snapshots.
         let owned = infos.iter().any(|i| {
             i["dataset"].as_str() == Some(name.as_str())
                 || i["snapshot"].as_str() == Some(name.as_str())
+                || i["snapshot"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with(&format!("{name}@")))
         }) || wal_retention_owns(infos, &root, name)
             || snaps.iter().any(|s| {
                 s["zfs_snapshot"].as_str() == Some(name.as_str())

@@ -32,7 +32,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, Error> {
 
 pub async fn run(g: &Global, a: FollowArgs) -> Result<(), Error> {
     let mgr = g.open().await?;
-    let mut opts = FollowOptions::new(a.from);
+    let mut opts = FollowOptions::new(a.from.unwrap_or_default());
+    opts.rebuild = a.rebuild;
     opts.password_file = a.password_file;
     opts.slot = a.slot;
     opts.pg_bin = a.pg_bin;
@@ -61,7 +62,12 @@ pub async fn run(g: &Global, a: FollowArgs) -> Result<(), Error> {
         return output::json(&wire::FollowReport::from(&r));
     }
     println!(
-        "following {} as {} (system {}, {} copied in {:.1} s){}",
+        "{} {} as {} (system {}, {} copied in {:.1} s){}",
+        if a.rebuild {
+            "rebuilt, following"
+        } else {
+            "following"
+        },
         r.upstream,
         r.replica.name,
         r.system_id,
@@ -73,6 +79,9 @@ pub async fn run(g: &Global, a: FollowArgs) -> Result<(), Error> {
             (None, _) => String::new(),
         }
     );
+    if let Some(d) = &r.retired_dataset {
+        println!("the old data stays in {d} while its branches run (gc removes it after them)");
+    }
     println!("{}", r.replica.url);
     Ok(())
 }

@@ -253,6 +253,9 @@ pub(crate) async fn destroy_one(ctx: &Context, e: &Entry) -> Result<()> {
             }
         }
         let _ = std::fs::remove_dir_all(ctx.home.replica_dir(&e.name));
+        // Its data before a `follow --rebuild`, now that its branches
+        // (destroyed first) need it no more.
+        super::rebuild::destroy_retired(ctx, &e.name).await;
     }
     let _ = std::fs::remove_file(ctx.home.log_path(&e.name));
     ctx.home.remove_secret(&e.name);

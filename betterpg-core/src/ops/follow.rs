@@ -71,6 +71,12 @@ pub struct FollowOptions {
     pub pg_bin: Option<PathBuf>,
     /// Called with the base backup's progress (none by default).
     pub progress: Option<ProgressFn>,
+    /// Rebuild the existing replica `name` instead of making one: a new
+    /// base backup of the current primary (`from`, the password and `slot`
+    /// default to the stored ones when empty/`None`) into a new dataset
+    /// that takes the replica's place, while the old replica's branches
+    /// keep running on its retired dataset (see `docs/sources.md`).
+    pub rebuild: bool,
 }
 
 impl FollowOptions {
@@ -91,6 +97,7 @@ impl std::fmt::Debug for FollowOptions {
             .field("slot", &self.slot)
             .field("pg_bin", &self.pg_bin)
             .field("progress", &self.progress.is_some())
+            .field("rebuild", &self.rebuild)
             .finish()
     }
 }
@@ -112,6 +119,10 @@ pub struct FollowReport {
     pub backup_bytes: u64,
     /// Whole call, milliseconds.
     pub total_millis: f64,
+    /// A rebuild: where the old replica's data went, kept (hidden) while
+    /// branches of it run and removed by `gc` after them; `None` when no
+    /// branch needed it (then it was destroyed) and for a new replica.
+    pub retired_dataset: Option<String>,
 }
 
 /// Check a slot name as PostgreSQL does: lower-case letters, digits and
@@ -133,7 +144,7 @@ pub(crate) fn validate_slot(slot: &str) -> Result<()> {
 /// The password for `t`: from the URL, else `--password-file`, else the
 /// passfile named by `PGPASSFILE`; `None` when there is none (a primary
 /// that trusts the role).
-fn password_for(t: &Target, opts: &FollowOptions) -> Result<Option<String>> {
+pub(crate) fn password_for(t: &Target, opts: &FollowOptions) -> Result<Option<String>> {
     if let Some(p) = &t.password {
         return Ok(Some(p.clone()));
     }
@@ -174,6 +185,9 @@ struct Made {
 
 /// Follow the primary at `opts.from` as the replica `name`.
 pub(crate) async fn follow(ctx: &Context, name: &str, opts: FollowOptions) -> Result<FollowReport> {
+    if opts.rebuild {
+        return super::rebuild::rebuild(ctx, name, opts).await;
+    }
     let t0 = Instant::now();
     validate_name(name)?;
     let target = Target::parse(&opts.from)?;
@@ -236,6 +250,7 @@ pub(crate) async fn follow(ctx: &Context, name: &str, opts: FollowOptions) -> Re
                 slot_created: u.slot_created,
                 backup_bytes: bytes,
                 total_millis: t0.elapsed().as_secs_f64() * 1000.0,
+                retired_dataset: None,
             })
         }
         Err(e) => {
@@ -290,23 +305,7 @@ async fn follow_inner(
     };
     let ident = repl.identify(UPSTREAM_TIMEOUT).await?;
     let major = ident.major();
-    let bin = PgBin::choose(
-        opts.pg_bin.as_deref(),
-        ctx.config.pg_bin.as_deref(),
-        Some(major),
-    )
-    .map_err(|e| {
-        Error::VersionMismatch(format!(
-            "the primary at {} runs PostgreSQL {major}, and the replica needs the server binaries of PostgreSQL {major} here: install them (e.g. `apt-get install postgresql-{major}`, or `scripts/pg-versions.sh {major}`) or pass --pg-bin DIR of version {major} ({e})",
-            target.address()
-        ))
-    })?;
-    if !bin.tool("pg_basebackup").is_file() {
-        return Err(Error::Config(format!(
-            "{} has no pg_basebackup: name a complete PostgreSQL {major} bin directory",
-            bin.dir.display()
-        )));
-    }
+    let bin = binaries_for(ctx, opts, major, &target.address())?;
     entry.pg_bin = bin.dir.clone();
     entry.pg_major = major;
     entry.upstream = Some(Upstream {
@@ -380,8 +379,52 @@ async fn follow_inner(
     let bytes = *last.lock().unwrap_or_else(|p| p.into_inner());
     fault::point("follow_after_backup").await?;
 
-    // A standby of the primary, with betterpg's settings.
-    let dd = DataDir::open(&data_dir)?;
+    make_standby(ctx, entry, &data_dir)?;
+    let bin2 = bin.clone();
+    start_on_free_port(
+        ctx,
+        entry,
+        &data_dir,
+        move |s| s.pg_bin = bin2.clone(),
+        &mut made.started,
+    )
+    .await?;
+    fault::point("follow_after_start").await?;
+    Ok(bytes)
+}
+
+/// Local server binaries of the primary's major version `major`.
+pub(crate) fn binaries_for(
+    ctx: &Context,
+    opts: &FollowOptions,
+    major: u32,
+    address: &str,
+) -> Result<PgBin> {
+    let bin = PgBin::choose(
+        opts.pg_bin.as_deref(),
+        ctx.config.pg_bin.as_deref(),
+        Some(major),
+    )
+    .map_err(|e| {
+        Error::VersionMismatch(format!(
+            "the primary at {address} runs PostgreSQL {major}, and the replica needs the server binaries of PostgreSQL {major} here: install them (e.g. `apt-get install postgresql-{major}`, or `scripts/pg-versions.sh {major}`) or pass --pg-bin DIR of version {major} ({e})"
+        ))
+    })?;
+    if !bin.tool("pg_basebackup").is_file() {
+        return Err(Error::Config(format!(
+            "{} has no pg_basebackup: name a complete PostgreSQL {major} bin directory",
+            bin.dir.display()
+        )));
+    }
+    Ok(bin)
+}
+
+/// Make the base backup in `data_dir` a standby of `entry`'s primary,
+/// with betterpg's settings (port, listen address, `primary_conninfo`
+/// with the replica's passfile, slot, `standby.signal`).
+pub(crate) fn make_standby(ctx: &Context, entry: &Entry, data_dir: &std::path::Path) -> Result<()> {
+    let name = &entry.name;
+    let dd = DataDir::open(data_dir)?;
     if dd.read_text("postgresql.conf")?.is_none() {
         // A primary whose configuration lives elsewhere (/etc/postgresql).
         dd.write(
@@ -405,18 +448,7 @@ async fn follow_inner(
         entry.port,
         &ctx.config.listen_address,
         &ctx.profile_for(entry),
-    )?;
-    let bin2 = bin.clone();
-    start_on_free_port(
-        ctx,
-        entry,
-        &data_dir,
-        move |s| s.pg_bin = bin2.clone(),
-        &mut made.started,
     )
-    .await?;
-    fault::point("follow_after_start").await?;
-    Ok(bytes)
 }
 
 /// `pg_hba.conf` of a replica: betterpg through the socket in the

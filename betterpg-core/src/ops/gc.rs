@@ -126,6 +126,7 @@ async fn gc_inner(ctx: &Context, dry_run: bool) -> Result<GcReport> {
         .filter(|d| !kept.iter().any(|e| e.dataset == d.name))
         .filter(|d| !named_keeps(&d.name))
         .filter(|d| !crate::tablespace::inside_kept(d, &kept))
+        .filter(|d| !rebuild_under_way(d))
         .collect();
     filesystems.sort_by_cached_key(|d| {
         (
@@ -158,6 +159,11 @@ async fn gc_inner(ctx: &Context, dry_run: bool) -> Result<GcReport> {
             })
             .map(|x| x.name.as_str())
             .collect();
+        // A rebuilt replica's old data (`follow --rebuild`) waits for its
+        // branches quietly: that is what it is kept for.
+        if foreign.is_empty() && !clones.is_empty() && d.local_prop("kind") == Some("retired") {
+            continue;
+        }
         if !foreign.is_empty() || !clones.is_empty() {
             let mut why = Vec::new();
             if !foreign.is_empty() {
@@ -628,6 +634,12 @@ fn stray_files(ctx: &Context, kept: &[Entry]) -> Vec<(String, std::path::PathBuf
 /// dataset (the catalog entry may be gone, so facts come from the
 /// dataset's properties and its data directory).
 async fn orphan_spec(ctx: &Context, d: &DatasetInfo, dead: &[Entry]) -> Option<InstanceSpec> {
+    // A rebuild's new data never ran a server of its own, and a retired
+    // replica's was stopped: their `name` and `port` are the replica's,
+    // whose server and log must not be touched.
+    if matches!(d.local_prop("kind"), Some("rebuild" | "retired")) {
+        return None;
+    }
     let mp = d.mountpoint.clone()?;
     let name = d.props.get("name")?.clone();
     let entry = dead.iter().find(|e| e.dataset == d.name);
@@ -688,6 +700,14 @@ async fn orphan_spec(ctx: &Context, d: &DatasetInfo, dead: &[Entry]) -> Option<I
         limits: ctx.config.container_limits(),
         private_socket_dir: None,
     })
+}
+
+/// True for the new data of a `follow --rebuild` whose process still runs.
+fn rebuild_under_way(d: &DatasetInfo) -> bool {
+    d.local_prop("kind") == Some("rebuild")
+        && d.local_prop("worker")
+            .and_then(|p| p.parse().ok())
+            .is_some_and(|pid| crate::catalog::process_alive(pid, None))
 }
 
 /// [`gc_inner`], each removal recorded in the audit log (a dry run

@@ -29,6 +29,7 @@ pub mod mask_check;
 pub mod mask_rules;
 pub mod private;
 pub mod protect;
+pub mod rebuild;
 pub mod reset;
 pub mod retain;
 pub mod snapshot;
