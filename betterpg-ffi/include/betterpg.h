@@ -272,6 +272,15 @@ typedef struct betterpg_create_options betterpg_create_options;
 typedef struct betterpg_doctor_report betterpg_doctor_report;
 
 /*
+ Options of `betterpg_manager_follow`. Made by
+ `betterpg_follow_options_new` (no password file, no slot, binaries of
+ the primary's major version found on this machine, no progress),
+ changed by the `betterpg_follow_options_set_*` functions, freed with
+ `betterpg_follow_options_free`. The call only reads it.
+ */
+typedef struct betterpg_follow_options betterpg_follow_options;
+
+/*
  What `betterpg_manager_gc_report` found: the things removed (or, in a
  dry run, that would be) and the things of betterpg's it left alone
  because an operator made something on or from them. Free with
@@ -320,6 +329,18 @@ typedef struct betterpg_log_follower betterpg_log_follower;
  from a thread of another Rust async runtime.
  */
 typedef struct betterpg_manager betterpg_manager;
+
+/*
+ A base-backup progress callback: bytes received so far, bytes the
+ primary estimated in all, bytes per second since the backup began, and
+ the `user_data` given with it. Called a few times a second, from a
+ thread of the library, while `betterpg_manager_follow` runs; it must
+ not call back into the library with the same manager.
+ */
+typedef void (*betterpg_follow_progress_fn)(uint64_t bytes_done,
+                                            uint64_t bytes_total,
+                                            double bytes_per_sec,
+                                            void *user_data);
 
 /*
  Space of the pool of a home, and of its branches together (all in
@@ -577,6 +598,103 @@ const char *betterpg_doctor_report_warning(const struct betterpg_doctor_report *
  afterwards.
  */
 void betterpg_doctor_report_free(struct betterpg_doctor_report *report);
+
+/*
+ New follow options, every setting at its default. Never NULL. Free
+ with `betterpg_follow_options_free`.
+ */
+struct betterpg_follow_options *betterpg_follow_options_new(void);
+
+/*
+ Free follow options. NULL does nothing. Do not call it twice.
+
+ # Safety
+ `opts` is NULL or an owned `betterpg_follow_options`, not used
+ afterwards.
+ */
+void betterpg_follow_options_free(struct betterpg_follow_options *opts);
+
+/*
+ A file whose first line is the password of the URL's role, for a URL
+ without one (else `PGPASSFILE` is looked up). NULL clears it.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_follow_options`; `path` is NULL or a
+ NUL-terminated string.
+ */
+betterpg_result betterpg_follow_options_set_password_file(struct betterpg_follow_options *opts,
+                                                          const char *path);
+
+/*
+ A physical replication slot on the primary (created when missing, else
+ reused; a slot `follow` created is dropped with the replica). NULL
+ clears it. A name PostgreSQL would refuse (1-63 lower-case letters,
+ digits and underscores) fails with `BETTERPG_RESULT_CONFIG` when the
+ options are used, before anything is made.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_follow_options`; `slot` is NULL or a
+ NUL-terminated string.
+ */
+betterpg_result betterpg_follow_options_set_slot(struct betterpg_follow_options *opts,
+                                                 const char *slot);
+
+/*
+ The local PostgreSQL bin directory to use (of the primary's major
+ version; another fails with `BETTERPG_RESULT_VERSION_MISMATCH`). NULL:
+ found for the primary's version (the default).
+
+ # Safety
+ `opts` is NULL or a live `betterpg_follow_options`; `dir` is NULL or a
+ NUL-terminated string.
+ */
+betterpg_result betterpg_follow_options_set_pg_bin(struct betterpg_follow_options *opts,
+                                                   const char *dir);
+
+/*
+ Have `callback` called with the base backup's progress (see
+ `betterpg_follow_progress_fn`), with `user_data` as its last argument.
+ NULL `callback`: no progress (the default).
+
+ # Safety
+ `opts` is NULL or a live `betterpg_follow_options`; `callback`, when
+ not NULL, may be called from another thread with `user_data` for as
+ long as a `betterpg_manager_follow` given these options runs.
+ */
+betterpg_result betterpg_follow_options_set_progress(struct betterpg_follow_options *opts,
+                                                     betterpg_follow_progress_fn callback,
+                                                     void *user_data);
+
+/*
+ Follow the primary at `from_url` (a libpq URL or key=value string for a
+ role with `REPLICATION`; the password in it, in the options' password
+ file, or in `PGPASSFILE`, stored 0600 and never printed) as the replica
+ `name`: a base backup into its own dataset, started as a streaming
+ standby on its own port (kind "replica"). `opts` NULL: the defaults.
+
+ On success, when `out_info` is not NULL, `*out_info` receives the
+ replica's info, owned by the caller (`betterpg_info_free`). A failure
+ leaves nothing (no dataset, catalog entry, password file, process, or
+ slot that this call created): `BETTERPG_RESULT_POSTGRES` when the
+ primary is unreachable or refuses (the server's message; SQLSTATE
+ `28P01` password, `28000` pg_hba.conf, `42501` no REPLICATION, none
+ when it did not answer), `BETTERPG_RESULT_VERSION_MISMATCH` when the
+ binaries of its major version are missing here (the message names the
+ version to install), `BETTERPG_RESULT_NO_SPACE` when the pool fills
+ during the base backup, `BETTERPG_RESULT_CONFIG` for a URL or slot
+ name that is not valid, `BETTERPG_RESULT_ALREADY_EXISTS` when the name
+ is taken.
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `name` and `from_url`
+ are NULL or NUL-terminated strings; `opts` is NULL or a live
+ `betterpg_follow_options`; `out_info` is NULL or valid for writes.
+ */
+betterpg_result betterpg_manager_follow(const struct betterpg_manager *manager,
+                                        const char *name,
+                                        const char *from_url,
+                                        const struct betterpg_follow_options *opts,
+                                        struct betterpg_info **out_info);
 
 /*
  True when the report is of a dry run (nothing was changed); false if

@@ -35,6 +35,7 @@
 #![allow(non_camel_case_types)]
 
 pub mod doctor;
+pub mod follow;
 pub mod gc;
 pub mod info;
 pub mod logs;
@@ -47,6 +48,7 @@ pub mod snapshot;
 use std::ffi::{c_char, CString};
 
 pub use doctor::betterpg_doctor_report;
+pub use follow::{betterpg_follow_options, betterpg_follow_progress_fn};
 pub use gc::betterpg_gc_report;
 pub use info::{betterpg_branch_report, betterpg_info, betterpg_info_list};
 pub use logs::betterpg_log_follower;

@@ -57,7 +57,10 @@ const _: () = {
 ///
 /// # Safety
 /// `out` is NULL or valid for writes.
-unsafe fn write_info_opt(out: *mut *mut betterpg_info, info: &Info) -> Result<(), Failure> {
+pub(crate) unsafe fn write_info_opt(
+    out: *mut *mut betterpg_info,
+    info: &Info,
+) -> Result<(), Failure> {
     if !out.is_null() {
         let c = InfoC::new(info)?;
         // SAFETY: non-NULL and valid for writes per the contract.

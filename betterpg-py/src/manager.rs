@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use betterpg_core::blocking::BranchManager as Blocking;
 use betterpg_core::{
-    AttachOptions, BranchOptions, CreateOptions, Error, InitOptions, InitStorage, Mode,
+    AttachOptions, BranchOptions, CreateOptions, Error, FollowOptions, InitOptions, InitStorage,
+    Mode,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyType};
@@ -605,6 +606,34 @@ impl PyBranchManager {
             pg_bin,
         };
         self.call(py, |m| m.attach(name, opts)).map(PyInfo::from)
+    }
+
+    /// Follow the primary at ``from_url`` (a libpq URL or key=value string
+    /// for a role with ``REPLICATION``; the password in it, in
+    /// ``password_file`` or in ``PGPASSFILE``, stored 0600 and never
+    /// printed) as the replica ``name``, kind "replica": a base backup into
+    /// its own dataset, started as a streaming standby. ``slot`` creates or
+    /// reuses a physical replication slot on the primary; ``pg_bin`` names
+    /// the local binaries (else those of the primary's major version). A
+    /// failure raises the typed error (``PostgresError`` with the server's
+    /// message and SQLSTATE, ``VersionMismatchError``, ``NoSpaceError``,
+    /// ``ConfigError``) and leaves nothing.
+    #[pyo3(signature = (name, from_url, *, password_file = None, slot = None, pg_bin = None))]
+    fn follow(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        from_url: String,
+        password_file: Option<PathBuf>,
+        slot: Option<String>,
+        pg_bin: Option<PathBuf>,
+    ) -> PyResult<PyInfo> {
+        let mut opts = FollowOptions::new(from_url);
+        opts.password_file = password_file;
+        opts.slot = slot;
+        opts.pg_bin = pg_bin;
+        self.call(py, |m| m.follow(name, opts))
+            .map(|r| PyInfo::from(r.replica))
     }
 
     /// Forget the attached cluster ``name`` (it is not touched). Refused

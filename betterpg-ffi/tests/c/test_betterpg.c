@@ -766,6 +766,14 @@ static void test_follow_logs(betterpg_manager *m, const char *name, const char *
     betterpg_log_follower_free(NULL);
 }
 
+/* A follow progress callback: counts its calls. */
+static void count_progress(uint64_t done, uint64_t total, double rate, void *data) {
+    (void)done;
+    (void)total;
+    (void)rate;
+    ++*(unsigned long *)data;
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--child-branch") == 0) {
         return child_branch(argv[2]);
@@ -1461,6 +1469,71 @@ int main(int argc, char **argv) {
         EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "short", &ti));
         CHECK(ti == NULL);
         EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_daemon_once(NULL, true, NULL));
+    }
+
+    /* --- follow: a replica of a real primary (the database "src", reached on
+     * 127.0.0.1 over a replication connection), with progress; refusals that
+     * leave nothing --------------------------------------------------------- */
+    {
+        betterpg_follow_options *fo = betterpg_follow_options_new();
+        betterpg_info *rep = NULL;
+        betterpg_branch_report *rr = NULL;
+        unsigned long calls = 0;
+        char dir[4096], bad[512];
+        REQUIRE(fo != NULL);
+        snprintf(dir, sizeof dir, "%s/replicas/repc", home);
+        /* Nothing listens on port 1: unreachable, no SQLSTATE. */
+        EXPECT_RC(BETTERPG_RESULT_POSTGRES,
+                  betterpg_manager_follow(m, "repc", "postgresql://rep:pw@127.0.0.1:1/postgres", fo, &rep));
+        CHECK(contains(betterpg_last_error_message(), "check that the primary runs"));
+        CHECK(!contains(betterpg_last_error_message(), ":pw@"));
+        CHECK(betterpg_last_error_sqlstate() == NULL);
+        CHECK(rep == NULL);
+        EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "repc", &info));
+        CHECK(access(dir, F_OK) != 0);
+        /* A wrong password: the server's words, SQLSTATE 28P01. */
+        snprintf(bad, sizeof bad, "postgresql://postgres:wrong@127.0.0.1:%u/postgres",
+                 (unsigned)betterpg_info_port(src));
+        EXPECT_RC(BETTERPG_RESULT_POSTGRES, betterpg_manager_follow(m, "repc", bad, NULL, &rep));
+        CHECK(contains(betterpg_last_error_message(), "password authentication failed"));
+        CHECK(betterpg_last_error_sqlstate() != NULL &&
+              strcmp(betterpg_last_error_sqlstate(), "28P01") == 0);
+        EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "repc", &info));
+        CHECK(access(dir, F_OK) != 0);
+        /* Refused before anything is asked: no user, a bad slot name, NULLs. */
+        EXPECT_RC(BETTERPG_RESULT_CONFIG,
+                  betterpg_manager_follow(m, "repc", "postgresql://127.0.0.1:1/postgres", NULL, &rep));
+        CHECK(contains(betterpg_last_error_message(), "names no user"));
+        REQUIRE_OK(betterpg_follow_options_set_slot(fo, "Bad-Slot"));
+        EXPECT_RC(BETTERPG_RESULT_CONFIG,
+                  betterpg_manager_follow(m, "repc", betterpg_info_url(src), fo, &rep));
+        CHECK(contains(betterpg_last_error_message(), "invalid slot name"));
+        REQUIRE_OK(betterpg_follow_options_set_slot(fo, NULL));
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_follow(m, "repc", NULL, fo, &rep));
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER,
+                  betterpg_manager_follow(NULL, "repc", betterpg_info_url(src), fo, &rep));
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_follow_options_set_slot(NULL, "s"));
+        CHECK(rep == NULL);
+        EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "repc", &info));
+
+        /* The real thing: a replica of src, then a branch of the replica. */
+        REQUIRE_OK(betterpg_follow_options_set_progress(fo, count_progress, &calls));
+        REQUIRE_OK(betterpg_manager_follow(m, "repc", betterpg_info_url(src), fo, &rep));
+        REQUIRE(rep != NULL);
+        CHECK(strcmp(betterpg_info_kind(rep), "replica") == 0);
+        CHECK(strcmp(betterpg_info_status(rep), "running") == 0);
+        CHECK(calls > 0);
+        CHECK(access(dir, F_OK) == 0);
+        REQUIRE_OK(betterpg_manager_branch(m, "repc", "repdev", NULL, &rr));
+        CHECK(sql_number(betterpg_info_url(betterpg_branch_report_branch(rr)), "SELECT count(*) FROM t") ==
+              sql_number(betterpg_info_url(src), "SELECT count(*) FROM t"));
+        betterpg_branch_report_free(rr);
+        REQUIRE_OK(betterpg_manager_destroy(m, "repc", true));
+        EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "repdev", &info));
+        CHECK(access(dir, F_OK) != 0);
+        betterpg_info_free(rep);
+        betterpg_follow_options_free(fo);
+        betterpg_follow_options_free(NULL);
     }
 
     /* --- attach / detach: refusals that record nothing ---------------------- */

@@ -362,6 +362,16 @@ class BranchManager:
         pg_bin: Optional[StrPath] = None,
     ) -> Info:
         """Register a running cluster betterpg did not create (kind "attached")."""
+    def follow(
+        self,
+        name: str,
+        from_url: str,
+        *,
+        password_file: Optional[StrPath] = None,
+        slot: Optional[str] = None,
+        pg_bin: Optional[StrPath] = None,
+    ) -> Info:
+        """A replica (kind "replica") of the primary at ``from_url``; a failure leaves nothing."""
     def detach(self, name: str, force: bool = False) -> List[str]:
         """Forget an attached cluster; ``force`` destroys its branches first."""
     def start(self, name: str) -> Info: ...
