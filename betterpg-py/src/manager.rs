@@ -67,6 +67,20 @@ fn branch_options(
     })
 }
 
+/// ``credentials="rotate"|"keep"`` (None: the default), read by the
+/// settings' one parser (a `ConfigError` for another value).
+fn credentials_of(
+    py: Python<'_>,
+    credentials: Option<&str>,
+) -> PyResult<Option<betterpg_core::Credentials>> {
+    let Some(v) = credentials else {
+        return Ok(None);
+    };
+    let mut s = betterpg_core::Settings::default();
+    s.apply("credentials", v).map_err(|e| to_pyerr(py, e))?;
+    Ok(s.credentials)
+}
+
 /// The mode of ``mode="..."`` (the core's names; a `ConfigError` for
 /// another), or of the deprecated ``fast=`` (a `DeprecationWarning`;
 /// ``fast=True`` is ``mode="crash-consistent"``). Both given must agree.
@@ -414,7 +428,14 @@ impl PyBranchManager {
     /// ``ttl`` (seconds, or text like ``"8h"``): `daemon_once` (or ``bpg
     /// daemon``) destroys the branch, its own branches first, this long
     /// after it was made.
-    #[pyo3(signature = (source, name, mode = None, quota = None, runtime = None, image = None, *, at = None, fast = None, mask = None, schema_only = false, unmasked = false, ttl = None, mask_rules = None))]
+    ///
+    /// ``credentials="rotate"`` gives every role with a password a new one
+    /// on the branch before it has a TCP port (``url(name, role=...)``
+    /// returns a role's URL); ``"keep"`` keeps the source's passwords;
+    /// None: the source's setting, else rotate for a branch of a replica
+    /// or attached cluster, keep for a database (a branch of a rotated
+    /// branch always rotates).
+    #[pyo3(signature = (source, name, mode = None, quota = None, runtime = None, image = None, *, at = None, fast = None, mask = None, schema_only = false, unmasked = false, ttl = None, mask_rules = None, credentials = None))]
     #[allow(clippy::too_many_arguments)]
     fn branch(
         slf: &Bound<'_, Self>,
@@ -431,6 +452,7 @@ impl PyBranchManager {
         unmasked: bool,
         ttl: Option<Secs>,
         mask_rules: Option<Vec<std::path::PathBuf>>,
+        credentials: Option<&str>,
     ) -> PyResult<Py<PyBranch>> {
         let py = slf.py();
         let ttl = ttl
@@ -438,6 +460,7 @@ impl PyBranchManager {
             .transpose()
             .map_err(|e| to_pyerr(py, e))?;
         let opts = BranchOptions {
+            credentials: credentials_of(py, credentials)?,
             runtime,
             image,
             at,
@@ -456,8 +479,10 @@ impl PyBranchManager {
     /// same name and port (its URL stays valid). Refused for a database and
     /// for a branch that has branches (`HasDependentsError`). ``mode`` and
     /// ``quota`` as for `branch`. ``to="SRC@NAME"``: back to that named
-    /// snapshot instead (SRC becomes its parent).
-    #[pyo3(signature = (name, mode = None, quota = None, *, fast = None, to = None))]
+    /// snapshot instead (SRC becomes its parent). ``credentials`` changes
+    /// the branch's credentials policy (None: the one it was made with;
+    /// rotate gives its roles new passwords again).
+    #[pyo3(signature = (name, mode = None, quota = None, *, fast = None, to = None, credentials = None))]
     fn reset(
         slf: &Bound<'_, Self>,
         name: &str,
@@ -465,9 +490,13 @@ impl PyBranchManager {
         quota: Option<Size>,
         fast: Option<bool>,
         to: Option<&str>,
+        credentials: Option<&str>,
     ) -> PyResult<Py<PyBranch>> {
         let py = slf.py();
-        let opts = branch_options(py, mode, fast, quota)?;
+        let opts = BranchOptions {
+            credentials: credentials_of(py, credentials)?,
+            ..branch_options(py, mode, fast, quota)?
+        };
         let report = slf.get().call(py, |m| match to {
             Some(to) => m.reset_to(name, to, opts),
             None => m.reset(name, opts),
@@ -747,9 +776,17 @@ impl PyBranchManager {
         py.import("json")?.call_method1("loads", (json,))
     }
 
-    /// Connection URL (with the password) of a database or branch.
-    fn url(&self, py: Python<'_>, name: &str) -> PyResult<String> {
-        self.call(py, |m| m.url(name))
+    /// Connection URL (with the password) of a database or branch; with
+    /// ``role``, of that role of a branch whose credentials were rotated
+    /// (the password the rotation gave it). A branch that kept its
+    /// source's passwords raises ``UnsupportedError`` (betterpg does not
+    /// know them); a role that got no password ``NotFoundError``.
+    #[pyo3(signature = (name, role = None))]
+    fn url(&self, py: Python<'_>, name: &str, role: Option<&str>) -> PyResult<String> {
+        self.call(py, |m| match role {
+            Some(r) => m.url_for_role(name, r),
+            None => m.url(name),
+        })
     }
 
     /// The settings of a database or branch (the policies of `bpg config`)

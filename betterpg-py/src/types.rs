@@ -96,6 +96,12 @@ pub struct PyInfo {
     /// ``None``: never.
     #[pyo3(get)]
     pub expires_at: Option<u64>,
+    /// Credentials policy: for a branch the one it was made with
+    /// (``"rotate"`` or ``"keep"``); for a source what its branches get by
+    /// default (``"rotate"`` for a replica or attached cluster), ``None``
+    /// for a database without the setting.
+    #[pyo3(get)]
+    pub credentials: Option<String>,
 }
 
 /// The WAL a database keeps and the window it can be branched at
@@ -200,6 +206,7 @@ impl From<betterpg_core::Info> for PyInfo {
             wal_retention: i.wal_retention.map(PyWalRetention::from),
             protected: i.protected,
             expires_at: i.expires_at,
+            credentials: i.credentials.map(|c| c.as_str().to_string()),
         }
     }
 }
@@ -227,6 +234,7 @@ impl PyInfo {
         }
         d.set_item("protected", self.protected)?;
         d.set_item("expires_at", self.expires_at)?;
+        d.set_item("credentials", &self.credentials)?;
         Ok(())
     }
 }

@@ -79,3 +79,50 @@ def test_mask_check_lists_uncovered_personal_columns(manager, tmp_path):
             manager.mask_check(name, sample_rows=10**6)
         with pytest.raises(OSError):
             manager.mask_check(name, rules=tmp_path / "missing.toml")
+
+
+def test_credentials_rotate_and_keep(manager):
+    """credentials="rotate": the source's passwords fail on the branch (real
+    logins), url(name, role=...) gives the new ones; "keep" keeps them."""
+    import psycopg
+
+    src = unique("crs")
+    info = manager.create(src)
+    try:
+        with psycopg.connect(info.url, autocommit=True) as c:
+            c.execute("CREATE ROLE app LOGIN PASSWORD 'app-source-pw'")
+            c.execute("CREATE ROLE nopw LOGIN")
+        assert info.credentials is None
+        rot = unique("crr")
+        b = manager.branch(src, rot, mode="crash-consistent", credentials="rotate")
+        assert b.credentials == "rotate"
+        assert b.isolation["roles_rotated"] == ["app"]
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(f"postgresql://app:app-source-pw@127.0.0.1:{b.port}/postgres").close()
+        role_url = manager.url(rot, role="app")
+        assert role_url.startswith("postgresql://app:")
+        with psycopg.connect(role_url) as c:
+            assert c.execute("SELECT current_user").fetchone()[0] == "app"
+        with pytest.raises(betterpg.NotFoundError):
+            manager.url(rot, role="nopw")
+        assert manager.info(rot).credentials == "rotate"
+        kept = unique("crk")
+        k = manager.branch(src, kept, mode="crash-consistent", credentials="keep")
+        assert k.credentials == "keep"
+        psycopg.connect(f"postgresql://app:app-source-pw@127.0.0.1:{k.port}/postgres").close()
+        with pytest.raises(betterpg.UnsupportedError, match="keeps its source's role passwords"):
+            manager.url(kept, role="app")
+        with pytest.raises(betterpg.ConfigError, match="credentials"):
+            manager.branch(src, unique("crx"), credentials="share")
+        r = manager.reset(rot, mode="crash-consistent")
+        assert r.credentials == "rotate"
+        assert manager.url(rot, role="app") != role_url
+        lines = [e for e in manager.audit() if e["branch"] in (rot, kept)]
+        assert [e["credentials"] for e in lines if e["operation"] in ("branch", "reset")] == [
+            "rotate",
+            "keep",
+            "rotate",
+        ]
+        assert any(e["operation"] == "url" and e["role"] == "app" for e in lines)
+    finally:
+        manager.destroy(src, force=True)

@@ -726,6 +726,51 @@ static void test_mask(betterpg_manager *m, const char *home, const char *src_url
     remove(bad);
 }
 
+/* --- credentials: rotate replaces the source's passwords ---------------------
+ * A role with a password on src; a branch with credentials "rotate": the
+ * source's password does not log in (libpq over TCP), the URL from
+ * betterpg_manager_role_url does; "keep" keeps it and refuses the role URL. */
+static void test_credentials(betterpg_manager *m, const char *src_url) {
+    char url[512];
+    char *role_url = NULL;
+    betterpg_branch_report *r = NULL;
+    betterpg_branch_options *o = betterpg_branch_options_new();
+    CHECK(sql_number(src_url, "CREATE ROLE capp LOGIN PASSWORD 'capp-source-pw'") == 0);
+    EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_branch_options_set_credentials(o, "share"));
+    CHECK(contains(betterpg_last_error_message(), "credentials"));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_credentials(o, NULL));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_set_credentials(NULL, "keep"));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_mode(o, BETTERPG_MODE_CRASH_CONSISTENT));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_credentials(o, "rotate"));
+    REQUIRE_OK(betterpg_manager_branch(m, "src", "crot", o, &r));
+    snprintf(url, sizeof url, "postgresql://capp:capp-source-pw@127.0.0.1:%u/postgres",
+             (unsigned)betterpg_info_port(betterpg_branch_report_branch(r)));
+    CHECK(!can_connect(url));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_role_url(m, "crot", "capp", &role_url));
+    CHECK(role_url != NULL && contains(role_url, "postgresql://capp:"));
+    CHECK(role_url != NULL && can_connect(role_url));
+    betterpg_string_free(role_url);
+    role_url = (char *)&failures;
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_role_url(m, "crot", "nosuch", &role_url));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_role_url(m, "crot", NULL, &role_url));
+    CHECK(role_url == (char *)&failures);
+    betterpg_branch_report_free(r);
+    r = NULL;
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_credentials(o, "keep"));
+    REQUIRE_OK(betterpg_manager_branch(m, "src", "ckeep", o, &r));
+    snprintf(url, sizeof url, "postgresql://capp:capp-source-pw@127.0.0.1:%u/postgres",
+             (unsigned)betterpg_info_port(betterpg_branch_report_branch(r)));
+    CHECK(can_connect(url));
+    EXPECT_RC(BETTERPG_RESULT_UNSUPPORTED, betterpg_manager_role_url(m, "ckeep", "capp", &role_url));
+    CHECK(contains(betterpg_last_error_message(), "keeps its source's role passwords"));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_destroy(m, "ckeep", false));
+out:
+    betterpg_branch_report_free(r);
+    betterpg_branch_options_free(o);
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_destroy(m, "crot", false));
+    CHECK(sql_number(src_url, "DROP ROLE capp") == 0);
+}
+
 static void test_follow_logs(betterpg_manager *m, const char *name, const char *url) {
     betterpg_log_follower *f = NULL;
     char *chunk = NULL;
@@ -1209,6 +1254,7 @@ int main(int argc, char **argv) {
     test_audit(m);
     test_mask_check(m, home, betterpg_info_url(src));
     test_mask(m, home, betterpg_info_url(src));
+    test_credentials(m, betterpg_info_url(src));
 
     /* --- reset: app goes back to src's current rows, same port ------------- */
     betterpg_branch_report_free(report2);

@@ -54,6 +54,9 @@ class Info:
     @property
     def expires_at(self) -> Optional[int]: ...
     @property
+    def credentials(self) -> Optional[str]:
+        """"rotate" or "keep" (a branch: its policy; a source: its branches' default); None for a database without the setting."""
+    @property
     def is_branch(self) -> bool: ...
     @property
     def running(self) -> bool: ...
@@ -325,6 +328,7 @@ class BranchManager:
         unmasked: bool = False,
         ttl: Union[int, str, None] = None,
         mask_rules: Optional[List[Union[str, "os.PathLike[str]"]]] = None,
+        credentials: Optional[Literal["rotate", "keep"]] = None,
     ) -> Branch: ...
     def reset(
         self,
@@ -334,6 +338,7 @@ class BranchManager:
         *,
         fast: Optional[bool] = None,
         to: Optional[str] = None,
+        credentials: Optional[Literal["rotate", "keep"]] = None,
     ) -> Branch: ...
     def snapshot(
         self,
@@ -381,7 +386,8 @@ class BranchManager:
     def info(self, name: str) -> Info: ...
     def status(self) -> Status: ...
     def list(self) -> List[Info]: ...
-    def url(self, name: str) -> str: ...
+    def url(self, name: str, role: Optional[str] = None) -> str:
+        """The URL of a database or branch; with ``role``, of that role of a rotated branch."""
     def audit(self, since: Optional[str] = None) -> List[Dict[str, Any]]: ...
     def mask_check(
         self, source: str, rules: Optional[StrPath] = None, sample_rows: int = 0
