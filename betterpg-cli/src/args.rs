@@ -465,7 +465,9 @@ pub struct ConfigArgs {
     /// Keep the newest N named snapshots.
     #[arg(long, value_name = "N")]
     pub keep_last: Option<String>,
-    /// Keep its WAL this long, for branches at a point in time, e.g. 24h.
+    /// Keep its WAL this long, for branches at a point in time, e.g. 24h
+    /// (a database or a replica, from its next start; not an attached
+    /// cluster).
     #[arg(long, value_name = "DURATION")]
     pub retain_wal: Option<String>,
 }

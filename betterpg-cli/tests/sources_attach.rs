@@ -632,3 +632,40 @@ async fn bad_attach_input_is_a_typed_error_that_changes_nothing() {
     drop(cluster);
     drop(other);
 }
+
+/// `--retain-wal` on an attached cluster: betterpg never reconfigures it
+/// (no archive_command of its own there), so keeping its WAL is refused
+/// as unsupported, saying why, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_wal_on_an_attached_cluster_is_unsupported() {
+    default_port_base(56400);
+    let env = TestEnv::initialized(&format!("{}w", pool_prefix()));
+    let bpg = Bpg::of(&env);
+    let prod = format!("{}/prod", env.pool);
+    let data = dataset(&prod).join("15/main");
+    let cluster = HandCluster::start(&data, None, hand_port(7));
+    bpg.ok(&[
+        "attach",
+        "prod",
+        "--pgdata",
+        data.to_str().unwrap(),
+        "--url",
+        &cluster.url(),
+    ]);
+    let before = (catalog_bytes(&env), zfs_tree(&env.pool));
+    let o = bpg.run(&["config", "prod", "--retain-wal", "1d"]);
+    let err = check_failure(&["config"], &o);
+    assert_eq!(o.status.code(), Some(24), "unsupported: {err}");
+    assert!(
+        err.contains("attached cluster") && err.contains("never reconfigures"),
+        "{err}"
+    );
+    assert_eq!(
+        (catalog_bytes(&env), zfs_tree(&env.pool)),
+        before,
+        "a refused --retain-wal changed nothing"
+    );
+    assert!(bpg.status_json(&["status", "prod"])[0]["wal_retention"].is_null());
+    bpg.ok(&["detach", "prod"]);
+    drop(cluster);
+}

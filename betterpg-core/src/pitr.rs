@@ -12,7 +12,10 @@
 //! archive itself is writable by the server's OS user, and so by whoever
 //! is superuser on the server or on any of its branches, so nothing there
 //! is trusted). A point in time is restorable from the oldest base's
-//! consistency point to the newest WAL archived.
+//! consistency point to the newest WAL archived. A replica (`bpg follow`)
+//! archives what it receives (`archive_mode = always`); its window ends at
+//! the last transaction it replayed, the segments after the archive's end
+//! being read from its `pg_wal` ([`replica_tail`]).
 
 use std::path::PathBuf;
 
@@ -20,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::pg::wal::{format_lsn, parse_lsn, parse_segment_name, Lsn};
+use crate::pg::wal::{format_lsn, parse_lsn, parse_segment_name, segment_name, Lsn};
 
 /// The dataset under the root that holds every database's WAL archive.
 pub const WAL_DATASET: &str = "_wal";
@@ -320,6 +323,26 @@ pub fn segments_for<'a>(
     v
 }
 
+/// The segments a replay of a replica from `base` to `t` reads that its
+/// archive lacks (`archived`: what [`segments_for`] found): those through
+/// the one holding its last replayed transaction (`meta.sealed`, and for
+/// an LSN target no further than the segment after the target's), read
+/// from the replica's `pg_wal`.
+pub fn replica_tail(archived: &[String], meta: &Meta, base: &Base, t: Target) -> Vec<String> {
+    let Some(sealed) = meta.sealed else {
+        return Vec::new();
+    };
+    let seg = meta.segment_size.max(1);
+    let mut last = sealed.lsn / seg;
+    if let Target::Lsn(l) = t {
+        last = last.min(l / seg + 1);
+    }
+    (base.start_lsn / seg..=last)
+        .map(|n| segment_name(base.timeline, n * seg, seg))
+        .filter(|n| !archived.contains(n))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,6 +388,35 @@ mod tests {
         assert!(a
             .recovery_settings()
             .contains("recovery_target_time = '2026-12-03 16:40:00.500000+00'"));
+    }
+
+    #[test]
+    fn a_replica_tail_is_what_the_archive_lacks_through_the_last_replay() {
+        let seg = 16u64 << 20;
+        let mut meta = Meta {
+            segment_size: seg,
+            bases: vec![base(100, 2 * seg + 40, 3 * seg)],
+            sealed: None,
+        };
+        let b = meta.bases[0].clone();
+        let archived = vec![
+            "000000010000000000000002".to_string(),
+            "000000010000000000000003".to_string(),
+        ];
+        assert!(replica_tail(&archived, &meta, &b, Target::Time(200)).is_empty());
+        meta.sealed = Some(Sealed {
+            time_us: 300,
+            lsn: 5 * seg + 10,
+        });
+        assert_eq!(
+            replica_tail(&archived, &meta, &b, Target::Time(200)),
+            ["000000010000000000000004", "000000010000000000000005"]
+        );
+        // An LSN target reads no further than the segment after its own.
+        assert_eq!(
+            replica_tail(&archived, &meta, &b, Target::Lsn(3 * seg + 5)),
+            ["000000010000000000000004"]
+        );
     }
 
     #[test]

@@ -321,9 +321,10 @@ async fn branch_unaudited(
     audited.credentials = Some(policy);
     plan.rotate = policy == Credentials::Rotate;
     keep.credentials = Some(policy);
-    if target.is_some() && src.kind != Kind::Database {
+    if target.is_some() && !matches!(src.kind, Kind::Database | Kind::Replica) {
         return Err(Error::Unsupported(format!(
-            "{source:?} is a branch: only a database keeps WAL to branch from a point in time (--at)"
+            "{source:?} is {}: only a database or a replica keeps WAL to branch from a point in time (--at)",
+            if src.kind == Kind::Attached { "an attached cluster" } else { "a branch" }
         )));
     }
     if !src.is_ready() {
@@ -393,8 +394,9 @@ async fn branch_unaudited(
             let _ = ctx.unreserve(name);
         })?;
 
-    // A replica first catches up with what the primary acknowledged.
-    let point = if src.kind == Kind::Replica && origin.is_none() {
+    // A replica first catches up with what the primary acknowledged
+    // (not for `--at`: a past point, from its archive, running or not).
+    let point = if src.kind == Kind::Replica && origin.is_none() && target.is_none() {
         match catch_up(ctx, &src, &opts).await {
             Ok(p) => Some(p),
             Err(e) => {
@@ -1196,7 +1198,19 @@ async fn run_pitr(
     let segs = crate::pitr::segments_for(names.iter().map(String::as_str), &meta, &base, target);
     dd.remove(RESTORE_DIR)?;
     let restore = dd.ensure_subdir(RESTORE_DIR, Some(&user))?;
-    let wal_bytes = wal::copy_segments(&archive, &restore, &segs, meta.segment_size, &user)?;
+    let mut wal_bytes = wal::copy_segments(&archive, &restore, &segs, meta.segment_size, &user)?;
+    if src.kind == Kind::Replica {
+        // A standby closes no segment on demand: the tail its archive
+        // lacks yet (through its last replayed transaction) is in its
+        // pg_wal, received before it was replayed.
+        let tail = crate::pitr::replica_tail(&segs, &meta, &base, target);
+        if !tail.is_empty() {
+            let live = DataDir::open(&src_spec.data_dir)?.subdir("pg_wal")?;
+            wal_bytes += wal::copy_segments(&live, &restore, &tail, meta.segment_size, &user)?;
+        }
+        // The primary's access rules name its own networks.
+        cluster::write_owned(&dd, "pg_hba.conf", BRANCH_OF_REPLICA_HBA.as_bytes(), &user)?;
+    }
     cluster::write_owned(&dd, "recovery.signal", b"", &user)?;
     timer.lap("wal_copy");
     tablespace::check_links(&entry.name, &data_dir, &mp)?;

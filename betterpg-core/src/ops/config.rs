@@ -35,6 +35,14 @@ pub(crate) async fn configure<K: AsRef<str>, V: AsRef<str>>(
         )));
     }
     let next = e.settings.apply_all(pairs)?;
+    if next.retain_wal.is_some() && e.kind == crate::catalog::Kind::Attached {
+        // betterpg never reconfigures an attached cluster (no
+        // archive_command of its own there); keeping its WAL would need
+        // pg_receivewal on a slot, which betterpg does not run.
+        return Err(Error::Unsupported(format!(
+            "{name:?} is an attached cluster: betterpg never reconfigures it, so it cannot keep its WAL (--retain-wal works for databases and replicas; branch it at a point in time with your own PITR tooling)"
+        )));
+    }
     // `ttl` is a time to live FROM NOW: it sets (or, `none`, clears) the
     // entry's expiry, so it also extends a branch about to expire.
     if pairs.iter().any(|(k, _)| k.as_ref() == "ttl") {

@@ -231,7 +231,10 @@ pub(crate) async fn destroy_one(ctx: &Context, e: &Entry) -> Result<()> {
     for r in &own {
         destroy_kept(ctx, r).await?;
     }
-    if e.kind == crate::catalog::Kind::Database {
+    if matches!(
+        e.kind,
+        crate::catalog::Kind::Database | crate::catalog::Kind::Replica
+    ) {
         // Its retained WAL and record (the base snapshots went with its
         // dataset).
         super::retain::remove_all(ctx, e, true).await?;

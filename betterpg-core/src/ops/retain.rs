@@ -1,6 +1,10 @@
-//! WAL retention of a database (the setting `retain_wal`): archiving into
+//! WAL retention of a database or a replica (the setting `retain_wal`): archiving into
 //! betterpg's dataset, base snapshots, closing the current segment,
-//! pruning, and the window `status` shows. Used by `start`, `stop`,
+//! pruning, and the window `status` shows. A replica (`bpg follow`)
+//! archives every segment it receives (`archive_mode = always`), takes its
+//! bases with the standby recipe (its restartpoint), and its window ends at
+//! the last transaction it replayed (the tail not yet archived is copied
+//! from its `pg_wal`). Used by `start`, `stop`,
 //! `status`, `destroy` and a branch `--at`; the policy on plain values is
 //! in [`crate::pitr`].
 //!
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::catalog::Entry;
+use crate::catalog::{Entry, Kind};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::pg::backup::server_version_num;
@@ -29,7 +33,7 @@ use crate::pitr::{
 use crate::runtime::{InstanceSpec, RunStatus};
 use crate::storage::destroy_with_retry;
 
-/// The retention `status` reports for a database that keeps WAL.
+/// The retention `status` reports for a database or replica that keeps WAL.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct WalRetention {
     /// How long WAL is kept, seconds (the setting `retain_wal`).
@@ -43,7 +47,8 @@ pub struct WalRetention {
     pub from_time: Option<String>,
     /// The newest point known archived (UTC). A branch `--at` of a running
     /// database first closes the current WAL segment, so it reaches up to
-    /// the moment of the call.
+    /// the moment of the call; a replica's ends at the last transaction
+    /// it replayed.
     pub to_time: Option<String>,
     /// The oldest restorable WAL location.
     pub from_lsn: Option<String>,
@@ -136,9 +141,15 @@ pub(crate) async fn archive_settings(ctx: &Context, e: &Entry) -> Result<String>
     }
     let dir = ensure_archive(ctx, &e.name).await?;
     let cmd = wal::archive_command(&dir)?;
+    // A standby archives only with `always`: every segment it receives.
+    let mode = if e.kind == Kind::Replica {
+        "always"
+    } else {
+        "on"
+    };
     Ok(format!(
         "# WAL retention (retain_wal): each finished segment goes to betterpg's archive.\n\
-         archive_mode = on\n\
+         archive_mode = {mode}\n\
          archive_command = '{}'\n",
         cmd.replace('\'', "''")
     ))
@@ -169,6 +180,9 @@ pub(crate) async fn seal(ctx: &Context, e: &Entry, conn: &ConnInfo) -> Result<Se
             "{n:?} is set to keep WAL but does not archive yet: archive_mode is read at server start; restart it (bpg stop {n} && bpg start {n})",
             n = e.name
         )));
+    }
+    if e.kind == Kind::Replica {
+        return seal_replica(ctx, e, conn).await;
     }
     let dir = archive_dir(ctx, &e.name).await?.ok_or_else(|| {
         Error::InvalidState(format!(
@@ -223,6 +237,70 @@ pub(crate) async fn seal(ctx: &Context, e: &Entry, conn: &ConnInfo) -> Result<Se
     Ok(sealed)
 }
 
+/// The end of a replica's window: a standby cannot close a segment (nor
+/// commit), so the newest restorable point is the last transaction it
+/// replayed: its commit time (the primary's clock) and the replay position.
+/// The segments after the archive's end are in its `pg_wal` (received
+/// before replayed); a branch `--at` copies them from there.
+async fn seal_replica(ctx: &Context, e: &Entry, conn: &ConnInfo) -> Result<Sealed> {
+    let c = conn.connect().await?;
+    let row = c
+        .query_one(
+            "SELECT pg_last_wal_replay_lsn()::text, \
+             (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000000)::int8",
+            &[],
+        )
+        .await?;
+    let (lsn, time_us): (Option<String>, Option<i64>) = (row.get(0), row.get(1));
+    let _cat = ctx.lock()?;
+    let mut meta = Meta::load(&ctx.home, &e.name)?;
+    if let (Some(lsn), Some(time_us)) = (lsn, time_us) {
+        let lsn = parse_lsn(&lsn)?;
+        if meta.sealed.is_none_or(|s| s.lsn < lsn) {
+            meta.sealed = Some(Sealed { time_us, lsn });
+        }
+        meta.save(&ctx.home, &e.name)?;
+    }
+    meta.sealed.ok_or_else(|| {
+        Error::InvalidState(format!(
+            "replica {:?} has replayed no transaction since it started keeping WAL: nothing to branch at yet",
+            e.name
+        ))
+    })
+}
+
+/// The segments of a replica's base (its start through the one before
+/// its stop's, all complete) that its archive lacks, copied there from its
+/// `pg_wal`: the restartpoint a standby's backup starts at may lie in a
+/// segment it received before it archived. Identical bytes are what its
+/// `archive_command` accepts if it archives the same segment later.
+async fn backfill_base(
+    ctx: &Context,
+    e: &Entry,
+    spec: &InstanceSpec,
+    label: &wal::BackupLabel,
+    stop_lsn: u64,
+    seg: u64,
+) -> Result<()> {
+    let Some(dir) = archive_dir(ctx, &e.name).await? else {
+        return Ok(());
+    };
+    let live = DataDir::open(&spec.data_dir)?.subdir("pg_wal")?;
+    let stop_seg = stop_lsn / seg;
+    let missing: Vec<String> =
+        wal::segments_between(label.timeline, label.start_lsn, stop_lsn, seg)
+            .into_iter()
+            .filter(|n| {
+                wal::parse_segment_name(n, seg).is_some_and(|(_, s)| s < stop_seg)
+                    && dir.entry_type(n).ok().flatten().is_none()
+            })
+            .collect();
+    if !missing.is_empty() {
+        wal::copy_segments(&live, &dir, &missing, seg, &ctx.user)?;
+    }
+    Ok(())
+}
+
 /// Take a base of the running `e`: a snapshot of its dataset in backup
 /// mode, its label kept in the retention record.
 async fn take_base(ctx: &Context, e: &Entry, spec: &InstanceSpec) -> Result<Base> {
@@ -241,7 +319,13 @@ async fn take_base(ctx: &Context, e: &Entry, spec: &InstanceSpec) -> Result<Base
     let snap = format!("{BASE_PREFIX}{millis}");
     let full = format!("{}@{snap}", e.dataset);
     let home = home_str(ctx);
-    let mut session = BackupSession::start(&spec.conn, "betterpg wal base").await?;
+    let replica = e.kind == Kind::Replica;
+    let mut session = if replica {
+        // On the standby: its restartpoint is the start.
+        BackupSession::start_on_standby(&spec.conn, "betterpg wal base").await?
+    } else {
+        BackupSession::start(&spec.conn, "betterpg wal base").await?
+    };
     if let Err(err) = ctx
         .storage
         .snapshot(
@@ -271,6 +355,12 @@ async fn take_base(ctx: &Context, e: &Entry, spec: &InstanceSpec) -> Result<Base
     let seg = session.wal_segment_size;
     let _ = session.finish().await;
     let label = wal::parse_backup_label(&stop.labelfile)?;
+    if replica {
+        if let Err(err) = backfill_base(ctx, e, spec, &label, stop.stop_lsn, seg).await {
+            let _ = destroy_with_retry(&*ctx.storage, &full, false).await;
+            return Err(err);
+        }
+    }
     let base = Base {
         snapshot: full,
         time_us,

@@ -96,9 +96,11 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
         let profile = ctx.profile_for(&e);
         // A database that keeps WAL archives into betterpg's dataset
         // (archive_mode is read at start: this is where it takes effect).
+        // So does a replica (archive_mode = always; its ALTER SYSTEM
+        // archive settings are stripped like a branch's).
         let archive = match e.kind {
-            Kind::Database => super::retain::archive_settings(ctx, &e).await?,
-            Kind::Branch | Kind::Attached | Kind::Replica => String::new(),
+            Kind::Database | Kind::Replica => super::retain::archive_settings(ctx, &e).await?,
+            Kind::Branch | Kind::Attached => String::new(),
         };
         cluster::write_settings_with(
             &dd,
@@ -128,7 +130,7 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
         }
         rt.start(&spec).await?;
     }
-    if e.kind == Kind::Database {
+    if matches!(e.kind, Kind::Database | Kind::Replica) {
         // Prune the retained WAL and take a base when one is due (or
         // remove what retention kept, once it is turned off).
         if let Err(err) = super::retain::maintain(ctx, &e).await {

@@ -47,7 +47,7 @@ pub struct Info {
     pub pg_version: u32,
     /// Unix time of creation.
     pub created_at: u64,
-    /// For a database that keeps WAL (the setting `retain_wal`): the
+    /// For a database or replica that keeps WAL (the setting `retain_wal`): the
     /// restorable window, what the WAL uses; `None` (JSON null) otherwise.
     pub wal_retention: Option<super::retain::WalRetention>,
     /// Protected (`bpg protect`): destroy, reset and expiry are refused.
@@ -370,8 +370,8 @@ async fn info_with(
         pg_version: e.pg_major,
         created_at: e.created_at,
         wal_retention: match e.kind {
-            Kind::Database => super::retain::report(ctx, e).await?,
-            Kind::Branch | Kind::Attached | Kind::Replica => None,
+            Kind::Database | Kind::Replica => super::retain::report(ctx, e).await?,
+            Kind::Branch | Kind::Attached => None,
         },
         protected: e.lifecycle.protected,
         expires_at: e.lifecycle.expires_at,
