@@ -924,6 +924,7 @@ async fn run_recipe(
             ctx,
             entry,
             &dd,
+            &wal_dir,
             &data_dir,
             if from_replica { REPLICA_RECOVERY } else { "" },
             phase,
@@ -1222,11 +1223,14 @@ async fn run_pitr(
     );
     let mut private_steps = Vec::new();
     let mut masking = None;
+    // A database's own pg_wal (point-in-time branches are of databases).
+    let pitr_wal = dd.subdir("pg_wal")?;
     let (isolated, reserved) = tokio::join!(
         private::run(
             ctx,
             entry,
             &dd,
+            &pitr_wal,
             &data_dir,
             &recovery,
             phase,

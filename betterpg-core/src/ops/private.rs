@@ -148,6 +148,7 @@ pub(crate) async fn run(
     ctx: &Context,
     entry: &Entry,
     dd: &DataDir,
+    wal: &DataDir,
     data_dir: &Path,
     recovery: &str,
     plan: &PrivatePlan,
@@ -229,7 +230,7 @@ pub(crate) async fn run(
                 lap("isolate_sql", steps);
             }
             PrivateStep::PrepareWal => {
-                if prepare_wal(&admin, &*rt, &spec, dd).await? {
+                if prepare_wal(&admin, &*rt, &spec, wal).await? {
                     lap("wal_restart", steps);
                 }
             }
@@ -286,10 +287,10 @@ pub(crate) async fn run(
                     mask::reset_statement_stats(&c).await?;
                 }
                 let c = admin.connect().await?;
-                let before = wal_files(dd)?;
+                let before = wal_files(wal)?;
                 let state = mask::switch_and_checkpoint(&c).await?;
                 drop(c);
-                let after = wal_files(dd)?;
+                let after = wal_files(wal)?;
                 if let Some(r) = report.as_mut() {
                     r.wal_files_removed = before.iter().filter(|f| !after.contains(f)).count();
                 }
@@ -299,7 +300,7 @@ pub(crate) async fn run(
                 // prepare step removed them) goes too.
                 rt.stop(&spec).await?;
                 *started = None;
-                remove_after(dd, &state.current)?;
+                remove_after(wal, &state.current)?;
                 remove_statement_files(dd)?;
                 lap("private_stop", steps);
             }
@@ -369,9 +370,10 @@ async fn wait_promoted(admin: &crate::pg::ConnInfo, name: &str, timeout_secs: u6
     }
 }
 
-/// The WAL segment files in `pg_wal` (24 hex digits, or `.partial`).
-fn wal_files(dd: &DataDir) -> Result<Vec<String>> {
-    let wal = dd.subdir("pg_wal")?;
+/// The WAL segment files in the branch's WAL directory `wal` (its
+/// `pg_wal`, or the clone a linked `pg_wal` points at): 24 hex digits, or
+/// `.partial`.
+fn wal_files(wal: &DataDir) -> Result<Vec<String>> {
     Ok(wal
         .list()?
         .into_iter()
@@ -386,10 +388,9 @@ fn is_segment_name(n: &str) -> bool {
 }
 
 /// Remove every segment file after `current` (the server is stopped).
-fn remove_after(dd: &DataDir, current: &str) -> Result<usize> {
-    let wal = dd.subdir("pg_wal")?;
+fn remove_after(wal: &DataDir, current: &str) -> Result<usize> {
     let mut n = 0;
-    for f in wal_files(dd)? {
+    for f in wal_files(wal)? {
         if mask::is_later(&f, current) {
             wal.remove(&f)?;
             n += 1;
@@ -420,7 +421,7 @@ async fn prepare_wal(
     admin: &ConnInfo,
     rt: &dyn Runtime,
     spec: &InstanceSpec,
-    dd: &DataDir,
+    wal: &DataDir,
 ) -> Result<bool> {
     let c = admin.connect().await?;
     let current: String = c
@@ -429,11 +430,11 @@ async fn prepare_wal(
         .map_err(|e| Error::postgres_with(&e, format!("reading the WAL position: {e}")))?
         .get(0);
     drop(c);
-    if !wal_files(dd)?.iter().any(|f| mask::is_later(f, &current)) {
+    if !wal_files(wal)?.iter().any(|f| mask::is_later(f, &current)) {
         return Ok(false);
     }
     rt.stop(spec).await?;
-    remove_after(dd, &current)?;
+    remove_after(wal, &current)?;
     rt.start(spec).await?;
     Ok(true)
 }
