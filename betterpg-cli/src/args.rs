@@ -304,6 +304,9 @@ pub struct FollowArgs {
     /// (current) primary takes its place; its branches keep running.
     #[arg(long)]
     pub rebuild: bool,
+    /// Policies for its branches.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 /// `bpg reset`.
@@ -502,6 +505,46 @@ impl ConfigArgs {
     }
 }
 
+/// The branch policies a source can be given when it is registered
+/// (`follow`, `attach`), as `bpg config` sets them later.
+#[derive(Args, Debug, Default)]
+pub struct PolicyArgs {
+    /// Mask every branch of it with this SQL file, or a directory's *.sql
+    /// in name order (repeat).
+    #[arg(long, value_name = "FILE")]
+    pub mask: Vec<String>,
+    /// Mask every branch of it with these rules, TOML (repeat).
+    #[arg(long, value_name = "FILE")]
+    pub mask_rules: Vec<String>,
+    /// Refuse `bpg branch --unmasked` of it.
+    #[arg(long)]
+    pub forbid_unmasked: bool,
+    /// Role passwords on its branches: rotate or keep (default: rotate).
+    #[arg(long, value_name = "POLICY")]
+    pub credentials: Option<String>,
+}
+
+impl PolicyArgs {
+    /// The settings asked for, as `(key, value)` pairs (the library parses
+    /// the values).
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        let mut p: Vec<(String, String)> = Vec::new();
+        p.extend(self.mask.iter().map(|v| ("mask".into(), v.clone())));
+        p.extend(
+            self.mask_rules
+                .iter()
+                .map(|v| ("mask_rules".into(), v.clone())),
+        );
+        if self.forbid_unmasked {
+            p.push(("forbid_unmasked".into(), "true".into()));
+        }
+        if let Some(c) = &self.credentials {
+            p.push(("credentials".into(), c.clone()));
+        }
+        p
+    }
+}
+
 /// A command taking one database or branch.
 #[derive(Args, Debug)]
 pub struct NameArg {
@@ -563,6 +606,9 @@ pub struct AttachArgs {
     /// one of the server's major version found on this machine).
     #[arg(long)]
     pub pg_bin: Option<PathBuf>,
+    /// Policies for its branches.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 }
 
 /// `bpg detach`.

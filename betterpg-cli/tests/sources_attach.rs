@@ -669,3 +669,98 @@ async fn retain_wal_on_an_attached_cluster_is_unsupported() {
     bpg.ok(&["detach", "prod"]);
     drop(cluster);
 }
+
+/// `bpg attach --mask FILE --forbid-unmasked --credentials rotate`: the
+/// policies are recorded with the attached cluster at once, so its very
+/// first branch is masked (issue 14: a source's policy "also at
+/// follow/attach"); `--unmasked` is refused; a missing masking file is a
+/// typed error that records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_records_its_branches_policies_at_once() {
+    default_port_base(56400);
+    let env = TestEnv::initialized(&pool_prefix());
+    let bpg = Bpg::of(&env);
+    let prod = format!("{}/prod", env.pool);
+    let data = dataset(&prod).join("data");
+    let cluster = HandCluster::start(&data, None, hand_port(20));
+    let url = cluster.url();
+    let c = connect(&url).await;
+    c.batch_execute(
+        "CREATE TABLE users (id int PRIMARY KEY, email text);
+         INSERT INTO users VALUES (1, 'ada@example.org'), (2, 'alan@example.org')",
+    )
+    .await
+    .unwrap();
+    drop(c);
+    let dir = tempfile::tempdir().unwrap();
+    let mask = dir.path().join("users.sql");
+    std::fs::write(
+        &mask,
+        "UPDATE users SET email = 'user' || id || '@masked.test';\n",
+    )
+    .unwrap();
+    let data_s = data.to_str().unwrap();
+
+    // A masking file that is not there: refused, nothing recorded.
+    let before = state(&env);
+    let args = [
+        "attach",
+        "prod",
+        "--pgdata",
+        data_s,
+        "--url",
+        &url,
+        "--mask",
+        "/nonexistent/mask.sql",
+    ];
+    let o = bpg.run(&args);
+    let err = check_failure(&args, &o);
+    assert!(err.contains("/nonexistent/mask.sql"), "{err}");
+    assert_eq!(state(&env), before, "a refused attach changed something");
+
+    let mask_s = mask.to_str().unwrap();
+    bpg.ok(&[
+        "attach",
+        "prod",
+        "--pgdata",
+        data_s,
+        "--url",
+        &url,
+        "--mask",
+        mask_s,
+        "--forbid-unmasked",
+        "--credentials",
+        "rotate",
+    ]);
+    let cfg = bpg.json(&["config", "prod"]);
+    let settings = &cfg["settings"];
+    assert_eq!(settings["mask"][0], mask_s, "{cfg}");
+    assert_eq!(settings["forbid_unmasked"], true, "{cfg}");
+    assert_eq!(settings["credentials"], "rotate", "{cfg}");
+
+    let dev = bpg.json(&["branch", "prod", "dev"]);
+    let dev_url = dev["branch"]["url"].as_str().unwrap().to_string();
+    let c = connect(&dev_url).await;
+    let rows = c
+        .query("SELECT email FROM users ORDER BY id", &[])
+        .await
+        .unwrap();
+    let emails: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(emails, ["user1@masked.test", "user2@masked.test"]);
+    drop(c);
+    let o = bpg.run(&["branch", "prod", "raw", "--unmasked"]);
+    assert!(
+        !o.status.success(),
+        "--unmasked of a forbidding source was made"
+    );
+    // The cluster itself still holds its own rows.
+    assert_eq!(
+        query_one_i64(
+            &url,
+            "SELECT count(*) FROM users WHERE email LIKE '%@example.org'"
+        )
+        .await,
+        2
+    );
+    bpg.ok(&["detach", "prod", "--force"]);
+}

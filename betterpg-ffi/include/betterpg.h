@@ -640,6 +640,22 @@ betterpg_result betterpg_follow_options_set_slot(struct betterpg_follow_options 
                                                  const char *slot);
 
 /*
+ Add a policy for the replica's branches, recorded with it at once, as
+ `betterpg_manager_configure` sets one (`key` e.g. `mask`, `mask_rules`,
+ `forbid_unmasked`, `credentials`; `value` in its string form; list keys
+ repeat). A bad key or value, or a masking file that is not there, fails
+ with `BETTERPG_RESULT_CONFIG` when the options are used, before
+ anything is made.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_follow_options`; `key` and `value`
+ are NULL or NUL-terminated strings.
+ */
+betterpg_result betterpg_follow_options_add_setting(struct betterpg_follow_options *opts,
+                                                    const char *key,
+                                                    const char *value);
+
+/*
  The local PostgreSQL bin directory to use (of the primary's major
  version; another fails with `BETTERPG_RESULT_VERSION_MISMATCH`). NULL:
  found for the primary's version (the default).
@@ -1475,6 +1491,27 @@ betterpg_result betterpg_manager_attach(const struct betterpg_manager *manager,
                                         const char *pgdata,
                                         const char *url,
                                         struct betterpg_info **out_info);
+
+/*
+ [`betterpg_manager_attach`] with policies for the cluster's branches
+ recorded at once (as [`betterpg_manager_configure`] sets them: `count`
+ pairs `keys[i]` = `values[i]`, e.g. `mask`, `mask_rules`,
+ `forbid_unmasked`, `credentials`). A bad key or value, or a masking file
+ that is not there, fails with `BETTERPG_RESULT_CONFIG` before anything
+ is recorded.
+
+ # Safety
+ As [`betterpg_manager_attach`]; `keys` and `values` are NULL (only with
+ `count` 0) or arrays of `count` NUL-terminated strings.
+ */
+betterpg_result betterpg_manager_attach_with_settings(const struct betterpg_manager *manager,
+                                                      const char *name,
+                                                      const char *pgdata,
+                                                      const char *url,
+                                                      const char *const *keys,
+                                                      const char *const *values,
+                                                      size_t count,
+                                                      struct betterpg_info **out_info);
 
 /*
  Forget the attached cluster `name` (the cluster itself is not

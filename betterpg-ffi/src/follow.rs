@@ -64,6 +64,7 @@ pub(crate) struct FollowOptionsC {
     slot: Option<String>,
     pg_bin: Option<std::path::PathBuf>,
     progress: Option<Progress>,
+    settings: Vec<(String, String)>,
 }
 
 impl Opaque for betterpg_follow_options {
@@ -76,6 +77,7 @@ impl FollowOptionsC {
         o.password_file = self.password_file.clone();
         o.slot = self.slot.clone();
         o.pg_bin = self.pg_bin.clone();
+        o.settings = self.settings.clone();
         if let Some(p) = self.progress {
             o.progress = Some(Arc::new(move |f: FollowProgress| p.call(f)));
         }
@@ -148,6 +150,32 @@ pub unsafe extern "C" fn betterpg_follow_options_set_slot(
         } else {
             Some(unsafe { arg_str(slot, "slot") }?.to_string())
         };
+        Ok(())
+    })
+}
+
+/// Add a policy for the replica's branches, recorded with it at once, as
+/// `betterpg_manager_configure` sets one (`key` e.g. `mask`, `mask_rules`,
+/// `forbid_unmasked`, `credentials`; `value` in its string form; list keys
+/// repeat). A bad key or value, or a masking file that is not there, fails
+/// with `BETTERPG_RESULT_CONFIG` when the options are used, before
+/// anything is made.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_follow_options`; `key` and `value`
+/// are NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_follow_options_add_setting(
+    opts: *mut betterpg_follow_options,
+    key: *const c_char,
+    value: *const c_char,
+) -> betterpg_result {
+    guard("betterpg_follow_options_add_setting", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_follow_options::get_mut(opts, "opts") }?;
+        let key = unsafe { arg_str(key, "key") }?.to_string();
+        let value = unsafe { arg_str(value, "value") }?.to_string();
+        o.settings.push((key, value));
         Ok(())
     })
 }
@@ -276,7 +304,23 @@ mod tests {
                 ),
                 betterpg_result::Ok
             );
+            let (k, v) = (
+                CString::new("mask").unwrap(),
+                CString::new("/m.sql").unwrap(),
+            );
+            assert_eq!(
+                betterpg_follow_options_add_setting(o, k.as_ptr(), v.as_ptr()),
+                betterpg_result::Ok
+            );
+            assert_eq!(
+                betterpg_follow_options_add_setting(o, std::ptr::null(), v.as_ptr()),
+                betterpg_result::NullParameter
+            );
             let core = betterpg_follow_options::get(o, "o").unwrap().to_core("u");
+            assert_eq!(
+                core.settings,
+                vec![("mask".to_string(), "/m.sql".to_string())]
+            );
             assert_eq!(core.slot.as_deref(), Some("bpg_r"));
             assert_eq!(core.password_file, Some("/pw".into()));
             assert_eq!(core.pg_bin, None);

@@ -493,6 +493,51 @@ pub unsafe extern "C" fn betterpg_manager_attach(
             url: url.to_string(),
             password: None,
             pg_bin: None,
+            settings: Vec::new(),
+        };
+        let info = m.inner.attach(name, opts)?;
+        // SAFETY: NULL or valid for writes per the contract.
+        unsafe { write_info_opt(out_info, &info) }
+    })
+}
+
+/// [`betterpg_manager_attach`] with policies for the cluster's branches
+/// recorded at once (as [`betterpg_manager_configure`] sets them: `count`
+/// pairs `keys[i]` = `values[i]`, e.g. `mask`, `mask_rules`,
+/// `forbid_unmasked`, `credentials`). A bad key or value, or a masking file
+/// that is not there, fails with `BETTERPG_RESULT_CONFIG` before anything
+/// is recorded.
+///
+/// # Safety
+/// As [`betterpg_manager_attach`]; `keys` and `values` are NULL (only with
+/// `count` 0) or arrays of `count` NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_manager_attach_with_settings(
+    manager: *const betterpg_manager,
+    name: *const c_char,
+    pgdata: *const c_char,
+    url: *const c_char,
+    keys: *const *const c_char,
+    values: *const *const c_char,
+    count: usize,
+    out_info: *mut *mut betterpg_info,
+) -> betterpg_result {
+    guard("betterpg_manager_attach_with_settings", || {
+        // SAFETY: per the contract above.
+        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
+        let name = unsafe { arg_str(name, "name") }?;
+        let pgdata = unsafe { arg_str(pgdata, "pgdata") }?;
+        let url = unsafe { arg_str(url, "url") }?;
+        let pairs = unsafe { arg_pairs(keys, values, count) }?;
+        let opts = betterpg_core::AttachOptions {
+            pgdata: pgdata.into(),
+            url: url.to_string(),
+            password: None,
+            pg_bin: None,
+            settings: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         let info = m.inner.attach(name, opts)?;
         // SAFETY: NULL or valid for writes per the contract.
@@ -815,18 +860,8 @@ pub unsafe extern "C" fn betterpg_manager_configure(
         // SAFETY: per the contract above.
         let m = unsafe { betterpg_manager::get(manager, "manager") }?;
         let name = unsafe { arg_str(name, "name") }?;
-        let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(count);
-        if count > 0 {
-            let keys = arg_in_array(keys, "keys")?;
-            let values = arg_in_array(values, "values")?;
-            for i in 0..count {
-                // SAFETY: both arrays hold `count` valid strings per the contract.
-                let (k, v) = unsafe { (*keys.add(i), *values.add(i)) };
-                pairs.push((unsafe { arg_str(k, "keys[i]") }?, unsafe {
-                    arg_str(v, "values[i]")
-                }?));
-            }
-        }
+        // SAFETY: per the contract above.
+        let pairs = unsafe { arg_pairs(keys, values, count) }?;
         let settings = if pairs.is_empty() {
             m.inner.settings(name)?
         } else {
@@ -839,6 +874,31 @@ pub unsafe extern "C" fn betterpg_manager_configure(
         }
         Ok(())
     })
+}
+
+/// The `count` pairs `keys[i]` = `values[i]` of a settings call.
+///
+/// # Safety
+/// `keys` and `values` are NULL (only with `count` 0) or arrays of `count`
+/// NUL-terminated strings.
+unsafe fn arg_pairs<'a>(
+    keys: *const *const c_char,
+    values: *const *const c_char,
+    count: usize,
+) -> Result<Vec<(&'a str, &'a str)>, Failure> {
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(count);
+    if count > 0 {
+        let keys = arg_in_array(keys, "keys")?;
+        let values = arg_in_array(values, "values")?;
+        for i in 0..count {
+            // SAFETY: both arrays hold `count` valid strings per the contract.
+            let (k, v) = unsafe { (*keys.add(i), *values.add(i)) };
+            pairs.push((unsafe { arg_str(k, "keys[i]") }?, unsafe {
+                arg_str(v, "values[i]")
+            }?));
+        }
+    }
+    Ok(pairs)
 }
 
 /// Check that an input array is not NULL.

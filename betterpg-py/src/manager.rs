@@ -618,21 +618,28 @@ impl PyBranchManager {
     /// needs, ``password`` instead of one in the URL) as ``name``, kind
     /// "attached". Everything is checked first and nothing is recorded on a
     /// refusal; betterpg never starts, stops or changes it.
-    #[pyo3(signature = (name, *, pgdata, url, password = None, pg_bin = None))]
-    fn attach(
+    /// ``settings``: policies for its branches, recorded at once, as
+    /// ``configure`` takes them (e.g. ``{"mask": ["users.sql"],
+    /// "forbid_unmasked": True}``); a bad one raises ``ConfigError`` and
+    /// nothing is recorded.
+    #[pyo3(signature = (name, *, pgdata, url, password = None, pg_bin = None, settings = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn attach<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         name: &str,
         pgdata: PathBuf,
         url: String,
         password: Option<String>,
         pg_bin: Option<PathBuf>,
+        settings: Option<&Bound<'py, pyo3::types::PyDict>>,
     ) -> PyResult<PyInfo> {
         let opts = AttachOptions {
             pgdata,
             url,
             password,
             pg_bin,
+            settings: settings_pairs(settings)?,
         };
         self.call(py, |m| m.attach(name, opts)).map(PyInfo::from)
     }
@@ -646,21 +653,25 @@ impl PyBranchManager {
     /// the local binaries (else those of the primary's major version). A
     /// failure raises the typed error (``PostgresError`` with the server's
     /// message and SQLSTATE, ``VersionMismatchError``, ``NoSpaceError``,
-    /// ``ConfigError``) and leaves nothing.
-    #[pyo3(signature = (name, from_url, *, password_file = None, slot = None, pg_bin = None))]
-    fn follow(
+    /// ``ConfigError``) and leaves nothing. ``settings``: policies for its
+    /// branches, recorded at once, as ``configure`` takes them.
+    #[pyo3(signature = (name, from_url, *, password_file = None, slot = None, pg_bin = None, settings = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn follow<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         name: &str,
         from_url: String,
         password_file: Option<PathBuf>,
         slot: Option<String>,
         pg_bin: Option<PathBuf>,
+        settings: Option<&Bound<'py, pyo3::types::PyDict>>,
     ) -> PyResult<PyInfo> {
         let mut opts = FollowOptions::new(from_url);
         opts.password_file = password_file;
         opts.slot = slot;
         opts.pg_bin = pg_bin;
+        opts.settings = settings_pairs(settings)?;
         self.call(py, |m| m.follow(name, opts))
             .map(|r| PyInfo::from(r.replica))
     }
@@ -810,24 +821,7 @@ impl PyBranchManager {
         name: &str,
         settings: Option<&Bound<'py, pyo3::types::PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        for (k, v) in settings.into_iter().flatten() {
-            let key: String = k.extract()?;
-            if v.is_none() {
-                pairs.push((key, "none".into()));
-            } else if let Ok(list) = v.cast::<PyList>() {
-                if list.is_empty() {
-                    pairs.push((key.clone(), "none".into()));
-                }
-                for item in list.iter() {
-                    pairs.push((key.clone(), item.str()?.extract()?));
-                }
-            } else if let Ok(b) = v.extract::<bool>() {
-                pairs.push((key, b.to_string()));
-            } else {
-                pairs.push((key, v.str()?.extract()?));
-            }
-        }
+        let pairs = settings_pairs(settings)?;
         let s = self.call(py, |m| {
             if pairs.is_empty() {
                 m.settings(name)
@@ -892,4 +886,31 @@ fn json_value<'py>(py: Python<'py>, v: &impl serde::Serialize) -> PyResult<Bound
 fn settings_dict<'py>(py: Python<'py>, s: &betterpg_core::Settings) -> PyResult<Bound<'py, PyAny>> {
     py.import("json")?
         .call_method1("loads", (s.to_json().to_string(),))
+}
+
+/// The `(key, value)` pairs of a settings dict, in the string forms the
+/// library parses: None clears (`none`), a list gives one pair per item
+/// (an empty list clears), booleans are `true`/`false`.
+fn settings_pairs(
+    settings: Option<&Bound<'_, pyo3::types::PyDict>>,
+) -> PyResult<Vec<(String, String)>> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for (k, v) in settings.into_iter().flatten() {
+        let key: String = k.extract()?;
+        if v.is_none() {
+            pairs.push((key, "none".into()));
+        } else if let Ok(list) = v.cast::<PyList>() {
+            if list.is_empty() {
+                pairs.push((key.clone(), "none".into()));
+            }
+            for item in list.iter() {
+                pairs.push((key.clone(), item.str()?.extract()?));
+            }
+        } else if let Ok(b) = v.extract::<bool>() {
+            pairs.push((key, b.to_string()));
+        } else {
+            pairs.push((key, v.str()?.extract()?));
+        }
+    }
+    Ok(pairs)
 }

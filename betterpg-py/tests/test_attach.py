@@ -1,6 +1,6 @@
 """attach/detach from Python: a cluster made and started by hand (initdb +
 pg_ctl as postgres, not betterpg) on a dataset of the home's pool is
-attached, branched (the branch holds its rows, its writes stay there),
+attached with a masking policy for its branches (settings=...), branched (the branch holds its rows, its writes stay there),
 refused start/stop/destroy, and detached; bad input raises the typed
 exception and records nothing.
 """
@@ -65,22 +65,36 @@ def test_attach_branch_refuse_detach(extra_home) -> None:
     try:
         rows(url, "CREATE TABLE t (x int)")
         rows(url, "INSERT INTO t VALUES (41)")
+        rows(url, "CREATE TABLE users (id int, email text)")
+        rows(url, "INSERT INTO users VALUES (1, 'ada@example.org')")
+        mask = tmp / "users.sql"
+        mask.write_text("UPDATE users SET email = 'user' || id || '@masked.test';\n")
         before = {i.name for i in mgr.list()}
         # Bad input: a wrong password and a URL without a user.
         with pytest.raises(betterpg.PostgresError):
             mgr.attach("prod", pgdata=data, url=url.replace(pw, "wrong"))
         with pytest.raises(betterpg.ConfigError):
             mgr.attach("prod", pgdata=data, url=f"postgresql://127.0.0.1:{hi}/postgres")
+        # A masking policy whose file is not there: nothing recorded.
+        with pytest.raises(betterpg.ConfigError):
+            mgr.attach("prod", pgdata=data, url=url, settings={"mask": ["/nonexistent/m.sql"]})
         assert {i.name for i in mgr.list()} == before
         assert not (h.path / "secrets" / "prod").exists()
 
-        info = mgr.attach("prod", pgdata=data, url=url)
+        # The branches' policies recorded at once: the first branch is masked.
+        info = mgr.attach(
+            "prod", pgdata=data, url=url, settings={"mask": [str(mask)], "forbid_unmasked": True}
+        )
+        assert mgr.settings("prod")["forbid_unmasked"] is True
+        assert mgr.settings("prod")["mask"] == [str(mask)]
         assert info.kind == "attached" and info.status == "running"
         assert pw not in info.url and info.dataset == ds
         assert (os.stat(h.path / "secrets" / "prod").st_mode & 0o777) == 0o600
 
         b = mgr.branch("prod", "dev")
         assert rows(b.url, "SELECT x FROM t") == [(41,)]
+        assert rows(b.url, "SELECT email FROM users") == [(b"user1@masked.test",)]
+        assert rows(url, "SELECT email FROM users") == [(b"ada@example.org",)]
         rows(b.url, "INSERT INTO t VALUES (-1)")
         assert rows(url, "SELECT count(*) FROM t WHERE x = -1") == [(0,)]
 

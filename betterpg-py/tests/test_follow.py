@@ -57,10 +57,14 @@ def test_follow_branch_refusals(extra_home) -> None:
     assert (pg16 / "postgres").is_file(), f"PostgreSQL 16 missing in {pg16}: run scripts/pg-versions.sh 16"
     with pytest.raises(betterpg.VersionMismatchError, match="runs PostgreSQL 15"):
         mgr.follow("rep", url, slot="py_slot", pg_bin=pg16)
+    # A policy for its branches whose file is not there.
+    with pytest.raises(betterpg.ConfigError, match="/nonexistent/m.sql"):
+        mgr.follow("rep", url, slot="py_slot", settings={"mask": ["/nonexistent/m.sql"]})
     nothing_left(h, mgr, url)
 
-    # The real thing, with a slot on the primary.
-    rep = mgr.follow("rep", url, slot="py_slot")
+    # The real thing, with a slot on the primary and its branches' policy.
+    rep = mgr.follow("rep", url, slot="py_slot", settings={"credentials": "keep"})
+    assert mgr.settings("rep")["credentials"] == "keep"
     assert rep.kind == "replica" and rep.status == "running"
     assert pw not in rep.url
     assert slots(url) == ["py_slot"]

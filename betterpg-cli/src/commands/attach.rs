@@ -28,6 +28,7 @@ pub async fn run(g: &Global, a: AttachArgs) -> Result<(), Error> {
                 url: a.url,
                 password,
                 pg_bin: a.pg_bin,
+                settings: a.policy.pairs(),
             },
         )
         .await?;

@@ -37,6 +37,7 @@ pub async fn run(g: &Global, a: FollowArgs) -> Result<(), Error> {
     opts.password_file = a.password_file;
     opts.slot = a.slot;
     opts.pg_bin = a.pg_bin;
+    opts.settings = a.policy.pairs();
     // Progress only for a person watching: never with --json, never into
     // a pipe or a file.
     let show = !g.json && std::io::stderr().is_terminal();

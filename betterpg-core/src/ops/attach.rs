@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use super::destroy::destroy_one;
 use super::status::{self, Info};
-use crate::catalog::{AttachedSource, Entry, Kind, State};
+use crate::catalog::{AttachedSource, Entry, Kind, Settings, State};
 use crate::context::{absolute, Context};
 use crate::error::{Error, Result};
 use crate::name::validate_name;
@@ -46,6 +46,12 @@ pub struct AttachOptions {
     /// PostgreSQL bin directory for its branches (else the configured
     /// one, or one of the server's major version found on this machine).
     pub pg_bin: Option<PathBuf>,
+    /// Policies for its branches, set as with
+    /// [`crate::BranchManager::configure`] (`mask`, `mask_rules`,
+    /// `forbid_unmasked`, `credentials`, ...): parsed (and the files found)
+    /// before anything is recorded, so that no branch of it is ever made
+    /// without them.
+    pub settings: Vec<(String, String)>,
 }
 
 /// The system identifier in a `global/pg_control` file: its first 8
@@ -68,6 +74,7 @@ pub(crate) async fn attach(ctx: &Context, name: &str, opts: AttachOptions) -> Re
             name: name.to_string(),
         });
     }
+    let settings = Settings::default().apply_all(&opts.settings)?;
     let mut conn = ConnInfo::parse(&opts.url)?;
     if let Some(p) = &opts.password {
         conn.password = p.clone();
@@ -221,7 +228,7 @@ pub(crate) async fn attach(ctx: &Context, name: &str, opts: AttachOptions) -> Re
         created_at: now_unix(),
         upstream: None,
         state: State::Ready,
-        settings: Default::default(),
+        settings,
         data_subdir: Some(rel),
         attached: Some(AttachedSource {
             host: conn.host.clone(),

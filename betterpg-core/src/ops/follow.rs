@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use super::start::start_on_free_port;
 use super::status::{self, Info};
-use crate::catalog::{Entry, Kind, State, Upstream, PGDATA_SUBDIR};
+use crate::catalog::{Entry, Kind, Settings, State, Upstream, PGDATA_SUBDIR};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::fault;
@@ -77,6 +77,12 @@ pub struct FollowOptions {
     /// that takes the replica's place, while the old replica's branches
     /// keep running on its retired dataset (see `docs/sources.md`).
     pub rebuild: bool,
+    /// Policies for the replica's branches, set as with
+    /// [`crate::BranchManager::configure`] (`mask`, `mask_rules`,
+    /// `forbid_unmasked`, `credentials`, ...): parsed (and the files found)
+    /// before anything is made, recorded with the replica, so that no branch
+    /// of it is ever made without them.
+    pub settings: Vec<(String, String)>,
 }
 
 impl FollowOptions {
@@ -195,6 +201,7 @@ pub(crate) async fn follow(ctx: &Context, name: &str, opts: FollowOptions) -> Re
         validate_slot(s)?;
     }
     let password = password_for(&target, &opts)?;
+    let settings = Settings::default().apply_all(&opts.settings)?;
     // Any local psql speaks to the primary; its version is learnt first.
     let psql_bin = PgBin::discover(ctx.config.pg_bin.as_deref(), None)?;
     let dir = ctx.home.replica_dir(name);
@@ -221,7 +228,7 @@ pub(crate) async fn follow(ctx: &Context, name: &str, opts: FollowOptions) -> Re
         created_at: now_unix(),
         upstream: None,
         state: State::Ready,
-        settings: Default::default(),
+        settings,
         data_subdir: None,
         attached: None,
         lifecycle: Default::default(),

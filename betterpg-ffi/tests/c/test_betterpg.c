@@ -622,7 +622,10 @@ static void test_mask_check(betterpg_manager *m, const char *home, const char *u
     json = (char *)&failures;
     EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_mask_check_json(m, "nosuch", NULL, 0, &json));
     EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_mask_check_json(m, "src", NULL, 1000000, &json));
-    EXPECT_RC(BETTERPG_RESULT_IO, betterpg_manager_mask_check_json(m, "src", "/nonexistent/r.toml", 0, &json));
+    /* A rules file that is not there: the rules parser's error (config),
+       naming the file. */
+    EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_mask_check_json(m, "src", "/nonexistent/r.toml", 0, &json));
+    CHECK(contains(betterpg_last_error_message(), "/nonexistent/r.toml"));
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_mask_check_json(m, NULL, NULL, 0, &json));
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_mask_check_json(m, "src", NULL, 0, NULL));
     CHECK(json == (char *)&failures);
@@ -1605,6 +1608,24 @@ int main(int argc, char **argv) {
         EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER,
                   betterpg_manager_attach(NULL, "x", "/d", "postgresql://u@h/d", NULL));
         EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_detach(NULL, "x", false, NULL));
+        /* Policies for its branches are parsed (files found) before anything. */
+        const char *pk[] = {"mask", "forbid_unmasked"};
+        const char *pv[] = {"/nonexistent/m.sql", "true"};
+        EXPECT_RC(BETTERPG_RESULT_CONFIG,
+                  betterpg_manager_attach_with_settings(m, "prodc", "/nonexistent",
+                                                        "postgresql://u@127.0.0.1:1/postgres",
+                                                        pk, pv, 2, &att));
+        CHECK(contains(betterpg_last_error_message(), "/nonexistent/m.sql"));
+        CHECK(att == NULL);
+        const char *bk[] = {"no_such_key"};
+        EXPECT_RC(BETTERPG_RESULT_CONFIG,
+                  betterpg_manager_attach_with_settings(m, "prodc", "/nonexistent",
+                                                        "postgresql://u@127.0.0.1:1/postgres",
+                                                        bk, pv + 1, 1, &att));
+        EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "prodc", &info));
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER,
+                  betterpg_manager_attach_with_settings(m, "x", "/d", "postgresql://u@h/d",
+                                                        NULL, pv, 1, NULL));
     }
 
     /* --- destroy ------------------------------------------------------------ */

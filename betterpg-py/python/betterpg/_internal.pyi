@@ -365,8 +365,10 @@ class BranchManager:
         url: str,
         password: Optional[str] = None,
         pg_bin: Optional[StrPath] = None,
+        settings: Optional[Dict[str, Any]] = None,
     ) -> Info:
-        """Register a running cluster betterpg did not create (kind "attached")."""
+        """Register a running cluster betterpg did not create (kind "attached");
+        ``settings``: its branches' policies, as ``configure`` takes them."""
     def follow(
         self,
         name: str,
@@ -375,8 +377,10 @@ class BranchManager:
         password_file: Optional[StrPath] = None,
         slot: Optional[str] = None,
         pg_bin: Optional[StrPath] = None,
+        settings: Optional[Dict[str, Any]] = None,
     ) -> Info:
-        """A replica (kind "replica") of the primary at ``from_url``; a failure leaves nothing."""
+        """A replica (kind "replica") of the primary at ``from_url``; a failure leaves nothing.
+        ``settings``: its branches' policies, as ``configure`` takes them."""
     def detach(self, name: str, force: bool = False) -> List[str]:
         """Forget an attached cluster; ``force`` destroys its branches first."""
     def start(self, name: str) -> Info: ...
