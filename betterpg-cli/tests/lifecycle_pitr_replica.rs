@@ -275,11 +275,33 @@ async fn a_branch_of_a_replica_at_a_time_or_lsn_holds_exactly_what_was_committed
     bpg.ok(&["start", "rep"]);
     assert_consistent(&env);
 
-    // Destroying the branches, then the replica, removes its archive and
-    // bases too.
     for b in ["t5", "l12", "t27", "l33", "t34", "t42", "t38"] {
         bpg.ok(&["destroy", b]);
     }
+    // Rebuilt (`follow --rebuild`): the old data and its bases are gone,
+    // and the window with them; the new replica archives from its next
+    // start, takes a base, and is branched exactly again.
+    tokio::task::block_in_place(|| bpg.json(&["follow", "rep", "--rebuild"]));
+    let w = retention(&bpg, "rep");
+    assert_eq!(
+        (w["active"].as_bool(), w["bases"].as_u64()),
+        (Some(false), Some(0)),
+        "{w}"
+    );
+    bpg.ok(&["stop", "rep"]);
+    bpg.ok(&["start", "rep"]);
+    let w = retention(&bpg, "rep");
+    assert_eq!(
+        (w["active"].as_bool(), w["bases"].as_u64()),
+        (Some(true), Some(1)),
+        "{w}"
+    );
+    let again = write(&purl, 44, 8).await;
+    replayed(&bpg, "rep", &again[7].lsn).await;
+    check_branch(&bpg, "t47", &again[3].time, 47, &archive).await;
+    bpg.ok(&["destroy", "t47"]);
+
+    // Destroying the replica removes its archive and bases too.
     bpg.ok(&["destroy", "rep"]);
     let left: Vec<String> = zfs_tree(&env.pool)
         .into_iter()

@@ -391,7 +391,15 @@ pub(crate) async fn prune(ctx: &Context, e: &Entry) -> Result<()> {
             .iter()
             .any(|d| d.origin.as_deref() == Some(b.snapshot.as_str()))
     };
-    let (mut kept, dropped) = prune_plan(&meta.bases, now_us(), secs, pinned);
+    // A base whose snapshot is gone (a replica's rebuild destroyed its old
+    // data, or someone else did) can start no replay: forgotten.
+    let present: Vec<Base> = meta
+        .bases
+        .iter()
+        .filter(|b| datasets.iter().any(|d| d.name == b.snapshot))
+        .cloned()
+        .collect();
+    let (mut kept, dropped) = prune_plan(&present, now_us(), secs, pinned);
     for b in dropped {
         if let Err(err) = destroy_with_retry(&*ctx.storage, &b.snapshot, false).await {
             tracing::warn!("keeping base {}: {err}", b.snapshot);
@@ -513,7 +521,15 @@ pub(crate) async fn report(ctx: &Context, e: &Entry) -> Result<Option<WalRetenti
     let Some(secs) = retain_secs(e) else {
         return Ok(None);
     };
-    let meta = Meta::load(&ctx.home, &e.name)?;
+    let mut meta = Meta::load(&ctx.home, &e.name)?;
+    // Only bases whose snapshot exists (see `prune`).
+    let mut present = Vec::new();
+    for b in meta.bases {
+        if ctx.storage.get(&b.snapshot).await?.is_some() {
+            present.push(b);
+        }
+    }
+    meta.bases = present;
     let ds = archive_dataset(&ctx.config.dataset, &e.name);
     let info = ctx.storage.get(&ds).await?;
     let mut segments = 0;
