@@ -364,11 +364,22 @@ async fn attached_cluster_branches_without_loss_and_is_never_touched() {
     let err = app
         .err()
         .expect("production's role logged in to the branch");
+    // Credentials rotate by default for an attached source: the role's
+    // production password fails; its new one (bpg url --role) logs in.
     assert_eq!(
         err.as_db_error().map(|d| d.code().code()),
-        Some("28000"),
+        Some("28P01"),
         "{err}"
     );
+    let app_url = bpg.json(&[
+        "url",
+        &report["branch"]["name"].as_str().unwrap().to_string(),
+        "--role",
+        "app",
+    ]);
+    let app_url = app_url["url"].as_str().unwrap().to_string();
+    assert!(!app_url.contains("app-secret"), "{app_url}");
+    assert_eq!(query_one_i64(&app_url, "SELECT 1::bigint").await, 1);
 
     // bpg never starts, stops or destroys an attached cluster.
     for verb in ["start", "stop", "destroy"] {

@@ -879,7 +879,12 @@ async fn run_recipe(
         cluster::write_owned(
             &dd,
             "pg_hba.conf",
-            isolate::ATTACHED_BRANCH_HBA.as_bytes(),
+            if phase.rotate {
+                isolate::ATTACHED_ROTATED_BRANCH_HBA
+            } else {
+                isolate::ATTACHED_BRANCH_HBA
+            }
+            .as_bytes(),
             &user,
         )?;
     }

@@ -500,6 +500,17 @@ pub const ATTACHED_BRANCH_HBA: &str =
 host all postgres 0.0.0.0/0 scram-sha-256\n\
 host all postgres ::/0 scram-sha-256\n";
 
+/// The `pg_hba.conf` of a branch of an attached cluster whose roles got new
+/// passwords (credentials `rotate`): every role logs in with a password,
+/// which only the branch's secrets hold (`bpg url NAME --role ROLE`); the
+/// source's passwords do not work there, and a role without a password
+/// cannot pass `scram-sha-256`.
+pub const ATTACHED_ROTATED_BRANCH_HBA: &str =
+    "# betterpg: a branch of an attached cluster, its roles' passwords rotated.\n\
+# Every role logs in with its new password (bpg url NAME --role ROLE).\n\
+host all all 0.0.0.0/0 scram-sha-256\n\
+host all all ::/0 scram-sha-256\n";
+
 /// The `pg_hba.conf` of the private start: the private socket only, for the
 /// superuser, without a password (the socket's directory is reachable by
 /// root and the server's user only, who could read the data anyway).
