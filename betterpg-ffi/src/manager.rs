@@ -482,23 +482,19 @@ pub unsafe extern "C" fn betterpg_manager_attach(
     url: *const c_char,
     out_info: *mut *mut betterpg_info,
 ) -> betterpg_result {
-    guard("betterpg_manager_attach", || {
-        // SAFETY: per the contract above.
-        let m = unsafe { betterpg_manager::get(manager, "manager") }?;
-        let name = unsafe { arg_str(name, "name") }?;
-        let pgdata = unsafe { arg_str(pgdata, "pgdata") }?;
-        let url = unsafe { arg_str(url, "url") }?;
-        let opts = betterpg_core::AttachOptions {
-            pgdata: pgdata.into(),
-            url: url.to_string(),
-            password: None,
-            pg_bin: None,
-            settings: Vec::new(),
-        };
-        let info = m.inner.attach(name, opts)?;
-        // SAFETY: NULL or valid for writes per the contract.
-        unsafe { write_info_opt(out_info, &info) }
-    })
+    // SAFETY: the same contract, with no settings.
+    unsafe {
+        betterpg_manager_attach_with_settings(
+            manager,
+            name,
+            pgdata,
+            url,
+            std::ptr::null(),
+            std::ptr::null(),
+            0,
+            out_info,
+        )
+    }
 }
 
 /// [`betterpg_manager_attach`] with policies for the cluster's branches
