@@ -75,6 +75,11 @@ def test_attach_branch_refuse_detach(extra_home) -> None:
             mgr.attach("prod", pgdata=data, url=url.replace(pw, "wrong"))
         with pytest.raises(betterpg.ConfigError):
             mgr.attach("prod", pgdata=data, url=f"postgresql://127.0.0.1:{hi}/postgres")
+        # Settings an attached cluster cannot have: nothing recorded.
+        with pytest.raises(betterpg.UnsupportedError, match="keep its WAL"):
+            mgr.attach("prod", pgdata=data, url=url, settings={"retain_wal": "1h"})
+        with pytest.raises(betterpg.UnsupportedError, match="ttl"):
+            mgr.attach("prod", pgdata=data, url=url, settings={"ttl": "1h"})
         # A masking policy whose file is not there: nothing recorded.
         with pytest.raises(betterpg.ConfigError):
             mgr.attach("prod", pgdata=data, url=url, settings={"mask": ["/nonexistent/m.sql"]})

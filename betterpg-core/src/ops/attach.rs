@@ -75,6 +75,12 @@ pub(crate) async fn attach(ctx: &Context, name: &str, opts: AttachOptions) -> Re
         });
     }
     let settings = Settings::default().apply_all(&opts.settings)?;
+    super::config::refuse_wal_retention_of_attached(name, &settings)?;
+    if settings.ttl.is_some() {
+        return Err(Error::Unsupported(format!(
+            "{name:?} would be an attached cluster: betterpg never destroys a cluster it did not create, so it cannot expire (ttl)"
+        )));
+    }
     let mut conn = ConnInfo::parse(&opts.url)?;
     if let Some(p) = &opts.password {
         conn.password = p.clone();

@@ -35,13 +35,8 @@ pub(crate) async fn configure<K: AsRef<str>, V: AsRef<str>>(
         )));
     }
     let next = e.settings.apply_all(pairs)?;
-    if next.retain_wal.is_some() && e.kind == crate::catalog::Kind::Attached {
-        // betterpg never reconfigures an attached cluster (no
-        // archive_command of its own there); keeping its WAL would need
-        // pg_receivewal on a slot, which betterpg does not run.
-        return Err(Error::Unsupported(format!(
-            "{name:?} is an attached cluster: betterpg never reconfigures it, so it cannot keep its WAL (--retain-wal works for databases and replicas; branch it at a point in time with your own PITR tooling)"
-        )));
+    if e.kind == crate::catalog::Kind::Attached {
+        refuse_wal_retention_of_attached(name, &next)?;
     }
     // `ttl` is a time to live FROM NOW: it sets (or, `none`, clears) the
     // entry's expiry, so it also extends a branch about to expire.
@@ -54,4 +49,17 @@ pub(crate) async fn configure<K: AsRef<str>, V: AsRef<str>>(
     e.settings = next.clone();
     cat.save()?;
     Ok(next)
+}
+
+/// Refuse settings an attached cluster cannot have: `retain_wal`, since
+/// betterpg never reconfigures it (no archive_command of its own there;
+/// keeping its WAL would need pg_receivewal on a slot, which betterpg does
+/// not run). Used by `configure` and by `attach`'s own settings.
+pub(crate) fn refuse_wal_retention_of_attached(name: &str, s: &Settings) -> Result<()> {
+    if s.retain_wal.is_some() {
+        return Err(Error::Unsupported(format!(
+            "{name:?} is an attached cluster: betterpg never reconfigures it, so it cannot keep its WAL (--retain-wal works for databases and replicas; branch it at a point in time with your own PITR tooling)"
+        )));
+    }
+    Ok(())
 }
