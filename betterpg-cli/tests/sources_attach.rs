@@ -373,7 +373,7 @@ async fn attached_cluster_branches_without_loss_and_is_never_touched() {
     );
     let app_url = bpg.json(&[
         "url",
-        &report["branch"]["name"].as_str().unwrap().to_string(),
+        report["branch"]["name"].as_str().unwrap(),
         "--role",
         "app",
     ]);
