@@ -122,15 +122,23 @@ pub(crate) async fn rebuild(
     };
     let dir = ctx.home.replica_dir(name);
     let passfile = ctx.home.upstream_passfile(name);
+    // The replica's directory is its server user's: its files are read
+    // without following links.
+    let ddir = DataDir::open(&dir)?;
     let line = if given || opts.password_file.is_some() {
         password_for(&target, &opts)?
             .map(|p| upstream::passfile_line(&target.host, target.port, &target.user, &p))
             .unwrap_or_default()
     } else {
-        std::fs::read_to_string(&passfile)
-            .map_err(|e| Error::io(format!("reading {}", passfile.display()), e))?
+        let file = passfile
+            .file_name()
+            .ok_or_else(|| Error::Internal(format!("no file name in {}", passfile.display())))?;
+        let bytes = ddir
+            .read(&file.to_string_lossy())?
+            .ok_or_else(|| Error::Config(format!("{} is missing", passfile.display())))?;
+        String::from_utf8(bytes)
+            .map_err(|_| Error::Config(format!("{} is not UTF-8", passfile.display())))?
     };
-    let ddir = DataDir::open(&dir)?;
     ddir.write("pgpass.rebuild", line.as_bytes(), Some(&ctx.user), 0o600)?;
     let new_pass = dir.join("pgpass.rebuild");
     let slot = opts.slot.clone().or_else(|| u.slot.clone());
