@@ -127,7 +127,11 @@ impl BranchManager {
         self.block_on(self.inner.mask_check(source, opts))
     }
     /// See [`AsyncManager::mask_sql`].
-    pub fn mask_sql(&self, path: &std::path::Path, source: Option<&str>) -> Result<crate::MaskSql> {
+    pub fn mask_sql(
+        &self,
+        path: &std::path::Path,
+        source: Option<&str>,
+    ) -> Result<crate::ops::mask_rules::MaskSql> {
         self.inner.mask_sql(path, source)
     }
     /// See [`AsyncManager::logs`].

@@ -149,6 +149,9 @@ impl BranchManager {
     /// streaming standby on its own dataset, started on its own port, to
     /// branch production without touching it (see `docs/sources.md`).
     pub async fn follow(&self, name: &str, opts: FollowOptions) -> Result<FollowReport> {
+        if opts.rebuild {
+            return ops::rebuild::rebuild(&self.ctx, name, opts).await;
+        }
         ops::follow::follow(&self.ctx, name, opts).await
     }
 
@@ -384,7 +387,11 @@ impl BranchManager {
     /// runs it (after the masking SQL files, in the same transaction), with
     /// the key of `source`'s root shown as a placeholder: the key is never
     /// printed. `source` (optional) must exist; no server is contacted.
-    pub fn mask_sql(&self, path: &std::path::Path, source: Option<&str>) -> Result<crate::MaskSql> {
+    pub fn mask_sql(
+        &self,
+        path: &std::path::Path,
+        source: Option<&str>,
+    ) -> Result<ops::mask_rules::MaskSql> {
         ops::mask_rules::mask_sql(&self.ctx, path, source)
     }
 

@@ -316,7 +316,7 @@ async fn branch_unaudited(
     // The masking files are read before anything is made: a missing one
     // changes nothing.
     let (mut plan, mut keep) = private_plan(&src, None, &opts)?;
-    audited.masking = credentials::audit_masking(&plan);
+    audited.masking = plan.audit_files();
     let policy = credentials::policy_for(&|n| ctx.entry(n).ok(), &src, None, opts.credentials)?;
     audited.credentials = Some(policy);
     plan.rotate = policy == Credentials::Rotate;

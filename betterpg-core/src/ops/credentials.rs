@@ -22,7 +22,6 @@
 //! phase's scrub removes the WAL that held them. The passwords are stored
 //! in `HOME/secrets/NAME.roles` (JSON, 0600), removed with the branch.
 
-use super::private::PrivatePlan;
 use crate::audit::AuditMaskFile;
 use crate::catalog::{Credentials, Entry, Kind, Settings};
 use crate::context::Context;
@@ -106,31 +105,6 @@ pub(crate) fn status_policy(e: &Entry) -> Option<Credentials> {
         (Kind::Replica | Kind::Attached, None) => Some(Credentials::Rotate),
         (Kind::Database, None) => None,
     }
-}
-
-/// The masking of a plan as the audit log records it: each SQL file's
-/// path and the SHA-256 of the bytes applied, then each rules file's path
-/// and the SHA-256 of its bytes (of the SQL compiled from it, should the
-/// file have become unreadable since it was compiled).
-pub(crate) fn audit_masking(plan: &PrivatePlan) -> Vec<AuditMaskFile> {
-    use sha2::Digest;
-    let hex = |bytes: &[u8]| -> String {
-        sha2::Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
-    let files = plan.mask.iter().map(|f| AuditMaskFile {
-        file: f.path.display().to_string(),
-        sha256: hex(f.sql.as_bytes()),
-    });
-    let rules = plan.rules.iter().map(|r| AuditMaskFile {
-        file: r.path.display().to_string(),
-        sha256: std::fs::read(&r.path)
-            .map(|b| hex(&b))
-            .unwrap_or_else(|_| hex(r.sql.as_bytes())),
-    });
-    files.chain(rules).collect()
 }
 
 /// On the branch's private start (`admin`, betterpg's superuser on the
@@ -277,23 +251,5 @@ mod tests {
         e.kind = Kind::Replica;
         e.settings.credentials = Some(Credentials::Keep);
         assert_eq!(status_policy(&e), Some(Credentials::Keep));
-    }
-
-    #[test]
-    fn masking_hashes_are_sha256_of_the_bytes() {
-        let plan = PrivatePlan {
-            mask: vec![crate::pg::mask::MaskFile {
-                path: "/m/a.sql".into(),
-                sql: "test".into(),
-            }],
-            ..PrivatePlan::default()
-        };
-        let h = audit_masking(&plan);
-        assert_eq!(h.len(), 1);
-        assert_eq!(h[0].file, "/m/a.sql");
-        assert_eq!(
-            h[0].sha256,
-            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-        );
     }
 }

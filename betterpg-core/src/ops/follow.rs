@@ -191,9 +191,7 @@ struct Made {
 
 /// Follow the primary at `opts.from` as the replica `name`.
 pub(crate) async fn follow(ctx: &Context, name: &str, opts: FollowOptions) -> Result<FollowReport> {
-    if opts.rebuild {
-        return super::rebuild::rebuild(ctx, name, opts).await;
-    }
+    debug_assert!(!opts.rebuild, "the facade sends --rebuild to ops::rebuild");
     let t0 = Instant::now();
     validate_name(name)?;
     let target = Target::parse(&opts.from)?;

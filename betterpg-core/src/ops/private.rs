@@ -80,6 +80,31 @@ pub(crate) enum PrivateStep {
 }
 
 impl PrivatePlan {
+    /// The masking of this plan as the audit log records it: each SQL file's
+    /// path and the SHA-256 of the bytes applied, then each rules file's path
+    /// and the SHA-256 of its bytes (of the SQL compiled from it, should the
+    /// file have become unreadable since it was compiled).
+    pub(crate) fn audit_files(&self) -> Vec<crate::audit::AuditMaskFile> {
+        use sha2::Digest;
+        let hex = |bytes: &[u8]| -> String {
+            sha2::Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        let files = self.mask.iter().map(|f| crate::audit::AuditMaskFile {
+            file: f.path.display().to_string(),
+            sha256: hex(f.sql.as_bytes()),
+        });
+        let rules = self.rules.iter().map(|r| crate::audit::AuditMaskFile {
+            file: r.path.display().to_string(),
+            sha256: std::fs::read(&r.path)
+                .map(|b| hex(&b))
+                .unwrap_or_else(|_| hex(r.sql.as_bytes())),
+        });
+        files.chain(rules).collect()
+    }
+
     /// Whether the branch's data is changed so that what it held before
     /// must be scrubbed.
     pub(crate) fn changes_data(&self) -> bool {
@@ -508,5 +533,23 @@ mod tests {
         assert_eq!(socket_dirs_of(home, &name), vec![d.path().to_path_buf()]);
         std::fs::remove_file(&link).unwrap();
         assert!(socket_dirs_of(home, "other").is_empty());
+    }
+
+    #[test]
+    fn masking_hashes_are_sha256_of_the_bytes() {
+        let plan = PrivatePlan {
+            mask: vec![crate::pg::mask::MaskFile {
+                path: "/m/a.sql".into(),
+                sql: "test".into(),
+            }],
+            ..PrivatePlan::default()
+        };
+        let h = plan.audit_files();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].file, "/m/a.sql");
+        assert_eq!(
+            h[0].sha256,
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
     }
 }

@@ -8,7 +8,7 @@ use super::branch::{
     check_quota, complete_branch, private_plan, ready_snapshot, snapshot_name, BranchOptions,
     BranchReport,
 };
-use super::credentials::{audit_masking, policy_for, Audited};
+use super::credentials::{policy_for, Audited};
 use crate::catalog::{split_snapshot_ref, Credentials, Kind, State};
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -135,7 +135,7 @@ async fn reset_unaudited(
         // and as its parent's policy says now; the files are read before
         // anything is thrown away.
         let (mut plan, keep) = private_plan(&src, Some(&e.settings), &opts)?;
-        audited.masking = audit_masking(&plan);
+        audited.masking = plan.audit_files();
         // Rotated again (new passwords) when its policy says so.
         let policy = policy_for(
             &|n| cat.get(n).cloned(),
