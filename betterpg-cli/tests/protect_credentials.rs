@@ -12,7 +12,7 @@
 //! Real ZFS, real PostgreSQL 15, the real `bpg` binary.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use betterpg_testkit::*;
 use serde_json::Value;
@@ -80,41 +80,6 @@ async fn refused(port: u64, role: &str, password: &str) {
     );
 }
 
-fn entry(bpg: &Bpg<'_>, name: &str) -> Value {
-    let s = bpg.status_json(&["status", name]);
-    s.as_array().map(|a| a[0].clone()).unwrap_or(s)
-}
-
-/// The data directory of `name` (its dataset's mountpoint, `pgdata`).
-fn data_dir_of(bpg: &Bpg<'_>, name: &str) -> PathBuf {
-    let ds = entry(bpg, name)["dataset"].as_str().unwrap().to_string();
-    let out = std::process::Command::new("zfs")
-        .args(["get", "-H", "-o", "value", "mountpoint", &ds])
-        .output()
-        .unwrap();
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("pgdata")
-}
-
-/// Every file under `dir` (not following links) that contains `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                stack.push(e.path());
-            } else if t.is_file() {
-                let bytes = std::fs::read(e.path()).unwrap_or_default();
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    found.push(e.path());
-                }
-            }
-        }
-    }
-    found
-}
-
 fn sha256_of(p: &Path) -> String {
     let out = std::process::Command::new("sha256sum")
         .arg(p)
@@ -149,7 +114,7 @@ async fn rotated_credentials_replace_every_source_password_and_keep_keeps_them()
     let hashes = source_with_roles(&bpg).await;
     assert_eq!(hashes.len(), 3, "{hashes:?}");
     assert!(
-        entry(&bpg, "prod")["credentials"].is_null(),
+        bpg.entry("prod")["credentials"].is_null(),
         "a database without the setting has no policy"
     );
     let dir = tempfile::tempdir().unwrap();
@@ -201,7 +166,7 @@ async fn rotated_credentials_replace_every_source_password_and_keep_keeps_them()
     let err = bpg.fails(&["url", "dev", "--role", "ghost"]);
     assert!(err.contains("\"ghost\" not found"), "{err}");
     // The source is untouched: its passwords still log in there.
-    let prod_port = entry(&bpg, "prod")["port"].as_u64().unwrap();
+    let prod_port = bpg.entry("prod")["port"].as_u64().unwrap();
     login(prod_port, "app", "app-source-password")
         .await
         .expect("the source's own password still works on the source");
@@ -215,7 +180,7 @@ async fn rotated_credentials_replace_every_source_password_and_keep_keeps_them()
     assert_eq!(stored["roles"].as_object().unwrap().len(), 3, "{stored}");
 
     // status shows it, in JSON and in text.
-    assert_eq!(entry(&bpg, "dev")["credentials"], "rotate");
+    assert_eq!(bpg.entry("dev")["credentials"], "rotate");
     let text = bpg.ok(&["status"]);
     assert!(
         text.lines()
@@ -226,8 +191,8 @@ async fn rotated_credentials_replace_every_source_password_and_keep_keeps_them()
     // The source's old password hashes are nowhere in the branch's data
     // directory (pg_authid rewritten, the WAL that held them removed),
     // while the source's own data directory holds them (the search finds).
-    let dev_dd = data_dir_of(&bpg, "dev");
-    let prod_dd = data_dir_of(&bpg, "prod");
+    let dev_dd = bpg.data_dir("dev");
+    let prod_dd = bpg.data_dir("prod");
     for (role, hash) in &hashes {
         let f = files_containing(&dev_dd, hash.as_bytes());
         assert!(f.is_empty(), "{role}'s source hash is still in {f:?}");
@@ -247,7 +212,7 @@ async fn rotated_credentials_replace_every_source_password_and_keep_keeps_them()
             .await
             .unwrap_or_else(|e| panic!("{role} with keep: {e}"));
     }
-    assert_eq!(entry(&bpg, "kept")["credentials"], "keep");
+    assert_eq!(bpg.entry("kept")["credentials"], "keep");
     let err = bpg.fails(&["url", "kept", "--role", "app"]);
     assert!(
         err.contains("keeps its source's role passwords") && err.contains("does not know"),
@@ -257,7 +222,7 @@ async fn rotated_credentials_replace_every_source_password_and_keep_keeps_them()
 
     // A source configured to rotate: its branches rotate by default.
     bpg.ok(&["config", "prod", "--credentials", "rotate"]);
-    assert_eq!(entry(&bpg, "prod")["credentials"], "rotate");
+    assert_eq!(bpg.entry("prod")["credentials"], "rotate");
     let cfg = bpg.json(&["branch", "prod", "cfg", "--fast"]);
     assert_eq!(cfg["credentials"], "rotate", "{cfg}");
     refused(

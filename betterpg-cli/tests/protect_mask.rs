@@ -115,22 +115,6 @@ fn listening(port: u16) -> bool {
         .unwrap_or(false)
 }
 
-/// The mountpoint of the branch's dataset (its data directory is
-/// `pgdata` below it).
-fn data_dir_of(bpg: &Bpg<'_>, name: &str) -> PathBuf {
-    let s = bpg.status_json(&["status", name]);
-    let e = s.as_array().map(|a| a[0].clone()).unwrap_or(s);
-    let ds = e["dataset"]
-        .as_str()
-        .expect("dataset in status")
-        .to_string();
-    let out = std::process::Command::new("zfs")
-        .args(["get", "-H", "-o", "value", "mountpoint", &ds])
-        .output()
-        .unwrap();
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("pgdata")
-}
-
 /// The data directory of the branch `name` from the pool alone (the
 /// catalog may not say yet), once its clone is mounted.
 fn branch_data_dir(env: &TestEnv, name: &str) -> Option<PathBuf> {
@@ -143,26 +127,6 @@ fn branch_data_dir(env: &TestEnv, name: &str) -> Option<PathBuf> {
         .ok()?;
     let dd = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("pgdata");
     dd.is_dir().then_some(dd)
-}
-
-/// Every file under `dir` (not following links) that contains `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                stack.push(e.path());
-            } else if t.is_file() {
-                let bytes = std::fs::read(e.path()).unwrap_or_default();
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    found.push(e.path());
-                }
-            }
-        }
-    }
-    found
 }
 
 /// As a superuser of the branch would look: every file of the data
@@ -342,13 +306,13 @@ async fn masked_branch_is_closed_until_masked_and_leaves_no_original(fast: bool)
     let found = superuser_finds(&url, &needles).await;
     assert!(found.is_empty(), "originals left in the branch: {found:?}");
     // And in the files themselves (read as root, links not followed).
-    let dd = data_dir_of(&bpg, "dev");
+    let dd = bpg.data_dir("dev");
     for n in &needles {
         let f = files_containing(&dd, n.as_bytes());
         assert!(f.is_empty(), "{n} is still in {f:?}");
     }
     // The search can find: the source's own data directory holds them.
-    let src_dd = data_dir_of(&bpg, "prod");
+    let src_dd = bpg.data_dir("prod");
     assert!(
         !files_containing(&src_dd, needle_email(150).as_bytes()).is_empty(),
         "the search finds nothing even in the source: it proves nothing"
@@ -747,11 +711,11 @@ async fn statement_texts_of_the_source_are_gone_from_a_masked_branch() {
     drop(c);
     let found = superuser_finds(&url, std::slice::from_ref(&needle)).await;
     assert!(found.is_empty(), "originals left in the branch: {found:?}");
-    let dd = data_dir_of(&bpg, "dev");
+    let dd = bpg.data_dir("dev");
     let f = files_containing(&dd, needle.as_bytes());
     assert!(f.is_empty(), "{needle} is still in {f:?}");
     // The search can find: the source's statement files hold it.
-    let src_dd = data_dir_of(&bpg, "prod");
+    let src_dd = bpg.data_dir("prod");
     let in_source = files_containing(&src_dd, needle.as_bytes());
     assert!(
         in_source

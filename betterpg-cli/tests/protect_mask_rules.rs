@@ -75,41 +75,6 @@ fn mask_exit() -> Option<i32> {
     Some(betterpg_core::ErrorKind::Mask.code() as i32 + 9)
 }
 
-/// The mountpoint's `pgdata` of `name`.
-fn data_dir_of(bpg: &Bpg<'_>, name: &str) -> PathBuf {
-    let s = bpg.status_json(&["status", name]);
-    let e = s.as_array().map(|a| a[0].clone()).unwrap_or(s);
-    let ds = e["dataset"].as_str().expect("dataset").to_string();
-    let out = std::process::Command::new("zfs")
-        .args(["get", "-H", "-o", "value", "mountpoint", &ds])
-        .output()
-        .unwrap();
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("pgdata")
-}
-
-/// Every file under `dir` (links not followed) holding `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let t = e.file_type().unwrap();
-            if t.is_dir() {
-                stack.push(e.path());
-            } else if t.is_file() {
-                let bytes = std::fs::read(e.path()).unwrap_or_default();
-                if bytes.windows(needle.len()).any(|w| w == needle) {
-                    found.push(e.path());
-                }
-            }
-        }
-    }
-    found
-}
-
 /// As a superuser of the branch would look: every file of its data
 /// directory through `pg_read_binary_file`, searched for each needle
 /// (bound, never in the query text).
@@ -330,7 +295,7 @@ async fn rules_mask_every_strategy_keep_joins_and_leave_no_original_or_key() {
     needles.extend(secrets.iter().cloned());
     let found = superuser_finds(&url, &needles).await;
     assert!(found.is_empty(), "left in the branch: {found:?}");
-    let dd = data_dir_of(&bpg, "dev");
+    let dd = bpg.data_dir("dev");
     for n in &needles {
         let f = files_containing(&dd, n);
         assert!(f.is_empty(), "{} is in {f:?}", String::from_utf8_lossy(n));
@@ -340,9 +305,7 @@ async fn rules_mask_every_strategy_keep_joins_and_leave_no_original_or_key() {
         assert!(f.is_empty(), "the key is in a server log: {f:?}");
     }
     // The search can find: the source's data directory holds originals.
-    assert!(
-        !files_containing(&data_dir_of(&bpg, "prod"), b"margaret.okafor150@gmail.com").is_empty()
-    );
+    assert!(!files_containing(&bpg.data_dir("prod"), b"margaret.okafor150@gmail.com").is_empty());
 
     // The same source twice: the same values; another source: others.
     let dev_emails = strings(&url, "SELECT email FROM users ORDER BY email").await;

@@ -89,6 +89,19 @@ impl<'a> Bpg<'a> {
         self.json(args)["entries"].clone()
     }
 
+    /// `name`'s entry in `bpg --json status NAME`.
+    pub fn entry(&self, name: &str) -> Value {
+        let s = self.status_json(&["status", name]);
+        s.as_array().map(|a| a[0].clone()).unwrap_or(s)
+    }
+
+    /// The data directory of `name`: its dataset's mountpoint, `pgdata`.
+    pub fn data_dir(&self, name: &str) -> PathBuf {
+        let e = self.entry(name);
+        let ds = e["dataset"].as_str().expect("dataset in status");
+        crate::zfs::mountpoint(ds).join("pgdata")
+    }
+
     /// Run expecting failure: a non-zero exit other than clap's usage error
     /// (2), stderr starting with `error: `; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
