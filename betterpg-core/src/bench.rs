@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::catalog::{Catalog, Entry, Kind, Mode, State};
+use crate::catalog::{Catalog, Entry, Kind, Mode};
 use crate::error::Result;
 use crate::home::Home;
 use crate::osuser::OsUser;
@@ -62,23 +62,11 @@ pub fn write_catalog(home: &Path, entries: usize) -> Result<()> {
             snapshot: parent
                 .as_ref()
                 .map(|p| format!("tank/betterpg/{p}@betterpg-{name}")),
-            name,
-            kind,
             parent,
-            port: 50_000 + i as u16,
-            runtime: "native".into(),
-            image: None,
             mode,
             pg_bin: "/usr/lib/postgresql/15/bin".into(),
-            pg_major: 15,
             created_at: 1_764_000_000 + i as u64,
-            upstream: None,
-            state: State::Ready,
-            settings: Default::default(),
-            data_subdir: None,
-            attached: None,
-            lifecycle: Default::default(),
-            os_uid: None,
+            ..Entry::sample(&name, kind, 50_000 + i as u16)
         })?;
     }
     catalog.save()

@@ -430,6 +430,33 @@ impl Lifecycle {
 }
 
 impl Entry {
+    /// A ready entry with placeholder values (dataset `t/b/NAME`, native,
+    /// PostgreSQL 15): for the unit tests and benchmarks that need a
+    /// catalog without servers; real entries come from the operations.
+    pub(crate) fn sample(name: &str, kind: Kind, port: u16) -> Entry {
+        Entry {
+            name: name.into(),
+            kind,
+            parent: None,
+            dataset: format!("t/b/{name}"),
+            snapshot: None,
+            port,
+            runtime: "native".into(),
+            image: None,
+            mode: None,
+            pg_bin: "/usr/bin".into(),
+            pg_major: 15,
+            created_at: 0,
+            upstream: None,
+            state: State::Ready,
+            settings: Default::default(),
+            data_subdir: None,
+            attached: None,
+            lifecycle: Default::default(),
+            os_uid: None,
+        }
+    }
+
     /// True when the entry is complete and usable.
     pub fn is_ready(&self) -> bool {
         self.state == State::Ready
@@ -701,30 +728,14 @@ mod tests {
     }
 
     fn entry(name: &str, parent: Option<&str>, port: u16) -> Entry {
+        let kind = if parent.is_some() {
+            Kind::Branch
+        } else {
+            Kind::Database
+        };
         Entry {
-            name: name.into(),
-            kind: if parent.is_some() {
-                Kind::Branch
-            } else {
-                Kind::Database
-            },
             parent: parent.map(String::from),
-            dataset: format!("t/b/{name}"),
-            snapshot: None,
-            port,
-            runtime: "native".into(),
-            image: None,
-            mode: None,
-            pg_bin: "/usr/bin".into(),
-            pg_major: 15,
-            created_at: 0,
-            upstream: None,
-            state: State::Ready,
-            settings: Default::default(),
-            data_subdir: None,
-            attached: None,
-            lifecycle: Lifecycle::default(),
-            os_uid: None,
+            ..Entry::sample(name, kind, port)
         }
     }
 

@@ -213,27 +213,7 @@ mod tests {
     use super::*;
 
     fn entry(kind: Kind) -> Entry {
-        Entry {
-            name: "x".into(),
-            kind,
-            parent: None,
-            dataset: "t/b/x".into(),
-            snapshot: None,
-            port: 1,
-            runtime: "native".into(),
-            image: None,
-            mode: None,
-            pg_bin: "/usr/bin".into(),
-            pg_major: 15,
-            created_at: 0,
-            upstream: None,
-            state: crate::catalog::State::Ready,
-            settings: Settings::default(),
-            data_subdir: None,
-            attached: None,
-            lifecycle: Default::default(),
-            os_uid: None,
-        }
+        Entry::sample("x", kind, 1)
     }
 
     #[test]
