@@ -473,6 +473,14 @@ pub struct ConfigArgs {
     /// cluster).
     #[arg(long, value_name = "DURATION")]
     pub retain_wal: Option<String>,
+    /// shared_buffers of its branches (of a branch: its own too, from its
+    /// next start), e.g. 128M (none: the small default, 32M).
+    #[arg(long, value_name = "SIZE")]
+    pub branch_shared_buffers: Option<String>,
+    /// max_connections of its branches (of a branch: its own too, from its
+    /// next start), 10-10000 (none: the small default, 25).
+    #[arg(long, value_name = "N")]
+    pub branch_max_connections: Option<String>,
 }
 
 impl ConfigArgs {
@@ -496,6 +504,8 @@ impl ConfigArgs {
             ("keep_daily", &self.keep_daily),
             ("keep_last", &self.keep_last),
             ("retain_wal", &self.retain_wal),
+            ("branch_shared_buffers", &self.branch_shared_buffers),
+            ("branch_max_connections", &self.branch_max_connections),
         ] {
             if let Some(v) = v {
                 p.push((k, v.clone()));

@@ -242,6 +242,8 @@ fn config_shows_and_changes_settings_and_refuses_bad_values() {
         "keep_daily",
         "keep_last",
         "retain_wal",
+        "branch_shared_buffers",
+        "branch_max_connections",
     ] {
         assert!(s[k].is_null(), "{k} unset: {shown}");
     }
@@ -274,8 +276,14 @@ fn config_shows_and_changes_settings_and_refuses_bad_values() {
         "--mask",
         mask_s,
         "--forbid-unmasked",
+        "--branch-shared-buffers",
+        "64M",
+        "--branch-max-connections",
+        "40",
     ]);
     let s = &set["settings"];
+    assert_eq!(s["branch_shared_buffers"], 64 << 20, "{set}");
+    assert_eq!(s["branch_max_connections"], 40, "{set}");
     assert_eq!(s["ttl"], 8 * 3600, "{set}");
     assert_eq!(s["idle_stop"], 1800, "{set}");
     assert_eq!(
@@ -327,6 +335,14 @@ fn config_shows_and_changes_settings_and_refuses_bad_values() {
             ],
             "mask",
         ),
+        (
+            vec!["config", "prod", "--branch-shared-buffers", "64K"],
+            "branch_shared_buffers",
+        ),
+        (
+            vec!["config", "prod", "--branch-max-connections", "5"],
+            "branch_max_connections",
+        ),
         (vec!["config", "ghost", "--ttl", "1h"], "not found"),
         (vec!["config", "a/b", "--ttl", "1h"], "invalid name"),
     ] {
@@ -357,6 +373,10 @@ fn config_shows_and_changes_settings_and_refuses_bad_values() {
         "--mask",
         "none",
         "--allow-unmasked",
+        "--branch-shared-buffers",
+        "none",
+        "--branch-max-connections",
+        "none",
     ]);
     assert!(cleared["settings"]["ttl"].is_null(), "{cleared}");
     assert_eq!(
@@ -366,4 +386,87 @@ fn config_shows_and_changes_settings_and_refuses_bad_values() {
     );
     assert!(!catalog().contains("\"settings\""), "{}", catalog());
     bpg.ok(&["destroy", "prod"]);
+}
+
+/// `SHOW what` on the server at `url`.
+async fn show(url: &str, what: &str) -> String {
+    connect(url)
+        .await
+        .query_one(&format!("SHOW {what}"), &[])
+        .await
+        .unwrap()
+        .get::<_, String>(0)
+}
+
+/// A hundred branches must fit on one machine: a branch's server is small
+/// in memory (shared_buffers 32MB, max_connections 25) whatever its
+/// source runs with; the source's settings branch_shared_buffers and
+/// branch_max_connections raise it for its new branches (and their
+/// branches), a branch's own from its next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn branches_are_small_in_memory_and_the_settings_raise_it() {
+    let env = setup();
+    let bpg = Bpg::of(&env);
+    bpg.ok(&["create", "prod"]);
+    let prod = bpg.ok(&["url", "prod"]).trim().to_string();
+    assert_eq!(
+        show(&prod, "shared_buffers").await,
+        "128MB",
+        "a database keeps PostgreSQL's default"
+    );
+    assert_eq!(show(&prod, "max_connections").await, "100");
+
+    let dev = bpg.json(&["branch", "prod", "dev"]);
+    let dev_url = dev["branch"]["url"].as_str().unwrap().to_string();
+    assert_eq!(show(&dev_url, "shared_buffers").await, "32MB", "{dev}");
+    assert_eq!(show(&dev_url, "max_connections").await, "25");
+    assert_eq!(
+        show(&dev_url, "wal_buffers").await,
+        "1MB",
+        "follows shared_buffers"
+    );
+
+    bpg.json(&[
+        "config",
+        "prod",
+        "--branch-shared-buffers",
+        "48M",
+        "--branch-max-connections",
+        "40",
+    ]);
+    let big = bpg.json(&["branch", "prod", "big", "--fast"]);
+    let big_url = big["branch"]["url"].as_str().unwrap().to_string();
+    assert_eq!(show(&big_url, "shared_buffers").await, "48MB", "{big}");
+    assert_eq!(show(&big_url, "max_connections").await, "40");
+    assert_eq!(
+        show(&prod, "shared_buffers").await,
+        "128MB",
+        "the source itself is unchanged"
+    );
+    let kept = bpg.json(&["config", "big"]);
+    assert_eq!(
+        kept["settings"]["branch_shared_buffers"],
+        48 << 20,
+        "{kept}"
+    );
+    // A branch of that branch has it too, and so has the branch after a reset.
+    let sub = bpg.json(&["branch", "big", "sub"]);
+    let sub_url = sub["branch"]["url"].as_str().unwrap().to_string();
+    assert_eq!(show(&sub_url, "shared_buffers").await, "48MB", "{sub}");
+    let reset = bpg.json(&["reset", "sub"]);
+    let sub_url = reset["branch"]["url"].as_str().unwrap().to_string();
+    assert_eq!(show(&sub_url, "max_connections").await, "40", "{reset}");
+
+    // A branch's own setting: from its next start.
+    assert_eq!(
+        show(&dev_url, "shared_buffers").await,
+        "32MB",
+        "not before a restart"
+    );
+    bpg.json(&["config", "dev", "--branch-shared-buffers", "40M"]);
+    bpg.ok(&["stop", "dev"]);
+    bpg.ok(&["start", "dev"]);
+    assert_eq!(show(&dev_url, "shared_buffers").await, "40MB");
+    assert_eq!(show(&dev_url, "max_connections").await, "25");
+    bpg.ok(&["destroy", "prod", "--force"]);
 }

@@ -237,9 +237,11 @@ impl Context {
     }
 
     /// The `betterpg.conf` profile of `e` for a start with its own port.
+    /// (A branch's memory: its settings `branch_shared_buffers` and
+    /// `branch_max_connections`, which it took from its source.)
     pub(crate) fn profile_for(&self, e: &Entry) -> Profile {
         match (e.kind, &e.upstream) {
-            (Kind::Branch, _) => Profile::Branch,
+            (Kind::Branch, _) => Profile::Branch(branch_memory(&e.settings)),
             (Kind::Replica, Some(u)) => Profile::Replica {
                 dir: self.home.replica_dir(&e.name),
                 conninfo: upstream::conninfo(
@@ -371,5 +373,15 @@ pub(crate) fn absolute(p: PathBuf) -> Result<PathBuf> {
         std::env::current_dir()
             .map(|c| c.join(p))
             .map_err(|e| Error::io("reading the current directory", e))
+    }
+}
+
+/// The memory of a branch's server with the settings `s` (the defaults of
+/// [`BranchMemory`] for what they do not set).
+pub(crate) fn branch_memory(s: &crate::catalog::Settings) -> crate::pg::cluster::BranchMemory {
+    let d = crate::pg::cluster::BranchMemory::default();
+    crate::pg::cluster::BranchMemory {
+        shared_buffers: s.branch_shared_buffers.unwrap_or(d.shared_buffers),
+        max_connections: s.branch_max_connections.unwrap_or(d.max_connections),
     }
 }

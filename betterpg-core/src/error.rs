@@ -276,15 +276,21 @@ impl PortErrorKind {
 pub enum RuntimeErrorKind {
     /// The server could not listen on its port: another program has it.
     PortInUse,
+    /// The machine has not enough of something a server needs (memory,
+    /// shared memory, processes, open files); the message says which.
+    /// Stopping or destroying idle branches, or lowering their
+    /// `branch_shared_buffers`, makes room.
+    Resources,
     /// Anything else: read the message.
     Other,
 }
 
 impl RuntimeErrorKind {
-    /// Short stable name, `"port_in_use"` or `"other"`.
+    /// Short stable name, `"port_in_use"`, `"resources"` or `"other"`.
     pub const fn name(self) -> &'static str {
         match self {
             RuntimeErrorKind::PortInUse => "port_in_use",
+            RuntimeErrorKind::Resources => "resources",
             RuntimeErrorKind::Other => "other",
         }
     }
@@ -654,7 +660,7 @@ impl Error {
     /// the [`ZfsErrorKind`] name of a zfs error (`"busy"`, `"no_space"`,
     /// ...), the [`PortErrorKind`] name of a port error (`"taken"`,
     /// `"exhausted"`), the [`RuntimeErrorKind`] name of a runtime error
-    /// (`"port_in_use"`, `"other"`). `None` for the other kinds.
+    /// (`"port_in_use"`, `"resources"`, `"other"`). `None` for the other kinds.
     pub fn reason(&self) -> Option<&'static str> {
         match self {
             Error::Zfs { kind, .. } => Some(kind.name()),

@@ -83,6 +83,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mem_available_is_read_from_meminfo() {
+        let text = "MemTotal:       24000000 kB\nMemFree:  100 kB\nMemAvailable:   2048 kB\n";
+        assert_eq!(parse_mem_available(text), Some(2 << 20));
+        assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
+        assert!(
+            mem_available().is_some_and(|b| b > 0),
+            "this machine has /proc/meminfo"
+        );
+    }
+
+    #[test]
     fn tokens_and_tails() {
         let a = random_token(32);
         assert_eq!(a.len(), 32);
@@ -91,6 +102,21 @@ mod tests {
         assert_eq!(tail_lines("a\nb\nc\n", 2), "b\nc");
         assert_eq!(tail_lines("a", 5), "a");
     }
+}
+
+/// The memory the kernel says can be given to new programs without
+/// swapping (`MemAvailable` of /proc/meminfo), in bytes; `None` where it
+/// cannot be read.
+pub fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    parse_mem_available(&text)
+}
+
+/// `MemAvailable` of a /proc/meminfo text, in bytes.
+fn parse_mem_available(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
 }
 
 /// Parse a size like `2G`, `512M`, `1GiB`, `1048576` into bytes.

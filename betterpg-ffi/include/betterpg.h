@@ -441,7 +441,8 @@ const char *betterpg_last_error_sqlstate(void);
  "unavailable" (ZFS not running) or "other"; for `BETTERPG_RESULT_PORT`
  "taken" or "exhausted" (none free in the range); for
  `BETTERPG_RESULT_RUNTIME` "port_in_use" (the server could not listen on
- its port) or "other". New reasons may be added: treat an unknown one as
+ its port), "resources" (the machine lacks memory, processes or files for
+ another server) or "other". New reasons may be added: treat an unknown one as
  "other". Valid as long as `betterpg_last_error_message()`'s string; do
  not free it.
  */

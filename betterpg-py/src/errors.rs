@@ -80,8 +80,8 @@ fn build(py: Python<'_>) -> PyResult<Classes> {
          ``detail`` (PostgreSQL's, when the server answered), ``reason`` (a \
          finer stable reason: ``\"busy\"``, ``\"no_space\"``, \
          ``\"unavailable\"`` or ``\"other\"`` for a ZFS error, ``\"taken\"`` \
-         or ``\"exhausted\"`` for a port error, ``\"port_in_use\"`` or \
-         ``\"other\"`` for a runtime error), ``operation``, ``dataset`` and \
+         or ``\"exhausted\"`` for a port error, ``\"port_in_use\"``, \
+         ``\"resources\"`` or ``\"other\"`` for a runtime error), ``operation``, ``dataset`` and \
          ``stderr`` (a ZFS error's), ``status`` (the Docker engine's HTTP \
          status) and ``port``; each is None where it does not apply.",
         &[

@@ -57,8 +57,20 @@ fn print_settings(s: &Settings) {
         ("keep_daily", count(s.keep_daily)),
         ("keep_last", count(s.keep_last)),
         ("retain_wal", dur(s.retain_wal)),
+        (
+            "branch_shared_buffers",
+            s.branch_shared_buffers
+                .map(betterpg_core::util::human_bytes)
+                .unwrap_or_else(|| "- (32 MiB)".into()),
+        ),
+        (
+            "branch_max_connections",
+            s.branch_max_connections
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "- (25)".into()),
+        ),
     ];
     for (k, v) in rows {
-        println!("  {k:<16} {v}");
+        println!("  {k:<22} {v}");
     }
 }

@@ -76,7 +76,27 @@ pub struct Settings {
     /// Keep the source's WAL for this many seconds (point-in-time branches).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retain_wal: Option<u64>,
+    /// `shared_buffers` of its branches' servers in bytes (of a branch: its
+    /// own server's too, from its next start); `None`: the small default
+    /// [`crate::pg::cluster::BranchMemory`] gives a branch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch_shared_buffers: Option<u64>,
+    /// `max_connections` of its branches' servers (of a branch: its own
+    /// too, from its next start); `None`: the small default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch_max_connections: Option<u32>,
 }
+
+/// The smallest `branch_shared_buffers` (PostgreSQL's own minimum, 16
+/// buffers of 8 kB, is below it; 128 kB keeps a server usable).
+pub const MIN_SHARED_BUFFERS: u64 = 128 << 10;
+/// The largest `branch_shared_buffers` accepted (1 TiB).
+pub const MAX_SHARED_BUFFERS: u64 = 1 << 40;
+/// The fewest `branch_max_connections`: above PostgreSQL's reserved
+/// superuser slots (3) with room for betterpg's own sessions.
+pub const MIN_MAX_CONNECTIONS: u32 = 10;
+/// The most `branch_max_connections` accepted.
+pub const MAX_MAX_CONNECTIONS: u32 = 10_000;
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -132,6 +152,14 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "retain_wal",
         takes: "a duration such as 24h, or none",
+    },
+    Key {
+        name: "branch_shared_buffers",
+        takes: "a size such as 128M (at least 128K), or none (the small default)",
+    },
+    Key {
+        name: "branch_max_connections",
+        takes: "a count from 10 to 10000, or none (the small default)",
     },
 ];
 
@@ -235,6 +263,8 @@ impl Settings {
             "keep_daily": self.keep_daily,
             "keep_last": self.keep_last,
             "retain_wal": self.retain_wal,
+            "branch_shared_buffers": self.branch_shared_buffers,
+            "branch_max_connections": self.branch_max_connections,
         })
     }
 
@@ -278,6 +308,32 @@ impl Settings {
             "keep_daily" => self.keep_daily = parse_opt_count(k, value)?,
             "keep_last" => self.keep_last = parse_opt_count(k, value)?,
             "retain_wal" => self.retain_wal = parse_opt_duration(k, value)?,
+            "branch_shared_buffers" => {
+                self.branch_shared_buffers = if is_none(value) {
+                    None
+                } else {
+                    match crate::util::parse_size(value) {
+                        Ok(b) if (MIN_SHARED_BUFFERS..=MAX_SHARED_BUFFERS).contains(&b) => {
+                            Some(b)
+                        }
+                        _ => {
+                            return Err(Error::Config(format!(
+                                "{k}: '{value}' is not a size from 128K to 1T: give e.g. 128M, or none"
+                            )))
+                        }
+                    }
+                }
+            }
+            "branch_max_connections" => {
+                self.branch_max_connections = match parse_opt_count(k, value)? {
+                    Some(n) if !(MIN_MAX_CONNECTIONS..=MAX_MAX_CONNECTIONS).contains(&n) => {
+                        return Err(Error::Config(format!(
+                            "{k}: '{value}' is not from {MIN_MAX_CONNECTIONS} to {MAX_MAX_CONNECTIONS}: give a count, or none"
+                        )))
+                    }
+                    n => n,
+                }
+            }
             _ => {
                 let known: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
                 return Err(Error::Config(format!(
@@ -341,6 +397,10 @@ mod tests {
         s.apply("retain_wal", "1d").unwrap();
         s.apply("credentials", "Rotate").unwrap();
         s.apply("forbid_unmasked", "yes").unwrap();
+        s.apply("branch-shared-buffers", "256M").unwrap();
+        s.apply("branch_max_connections", "50").unwrap();
+        assert_eq!(s.branch_shared_buffers, Some(256 << 20));
+        assert_eq!(s.branch_max_connections, Some(50));
         assert_eq!(s.ttl, Some(7200));
         assert_eq!(s.idle_stop, Some(1800));
         assert_eq!(
@@ -359,6 +419,8 @@ mod tests {
             "keep_last",
             "retain_wal",
             "credentials",
+            "branch_shared_buffers",
+            "branch_max_connections",
         ] {
             s.apply(k, "none").unwrap();
         }
@@ -378,6 +440,11 @@ mod tests {
             ("keep_last", "-2"),
             ("credentials", "share"),
             ("forbid_unmasked", "maybe"),
+            ("branch_shared_buffers", "64K"),
+            ("branch_shared_buffers", "lots"),
+            ("branch_shared_buffers", "2T"),
+            ("branch_max_connections", "3"),
+            ("branch_max_connections", "20000"),
             ("mask", "/nonexistent/betterpg/mask.sql"),
             ("colour", "blue"),
         ] {

@@ -39,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::fault;
 use crate::name::validate_name;
 use crate::pg::backup::{BackupStop, CheckpointDecision};
-use crate::pg::cluster::{self, Profile};
+use crate::pg::cluster;
 use crate::pg::datadir::DataDir;
 use crate::pg::isolate::{self, IsolationReport};
 use crate::pg::{wal, BackupSession};
@@ -351,6 +351,8 @@ async fn branch_unaudited(
             (rt.name().to_string(), image)
         }
     };
+    // Enough memory for one more server, before anything is made.
+    super::start::check_memory(name, &crate::context::branch_memory(&keep))?;
     fault::point("before_reserve").await?;
     let created_at = now_unix();
     // A branch at a point in time is a clone of a base snapshot that WAL
@@ -583,6 +585,14 @@ pub(crate) fn private_plan(
         forbid_unmasked: (!files.is_empty() || !rules.is_empty())
             && (policy.forbid_unmasked || own.is_some_and(|o| o.forbid_unmasked)),
         schema_only,
+        // A branch's memory is its source's branch setting (kept, so that
+        // its restarts, resets and own branches have it too).
+        branch_shared_buffers: own
+            .and_then(|o| o.branch_shared_buffers)
+            .or(policy.branch_shared_buffers),
+        branch_max_connections: own
+            .and_then(|o| o.branch_max_connections)
+            .or(policy.branch_max_connections),
         ..Settings::default()
     };
     Ok((
@@ -959,7 +969,7 @@ async fn run_recipe(
         &user,
         entry.port,
         &ctx.config.listen_address,
-        &Profile::Branch,
+        &ctx.profile_for(entry),
     )?;
     start_on_free_port(ctx, entry, &data_dir, |_| {}, &mut undo.started).await?;
     timer.lap("start");
@@ -1265,7 +1275,7 @@ async fn run_pitr(
         &user,
         entry.port,
         &ctx.config.listen_address,
-        &Profile::Branch,
+        &ctx.profile_for(entry),
     )?;
     start_on_free_port(ctx, entry, &data_dir, |_| {}, &mut undo.started).await?;
     timer.lap("start");

@@ -13,6 +13,42 @@ use crate::pg::isolate::{enforce_owned_settings, Target};
 use crate::ports::port_is_free;
 use crate::runtime::{InstanceSpec, RunStatus};
 use crate::tablespace;
+use crate::util::human_bytes;
+
+/// Memory an idle branch's server takes besides its shared buffers (its
+/// processes' own pages: about 10 MiB measured, see docs/benchmarks.md
+/// "Many branches"), with a margin.
+pub(crate) const SERVER_OVERHEAD: u64 = 32 << 20;
+
+/// Refuse to start a branch's server with `memory` when the machine has
+/// less memory available than it needs (its shared buffers and
+/// [`SERVER_OVERHEAD`]): a clear error before anything is made, instead of
+/// a server the kernel's out-of-memory killer takes down later (with
+/// another one).
+pub(crate) fn check_memory(name: &str, memory: &cluster::BranchMemory) -> Result<()> {
+    match crate::util::mem_available() {
+        Some(avail) => memory_check(name, avail, memory),
+        None => Ok(()),
+    }
+}
+
+/// [`check_memory`] with the available bytes given (pure).
+fn memory_check(name: &str, avail: u64, memory: &cluster::BranchMemory) -> Result<()> {
+    let need = memory.shared_buffers.saturating_add(SERVER_OVERHEAD);
+    if avail >= need {
+        return Ok(());
+    }
+    Err(Error::Runtime {
+        kind: crate::error::RuntimeErrorKind::Resources,
+        message: format!(
+            "not enough memory to start {name:?}: {} available, its server needs about {} ({} of shared buffers and {} of processes): stop or destroy idle branches (`bpg stop NAME`), or lower branch_shared_buffers (`bpg config SOURCE --branch-shared-buffers`); nothing was started",
+            human_bytes(avail),
+            human_bytes(need),
+            human_bytes(memory.shared_buffers),
+            human_bytes(SERVER_OVERHEAD),
+        ),
+    })
+}
 
 /// Start the new server. The port was free when it was reserved, but
 /// another program may bind it before the server does (on Linux any
@@ -77,6 +113,7 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
     let rt = ctx.runtime(&e.runtime)?;
     if rt.status(&spec).await? == RunStatus::Stopped {
         if e.kind == Kind::Branch {
+            check_memory(name, &crate::context::branch_memory(&e.settings))?;
             let own = ctx.mountpoint(&e.dataset).await?;
             tablespace::check_links(name, &spec.data_dir, &own)?;
         }
@@ -138,4 +175,32 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
         }
     }
     status::info(ctx, name).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_machine_without_the_memory_of_a_branch_refuses_clearly() {
+        let m = cluster::BranchMemory::default();
+        assert!(memory_check("dev", 8 << 30, &m).is_ok());
+        let e = memory_check("dev", 40 << 20, &m).unwrap_err();
+        assert_eq!(e.reason(), Some("resources"), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("not enough memory")
+                && text.contains("\"dev\"")
+                && text.contains("40.0 MiB"),
+            "{text}"
+        );
+        let big = cluster::BranchMemory {
+            shared_buffers: 1 << 30,
+            ..m
+        };
+        assert!(
+            memory_check("dev", 1 << 30, &big).is_err(),
+            "buffers and processes"
+        );
+    }
 }

@@ -85,8 +85,8 @@ pub enum Profile {
     /// A database: only port and addresses are betterpg's.
     Database,
     /// A branch: also cut off from its source's archive, upstream and
-    /// TLS identity (see [`crate::pg::isolate`]).
-    Branch,
+    /// TLS identity (see [`crate::pg::isolate`]), and small in memory.
+    Branch(BranchMemory),
     /// A branch's first, private start: no TCP listener, a Unix socket in
     /// `socket_dir` (which only root and the server user can enter), and
     /// that directory's `pg_hba.conf`, which lets only that socket in.
@@ -110,6 +110,50 @@ pub enum Profile {
         /// `primary_slot_name` (empty: none).
         slot: String,
     },
+}
+
+/// The memory settings of a branch's server. Many branches of one source
+/// run side by side, so a branch starts small (PostgreSQL's own defaults,
+/// 128 MB of shared buffers and 100 connections, would make a hundred idle
+/// branches reserve 12.5 GiB of shared memory); the settings
+/// `branch_shared_buffers` and `branch_max_connections` of its source (or
+/// of the branch itself, from its next start) raise them. A value the
+/// source set with `ALTER SYSTEM` still wins (postgresql.auto.conf is read
+/// last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BranchMemory {
+    /// `shared_buffers`, bytes (`wal_buffers` follows it: 1/32).
+    pub shared_buffers: u64,
+    /// `max_connections`.
+    pub max_connections: u32,
+}
+
+/// A branch's `shared_buffers` unless its settings say otherwise.
+pub const DEFAULT_BRANCH_SHARED_BUFFERS: u64 = 32 << 20;
+/// A branch's `max_connections` unless its settings say otherwise.
+pub const DEFAULT_BRANCH_MAX_CONNECTIONS: u32 = 25;
+
+impl Default for BranchMemory {
+    fn default() -> Self {
+        BranchMemory {
+            shared_buffers: DEFAULT_BRANCH_SHARED_BUFFERS,
+            max_connections: DEFAULT_BRANCH_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl BranchMemory {
+    /// The lines of `betterpg.conf` that set them.
+    fn conf(&self) -> String {
+        format!(
+            "# A branch is small in memory (settings branch_shared_buffers,\n\
+             # branch_max_connections raise it).\n\
+             shared_buffers = '{}kB'\n\
+             max_connections = {}\n",
+            self.shared_buffers.div_ceil(1024),
+            self.max_connections
+        )
+    }
 }
 
 /// A value for a configuration file, single-quoted; refused when it holds
@@ -182,10 +226,10 @@ pub fn write_settings_with(
     }
     let (listen, sockets, extra) = match profile {
         Profile::Database => (listen.to_string(), String::new(), String::new()),
-        Profile::Branch => (
+        Profile::Branch(memory) => (
             listen.to_string(),
             String::new(),
-            BRANCH_SETTINGS.to_string(),
+            format!("{BRANCH_SETTINGS}{}", memory.conf()),
         ),
         Profile::Replica {
             dir,

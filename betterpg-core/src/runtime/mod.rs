@@ -225,9 +225,46 @@ pub(crate) fn start_failure_kind(log: &str) -> RuntimeErrorKind {
     let lower = log.to_ascii_lowercase();
     if lower.contains("address already in use") {
         RuntimeErrorKind::PortInUse
+    } else if lacking_resource(log).is_some() {
+        RuntimeErrorKind::Resources
     } else {
         RuntimeErrorKind::Other
     }
+}
+
+/// What the machine lacked for a server that failed to start, from the
+/// last lines of its log (PostgreSQL's own words), or `None`.
+pub(crate) fn lacking_resource(log: &str) -> Option<&'static str> {
+    let l = log.to_ascii_lowercase();
+    // Most specific first.
+    const WORDS: &[(&str, &str)] = &[
+        ("could not create semaphores", "semaphores"),
+        ("could not map anonymous shared memory", "shared memory"),
+        ("could not create shared memory segment", "shared memory"),
+        ("could not resize shared memory segment", "shared memory"),
+        ("insufficient file descriptors", "open files"),
+        ("too many open files", "open files"),
+        ("out of file descriptors", "open files"),
+        ("could not fork", "processes"),
+        ("resource temporarily unavailable", "processes"),
+        ("out of memory", "memory"),
+        ("cannot allocate memory", "memory"),
+    ];
+    WORDS
+        .iter()
+        .find(|(w, _)| l.contains(w))
+        .map(|(_, what)| *what)
+}
+
+/// The advice for a server that could not start for want of `what`, with
+/// the machine's available memory.
+pub(crate) fn resource_advice(what: &str) -> String {
+    let avail = crate::util::mem_available()
+        .map(|b| format!(" ({} of memory available)", crate::util::human_bytes(b)))
+        .unwrap_or_default();
+    format!(
+        "the machine has not enough {what} for another server{avail}: stop or destroy idle branches (`bpg stop NAME`), or lower their memory (`bpg config SOURCE --branch-shared-buffers`)"
+    )
 }
 
 #[cfg(test)]
@@ -240,5 +277,28 @@ mod start_failure_tests {
         assert_eq!(start_failure_kind(log), RuntimeErrorKind::PortInUse);
         let other = "FATAL:  configuration file contains errors";
         assert_eq!(start_failure_kind(other), RuntimeErrorKind::Other);
+    }
+
+    #[test]
+    fn a_machine_out_of_resources_is_recognised_in_the_log() {
+        for (log, what) in [
+            ("FATAL:  could not map anonymous shared memory: Cannot allocate memory\nHINT:  This error usually means ...", "shared memory"),
+            ("FATAL:  could not create semaphores: No space left on device", "semaphores"),
+            ("LOG:  could not fork autovacuum launcher process: Resource temporarily unavailable", "processes"),
+            ("FATAL:  insufficient file descriptors available to start server process", "open files"),
+            ("FATAL:  out of memory\nDETAIL:  Failed on request of size 8192.", "memory"),
+        ] {
+            assert_eq!(lacking_resource(log), Some(what), "{log}");
+            assert_eq!(start_failure_kind(log), RuntimeErrorKind::Resources, "{log}");
+        }
+        assert_eq!(
+            lacking_resource("FATAL:  configuration file contains errors"),
+            None
+        );
+        let advice = resource_advice("memory");
+        assert!(
+            advice.contains("not enough memory") && advice.contains("branch-shared-buffers"),
+            "{advice}"
+        );
     }
 }

@@ -331,10 +331,14 @@ impl Runtime for NativeRuntime {
             // make sure nothing is left behind.
             let _ = self.stop(spec).await;
             let tail = Self::log_tail(spec);
+            // Out of memory, processes or files: say which, and what helps.
+            let advice = super::lacking_resource(&tail)
+                .map(|what| format!(" ({})", super::resource_advice(what)))
+                .unwrap_or_default();
             return Err(Error::Runtime {
                 kind: start_failure_kind(&tail),
                 message: format!(
-                    "{} failed to start: {}\n--- last lines of {} ---\n{}",
+                    "{} failed to start{advice}: {}\n--- last lines of {} ---\n{}",
                     spec.name,
                     String::from_utf8_lossy(&out.stderr).trim(),
                     spec.log_file.display(),

@@ -26,8 +26,8 @@ every exception has these attributes, None where they do not apply:
 ``detail``      PostgreSQL's DETAIL, when it gave one
 ``reason``      a finer stable reason: ``"busy"``, ``"no_space"``,
                 ``"unavailable"``, ``"other"`` (``ZfsError``); ``"taken"``,
-                ``"exhausted"`` (``PortError``); ``"port_in_use"``, ``"other"``
-                (``ServerRuntimeError``)
+                ``"exhausted"`` (``PortError``); ``"port_in_use"``,
+                ``"resources"``, ``"other"`` (``ServerRuntimeError``)
 ``operation``   the zfs command line or library call (``ZfsError``)
 ``dataset``     the dataset, snapshot or pool (``ZfsError``)
 ``stderr``      what ZFS said (``ZfsError``)
