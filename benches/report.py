@@ -184,27 +184,132 @@ def start_sync_table(data: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def _f(x: Optional[float], d: int = 1) -> str:
+    return "-" if x is None else f"{x:.{d}f}"
+
+
+def _steps(runs: List[Dict[str, Any]], keys: List[str]) -> str:
+    """Median ms of the named steps of a list of branch reports."""
+    parts = []
+    for k in keys:
+        m = med([r["timings"][k] for r in runs if k in r.get("timings", {})])
+        if m is not None:
+            parts.append(f"{k} {m:.0f}")
+    wal = med([r["wal_bytes_copied"] for r in runs if r.get("wal_bytes_copied") is not None])
+    if wal:
+        parts.append(f"(WAL copied {wal / 2**20:.0f} MiB)")
+    return ", ".join(parts) or "-"
+
+
+def _checkpoints(runs: List[Dict[str, Any]]) -> str:
+    """How often --fast's adaptive checkpoint was done / skipped."""
+    cps = [r.get("checkpoint") for r in runs if r.get("checkpoint")]
+    if not cps:
+        return "-"
+    done = sum(1 for c in cps if c.get("done"))
+    return f"{done} done, {len(cps) - done} skipped"
+
+
+LOAD_STEPS = ["prepare", "checkpoint", "backup_start", "snapshot", "backup_stop", "clone", "wal_copy", "private_start",
+              "start"]
+
+
 def load_table(data: Dict[str, Any]) -> List[str]:
     ld = data.get("load")
     if not ld:
         return ["(not measured)"]
     lines = [
         f"pgbench on the betterpg source ({ld['script']}, {ld['clients']} clients, {ld['seconds']} s per phase, "
-        f"a branch (then its destroy) every {ld['branch_every_s']:g} s in the branch phases):",
+        f"a branch (then its destroy) every {ld['branch_every_s']:g} s in the branch phases; in the CHECKPOINT "
+        f"phase the source's own `CHECKPOINT` at the same pace):",
         "",
-        "| phase | TPS | latency avg ms | p50 ms | p99 ms | max ms | branches taken | branch wall s (median) |",
-        "|---|---|---|---|---|---|---|---|",
+    ]
+    rep = ld.get("replica")
+    if rep:
+        lines += [f"Replica `{rep['name']}`: `bpg follow` from the source ({rep.get('upstream')}, slot "
+                  f"{rep.get('slot')}), base backup {fmt_bytes(rep.get('backup_bytes'))} in "
+                  f"{rep['follow_seconds']:.1f} s; it streams and replays the load in every phase, baselines "
+                  f"included.", ""]
+    lines += [
+        "| phase | TPS | latency avg ms | p50 ms | p99 ms | max ms | branches taken | wall s (median, min–max) | "
+        "median step ms | --fast checkpoint |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, ph in enumerate(ld["phases"]):
-        bw = med([b["seconds"] for b in ph["branches"]])
-
-        def f(x: Optional[float], d: int = 1) -> str:
-            return "-" if x is None else f"{x:.{d}f}"
-
+        bw = [b["seconds"] for b in ph["branches"]]
+        wall = "-" if not bw else f"{fmt_s(med(bw))} ({min(bw):.2f}–{max(bw):.2f})"
+        steps = _steps(ph["branches"], LOAD_STEPS) if ph.get("mode") not in (None, "checkpoint") else "-"
         lines.append(
-            f"| {i + 1}. {ph['phase']} | {f(ph['tps'], 0)} | {f(ph['latency_avg_ms'])} | {f(ph['latency_p50_ms'])} | "
-            f"{f(ph['latency_p99_ms'])} | {f(ph['latency_max_ms'], 0)} | {len(ph['branches'])} | {fmt_s(bw)} |"
+            f"| {i + 1}. {ph['phase']} | {_f(ph['tps'], 0)} | {_f(ph['latency_avg_ms'])} | {_f(ph['latency_p50_ms'])} | "
+            f"{_f(ph['latency_p99_ms'])} | {_f(ph['latency_max_ms'], 0)} | {len(ph['branches'])} | {wall} | {steps} | "
+            f"{_checkpoints(ph['branches']) if ph.get('mode') == 'fast' else '-'} |"
         )
+    idle = ld.get("idle") or []
+    if idle:
+        lines += ["", "Idle references (no load, the source `CHECKPOINT`ed first, untimed; taken before every baseline):",
+                  "", "| measure | n | wall s (median, min–max) | median step ms |", "|---|---|---|---|"]
+        for m in ["fast", "app", "replica", "checkpoint"]:
+            rs = [r for r in idle if r.get("mode") == m]
+            if rs:
+                xs = [r["seconds"] for r in rs]
+                lines.append(f"| {LOAD_LABEL[m]} | {len(rs)} | {fmt_s(med(xs))} ({min(xs):.2f}–{max(xs):.2f}) | "
+                             f"{_steps(rs, LOAD_STEPS) if m != 'checkpoint' else '-'} |")
+    lines += ["", *load_goals(ld)]
+    return lines
+
+
+LOAD_LABEL = {"fast": "`--fast` branch of the source", "app": "application-consistent branch of the source",
+              "replica": "branch of the replica", "checkpoint": "the source's own `CHECKPOINT`"}
+
+
+def load_goals(ld: Dict[str, Any]) -> List[str]:
+    """The goals of issues 13 and 16 as ratios within this run."""
+    phases = ld["phases"]
+    base = [p for p in phases if p["mode"] is None and p["tps"]]
+    if not base:
+        return []
+
+    def under(mode: str) -> List[float]:
+        return [b["seconds"] for p in phases if p["mode"] == mode for b in p["branches"]]
+
+    def idle(mode: str) -> List[float]:
+        return [r["seconds"] for r in ld.get("idle") or [] if r.get("mode") == mode]
+
+    tps_lo, tps_hi = min(p["tps"] for p in base), max(p["tps"] for p in base)
+    p99_lo = min(p["latency_p99_ms"] or 0 for p in base)
+    p99_hi = max(p["latency_p99_ms"] or 0 for p in base)
+    lines = [f"Goals (computed from this run; noise = the spread of the {len(base)} baselines: TPS "
+             f"{tps_lo:.0f}–{tps_hi:.0f}, p99 {p99_lo:.1f}–{p99_hi:.1f} ms; a branch phase is within noise "
+             f"when its TPS is at least the lowest baseline's and its p99 at most the highest baseline's):", "",
+             "| goal | figure | met |", "|---|---|---|"]
+
+    def yes(ok: bool) -> str:
+        return "yes" if ok else "**no**"
+
+    for mode in ["replica", "app", "fast"]:
+        ps = [p for p in phases if p["mode"] == mode and p["tps"]]
+        if not ps:
+            continue
+        for p in ps:
+            ok = p["tps"] >= tps_lo and (p["latency_p99_ms"] or 0) <= p99_hi
+            i = phases.index(p) + 1
+            lines.append(f"| source TPS and p99 within noise, {LOAD_LABEL[mode]} every {ld['branch_every_s']:g} s "
+                         f"(phase {i}) | TPS {p['tps']:.0f}, p99 {_f(p['latency_p99_ms'])} ms | {yes(ok)} |")
+    rb = under("replica")
+    if rb:
+        ok = max(rb) <= 1.5 and (max(rb) - min(rb)) <= 0.5
+        lines.append(f"| branch of the replica under load: flat, about 1 s | median {fmt_s(med(rb))} s, "
+                     f"{min(rb):.2f}–{max(rb):.2f} s over {len(rb)} | {yes(ok)} |")
+    fb, fi = under("fast"), idle("fast")
+    if fb and fi:
+        r = med(fb) / med(fi)
+        lines.append(f"| `--fast` under load within 1.5x of `--fast` idle | {fmt_s(med(fb))} s / "
+                     f"{fmt_s(med(fi))} s = {r:.2f}x | {yes(r <= 1.5)} |")
+    ab, cb = under("app"), under("checkpoint")
+    if ab and cb:
+        lim = med(cb) + 0.5
+        lines.append(f"| application-consistent under load within the source's own `CHECKPOINT` + 0.5 s | "
+                     f"{fmt_s(med(ab))} s vs {fmt_s(med(cb))} s + 0.5 s = {lim:.2f} s | {yes(med(ab) <= lim)} |")
     return lines
 
 
@@ -431,7 +536,8 @@ def plot(data: Dict[str, Any], path: Path) -> None:
         names = [f"{i + 1}. " + p["phase"].replace(" branches", "\nbranches") for i, p in enumerate(ld["phases"])]
         tps = [p["tps"] or 0 for p in ld["phases"]]
         xs = list(range(len(names)))
-        colors = ["tab:gray" if p["mode"] is None else "tab:blue" for p in ld["phases"]]
+        colors = [{None: "tab:gray", "replica": "tab:green", "checkpoint": "tab:olive"}.get(p["mode"], "tab:blue")
+                  for p in ld["phases"]]
         ax.bar(xs, tps, color=colors)
         ax.set_xticks(xs)
         ax.set_xticklabels(names, rotation=30, ha="right")

@@ -20,9 +20,16 @@ What is measured (see docs/benchmarks.md for how to read it):
   ... STRATEGY FILE_COPY with file_copy_method = clone on reflink XFS,
   pg_basebackup + start, pg_dump | pg_restore. Repeats are interleaved
   (round robin over methods) so machine noise hits every method alike.
-* source cost: pgbench TPS and latency on a betterpg source with no
-  branches, with an application-consistent branch every few seconds, with a
-  --fast branch every few seconds, and with none again (drift check).
+* source cost (the load section): pgbench TPS and latency on a betterpg
+  source (the primary) with no branches, with an application-consistent
+  branch every few seconds, with a --fast branch every few seconds, with a
+  branch of a replica of it (``bpg follow`` from the same source, on this
+  machine) every few seconds, and with the source's own ``CHECKPOINT``
+  every few seconds (the floor of an application-consistent branch), the
+  cycle repeated and a baseline between and after (drift check). Idle
+  references (the same branches with no load, the source checkpointed) are
+  taken before every baseline, so ``--fast`` under load and idle compare
+  within the run.
 * space: pool space of a fresh branch, and after updating N MB of rows in it.
 * breakdown: betterpg's per-step timings of every branch above.
 * pytest: per-test wall time of a suite whose every test gets a private
@@ -388,6 +395,7 @@ class Settings:
     load_seconds: int
     load_cycles: int
     branch_every: float
+    idle_sets: int
     space_mb: int
     pytest_size: str
     pytest_tests: int
@@ -534,6 +542,8 @@ class Bench:
             if key in ctx:
                 self.bpg("start", ctx[key], json_out=False, check=False, timeout=600)
                 self.wait_up(ctx[pkey])
+        if "bpg_replica" in ctx:
+            self.bpg("start", ctx["bpg_replica"], json_out=False, check=False, timeout=600)
         self.zfs_pid = zfs_fuse_pid()
         log(f"recovered after {time.monotonic() - t0:.0f} s; redoing {what}")
 
@@ -682,13 +692,16 @@ class Bench:
                 gen["betterpg_docker"] = self.pgbench_init(str(PG15_BIN / "pgbench"), ctx["bpg_docker_params"], scale)
             except Exception as e:
                 self.fail(f"[{size}] Docker runtime source ({dname})", e)
-        # plain PostgreSQL 15: database `bench`
-        with connect(self.pg15.params()) as c:
-            c.execute("DROP DATABASE IF EXISTS bench")
-            c.execute("CREATE DATABASE bench")
-        log(f"[{size}] generating pgbench -s {scale} in PG 15 (ext4) database bench")
-        gen["pg15_ext4"] = self.pgbench_init(self.pg15.tool("pgbench"), self.pg15.params("bench"), scale)
-        res["pg15_bench_bytes"] = self.db_size(self.pg15.params("bench"))
+        # plain PostgreSQL 15: database `bench` (only when a PG 15 method or
+        # the pytest section, which compares with it, is measured)
+        pg15_users = ["pg15_file_copy", "pg15_wal_log", "pg_basebackup", "pg_dump_restore", "pytest"]
+        if any(m not in self.s.skip for m in pg15_users):
+            with connect(self.pg15.params()) as c:
+                c.execute("DROP DATABASE IF EXISTS bench")
+                c.execute("CREATE DATABASE bench")
+            log(f"[{size}] generating pgbench -s {scale} in PG 15 (ext4) database bench")
+            gen["pg15_ext4"] = self.pgbench_init(self.pg15.tool("pgbench"), self.pg15.params("bench"), scale)
+            res["pg15_bench_bytes"] = self.db_size(self.pg15.params("bench"))
         if self.pg18:
             with connect(self.pg18.params()) as c:
                 c.execute("DROP DATABASE IF EXISTS bench")
@@ -701,7 +714,8 @@ class Bench:
         return ctx
 
     def drop_size(self, ctx: Dict[str, Any]) -> None:
-        for key in ["bpg_src", "bpg_docker_src"]:
+        # A replica first: destroying it drops its slot on the source.
+        for key in ["bpg_replica", "bpg_src", "bpg_docker_src"]:
             if key in ctx:
                 self.bpg("destroy", ctx[key], "--force", json_out=False, check=False)
 
@@ -871,19 +885,103 @@ class Bench:
                 self.save()
         res["loadavg_after"] = loadavg()
 
+    def branch_once(self, src: str, mode: str) -> Dict[str, Any]:
+        """One branch of `src` (mode "app" or "fast"), timed as the bpg
+        command's wall time, then destroyed (untimed). The same measure under
+        load and idle, so the two compare."""
+        name = self.next_name("l")
+        try:
+            t0 = time.perf_counter()
+            rep = self.bpg("branch", src, name, *(["--fast"] if mode == "fast" else []))
+            wall = time.perf_counter() - t0
+        finally:
+            self.bpg("destroy", name, "--force", json_out=False, check=False)
+        out = {"seconds": wall, "bpg_total_ms": rep["total_millis"],
+               "timings": {t["step"]: t["millis"] for t in rep["timings"]},
+               "checkpoint": rep.get("checkpoint"), "wal_bytes_copied": rep.get("wal_bytes_copied")}
+        if rep.get("replica_point") is not None:
+            out["replica_point"] = rep["replica_point"]
+        return out
+
+    def source_checkpoint(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        """The source's own CHECKPOINT (a new connection, as a branch opens
+        one): the floor of an application-consistent branch, whose
+        backup_start asks for the same immediate checkpoint."""
+        t0 = time.perf_counter()
+        with connect(params) as c:
+            t1 = time.perf_counter()
+            c.execute("CHECKPOINT")
+        t2 = time.perf_counter()
+        return {"seconds": t2 - t0, "checkpoint_ms": (t2 - t1) * 1000.0}
+
+    def start_replica(self, ctx: Dict[str, Any]) -> Dict[str, Any]:
+        """A replica of the source: ``bpg follow`` from the source's URL (the
+        primary is a betterpg database on 127.0.0.1 of this machine, its
+        superuser has REPLICATION), with a slot so the primary keeps the WAL
+        the replica still needs. Returns the follow report's facts."""
+        name = f"rep{ctx['bpg_src']}"
+        self.bpg("destroy", name, "--force", json_out=False, check=False)
+        url = self.bpg.info(ctx["bpg_src"])["url"]
+        t0 = time.perf_counter()
+        rep = self.bpg("follow", name, "--from", url, "--slot", "bench_replica", timeout=3600)
+        wall = time.perf_counter() - t0
+        ctx["bpg_replica"] = name
+        self.undo.append(lambda: self.bpg("destroy", name, "--force", json_out=False, check=False))
+        repl = rep["replica"].get("replication") or {}
+        log(f"load: replica {name} follows {repl.get('upstream')} ({rep['backup_bytes']} B base backup, {wall:.1f} s)")
+        return {"name": name, "follow_seconds": wall, "backup_bytes": rep["backup_bytes"],
+                "upstream": repl.get("upstream"), "state": repl.get("state"), "slot": rep.get("slot")}
+
     def load_section(self, ctx: Dict[str, Any]) -> Dict[str, Any]:
-        """pgbench on the betterpg source without / with branches every few seconds."""
+        """pgbench on the betterpg source (the primary) without / with a branch
+        every few seconds: of the source (application-consistent, --fast), of
+        a replica of it, and the source's own CHECKPOINT for comparison;
+        idle references before every baseline."""
         s = self.s
         params = ctx["bpg_params"]
+        t_section = time.perf_counter()
         out: Dict[str, Any] = {
             "clients": 2, "threads": 2, "seconds": s.load_seconds, "branch_every_s": s.branch_every,
             "script": "pgbench built-in tpcb-like, -M prepared, --random-seed 42",
-            "loadavg_before": loadavg(), "phases": [],
+            "loadavg_before": loadavg(), "phases": [], "idle": [],
         }
+        replica = "replica" not in s.skip
+        if replica:
+            out["replica"] = self.start_replica(ctx)
         logdir = s.work / "pgbench-logs"
-        cycle = [("baseline", None), ("app-consistent branches", "app"), ("--fast branches", "fast")]
+        # (phase, what branches: None, "app", "fast", "replica", "checkpoint")
+        cycle = [("baseline", None)]
+        if replica:
+            cycle.append(("replica branches", "replica"))
+        cycle += [("app-consistent branches", "app"), ("--fast branches", "fast")]
+        if "checkpoint" not in s.skip:
+            cycle.append(("source CHECKPOINTs", "checkpoint"))
         phases = cycle * s.load_cycles + [("baseline", None)]
-        for phase, mode in phases:
+        idle_left = s.idle_sets
+
+        def one(mode: str) -> Dict[str, Any]:
+            if mode == "checkpoint":
+                return self.source_checkpoint(params)
+            if mode == "replica":
+                return self.branch_once(ctx["bpg_replica"], "app")
+            return self.branch_once(ctx["bpg_src"], mode)
+
+        for i, (phase, mode) in enumerate(phases):
+            if mode is None and idle_left > 0:
+                # Idle references (no load; the source checkpointed, untimed,
+                # as in the copy section): the same measures as under load.
+                idle_left -= 1
+                for m in (["fast", "app"] + (["replica"] if replica else []) + ["checkpoint"]):
+                    with connect(params) as c:
+                        c.execute("CHECKPOINT")
+                    time.sleep(0.5)
+                    try:
+                        r = one(m)
+                        r.update(mode=m, before_phase=i + 1)
+                        out["idle"].append(r)
+                        log(f"load: idle {m}: {r['seconds']:.3f} s")
+                    except Exception as e:
+                        self.fail(f"load idle {m}", e)
             shutil.rmtree(logdir, ignore_errors=True)
             logdir.mkdir(parents=True)
             stop = threading.Event()
@@ -894,16 +992,10 @@ class Bench:
                 time.sleep(min(2.0, s.branch_every))
                 while not stop.is_set():
                     t_next = time.monotonic() + s.branch_every
-                    name = self.next_name("l")
                     try:
-                        t0 = time.perf_counter()
-                        rep = self.bpg("branch", ctx["bpg_src"], name, *(["--fast"] if mode == "fast" else []))
-                        branches.append({"seconds": time.perf_counter() - t0, "bpg_total_ms": rep["total_millis"],
-                                         "timings": {t["step"]: t["millis"] for t in rep["timings"]}})
+                        branches.append(one(mode))
                     except Exception as e:
                         errors.append(str(e))
-                    finally:
-                        self.bpg("destroy", name, "--force", json_out=False, check=False)
                     stop.wait(max(0.0, t_next - time.monotonic()))
 
             th = threading.Thread(target=brancher, daemon=True) if mode else None
@@ -943,7 +1035,10 @@ class Bench:
             log(f"load: {phase}: tps {ph['tps']}, p50 {ph['latency_p50_ms']} ms, p99 {ph['latency_p99_ms']} ms, "
                 f"{len(branches)} branches")
         shutil.rmtree(logdir, ignore_errors=True)
+        if replica:
+            self.bpg("destroy", ctx.pop("bpg_replica"), "--force", json_out=False, check=False)
         out["loadavg_after"] = loadavg()
+        out["section_seconds"] = time.perf_counter() - t_section
         return out
 
     def space_section(self, ctx: Dict[str, Any]) -> Dict[str, Any]:
@@ -992,7 +1087,8 @@ class Bench:
         Nothing in betterpg is changed; the source is reset afterwards."""
         out: Dict[str, Any] = {"runs": [], "loadavg_before": loadavg()}
         try:
-            for r in range(self.s.bpg_repeats):
+            # One round in short mode (CI: it proves the section runs).
+            for r in range(1 if self.s.short else self.s.bpg_repeats):
                 for method in ["fsync", "syncfs"]:
                     with connect(ctx["bpg_params"]) as c:
                         c.execute(f"ALTER SYSTEM SET recovery_init_sync_method = {method}")
@@ -1152,7 +1248,7 @@ def main() -> int:
     ap.add_argument("--sizes", help="comma list of 100M,1G,4G (default all; short: 100M)")
     ap.add_argument("--repeats", type=int, help="repeats of the non-betterpg methods (default 3; short 2)")
     ap.add_argument("--bpg-repeats", type=int, help="repeats of the betterpg methods (default 5; short 3)")
-    ap.add_argument("--load-seconds", type=int, help="length of each pgbench phase (default 45; short 10)")
+    ap.add_argument("--load-seconds", type=int, help="length of each pgbench phase (default 45; short 6)")
     ap.add_argument("--pytest-tests", type=int, help="tests in the pytest suite (default 20; short 5)")
     ap.add_argument("--docker-sizes", help="sizes measured with the Docker runtime too (default all)")
     ap.add_argument("--no-docker", action="store_true", help="leave out the Docker runtime")
@@ -1185,9 +1281,12 @@ def main() -> int:
         short=short, out=out, sizes=sizes,
         repeats=a.repeats or (2 if short else 3),
         bpg_repeats=a.bpg_repeats or (3 if short else 5),
-        load_size=middle, load_seconds=a.load_seconds or (10 if short else 45),
+        load_size=middle, load_seconds=a.load_seconds or (6 if short else 45),
         load_cycles=1 if short else 2,
         branch_every=3.0 if short else 5.0,
+        # Idle references of the load section: before the first baseline
+        # only (short), or before every baseline (full).
+        idle_sets=1 if short else 3,
         space_mb=10 if short else 100,
         pytest_size=middle, pytest_tests=a.pytest_tests or (5 if short else 20),
         docker=not a.no_docker,

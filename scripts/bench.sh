@@ -2,14 +2,16 @@
 # Run betterpg's benchmarks (benches/run.py) with everything they need set up:
 # time until a copy answers a query (betterpg branches vs CREATE DATABASE
 # TEMPLATE, PG 18 reflink clone, pg_basebackup, pg_dump|pg_restore) at
-# 100 MB / 1 GB / 4 GB, the cost to the source under pgbench, branch space,
+# 100 MB / 1 GB / 4 GB, the cost to the source under pgbench (branches of
+# the source, of a `bpg follow` replica of it, and its own CHECKPOINT, every
+# few seconds, against baselines; idle references), branch space,
 # betterpg's per-step breakdown, and per-test cost in pytest; then
 # benches/recordsize.py: a branch's growth after the same UPDATE with the old
 # (128K records) and new (8K) dataset properties.
 #
 # Usage: scripts/bench.sh [--short] [--no-docker] [run.py options...]
 # Env:   BPG_BENCH_BIN=PATH  use this bpg instead of building a release one.
-#   --short      CI mode: smallest size (100 MB), 2-3 repeats, 10 s load
+#   --short      CI mode: smallest size (100 MB), 1-3 repeats, 6 s load
 #                phases, 5 pytest tests. A few minutes. Writes to
 #                target/bench-short/. Exits non-zero if anything failed.
 #   (default)    full mode: all sizes, 3 repeats (5 for betterpg), 60 s load
@@ -17,7 +19,8 @@
 #   --no-docker  leave out betterpg's Docker runtime (otherwise a Docker
 #                engine that does not answer is an error).
 #   Anything else goes to benches/run.py (--sizes 100M,1G, --repeats N,
-#   --skip load,space,pytest,pg_dump_restore, --out DIR; see run.py --help).
+#   --skip load,space,pytest,pg_dump_restore,replica,checkpoint, --out DIR;
+#   see run.py --help). With pytest skipped the Python module is not built.
 #
 # Idempotent setup: scripts/setup.sh (zfs-fuse, PostgreSQL 15), xfsprogs,
 # PostgreSQL 18 (scripts/pg-versions.sh 18), the release bpg binary, a venv in
@@ -117,7 +120,9 @@ if ! "$VENV/bin/python" -c 'import matplotlib, psycopg, pytest, pytest_postgresq
   log "installing matplotlib, psycopg, pytest, pytest-postgresql into $VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check 'matplotlib>=3.8' 'psycopg[binary]>=3.1' 'pytest>=8' 'pytest-postgresql>=6'
 fi
-if ! PYTHONPATH=$REPO/betterpg-py/python "$VENV/bin/python" -c 'import betterpg, betterpg.pytest_plugin' >/dev/null 2>&1; then
+if [[ " ${PASS[*]} " =~ [\ =]([a-z0-9_]+,)*pytest(,|\ ) ]]; then
+  log "--skip pytest: the betterpg Python module is not needed"
+elif ! PYTHONPATH=$REPO/betterpg-py/python "$VENV/bin/python" -c 'import betterpg, betterpg.pytest_plugin' >/dev/null 2>&1; then
   log "building the betterpg Python module in place (maturin develop --release)"
   "$VENV/bin/python" -c 'import maturin' >/dev/null 2>&1 || "$VENV/bin/pip" install -q --disable-pip-version-check 'maturin>=1.9,<2'
   (cd betterpg-py && VIRTUAL_ENV=$VENV PATH=$VENV/bin:$PATH "$VENV/bin/maturin" develop --release -q) \
