@@ -20,7 +20,9 @@
 #                engine that does not answer is an error).
 #   Anything else goes to benches/run.py (--sizes 100M,1G, --repeats N,
 #   --skip load,space,pytest,pg_dump_restore,replica,checkpoint, --out DIR;
-#   see run.py --help). With pytest skipped the Python module is not built.
+#   see run.py --help). With pytest skipped the Python module is not built;
+#   --skip recordsize leaves out benches/recordsize.py, which otherwise
+#   writes recordsize.json into --out DIR (default as run.py's).
 #
 # Idempotent setup: scripts/setup.sh (zfs-fuse, PostgreSQL 15), xfsprogs,
 # PostgreSQL 18 (scripts/pg-versions.sh 18), the release bpg binary, a venv in
@@ -40,14 +42,21 @@ REPO=$PWD
 SHORT=0
 DOCKER=1
 PASS=()
+OUT=
+prev=
 for arg in "$@"; do
   case "$arg" in
     --short) SHORT=1; PASS+=("$arg") ;;
     --no-docker) DOCKER=0; PASS+=("$arg") ;;
     -h|--help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
-    *) PASS+=("$arg") ;;
+    --out=*) OUT=${arg#--out=}; PASS+=("$arg") ;;
+    *) [[ $prev == --out ]] && OUT=$arg; PASS+=("$arg") ;;
   esac
+  prev=$arg
 done
+# --skip LIST names a section: pytest (then no Python module is built) or
+# recordsize (then benches/recordsize.py is not run).
+skipped() { [[ " ${PASS[*]} " =~ [\ =]([a-z0-9_]+,)*$1(,|\ ) ]]; }
 TAG=$([[ $SHORT == 1 ]] && echo short || echo full)
 WORK=/tmp/betterpg-test/bpgbench-$TAG-work
 POOL=bpgbench$TAG
@@ -120,7 +129,7 @@ if ! "$VENV/bin/python" -c 'import matplotlib, psycopg, pytest, pytest_postgresq
   log "installing matplotlib, psycopg, pytest, pytest-postgresql into $VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check 'matplotlib>=3.8' 'psycopg[binary]>=3.1' 'pytest>=8' 'pytest-postgresql>=6'
 fi
-if [[ " ${PASS[*]} " =~ [\ =]([a-z0-9_]+,)*pytest(,|\ ) ]]; then
+if skipped pytest; then
   log "--skip pytest: the betterpg Python module is not needed"
 elif ! PYTHONPATH=$REPO/betterpg-py/python "$VENV/bin/python" -c 'import betterpg, betterpg.pytest_plugin' >/dev/null 2>&1; then
   log "building the betterpg Python module in place (maturin develop --release)"
@@ -160,7 +169,12 @@ PYPID=
 # Branch growth for the same UPDATE with the old dataset properties
 # (recordsize=128K, atime=on) and betterpg's (8K, off), side by side
 # (docs/benchmarks.md, "Dataset properties").
-RS_OUT=$([[ $SHORT == 1 ]] && echo "$REPO/target/bench-short" || echo "$REPO/benches/results")/recordsize.json
+if skipped recordsize; then
+  ok "benchmarks done (recordsize skipped)"
+  exit 0
+fi
+RS_DIR=${OUT:-$([[ $SHORT == 1 ]] && echo "$REPO/target/bench-short" || echo "$REPO/benches/results")}
+RS_OUT=$RS_DIR/recordsize.json
 log "running benches/recordsize.py -> $RS_OUT"
 "$VENV/bin/python" benches/recordsize.py --bpg "$BPG" --work "$WORK/recordsize" --out "$RS_OUT" \
   --pool-prefix "${POOL}rs" --ports 59450-59489 $([[ $SHORT == 1 ]] && echo --pages 4096) \
