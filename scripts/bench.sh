@@ -10,6 +10,7 @@
 # (128K records) and new (8K) dataset properties.
 #
 # Usage: scripts/bench.sh [--short] [--no-docker] [run.py options...]
+#        scripts/bench.sh --many [many.py options...]
 # Env:   BPG_BENCH_BIN=PATH  use this bpg instead of building a release one.
 #   --short      CI mode: smallest size (100 MB), 1-3 repeats, 6 s load
 #                phases, 5 pytest tests. A few minutes. Writes to
@@ -18,6 +19,14 @@
 #                phases, 20 pytest tests. Writes benches/results/. Run by hand.
 #   --no-docker  leave out betterpg's Docker runtime (otherwise a Docker
 #                engine that does not answer is an error).
+#   --many       only the many-branches phase (benches/many.py, issue 16
+#                item 4; not part of the short or full run, ~10-20 min): a
+#                hundred live branches of a 1 GB source, PSS per idle
+#                branch, status time, first vs 100th branch, pool space,
+#                then branching on to find what breaks first (--probe-max
+#                N, default 300). Writes benches/results/many.json. Pool
+#                bpgmany, ports 59500-59899. Options after it go to many.py
+#                (--count, --scale, --probe-max, --branch-arg).
 #   Anything else goes to benches/run.py (--sizes 100M,1G, --repeats N,
 #   --skip load,space,pytest,pg_dump_restore,replica,checkpoint, --out DIR;
 #   see run.py --help). With pytest skipped the Python module is not built;
@@ -42,6 +51,28 @@ REPO=$PWD
 SHORT=0
 DOCKER=1
 PASS=()
+if [[ "${1:-}" == --many ]]; then
+  shift
+  need_root "the many-branches benchmark creates a ZFS pool and runs PostgreSQL"
+  scripts/setup.sh --quiet
+  if [[ -n "${BPG_BENCH_BIN:-}" ]]; then BPG=$BPG_BENCH_BIN; else cargo build --release -q -p betterpg-cli; BPG=target/release/bpg; fi
+  MWORK=/tmp/betterpg-test/bpgmany-work
+  mbackstop() {
+    if [[ -d "$MWORK/home" ]]; then "$BPG" --home "$MWORK/home" destroy src --force >/dev/null 2>&1 || true; fi
+    if zpool list -H -o name 2>/dev/null | grep -qx bpgmany; then
+      for _ in $(seq 1 40); do zpool destroy -f bpgmany >/dev/null 2>&1 && break; sleep 0.5; done
+    fi
+    rm -rf -- "$MWORK"
+  }
+  mbackstop
+  mkdir -p /tmp/betterpg-test
+  bpg_cleanup_cmd mbackstop
+  log "running benches/many.py $*"
+  python3 benches/many.py --bpg "$BPG" --work "$MWORK" --pool bpgmany --ports 59500-59899 \
+    --probe-max 300 --out benches/results/many.json "$@" || die "benches/many.py failed; see above and benches/results/many.json"
+  ok "many-branches benchmark done: benches/results/many.json"
+  exit 0
+fi
 OUT=
 prev=
 for arg in "$@"; do
