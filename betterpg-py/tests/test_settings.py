@@ -38,9 +38,17 @@ def test_configure_changes_reads_back_and_clears(manager, tmp_path) -> None:
             manager.configure(unique("ghost"), ttl="1h")
         assert manager.settings(name) == got, "a refused change changes nothing"
 
+        # A branch's memory (from its next start; its branches inherit it).
+        sized = manager.configure(name, branch_shared_buffers="64M", branch_max_connections=40)
+        assert sized["branch_shared_buffers"] == 64 << 20
+        assert sized["branch_max_connections"] == 40
+        with pytest.raises(betterpg.ConfigError, match="branch_shared_buffers"):
+            manager.configure(name, branch_shared_buffers="1K")
+
         cleared = manager.configure(
             name, ttl=None, idle_stop=None, keep_last=None, credentials=None,
-            mask=[], forbid_unmasked=False,
+            mask=[], forbid_unmasked=False, branch_shared_buffers=None,
+            branch_max_connections=None,
         )
         assert cleared["credentials"] is None
         assert {k: v for k, v in cleared.items() if k != "credentials"} == {
