@@ -2,13 +2,18 @@
 """A/B timing of two bpg binaries on one home: the check for an optimisation.
 
     benches/ab.py --a OLD_BPG --b NEW_BPG [--cycles 15] [--rows 100000]
+                  [--pool bpgab] [--ports 59000-59099] [--steps] [--docker]
 
-Makes a file-backed pool and home (pool bpgab, ports 59000-59099: run it
-when the benchmark harness is not running), one database with --rows rows,
+Makes a file-backed pool and home (pool --pool, ports --ports: by default
+those of the benchmark harness, so run it when the harness is not running),
+one database with --rows rows (--docker: in the Docker runtime),
 then runs --cycles rounds; each round, for A and then B in alternating
 order: `bpg branch` (application-consistent), `bpg branch --fast`, `bpg stop`
 + `bpg start` of the branch, `bpg destroy`. Prints the median (min-max) of
-each in ms, and of the `start` step bpg reports, as a Markdown table.
+each in ms, and of the `start` step bpg reports, as a Markdown table;
+--steps adds every step bpg reports (`timings`), the part of bpg's total
+outside every step (`unaccounted`), and the part of the wall time outside
+bpg's total (process start, argument parsing, the JSON).
 Everything it made is removed at the end, also on failure. Needs root,
 scripts/setup.sh done.
 """
@@ -47,6 +52,10 @@ def main() -> int:
     ap.add_argument("--b", required=True, help="bpg binary B (e.g. the new one)")
     ap.add_argument("--cycles", type=int, default=15)
     ap.add_argument("--rows", type=int, default=100000)
+    ap.add_argument("--pool", default=POOL)
+    ap.add_argument("--ports", default=PORTS)
+    ap.add_argument("--steps", action="store_true", help="every reported step too")
+    ap.add_argument("--docker", action="store_true", help="the database in the Docker runtime")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bpgab-", dir="/tmp"))
@@ -57,8 +66,8 @@ def main() -> int:
     res: Dict[str, Dict[str, List[float]]] = {"A": {}, "B": {}}
     try:
         sh(args.a, "--home", str(home), "init", "--pool-file", str(work / "pool.img"),
-           "--size", "2G", "--pool", POOL, "--ports", PORTS)
-        sh(*a, "create", "prod")
+           "--size", "2G", "--pool", args.pool, "--ports", args.ports)
+        sh(*a, "create", "prod", *(["--runtime", "docker"] if args.docker else []))
         url = json.loads(sh(*a, "status", "prod").stdout)["entries"][0]["url"]
         sh("psql", "-q", url, "-c",
            f"CREATE TABLE t AS SELECT i, md5(i::text) v FROM generate_series(1, {args.rows}) i")
@@ -72,25 +81,40 @@ def main() -> int:
                     r.setdefault(mode, []).append(ms)
                     start = next(t["millis"] for t in rep["timings"] if t["step"] == "start")
                     r.setdefault(f"{mode}: start step", []).append(start)
+                    if args.steps:
+                        steps: Dict[str, float] = {}
+                        for t in rep["timings"]:
+                            steps[t["step"]] = steps.get(t["step"], 0.0) + t["millis"]
+                        for step, v in steps.items():
+                            if step != "start":
+                                r.setdefault(f"{mode}: {step}", []).append(v)
+                        total = rep["total_millis"]
+                        r.setdefault(f"{mode}: bpg total", []).append(total)
+                        r.setdefault(f"{mode}: unaccounted", []).append(total - sum(steps.values()))
+                        r.setdefault(f"{mode}: outside bpg total", []).append(ms - total)
                     if mode == "branch":
                         r.setdefault("stop", []).append(timed(*bpg, "stop", "ab")[0])
                         r.setdefault("start (restart)", []).append(timed(*bpg, "start", "ab")[0])
                     r.setdefault("destroy", []).append(timed(*bpg, "destroy", "ab")[0])
-        rows = list(res["A"].keys())
+        # A step only one binary reports shows with "-" for the other.
+        rows = list(dict.fromkeys([*res["A"], *res["B"]]))
         print(f"\n{args.cycles} cycles, interleaved; ms, median (min-max)\n")
         print("| operation | A | B | B / A |")
         print("|---|---|---|---|")
         for k in rows:
-            ma, mb = statistics.median(res["A"][k]), statistics.median(res["B"][k])
-            fa = f"{ma:.0f} ({min(res['A'][k]):.0f}-{max(res['A'][k]):.0f})"
-            fb = f"{mb:.0f} ({min(res['B'][k]):.0f}-{max(res['B'][k]):.0f})"
-            print(f"| {k} | {fa} | {fb} | {mb / ma:.2f} |")
+            va, vb = res["A"].get(k, []), res["B"].get(k, [])
+            ma = statistics.median(va) if va else None
+            mb = statistics.median(vb) if vb else None
+            fa = f"{ma:.0f} ({min(va):.0f}-{max(va):.0f})" if va else "-"
+            fb = f"{mb:.0f} ({min(vb):.0f}-{max(vb):.0f})" if vb else "-"
+            ratio = f"{mb / ma:.2f}" if ma and mb is not None else "-"
+            print(f"| {k} | {fa} | {fb} | {ratio} |")
         print(f"\nA = {args.a}\nB = {args.b}")
         return 0
     finally:
         sh(args.b, "--home", str(home), "destroy", "prod", "--force", check=False)
         for _ in range(20):
-            if sh("zpool", "destroy", "-f", POOL, check=False).returncode == 0:
+            if sh("zpool", "destroy", "-f", args.pool, check=False).returncode == 0:
                 break
             time.sleep(0.5)
         sh("rm", "-rf", str(work), check=False)

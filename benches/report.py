@@ -21,8 +21,9 @@ LABELS = {
     "pg_dump_restore": "pg_dump -Fc \\| pg_restore",
 }
 ORDER = list(LABELS)
-STEPS = ["prepare", "space", "backup_start", "checkpoint", "snapshot", "backup_stop", "clone", "wal_copy",
-         "private_start", "isolate_sql", "private_stop", "reserve_wait", "start"]
+STEPS = ["reserve", "prepare", "space", "backup_start", "checkpoint", "snapshot", "backup_stop", "clone", "chown",
+         "prepare_clone", "wal_copy", "private_start", "isolate_sql", "private_stop", "reserve_wait", "start",
+         "catalog", "info"]
 # Since the branch's private first start (the isolation step), recovery runs
 # in `isolate`; the server log's figures are compared with both starts.
 STARTS = ("private_start", "isolate_sql", "private_stop", "reserve_wait", "start")

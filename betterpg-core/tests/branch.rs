@@ -44,16 +44,27 @@ async fn application_consistent_branch_under_writer_holds_every_acknowledged_com
     );
     assert!(report.source_was_running);
     let steps: Vec<&str> = report.timings.iter().map(|t| t.step).collect();
+    // Every part of the call is a named step (the work before the recipe
+    // and after the start too), each once.
     for s in [
+        "reserve",
         "backup_start",
         "snapshot",
         "backup_stop",
         "clone",
+        "chown",
+        "prepare_clone",
         "wal_copy",
         "start",
+        "catalog",
+        "info",
     ] {
         assert!(steps.contains(&s), "missing step {s} in {steps:?}");
     }
+    assert_eq!(steps.first(), Some(&"reserve"), "{steps:?}");
+    assert_eq!(steps.last(), Some(&"info"), "{steps:?}");
+    let unique: std::collections::BTreeSet<&str> = steps.iter().copied().collect();
+    assert_eq!(unique.len(), steps.len(), "a step named twice: {steps:?}");
     let max = assert_prefix(&report.branch.url, acked).await;
     assert!(max <= written, "branch holds ids the source never wrote");
     let log = mgr.logs("dev", None).await.unwrap();

@@ -22,6 +22,7 @@
 //! dropped, server stopped, clone and snapshot destroyed, reservation
 //! removed) and the typed error returned; the source is never changed.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -45,7 +46,7 @@ use crate::pg::isolate::{self, IsolationReport};
 use crate::pg::{wal, BackupSession};
 use crate::pitr::{base_for, Target};
 use crate::runtime::{InstanceSpec, RunStatus};
-use crate::storage::{destroy_with_retry, SpaceLimit};
+use crate::storage::{destroy_with_retry, DatasetInfo, SpaceLimit};
 use crate::tablespace;
 use crate::util::{now_unix, random_token};
 
@@ -82,6 +83,26 @@ struct Undo {
     /// Not undone, only reported: whether a `--fast` snapshot was preceded
     /// by a checkpoint.
     checkpoint: Option<CheckpointDecision>,
+    /// Not undone, only reported: the clone's listing (its sizes), read
+    /// while the branch started.
+    listed: Option<DatasetInfo>,
+}
+
+/// The branch's real start (step 6), and meanwhile the listing of its
+/// clone for the report (a `zfs` command: alongside the start, it costs
+/// nothing). The sizes are those of the clone as the server starts: ZFS
+/// counts what the start writes only once its transaction group is
+/// written anyway.
+async fn start(ctx: &Context, entry: &Entry, data_dir: &Path, undo: &mut Undo) -> Result<()> {
+    let (started, listed) = tokio::join!(
+        start_on_free_port(ctx, entry, data_dir, |_| {}, &mut undo.started),
+        ctx.storage.get(&entry.dataset)
+    );
+    started?;
+    // A listing that failed only costs the report's sizes their
+    // freshness: they are read again.
+    undo.listed = listed.ok().flatten();
+    Ok(())
 }
 
 pub(crate) struct Timer {
@@ -91,9 +112,14 @@ pub(crate) struct Timer {
 
 impl Timer {
     pub(crate) fn new() -> Self {
+        Self::since(Instant::now())
+    }
+    /// A timer whose first lap began at `t0` (the start of the whole
+    /// call: the work before the recipe is a step too).
+    pub(crate) fn since(t0: Instant) -> Self {
         Timer {
             steps: Vec::new(),
-            last: Instant::now(),
+            last: t0,
         }
     }
     /// Add steps timed elsewhere, which began at the last lap.
@@ -410,8 +436,18 @@ async fn branch_unaudited(
     } else {
         None
     };
-    let mut report =
-        complete_branch(ctx, &src, &entry, opts, origin.as_ref(), plan, t0, false).await?;
+    let mut report = complete_branch(
+        ctx,
+        &src,
+        &entry,
+        opts,
+        origin.as_ref(),
+        plan,
+        t0,
+        "reserve",
+        false,
+    )
+    .await?;
     report.replica_point = point;
     Ok(report)
 }
@@ -618,11 +654,16 @@ pub(crate) async fn complete_branch(
     origin: Option<&SnapshotRecord>,
     plan: PrivatePlan,
     t0: Instant,
+    first_step: &'static str,
     password_changed: bool,
 ) -> Result<BranchReport> {
     let name = entry.name.as_str();
     let mut undo = Undo::default();
-    let mut timer = Timer::new();
+    // Everything since the call began (checks, the catalog reservation,
+    // the password file; a reset's discarding of the old data) is the
+    // first step, so that the steps add up to the total.
+    let mut timer = Timer::since(t0);
+    timer.lap(first_step);
     let credentials = if plan.rotate {
         Credentials::Rotate
     } else {
@@ -630,16 +671,24 @@ pub(crate) async fn complete_branch(
     };
     match run_recipe(ctx, src, entry, opts, origin, &plan, &mut undo, &mut timer).await {
         Ok((mode, running, wal_bytes, isolation, masking)) => {
-            {
+            let ready = {
                 let mut cat = ctx.lock()?;
                 let e = cat
                     .get_mut(name)
                     .ok_or_else(|| Error::Internal(format!("catalog entry {name} vanished")))?;
                 e.mode = Some(mode);
                 e.state = State::Ready;
+                let ready = e.clone();
                 cat.save()?;
-            }
-            let branch = status::info(ctx, name).await?;
+                ready
+            };
+            timer.lap("catalog");
+            // Running: it was just started (a status query would say so).
+            let branch = match undo.listed.take() {
+                Some(ds) => status::info_with(ctx, &ready, Some(&ds), RunStatus::Running).await?,
+                None => status::info(ctx, name).await?,
+            };
+            timer.lap("info");
             Ok(BranchReport {
                 branch,
                 tablespaces: undo.tablespaces.clones,
@@ -689,7 +738,9 @@ async fn run_recipe(
         .map(|(_, s)| s.to_string())
         .ok_or_else(|| Error::Internal("branch without snapshot name".into()))?;
     let home = ctx.home.root().to_string_lossy().into_owned();
-    let (plan, mode, running, handoff) = match origin {
+    // The WAL handoff: known now (a named snapshot's), or once the
+    // backup still running is stopped (`pending`).
+    let (plan, mode, running, handoff, pending) = match origin {
         None => {
             let src_spec = ctx.spec(src).await?;
             // An attached cluster is not betterpg's to inspect or start: it
@@ -741,6 +792,7 @@ async fn run_recipe(
                     props: &snap_props,
                     label: &label,
                     checkpoint_max_wal: Some(ctx.config.fast_checkpoint_max_wal),
+                    defer_stop: true,
                 },
                 &mut undo.session,
                 &mut taken,
@@ -753,23 +805,22 @@ async fn run_recipe(
                 undo.snapshot = entry.snapshot.clone();
                 undo.tablespaces.snapshots = plan.snapshots(&snap_name);
             }
-            let handoff = match (stop?, undo.session.as_ref()) {
-                (Some(stop), Some(session)) => {
+            stop?;
+            // The backup is still running: it is stopped while the
+            // snapshot is cloned (below); then its WAL is handed over.
+            let pending = match undo.session.as_ref() {
+                Some(session) => Some(PendingStop {
                     // A linked pg_wal is read where the plan resolved it.
-                    let src_wal = match &plan.wal {
+                    wal: match &plan.wal {
                         Some(w) => DataDir::open(&w.location)?,
                         None => DataDir::open(&src_spec.data_dir)?.subdir("pg_wal")?,
-                    };
-                    Some(Handoff::live(
-                        stop,
-                        session.wal_segment_size,
-                        src_wal,
-                        src.kind == Kind::Replica,
-                    )?)
-                }
-                _ => None,
+                    },
+                    seg_size: session.wal_segment_size,
+                    standby: src.kind == Kind::Replica,
+                }),
+                None => None,
             };
-            (plan, mode, running, handoff)
+            (plan, mode, running, None, pending)
         }
         Some(rec) => {
             // A named snapshot: nothing is taken from the source, which
@@ -816,98 +867,135 @@ async fn run_recipe(
                 }
                 _ => None,
             };
-            (plan, rec.mode, rec.source_was_running, handoff)
+            (plan, rec.mode, rec.source_was_running, handoff, None)
         }
     };
 
-    // 4: clone and make it a data directory of its own.
-    let port = entry.port.to_string();
-    let created = entry.created_at.to_string();
-    let parent = src.name.clone();
-    let snapshot = entry.snapshot.clone().unwrap_or_default();
-    ctx.storage
-        .clone_snapshot(
-            &snapshot,
-            &entry.dataset,
-            None,
-            &[
-                ("managed", "yes"),
-                ("name", &entry.name),
-                ("dataset", &entry.dataset),
-                ("kind", "branch"),
-                ("parent", &parent),
-                ("snapshot", &snapshot),
-                ("port", &port),
-                ("mode", mode.as_str()),
-                ("runtime", &entry.runtime),
-                ("home", &home),
-                ("created", &created),
-            ],
+    // 4: clone and make it a data directory of its own, while a backup
+    // still running is stopped on the source: the snapshot exists, so
+    // the two are independent (the label and the WAL the stop hands over
+    // are written into the clone afterwards). Both run to their end
+    // (neither is cancelled half-way), then either's failure fails the
+    // branch, and everything made is undone. Steps that overlap share
+    // the wall time: each step's time runs from the previous step's end.
+    let lapper = std::cell::RefCell::new(&mut *timer);
+    let session = &mut undo.session;
+    let stopping = async {
+        let (Some(p), Some(s)) = (pending, session.as_mut()) else {
+            return Ok(None);
+        };
+        let stop = s.stop().await?;
+        lapper.borrow_mut().lap("backup_stop");
+        fault::point("after_backup_stop").await?;
+        Handoff::live(stop, p.seg_size, p.wal, p.standby).map(Some)
+    };
+    let made_clone = &mut undo.clone;
+    let made_tablespaces = &mut undo.tablespaces;
+    let making = async {
+        let port = entry.port.to_string();
+        let created = entry.created_at.to_string();
+        let parent = src.name.clone();
+        let snapshot = entry.snapshot.clone().unwrap_or_default();
+        ctx.storage
+            .clone_snapshot(
+                &snapshot,
+                &entry.dataset,
+                None,
+                &[
+                    ("managed", "yes"),
+                    ("name", &entry.name),
+                    ("dataset", &entry.dataset),
+                    ("kind", "branch"),
+                    ("parent", &parent),
+                    ("snapshot", &snapshot),
+                    ("port", &port),
+                    ("mode", mode.as_str()),
+                    ("runtime", &entry.runtime),
+                    ("home", &home),
+                    ("created", &created),
+                ],
+            )
+            .await?;
+        *made_clone = Some(entry.dataset.clone());
+        lapper.borrow_mut().lap("clone");
+        fault::point("after_clone").await?;
+
+        if let Some(q) = opts.quota {
+            ctx.storage
+                .set_space_limit(&entry.dataset, SpaceLimit::Quota, Some(q))
+                .await?;
+        }
+        let mp = ctx.mountpoint(&entry.dataset).await?;
+        let data_dir = entry.data_dir(&mp);
+        // The clone is the source's files: they become the branch's own
+        // server user's (crate::osuser) before anything runs on them. A
+        // walk of every file (blocking): off this task, so that the
+        // backup's stop is answered meanwhile.
+        let user = ctx.user_of(entry);
+        {
+            let (user, mp) = (user.clone(), mp.clone());
+            tokio::task::spawn_blocking(move || user.chown_tree(&mp))
+                .await
+                .map_err(|e| Error::Internal(format!("giving the clone to its user: {e}")))??;
+        }
+        tablespace::clone_all(
+            &*ctx.storage,
+            ctx.home.root(),
+            &user,
+            &plan,
+            entry,
+            &snap_name,
+            &mp,
+            made_tablespaces,
         )
         .await?;
-    undo.clone = Some(entry.dataset.clone());
-    timer.lap("clone");
-    fault::point("after_clone").await?;
-
-    if let Some(q) = opts.quota {
-        ctx.storage
-            .set_space_limit(&entry.dataset, SpaceLimit::Quota, Some(q))
-            .await?;
-    }
-    let mp = ctx.mountpoint(&entry.dataset).await?;
-    let data_dir = entry.data_dir(&mp);
-    // The clone is the source's files: they become the branch's own
-    // server user's (crate::osuser) before anything runs on them.
-    let user = ctx.user_of(entry);
-    user.chown_tree(&mp)?;
-    tablespace::clone_all(
-        &*ctx.storage,
-        ctx.home.root(),
-        &user,
-        &plan,
-        entry,
-        &snap_name,
-        &mp,
-        &mut undo.tablespaces,
-    )
-    .await?;
-    // Every file below is reached without following links: the clone is
-    // a copy of a directory its source's users could write.
-    let dd = DataDir::open(&data_dir)?;
-    let mut isolation = isolate::prepare_clone(&dd, &user)?;
-    // The WAL clone (a linked pg_wal), reached through the path betterpg
-    // made and checked (real directories only) when it relinked pg_wal.
-    let wal_dir = match &undo.tablespaces.wal {
-        Some(l) => DataDir::open(l)?,
-        None => dd.subdir("pg_wal")?,
+        lapper.borrow_mut().lap("chown");
+        // Every file below is reached without following links: the clone is
+        // a copy of a directory its source's users could write.
+        let dd = DataDir::open(&data_dir)?;
+        let mut isolation = isolate::prepare_clone(&dd, &user)?;
+        // The WAL clone (a linked pg_wal), reached through the path betterpg
+        // made and checked (real directories only) when it relinked pg_wal.
+        let wal_dir = match &made_tablespaces.wal {
+            Some(l) => DataDir::open(l)?,
+            None => dd.subdir("pg_wal")?,
+        };
+        if made_tablespaces.wal.is_some() {
+            isolate::forget_pending_archive(&wal_dir, &user, &mut isolation)?;
+        }
+        if src.kind == Kind::Attached {
+            // Production's rules and roles stay out of the branch.
+            cluster::write_owned(
+                &dd,
+                "pg_hba.conf",
+                if phase.rotate {
+                    isolate::ATTACHED_ROTATED_BRANCH_HBA
+                } else {
+                    isolate::ATTACHED_BRANCH_HBA
+                }
+                .as_bytes(),
+                &user,
+            )?;
+        }
+        if src.kind == Kind::Replica {
+            // A standby's copy comes up as a primary of its own on a new
+            // timeline: archive recovery of what is in pg_wal (its
+            // restore_command fails, see REPLICA_RECOVERY), then promotion.
+            cluster::write_owned(&dd, "recovery.signal", b"", &user)?;
+            // The primary's access rules name its own networks: a branch is
+            // reached on betterpg's address with its own password.
+            cluster::write_owned(&dd, "pg_hba.conf", BRANCH_OF_REPLICA_HBA.as_bytes(), &user)?;
+        }
+        lapper.borrow_mut().lap("prepare_clone");
+        Ok::<_, Error>((mp, data_dir, user, dd, isolation, wal_dir))
     };
-    if undo.tablespaces.wal.is_some() {
-        isolate::forget_pending_archive(&wal_dir, &user, &mut isolation)?;
-    }
-    if src.kind == Kind::Attached {
-        // Production's rules and roles stay out of the branch.
-        cluster::write_owned(
-            &dd,
-            "pg_hba.conf",
-            if phase.rotate {
-                isolate::ATTACHED_ROTATED_BRANCH_HBA
-            } else {
-                isolate::ATTACHED_BRANCH_HBA
-            }
-            .as_bytes(),
-            &user,
-        )?;
-    }
+    let (stopped, made) = tokio::join!(stopping, making);
+    let handoff = match stopped? {
+        Some(h) => Some(h),
+        None => handoff,
+    };
+    let (mp, data_dir, user, dd, mut isolation, wal_dir) = made?;
     let from_replica = src.kind == Kind::Replica;
-    if from_replica {
-        // A standby's copy comes up as a primary of its own on a new
-        // timeline: archive recovery of what is in pg_wal (its
-        // restore_command fails, see REPLICA_RECOVERY), then promotion.
-        cluster::write_owned(&dd, "recovery.signal", b"", &user)?;
-        // The primary's access rules name its own networks: a branch is
-        // reached on betterpg's address with its own password.
-        cluster::write_owned(&dd, "pg_hba.conf", BRANCH_OF_REPLICA_HBA.as_bytes(), &user)?;
-    }
     let mut wal_bytes = 0;
     if let Some(h) = handoff {
         cluster::write_owned(&dd, "backup_label", h.label.as_bytes(), &user)?;
@@ -971,7 +1059,7 @@ async fn run_recipe(
         &ctx.config.listen_address,
         &ctx.profile_for(entry),
     )?;
-    start_on_free_port(ctx, entry, &data_dir, |_| {}, &mut undo.started).await?;
+    start(ctx, entry, &data_dir, undo).await?;
     timer.lap("start");
     fault::point("after_start").await?;
     fault::point("before_catalog").await?;
@@ -1008,6 +1096,9 @@ pub(crate) struct Snap<'a> {
     /// ([`crate::pg::backup::checkpoint_unless_recent`]); `None`: always
     /// checkpoint.
     pub checkpoint_max_wal: Option<u64>,
+    /// Leave the backup running after the snapshot: the caller stops it
+    /// (a branch does, while it clones the snapshot meanwhile).
+    pub defer_stop: bool,
 }
 
 /// Steps 1-3 of the recipe, for a branch and for a named snapshot: one
@@ -1072,12 +1163,20 @@ pub(crate) async fn snapshot_source(
     timer.lap("snapshot");
     fault::point("after_snapshot").await?;
     let mut stop = None;
-    if let Some(session) = session.as_mut() {
+    if let Some(session) = session.as_mut().filter(|_| !snap.defer_stop) {
         stop = Some(session.stop().await?);
         timer.lap("backup_stop");
         fault::point("after_backup_stop").await?;
     }
     Ok(stop)
+}
+
+/// A backup left running after its snapshot: where its WAL is read once
+/// it is stopped ([`Handoff::live`]).
+struct PendingStop {
+    wal: DataDir,
+    seg_size: u64,
+    standby: bool,
 }
 
 /// What a clone needs besides its snapshot to recover as a base backup:
@@ -1200,6 +1299,7 @@ async fn run_pitr(
     let data_dir = entry.data_dir(&mp);
     let user = ctx.user_of(entry);
     user.chown_tree(&mp)?;
+    timer.lap("chown");
     let dd = DataDir::open(&data_dir)?;
     let mut isolation = isolate::prepare_clone(&dd, &user)?;
     cluster::write_owned(&dd, "backup_label", base.label.as_bytes(), &user)?;
@@ -1277,7 +1377,7 @@ async fn run_pitr(
         &ctx.config.listen_address,
         &ctx.profile_for(entry),
     )?;
-    start_on_free_port(ctx, entry, &data_dir, |_| {}, &mut undo.started).await?;
+    start(ctx, entry, &data_dir, undo).await?;
     timer.lap("start");
     fault::point("after_start").await?;
     fault::point("before_catalog").await?;

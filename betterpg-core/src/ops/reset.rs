@@ -219,7 +219,7 @@ async fn reset_unaudited(
         Some(rec) => rec.full_name(),
         None => src.name.clone(),
     };
-    complete_branch(ctx, &src, &entry, opts, to.as_ref(), plan, t0, password_changed)
+    complete_branch(ctx, &src, &entry, opts, to.as_ref(), plan, t0, "discard", password_changed)
         .await
         .map_err(|e| {
             Error::InvalidState(format!(

@@ -338,6 +338,7 @@ async fn take(
             label: &label,
             // A kept snapshot is branched many times: always checkpoint.
             checkpoint_max_wal: None,
+            defer_stop: false,
         },
         &mut undo.session,
         &mut made,

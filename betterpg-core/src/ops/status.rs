@@ -326,7 +326,7 @@ async fn attached_status(ctx: &Context, e: &Entry) -> RunStatus {
 
 /// The [`Info`] of `e`, its dataset's listing `ds` and its run status known.
 /// (A database that retains WAL adds what its archive holds.)
-async fn info_with(
+pub(crate) async fn info_with(
     ctx: &Context,
     e: &Entry,
     ds: Option<&DatasetInfo>,

@@ -13,6 +13,30 @@ pub struct PgBin {
     pub major: u32,
 }
 
+/// What identifies one `postgres` binary file as it is: its path, the
+/// file it resolves to (device, inode), its size and modification time.
+type BinaryId = (PathBuf, u64, u64, u64, i64, i64);
+
+fn binary_id(path: &Path) -> Option<BinaryId> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((
+        path.to_path_buf(),
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+    ))
+}
+
+/// Major versions told by `postgres --version`, per binary (see [`PgBin::at`]).
+fn version_cache() -> &'static std::sync::Mutex<std::collections::HashMap<BinaryId, u32>> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<BinaryId, u32>>> =
+        std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
 impl PgBin {
     /// Use the given bin directory, checking it holds a working server.
     pub fn at(dir: &Path) -> Result<PgBin> {
@@ -22,6 +46,18 @@ impl PgBin {
                     "{} has no `{tool}`: --pg-bin must name a PostgreSQL bin directory (e.g. /usr/lib/postgresql/15/bin)",
                     dir.display()
                 )));
+            }
+        }
+        // `postgres --version` is a process start (tens of ms: every start
+        // of a server asks): its answer is kept for this process while the
+        // binary is the same file, unchanged.
+        let id = binary_id(&dir.join("postgres"));
+        if let Some(id) = &id {
+            if let Some(major) = version_cache().lock().ok().and_then(|c| c.get(id).copied()) {
+                return Ok(PgBin {
+                    dir: dir.to_path_buf(),
+                    major,
+                });
             }
         }
         let out = std::process::Command::new(dir.join("postgres"))
@@ -35,6 +71,9 @@ impl PgBin {
                 dir.display()
             ))
         })?;
+        if let (Some(id), Ok(mut c)) = (id, version_cache().lock()) {
+            c.insert(id, major);
+        }
         Ok(PgBin {
             dir: dir.to_path_buf(),
             major,
@@ -209,6 +248,29 @@ mod tests {
             .collect();
         assert_eq!(got, want);
         assert!(versioned_bin_dirs(&d.path().join("missing")).is_empty());
+    }
+
+    #[test]
+    fn the_version_is_asked_again_when_the_binary_changes() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = d.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        write("initdb", "#!/bin/sh\n");
+        write("pg_ctl", "#!/bin/sh\n");
+        write("postgres", "#!/bin/sh\necho 'postgres (PostgreSQL) 15.4'\n");
+        assert_eq!(PgBin::at(d.path()).unwrap().major, 15);
+        // Kept: the same answer without asking.
+        assert_eq!(PgBin::at(d.path()).unwrap().major, 15);
+        // Another binary (another size): asked again.
+        write(
+            "postgres",
+            "#!/bin/sh\necho 'postgres (PostgreSQL) 16.2' # a longer file\n",
+        );
+        assert_eq!(PgBin::at(d.path()).unwrap().major, 16);
     }
 
     #[test]

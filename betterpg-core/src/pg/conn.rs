@@ -215,7 +215,9 @@ impl ConnInfo {
                     timeout.as_secs()
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Short: a start waits for this (the server is usually ready
+            // at the first or second try, right after its pid file says so).
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

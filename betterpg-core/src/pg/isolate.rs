@@ -566,94 +566,113 @@ pub async fn detach_private(
         .await
         .map_err(|e| Error::postgres_with(&e, format!("listing databases: {e}")))?;
     drop(c);
-    for row in dbs {
+    // Each database on its own connection, all at once (a connection is
+    // a new backend: in turn, they add up); reported in database order.
+    let per_db = futures_util::future::try_join_all(dbs.iter().map(|row| {
         let db: String = row.get(0);
-        let mut conn = admin.clone();
-        conn.dbname = db.clone();
-        let c = conn.connect().await?;
-        for s in subs.iter().filter(|s| s.get::<_, String>(0) == db) {
-            let name: String = s.get(1);
-            let q = quote_ident(&name);
-            // DISABLE first: a slot can only be detached from a disabled
-            // subscription, and NONE means the branch will never drop or
-            // use the publisher's slot, which is the source's.
-            c.batch_execute(&format!(
-                "ALTER SUBSCRIPTION {q} DISABLE; ALTER SUBSCRIPTION {q} SET (slot_name = NONE)"
-            ))
-            .await
-            .map_err(|e| {
-                Error::postgres_with(
-                    &e,
-                    format!("detaching subscription {name:?} in database {db:?}: {e}"),
-                )
-            })?;
-            report.subscriptions_detached.push(DetachedSubscription {
-                database: db.clone(),
-                name,
-                was_enabled: s.get(2),
-                slot_name: s.get(3),
-            });
-        }
-        let servers = c
+        detach_database(admin, db, &subs)
+    }))
+    .await?;
+    for (detached, warnings) in per_db {
+        report.subscriptions_detached.extend(detached);
+        report.warnings.extend(warnings);
+    }
+    Ok(())
+}
+
+/// [`detach_private`] in one database `db`: its subscriptions (of
+/// `subs`, every database's) detached, its foreign servers and pg_cron
+/// jobs as warnings.
+async fn detach_database(
+    admin: &ConnInfo,
+    db: String,
+    subs: &[tokio_postgres::Row],
+) -> Result<(Vec<DetachedSubscription>, Vec<IsolationWarning>)> {
+    let mut detached = Vec::new();
+    let mut warnings = Vec::new();
+    let mut conn = admin.clone();
+    conn.dbname = db.clone();
+    let c = conn.connect().await?;
+    for s in subs.iter().filter(|s| s.get::<_, String>(0) == db) {
+        let name: String = s.get(1);
+        let q = quote_ident(&name);
+        // DISABLE first: a slot can only be detached from a disabled
+        // subscription, and NONE means the branch will never drop or
+        // use the publisher's slot, which is the source's.
+        c.batch_execute(&format!(
+            "ALTER SUBSCRIPTION {q} DISABLE; ALTER SUBSCRIPTION {q} SET (slot_name = NONE)"
+        ))
+        .await
+        .map_err(|e| {
+            Error::postgres_with(
+                &e,
+                format!("detaching subscription {name:?} in database {db:?}: {e}"),
+            )
+        })?;
+        detached.push(DetachedSubscription {
+            database: db.clone(),
+            name,
+            was_enabled: s.get(2),
+            slot_name: s.get(3),
+        });
+    }
+    let servers = c
+        .query(
+            "SELECT s.srvname::text, w.fdwname::text, \
+                    coalesce(array_to_string(s.srvoptions, ' '), '') \
+             FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::postgres_with(&e, format!("listing foreign servers in {db:?}: {e}")))?;
+    for s in servers {
+        let (srv, fdw, opts): (String, String, String) = (s.get(0), s.get(1), s.get(2));
+        warnings.push(IsolationWarning {
+            kind: "foreign_server".into(),
+            database: db.clone(),
+            name: srv,
+            detail: redact(format!("{fdw} {opts}").trim()),
+        });
+    }
+    let has_cron: bool = c
+        .query_one("SELECT to_regclass('cron.job') IS NOT NULL", &[])
+        .await
+        .map_err(|e| Error::postgres_with(&e, format!("looking for pg_cron in {db:?}: {e}")))?
+        .get(0);
+    if has_cron {
+        let jobs = c
             .query(
-                "SELECT s.srvname::text, w.fdwname::text, \
-                        coalesce(array_to_string(s.srvoptions, ' '), '') \
-                 FROM pg_foreign_server s JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw \
-                 ORDER BY 1",
+                "SELECT jobid::text, coalesce(jobname::text, ''), schedule::text, \
+                        command::text, database::text, active \
+                 FROM cron.job ORDER BY jobid",
                 &[],
             )
             .await
             .map_err(|e| {
-                Error::postgres_with(&e, format!("listing foreign servers in {db:?}: {e}"))
+                Error::postgres_with(&e, format!("listing pg_cron jobs in {db:?}: {e}"))
             })?;
-        for s in servers {
-            let (srv, fdw, opts): (String, String, String) = (s.get(0), s.get(1), s.get(2));
-            report.warnings.push(IsolationWarning {
-                kind: "foreign_server".into(),
-                database: db.clone(),
-                name: srv,
-                detail: redact(format!("{fdw} {opts}").trim()),
+        for j in jobs {
+            let (id, name, sched, cmd, jdb, active): (
+                String,
+                String,
+                String,
+                String,
+                String,
+                bool,
+            ) = (j.get(0), j.get(1), j.get(2), j.get(3), j.get(4), j.get(5));
+            warnings.push(IsolationWarning {
+                kind: "pg_cron_job".into(),
+                database: jdb,
+                name: if name.is_empty() { id } else { name },
+                detail: redact(&format!(
+                    "{sched}: {cmd}{}",
+                    if active { "" } else { " (inactive)" }
+                )),
             });
         }
-        let has_cron: bool = c
-            .query_one("SELECT to_regclass('cron.job') IS NOT NULL", &[])
-            .await
-            .map_err(|e| Error::postgres_with(&e, format!("looking for pg_cron in {db:?}: {e}")))?
-            .get(0);
-        if has_cron {
-            let jobs = c
-                .query(
-                    "SELECT jobid::text, coalesce(jobname::text, ''), schedule::text, \
-                            command::text, database::text, active \
-                     FROM cron.job ORDER BY jobid",
-                    &[],
-                )
-                .await
-                .map_err(|e| {
-                    Error::postgres_with(&e, format!("listing pg_cron jobs in {db:?}: {e}"))
-                })?;
-            for j in jobs {
-                let (id, name, sched, cmd, jdb, active): (
-                    String,
-                    String,
-                    String,
-                    String,
-                    String,
-                    bool,
-                ) = (j.get(0), j.get(1), j.get(2), j.get(3), j.get(4), j.get(5));
-                report.warnings.push(IsolationWarning {
-                    kind: "pg_cron_job".into(),
-                    database: jdb,
-                    name: if name.is_empty() { id } else { name },
-                    detail: redact(&format!(
-                        "{sched}: {cmd}{}",
-                        if active { "" } else { " (inactive)" }
-                    )),
-                });
-            }
-        }
     }
-    Ok(())
+    Ok((detached, warnings))
 }
 
 #[cfg(test)]

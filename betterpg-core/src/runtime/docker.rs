@@ -128,7 +128,7 @@ const STOP_TIMEOUT_SECS: i32 = 60;
 /// Lines of container log quoted in a start failure.
 const LOG_LINES_IN_ERRORS: usize = 15;
 /// Pause between two readiness probes.
-const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Runs servers as Docker containers (see the module documentation).
 #[derive(Debug, Default)]
@@ -424,8 +424,14 @@ impl DockerRuntime {
 
     /// Remove a leftover container of this name (a crashed server, a run
     /// interrupted before its cleanup), refusing one betterpg did not make.
-    async fn clear_stale(&self, spec: &InstanceSpec, container: &str) -> Result<()> {
-        let Some(c) = self.inspect(container).await? else {
+    /// `found`: what inspecting the container said.
+    async fn clear_stale(
+        &self,
+        spec: &InstanceSpec,
+        container: &str,
+        found: Option<ContainerInspectResponse>,
+    ) -> Result<()> {
+        let Some(c) = found else {
             return Ok(());
         };
         let labels = c
@@ -893,7 +899,11 @@ impl Runtime for DockerRuntime {
         let container = Self::container_name(&spec.home, &spec.name);
         let data_major = data_dir_major(&spec.data_dir)?;
         let image = Self::image_of(spec);
-        let pgdata = self.check_image(spec, data_major).await?;
+        let t0 = Instant::now();
+        // Two questions to the engine, asked at once (each is a round
+        // trip): the image's settings, and a container left of this name.
+        let (pgdata, found) =
+            tokio::try_join!(self.check_image(spec, data_major), self.inspect(&container))?;
         let meta = std::fs::metadata(&spec.data_dir)
             .map_err(|e| Error::io(format!("reading {}", spec.data_dir.display()), e))?;
         if meta.uid() == 0 {
@@ -902,7 +912,7 @@ impl Runtime for DockerRuntime {
                 spec.data_dir.display()
             )));
         }
-        self.clear_stale(spec, &container).await?;
+        self.clear_stale(spec, &container, found).await?;
         allow_published_clients(&spec.data_dir, &spec.user)?;
         let d = self.docker().await?;
         let settings = container_settings(&spec.data_dir)?;
@@ -924,11 +934,23 @@ impl Runtime for DockerRuntime {
         let started = loop {
             attempt += 1;
             self.ensure_network().await?;
+            let t_create = Instant::now();
             let r = match d.create_container(Some(opts.clone()), body.clone()).await {
-                Ok(_) => d
-                    .start_container(&container, None)
-                    .await
-                    .map_err(|e| (format!("starting container {container}"), e)),
+                Ok(_) => {
+                    let t_start = Instant::now();
+                    let r = d
+                        .start_container(&container, None)
+                        .await
+                        .map_err(|e| (format!("starting container {container}"), e));
+                    tracing::debug!(
+                        "{}: container checks {:.0} ms, create {:.0} ms, start {:.0} ms",
+                        spec.name,
+                        (t_create - t0).as_secs_f64() * 1000.0,
+                        (t_start - t_create).as_secs_f64() * 1000.0,
+                        t_start.elapsed().as_secs_f64() * 1000.0
+                    );
+                    r
+                }
                 Err(e) => Err((format!("creating container {container}"), e)),
             };
             let r = match r {
@@ -936,7 +958,16 @@ impl Runtime for DockerRuntime {
                 Err((what, e)) => Err((self.network_gone(&e).await, self.map_err(&what, e))),
             };
             match r {
-                Ok(()) => break self.wait_ready(spec, &container).await,
+                Ok(()) => {
+                    let t = Instant::now();
+                    let r = self.wait_ready(spec, &container).await;
+                    tracing::debug!(
+                        "{}: ready {:.0} ms after the container started",
+                        spec.name,
+                        t.elapsed().as_secs_f64() * 1000.0
+                    );
+                    break r;
+                }
                 Err((true, e)) if attempt < 2 => {
                     tracing::info!("network {NETWORK} went away during the start ({e}); retrying");
                     self.remove_container(&container).await?;

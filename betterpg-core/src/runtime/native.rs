@@ -321,11 +321,13 @@ impl Runtime for NativeRuntime {
         if spec.private_socket_dir.is_some() {
             args.extend(["-o", PRIVATE_OPTIONS]);
         }
+        let t0 = std::time::Instant::now();
         let out = self
             .pg_ctl_until(spec, &args, || {
                 ready_postmaster(&spec.data_dir, stale).is_some()
             })
             .await?;
+        let t_up = std::time::Instant::now();
         if let Some(out) = out.filter(|o| !o.status.success()) {
             // pg_ctl may give up while the postmaster still runs (timeout):
             // make sure nothing is left behind.
@@ -347,7 +349,14 @@ impl Runtime for NativeRuntime {
             });
         }
         let conn = self.private_conn(spec).unwrap_or_else(|| spec.conn.clone());
-        if let Err(e) = conn.wait_ready(spec.start_timeout).await {
+        let ready = conn.wait_ready(spec.start_timeout).await;
+        tracing::debug!(
+            "{}: postmaster ready {:.0} ms after pg_ctl began, answered a query {:.0} ms later",
+            spec.name,
+            (t_up - t0).as_secs_f64() * 1000.0,
+            t_up.elapsed().as_secs_f64() * 1000.0
+        );
+        if let Err(e) = ready {
             let _ = self.stop(spec).await;
             let tail = Self::log_tail(spec);
             let text = format!(
