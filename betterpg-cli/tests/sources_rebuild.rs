@@ -4,7 +4,9 @@
 //! replica `diverged` (status, and a waiting branch refuses saying so);
 //! `bpg follow NAME --rebuild` takes a new base backup while the old
 //! replica's branches keep running, and a failed rebuild leaves the old
-//! replica as it was.
+//! replica as it was; a rebuild and another rebuild, a branch, a named
+//! snapshot or a destroy of the same replica never run at once (the one
+//! that comes second is refused, naming the first, and changes nothing).
 
 use betterpg_testkit::*;
 use serde_json::Value;
@@ -401,6 +403,165 @@ async fn a_failed_rebuild_leaves_the_old_replica_as_it_was() {
     wait_streaming(&bpg, "rep1").await;
     assert_eq!(count_rows(&dev_url, "seq").await, 200);
     for b in ["dev", "dev2", "rep1"] {
+        bpg.ok(&["destroy", b]);
+    }
+    bpg.ok(&["gc"]);
+    assert_consistent(&env);
+}
+
+/// A held `bpg`, killed when dropped: a failing test must not leave it
+/// paused (it would hold whatever it inherited, such as a lock of the
+/// test runner, for an hour).
+struct Held(std::process::Child);
+
+impl Held {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Kill it and wait for it.
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start `bpg ARGS` with `BETTERPG_FAULT=<fault>` and wait until it says it
+/// is pausing there.
+fn paused_at(bpg: &Bpg, args: &[&str], fault: &str) -> Held {
+    use std::io::BufRead;
+    let mut c = bpg
+        .command(args)
+        .env("BETTERPG_FAULT", fault)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn bpg");
+    let step = fault.split(':').next().unwrap();
+    let mut err = std::io::BufReader::new(c.stderr.take().unwrap());
+    let c = Held(c);
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = err.read_line(&mut line).unwrap();
+        assert!(n > 0, "bpg {args:?} ended before pausing at {step}: {seen}");
+        if line.contains(&format!("pausing at {step}")) {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_never_runs_with_another_rebuild_or_a_branch_of_the_replica() {
+    require_fault_injection();
+    let env = env("bpgrl");
+    let bpg = Bpg::of(&env);
+    let primary = RemotePrimary::start("bpgrl", 15);
+    write_ids(&primary, 1, 100);
+    bpg.json(&["follow", "rep1", "--from", &primary.url_for(REPL_USER)]);
+    wait_streaming(&bpg, "rep1").await;
+    let dev = bpg.json(&["branch", "rep1", "dev"]);
+    let dev_url = dev["branch"]["url"].as_str().unwrap().to_string();
+    let before = replica_status(&bpg, "rep1");
+    let names = |bpg: &Bpg| -> Vec<String> {
+        let mut v: Vec<String> = bpg
+            .status_json(&["status"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // A rebuild held after its base backup, before the swap.
+    let held = paused_at(
+        &bpg,
+        &["follow", "rep1", "--rebuild"],
+        "rebuild_after_backup:pause",
+    );
+    let pid = format!("pid {}", held.id());
+    assert_eq!(datasets_with(&env, "rep1.r").len(), 1);
+    // A second rebuild is refused, naming the first; it made nothing.
+    let err = bpg.fails(&["follow", "rep1", "--rebuild"]);
+    assert!(
+        err.contains("in use by") && err.contains(&pid) && err.contains("--rebuild"),
+        "a second rebuild: {err}"
+    );
+    assert_eq!(datasets_with(&env, "rep1.r").len(), 1, "{err}");
+    // A branch, a named snapshot, a destroy of the replica: refused, saying
+    // who rebuilds it; nothing made or taken.
+    for args in [
+        &["branch", "rep1", "dev2"][..],
+        &["snapshot", "rep1", "--name", "s1"],
+        &["destroy", "rep1", "--force"],
+    ] {
+        let err = bpg.fails(args);
+        assert!(
+            err.contains("being rebuilt") && err.contains(&pid),
+            "{args:?} during a rebuild: {err}"
+        );
+    }
+    assert_eq!(names(&bpg), ["dev", "rep1"]);
+    assert!(bpg.json(&["snapshots"])["snapshots"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // The old replica and its branch are untouched meanwhile; a branch of
+    // the branch is not a branch of the replica: it works.
+    let now = replica_status(&bpg, "rep1");
+    assert_eq!(now["dataset"], before["dataset"], "{now}");
+    assert_eq!(now["status"], "running", "{now}");
+    assert_eq!(count_rows(&dev_url, "seq").await, 100);
+    bpg.json(&["branch", "dev", "devdev"]);
+    bpg.ok(&["destroy", "devdev"]);
+
+    // The held rebuild is killed before its swap: the replica is as it
+    // was; the next rebuild removes what the dead one left.
+    held.kill();
+    wait_streaming(&bpg, "rep1").await;
+    assert_eq!(replica_status(&bpg, "rep1")["dataset"], before["dataset"]);
+
+    // The other way round: a branch of the replica is being made (held
+    // before it reserves its name) when a rebuild is asked: refused,
+    // naming the branch.
+    let branching = paused_at(&bpg, &["branch", "rep1", "dev2"], "before_reserve:pause");
+    let err = bpg.fails(&["follow", "rep1", "--rebuild"]);
+    assert!(
+        err.contains("in use by") && err.contains(&format!("pid {}", branching.id())),
+        "a rebuild during a branch: {err}"
+    );
+    // Branches of the replica may run side by side.
+    bpg.json(&["branch", "rep1", "dev3"]);
+    branching.kill();
+    assert_eq!(names(&bpg), ["dev", "dev3", "rep1"]);
+
+    // With nothing else running, the rebuild runs; the branches made
+    // before it run on.
+    write_ids(&primary, 101, 150);
+    let out = bpg.json(&["follow", "rep1", "--rebuild"]);
+    assert!(out["retired_dataset"].is_string(), "{out}");
+    assert_eq!(datasets_with(&env, "rep1.r").len(), 1, "the new data only");
+    wait_streaming(&bpg, "rep1").await;
+    assert_eq!(count_rows(&dev_url, "seq").await, 100);
+    let dev4 = bpg.json(&["branch", "rep1", "dev4"]);
+    assert_eq!(
+        assert_prefix(dev4["branch"]["url"].as_str().unwrap(), 150).await,
+        150
+    );
+    for b in ["dev", "dev3", "dev4", "rep1"] {
         bpg.ok(&["destroy", b]);
     }
     bpg.ok(&["gc"]);

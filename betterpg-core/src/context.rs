@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::catalog::lock::DirLock;
 use crate::catalog::{Catalog, Entry, Kind, State};
 use crate::error::{Error, Result};
 use crate::home::{Config, Home};
@@ -209,6 +210,28 @@ impl Context {
             Some(pid) => Err(Error::InvalidState(format!(
                 "{name:?} is busy ({} by process {pid}); wait for the other bpg process",
                 e.state.label()
+            ))),
+        }
+    }
+
+    /// The replica lock of `e` ([`DirLock`] on its directory), taken at
+    /// once or refused naming who holds it: exclusive for `follow
+    /// --rebuild`, shared for what makes something of the replica's data
+    /// (a branch, a reset of a branch of it, a named snapshot, destroy).
+    /// `None` for what is not a replica (or a replica whose directory is
+    /// gone). Held until dropped.
+    pub(crate) fn replica_lock(&self, e: &Entry, exclusive: bool) -> Result<Option<DirLock>> {
+        if e.kind != Kind::Replica {
+            return Ok(None);
+        }
+        let name = &e.name;
+        match DirLock::try_take(&self.home.replica_dir(name), exclusive)? {
+            Ok(l) => Ok(l),
+            Err(holders) if exclusive => Err(Error::InvalidState(format!(
+                "the replica {name:?} is in use by {holders} (a rebuild, branch, snapshot or destroy of it): run the rebuild again when that is done; nothing was changed"
+            ))),
+            Err(holders) => Err(Error::InvalidState(format!(
+                "the replica {name:?} is being rebuilt by {holders} (`bpg follow {name} --rebuild` replaces its data): run this again when the rebuild is done; nothing was changed"
             ))),
         }
     }

@@ -100,6 +100,53 @@ impl Drop for LockFile {
     }
 }
 
+/// A `flock` on a directory, taken at once or not at all: the replica
+/// lock (`HOME/replicas/NAME`, see [`crate::home::Home::replica_dir`]).
+/// `follow --rebuild` holds it exclusively for its whole run (it retires
+/// the replica's dataset); a branch of the replica, a reset of a branch of
+/// it, a named snapshot of it and its destroy hold it shared (each reads
+/// the replica's dataset to make something of it). So a rebuild never
+/// retires data that one of those is cloning, and two rebuilds never swap
+/// at once. The kernel releases it when the process ends, also when it
+/// is killed; the file is opened close-on-exec, so no server started
+/// meanwhile inherits it.
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    _dir: fs::File,
+}
+
+impl DirLock {
+    /// Take the lock on `dir` (exclusive or shared) without waiting:
+    /// `Ok(None)` when the directory is not there, `Err` naming the
+    /// holders when another holds it in a conflicting way. The directory
+    /// is opened without following a link (it is created by root in a
+    /// directory only root writes).
+    pub(crate) fn try_take(
+        dir: &Path,
+        exclusive: bool,
+    ) -> Result<std::result::Result<Option<DirLock>, String>> {
+        let file = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW)
+            .open(dir)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Ok(None)),
+            Err(e) => return Err(Error::io(format!("opening {}", dir.display()), e)),
+        };
+        let taken = if exclusive {
+            FileExt::try_lock_exclusive(&file)
+        } else {
+            FileExt::try_lock_shared(&file)
+        }
+        .map_err(|e| Error::io(format!("locking {}", dir.display()), e))?;
+        if !taken {
+            return Ok(Err(holders(dir, &file)));
+        }
+        Ok(Ok(Some(DirLock { _dir: file })))
+    }
+}
+
 fn human(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{} s", d.as_secs())
@@ -224,6 +271,32 @@ mod tests {
         assert_eq!(flock_holders(text, 0xfd01, 99), Vec::<u32>::new());
         // Another device number for the same inode (overlayfs): inode only.
         assert_eq!(flock_holders(text, 0x0801, 78), vec![13]);
+    }
+
+    #[test]
+    fn a_dir_lock_is_shared_or_exclusive_and_names_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = DirLock::try_take(d, false).unwrap().unwrap();
+        let b = DirLock::try_take(d, false).unwrap().unwrap();
+        assert!(a.is_some() && b.is_some());
+        let held = DirLock::try_take(d, true).unwrap().unwrap_err();
+        assert!(
+            held.contains(&format!("pid {}", std::process::id())),
+            "{held}"
+        );
+        drop((a, b));
+        let x = DirLock::try_take(d, true).unwrap().unwrap();
+        assert!(DirLock::try_take(d, false).unwrap().is_err());
+        drop(x);
+        assert!(DirLock::try_take(d, false).unwrap().unwrap().is_some());
+        assert!(DirLock::try_take(&d.join("gone"), true)
+            .unwrap()
+            .unwrap()
+            .is_none());
+        // A link is not followed.
+        std::os::unix::fs::symlink(d, d.join("link")).unwrap();
+        assert!(DirLock::try_take(&d.join("link"), true).is_err());
     }
 
     #[test]

@@ -339,6 +339,13 @@ async fn branch_unaudited(
     }
     check_ttl(opts.ttl)?;
     let src = ctx.entry(source)?;
+    // A replica is not rebuilt while it is branched (and not branched
+    // while it is rebuilt): held to the end; its entry read again under it.
+    let replica_lock = ctx.replica_lock(&src, false)?;
+    let src = match &replica_lock {
+        Some(_) => ctx.entry(source)?,
+        None => src,
+    };
     // The masking files are read before anything is made: a missing one
     // changes nothing.
     let (mut plan, mut keep) = private_plan(&src, None, &opts)?;
@@ -449,6 +456,7 @@ async fn branch_unaudited(
     )
     .await?;
     report.replica_point = point;
+    drop(replica_lock);
     Ok(report)
 }
 

@@ -44,6 +44,12 @@ pub(crate) struct Scope {
 /// an expired branch but never what betterpg did not make.
 pub(crate) async fn destroy_with(ctx: &Context, name: &str, scope: Scope) -> Result<()> {
     validate_name(name)?;
+    // A replica is not destroyed while it is rebuilt (nor rebuilt while
+    // it is destroyed): held to the end.
+    let _replica_lock = match ctx.lock()?.get(name) {
+        Some(e) => ctx.replica_lock(e, false)?,
+        None => None,
+    };
     // What betterpg did not make under the datasets that would go,
     // looked up before the lock is taken (a listing per dataset).
     let datasets: Vec<String> = {

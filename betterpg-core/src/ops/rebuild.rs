@@ -23,6 +23,11 @@
 //!    records unchanged), hidden (no entry), and `gc` (or `bpg destroy
 //!    NAME`) removes it once its last branch is destroyed.
 //!
+//! While it runs it holds the replica lock exclusively
+//! ([`Context::replica_lock`]): another rebuild, a branch, a reset of a
+//! branch, a named snapshot or a destroy of the replica is refused, and
+//! the rebuild is refused while one of those runs.
+//!
 //! `zfs promote` of a branch would move the replica's snapshots onto that
 //! branch and make every other branch a clone of it: destroying it would
 //! then need the reverse promotion. Leaving the old dataset in place
@@ -85,6 +90,18 @@ pub(crate) async fn rebuild(
 ) -> Result<FollowReport> {
     let t0 = Instant::now();
     validate_name(name)?;
+    let old = ctx.ready_entry(name)?;
+    if old.kind != Kind::Replica {
+        return Err(Error::InvalidState(format!(
+            "{name:?} is not a replica: --rebuild remakes a replica that `bpg follow` made"
+        )));
+    }
+    // Held to the end: no other rebuild, and no branch, snapshot or
+    // destroy of the replica, runs meanwhile (each is refused, and this
+    // is refused while one runs). The entry is read again under it: a
+    // rebuild that just ended changed it.
+    let _lock = ctx.replica_lock(&old, true)?;
+    fault::point("rebuild_locked").await?;
     let old = ctx.ready_entry(name)?;
     let Some(u) = old.upstream.clone().filter(|_| old.kind == Kind::Replica) else {
         return Err(Error::InvalidState(format!(

@@ -84,7 +84,7 @@ async fn reset_unaudited(
             "reset keeps the branch's expiry: set a new one with `bpg config NAME --ttl`".into(),
         ));
     }
-    let (src, entry, plan) = {
+    let (src, entry, plan, _replica_lock) = {
         let mut cat = ctx.lock()?;
         let e = cat
             .get(name)
@@ -117,6 +117,9 @@ async fn reset_unaudited(
             .ok_or_else(|| {
                 Error::InvalidState(format!("the parent {parent:?} of {name:?} is not ready"))
             })?;
+        // A replica is not rebuilt under the reset (its entry, read under
+        // the catalog lock, stays what it is): held to the end.
+        let replica_lock = ctx.replica_lock(&src, false)?;
         let mut kids: Vec<String> = cat.children(name).iter().map(|c| c.name.clone()).collect();
         // Its named snapshots live on the dataset reset throws away.
         kids.extend(cat.snapshots_of(name).iter().map(|r| {
@@ -153,7 +156,7 @@ async fn reset_unaudited(
         x.settings.schema_only = keep.schema_only;
         x.settings.credentials = Some(policy);
         cat.save()?;
-        (src, e, plan)
+        (src, e, plan, replica_lock)
     };
     // Throw the old data away (server, clone, its snapshot on the parent).
     let old = entry.clone();

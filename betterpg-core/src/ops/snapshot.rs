@@ -208,6 +208,9 @@ pub(crate) async fn snapshot(
         validate_name(n)?;
     }
     let src = ctx.ready_entry(source)?;
+    // A replica is not rebuilt under its snapshot: held to the end.
+    let _replica_lock = ctx.replica_lock(&src, false)?;
+    let src = ctx.ready_entry(source)?;
     let now = now_unix();
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
