@@ -669,6 +669,24 @@ betterpg_result betterpg_follow_options_set_pg_bin(struct betterpg_follow_option
                                                    const char *dir);
 
 /*
+ Rebuild the existing replica instead of making one (`bpg follow NAME
+ --rebuild`): `betterpg_manager_follow` then takes a new base backup of
+ the current primary into a new dataset that takes the replica's place
+ (same name and port), while the branches of the old replica keep
+ running on its old data (kept until the last of them is destroyed). An
+ empty `from_url`, no password file and no slot: the stored ones. While
+ it runs, another rebuild, a branch or a named snapshot of the replica
+ is refused (`BETTERPG_RESULT_INVALID_STATE`), and it is refused while
+ one of those runs. A failure leaves the old replica as it was. `false`
+ (the default): make a new replica.
+
+ # Safety
+ `opts` is NULL or a live `betterpg_follow_options`.
+ */
+betterpg_result betterpg_follow_options_set_rebuild(struct betterpg_follow_options *opts,
+                                                    bool rebuild);
+
+/*
  Have `callback` called with the base backup's progress (see
  `betterpg_follow_progress_fn`), with `user_data` as its last argument.
  NULL `callback`: no progress (the default).
@@ -700,7 +718,9 @@ betterpg_result betterpg_follow_options_set_progress(struct betterpg_follow_opti
  version to install), `BETTERPG_RESULT_NO_SPACE` when the pool fills
  during the base backup, `BETTERPG_RESULT_CONFIG` for a URL or slot
  name that is not valid, `BETTERPG_RESULT_ALREADY_EXISTS` when the name
- is taken.
+ is taken. With `betterpg_follow_options_set_rebuild`: the replica
+ `name` is rebuilt instead (`from_url` may be "" for the stored URL);
+ `*out_info` is the rebuilt replica.
 
  # Safety
  `manager` is NULL or a live `betterpg_manager`; `name` and `from_url`

@@ -65,6 +65,7 @@ pub(crate) struct FollowOptionsC {
     pg_bin: Option<std::path::PathBuf>,
     progress: Option<Progress>,
     settings: Vec<(String, String)>,
+    rebuild: bool,
 }
 
 impl Opaque for betterpg_follow_options {
@@ -78,6 +79,7 @@ impl FollowOptionsC {
         o.slot = self.slot.clone();
         o.pg_bin = self.pg_bin.clone();
         o.settings = self.settings.clone();
+        o.rebuild = self.rebuild;
         if let Some(p) = self.progress {
             o.progress = Some(Arc::new(move |f: FollowProgress| p.call(f)));
         }
@@ -204,6 +206,32 @@ pub unsafe extern "C" fn betterpg_follow_options_set_pg_bin(
     })
 }
 
+/// Rebuild the existing replica instead of making one (`bpg follow NAME
+/// --rebuild`): `betterpg_manager_follow` then takes a new base backup of
+/// the current primary into a new dataset that takes the replica's place
+/// (same name and port), while the branches of the old replica keep
+/// running on its old data (kept until the last of them is destroyed). An
+/// empty `from_url`, no password file and no slot: the stored ones. While
+/// it runs, another rebuild, a branch or a named snapshot of the replica
+/// is refused (`BETTERPG_RESULT_INVALID_STATE`), and it is refused while
+/// one of those runs. A failure leaves the old replica as it was. `false`
+/// (the default): make a new replica.
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_follow_options`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_follow_options_set_rebuild(
+    opts: *mut betterpg_follow_options,
+    rebuild: bool,
+) -> betterpg_result {
+    guard("betterpg_follow_options_set_rebuild", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_follow_options::get_mut(opts, "opts") }?;
+        o.rebuild = rebuild;
+        Ok(())
+    })
+}
+
 /// Have `callback` called with the base backup's progress (see
 /// `betterpg_follow_progress_fn`), with `user_data` as its last argument.
 /// NULL `callback`: no progress (the default).
@@ -243,7 +271,9 @@ pub unsafe extern "C" fn betterpg_follow_options_set_progress(
 /// version to install), `BETTERPG_RESULT_NO_SPACE` when the pool fills
 /// during the base backup, `BETTERPG_RESULT_CONFIG` for a URL or slot
 /// name that is not valid, `BETTERPG_RESULT_ALREADY_EXISTS` when the name
-/// is taken.
+/// is taken. With `betterpg_follow_options_set_rebuild`: the replica
+/// `name` is rebuilt instead (`from_url` may be "" for the stored URL);
+/// `*out_info` is the rebuilt replica.
 ///
 /// # Safety
 /// `manager` is NULL or a live `betterpg_manager`; `name` and `from_url`
@@ -324,6 +354,21 @@ mod tests {
             assert_eq!(core.slot.as_deref(), Some("bpg_r"));
             assert_eq!(core.password_file, Some("/pw".into()));
             assert_eq!(core.pg_bin, None);
+            assert!(!core.rebuild);
+            assert_eq!(
+                betterpg_follow_options_set_rebuild(o, true),
+                betterpg_result::Ok
+            );
+            assert!(
+                betterpg_follow_options::get(o, "o")
+                    .unwrap()
+                    .to_core("")
+                    .rebuild
+            );
+            assert_eq!(
+                betterpg_follow_options_set_rebuild(std::ptr::null_mut(), true),
+                betterpg_result::NullParameter
+            );
             (core.progress.unwrap())(FollowProgress {
                 bytes_done: 7,
                 bytes_total: 9,
