@@ -655,23 +655,34 @@ impl PyBranchManager {
     /// message and SQLSTATE, ``VersionMismatchError``, ``NoSpaceError``,
     /// ``ConfigError``) and leaves nothing. ``settings``: policies for its
     /// branches, recorded at once, as ``configure`` takes them.
-    #[pyo3(signature = (name, from_url, *, password_file = None, slot = None, pg_bin = None, settings = None))]
+    ///
+    /// ``rebuild=True`` (``bpg follow NAME --rebuild``): rebuild the
+    /// existing replica ``name`` instead: a new base backup of the current
+    /// primary (``from_url``, ``password_file`` and ``slot`` default to
+    /// the stored ones) takes its place on the same port, while the
+    /// branches of the old replica keep running on its old data. While it
+    /// runs, another rebuild, a branch or a named snapshot of the replica
+    /// raises ``InvalidStateError`` (and it does while one of those runs);
+    /// a failure leaves the old replica as it was. Returns the replica.
+    #[pyo3(signature = (name, from_url = None, *, password_file = None, slot = None, pg_bin = None, settings = None, rebuild = false))]
     #[allow(clippy::too_many_arguments)]
     fn follow<'py>(
         &self,
         py: Python<'py>,
         name: &str,
-        from_url: String,
+        from_url: Option<String>,
         password_file: Option<PathBuf>,
         slot: Option<String>,
         pg_bin: Option<PathBuf>,
         settings: Option<&Bound<'py, pyo3::types::PyDict>>,
+        rebuild: bool,
     ) -> PyResult<PyInfo> {
-        let mut opts = FollowOptions::new(from_url);
+        let mut opts = FollowOptions::new(from_url.unwrap_or_default());
         opts.password_file = password_file;
         opts.slot = slot;
         opts.pg_bin = pg_bin;
         opts.settings = settings_pairs(settings)?;
+        opts.rebuild = rebuild;
         self.call(py, |m| m.follow(name, opts))
             .map(|r| PyInfo::from(r.replica))
     }

@@ -77,3 +77,42 @@ def test_follow_branch_refusals(extra_home) -> None:
     mgr.destroy("rep", force=True)
     nothing_left(h, mgr, url)
     assert "dev" not in {i.name for i in mgr.list()}
+
+
+def test_rebuild_keeps_the_old_branches_running(extra_home) -> None:
+    """follow, branch, rebuild (the stored URL and password): a new base
+    backup takes the replica's place on its port, the branch of the old
+    replica runs on, the rebuilt replica serves again (a new branch holds
+    the primary's newer rows); what is not a replica is refused."""
+    h = extra_home("rebuild", ports=EXTRA_PORTS, size="512M")
+    mgr = h.manager
+    src = mgr.create("prim")
+    url = src.url
+    rows(url, "CREATE TABLE t (x int)")
+    rows(url, "INSERT INTO t SELECT generate_series(1, 50)")
+    rep = mgr.follow("rep", url)
+    dev = mgr.branch("rep", "dev")
+    assert rows(dev.url, "SELECT count(*) FROM t") == [(50,)]
+
+    with pytest.raises(betterpg.InvalidStateError, match="not a replica"):
+        mgr.follow("prim", rebuild=True)
+    with pytest.raises(betterpg.NotFoundError):
+        mgr.follow("nosuch", rebuild=True)
+
+    rows(url, "INSERT INTO t VALUES (51)")
+    again = mgr.follow("rep", rebuild=True)
+    assert again.kind == "replica" and again.status == "running"
+    assert again.port == rep.port
+    assert again.dataset != rep.dataset
+    # The old replica's branch runs on, on its old data, and takes writes.
+    assert mgr.info("dev").status == "running"
+    assert rows(dev.url, "SELECT count(*) FROM t") == [(50,)]
+    rows(dev.url, "INSERT INTO t VALUES (-1)")
+    # The rebuilt replica serves again.
+    rows(url, "INSERT INTO t VALUES (52)")
+    dev2 = mgr.branch("rep", "dev2")
+    assert rows(dev2.url, "SELECT count(*) FROM t") == [(52,)]
+    assert rows(url, "SELECT count(*) FROM t WHERE x < 0") == [(0,)]
+    mgr.destroy("rep", force=True)
+    nothing_left(h, mgr, url)
+    assert {i.name for i in mgr.list()} == {"prim"}

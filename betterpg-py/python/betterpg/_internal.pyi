@@ -372,15 +372,18 @@ class BranchManager:
     def follow(
         self,
         name: str,
-        from_url: str,
+        from_url: Optional[str] = None,
         *,
         password_file: Optional[StrPath] = None,
         slot: Optional[str] = None,
         pg_bin: Optional[StrPath] = None,
         settings: Optional[Dict[str, Any]] = None,
+        rebuild: bool = False,
     ) -> Info:
         """A replica (kind "replica") of the primary at ``from_url``; a failure leaves nothing.
-        ``settings``: its branches' policies, as ``configure`` takes them."""
+        ``settings``: its branches' policies, as ``configure`` takes them.
+        ``rebuild=True``: a new base backup takes the existing replica's place (the
+        stored URL, password and slot unless given); its branches keep running."""
     def detach(self, name: str, force: bool = False) -> List[str]:
         """Forget an attached cluster; ``force`` destroys its branches first."""
     def start(self, name: str) -> Info: ...
