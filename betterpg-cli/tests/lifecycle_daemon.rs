@@ -377,6 +377,72 @@ fn one_daemon_per_home_and_a_clean_sigterm() {
     assert_consistent(&env);
 }
 
+/// `bpg daemon --once` stops cleanly on SIGTERM (and SIGINT) mid-pass,
+/// as the loop does: the step under way finishes, the pass ends before
+/// the next step (the report says `interrupted`; an expired branch is
+/// left for the next pass), exit status 0, the lock released; the next
+/// pass does the rest.
+#[test]
+fn daemon_once_stops_cleanly_on_sigterm_and_sigint_mid_pass() {
+    require_fault_injection();
+    let env = setup("bpgds");
+    let bpg = Bpg::of(&env);
+    bpg.ok(&["create", "prod"]);
+    for (sig, branch) in [
+        (nix::sys::signal::Signal::SIGTERM, "dev"),
+        (nix::sys::signal::Signal::SIGINT, "dev2"),
+    ] {
+        bpg.ok(&["branch", "prod", branch, "--ttl", "1s"]);
+        sleep_s(2);
+        let mut cmd = bpg.command(&["--json", "daemon", "--once"]);
+        // The step after the snapshots is held for a while, so that the
+        // signal arrives mid-pass.
+        cmd.env("BETTERPG_FAULT", "daemon_after_snapshots:sleep=4")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut pass = Reaped(cmd.spawn().expect("start bpg daemon --once"));
+        let err = pass.0.stderr.take().unwrap();
+        let mut lines = BufReader::new(err).lines();
+        loop {
+            let l = lines
+                .next()
+                .expect("the pass reaches the fault point")
+                .unwrap();
+            if l.contains("pausing at daemon_after_snapshots") {
+                break;
+            }
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pass.0.id() as i32), sig).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = pass.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "--once did not end on {sig}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut pass.0.stdout.take().unwrap(), &mut out).unwrap();
+        assert_eq!(status.code(), Some(0), "{sig}: a clean exit, stdout {out}");
+        let r: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{out}: {e}"));
+        assert_eq!(r["interrupted"], true, "{sig}: {r:#}");
+        assert!(
+            actions(&r, "expire", branch).is_empty(),
+            "{sig}: the pass ended before the expiry: {r:#}"
+        );
+        assert_eq!(
+            find(&bpg, branch).expect("left for the next pass")["state"],
+            "ready"
+        );
+        // The lock is free; the next pass expires it.
+        let r = bpg.json(&["daemon", "--once"]);
+        assert_eq!(r["interrupted"], false, "{r:#}");
+        assert_eq!(one(&r, "expire", branch)["result"], "done", "{r:#}");
+        assert!(find(&bpg, branch).is_none());
+    }
+    assert_consistent(&env);
+}
+
 /// A pass killed (SIGKILL) half-way through an expiry, after it took the
 /// policy's snapshot: the entries are left `destroying` by a process that
 /// is gone, and the next pass finishes the expiry without taking the

@@ -235,7 +235,7 @@ impl BranchManager {
     /// home's daemon lock meanwhile: [`crate::Error::DaemonRunning`] when
     /// a daemon runs. `dry_run` changes nothing.
     pub async fn daemon_pass(&self, dry_run: bool) -> Result<PassReport> {
-        ops::daemon::pass(&self.ctx, dry_run, &|_| {}).await
+        ops::daemon::pass(&self.ctx, dry_run, &StopSignal::new(), &|_| {}).await
     }
 
     /// [`Self::daemon_pass`], handing each action to `on_action` as it
@@ -245,7 +245,20 @@ impl BranchManager {
         dry_run: bool,
         on_action: &(dyn Fn(&DaemonAction) + Send + Sync),
     ) -> Result<PassReport> {
-        ops::daemon::pass(&self.ctx, dry_run, on_action).await
+        ops::daemon::pass(&self.ctx, dry_run, &StopSignal::new(), on_action).await
+    }
+
+    /// [`Self::daemon_pass_with`] that `stop` ends between steps (the step
+    /// under way is finished first, then the lock released; the report
+    /// says `interrupted`): what `bpg daemon --once` runs, raising `stop`
+    /// on SIGTERM or SIGINT.
+    pub async fn daemon_pass_until(
+        &self,
+        dry_run: bool,
+        stop: &StopSignal,
+        on_action: &(dyn Fn(&DaemonAction) + Send + Sync),
+    ) -> Result<PassReport> {
+        ops::daemon::pass(&self.ctx, dry_run, stop, on_action).await
     }
 
     /// The scheduler's loop (`bpg daemon`): a pass every

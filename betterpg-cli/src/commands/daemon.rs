@@ -19,15 +19,36 @@ fn log_line(a: &DaemonAction) {
     }
 }
 
+/// A stop signal raised by the first SIGTERM or SIGINT.
+fn on_signals() -> Result<StopSignal, Error> {
+    let stop = StopSignal::new();
+    let raised = stop.clone();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::Internal(format!("installing the SIGTERM handler: {e}")))?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| Error::Internal(format!("installing the SIGINT handler: {e}")))?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::warn!("stopping: the step under way finishes first");
+        raised.stop();
+    });
+    Ok(stop)
+}
+
 pub async fn run(g: &Global, a: DaemonArgs) -> Result<(), Error> {
     let interval = betterpg_core::parse_duration("interval", &a.interval)?;
     let mgr = g.open().await?;
+    // SIGTERM or SIGINT ends a pass (--once) as it ends the loop: the
+    // step under way finishes, the lock is released, exit status 0.
+    let stop = on_signals()?;
     if a.once {
-        let r = if g.json {
-            mgr.daemon_pass(a.dry_run).await?
-        } else {
-            mgr.daemon_pass_with(a.dry_run, &log_line).await?
-        };
+        let no_log = |_: &DaemonAction| {};
+        let on_action: &(dyn Fn(&DaemonAction) + Send + Sync) =
+            if g.json { &no_log } else { &log_line };
+        let r = mgr.daemon_pass_until(a.dry_run, &stop, on_action).await?;
         if g.json {
             output::json(&wire::PassReport::from(&r))?;
         }
@@ -42,22 +63,6 @@ pub async fn run(g: &Global, a: DaemonArgs) -> Result<(), Error> {
             )));
         }
         return Ok(());
-    }
-    let stop = StopSignal::new();
-    {
-        let stop = stop.clone();
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| Error::Internal(format!("installing the SIGTERM handler: {e}")))?;
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .map_err(|e| Error::Internal(format!("installing the SIGINT handler: {e}")))?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            tracing::warn!("stopping: the step under way finishes first");
-            stop.stop();
-        });
     }
     mgr.run_daemon(
         DaemonOptions {

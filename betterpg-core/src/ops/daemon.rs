@@ -233,13 +233,17 @@ impl Drop for DaemonLock {
 }
 
 /// One pass under the daemon's lock (taken here, released at the end).
+/// `stop` ends it between steps, as it ends the loop's (`bpg daemon
+/// --once` raises it on SIGTERM or SIGINT): the report then says
+/// `interrupted`, and the next pass does what this one left.
 pub(crate) async fn pass(
     ctx: &Context,
     dry_run: bool,
+    stop: &StopSignal,
     on_action: &(dyn Fn(&DaemonAction) + Send + Sync),
 ) -> Result<PassReport> {
     let _lock = DaemonLock::acquire(&ctx.home)?;
-    Ok(pass_locked(ctx, dry_run, &StopSignal::new(), on_action).await)
+    Ok(pass_locked(ctx, dry_run, stop, on_action).await)
 }
 
 /// The loop: a pass every `opts.interval` until `stop` is raised, under
