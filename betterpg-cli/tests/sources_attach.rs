@@ -644,31 +644,125 @@ async fn bad_attach_input_is_a_typed_error_that_changes_nothing() {
     drop(other);
 }
 
-/// `--retain-wal` on an attached cluster: betterpg never reconfigures it
-/// (no archive_command of its own there), so keeping its WAL is refused
-/// as unsupported, saying why, and changes nothing.
+/// One committed row of the writer: its id, then the server's clock and
+/// WAL insert position read right after its commit returned.
+struct Commit {
+    id: i64,
+    time: String,
+    lsn: String,
+}
+
+/// Commit `n` rows into `t`, one transaction each, from `first` on.
+async fn write_commits(url: &str, first: i64, n: i64) -> Vec<Commit> {
+    let c = connect(url).await;
+    c.batch_execute("CREATE TABLE IF NOT EXISTS t (id int8 PRIMARY KEY)")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for id in first..first + n {
+        c.execute("INSERT INTO t VALUES ($1)", &[&id])
+            .await
+            .unwrap();
+        let row = c
+            .query_one(
+                "SELECT clock_timestamp()::text, pg_current_wal_insert_lsn()::text",
+                &[],
+            )
+            .await
+            .unwrap();
+        out.push(Commit {
+            id,
+            time: row.get(0),
+            lsn: row.get(1),
+        });
+        // A new segment now and then: replay crosses segment boundaries,
+        // some complete in the archive, the last one partial.
+        if id % 10 == 0 {
+            c.batch_execute("SELECT pg_switch_wal()").await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    out
+}
+
+/// (count, min, max) of the ids in `t` of the server at `url`.
+async fn ids(url: &str) -> (i64, i64, i64) {
+    let c = connect(url).await;
+    let r = c
+        .query_one(
+            "SELECT count(*), coalesce(min(id), 0), coalesce(max(id), 0) FROM t WHERE id > 0",
+            &[],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2))
+}
+
+/// The receiver's pid recorded in `HOME/wal/NAME.json`.
+fn receiver_pid(env: &TestEnv, name: &str) -> Option<i32> {
+    let text = std::fs::read_to_string(env.home.join("wal").join(format!("{name}.json"))).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["receiver"]["pid"].as_i64().map(|p| p as i32)
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is not alive: /proc/PID/stat's state is Z.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| !r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// `--retain-wal` on an attached cluster (issue 15): betterpg never
+/// reconfigures it, so its WAL is pulled over the replication protocol by
+/// a `pg_receivewal` of betterpg's on a slot. A role without REPLICATION
+/// is refused up front, saying what to grant, and nothing is made; with
+/// it, the branch `--at` a time or an LSN under a writer that recorded
+/// its commit times holds exactly the rows committed at or before the
+/// target; a target before the window is `out_of_window`; a receiver
+/// killed is started again by `bpg daemon --once`, which loses nothing;
+/// `detach --force` stops it, drops its slot and removes its archive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retain_wal_on_an_attached_cluster_is_unsupported() {
+async fn an_attached_cluster_keeps_its_wal_and_branches_at_a_point_in_time() {
     default_port_base(56400);
     let env = TestEnv::initialized(&format!("{}w", pool_prefix()));
     let bpg = Bpg::of(&env);
     let prod = format!("{}/prod", env.pool);
     let data = dataset(&prod).join("15/main");
     let cluster = HandCluster::start(&data, None, hand_port(7));
+    let url = cluster.url();
+    let c = connect(&url).await;
+    // A role of its own with the documented grants; REPLICATION is
+    // revoked once it is attached.
+    c.batch_execute(
+        "CREATE ROLE bk LOGIN REPLICATION PASSWORD 'bk-pw'; \
+         GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean) TO bk; \
+         GRANT EXECUTE ON FUNCTION pg_backup_stop(boolean) TO bk; \
+         GRANT pg_read_all_settings TO bk; GRANT pg_checkpoint TO bk;",
+    )
+    .await
+    .unwrap();
+    let bk = cluster.url_as("bk", "bk-pw");
     bpg.ok(&[
         "attach",
         "prod",
         "--pgdata",
         data.to_str().unwrap(),
         "--url",
-        &cluster.url(),
+        &bk,
     ]);
+    c.batch_execute("ALTER ROLE bk NOREPLICATION")
+        .await
+        .unwrap();
     let before = (catalog_bytes(&env), zfs_tree(&env.pool));
-    let o = bpg.run(&["config", "prod", "--retain-wal", "1d"]);
+    let o = bpg.run(&["config", "prod", "--retain-wal", "1h"]);
     let err = check_failure(&["config"], &o);
-    assert_eq!(o.status.code(), Some(24), "unsupported: {err}");
+    assert_eq!(o.status.code(), Some(8 + 9), "postgres: {err}");
     assert!(
-        err.contains("attached cluster") && err.contains("never reconfigures"),
+        err.contains("ALTER ROLE \"bk\" REPLICATION") && err.contains("pg_hba.conf"),
         "{err}"
     );
     assert_eq!(
@@ -676,8 +770,125 @@ async fn retain_wal_on_an_attached_cluster_is_unsupported() {
         before,
         "a refused --retain-wal changed nothing"
     );
+    let slot_count = query_one_i64(
+        &url,
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'bpg_wal_prod'",
+    )
+    .await;
+    assert_eq!(slot_count, 0, "no slot made");
     assert!(bpg.status_json(&["status", "prod"])[0]["wal_retention"].is_null());
-    bpg.ok(&["detach", "prod"]);
+
+    // Granted: the receiver streams on its slot, a first base is taken.
+    c.batch_execute("ALTER ROLE bk REPLICATION").await.unwrap();
+    bpg.ok(&["config", "prod", "--retain-wal", "1h"]);
+    let w = bpg.status_json(&["status", "prod"])[0]["wal_retention"].clone();
+    assert_eq!(
+        (w["active"].as_bool(), w["bases"].as_u64()),
+        (Some(true), Some(1)),
+        "{w}"
+    );
+    assert_eq!(
+        query_one_i64(
+            &url,
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'bpg_wal_prod' AND active"
+        )
+        .await,
+        1,
+        "the receiver streams on its slot"
+    );
+    let pid = receiver_pid(&env, "prod").expect("the receiver is recorded");
+    assert!(alive(pid));
+
+    let commits = write_commits(&url, 1, 40).await;
+    let w = bpg.status_json(&["status", "prod"])[0]["wal_retention"].clone();
+    let from = w["from_time"].as_str().unwrap().to_string();
+    // By time, by LSN, through the last commit (its segment partial).
+    for (name, at, expect) in [
+        ("t10", commits[9].time.clone(), 10),
+        ("l25", commits[24].lsn.clone(), 25),
+        ("t40", commits[39].time.clone(), 40),
+    ] {
+        let r = bpg.json(&["branch", "prod", name, "--at", &at]);
+        let burl = r["branch"]["url"].as_str().unwrap().to_string();
+        assert_eq!(
+            ids(&burl).await,
+            (expect, 1, expect),
+            "branch {name} at {at} holds exactly the rows committed by then"
+        );
+        let b = connect(&burl).await;
+        let rec: bool = b
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!rec, "{name} is promoted");
+        b.execute("INSERT INTO t VALUES (-1)", &[]).await.unwrap();
+    }
+    assert_eq!(
+        ids(&url).await,
+        (40, 1, 40),
+        "the branches never wrote to prod"
+    );
+    // Before the window: out_of_window, stating it, nothing made.
+    let before = (catalog_bytes(&env), zfs_tree(&env.pool));
+    let o = bpg.run(&["branch", "prod", "early", "--at", "2000-01-01 00:00:00+00"]);
+    let err = check_failure(&["branch"], &o);
+    assert_eq!(o.status.code(), Some(28), "out_of_window: {err}");
+    assert!(err.contains(&from), "{err} states the window from {from}");
+    assert_eq!((catalog_bytes(&env), zfs_tree(&env.pool)), before);
+
+    // The receiver killed: the next daemon pass starts it again, and the
+    // WAL written meanwhile (kept by the slot) is not lost.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the receiver did not die"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let more = write_commits(&url, 41, 10).await;
+    let r = bpg.json(&["daemon", "--once"]);
+    let restarted: Vec<&serde_json::Value> = r["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "restart_receiver" && a["name"] == "prod")
+        .collect();
+    assert_eq!(restarted.len(), 1, "{r:#}");
+    assert_eq!(restarted[0]["result"], "done", "{r:#}");
+    let pid2 = receiver_pid(&env, "prod").unwrap();
+    assert!(pid2 != pid && alive(pid2));
+    let r = bpg.json(&["branch", "prod", "t45", "--at", &more[4].time]);
+    let burl = r["branch"]["url"].as_str().unwrap().to_string();
+    assert_eq!(ids(&burl).await, (45, 1, 45), "{}", more[4].id);
+
+    // Detach: branches destroyed, the receiver stopped, its slot dropped,
+    // the archive and bases gone; the cluster runs on untouched.
+    bpg.ok(&["detach", "prod", "--force"]);
+    assert!(!alive(pid2), "the receiver stopped");
+    assert_eq!(
+        query_one_i64(
+            &url,
+            "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'bpg_wal_prod'"
+        )
+        .await,
+        0,
+        "the slot is dropped"
+    );
+    assert!(
+        !zfs_tree(&env.pool)
+            .iter()
+            .any(|d| d.contains("_wal/prod") || d.contains("walbase")),
+        "{:?}",
+        zfs_tree(&env.pool)
+    );
+    assert_eq!(ids(&url).await, (50, 1, 50));
     drop(cluster);
 }
 

@@ -65,6 +65,20 @@ pub struct Sealed {
     pub lsn: Lsn,
 }
 
+/// The `pg_receivewal` process that streams an attached cluster's WAL
+/// into its archive over a physical replication slot (betterpg never
+/// reconfigures an attached cluster, so it has no `archive_command`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receiver {
+    /// The slot on the attached cluster (`bpg_wal_NAME`).
+    pub slot: String,
+    /// The process, while betterpg believes it runs (`None` once stopped).
+    pub pid: Option<u32>,
+    /// Its start time (`/proc/PID/stat` field 22): a reused pid is another
+    /// process.
+    pub pid_start: Option<u64>,
+}
+
 /// What betterpg knows of one database's retention (`HOME/wal/NAME.json`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
@@ -74,7 +88,29 @@ pub struct Meta {
     pub bases: Vec<Base>,
     /// The newest point betterpg saw archived.
     pub sealed: Option<Sealed>,
+    /// An attached cluster's WAL receiver (omitted for the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<Receiver>,
 }
+
+/// The replication slot an attached cluster's WAL receiver uses: slot
+/// names allow lower-case letters, digits and underscores only.
+pub fn receiver_slot(name: &str) -> String {
+    let mut s = String::from("bpg_wal_");
+    s.extend(name.chars().map(|c| {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            c
+        } else {
+            '_'
+        }
+    }));
+    s.truncate(63);
+    s
+}
+
+/// Suffix of the segment `pg_receivewal` is writing (full size, renamed
+/// without it once complete).
+pub const PARTIAL_SUFFIX: &str = ".partial";
 
 /// `HOME/wal`: root's directory of retention records.
 pub fn meta_dir(home: &Home) -> PathBuf {
@@ -397,6 +433,7 @@ mod tests {
             segment_size: seg,
             bases: vec![base(100, 2 * seg + 40, 3 * seg)],
             sealed: None,
+            receiver: None,
         };
         let b = meta.bases[0].clone();
         let archived = vec![
@@ -425,6 +462,7 @@ mod tests {
             segment_size: 16 << 20,
             bases: vec![base(100, 0x100, 0x200), base(500, 0x5000, 0x6000)],
             sealed: None,
+            receiver: None,
         };
         let w = Window::of(&meta, 900, 0x9000).unwrap();
         assert!(w.contains(Target::Time(100)) && w.contains(Target::Time(900)));
@@ -465,6 +503,7 @@ mod tests {
             segment_size: 16 << 20,
             bases: vec![base(40 * s, 0x300_0028, 0x300_0100)],
             sealed: None,
+            receiver: None,
         };
         assert!(!base_due(&meta, 45 * s, 20));
         assert!(base_due(&meta, 50 * s, 20));
@@ -493,6 +532,13 @@ mod tests {
     }
 
     #[test]
+    fn receiver_slots_are_valid_slot_names() {
+        assert_eq!(receiver_slot("prod"), "bpg_wal_prod");
+        assert_eq!(receiver_slot("my-db.2"), "bpg_wal_my_db_2");
+        assert!(receiver_slot(&"x".repeat(100)).len() <= 63);
+    }
+
+    #[test]
     fn records_round_trip_and_a_corrupt_one_is_refused() {
         let d = tempfile::tempdir().unwrap();
         let home = Home::new(d.path());
@@ -501,6 +547,11 @@ mod tests {
             segment_size: 16 << 20,
             bases: vec![base(1, 2, 3)],
             sealed: Some(Sealed { time_us: 5, lsn: 6 }),
+            receiver: Some(Receiver {
+                slot: receiver_slot("db"),
+                pid: Some(7),
+                pid_start: None,
+            }),
         };
         m.save(&home, "db").unwrap();
         assert_eq!(Meta::load(&home, "db").unwrap(), m);

@@ -286,7 +286,7 @@ pub(crate) async fn attach(ctx: &Context, name: &str, opts: AttachOptions) -> Re
 /// first.
 pub(crate) async fn detach(ctx: &Context, name: &str, force: bool) -> Result<Vec<String>> {
     validate_name(name)?;
-    let victims = {
+    let (victims, attached) = {
         let mut cat = ctx.lock()?;
         let e = cat
             .get(name)
@@ -326,14 +326,32 @@ pub(crate) async fn detach(ctx: &Context, name: &str, force: bool) -> Result<Vec
             }
         }
         cat.save()?;
-        desc.into_iter()
-            .filter_map(|v| cat.get(&v).cloned())
-            .collect::<Vec<_>>()
+        (
+            desc.into_iter()
+                .filter_map(|v| cat.get(&v).cloned())
+                .collect::<Vec<_>>(),
+            e,
+        )
     };
     let mut destroyed = Vec::new();
     for v in victims {
         destroy_one(ctx, &v).await?;
         destroyed.push(v.name);
+    }
+    // Its WAL receiver stops and its slot goes (a slot left behind would
+    // keep the cluster's WAL forever); the archive and bases go too. A
+    // cluster that cannot be reached fails the detach, unless `force`.
+    if let Err(err) = super::retain::stop_attached(ctx, &attached).await {
+        if !force {
+            return Err(Error::InvalidState(format!(
+                "{name:?} keeps WAL and its receiver's slot could not be dropped ({err}): make the cluster reachable and detach again, or `--force` (then drop the slot {} on the cluster yourself)",
+                crate::pitr::receiver_slot(name)
+            )));
+        }
+        tracing::warn!(
+            "{name}: its WAL receiver's slot {} could not be dropped ({err}): drop it on the cluster (SELECT pg_drop_replication_slot(...)), it keeps the cluster's WAL",
+            crate::pitr::receiver_slot(name)
+        );
     }
     let mut cat = ctx.lock()?;
     cat.remove(name);

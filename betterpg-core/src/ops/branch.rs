@@ -354,10 +354,9 @@ async fn branch_unaudited(
     audited.credentials = Some(policy);
     plan.rotate = policy == Credentials::Rotate;
     keep.credentials = Some(policy);
-    if target.is_some() && !matches!(src.kind, Kind::Database | Kind::Replica) {
+    if target.is_some() && src.kind == Kind::Branch {
         return Err(Error::Unsupported(format!(
-            "{source:?} is {}: only a database or a replica keeps WAL to branch from a point in time (--at)",
-            if src.kind == Kind::Attached { "an attached cluster" } else { "a branch" }
+            "{source:?} is a branch: only a database, a replica or an attached cluster keeps WAL to branch from a point in time (--at)"
         )));
     }
     if !src.is_ready() {
@@ -733,7 +732,9 @@ async fn run_recipe(
     if let Some(at) = opts.at.as_deref() {
         let target = Target::parse(at)?;
         let src_spec = ctx.spec(src).await?;
-        let running = ctx.runtime(&src.runtime)?.status(&src_spec).await? == RunStatus::Running;
+        // An attached cluster is taken as running (see below).
+        let running = src.kind == Kind::Attached
+            || ctx.runtime(&src.runtime)?.status(&src_spec).await? == RunStatus::Running;
         return run_pitr(
             ctx, src, &src_spec, running, entry, opts, phase, target, undo, timer,
         )
@@ -1334,6 +1335,26 @@ async fn run_pitr(
         }
         // The primary's access rules name its own networks.
         cluster::write_owned(&dd, "pg_hba.conf", BRANCH_OF_REPLICA_HBA.as_bytes(), &user)?;
+    }
+    if src.kind == Kind::Attached {
+        // Its receiver writes the segment under way as NAME.partial: the
+        // tail through betterpg's own commit (the seal) is copied from
+        // there.
+        let tail = crate::pitr::replica_tail(&segs, &meta, &base, target);
+        wal_bytes +=
+            retain::copy_attached_tail(&archive, &restore, &tail, meta.segment_size, &user)?;
+        // Production's rules and roles stay out of the branch.
+        cluster::write_owned(
+            &dd,
+            "pg_hba.conf",
+            if phase.rotate {
+                isolate::ATTACHED_ROTATED_BRANCH_HBA
+            } else {
+                isolate::ATTACHED_BRANCH_HBA
+            }
+            .as_bytes(),
+            &user,
+        )?;
     }
     cluster::write_owned(&dd, "recovery.signal", b"", &user)?;
     timer.lap("wal_copy");

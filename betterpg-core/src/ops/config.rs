@@ -35,30 +35,49 @@ pub(crate) async fn configure<K: AsRef<str>, V: AsRef<str>>(
         )));
     }
     let next = e.settings.apply_all(pairs)?;
-    if e.kind == crate::catalog::Kind::Attached {
-        refuse_wal_retention_of_attached(name, &next)?;
-    }
     // `ttl` is a time to live FROM NOW: it sets (or, `none`, clears) the
     // entry's expiry, so it also extends a branch about to expire.
-    if pairs.iter().any(|(k, _)| k.as_ref() == "ttl") {
-        if next.ttl.is_some() {
-            e.refuse_if_attached("expire")?;
-        }
-        e.lifecycle.expires_at = next.ttl.map(|t| crate::util::now_unix().saturating_add(t));
+    if pairs.iter().any(|(k, _)| k.as_ref() == "ttl") && next.ttl.is_some() {
+        e.refuse_if_attached("expire")?;
     }
+    let attached_wal = e.kind == crate::catalog::Kind::Attached
+        && e.settings.retain_wal.is_some() != next.retain_wal.is_some();
+    if !attached_wal {
+        if pairs.iter().any(|(k, _)| k.as_ref() == "ttl") {
+            e.lifecycle.expires_at = next.ttl.map(|t| crate::util::now_unix().saturating_add(t));
+        }
+        e.settings = next.clone();
+        cat.save()?;
+        return Ok(next);
+    }
+    // An attached cluster's WAL is received by a process of betterpg's
+    // (`pg_receivewal` on a slot): started (role and layout checked, a
+    // first base taken) before the setting is recorded, or stopped (its
+    // slot dropped, its archive removed) before it is cleared. Not under
+    // the catalog's lock: those steps take it themselves.
+    let mut changed = e.clone();
+    changed.settings = next.clone();
+    drop(cat);
+    if next.retain_wal.is_some() {
+        super::retain::start_attached(ctx, &changed).await?;
+    } else {
+        super::retain::stop_attached(ctx, &changed).await?;
+    }
+    let mut cat = ctx.lock()?;
+    let e = cat.get_mut(name).ok_or_else(|| Error::not_found(name))?;
     e.settings = next.clone();
     cat.save()?;
     Ok(next)
 }
 
-/// Refuse settings an attached cluster cannot have: `retain_wal`, since
-/// betterpg never reconfigures it (no archive_command of its own there;
-/// keeping its WAL would need pg_receivewal on a slot, which betterpg does
-/// not run). Used by `configure` and by `attach`'s own settings.
+/// Refuse settings an attached cluster cannot be given when it is
+/// attached: `retain_wal`, which starts a WAL receiver on a slot of the
+/// cluster once it is recorded (`bpg config NAME --retain-wal D`). Used by
+/// `attach`'s own settings.
 pub(crate) fn refuse_wal_retention_of_attached(name: &str, s: &Settings) -> Result<()> {
     if s.retain_wal.is_some() {
         return Err(Error::Unsupported(format!(
-            "{name:?} is an attached cluster: betterpg never reconfigures it, so it cannot keep its WAL (--retain-wal works for databases and replicas; branch it at a point in time with your own PITR tooling)"
+            "{name:?} would be an attached cluster: attach it first, then `bpg config {name} --retain-wal D` checks that its role can stream and starts to keep its WAL (pg_receivewal on a slot)"
         )));
     }
     Ok(())

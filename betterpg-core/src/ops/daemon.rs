@@ -696,6 +696,59 @@ async fn replicas(
         a.replication = r;
         log.push(a);
     }
+    receivers(ctx, dry_run, stop, log).await
+}
+
+/// The WAL receivers of attached clusters that keep WAL: one that died
+/// (killed, or its cluster was down and it gave up) is started again
+/// (`restart_receiver`; its slot kept the WAL meanwhile), then the
+/// retention's upkeep (pruning, a base when one is due) runs.
+async fn receivers(
+    ctx: &Context,
+    dry_run: bool,
+    stop: &StopSignal,
+    log: &mut Log<'_>,
+) -> Result<()> {
+    let list: Vec<Entry> = ctx
+        .lock()?
+        .entries()
+        .filter(|e| e.kind == Kind::Attached && e.is_ready() && e.settings.retain_wal.is_some())
+        .cloned()
+        .collect();
+    for e in list {
+        if stop.is_stopped() {
+            break;
+        }
+        let running = match super::retain::receiver_running(ctx, &e) {
+            Ok(r) => r,
+            Err(err) => {
+                log.error("restart_receiver", &e.name, &err);
+                continue;
+            }
+        };
+        let why = "its WAL receiver (pg_receivewal) does not run";
+        if !running && dry_run {
+            log.push(
+                DaemonAction::new("restart_receiver", &e.name, ActionResult::DryRun).because(why),
+            );
+            continue;
+        }
+        if dry_run {
+            continue;
+        }
+        let r = super::retain::maintain(ctx, &e).await;
+        if !running {
+            log.push(match r {
+                Ok(()) => {
+                    DaemonAction::new("restart_receiver", &e.name, ActionResult::Done).because(why)
+                }
+                Err(err) => DaemonAction::new("restart_receiver", &e.name, ActionResult::Failed)
+                    .because(format!("{why}; starting it failed: {err}")),
+            });
+        } else if let Err(err) = r {
+            log.error("restart_receiver", &e.name, &err);
+        }
+    }
     Ok(())
 }
 

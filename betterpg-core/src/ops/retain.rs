@@ -27,8 +27,8 @@ use crate::pg::datadir::{DataDir, EntryType};
 use crate::pg::wal::{self, format_lsn, parse_lsn};
 use crate::pg::{BackupSession, ConnInfo};
 use crate::pitr::{
-    archive_dataset, base_due, format_time, now_us, prunable_segments, prune_plan, Base, Meta,
-    Sealed, Window, BASE_PREFIX, WAL_DATASET,
+    archive_dataset, base_due, format_time, now_us, prunable_segments, prune_plan, receiver_slot,
+    Base, Meta, Receiver, Sealed, Window, BASE_PREFIX, PARTIAL_SUFFIX, WAL_DATASET,
 };
 use crate::runtime::{InstanceSpec, RunStatus};
 use crate::storage::destroy_with_retry;
@@ -175,6 +175,9 @@ async fn archiving(conn: &ConnInfo) -> Result<bool> {
 /// (replay stops only at commit records; running out of WAL first is an
 /// error). The commit assigns a transaction id and changes nothing.
 pub(crate) async fn seal(ctx: &Context, e: &Entry, conn: &ConnInfo) -> Result<Sealed> {
+    if e.kind == Kind::Attached {
+        return seal_attached(ctx, e, conn).await;
+    }
     if !archiving(conn).await? {
         return Err(Error::InvalidState(format!(
             "{n:?} is set to keep WAL but does not archive yet: archive_mode is read at server start; restart it (bpg stop {n} && bpg start {n})",
@@ -392,13 +395,17 @@ pub(crate) async fn prune(ctx: &Context, e: &Entry) -> Result<()> {
             .any(|d| d.origin.as_deref() == Some(b.snapshot.as_str()))
     };
     // A base whose snapshot is gone (a replica's rebuild destroyed its old
-    // data, or someone else did) can start no replay: forgotten.
-    let present: Vec<Base> = meta
-        .bases
-        .iter()
-        .filter(|b| datasets.iter().any(|d| d.name == b.snapshot))
-        .cloned()
-        .collect();
+    // data, or someone else did) can start no replay: forgotten. (An
+    // attached cluster's snapshots are outside betterpg's root: asked
+    // one by one.)
+    let mut present: Vec<Base> = Vec::new();
+    for b in &meta.bases {
+        if datasets.iter().any(|d| d.name == b.snapshot)
+            || ctx.storage.get(&b.snapshot).await?.is_some()
+        {
+            present.push(b.clone());
+        }
+    }
     let (mut kept, dropped) = prune_plan(&present, now_us(), secs, pinned);
     for b in dropped {
         if let Err(err) = destroy_with_retry(&*ctx.storage, &b.snapshot, false).await {
@@ -435,9 +442,23 @@ pub(crate) async fn prune(ctx: &Context, e: &Entry) -> Result<()> {
 /// When retention was turned off, remove what it kept.
 pub(crate) async fn maintain(ctx: &Context, e: &Entry) -> Result<()> {
     if retain_secs(e).is_none() {
+        if e.kind == Kind::Attached {
+            return stop_attached(ctx, e).await;
+        }
         return remove_all(ctx, e, false).await;
     }
     if e.runtime != "native" {
+        return Ok(());
+    }
+    if e.kind == Kind::Attached {
+        // Always running (betterpg never stops it); its receiver instead
+        // of an archive_command.
+        ensure_receiver(ctx, e).await?;
+        prune(ctx, e).await?;
+        let meta = Meta::load(&ctx.home, &e.name)?;
+        if base_due(&meta, now_us(), retain_secs(e).unwrap_or(0)) {
+            take_base(ctx, e, &ctx.spec(e).await?).await?;
+        }
         return Ok(());
     }
     prune(ctx, e).await?;
@@ -591,4 +612,417 @@ pub(crate) async fn prepare_branch_at(
         ))
     })?;
     Ok((meta, window, dir))
+}
+
+// ---------------------------------------------------------------------
+// Attached clusters: betterpg never reconfigures them (no archive_command
+// of its own there), so their WAL is pulled over the replication protocol:
+// a `pg_receivewal` on a physical slot of their own (`bpg_wal_NAME`),
+// run as the home's server OS user (who owns the attached cluster's data
+// directory anyway), writing into the same archive dataset as a
+// database's. Its process is recorded in the retention record; `bpg
+// daemon` starts it again when it died (the slot kept the WAL meanwhile),
+// and turning retention off or `detach` stops it and drops its slot.
+
+/// How long a new receiver has to start streaming (its slot active).
+const RECEIVER_START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// `HOME/logs/NAME.receivewal.log`: what the receiver says.
+fn receiver_log(ctx: &Context, name: &str) -> std::path::PathBuf {
+    ctx.home.logs_dir().join(format!("{name}.receivewal.log"))
+}
+
+/// Whether process `pid` (started at `start`) runs: alive and not a
+/// zombie (a receiver whose parent `bpg` exited is reaped by init, which
+/// may take its time, or never).
+fn running(pid: u32, start: Option<u64>) -> bool {
+    if !crate::catalog::process_alive(pid, start) {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name's closing parenthesis.
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// Whether the recorded receiver process runs.
+fn receiver_alive(r: &Receiver) -> bool {
+    r.pid.is_some_and(|p| running(p, r.pid_start))
+}
+
+/// Whether the WAL receiver of the attached `e` runs.
+pub(crate) fn receiver_running(ctx: &Context, e: &Entry) -> Result<bool> {
+    Ok(Meta::load(&ctx.home, &e.name)?
+        .receiver
+        .as_ref()
+        .is_some_and(receiver_alive))
+}
+
+/// The last lines of the receiver's log (for an error).
+fn receiver_log_tail(ctx: &Context, name: &str) -> String {
+    let text = std::fs::read_to_string(receiver_log(ctx, name)).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
+}
+
+/// Refuse an attached cluster whose WAL cannot be received or based: the
+/// role needs `REPLICATION` (the slot and the stream), and the cluster
+/// must be one dataset (no linked `pg_wal`, no tablespaces elsewhere).
+async fn check_attached(ctx: &Context, e: &Entry, spec: &InstanceSpec) -> Result<()> {
+    let c = spec.conn.connect().await?;
+    let row = c
+        .query_one(
+            "SELECT r.rolname::text, r.rolsuper OR r.rolreplication FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await?;
+    let (role, ok): (String, bool) = (row.get(0), row.get(1));
+    if !ok {
+        return Err(Error::Postgres {
+            sqlstate: Some("42501".into()),
+            message: format!(
+                "role {role:?} of {:?} cannot stream its WAL (keeping it needs a replication slot and pg_receivewal): as a superuser of the cluster run: ALTER ROLE {} REPLICATION; and let it in for replication in pg_hba.conf (host replication {role} ADDRESS scram-sha-256), then configure again",
+                e.name,
+                crate::pg::isolate::quote_ident(&role)
+            ),
+            detail: None,
+        });
+    }
+    drop(c);
+    let plan =
+        crate::tablespace::plan(&ctx.config.dataset, e, &spec.data_dir, Some(&spec.conn)).await?;
+    if plan.wal.is_some() || plan.snapshot_datasets(&e.dataset).len() > 1 {
+        return Err(Error::Unsupported(format!(
+            "{:?} has its pg_wal or tablespaces outside its data directory's dataset: WAL retention of an attached cluster takes its bases from that one dataset only (not built yet for the others)",
+            e.name
+        )));
+    }
+    Ok(())
+}
+
+/// Make the slot `slot` on the attached cluster unless it exists
+/// (reserving WAL at once).
+async fn ensure_slot(conn: &ConnInfo, slot: &str) -> Result<()> {
+    let c = conn.connect().await?;
+    c.execute(
+        "SELECT pg_create_physical_replication_slot($1, true) \
+         WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+        &[&slot],
+    )
+    .await
+    .map_err(|err| {
+        Error::postgres_with(&err, format!("creating the replication slot {slot}: {err}"))
+    })?;
+    Ok(())
+}
+
+/// Drop the slot (waiting a little for its walsender to go once the
+/// receiver stopped). A missing slot is fine.
+async fn drop_slot(conn: &ConnInfo, slot: &str) -> Result<()> {
+    let c = conn.connect().await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = c
+            .query_opt(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await?;
+        match row.map(|r| r.get::<_, bool>(0)) {
+            None => return Ok(()),
+            Some(false) => {
+                c.execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+                    .await
+                    .map_err(|err| {
+                        Error::postgres_with(&err, format!("dropping the replication slot {slot}: {err}"))
+                    })?;
+                return Ok(());
+            }
+            Some(true) if Instant::now() > deadline => {
+                return Err(Error::InvalidState(format!(
+                    "the replication slot {slot} is still in use: stop what streams from it, then drop it (SELECT pg_drop_replication_slot('{slot}'))"
+                )))
+            }
+            Some(true) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Start `pg_receivewal` for `e` into `dir` on `slot`, as the home's
+/// server OS user, in a process group of its own (a Ctrl-C of the `bpg`
+/// that started it does not reach it); its output goes to its log.
+/// Returns its pid and start time once its slot is active (it streams).
+async fn spawn_receiver(
+    ctx: &Context,
+    e: &Entry,
+    conn: &ConnInfo,
+    dir: &std::path::Path,
+    slot: &str,
+) -> Result<(u32, Option<u64>)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::process::CommandExt;
+    let logs = ctx.home.logs_dir();
+    std::fs::create_dir_all(&logs)
+        .map_err(|err| Error::io(format!("creating {}", logs.display()), err))?;
+    let log_path = receiver_log(ctx, &e.name);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&log_path)
+        .map_err(|err| Error::io(format!("opening {}", log_path.display()), err))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|err| Error::io(format!("opening {}", log_path.display()), err))?;
+    let bin = crate::pg::PgBin {
+        dir: e.pg_bin.clone(),
+        major: e.pg_major,
+    }
+    .tool("pg_receivewal");
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.arg("-D")
+        .arg(dir)
+        .args(["-S", slot, "--synchronous", "-s", "1", "-w", "-v"])
+        .arg("-h")
+        .arg(&conn.host)
+        .arg("-p")
+        .arg(conn.port.to_string())
+        .arg("-U")
+        .arg(&conn.user)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &ctx.user.home)
+        .env("PGPASSWORD", &conn.password)
+        .env("PGAPPNAME", slot)
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .process_group(0);
+    if ctx.user.needs_switch() {
+        cmd.uid(ctx.user.uid).gid(ctx.user.gid);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|err| Error::io(format!("starting {}", bin.display()), err))?;
+    let pid = child.id();
+    let start = crate::catalog::process_start_time(pid);
+    // Reaped when it exits (a long-running daemon would otherwise keep a
+    // zombie that still looks alive).
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    let c = conn.connect().await?;
+    let deadline = Instant::now() + RECEIVER_START_TIMEOUT;
+    loop {
+        let active: Option<bool> = c
+            .query_opt(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await?
+            .map(|r| r.get(0));
+        if active == Some(true) {
+            return Ok((pid, start));
+        }
+        let alive = running(pid, start);
+        if !alive || Instant::now() > deadline {
+            stop_process(pid, start).await;
+            return Err(Error::postgres(format!(
+                "pg_receivewal for {:?} did not start streaming from slot {slot} (does pg_hba.conf of the cluster let role {:?} in for replication?): {}",
+                e.name,
+                conn.user,
+                receiver_log_tail(ctx, &e.name)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// SIGTERM `pid` (if it is still the process started at `start`), then
+/// SIGKILL after 10 s.
+async fn stop_process(pid: u32, start: Option<u64>) {
+    use nix::sys::signal::{kill, Signal};
+    let p = nix::unistd::Pid::from_raw(pid as i32);
+    if !running(pid, start) {
+        return;
+    }
+    let _ = kill(p, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running(pid, start) {
+        if Instant::now() > deadline {
+            let _ = kill(p, Signal::SIGKILL);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Record `r` as `name`'s receiver.
+fn save_receiver(ctx: &Context, name: &str, r: Option<Receiver>) -> Result<()> {
+    let _cat = ctx.lock()?;
+    let mut meta = Meta::load(&ctx.home, name)?;
+    meta.receiver = r;
+    meta.save(&ctx.home, name)
+}
+
+/// Make sure the receiver of the attached `e` (which keeps WAL) runs:
+/// its slot made if missing, the process started when none runs. True
+/// when it was (re)started.
+pub(crate) async fn ensure_receiver(ctx: &Context, e: &Entry) -> Result<bool> {
+    let meta = Meta::load(&ctx.home, &e.name)?;
+    if meta.receiver.as_ref().is_some_and(receiver_alive) {
+        return Ok(false);
+    }
+    let spec = ctx.spec(e).await?;
+    let slot = receiver_slot(&e.name);
+    let dir = ensure_archive(ctx, &e.name).await?;
+    // Recorded before the slot is made: whatever happens next, the slot
+    // is known (to drop it).
+    save_receiver(
+        ctx,
+        &e.name,
+        Some(Receiver {
+            slot: slot.clone(),
+            pid: None,
+            pid_start: None,
+        }),
+    )?;
+    ensure_slot(&spec.conn, &slot).await?;
+    let (pid, pid_start) = spawn_receiver(ctx, e, &spec.conn, &dir, &slot).await?;
+    save_receiver(
+        ctx,
+        &e.name,
+        Some(Receiver {
+            slot,
+            pid: Some(pid),
+            pid_start,
+        }),
+    )?;
+    Ok(true)
+}
+
+/// Begin keeping the WAL of the attached `e` (its settings name the
+/// retention): check the role and layout, start the receiver, take the
+/// first base. On a failure everything made is undone.
+pub(crate) async fn start_attached(ctx: &Context, e: &Entry) -> Result<()> {
+    let spec = ctx.spec(e).await?;
+    check_attached(ctx, e, &spec).await?;
+    let res = async {
+        ensure_receiver(ctx, e).await?;
+        take_base(ctx, e, &spec).await?;
+        Ok::<_, Error>(())
+    }
+    .await;
+    if let Err(err) = res {
+        if let Err(undo) = stop_attached(ctx, e).await {
+            tracing::warn!("undoing the WAL retention of {}: {undo}", e.name);
+        }
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// Stop keeping the WAL of the attached `e`: stop its receiver, drop its
+/// slot, remove the archive and the bases no branch was cloned from
+/// (`force`: all of them, its branches being gone).
+pub(crate) async fn stop_attached(ctx: &Context, e: &Entry) -> Result<()> {
+    let meta = Meta::load(&ctx.home, &e.name)?;
+    if let Some(r) = &meta.receiver {
+        if let Some(pid) = r.pid {
+            stop_process(pid, r.pid_start).await;
+        }
+        drop_slot(&ctx.conn_for(e)?, &r.slot).await?;
+        save_receiver(ctx, &e.name, None)?;
+    }
+    remove_all(ctx, e, false).await
+}
+
+/// The end of an attached cluster's window: a transaction of betterpg's
+/// is committed there (it assigns a transaction id and changes nothing),
+/// and once the receiver has flushed past it everything committed until
+/// the call is in the archive (the last segment as `NAME.partial`).
+async fn seal_attached(ctx: &Context, e: &Entry, conn: &ConnInfo) -> Result<Sealed> {
+    ensure_receiver(ctx, e).await?;
+    let slot = receiver_slot(&e.name);
+    let c = conn.connect().await?;
+    let time_us = now_us();
+    let xid_sql = if server_version_num(&c).await? >= 130000 {
+        "SELECT pg_current_xact_id()::text"
+    } else {
+        "SELECT txid_current()::text"
+    };
+    c.query_one(xid_sql, &[]).await?;
+    let lsn = parse_lsn(
+        &c.query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await?
+            .get::<_, String>(0),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(ctx.config.start_timeout_secs.max(30));
+    loop {
+        let got: Option<String> = c
+            .query_opt(
+                "SELECT restart_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await?
+            .and_then(|r| r.get(0));
+        if got
+            .as_deref()
+            .and_then(|s| parse_lsn(s).ok())
+            .is_some_and(|g| g >= lsn)
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout(format!(
+                "the WAL receiver of {:?} did not receive up to {} in time: {}",
+                e.name,
+                format_lsn(lsn),
+                receiver_log_tail(ctx, &e.name)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sealed = Sealed { time_us, lsn };
+    let _cat = ctx.lock()?;
+    let mut meta = Meta::load(&ctx.home, &e.name)?;
+    if meta.sealed.is_none_or(|s| s.time_us < time_us) {
+        meta.sealed = Some(sealed);
+    }
+    meta.save(&ctx.home, &e.name)?;
+    Ok(sealed)
+}
+
+/// Copy the tail of an attached cluster's WAL a replay needs and the
+/// archive lacks as complete segments: each from its `NAME.partial`
+/// (full-size; complete up to what was received) unless it was completed
+/// meanwhile. A segment with neither is left out (nothing was written
+/// there yet).
+pub(crate) fn copy_attached_tail(
+    archive: &DataDir,
+    restore: &DataDir,
+    tail: &[String],
+    seg: u64,
+    owner: &crate::osuser::OsUser,
+) -> Result<u64> {
+    let mut written = 0;
+    for n in tail {
+        let partial = format!("{n}{PARTIAL_SUFFIX}");
+        let from = if archive.entry_type(n)? == Some(EntryType::File) {
+            n.clone()
+        } else if archive.entry_type(&partial)? == Some(EntryType::File) {
+            partial
+        } else {
+            continue;
+        };
+        written += wal::copy_segment_as(archive, &from, restore, n, seg, owner)?;
+    }
+    Ok(written)
 }

@@ -370,8 +370,10 @@ pub(crate) async fn info_with(
         pg_version: e.pg_major,
         created_at: e.created_at,
         wal_retention: match e.kind {
-            Kind::Database | Kind::Replica => super::retain::report(ctx, e).await?,
-            Kind::Branch | Kind::Attached => None,
+            Kind::Database | Kind::Replica | Kind::Attached => {
+                super::retain::report(ctx, e).await?
+            }
+            Kind::Branch => None,
         },
         protected: e.lifecycle.protected,
         expires_at: e.lifecycle.expires_at,

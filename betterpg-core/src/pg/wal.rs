@@ -179,12 +179,29 @@ pub fn copy_segments(
     segment_size: u64,
     owner: &OsUser,
 ) -> Result<u64> {
-    use std::io::{Read, Seek, SeekFrom, Write};
     let mut written = 0u64;
     for seg in segments {
-        let from = src_wal.path().join(seg);
+        written += copy_segment_as(src_wal, seg, dst_wal, seg, segment_size, owner)?;
+    }
+    Ok(written)
+}
+
+/// [`copy_segments`] of one file `src_name` of `src_wal` to `seg` in
+/// `dst_wal` (e.g. `pg_receivewal`'s `NAME.partial` as `NAME`).
+pub fn copy_segment_as(
+    src_wal: &DataDir,
+    src_name: &str,
+    dst_wal: &DataDir,
+    seg: &str,
+    segment_size: u64,
+    owner: &OsUser,
+) -> Result<u64> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut written = 0u64;
+    {
+        let from = src_wal.path().join(src_name);
         let to = dst_wal.path().join(seg);
-        let mut f = src_wal.open_read(seg)?.ok_or_else(|| {
+        let mut f = src_wal.open_read(src_name)?.ok_or_else(|| {
             Error::io(
                 format!(
                     "reading WAL segment {} (needed to reach the backup's end)",
