@@ -336,8 +336,28 @@ def space_table(data: Dict[str, Any]) -> List[str]:
     return lines
 
 
+PYTEST_LABELS = [
+    ("betterpg", "betterpg plugin (`betterpg_conn`, warm pool of 2: the default)"),
+    ("betterpg_pool4", "betterpg plugin, `--betterpg-pool-size=4`"),
+    ("betterpg_nopool", "betterpg plugin, `--betterpg-pool-size=0`"),
+    ("betterpg_sync", "betterpg plugin, no pool, `--betterpg-sync-destroy`"),
+    ("pytest_postgresql", "pytest-postgresql (`postgresql_noproc` + template database)"),
+    ("betterpg_xdist", "betterpg plugin (default), `-n 2`"),
+    ("pytest_postgresql_xdist", "pytest-postgresql, `-n 2`"),
+]
+
+
 def pytest_table(data: Dict[str, Any]) -> List[str]:
-    pt = data.get("pytest")
+    by_size = data.get("pytest_by_size")
+    if by_size:
+        lines: List[str] = []
+        for size, pt in by_size.items():
+            lines += [f"### {size}", "", *pytest_size_table(pt), ""]
+        return lines
+    return pytest_size_table(data.get("pytest"))
+
+
+def pytest_size_table(pt: Any) -> List[str]:
     if not pt:
         return ["(not measured)"]
     lines = [
@@ -347,9 +367,7 @@ def pytest_table(data: Dict[str, Any]) -> List[str]:
         "| fixture | per test, median s | min–max s | suite wall s | session setup s |",
         "|---|---|---|---|---|",
     ]
-    for k, label in [("betterpg", "betterpg plugin (`betterpg_conn`)"),
-                     ("betterpg_sync", "betterpg plugin, `--betterpg-sync-destroy`"),
-                     ("pytest_postgresql", "pytest-postgresql (`postgresql_noproc` + template database)")]:
+    for k, label in PYTEST_LABELS:
         v = pt.get(k)
         if not v:
             continue

@@ -397,8 +397,9 @@ class Settings:
     branch_every: float
     idle_sets: int
     space_mb: int
-    pytest_size: str
+    pytest_sizes: List[str]
     pytest_tests: int
+    pytest_xdist: bool
     docker: bool
     docker_sizes: List[str]
     skip: List[str]
@@ -1127,29 +1128,43 @@ class Bench:
         py = sys.executable
         suite = BENCHES / "pytest_suite"
         pymod = REPO / "betterpg-py" / "python"
-        # betterpg twice: the default (a finished test's branch destroyed in
-        # the background) and --betterpg-sync-destroy (destroyed before the
-        # next test starts).
-        for variant in ["betterpg", "betterpg_sync", "pytest_postgresql"]:
+        # betterpg: the default (a warm pool of 2 ready branches, a finished
+        # test's branch destroyed in the background), a pool of 4, without
+        # the pool, and
+        # --betterpg-sync-destroy (no pool, destroyed before the next test
+        # starts); then the pooled default and pytest-postgresql again under
+        # pytest-xdist (-n 2: the whole suite, a pool per worker).
+        variants = [
+            ("betterpg", "betterpg", []),
+            ("betterpg_pool4", "betterpg", ["--betterpg-pool-size=4"]),
+            ("betterpg_nopool", "betterpg", ["--betterpg-pool-size=0"]),
+            ("betterpg_sync", "betterpg", ["--betterpg-pool-size=0", "--betterpg-sync-destroy"]),
+            ("pytest_postgresql", "pytest_postgresql", []),
+        ]
+        if self.s.pytest_xdist:
+            variants += [
+                ("betterpg_xdist", "betterpg", ["-n", "2", "-p", "xdist"]),
+                ("pytest_postgresql_xdist", "pytest_postgresql", ["-n", "2", "-p", "xdist"]),
+            ]
+        for variant, kind, extra in variants:
             rep_file = self.s.work / f"pytest-{variant}.json"
             env = {
                 "PYTHONPATH": os.pathsep.join([str(suite), str(pymod)]),
-                "BENCH_VARIANT": variant,
+                "BENCH_VARIANT": kind,
                 "BENCH_TESTS": str(self.s.pytest_tests),
                 "BENCH_SCALE": str(ctx["scale"]),
                 "BENCH_REPORT": str(rep_file),
                 "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
             }
             args = [py, "-m", "pytest", "-q", "-p", "recorder", "-p", "no:cacheprovider", str(suite / "test_private_db.py")]
-            if variant.startswith("betterpg"):
+            if kind == "betterpg":
                 args += ["-p", "betterpg.pytest_plugin", f"--betterpg-home={self.bpg.home}",
                          f"--betterpg-source={ctx['bpg_src']}"]
-                if variant == "betterpg_sync":
-                    args.append("--betterpg-sync-destroy")
             else:
                 args += ["-p", "pytest_postgresql.plugin"]
                 env.update({"BENCH_PG_PORT": str(self.pg15.port), "BENCH_PG_PASSWORD": self.pg15.password,
                             "BENCH_PGBENCH": self.pg15.tool("pgbench")})
+            args += extra
             log(f"pytest: {variant}, {self.s.pytest_tests} tests")
             t0 = time.perf_counter()
             p = run(args, env=env, check=False, timeout=7200, cwd=str(suite))
@@ -1209,14 +1224,16 @@ class Bench:
                             "start_sync section", lambda: self.start_sync_section(ctx), ctx), size=size)
                     except Exception as e:
                         self.fail("start_sync section", e)
-                if size == s.pytest_size and "pytest" not in s.skip:
+                if size in s.pytest_sizes and "pytest" not in s.skip:
                     if not s.python_module:
                         self.fail("pytest section", BenchError(
                             "the betterpg Python module is not importable (build it: scripts/test-python.sh)"))
                     else:
                         try:
-                            self.results["pytest"] = self.resilient("pytest section",
-                                                                    lambda: self.pytest_section(ctx, size), ctx)
+                            pt = self.resilient("pytest section", lambda: self.pytest_section(ctx, size), ctx)
+                            self.results.setdefault("pytest_by_size", {})[size] = pt
+                            if "pytest" not in self.results or size == s.pytest_sizes[0]:
+                                self.results["pytest"] = pt
                         except Exception as e:
                             self.fail("pytest section", e)
             except ZfsRestarted as e:
@@ -1250,6 +1267,10 @@ def main() -> int:
     ap.add_argument("--bpg-repeats", type=int, help="repeats of the betterpg methods (default 5; short 3)")
     ap.add_argument("--load-seconds", type=int, help="length of each pgbench phase (default 45; short 6)")
     ap.add_argument("--pytest-tests", type=int, help="tests in the pytest suite (default 20; short 5)")
+    ap.add_argument("--pytest-sizes", help="comma list of sizes the pytest section runs at "
+                    "(default the middle size; the report's main table shows the first)")
+    ap.add_argument("--no-pytest-xdist", action="store_true",
+                    help="leave out the pytest-xdist (-n 2) runs of the pytest section")
     ap.add_argument("--docker-sizes", help="sizes measured with the Docker runtime too (default all)")
     ap.add_argument("--no-docker", action="store_true", help="leave out the Docker runtime")
     ap.add_argument("--skip", default="", help="comma list of methods/sections to leave out (load,space,pytest,...)")
@@ -1288,7 +1309,9 @@ def main() -> int:
         # only (short), or before every baseline (full).
         idle_sets=1 if short else 3,
         space_mb=10 if short else 100,
-        pytest_size=middle, pytest_tests=a.pytest_tests or (5 if short else 20),
+        pytest_sizes=a.pytest_sizes.split(",") if a.pytest_sizes else [middle],
+        pytest_tests=a.pytest_tests or (5 if short else 20),
+        pytest_xdist=not a.no_pytest_xdist,
         docker=not a.no_docker,
         docker_sizes=a.docker_sizes.split(",") if a.docker_sizes else sizes,
         skip=[x for x in a.skip.split(",") if x],

@@ -158,7 +158,7 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 if ! "$VENV/bin/python" -c 'import matplotlib, psycopg, pytest, pytest_postgresql' >/dev/null 2>&1; then
   log "installing matplotlib, psycopg, pytest, pytest-postgresql into $VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check 'matplotlib>=3.8' 'psycopg[binary]>=3.1' 'pytest>=8' 'pytest-postgresql>=6'
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'matplotlib>=3.8' 'psycopg[binary]>=3.1' 'pytest>=8' 'pytest-xdist>=3' 'pytest-postgresql>=6'
 fi
 if skipped pytest; then
   log "--skip pytest: the betterpg Python module is not needed"

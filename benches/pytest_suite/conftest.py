@@ -1,15 +1,16 @@
 """The same suite on three fixtures, chosen by $BENCH_VARIANT:
 
 * ``betterpg``: betterpg's pytest plugin (``betterpg_conn``: a branch of the
-  betterpg source per test, destroyed after it, in the background). The
-  source already holds the pgbench data (benches/run.py loaded it).
-* ``betterpg_sync``: the same with ``--betterpg-sync-destroy`` (each branch
-  destroyed before the next test starts).
+  betterpg source per test, destroyed after it). The source already holds
+  the pgbench data (benches/run.py loaded it). benches/run.py runs it with
+  the plugin's defaults (a warm pool of ready branches, background
+  destroys), without the pool (``--betterpg-pool-size=0``), with
+  ``--betterpg-sync-destroy`` too, and under pytest-xdist.
 * ``pytest_postgresql``: pytest-postgresql on an existing PostgreSQL 15
   server (``postgresql_noproc``): its session fixture creates the template
   database and loads the pgbench data into it once; every test then gets
   ``CREATE DATABASE ... TEMPLATE`` (the server's default strategy) and a
-  ``DROP DATABASE`` after it.
+  ``DROP DATABASE`` after it. Also run under pytest-xdist.
 """
 
 from __future__ import annotations
@@ -45,10 +46,10 @@ if VARIANT == "pytest_postgresql":
     )
     ptpg = factories.postgresql("ptpg_proc")
     SESSION_FIXTURE, DB_FIXTURE = "ptpg_proc", "ptpg"
-elif VARIANT in ("betterpg", "betterpg_sync"):
+elif VARIANT == "betterpg":
     SESSION_FIXTURE, DB_FIXTURE = "_betterpg_session", "betterpg_conn"
 else:
-    raise RuntimeError(f"BENCH_VARIANT must be betterpg, betterpg_sync or pytest_postgresql, not {VARIANT!r}")
+    raise RuntimeError(f"BENCH_VARIANT must be betterpg or pytest_postgresql, not {VARIANT!r}")
 
 
 @pytest.fixture(scope="session", autouse=True)

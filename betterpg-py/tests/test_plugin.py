@@ -62,7 +62,7 @@ def test_example_suite(env, manager, xdist):
     assert r.returncode == 0, r.stdout + r.stderr
     res = outcome(r.stdout)
     assert res.get("passed", 0) >= 15 and not res.get("failed") and not res.get("error"), res
-    assert f"betterpg: home {env.path}, source {SOURCE}" in r.stdout
+    assert f"betterpg: home {env.path}, source {SOURCE}, pool of 2 ready branches" in r.stdout
     if xdist:
         assert "[gw0]" in r.stdout and "[gw1]" in r.stdout, r.stdout
     assert_clean(manager)
@@ -103,9 +103,11 @@ def test_every_test_gets_its_own_branch(env, manager, tmp_path, xdist):
 def test_destroy_modes(env, manager, tmp_path, mode):
     """By default a finished test's branch is destroyed in the background
     (never more than MAX_PENDING_DESTROYS waiting); --betterpg-sync-destroy
-    destroys it before the next test starts. Either way nothing is left."""
+    destroys it before the next test starts. Either way nothing is left.
+    (Without the pool: its ready branches would be among the others.)"""
     record = tmp_path / "records.jsonl"
-    extra = ["--betterpg-sync-destroy"] if mode == "sync" else []
+    extra = ["--betterpg-pool-size=0"]
+    extra += ["--betterpg-sync-destroy"] if mode == "sync" else []
     r = run_pytest([*opts(env), *extra], cwd=SUITES / "records", env_extra={"BPGPY_RECORD": str(record)})
     assert r.returncode == 0, r.stdout + r.stderr
     recs = read_records(record)
@@ -189,6 +191,104 @@ def test_configuration_from_ini_and_env(env, manager, tmp_path):
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert [x["quota"] for x in read_records(record)] == [str(150 << 20)]
+    assert_clean(manager)
+
+
+# ---------------------------------------------------------------- the warm pool
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_pool_hands_over_ready_branches(env, manager, tmp_path, size):
+    """The branches the next tests get were made, and ready, while an
+    earlier test ran: the fixture hands over a pooled branch."""
+    record = tmp_path / "records.jsonl"
+    r = run_pytest(
+        [f"--betterpg-home={env.path}", f"--betterpg-source={SOURCE}", f"--betterpg-pool-size={size}"],
+        cwd=SUITES / "pool",
+        env_extra={"BPGPY_RECORD": str(record), "BPGPY_POOL_SIZE": str(size)},
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"pool of {size} ready branches" in r.stdout, r.stdout
+    recs = read_records(record)
+    assert [x["test"] for x in recs] == ["fill", "take1", "take2", "take3", "take4"], recs
+    fill, takes = recs[0], recs[1:]
+    assert len(fill["ready"]) == size, fill
+    # The pool is filled to its size and no further.
+    assert sorted(fill["others"]) == fill["ready"], fill
+    # The next `size` tests got exactly the branches that were ready.
+    assert sorted(x["name"] for x in takes[:size]) == fill["ready"], recs
+    names = [x["name"] for x in recs]
+    assert len(set(names)) == len(names), "a branch was handed out twice"
+    for x in recs:
+        assert plugin.NAME_RE.match(x["name"]), x
+        assert len(x["others"]) <= size, x
+    assert_clean(manager)
+
+
+@pytest.mark.parametrize(
+    "size,xdist", [(0, []), (1, []), (3, []), (2, ["-n", "2"])], ids=["off", "1", "3", "xdist-2"]
+)
+def test_pool_bound(env, manager, tmp_path, size, xdist):
+    """A process never has more live branches than the pool size plus the
+    ones its running test holds: in every test, the process's other
+    branches (pooled, being made, waiting for their destroy) number at most
+    the pool size (without a pool: the destroys waiting). Each xdist worker
+    has its own pool."""
+    record = tmp_path / "records.jsonl"
+    pool = f"--betterpg-pool-size={size}"
+    r = run_pytest(
+        [*xdist, f"--betterpg-home={env.path}", f"--betterpg-source={SOURCE}", pool],
+        cwd=SUITES / "records",
+        env_extra={"BPGPY_RECORD": str(record)},
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ("no pool" if size == 0 else f"pool of {size} ready branches") in r.stdout, r.stdout
+    recs = read_records(record)
+    assert len(recs) == 12 and len({x["name"] for x in recs}) == 12, recs
+    bound = size or plugin.MAX_PENDING_DESTROYS
+    assert max(len(x["others"]) for x in recs) <= bound, [x["others"] for x in recs]
+    if xdist:
+        assert {x["worker"] for x in recs} == {"gw0", "gw1"}
+    assert_clean(manager)
+
+
+def test_pool_size_must_be_a_number(env, manager, tmp_path):
+    for bad in ["-1", "two"]:
+        r = run_pytest(
+            [f"--betterpg-home={env.path}", f"--betterpg-source={SOURCE}", "-o", f"betterpg_pool_size={bad}"],
+            cwd=SUITES / "records",
+            env_extra={"BPGPY_RECORD": str(tmp_path / "r.jsonl")},
+        )
+        assert r.returncode != 0, r.stdout + r.stderr
+        assert f"pool size must be a whole number >= 0 (0: no pool), not '{bad}'" in r.stdout, r.stdout
+        assert not (tmp_path / "r.jsonl").exists()
+    assert_clean(manager)
+
+
+def test_crashed_session_with_a_full_pool_is_swept(env, manager, tmp_path):
+    """A process that dies with its pool full leaves its pooled branches;
+    they carry the plugin's names, so the next session's sweep destroys
+    them all."""
+    record = tmp_path / "crashed.txt"
+    r = run_pytest(
+        [*opts(env), "--betterpg-pool-size=2"],
+        cwd=SUITES / "crash",
+        env_extra={"BPGPY_RECORD": str(record), "BPGPY_WAIT_POOL": "2"},
+    )
+    assert r.returncode == 3, r.stdout + r.stderr
+    leftovers = record.read_text().split()
+    assert len(leftovers) == 3, leftovers  # the test's branch and two pooled ones
+    assert sorted(plugin_branches(manager)) == sorted(leftovers)
+    for name in leftovers:
+        m = plugin.NAME_RE.match(name)
+        assert m and not plugin.creator_alive(int(m["pid"]), m["start"]), name
+    rec2 = tmp_path / "r.jsonl"
+    r = run_pytest(
+        [*opts(env), "-k", "test_private[0]"], cwd=SUITES / "records", env_extra={"BPGPY_RECORD": str(rec2)}
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "destroyed 3 leftover branch(es)" in r.stdout, r.stdout
+    assert all(name in r.stdout for name in leftovers), r.stdout
     assert_clean(manager)
 
 
@@ -283,7 +383,8 @@ def test_mask_every_branch_of_the_suite(env, manager, tmp_path, pii_source):
     """--betterpg-mask (repeatable, in order), the betterpg_mask ini value
     (a directory, relative to the ini file) and an override of the
     betterpg_mask fixture: every branch the suite's fixtures make holds
-    masked values only."""
+    masked values only. All three come from the warm pool (the default
+    pool size): pooled branches are masked too."""
     masks = tmp_path / "masks"
     masks.mkdir()
     (masks / "a.sql").write_text(MASK_A)
@@ -383,7 +484,9 @@ def test_failing_tests_leave_no_branch(env, manager, xdist):
 
 def test_crashed_session_is_swept_by_the_next(env, manager, tmp_path):
     record = tmp_path / "crashed.txt"
-    r = run_pytest(opts(env), cwd=SUITES / "crash", env_extra={"BPGPY_RECORD": str(record)})
+    r = run_pytest(
+        [*opts(env), "--betterpg-pool-size=0"], cwd=SUITES / "crash", env_extra={"BPGPY_RECORD": str(record)}
+    )
     assert r.returncode == 3, r.stdout + r.stderr
     (leftover,) = record.read_text().split()
     assert plugin_branches(manager) == [leftover], "the crash should have left its branch"
@@ -510,9 +613,9 @@ def test_entry_point_gathers_every_hook_and_fixture_of_the_parts():
     import inspect
 
     from _pytest.fixtures import getfixturemarker
-    from betterpg._plugin import fixtures, identity, janitor, options
+    from betterpg._plugin import fixtures, identity, janitor, options, pool
 
-    parts = [options, identity, janitor, fixtures]
+    parts = [options, identity, janitor, pool, fixtures]
     wanted = {}
     for mod in parts:
         for name, obj in vars(mod).items():

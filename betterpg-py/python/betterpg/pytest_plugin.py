@@ -49,6 +49,11 @@ destroy: ``--betterpg-sync-destroy`` option, ``betterpg_background_destroy`` ini
         background thread while the next test runs, at most two waiting; the
         session's end waits for all and reports any failure).
 
+pool:   ``--betterpg-pool-size=N`` option, ``betterpg_pool_size`` ini value
+        (default 2; 0 turns it off): branches of the source kept ready by
+        background threads, so a test's branch was made before it asked
+        (see *The warm pool* below).
+
 mask:   ``--betterpg-mask=PATH`` (repeatable), else the ``betterpg_mask`` ini
         value (paths one a line, relative to the ini file); a ``conftest.py``
         that overrides the ``betterpg_mask`` fixture decides instead of both.
@@ -67,6 +72,23 @@ the test never runs. There is no way to get an unmasked branch from the
 plugin while masking is configured. A source's own masking policy
 (``bpg config SRC --mask``) applies to its branches in any case.
 
+The warm pool
+-------------
+The first test that asks for a branch of the source with the session's
+mode and quota (``betterpg_branch`` without a ``betterpg_source`` marker,
+the factory or :func:`branch_fixture` without a source, mode or quota of
+their own) starts ``betterpg_pool_size`` background threads that keep that
+many branches ready; a fixture then takes a ready one (and the threads make
+the next while the test runs) instead of making it. Every other branch is
+made when asked. Pooled branches are made like every other: the mode,
+quota and masking options apply to them, and they carry the names below.
+The threads make a branch only while fewer than ``betterpg_pool_size`` of
+this process's branches are held by no test (ready, being made, or waiting
+for their destroy): a process never has more live branches than the pool
+plus those its running tests hold. Each xdist worker has its own pool. The
+session's end stops the threads and destroys the pooled branches; after a
+crash the sweep below finds them by their names.
+
 Names, pytest-xdist and leftovers
 ---------------------------------
 Every branch the plugin makes is named
@@ -78,8 +100,8 @@ between workers, sessions or machines sharing a home, and the core gives
 every branch its own port.
 
 Each process destroys its own branches: after each test (in the
-background, see above), and again at the end of its session for any whose
-destroy failed. If a process
+background, see above), and at the end of its session those still pooled
+and any whose destroy failed. If a process
 dies without cleaning up (killed, crashed xdist worker), its branches are
 removed by the *sweep* that runs whenever a session first opens the manager:
 a branch is swept when its name matches the pattern above **and** no process
@@ -95,10 +117,11 @@ core's own "creating process is dead" checks do).
 The plugin is split by concern, as pytest-postgresql's is: options
 (:mod:`betterpg._plugin.options`), process identity and branch names
 (:mod:`betterpg._plugin.identity`), the janitor that destroys branches in
-the background and sweeps leftovers (:mod:`betterpg._plugin.janitor`), and
-the fixtures (:mod:`betterpg._plugin.fixtures`). This module is the entry
-point pytest loads: it gathers their hooks and fixtures, and keeps the
-names users and tests import from it.
+the background and sweeps leftovers (:mod:`betterpg._plugin.janitor`), the
+warm pool (:mod:`betterpg._plugin.pool`), and the fixtures
+(:mod:`betterpg._plugin.fixtures`). This module is the entry point pytest
+loads: it gathers their hooks and fixtures, and keeps the names users and
+tests import from it.
 """
 
 from __future__ import annotations
@@ -126,11 +149,13 @@ from betterpg._plugin.identity import (
 )
 from betterpg._plugin.janitor import MAX_PENDING_DESTROYS, Session, sweep
 from betterpg._plugin.options import (
+    DEFAULT_POOL_SIZE,
     configured_home,
     pytest_addoption,
     pytest_configure,
     pytest_report_header,
 )
+from betterpg._plugin.pool import Pool
 
 #: The janitor's class under its earlier name.
 _Session = Session
@@ -153,9 +178,11 @@ __all__ = [
     "BranchFactory",
     "branch_fixture",
     "configured_home",
+    "DEFAULT_POOL_SIZE",
     "MAX_PENDING_DESTROYS",
     "NAME_PREFIX",
     "NAME_RE",
+    "Pool",
     "Session",
     "creator_alive",
     "new_branch_name",

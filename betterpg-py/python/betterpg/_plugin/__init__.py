@@ -12,6 +12,9 @@ which gathers the hooks and fixtures defined here:
     what the plugin made and has not destroyed yet: branches made with the
     session's defaults, destroyed in the background, and the sweep of dead
     sessions' leftovers;
+:mod:`~betterpg._plugin.pool`
+    the warm pool: branches of the default source made in the background
+    before a test asks for one;
 :mod:`~betterpg._plugin.fixtures`
     the fixtures, :class:`~betterpg._plugin.fixtures.BranchFactory` and the
     :func:`~betterpg._plugin.fixtures.branch_fixture` factory.

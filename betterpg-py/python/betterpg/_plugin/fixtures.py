@@ -12,7 +12,14 @@ import pytest
 
 import betterpg
 from betterpg._plugin.janitor import Session, sweep
-from betterpg._plugin.options import configured_home, configured_mode, configured_paths, setting
+from betterpg._plugin.options import (
+    configured_home,
+    configured_mode,
+    configured_paths,
+    configured_pool_size,
+    setting,
+)
+from betterpg._plugin.pool import Pool
 
 if TYPE_CHECKING:  # pragma: no cover
     import psycopg
@@ -97,6 +104,7 @@ def _betterpg_session(
         background=setting(pytestconfig, "betterpg_background_destroy") is not False,
         mask=_path_list("betterpg_mask", betterpg_mask),
         mask_rules=_path_list("betterpg_mask_rules", betterpg_mask_rules),
+        pool_size=configured_pool_size(pytestconfig),
     )
     yield session
     errors = session.destroy_all()
@@ -139,10 +147,20 @@ class BranchFactory:
         """A new branch of ``source`` (default: the configured source).
 
         ``mode`` and ``quota`` default to the configured ones (``fast`` is
-        the deprecated spelling of ``mode``).
+        the deprecated spelling of ``mode``). With the defaults all three,
+        the branch comes from the warm pool (see
+        :mod:`betterpg._plugin.pool`) unless ``betterpg_pool_size`` is 0.
         """
         mode = _mode_of(mode, fast)
-        branch = self._session.make(source or self._default_source(), mode, quota)
+        s = self._session
+        if source is None and s.pool_size > 0 and mode in (None, s.mode) and quota in (None, s.quota):
+            # The session's defaults: a ready branch from the warm pool.
+            if s.pool is None:
+                s.pool = Pool(s, self._default_source(), s.pool_size)
+                s.pool.start()
+            branch = s.pool.take()
+        else:
+            branch = s.make(source or self._default_source(), mode, quota)
         self.branches.append(branch)
         return branch
 

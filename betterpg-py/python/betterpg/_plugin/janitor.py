@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Union
 
 import betterpg
 from betterpg._plugin.identity import NAME_RE, creator_alive, new_branch_name
@@ -57,8 +57,11 @@ class Session:
         background: bool = False,
         mask: Sequence[str] = (),
         mask_rules: Sequence[str] = (),
+        pool_size: int = 0,
     ) -> None:
         self.manager = manager
+        # Ready branches of the default source to keep (0: no pool).
+        self.pool_size = pool_size
         self.mode = mode
         self.quota = quota
         # Masking of every branch this session makes (SQL files or
@@ -67,7 +70,15 @@ class Session:
         self.mask: List[str] = list(mask)
         self.mask_rules: List[str] = list(mask_rules)
         self.live: Dict[str, None] = {}
-        self.lock = threading.Lock()
+        # Names in live that a test (or a fixture scope) holds; the rest are
+        # pooled, being made, or waiting for their destroy. ``changed`` is
+        # notified whenever either changes (the pool's threads wait on it).
+        self.held: Set[str] = set()
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        # The warm pool (betterpg._plugin.pool.Pool), once started: stopped
+        # before the session's end destroys what is left.
+        self.pool: Any = None
         # Background destroys: one worker thread (the core releases the GIL
         # while it works), at most MAX_PENDING_DESTROYS queued; failures are
         # kept for the end of the session.
@@ -77,24 +88,57 @@ class Session:
         self._slots = threading.BoundedSemaphore(MAX_PENDING_DESTROYS)
         self.background_errors: List[BaseException] = []
 
-    def make(
-        self, source: str, mode: Optional[str] = None, quota: Union[int, str, None] = None
-    ) -> betterpg.Branch:
-        """A new branch of ``source`` with a fresh name; ``mode`` and
-        ``quota`` default to the session's. The session's masking is
-        always applied: when it fails (``betterpg.MaskError``), the core
-        has destroyed the branch and the error propagates; there is no
-        unmasked fallback."""
+    def reserve_name(self, hold: bool = False) -> str:
+        """A fresh branch name, counted in :attr:`live` (and, with ``hold``,
+        in :attr:`held`) from now on: give it to :meth:`make`."""
         name = new_branch_name()
+        with self.changed:
+            self.live[name] = None
+            if hold:
+                self.held.add(name)
+            self.changed.notify_all()
+        return name
+
+    def _forget(self, name: str) -> None:
+        with self.changed:
+            self.live.pop(name, None)
+            self.held.discard(name)
+            self.changed.notify_all()
+
+    def release(self, name: str) -> None:
+        """``name`` is no longer held by a test (its destroy follows)."""
+        with self.changed:
+            self.held.discard(name)
+            self.changed.notify_all()
+
+    def make(
+        self,
+        source: str,
+        mode: Optional[str] = None,
+        quota: Union[int, str, None] = None,
+        *,
+        name: Optional[str] = None,
+        hold: bool = True,
+    ) -> betterpg.Branch:
+        """A new branch of ``source`` named ``name`` (one from
+        :meth:`reserve_name`; default a fresh one); ``mode`` and ``quota``
+        default to the session's. The session's masking is always applied:
+        when it fails (``betterpg.MaskError``), the core has destroyed the
+        branch and the error propagates; there is no unmasked fallback.
+        ``hold``: the caller (a test) holds the branch; the pool makes its
+        branches unheld."""
+        if name is None:
+            name = self.reserve_name(hold)
+        elif hold:
+            with self.changed:
+                self.held.add(name)
         masking: Dict[str, List[str]] = {}
         if self.mask:
             masking["mask"] = list(self.mask)
         if self.mask_rules:
             masking["mask_rules"] = list(self.mask_rules)
-        with self.lock:
-            self.live[name] = None
         try:
-            return self.manager.branch(
+            branch = self.manager.branch(
                 source,
                 name,
                 mode=self.mode if mode is None else mode,
@@ -102,8 +146,7 @@ class Session:
                 **masking,  # type: ignore[arg-type]
             )
         except TypeError as e:
-            with self.lock:
-                self.live.pop(name, None)
+            self._forget(name)
             if "mask_rules" in masking and "mask_rules" in str(e):
                 raise TypeError(
                     "betterpg: masking rules (betterpg_mask_rules / --betterpg-mask-rules) are "
@@ -111,27 +154,28 @@ class Session:
                 ) from e
             raise
         except BaseException:
-            with self.lock:
-                self.live.pop(name, None)
+            self._forget(name)
             raise
+        return branch
 
     def _destroy_now(self, name: str) -> None:
         try:
             self.manager.destroy(name, force=True)
         except betterpg.NotFoundError:
             pass
-        with self.lock:
-            self.live.pop(name, None)
+        self._forget(name)
 
     def destroy(self, name: str) -> None:
         """Destroy ``name`` now, after every background destroy queued
         before it (a branch of this branch may be among them)."""
+        self.release(name)
         self.flush()
         self._destroy_now(name)
 
     def destroy_later(self, name: str) -> None:
         """Destroy ``name`` in the background: the next test starts while
         it goes. Waits while MAX_PENDING_DESTROYS are queued already."""
+        self.release(name)
         self._slots.acquire()
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(
@@ -157,8 +201,11 @@ class Session:
         concurrent.futures.wait(pending)
 
     def destroy_all(self) -> List[BaseException]:
-        """Wait for the background destroys, destroy what is left (newest
-        first) and return every failure, the background ones included."""
+        """Stop the pool, wait for the background destroys, destroy what
+        is left (newest first, pooled branches included) and return every
+        failure, the background ones included."""
+        if self.pool is not None:
+            self.pool.stop()
         self.flush()
         if self._executor is not None:
             self._executor.shutdown(wait=True)

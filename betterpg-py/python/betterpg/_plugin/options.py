@@ -111,6 +111,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="paths",
         default=[],
     )
+    group.addoption(
+        "--betterpg-pool-size",
+        dest="betterpg_pool_size",
+        default=None,
+        metavar="N",
+        help="branches of the source kept ready by background threads, so a test's branch is "
+        "made before it asks (default 2; 0: none; else ini betterpg_pool_size)",
+    )
+    parser.addini(
+        "betterpg_pool_size",
+        "branches of the source kept ready in the background (default 2; 0: no pool)",
+        default=None,
+    )
     parser.addini(
         "betterpg_sweep",
         "destroy leftover branches of dead test sessions at start (bool)",
@@ -173,6 +186,29 @@ def configured_paths(config: pytest.Config, name: str) -> List[str]:
     return [str(Path(p).absolute()) for p in config.getini(name) or []]
 
 
+#: Ready branches the pool keeps when ``betterpg_pool_size`` is not set
+#: (betterpg._plugin.pool.DEFAULT_POOL_SIZE says the same).
+DEFAULT_POOL_SIZE = 2
+
+
+def configured_pool_size(config: pytest.Config) -> int:
+    """``--betterpg-pool-size``, else ``betterpg_pool_size``, else
+    :data:`DEFAULT_POOL_SIZE`; anything but a whole number >= 0 fails the
+    session."""
+    value = setting(config, "betterpg_pool_size")
+    if value in (None, ""):
+        return DEFAULT_POOL_SIZE
+    try:
+        size = int(str(value).strip())
+    except ValueError:
+        size = -1
+    if size < 0:
+        pytest.fail(
+            f"betterpg: pool size must be a whole number >= 0 (0: no pool), not {value!r}", pytrace=False
+        )
+    return size
+
+
 def configured_home(config: pytest.Config) -> Optional[str]:
     """The configured home: option, ini value, then ``$BPG_HOME``."""
     return setting(config, "betterpg_home", env="BPG_HOME") or None
@@ -188,4 +224,7 @@ def pytest_report_header(config: pytest.Config) -> Optional[str]:
     rules = configured_paths(config, "betterpg_mask_rules")
     if mask or rules:
         header += f", masked with {', '.join(mask + rules)}"
+    size = setting(config, "betterpg_pool_size")
+    size = DEFAULT_POOL_SIZE if size in (None, "") else str(size).strip()
+    header += ", no pool" if str(size) == "0" else f", pool of {size} ready branches"
     return header
