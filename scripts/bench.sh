@@ -156,8 +156,8 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   log "creating $VENV"
   python3 -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c 'import matplotlib, psycopg, pytest, pytest_postgresql' >/dev/null 2>&1; then
-  log "installing matplotlib, psycopg, pytest, pytest-postgresql into $VENV"
+if ! "$VENV/bin/python" -c 'import matplotlib, psycopg, pytest, xdist, pytest_postgresql' >/dev/null 2>&1; then
+  log "installing matplotlib, psycopg, pytest, pytest-xdist, pytest-postgresql into $VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check 'matplotlib>=3.8' 'psycopg[binary]>=3.1' 'pytest>=8' 'pytest-xdist>=3' 'pytest-postgresql>=6'
 fi
 if skipped pytest; then
