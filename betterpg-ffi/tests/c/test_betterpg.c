@@ -1574,11 +1574,46 @@ int main(int argc, char **argv) {
         CHECK(calls > 0);
         CHECK(access(dir, F_OK) == 0);
         REQUIRE_OK(betterpg_manager_branch(m, "repc", "repdev", NULL, &rr));
-        CHECK(sql_number(betterpg_info_url(betterpg_branch_report_branch(rr)), "SELECT count(*) FROM t") ==
-              sql_number(betterpg_info_url(src), "SELECT count(*) FROM t"));
+        const char *dev_url = betterpg_info_url(betterpg_branch_report_branch(rr));
+        long before = sql_number(betterpg_info_url(src), "SELECT count(*) FROM t");
+        CHECK(before > 0 && sql_number(dev_url, "SELECT count(*) FROM t") == before);
+
+        /* follow --rebuild: refused for what is not a replica, then a new
+         * base backup (the stored URL and password: from_url "") takes the
+         * replica's place on its port, while repdev, a clone of the old
+         * data, runs on; the rebuilt replica is branched again. */
+        {
+            betterpg_info *rb = NULL;
+            betterpg_branch_report *rr2 = NULL;
+            REQUIRE_OK(betterpg_follow_options_set_rebuild(fo, true));
+            EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_follow_options_set_rebuild(NULL, true));
+            EXPECT_RC(BETTERPG_RESULT_INVALID_STATE, betterpg_manager_follow(m, "src", "", fo, &rb));
+            CHECK(contains(betterpg_last_error_message(), "not a replica"));
+            EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_follow(m, "nosuch", "", fo, &rb));
+            CHECK(rb == NULL);
+            calls = 0;
+            REQUIRE_OK(betterpg_manager_follow(m, "repc", "", fo, &rb));
+            REQUIRE(rb != NULL);
+            CHECK(calls > 0);
+            CHECK(strcmp(betterpg_info_kind(rb), "replica") == 0);
+            CHECK(strcmp(betterpg_info_status(rb), "running") == 0);
+            CHECK(betterpg_info_port(rb) == betterpg_info_port(rep));
+            CHECK(strcmp(betterpg_info_dataset(rb), betterpg_info_dataset(rep)) != 0);
+            CHECK(sql_number(dev_url, "SELECT count(*) FROM t") == before);
+            CHECK(sql_number(dev_url, "INSERT INTO t VALUES (-1)") == 0);
+            CHECK(sql_number(betterpg_info_url(src), "INSERT INTO t VALUES (1000001)") == 0);
+            REQUIRE_OK(betterpg_manager_branch(m, "repc", "repdev2", NULL, &rr2));
+            CHECK(sql_number(betterpg_info_url(betterpg_branch_report_branch(rr2)),
+                             "SELECT count(*) FROM t") == before + 1);
+            CHECK(sql_number(betterpg_info_url(src), "SELECT count(*) FROM t WHERE id < 0") == 0);
+            REQUIRE_OK(betterpg_follow_options_set_rebuild(fo, false));
+            betterpg_branch_report_free(rr2);
+            betterpg_info_free(rb);
+        }
         betterpg_branch_report_free(rr);
         REQUIRE_OK(betterpg_manager_destroy(m, "repc", true));
         EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "repdev", &info));
+        EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "repdev2", &info));
         CHECK(access(dir, F_OK) != 0);
         betterpg_info_free(rep);
         betterpg_follow_options_free(fo);
