@@ -102,10 +102,16 @@ impl OsUser {
         })
     }
 
-    /// Configure a command to run as this user.
+    /// Configure a command to run as this user, holding none of bpg's
+    /// caller's open files (see [`close_inherited_fds`]).
     pub fn apply(&self, cmd: &mut tokio::process::Command) {
         if self.needs_switch() {
             cmd.uid(self.uid).gid(self.gid);
+        }
+        // SAFETY: the closure runs in the forked child before exec and
+        // only makes system calls (close_range, fcntl).
+        unsafe {
+            cmd.pre_exec(close_inherited_fds);
         }
         cmd.env("HOME", &self.home)
             .env("USER", &self.name)
@@ -186,4 +192,45 @@ impl OsUser {
         }
         Ok(n)
     }
+}
+
+/// In a forked child before exec: mark every descriptor above stderr
+/// close-on-exec, so the program (a server, `pg_ctl`, `pg_receivewal`)
+/// starts with stdin, stdout and stderr only. Whatever ran `bpg` may have
+/// left descriptors open for it (a shell's `9>>file`, `flock`'s lock, a
+/// socket): a server would keep them for its whole life, and whoever holds
+/// a branch's URL can use them as its OS user (`COPY ... TO PROGRAM`),
+/// whatever the file's permissions. Close-on-exec rather than close: the
+/// standard library's own exec-error pipe stays usable until exec.
+/// Async-signal-safe (system calls only).
+pub fn close_inherited_fds() -> std::io::Result<()> {
+    // SAFETY: plain system calls on descriptor numbers.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) == 0
+        {
+            return Ok(());
+        }
+        // Kernels before 5.11: every possible descriptor, one by one.
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur.min(1 << 20) as libc::c_int
+        } else {
+            1024
+        };
+        for fd in 3..max {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
 }

@@ -807,6 +807,11 @@ async fn spawn_receiver(
     if ctx.user.needs_switch() {
         cmd.uid(ctx.user.uid).gid(ctx.user.gid);
     }
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes system calls.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, crate::osuser::close_inherited_fds);
+    }
     let mut child = cmd
         .spawn()
         .map_err(|err| Error::io(format!("starting {}", bin.display()), err))?;
