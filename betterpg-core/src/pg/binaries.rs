@@ -30,9 +30,13 @@ fn binary_id(path: &Path) -> Option<BinaryId> {
     ))
 }
 
-/// Major versions told by `postgres --version`, per binary (see [`PgBin::at`]).
-fn version_cache() -> &'static std::sync::Mutex<std::collections::HashMap<BinaryId, u32>> {
-    static CACHE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<BinaryId, u32>>> =
+/// Major versions told by `postgres --version`, per binary (see
+/// [`PgBin::at`]). A list, not a map: a process sees a handful of
+/// binaries, and a list keeps every allocation reachable from its start,
+/// so leak checkers of the C library's users (valgrind) see the cache as
+/// still reachable, not as possibly lost.
+fn version_cache() -> &'static std::sync::Mutex<Vec<(BinaryId, u32)>> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<Vec<(BinaryId, u32)>>> =
         std::sync::OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
@@ -53,7 +57,11 @@ impl PgBin {
         // binary is the same file, unchanged.
         let id = binary_id(&dir.join("postgres"));
         if let Some(id) = &id {
-            if let Some(major) = version_cache().lock().ok().and_then(|c| c.get(id).copied()) {
+            if let Some(major) = version_cache()
+                .lock()
+                .ok()
+                .and_then(|c| c.iter().find(|(k, _)| k == id).map(|(_, m)| *m))
+            {
                 return Ok(PgBin {
                     dir: dir.to_path_buf(),
                     major,
@@ -72,7 +80,8 @@ impl PgBin {
             ))
         })?;
         if let (Some(id), Ok(mut c)) = (id, version_cache().lock()) {
-            c.insert(id, major);
+            c.retain(|(k, _)| k.0 != id.0);
+            c.push((id, major));
         }
         Ok(PgBin {
             dir: dir.to_path_buf(),
