@@ -27,7 +27,7 @@ fn bpg_cmd(env: &TestEnv, args: &[&str]) -> Command {
 
 fn setup() -> TestEnv {
     require_fault_injection();
-    std::env::set_var("BPG_TEST_PORT_BASE", "55700");
+    default_port_base(55700);
     let env = TestEnv::plan("bpgt");
     init(&env, "1G");
     env
