@@ -51,7 +51,7 @@ destroy: ``--betterpg-sync-destroy`` option, ``betterpg_background_destroy`` ini
 
 pool:   ``--betterpg-pool-size=N`` option, ``betterpg_pool_size`` ini value
         (default 2; 0 turns it off): branches of the source kept ready by
-        background threads, so a test's branch was made before it asked
+        a background thread, so a test's branch was made before it asked
         (see *The warm pool* below).
 
 mask:   ``--betterpg-mask=PATH`` (repeatable), else the ``betterpg_mask`` ini
@@ -77,9 +77,9 @@ The warm pool
 The first test that asks for a branch of the source with the session's
 mode and quota (``betterpg_branch`` without a ``betterpg_source`` marker,
 the factory or :func:`branch_fixture` without a source, mode or quota of
-their own) starts ``betterpg_pool_size`` background threads that keep that
-many branches ready; a fixture then takes a ready one (and the threads make
-the next while the test runs) instead of making it. Every other branch is
+their own) starts a background thread that keeps ``betterpg_pool_size``
+branches ready, made one at a time; a fixture then takes a ready one (and
+the thread makes the next while the test runs) instead of making it. Every other branch is
 made when asked. Pooled branches are made like every other: the mode,
 quota and masking options apply to them, and they carry the names below.
 The threads make a branch only while fewer than ``betterpg_pool_size`` of

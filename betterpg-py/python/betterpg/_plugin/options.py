@@ -116,7 +116,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="betterpg_pool_size",
         default=None,
         metavar="N",
-        help="branches of the source kept ready by background threads, so a test's branch is "
+        help="branches of the source kept ready by a background thread, so a test's branch is "
         "made before it asks (default 2; 0: none; else ini betterpg_pool_size)",
     )
     parser.addini(

@@ -3,16 +3,19 @@
 With ``betterpg_pool_size`` N > 0 (default
 :data:`~betterpg._plugin.options.DEFAULT_POOL_SIZE`), the first request for a branch of the default
 source (``betterpg_branch``, or the factory called without a source, mode
-or quota other than the session's) starts N background threads that keep
-ready branches waiting; a fixture then takes one instead of waiting for a
-branch to be made. Each process (each xdist worker) has its own pool.
+or quota other than the session's) starts a background thread that keeps
+up to N ready branches waiting; a fixture then takes one instead of waiting
+for a branch to be made. Each process (each xdist worker) has its own pool.
+One thread, making one branch at a time: on 2 cores branches made side by
+side are not made sooner, and zfs-fuse (CI's ZFS) has wedged under
+concurrent snapshots of one source while it took writes.
 
 Pooled branches are made by :meth:`Session.make
 <betterpg._plugin.janitor.Session.make>`: the session's mode, quota and
 masking apply to them as to every other branch, and they carry the plugin's
 names, so a crashed process's pooled branches are swept like its others.
 
-The bound: the threads make a branch only while this process's branches
+The bound: the thread makes a branch only while this process's branches
 that no test holds (ready ones, ones being made, ones waiting for their
 destroy) number fewer than N. This process therefore never has more live
 branches than N plus those its running tests hold.
@@ -32,7 +35,8 @@ __all__ = ["DEFAULT_POOL_SIZE", "Pool"]
 
 
 class Pool:
-    """Ready branches of ``source`` made by ``size`` background threads."""
+    """Up to ``size`` ready branches of ``source``, made one at a time by a
+    background thread."""
 
     def __init__(self, session: Session, source: str, size: int) -> None:
         if size < 1:
@@ -76,11 +80,10 @@ class Pool:
                 cond.notify_all()
 
     def start(self) -> None:
-        """Start the threads that fill the pool."""
-        for i in range(self.size):
-            t = threading.Thread(target=self._fill, name=f"betterpg-pool-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        """Start the thread that fills the pool."""
+        t = threading.Thread(target=self._fill, name="betterpg-pool", daemon=True)
+        t.start()
+        self._threads.append(t)
 
     def take(self) -> betterpg.Branch:
         """A ready branch, now held by the caller (waits for one to be
