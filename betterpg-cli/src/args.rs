@@ -49,6 +49,10 @@ pub enum Cmd {
     /// Throw a branch's changes away: branch its parent again under the same
     /// name and port (or the named snapshot --to SRC@NAME).
     Reset(ResetArgs),
+    /// Roll a branch made with --rewindable back to how it was made (its
+    /// rewind point): same name, port and password; much faster than
+    /// reset, which branches the parent's current state again.
+    Rewind(NameArg),
     /// Take a named snapshot of a database or branch (branch it later with
     /// `bpg branch SRC@NAME dev`); `--prune` applies retention; `destroy
     /// SRC@NAME` removes one.
@@ -342,6 +346,11 @@ pub struct SnapshotArgs {
     /// and other branches from a branch that fills the pool.
     #[arg(long)]
     pub quota: Option<String>,
+    /// Take a rewind point as the branch is made (one snapshot), so that
+    /// `bpg rewind NAME` rolls it back to it in a fraction of a branch's
+    /// time (a reset keeps it).
+    #[arg(long)]
+    pub rewindable: bool,
 }
 
 impl SnapshotArgs {

@@ -139,6 +139,9 @@ pub fn tree(infos: &[Info]) {
         if i.protected {
             notes.push_str("  protected");
         }
+        if i.rewindable {
+            notes.push_str("  rewindable");
+        }
         if let Some(c) = i.credentials {
             notes.push_str(&format!("  credentials {}", c.as_str()));
         }

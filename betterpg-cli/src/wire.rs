@@ -33,6 +33,7 @@ pub struct Info<'a> {
     pub created_at: u64,
     pub wal_retention: Option<WalRetention<'a>>,
     pub protected: bool,
+    pub rewindable: bool,
     pub expires_at: Option<u64>,
     /// Only for a replica.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -157,6 +158,7 @@ impl<'a> From<&'a betterpg_core::Info> for Info<'a> {
             created_at: i.created_at,
             wal_retention: i.wal_retention.as_ref().map(WalRetention::from),
             protected: i.protected,
+            rewindable: i.rewindable,
             expires_at: i.expires_at,
             replication: i.replication.as_ref().map(Replication::from),
             credentials: i.credentials.map(|c| c.as_str()),
@@ -1042,6 +1044,34 @@ impl<'a> From<&'a betterpg_core::PassReport> for PassReport<'a> {
             finished_at: r.finished_at,
             interrupted: r.interrupted,
             actions: r.actions.iter().map(DaemonAction::from).collect(),
+        }
+    }
+}
+
+/// `bpg rewind --json`.
+#[derive(Serialize)]
+pub struct RewindReport<'a> {
+    pub branch: Info<'a>,
+    /// The rewind point's ZFS snapshot name (after the `@`).
+    pub snapshot: &'a str,
+    pub timings: Vec<StepTiming<'a>>,
+    pub total_millis: f64,
+}
+
+impl<'a> From<&'a betterpg_core::RewindReport> for RewindReport<'a> {
+    fn from(r: &'a betterpg_core::RewindReport) -> Self {
+        RewindReport {
+            branch: (&r.branch).into(),
+            snapshot: &r.snapshot,
+            timings: r
+                .timings
+                .iter()
+                .map(|t| StepTiming {
+                    step: t.step,
+                    millis: t.millis,
+                })
+                .collect(),
+            total_millis: r.total_millis,
         }
     }
 }

@@ -121,6 +121,9 @@ fn every_documented_shape_is_what_bpg_prints() {
     got.insert("create".into(), bpg.json(&["create", "prod"]));
     got.insert("branch".into(), bpg.json(&["branch", "prod", "dev"]));
     got.insert("reset".into(), bpg.json(&["reset", "dev", "--fast"]));
+    bpg.ok(&["branch", "prod", "rw", "--rewindable"]);
+    got.insert("rewind".into(), bpg.json(&["rewind", "rw"]));
+    bpg.ok(&["destroy", "rw"]);
     got.insert("status".into(), bpg.json(&["status"]));
     got.insert("status-name".into(), bpg.json(&["status", "dev"]));
     got.insert("url".into(), bpg.json(&["url", "dev"]));

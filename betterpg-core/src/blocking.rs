@@ -16,8 +16,8 @@ use futures_util::StreamExt;
 use crate::error::Result;
 use crate::manager::{
     BranchManager as AsyncManager, BranchOptions, BranchReport, CreateOptions, FollowOptions,
-    FollowReport, Info, InitOptions, PolicyReport, PoolUsage, PruneReport, SnapshotDestroyReport,
-    SnapshotInfo, SnapshotOptions, SnapshotReport,
+    FollowReport, Info, InitOptions, PolicyReport, PoolUsage, PruneReport, RewindReport,
+    SnapshotDestroyReport, SnapshotInfo, SnapshotOptions, SnapshotReport,
 };
 
 /// Blocking `BranchManager`.
@@ -156,6 +156,10 @@ impl BranchManager {
     /// See [`AsyncManager::reset`].
     pub fn reset(&self, name: &str, opts: BranchOptions) -> Result<BranchReport> {
         self.block_on(self.inner.reset(name, opts))
+    }
+    /// See [`AsyncManager::rewind`].
+    pub fn rewind(&self, name: &str) -> Result<RewindReport> {
+        self.block_on(self.inner.rewind(name))
     }
     /// See [`AsyncManager::reset_to`].
     pub fn reset_to(&self, name: &str, to: &str, opts: BranchOptions) -> Result<BranchReport> {

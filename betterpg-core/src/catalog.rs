@@ -385,6 +385,22 @@ pub struct Entry {
     /// [`crate::osuser::BRANCH_UIDS`]). `None`: the home's user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os_uid: Option<u32>,
+    /// A branch made with a rewind point (`bpg branch --rewindable`): a
+    /// snapshot of its datasets as they were when it was made, isolated
+    /// and masked, which `bpg rewind` rolls it back to (see
+    /// [`REWIND_SNAPSHOT_PREFIX`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rewindable: bool,
+}
+
+/// The ZFS snapshot of a rewindable branch's rewind point is
+/// `DATASET@bpgrewind-NAME` (on each of its datasets), with the local
+/// property `betterpg:rewind` = NAME.
+pub const REWIND_SNAPSHOT_PREFIX: &str = "bpgrewind-";
+
+/// The name of the snapshot (after the `@`) of branch `name`'s rewind point.
+pub fn rewind_snapshot_name(name: &str) -> String {
+    format!("{REWIND_SNAPSHOT_PREFIX}{name}")
 }
 
 /// How betterpg reaches an attached cluster (the URL given to `attach`,
@@ -454,6 +470,7 @@ impl Entry {
             attached: None,
             lifecycle: Default::default(),
             os_uid: None,
+            rewindable: false,
         }
     }
 

@@ -61,7 +61,7 @@ pub use catalog::settings::{
 };
 pub use catalog::{
     AttachedSource, Credentials, Entry, EntryState, Kind, Lifecycle, Mode, Settings, State,
-    Upstream, PGDATA_SUBDIR,
+    Upstream, PGDATA_SUBDIR, REWIND_SNAPSHOT_PREFIX,
 };
 pub use error::{Error, ErrorKind, PortErrorKind, Result, RuntimeErrorKind, ZfsErrorKind};
 #[allow(deprecated)]
@@ -70,8 +70,8 @@ pub use manager::{
     available_runtimes, validate_dataset_name, AttachOptions, BranchManager, BranchOptions,
     BranchReport, CreateOptions, FollowOptions, FollowProgress, FollowReport, GcItem, GcReport,
     Info, InitOptions, InitStorage, PolicyFailure, PolicyReport, PoolUsage, ProgressFn, PruneItem,
-    PruneReport, ReplicaPoint, Replication, ReplicationState, SnapshotDestroyReport, SnapshotInfo,
-    SnapshotOptions, SnapshotReport, StepTiming, DEFAULT_WAIT_TIMEOUT,
+    PruneReport, ReplicaPoint, Replication, ReplicationState, RewindReport, SnapshotDestroyReport,
+    SnapshotInfo, SnapshotOptions, SnapshotReport, StepTiming, DEFAULT_WAIT_TIMEOUT,
 };
 pub use manager::{ActionResult, DaemonAction, DaemonLock, DaemonOptions, PassReport, StopSignal};
 pub use name::validate_name;

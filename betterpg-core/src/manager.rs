@@ -35,6 +35,7 @@ pub use crate::ops::gc::{GcItem, GcReport};
 pub use crate::ops::init::{InitOptions, InitStorage};
 pub use crate::ops::logs::LogStream;
 pub use crate::ops::mask_check::{MaskCheckOptions, MaskCheckReport, PersonalColumn};
+pub use crate::ops::rewind::RewindReport;
 pub use crate::ops::snapshot::{
     PolicyFailure, PolicyReport, PruneItem, PruneReport, SnapshotDestroyReport, SnapshotInfo,
     SnapshotOptions, SnapshotReport,
@@ -162,6 +163,17 @@ impl BranchManager {
     /// gone and the error says so.
     pub async fn reset(&self, name: &str, opts: BranchOptions) -> Result<BranchReport> {
         ops::reset::reset(&self.ctx, name, None, opts).await
+    }
+
+    /// Roll a branch made with [`BranchOptions::rewindable`] back to its
+    /// rewind point (how it was when made: isolated, masked, nothing
+    /// written since), under the same name, port and password: a stop, a
+    /// ZFS rollback and a start, much cheaper than [`Self::reset`] (which
+    /// branches the parent's current state again). Refused for a branch
+    /// without a rewind point, a protected one, or one with branches or
+    /// named snapshots of its own (the rollback would destroy them).
+    pub async fn rewind(&self, name: &str) -> Result<RewindReport> {
+        ops::rewind::rewind(&self.ctx, name).await
     }
 
     /// Reset a branch to the named snapshot `to` (`SOURCE@NAME`) instead

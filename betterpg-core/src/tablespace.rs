@@ -165,7 +165,7 @@ impl SourceTablespace {
 }
 
 /// True when `ds` is `parent` or below it.
-fn is_within(ds: &str, parent: &str) -> bool {
+pub(crate) fn is_within(ds: &str, parent: &str) -> bool {
     ds == parent || ds.strip_prefix(parent).is_some_and(|r| r.starts_with('/'))
 }
 

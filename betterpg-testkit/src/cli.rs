@@ -224,6 +224,11 @@ pub fn assert_consistent(env: &TestEnv) {
                 || i["snapshot"]
                     .as_str()
                     .is_some_and(|s| s.starts_with(&format!("{name}@")))
+                // A rewindable branch's rewind point, on its dataset.
+                || i["rewindable"] == true
+                    && i["dataset"].as_str().is_some_and(|d| {
+                        name == &format!("{d}@bpgrewind-{}", i["name"].as_str().unwrap_or(""))
+                    })
         }) || wal_retention_owns(infos, &root, name)
             || snaps.iter().any(|s| {
                 s["zfs_snapshot"].as_str() == Some(name.as_str())

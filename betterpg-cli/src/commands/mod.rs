@@ -24,6 +24,7 @@ mod mask_check;
 mod mask_sql;
 mod protect;
 mod reset;
+mod rewind;
 mod snapshot;
 mod start;
 mod status;
@@ -58,6 +59,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Branch(a) => branch::run(&g, a).await,
         Cmd::Follow(a) => follow::run(&g, a).await,
         Cmd::Reset(a) => reset::run(&g, a).await,
+        Cmd::Rewind(a) => rewind::run(&g, a).await,
         Cmd::Snapshot(a) => snapshot::run(&g, a).await,
         Cmd::Snapshots(a) => snapshot::list(&g, a).await,
         Cmd::Status(a) => status::run(&g, a).await,
@@ -88,6 +90,7 @@ fn branch_options(s: &crate::args::SnapshotArgs) -> Result<betterpg_core::Branch
             .as_deref()
             .map(betterpg_core::util::parse_size)
             .transpose()?,
+        rewindable: s.rewindable,
         ..Default::default()
     })
 }

@@ -245,6 +245,7 @@ pub(crate) async fn attach(ctx: &Context, name: &str, opts: AttachOptions) -> Re
         }),
         lifecycle: Default::default(),
         os_uid: None,
+        rewindable: false,
     };
     // pg_wal and the tablespaces: on datasets of the pool, as the branch
     // recipe will find them (the same check, made now).

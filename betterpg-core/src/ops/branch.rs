@@ -33,7 +33,8 @@ use super::retain;
 use super::start::start_on_free_port;
 use super::status::{self, Info};
 use crate::catalog::{
-    split_snapshot_ref, Credentials, Entry, Kind, Lifecycle, Mode, Settings, SnapshotRecord, State,
+    rewind_snapshot_name, split_snapshot_ref, Credentials, Entry, Kind, Lifecycle, Mode, Settings,
+    SnapshotRecord, State,
 };
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -46,7 +47,7 @@ use crate::pg::isolate::{self, IsolationReport};
 use crate::pg::{wal, BackupSession};
 use crate::pitr::{base_for, Target};
 use crate::runtime::{InstanceSpec, RunStatus};
-use crate::storage::{destroy_with_retry, DatasetInfo, SpaceLimit};
+use crate::storage::{destroy_with_retry, DatasetInfo, DatasetType, SpaceLimit};
 use crate::tablespace;
 use crate::util::{now_unix, random_token};
 
@@ -204,6 +205,13 @@ pub struct BranchOptions {
     /// A replica's branch: do not wait; branch what the replica has
     /// replayed (the report says which LSN and time it reflects).
     pub no_wait: bool,
+    /// Take a rewind point: a snapshot of the new branch as it is made
+    /// (isolated, masked, before its server first listens), so that
+    /// `bpg rewind NAME` can roll it back to it in a fraction of a new
+    /// branch's time (see [`crate::ops::rewind`]). A reset keeps a
+    /// branch's rewind point (taken again of the new data), and sets
+    /// one when this is given. Costs one snapshot per branch.
+    pub rewindable: bool,
 }
 
 /// Default of [`BranchOptions::wait_timeout`].
@@ -419,6 +427,7 @@ async fn branch_unaudited(
         },
         // Drawn by `reserve`, under the catalog lock.
         os_uid: None,
+        rewindable: opts.rewindable,
     })?;
     // A password of its own: the source's must not log in to a branch
     // (it is set during the branch's private first start).
@@ -1068,11 +1077,53 @@ async fn run_recipe(
         &ctx.config.listen_address,
         &ctx.profile_for(entry),
     )?;
+    if entry.rewindable {
+        take_rewind_point(ctx, entry).await?;
+        timer.lap("rewind_point");
+    }
     start(ctx, entry, &data_dir, undo).await?;
     timer.lap("start");
     fault::point("after_start").await?;
     fault::point("before_catalog").await?;
     Ok((mode, running, wal_bytes, isolation, masking))
+}
+
+/// Every file system of a branch (its own and its tablespace clones,
+/// which live below it), its own first.
+pub(crate) async fn datasets_of(ctx: &Context, entry: &Entry) -> Result<Vec<String>> {
+    let mut v: Vec<String> = ctx
+        .storage
+        .list(&entry.dataset)
+        .await?
+        .into_iter()
+        .filter(|d| d.kind == DatasetType::Filesystem)
+        .map(|d| d.name)
+        .collect();
+    v.sort_by_key(|d| (d != &entry.dataset, d.clone()));
+    Ok(v)
+}
+
+/// Take the rewind point of a branch being made: one atomic snapshot of
+/// all its datasets. Called by the recipe while its server is stopped
+/// between the private first start and the real one, so the snapshot
+/// holds a cleanly shut down, isolated and masked cluster that never
+/// had a TCP listener. Undone with the clone (a forced destroy takes its
+/// snapshots).
+pub(crate) async fn take_rewind_point(ctx: &Context, entry: &Entry) -> Result<()> {
+    let datasets = datasets_of(ctx, entry).await?;
+    let refs: Vec<&str> = datasets.iter().map(String::as_str).collect();
+    let home = ctx.home.root().to_string_lossy().into_owned();
+    ctx.storage
+        .snapshot(
+            &refs,
+            &rewind_snapshot_name(&entry.name),
+            &[
+                ("managed", "yes"),
+                ("rewind", entry.name.as_str()),
+                ("home", home.as_str()),
+            ],
+        )
+        .await
 }
 
 /// `pg_hba.conf` of a branch of a replica (the primary's names its own
@@ -1406,6 +1457,10 @@ async fn run_pitr(
         &ctx.config.listen_address,
         &ctx.profile_for(entry),
     )?;
+    if entry.rewindable {
+        take_rewind_point(ctx, entry).await?;
+        timer.lap("rewind_point");
+    }
     start(ctx, entry, &data_dir, undo).await?;
     timer.lap("start");
     fault::point("after_start").await?;

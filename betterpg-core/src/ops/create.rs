@@ -69,6 +69,7 @@ async fn create_unaudited(ctx: &Context, name: &str, opts: CreateOptions) -> Res
         attached: None,
         lifecycle: Default::default(),
         os_uid: None,
+        rewindable: false,
     })?;
     let mut made_dataset = false;
     let result = create_inner(ctx, &entry, &bin, &mut made_dataset).await;

@@ -231,6 +231,7 @@ pub(crate) async fn follow(ctx: &Context, name: &str, opts: FollowOptions) -> Re
         attached: None,
         lifecycle: Default::default(),
         os_uid: None,
+        rewindable: false,
     })?;
     let mut made = Made::default();
     let result = follow_inner(

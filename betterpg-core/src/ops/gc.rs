@@ -287,6 +287,19 @@ async fn gc_inner(ctx: &Context, dry_run: bool) -> Result<GcReport> {
         })
         .filter(|d| !crate::tablespace::snapshot_kept(d, &kept))
         .filter(|d| !named_keeps(&d.name))
+        // A rewindable branch's rewind point (on it and its tablespace
+        // clones) is the branch's.
+        .filter(|d| {
+            !(d.local_prop("rewind").is_some()
+                && kept.iter().any(|e| {
+                    e.rewindable
+                        && d.local_prop("rewind") == Some(e.name.as_str())
+                        && crate::tablespace::is_within(
+                            d.name.split('@').next().unwrap_or_default(),
+                            &e.dataset,
+                        )
+                }))
+        })
         // A base snapshot of a database that keeps WAL is retention's
         // (pruning removes it).
         .filter(|d| {

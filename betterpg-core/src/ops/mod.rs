@@ -32,6 +32,7 @@ pub mod protect;
 pub mod rebuild;
 pub mod reset;
 pub mod retain;
+pub mod rewind;
 pub mod snapshot;
 pub mod start;
 pub mod status;

@@ -9,7 +9,7 @@ use super::branch::{
     BranchReport,
 };
 use super::credentials::{policy_for, Audited};
-use crate::catalog::{split_snapshot_ref, Credentials, Kind, State};
+use crate::catalog::{split_snapshot_ref, Credentials, Entry, Kind, State};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::name::validate_name;
@@ -155,6 +155,13 @@ async fn reset_unaudited(
         x.settings.forbid_unmasked = keep.forbid_unmasked;
         x.settings.schema_only = keep.schema_only;
         x.settings.credentials = Some(policy);
+        // A rewindable branch stays one (its rewind point goes with the
+        // old data and is taken again of the new).
+        x.rewindable |= opts.rewindable;
+        let e = Entry {
+            rewindable: x.rewindable,
+            ..e
+        };
         cat.save()?;
         (src, e, plan, replica_lock)
     };

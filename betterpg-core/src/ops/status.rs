@@ -52,6 +52,9 @@ pub struct Info {
     pub wal_retention: Option<super::retain::WalRetention>,
     /// Protected (`bpg protect`): destroy, reset and expiry are refused.
     pub protected: bool,
+    /// A branch with a rewind point (`--rewindable`): `bpg rewind` rolls
+    /// it back to how it was made.
+    pub rewindable: bool,
     /// Unix time after which the daemon destroys it (`--ttl`); `None`
     /// (JSON null): never.
     pub expires_at: Option<u64>,
@@ -376,6 +379,7 @@ pub(crate) async fn info_with(
             Kind::Branch => None,
         },
         protected: e.lifecycle.protected,
+        rewindable: e.rewindable,
         expires_at: e.lifecycle.expires_at,
         replication,
         credentials: super::credentials::status_policy(e),
@@ -475,13 +479,14 @@ mod tests {
             created_at: 7,
             wal_retention: None,
             protected: true,
+            rewindable: true,
             expires_at: Some(9),
             replication: None,
             credentials: Some(crate::catalog::Credentials::Rotate),
         };
         assert_eq!(
             serde_json::to_string(&i).unwrap(),
-            r#"{"name":"dev","kind":"branch","parent":"prod","status":"running","state":"incomplete","port":54321,"used_bytes":1,"referenced_bytes":2,"url":"postgresql://x","mode":"crash-consistent","dataset":"t/b/_branches/dev","snapshot":"t/b/prod@bpg-dev-1","runtime":"native","pg_version":16,"created_at":7,"wal_retention":null,"protected":true,"expires_at":9,"replication":null,"credentials":"rotate"}"#
+            r#"{"name":"dev","kind":"branch","parent":"prod","status":"running","state":"incomplete","port":54321,"used_bytes":1,"referenced_bytes":2,"url":"postgresql://x","mode":"crash-consistent","dataset":"t/b/_branches/dev","snapshot":"t/b/prod@bpg-dev-1","runtime":"native","pg_version":16,"created_at":7,"wal_retention":null,"protected":true,"rewindable":true,"expires_at":9,"replication":null,"credentials":"rotate"}"#
         );
         i.kind = Kind::Database;
         i.parent = None;

@@ -28,7 +28,7 @@ pub const PROP_PREFIX: &str = "betterpg:";
 /// and reads back.
 pub const ZFS_PROPS: &[&str] = &[
     "managed", "name", "kind", "parent", "snapshot", "port", "mode", "runtime", "home", "created",
-    "branch", "dataset", "named",
+    "branch", "dataset", "named", "rewind",
 ];
 
 /// What a dataset entry is.
@@ -117,8 +117,10 @@ impl DatasetInfo {
                     })
                 };
                 // A branch's snapshot `bpg-B-…`, a named snapshot's
-                // `bpgsnap-N-…`.
-                named_as("bpg-", "branch") || named_as("bpgsnap-", "named")
+                // `bpgsnap-N-…`, a rewind point's `bpgrewind-B`.
+                named_as("bpg-", "branch")
+                    || named_as("bpgsnap-", "named")
+                    || named_as("bpgrewind-", "rewind")
             }
             DatasetType::Other => false,
         }
@@ -205,6 +207,13 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// [`crate::Error::HasDependents`]; with it, its own snapshots and
     /// children go too (clones elsewhere still block it).
     async fn destroy(&self, name: &str, force: bool) -> Result<()>;
+
+    /// Roll the file system of `snapshot` (`DATASET@SNAP`) back to it:
+    /// everything written since is lost. Refused when it is not the
+    /// dataset's most recent snapshot (nothing newer is destroyed).
+    async fn rollback(&self, snapshot: &str) -> Result<()> {
+        ZfsCli::default().rollback(snapshot).await
+    }
 
     /// Set a space limit of `dataset` (and its descendants), in bytes;
     /// `None` removes it.
@@ -515,6 +524,22 @@ mod tests {
         assert!(
             !ds("t/b/prod@bpgsnap-before-17", Snapshot, &named, &["named"]).made_by_betterpg(h)
         );
+        // A rewind point: local `rewind` matching the snapshot's name.
+        let rw = [("managed", "yes"), ("home", h), ("rewind", "dev")];
+        let rw_local = ["managed", "home", "rewind"];
+        assert!(
+            ds("t/b/_branches/dev@bpgrewind-dev", Snapshot, &rw, &rw_local).made_by_betterpg(h)
+        );
+        assert!(
+            !ds("t/b/_branches/dev@bpgrewind-devx", Snapshot, &rw, &rw_local).made_by_betterpg(h)
+        );
+        assert!(!ds(
+            "t/b/_branches/dev@bpgrewind-dev",
+            Snapshot,
+            &rw,
+            &["rewind"]
+        )
+        .made_by_betterpg(h));
         // managed inherited, branch local (as a snapshot made with only
         // -o betterpg:branch would be): not ours.
         assert!(

@@ -582,6 +582,19 @@ impl Storage for ZfsCli {
         }
     }
 
+    async fn rollback(&self, snapshot: &str) -> Result<()> {
+        if !snapshot.contains('@') {
+            return Err(Error::Internal(format!(
+                "rollback to {snapshot:?}: not a snapshot"
+            )));
+        }
+        // No -r: a newer snapshot (and its clones) is never destroyed to
+        // make the rollback possible; the caller checks for them first.
+        self.run(&["rollback".to_string(), snapshot.to_string()])
+            .await
+            .map(drop)
+    }
+
     async fn set_space_limit(
         &self,
         dataset: &str,
