@@ -279,6 +279,10 @@ pub struct BranchArgs {
     /// (its own branches first) this long after it was made.
     #[arg(long, value_name = "DURATION")]
     pub ttl: Option<String>,
+    /// The process the branch lives for (e.g. a test run's, `$$` in a
+    /// shell script): once it is gone, `bpg gc` destroys the branch.
+    #[arg(long, value_name = "PID")]
+    pub owner_pid: Option<u32>,
 }
 
 /// `bpg follow`.

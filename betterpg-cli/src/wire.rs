@@ -34,6 +34,7 @@ pub struct Info<'a> {
     pub wal_retention: Option<WalRetention<'a>>,
     pub protected: bool,
     pub rewindable: bool,
+    pub owner_pid: Option<u32>,
     pub expires_at: Option<u64>,
     /// Only for a replica.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -159,6 +160,7 @@ impl<'a> From<&'a betterpg_core::Info> for Info<'a> {
             wal_retention: i.wal_retention.as_ref().map(WalRetention::from),
             protected: i.protected,
             rewindable: i.rewindable,
+            owner_pid: i.owner_pid,
             expires_at: i.expires_at,
             replication: i.replication.as_ref().map(Replication::from),
             credentials: i.credentials.map(|c| c.as_str()),

@@ -436,6 +436,46 @@ pub struct Lifecycle {
     /// (for idle stop); `None`: not seen yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_at: Option<u64>,
+    /// The process the entry lives for (`bpg branch --owner-pid PID`, the
+    /// pytest plugin's own process): once it is gone, `bpg gc` destroys
+    /// the entry (unless protected); `None`: no owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+}
+
+/// A process, told apart from a later one with the same pid by its start
+/// time (see [`process_alive`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// Its process id.
+    pub pid: u32,
+    /// Its start time in clock ticks since boot (`None` without /proc).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_start: Option<u64>,
+}
+
+impl Owner {
+    /// The running process `pid`; an error naming it when there is none.
+    pub fn of(pid: u32) -> Result<Owner> {
+        let exists = pid > 0
+            && pid <= i32::MAX as u32
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None)
+                .map_or_else(|e| e == nix::errno::Errno::EPERM, |_| true);
+        if !exists {
+            return Err(Error::Config(format!(
+                "--owner-pid {pid}: no such process: give the pid of a running process the branch lives for"
+            )));
+        }
+        Ok(Owner {
+            pid,
+            pid_start: process_start_time(pid),
+        })
+    }
+
+    /// True while the process may still run.
+    pub fn alive(&self) -> bool {
+        process_alive(self.pid, self.pid_start)
+    }
 }
 
 impl Lifecycle {

@@ -29,6 +29,7 @@ pub async fn run(g: &Global, a: BranchArgs) -> Result<(), Error> {
             .map(|t| betterpg_core::parse_duration("ttl", t))
             .transpose()?
             .map(std::time::Duration::from_secs),
+        owner_pid: a.owner_pid,
         ..branch_options(&a.snapshot)?
     };
     let r = mgr.branch(&a.source, &a.name, opts).await?;

@@ -212,6 +212,11 @@ pub struct BranchOptions {
     /// branch's rewind point (taken again of the new data), and sets
     /// one when this is given. Costs one snapshot per branch.
     pub rewindable: bool,
+    /// The process the branch lives for (e.g. a test run's): once it is
+    /// gone, `bpg gc` destroys the branch (unless protected), so a run
+    /// killed before it cleaned up leaves nothing for long. Must name a
+    /// running process. `None`: no owner.
+    pub owner_pid: Option<u32>,
 }
 
 /// Default of [`BranchOptions::wait_timeout`].
@@ -346,6 +351,7 @@ async fn branch_unaudited(
         ));
     }
     check_ttl(opts.ttl)?;
+    let owner = opts.owner_pid.map(crate::catalog::Owner::of).transpose()?;
     let src = ctx.entry(source)?;
     // A replica is not rebuilt while it is branched (and not branched
     // while it is rebuilt): held to the end; its entry read again under it.
@@ -423,6 +429,7 @@ async fn branch_unaudited(
         attached: None,
         lifecycle: Lifecycle {
             expires_at: opts.ttl.map(|t| created_at.saturating_add(t.as_secs())),
+            owner,
             ..Lifecycle::default()
         },
         // Drawn by `reserve`, under the catalog lock.

@@ -33,7 +33,9 @@ pub struct GcItem {
     /// "socket-dir" (the private socket directory of a branch's first
     /// start), "process" (left by a killed `follow` in its replica's
     /// directory), "slot" (a replication slot on a replica's primary,
-    /// `NAME on HOST:PORT`) or what a runtime reports (e.g. "container").
+    /// `NAME on HOST:PORT`), "branch" (a complete branch whose owner
+    /// process, `--owner-pid`, is gone) or what a runtime reports (e.g.
+    /// "container").
     pub what: String,
     /// Its name or path.
     pub name: String,
@@ -82,10 +84,82 @@ fn clone_depth(d: &DatasetInfo, all: &[DatasetInfo]) -> usize {
     depth
 }
 
+/// Complete entries whose owner process (`--owner-pid`) is gone: each
+/// destroyed as `bpg destroy` would (its branches first when they are
+/// owned by a gone process too; never a protected one, never what
+/// betterpg did not make), or listed in `left` with why not.
+async fn owners_gone(
+    ctx: &Context,
+    dry_run: bool,
+    items: &mut Vec<GcItem>,
+    left: &mut Vec<GcItem>,
+) -> Result<()> {
+    let gone: Vec<(String, u32)> = {
+        let cat = ctx.lock()?;
+        let mut v: Vec<(usize, String, u32)> = cat
+            .entries()
+            .filter(|e| e.is_ready() && !e.lifecycle.protected)
+            .filter_map(|e| {
+                let o = e.lifecycle.owner?;
+                (!o.alive()).then(|| (depth_of(&cat, &e.name), e.name.clone(), o.pid))
+            })
+            .collect();
+        // Deepest first: a branch before its parent.
+        v.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        v.into_iter().map(|(_, n, p)| (n, p)).collect()
+    };
+    for (name, pid) in gone {
+        let reason = format!("its owner process {pid} is gone");
+        if dry_run {
+            items.push(GcItem {
+                what: "branch".into(),
+                name,
+                reason,
+            });
+            continue;
+        }
+        let scope = super::destroy::Scope {
+            branches: false,
+            foreign: false,
+            operation: "gc",
+        };
+        match super::destroy::destroy_with(ctx, &name, scope).await {
+            Ok(()) => items.push(GcItem {
+                what: "branch".into(),
+                name,
+                reason,
+            }),
+            Err(e) => left.push(GcItem {
+                what: "branch".into(),
+                name,
+                reason: format!("{reason}, but it was not destroyed: {e}"),
+            }),
+        }
+    }
+    Ok(())
+}
+
+/// How many ancestors `name` has in the catalog.
+fn depth_of(cat: &crate::catalog::Catalog, name: &str) -> usize {
+    let mut depth = 0;
+    let mut cur = cat.get(name).and_then(|e| e.parent.clone());
+    while let Some(p) = cur {
+        depth += 1;
+        if depth > 1000 {
+            break;
+        }
+        cur = cat.get(&p).and_then(|e| e.parent.clone());
+    }
+    depth
+}
+
 /// Find (and unless `dry_run`, remove) every dataset, snapshot, server,
 /// catalog entry and file of this home that no complete database or
 /// branch, and no operation still running, owns.
 async fn gc_inner(ctx: &Context, dry_run: bool) -> Result<GcReport> {
+    let mut items = Vec::new();
+    let mut left = Vec::new();
+    owners_gone(ctx, dry_run, &mut items, &mut left).await?;
     let (entries, records): (Vec<Entry>, Vec<SnapshotRecord>) = {
         let cat = ctx.lock()?;
         (
@@ -113,8 +187,6 @@ async fn gc_inner(ctx: &Context, dry_run: bool) -> Result<GcReport> {
     let home = ctx.home.root().to_string_lossy().into_owned();
     let ours = |d: &DatasetInfo| d.made_by_betterpg(&home);
     let datasets = ctx.storage.list(&ctx.config.dataset).await?;
-    let mut items = Vec::new();
-    let mut left = Vec::new();
 
     // File systems first (a snapshot cannot go while a clone of it
     // lives): clones before what they were cloned from, however deep

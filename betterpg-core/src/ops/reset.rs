@@ -79,6 +79,12 @@ async fn reset_unaudited(
             "reset makes a branch its source as it is now: to branch from a point in time, destroy it and branch again with --at".into(),
         ));
     }
+    if opts.owner_pid.is_some() {
+        return Err(Error::Unsupported(
+            "reset keeps the branch's owner process: destroy it and branch again to change it"
+                .into(),
+        ));
+    }
     if opts.ttl.is_some() {
         return Err(Error::Unsupported(
             "reset keeps the branch's expiry: set a new one with `bpg config NAME --ttl`".into(),

@@ -55,6 +55,9 @@ pub struct Info {
     /// A branch with a rewind point (`--rewindable`): `bpg rewind` rolls
     /// it back to how it was made.
     pub rewindable: bool,
+    /// The process the branch lives for (`--owner-pid`): `bpg gc`
+    /// destroys it once that process is gone; `None` (JSON null): none.
+    pub owner_pid: Option<u32>,
     /// Unix time after which the daemon destroys it (`--ttl`); `None`
     /// (JSON null): never.
     pub expires_at: Option<u64>,
@@ -380,6 +383,7 @@ pub(crate) async fn info_with(
         },
         protected: e.lifecycle.protected,
         rewindable: e.rewindable,
+        owner_pid: e.lifecycle.owner.map(|o| o.pid),
         expires_at: e.lifecycle.expires_at,
         replication,
         credentials: super::credentials::status_policy(e),
@@ -480,13 +484,14 @@ mod tests {
             wal_retention: None,
             protected: true,
             rewindable: true,
+            owner_pid: Some(4),
             expires_at: Some(9),
             replication: None,
             credentials: Some(crate::catalog::Credentials::Rotate),
         };
         assert_eq!(
             serde_json::to_string(&i).unwrap(),
-            r#"{"name":"dev","kind":"branch","parent":"prod","status":"running","state":"incomplete","port":54321,"used_bytes":1,"referenced_bytes":2,"url":"postgresql://x","mode":"crash-consistent","dataset":"t/b/_branches/dev","snapshot":"t/b/prod@bpg-dev-1","runtime":"native","pg_version":16,"created_at":7,"wal_retention":null,"protected":true,"rewindable":true,"expires_at":9,"replication":null,"credentials":"rotate"}"#
+            r#"{"name":"dev","kind":"branch","parent":"prod","status":"running","state":"incomplete","port":54321,"used_bytes":1,"referenced_bytes":2,"url":"postgresql://x","mode":"crash-consistent","dataset":"t/b/_branches/dev","snapshot":"t/b/prod@bpg-dev-1","runtime":"native","pg_version":16,"created_at":7,"wal_retention":null,"protected":true,"rewindable":true,"owner_pid":4,"expires_at":9,"replication":null,"credentials":"rotate"}"#
         );
         i.kind = Kind::Database;
         i.parent = None;
