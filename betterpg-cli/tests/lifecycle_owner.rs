@@ -34,7 +34,7 @@ fn names(items: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_destroys_the_branches_whose_owner_is_gone() {
-    default_port_base(58000);
+    default_port_base(51200);
     let env = TestEnv::initialized("bpgow");
     let bpg = Bpg::of(&env);
     bpg.ok(&["create", "prod"]);

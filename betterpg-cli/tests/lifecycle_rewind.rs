@@ -31,7 +31,7 @@ fn steps(report: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rewindable_branch_rewinds_to_how_it_was_made() {
-    default_port_base(57600);
+    default_port_base(50200);
     let env = TestEnv::initialized("bpgrw");
     let bpg = Bpg::of(&env);
     bpg.ok(&["create", "prod"]);
