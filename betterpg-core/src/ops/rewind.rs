@@ -22,6 +22,7 @@ use crate::catalog::{rewind_snapshot_name, Entry, Kind, State};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::name::validate_name;
+use crate::runtime::RunStatus;
 
 /// What [`crate::BranchManager::rewind`] did.
 #[derive(Debug, Clone, Serialize)]
@@ -50,12 +51,22 @@ pub(crate) async fn rewind(ctx: &Context, name: &str) -> Result<RewindReport> {
     // intact, or stopped and partly rolled back, and rewinding again
     // finishes it (a rollback to the same snapshot is idempotent).
     let released = release(ctx, name);
-    r?;
+    let mp = r?;
     released?;
-    // The branch's own start: checks, betterpg's settings written anew
-    // (never trusting the data directory), the server started and
-    // waited for.
-    let branch = super::start::start(ctx, name).await?;
+    // The branch's own start (as `bpg start`: checks, betterpg's settings
+    // written anew, never trusting the data directory; the server
+    // started and waited for), and meanwhile the listing for the report.
+    let (started, listed) = tokio::join!(
+        super::start::start_entry(ctx, &entry, &mp, Some(RunStatus::Stopped)),
+        ctx.storage.get(&entry.dataset)
+    );
+    started?;
+    let branch = match listed {
+        Ok(Some(ds)) => {
+            super::status::info_with(ctx, &entry, Some(&ds), RunStatus::Running).await?
+        }
+        _ => super::status::info(ctx, name).await?,
+    };
     timer.lap("start");
     Ok(RewindReport {
         branch,
@@ -129,7 +140,13 @@ fn release(ctx: &Context, name: &str) -> Result<()> {
     cat.save()
 }
 
-async fn roll_back(ctx: &Context, entry: &Entry, snap: &str, timer: &mut Timer) -> Result<()> {
+/// Stop the branch and roll its datasets back; where it is mounted.
+async fn roll_back(
+    ctx: &Context,
+    entry: &Entry,
+    snap: &str,
+    timer: &mut Timer,
+) -> Result<std::path::PathBuf> {
     let datasets = datasets_of(ctx, entry).await?;
     // Every dataset must have the point before anything is changed.
     for ds in &datasets {
@@ -160,5 +177,5 @@ async fn roll_back(ctx: &Context, entry: &Entry, snap: &str, timer: &mut Timer) 
             })?;
     }
     timer.lap("rollback");
-    Ok(())
+    Ok(mp)
 }

@@ -107,15 +107,33 @@ pub(crate) async fn start_on_free_port(
 pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
     let e = ctx.ready_entry(name)?;
     e.refuse_if_attached("start")?;
+    let mp = ctx.mountpoint(&e.dataset).await?;
+    start_entry(ctx, &e, &mp, None).await?;
+    status::info(ctx, name).await
+}
+
+/// Start `e`, whose dataset is mounted at `mp`, unless it runs (`known`:
+/// its status when the caller knows it, else it is asked). Every check
+/// and betterpg's settings, as `bpg start`; no report.
+pub(crate) async fn start_entry(
+    ctx: &Context,
+    e: &Entry,
+    mp: &Path,
+    known: Option<RunStatus>,
+) -> Result<()> {
+    let name = e.name.as_str();
     // Strict: waiting for the server to be ready logs in, so a missing
     // password file is reported before anything is started.
-    let spec = ctx.spec(&e).await?;
+    let spec = ctx.spec_for(e, e.data_dir(mp))?;
     let rt = ctx.runtime(&e.runtime)?;
-    if rt.status(&spec).await? == RunStatus::Stopped {
+    let status = match known {
+        Some(s) => s,
+        None => rt.status(&spec).await?,
+    };
+    if status == RunStatus::Stopped {
         if e.kind == Kind::Branch {
             check_memory(name, &crate::context::branch_memory(&e.settings))?;
-            let own = ctx.mountpoint(&e.dataset).await?;
-            tablespace::check_links(name, &spec.data_dir, &own)?;
+            tablespace::check_links(name, &spec.data_dir, mp)?;
         }
         // betterpg's settings win over `ALTER SYSTEM` (port, addresses;
         // for a branch also archiving, upstream, TLS): strip them from
@@ -123,20 +141,20 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
         // A replica's upstream is betterpg's too (in betterpg.conf).
         let target = match e.kind {
             Kind::Branch | Kind::Replica => Target::Branch,
-            Kind::Database if super::retain::retain_secs(&e).is_some() => Target::ArchivingDatabase,
+            Kind::Database if super::retain::retain_secs(e).is_some() => Target::ArchivingDatabase,
             Kind::Database | Kind::Attached => Target::Database,
         };
         let dd = DataDir::open(&spec.data_dir)?;
         let removed = enforce_owned_settings(&dd, &spec.user, target)?;
         // betterpg.conf itself is the server user's file (and so its
         // superuser's): written anew, never trusted, at every start.
-        let profile = ctx.profile_for(&e);
+        let profile = ctx.profile_for(e);
         // A database that keeps WAL archives into betterpg's dataset
         // (archive_mode is read at start: this is where it takes effect).
         // So does a replica (archive_mode = always; its ALTER SYSTEM
         // archive settings are stripped like a branch's).
         let archive = match e.kind {
-            Kind::Database | Kind::Replica => super::retain::archive_settings(ctx, &e).await?,
+            Kind::Database | Kind::Replica => super::retain::archive_settings(ctx, e).await?,
             Kind::Branch | Kind::Attached => String::new(),
         };
         cluster::write_settings_with(
@@ -170,11 +188,11 @@ pub(crate) async fn start(ctx: &Context, name: &str) -> Result<Info> {
     if matches!(e.kind, Kind::Database | Kind::Replica) {
         // Prune the retained WAL and take a base when one is due (or
         // remove what retention kept, once it is turned off).
-        if let Err(err) = super::retain::maintain(ctx, &e).await {
+        if let Err(err) = super::retain::maintain(ctx, e).await {
             tracing::warn!("{name}: WAL retention: {err}");
         }
     }
-    status::info(ctx, name).await
+    Ok(())
 }
 
 #[cfg(test)]
