@@ -180,6 +180,27 @@ async fn a_rewindable_branch_rewinds_to_how_it_was_made() {
     assert_eq!(reset["branch"]["rewindable"], true, "{reset}");
     assert_consistent(&env);
 
+    // Every rewind is in the audit log, failures too.
+    let audit = bpg.json(&["audit"]);
+    let rewinds: Vec<&serde_json::Value> = audit["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{audit}"))
+        .iter()
+        .filter(|e| e["operation"] == "rewind")
+        .collect();
+    assert!(
+        rewinds
+            .iter()
+            .any(|e| e["branch"] == "dev" && e["result"] == "ok"),
+        "{audit}"
+    );
+    assert!(
+        rewinds
+            .iter()
+            .any(|e| e["branch"] == "plain" && e["result"] == "error"),
+        "{audit}"
+    );
+
     // destroy takes the point with the branch.
     bpg.ok(&["destroy", "dev"]);
     bpg.ok(&["destroy", "plain"]);

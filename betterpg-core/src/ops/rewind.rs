@@ -38,8 +38,19 @@ pub struct RewindReport {
     pub total_millis: f64,
 }
 
-/// Roll branch `name` back to its rewind point and start it again.
+/// Roll branch `name` back to its rewind point and start it again;
+/// recorded in the audit log (operation `rewind`), as a reset is.
 pub(crate) async fn rewind(ctx: &Context, name: &str) -> Result<RewindReport> {
+    let parent = ctx.entry(name).ok().and_then(|e| e.parent);
+    let r = rewind_unaudited(ctx, name).await;
+    let mut ev = crate::audit::AuditEvent::now("rewind");
+    ev.source = parent;
+    ev.branch = Some(name.to_string());
+    super::audit::record(ctx, ev.outcome(&r));
+    r
+}
+
+async fn rewind_unaudited(ctx: &Context, name: &str) -> Result<RewindReport> {
     let t0 = Instant::now();
     let mut timer = Timer::since(t0);
     validate_name(name)?;
