@@ -139,4 +139,38 @@ async fn gc_destroys_the_branches_whose_owner_is_gone() {
     let gc = bpg.json(&["gc"]);
     assert_eq!(names(&gc["items"]), ["prot"], "{gc}");
     assert_consistent(&env);
+
+    // The daemon's pass does the same (action owner_gone): a dry run
+    // first, which changes nothing.
+    let run3 = owner();
+    let pid3 = run3.id().to_string();
+    bpg.ok(&["branch", "prod", "c", "--owner-pid", &pid3]);
+    let pass = bpg.json(&["daemon", "--once"]);
+    assert!(
+        !pass.to_string().contains("owner_gone"),
+        "owner alive: {pass}"
+    );
+    end(run3);
+    let dry = bpg.json(&["daemon", "--once", "--dry-run"]);
+    let acted = |p: &serde_json::Value, result: &str| {
+        p["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "owner_gone" && a["name"] == "c" && a["result"] == result)
+    };
+    assert!(acted(&dry, "dry_run"), "{dry}");
+    assert_eq!(bpg.entry("c")["status"], "running");
+    let pass = bpg.json(&["daemon", "--once"]);
+    assert!(acted(&pass, "done"), "{pass}");
+    let left = bpg.json(&["status"]);
+    assert!(
+        !left["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "c"),
+        "{left}"
+    );
+    assert_consistent(&env);
 }

@@ -93,8 +93,8 @@ impl ActionResult {
 pub struct DaemonAction {
     /// When, RFC 3339 in UTC to the second.
     pub time: String,
-    /// What: `snapshot`, `prune`, `expire`, `idle_stop`, `watch_replica`,
-    /// `restart_replica`.
+    /// What: `snapshot`, `prune`, `expire`, `owner_gone`, `idle_stop`,
+    /// `watch_replica`, `restart_replica`, `restart_receiver`.
     pub action: &'static str,
     /// The entry, or the snapshot (`SOURCE@NAME`) for `snapshot` and `prune`.
     pub name: String,
@@ -309,7 +309,10 @@ async fn pass_locked(
         }
         let r = match step {
             Step::Snapshots => snapshots(ctx, dry_run, &mut log).await,
-            Step::Expiry => expiry(ctx, dry_run, stop, &mut log).await,
+            Step::Expiry => match expiry(ctx, dry_run, stop, &mut log).await {
+                Ok(()) => owners_gone(ctx, dry_run, &mut log).await,
+                e => e,
+            },
             Step::Idle => idle(ctx, dry_run, stop, &mut log).await,
             Step::Replicas => replicas(ctx, dry_run, stop, &mut log).await,
         };
@@ -412,6 +415,29 @@ fn depth(entries: &[Entry], e: &Entry) -> usize {
         }
     }
     d
+}
+
+/// Destroy the branches whose owner process (`--owner-pid`) is gone, as
+/// `bpg gc` does (action `owner_gone`): a run killed before it cleaned
+/// up leaves nothing past the next pass.
+async fn owners_gone(ctx: &Context, dry_run: bool, log: &mut Log<'_>) -> Result<()> {
+    let mut done = Vec::new();
+    let mut left = Vec::new();
+    super::gc::owners_gone(ctx, dry_run, &mut done, &mut left).await?;
+    let result = if dry_run {
+        ActionResult::DryRun
+    } else {
+        ActionResult::Done
+    };
+    for item in done {
+        log.push(DaemonAction::new("owner_gone", item.name, result).because(item.reason));
+    }
+    for item in left {
+        log.push(
+            DaemonAction::new("owner_gone", item.name, ActionResult::Failed).because(item.reason),
+        );
+    }
+    Ok(())
 }
 
 /// Destroy what expired, each with its branches (deepest first), unless

@@ -88,7 +88,7 @@ fn clone_depth(d: &DatasetInfo, all: &[DatasetInfo]) -> usize {
 /// destroyed as `bpg destroy` would (its branches first when they are
 /// owned by a gone process too; never a protected one, never what
 /// betterpg did not make), or listed in `left` with why not.
-async fn owners_gone(
+pub(crate) async fn owners_gone(
     ctx: &Context,
     dry_run: bool,
     items: &mut Vec<GcItem>,
