@@ -4,15 +4,17 @@
  *
  * Conventions
  * - Handles are opaque: betterpg_manager; the results betterpg_info,
- *   betterpg_info_list, betterpg_branch_report, betterpg_gc_report; the
- *   options builders betterpg_init_options, betterpg_create_options,
- *   betterpg_branch_options. Ownership is in the type:
+ *   betterpg_info_list, betterpg_branch_report, betterpg_gc_report,
+ *   betterpg_rewind_report; the options builders betterpg_init_options,
+ *   betterpg_create_options, betterpg_branch_options. Ownership is in
+ *   the type:
  *   - T * (from _new, _open, _init or a T ** out-parameter) is owned by
  *     the caller and released by T's _free function; _free(NULL) does
  *     nothing; never free a handle twice.
  *   - const T * returned by a getter (betterpg_info_list_get,
- *     betterpg_branch_report_branch) is borrowed from its owner, valid
- *     until the owner is freed, and never freed by itself.
+ *     betterpg_branch_report_branch, betterpg_rewind_report_branch) is
+ *     borrowed from its owner, valid until the owner is freed, and never
+ *     freed by itself.
  *   - const T * taken as an argument is only read, never kept nor
  *     consumed: options handles may serve many calls, and are freed by
  *     their owner.
@@ -329,6 +331,14 @@ typedef struct betterpg_log_follower betterpg_log_follower;
  from a thread of another Rust async runtime.
  */
 typedef struct betterpg_manager betterpg_manager;
+
+/*
+ What a rewind did: the branch as it is now (running, same name, port
+ and URL), the rewind point's snapshot and the time each step took.
+ Made by `betterpg_manager_rewind`; free with
+ `betterpg_rewind_report_free`.
+ */
+typedef struct betterpg_rewind_report betterpg_rewind_report;
 
 /*
  A base-backup progress callback: bytes received so far, bytes the
@@ -936,6 +946,17 @@ uint64_t betterpg_info_created_at(const struct betterpg_info *info);
  `info` is NULL or a live `betterpg_info`.
  */
 bool betterpg_info_protected(const struct betterpg_info *info);
+
+/*
+ True for a branch with a rewind point (made or reset with
+ `betterpg_branch_options_set_rewindable`): `betterpg_manager_rewind`
+ rolls it back to how it was made. False for any other branch, a
+ database, or a NULL `info`.
+
+ # Safety
+ `info` is NULL or a live `betterpg_info`.
+ */
+bool betterpg_info_rewindable(const struct betterpg_info *info);
 
 /*
  When the daemon destroys it (its time to live ends), seconds since the
@@ -1978,6 +1999,20 @@ betterpg_result betterpg_branch_options_set_unmasked(struct betterpg_branch_opti
                                                      bool unmasked);
 
 /*
+ `true`: take a rewind point as the branch is made (one ZFS snapshot of
+ it, isolated and masked, before its server first listens), so that
+ `betterpg_manager_rewind` can roll it back to it in a fraction of a
+ new branch's time. Default `false`. With `betterpg_manager_reset`:
+ gives the branch a rewind point (a rewindable branch keeps one through
+ a reset anyway, taken again of the new data).
+
+ # Safety
+ `opts` is NULL or a live `betterpg_branch_options`.
+ */
+betterpg_result betterpg_branch_options_set_rewindable(struct betterpg_branch_options *opts,
+                                                       bool rewindable);
+
+/*
  The branch's credentials policy: `"rotate"` (every role with a
  password gets a new one on the branch; `betterpg_manager_role_url`
  gives them), `"keep"` (the source's passwords), or NULL / `"none"` for
@@ -2119,6 +2154,95 @@ betterpg_result betterpg_manager_mask_check_json(const struct betterpg_manager *
                                                  const char *rules,
                                                  uint32_t sample_rows,
                                                  char **out_json);
+
+/*
+ Roll the branch `name` back to its rewind point (how it was when it
+ was made, or last reset: isolated, masked, before its server first
+ listened) and start it again, under the same name, port, URL and
+ password: a stop, a ZFS rollback and a start, much cheaper than
+ `betterpg_manager_reset` (which branches the parent's current state
+ again). Everything written to the branch since is gone.
+
+ On success, when `out_report` is not NULL, `*out_report` receives the
+ report, owned by the caller (`betterpg_rewind_report_free`). Refused,
+ with nothing changed: `BETTERPG_RESULT_NOT_FOUND` for an unknown name,
+ `BETTERPG_RESULT_UNSUPPORTED` for a branch made without a rewind point
+ (`betterpg_info_rewindable` false; `betterpg_manager_reset` with
+ `betterpg_branch_options_set_rewindable` gives it one) and for a
+ database, `BETTERPG_RESULT_PROTECTED` for a protected branch and
+ `BETTERPG_RESULT_HAS_DEPENDENTS` for one with branches or named
+ snapshots of its own (the rollback would destroy them; the message
+ names them). A rewind that fails after the stop leaves the branch
+ stopped; rewinding again finishes it.
+
+ # Safety
+ `manager` is NULL or a live `betterpg_manager`; `name` is NULL or a
+ NUL-terminated string; `out_report` is NULL or valid for writes.
+ */
+betterpg_result betterpg_manager_rewind(const struct betterpg_manager *manager,
+                                        const char *name,
+                                        struct betterpg_rewind_report **out_report);
+
+/*
+ The branch as the rewind left it (running, `betterpg_info_rewindable`
+ true), borrowed from the report (valid until the report is freed; do
+ not free it). NULL if `report` is NULL.
+
+ # Safety
+ `report` is NULL or a live `betterpg_rewind_report`.
+ */
+const struct betterpg_info *betterpg_rewind_report_branch(const struct betterpg_rewind_report *report);
+
+/*
+ The rewind point's ZFS snapshot name, after the `@` (e.g.
+ "bpgrewind-dev"), borrowed from the report. NULL if `report` is NULL.
+
+ # Safety
+ `report` is NULL or a live `betterpg_rewind_report`.
+ */
+const char *betterpg_rewind_report_snapshot(const struct betterpg_rewind_report *report);
+
+/*
+ Time the whole rewind call took, milliseconds (the steps add up to
+ it); 0 if `report` is NULL.
+
+ # Safety
+ `report` is NULL or a live `betterpg_rewind_report`.
+ */
+double betterpg_rewind_report_total_millis(const struct betterpg_rewind_report *report);
+
+/*
+ Number of timed steps; 0 if `report` is NULL.
+
+ # Safety
+ `report` is NULL or a live `betterpg_rewind_report`.
+ */
+size_t betterpg_rewind_report_step_count(const struct betterpg_rewind_report *report);
+
+/*
+ Step `index` (0-based, in the order the steps ran: "check", "stop",
+ "rollback", "start"): its name (borrowed from the report) and its
+ duration in milliseconds. Fails with `BETTERPG_RESULT_INVALID_ARGUMENT`
+ when `index` is out of range.
+
+ # Safety
+ `report` is NULL or a live `betterpg_rewind_report`; `out_step` and
+ `out_millis` are NULL or valid for writes.
+ */
+betterpg_result betterpg_rewind_report_step(const struct betterpg_rewind_report *report,
+                                            size_t index,
+                                            const char **out_step,
+                                            double *out_millis);
+
+/*
+ Free a rewind report and the info borrowed from it. NULL does nothing.
+ Do not call it twice.
+
+ # Safety
+ `report` is NULL or an owned `betterpg_rewind_report`, not used
+ afterwards.
+ */
+void betterpg_rewind_report_free(struct betterpg_rewind_report *report);
 
 /*
  Take a named snapshot of the database or branch `source` with the

@@ -38,6 +38,7 @@ pub(crate) struct InfoC {
     pg_version: u32,
     created_at: u64,
     protected: bool,
+    rewindable: bool,
     expires_at: u64,
     used_bytes: u64,
     referenced_bytes: u64,
@@ -81,6 +82,7 @@ impl InfoC {
             pg_version: i.pg_version,
             created_at: i.created_at,
             protected: i.protected,
+            rewindable: i.rewindable,
             expires_at: i.expires_at.unwrap_or(0),
             used_bytes: i.used_bytes,
             referenced_bytes: i.referenced_bytes,
@@ -272,6 +274,18 @@ pub unsafe extern "C" fn betterpg_info_created_at(info: *const betterpg_info) ->
 #[no_mangle]
 pub unsafe extern "C" fn betterpg_info_protected(info: *const betterpg_info) -> bool {
     info_field(info, false, |i| i.protected)
+}
+
+/// True for a branch with a rewind point (made or reset with
+/// `betterpg_branch_options_set_rewindable`): `betterpg_manager_rewind`
+/// rolls it back to how it was made. False for any other branch, a
+/// database, or a NULL `info`.
+///
+/// # Safety
+/// `info` is NULL or a live `betterpg_info`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_info_rewindable(info: *const betterpg_info) -> bool {
+    info_field(info, false, |i| i.rewindable)
 }
 
 /// When the daemon destroys it (its time to live ends), seconds since the

@@ -7,7 +7,7 @@
 //!
 //! - Opaque handles (`betterpg_manager`, `betterpg_info`,
 //!   `betterpg_info_list`, `betterpg_branch_report`, `betterpg_gc_report`,
-//!   `betterpg_doctor_report`, `betterpg_log_follower`,
+//!   `betterpg_doctor_report`, `betterpg_rewind_report`, `betterpg_log_follower`,
 //!   and the options builders `betterpg_init_options`,
 //!   `betterpg_create_options`, `betterpg_branch_options`), made by
 //!   `_new`/`_open`/`_init` or returned through out-parameters, released by
@@ -43,6 +43,7 @@ pub mod manager;
 pub mod options;
 pub mod protect;
 pub mod result;
+pub mod rewind;
 pub mod snapshot;
 
 use std::ffi::{c_char, CString};
@@ -58,6 +59,7 @@ pub use options::{
     BETTERPG_MODE_APPLICATION_CONSISTENT, BETTERPG_MODE_CRASH_CONSISTENT,
 };
 pub use result::betterpg_result;
+pub use rewind::betterpg_rewind_report;
 
 /// Major part of the version (the header also has the string
 /// `BETTERPG_VERSION`, e.g. "0.1.0").
@@ -335,6 +337,26 @@ mod tests {
             assert_eq!(info::betterpg_info_list_len(ptr::null()), 0);
             assert!(info::betterpg_info_list_get(ptr::null(), 0).is_null());
             assert_eq!(info::betterpg_branch_report_step_count(ptr::null()), 0);
+            assert!(!info::betterpg_info_rewindable(ptr::null()));
+            assert!(rewind::betterpg_rewind_report_branch(ptr::null()).is_null());
+            assert!(rewind::betterpg_rewind_report_snapshot(ptr::null()).is_null());
+            assert_eq!(rewind::betterpg_rewind_report_step_count(ptr::null()), 0);
+            assert_eq!(
+                rewind::betterpg_rewind_report_total_millis(ptr::null()),
+                0.0
+            );
+            let (mut step, mut ms) = (ptr::null(), 0.0);
+            assert_eq!(
+                rewind::betterpg_rewind_report_step(ptr::null(), 0, &mut step, &mut ms),
+                betterpg_result::NullParameter
+            );
+            let mut report = ptr::dangling_mut::<betterpg_rewind_report>();
+            assert_eq!(
+                rewind::betterpg_manager_rewind(ptr::null(), c"x".as_ptr(), &mut report),
+                betterpg_result::NullParameter
+            );
+            assert_eq!(report, ptr::dangling_mut());
+            rewind::betterpg_rewind_report_free(ptr::null_mut());
             manager::betterpg_manager_free(ptr::null_mut());
             info::betterpg_info_free(ptr::null_mut());
             info::betterpg_info_list_free(ptr::null_mut());
@@ -510,7 +532,17 @@ mod tests {
                 betterpg_branch_options_set_unmasked(o, true),
                 betterpg_result::Ok
             );
+            assert!(!fresh.rewindable, "not rewindable by default");
+            assert_eq!(
+                betterpg_branch_options_set_rewindable(o, true),
+                betterpg_result::Ok
+            );
+            assert_eq!(
+                betterpg_branch_options_set_rewindable(ptr::null_mut(), true),
+                betterpg_result::NullParameter
+            );
             let m = branch_options(o);
+            assert!(m.rewindable);
             assert_eq!(
                 m.mask,
                 vec![std::path::PathBuf::from("a.sql"), "dir".into()]

@@ -590,6 +590,28 @@ pub unsafe extern "C" fn betterpg_branch_options_set_unmasked(
     })
 }
 
+/// `true`: take a rewind point as the branch is made (one ZFS snapshot of
+/// it, isolated and masked, before its server first listens), so that
+/// `betterpg_manager_rewind` can roll it back to it in a fraction of a
+/// new branch's time. Default `false`. With `betterpg_manager_reset`:
+/// gives the branch a rewind point (a rewindable branch keeps one through
+/// a reset anyway, taken again of the new data).
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_branch_options`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_options_set_rewindable(
+    opts: *mut betterpg_branch_options,
+    rewindable: bool,
+) -> betterpg_result {
+    guard("betterpg_branch_options_set_rewindable", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_branch_options::get_mut(opts, "opts") }?;
+        o.rewindable = rewindable;
+        Ok(())
+    })
+}
+
 /// The branch's credentials policy: `"rotate"` (every role with a
 /// password gets a new one on the branch; `betterpg_manager_role_url`
 /// gives them), `"keep"` (the source's passwords), or NULL / `"none"` for

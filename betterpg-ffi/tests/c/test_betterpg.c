@@ -11,7 +11,9 @@
  * the leftovers of a child process killed in the middle of a branch with gc,
  * and provokes every error it can (NULL arguments, unknown and invalid
  * names, taken names, bad flags), masks a branch and makes one schema-only
- * (a failing mask file is BETTERPG_RESULT_MASK). It destroys
+ * (a failing mask file is BETTERPG_RESULT_MASK), rewinds a rewindable
+ * branch after writes (and is refused for one without a rewind point,
+ * changing nothing). It destroys
  * what it created; the pool itself is left to the caller
  * (scripts/test-ffi.sh), which also cleans up after a crash.
  *
@@ -359,6 +361,9 @@ static void test_options_handles(void) {
     EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_image(b, "postgres:16"));
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_set_image(b, NULL));
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_set_image(NULL, "x"));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_rewindable(b, true));
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_rewindable(b, false));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_set_rewindable(NULL, true));
 
     EXPECT_RC(BETTERPG_RESULT_OK, betterpg_create_options_set_pg_bin(c, "/usr/lib/postgresql/15/bin"));
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_create_options_set_pg_bin(c, NULL));
@@ -414,6 +419,11 @@ static void test_without_manager(const char *home) {
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_create(NULL, "x", NULL, &info));
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_branch(NULL, "x", "y", NULL, &report));
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_reset(NULL, "x", NULL, &report));
+    {
+        betterpg_rewind_report *rr = NULL;
+        EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_rewind(NULL, "x", &rr));
+        CHECK(rr == NULL);
+    }
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_last_branch_report(NULL, &report));
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_start(NULL, "x", &info));
     EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_stop(NULL, "x", &info));
@@ -500,6 +510,12 @@ static void test_without_manager(const char *home) {
     CHECK(betterpg_info_list_get(NULL, 0) == NULL);
     CHECK(betterpg_branch_report_branch(NULL) == NULL);
     CHECK(betterpg_branch_report_step_count(NULL) == 0);
+    CHECK(!betterpg_info_rewindable(NULL));
+    CHECK(betterpg_rewind_report_branch(NULL) == NULL);
+    CHECK(betterpg_rewind_report_snapshot(NULL) == NULL);
+    CHECK(betterpg_rewind_report_step_count(NULL) == 0);
+    CHECK(betterpg_rewind_report_total_millis(NULL) == 0);
+    betterpg_rewind_report_free(NULL);
     betterpg_manager_free(NULL);
     betterpg_info_free(NULL);
     betterpg_info_list_free(NULL);
@@ -772,6 +788,202 @@ out:
     betterpg_branch_options_free(o);
     EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_destroy(m, "crot", false));
     CHECK(sql_number(src_url, "DROP ROLE capp") == 0);
+}
+
+/* Checks every rewind report must pass: the branch NAME, running and
+ * rewindable on PORT with URL, the point's snapshot, the steps in order. */
+static void check_rewind_report(const betterpg_rewind_report *rr, const char *name,
+                                unsigned port, const char *url) {
+    static const char *const steps[] = {"check", "stop", "rollback", "start"};
+    char snap[128];
+    const betterpg_info *b = betterpg_rewind_report_branch(rr);
+    CHECK(b != NULL);
+    CHECK(streq(betterpg_info_name(b), name));
+    CHECK(betterpg_info_is_branch(b));
+    CHECK(betterpg_info_is_running(b));
+    CHECK(streq(betterpg_info_state(b), "ready"));
+    CHECK(betterpg_info_rewindable(b));
+    CHECK(betterpg_info_port(b) == port);
+    CHECK(streq(betterpg_info_url(b), url));
+    snprintf(snap, sizeof snap, "bpgrewind-%s", name);
+    CHECK(streq(betterpg_rewind_report_snapshot(rr), snap));
+    size_t n = betterpg_rewind_report_step_count(rr);
+    CHECK(n == sizeof steps / sizeof steps[0]);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *step = NULL;
+        double ms = -1;
+        EXPECT_RC(BETTERPG_RESULT_OK, betterpg_rewind_report_step(rr, i, &step, &ms));
+        CHECK(i < sizeof steps / sizeof steps[0] && streq(step, steps[i]));
+        CHECK(ms >= 0);
+        sum += ms;
+    }
+    /* The steps add up to the whole call (no speed is asserted). */
+    CHECK(sum <= betterpg_rewind_report_total_millis(rr) + 0.001);
+    /* Out of range and NULL outputs; the outputs stay untouched. */
+    const char *step = "untouched";
+    double ms = 42;
+    EXPECT_RC(BETTERPG_RESULT_INVALID_ARGUMENT, betterpg_rewind_report_step(rr, n, &step, &ms));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_rewind_report_step(rr, 0, NULL, &ms));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_rewind_report_step(rr, 0, &step, NULL));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_rewind_report_step(NULL, 0, &step, &ms));
+    CHECK(streq(step, "untouched") && ms == 42);
+}
+
+static void print_rewind_report(const betterpg_rewind_report *rr) {
+    const betterpg_info *b = betterpg_rewind_report_branch(rr);
+    printf("  rewound %s to @%s on port %u in %.0f ms:", betterpg_info_name(b),
+           betterpg_rewind_report_snapshot(rr), (unsigned)betterpg_info_port(b),
+           betterpg_rewind_report_total_millis(rr));
+    for (size_t i = 0; i < betterpg_rewind_report_step_count(rr); i++) {
+        const char *step = NULL;
+        double ms = 0;
+        if (betterpg_rewind_report_step(rr, i, &step, &ms) == BETTERPG_RESULT_OK) {
+            printf(" %s=%.0f", step, ms);
+        }
+    }
+    printf("\n");
+}
+
+/* True when the branch report's steps include STEP. */
+static int report_has_step(const betterpg_branch_report *r, const char *name) {
+    for (size_t i = 0; i < betterpg_branch_report_step_count(r); i++) {
+        const char *step = NULL;
+        double ms = 0;
+        if (betterpg_branch_report_step(r, i, &step, &ms) == BETTERPG_RESULT_OK &&
+            streq(step, name)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* --- rewind --------------------------------------------------------------
+ * A branch of src made rewindable gets written to and rewound: its rows
+ * are back, on the same port and URL, by a restarted server. Refusals
+ * (protected, with a branch of its own, no rewind point, a database,
+ * bad names) change nothing. app (made without a rewind point, holding
+ * src's rows) gets one from a reset and is rewound. */
+static void test_rewind(betterpg_manager *m, const char *app_url) {
+    betterpg_branch_options *o = betterpg_branch_options_new();
+    betterpg_branch_report *made = NULL, *reset = NULL;
+    betterpg_rewind_report *rr = NULL;
+    betterpg_rewind_report *const untouched = (betterpg_rewind_report *)&failures;
+    betterpg_info *i = NULL;
+    char url[512] = "", before[64] = "", after[64] = "";
+    unsigned port = 0;
+    long rows = 0, app_rows = 0;
+    REQUIRE(o != NULL);
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_branch_options_set_rewindable(o, true));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_set_rewindable(NULL, true));
+
+    /* A rewindable branch: the report times its rewind point. */
+    REQUIRE_OK(betterpg_manager_branch(m, "src", "rw", o, &made));
+    print_report(made);
+    {
+        const betterpg_info *b = betterpg_branch_report_branch(made);
+        CHECK(betterpg_info_rewindable(b));
+        CHECK(report_has_step(made, "rewind_point"));
+        port = betterpg_info_port(b);
+        snprintf(url, sizeof url, "%s", betterpg_info_url(b));
+    }
+    REQUIRE_OK(betterpg_manager_info(m, "rw", &i));
+    CHECK(betterpg_info_rewindable(i));
+    betterpg_info_free(i);
+    i = NULL;
+    rows = sql_number(url, "SELECT count(*) FROM t");
+    REQUIRE(rows > 0);
+
+    /* Written to: rows gone, a table made. */
+    CHECK(sql_number(url, "DELETE FROM t WHERE id <= 100") == 0);
+    CHECK(sql_number(url, "CREATE TABLE scratch AS SELECT 1 AS x") == 0);
+    CHECK(sql_number(url, "SELECT count(*) FROM t") == rows - 100);
+    sql_text(url, "SELECT pg_postmaster_start_time()::text", before, sizeof before);
+    CHECK(before[0] != 0);
+
+    /* Rewind: the rows are back, the table gone; same port and URL; the
+     * server was started again. */
+    REQUIRE_OK(betterpg_manager_rewind(m, "rw", &rr));
+    print_rewind_report(rr);
+    check_rewind_report(rr, "rw", port, url);
+    CHECK(sql_number(url, "SELECT count(*) FROM t") == rows);
+    CHECK(sql_number(url, "SELECT count(*) FROM pg_tables WHERE tablename = 'scratch'") == 0);
+    sql_text(url, "SELECT pg_postmaster_start_time()::text", after, sizeof after);
+    CHECK(after[0] != 0 && !streq(before, after));
+    betterpg_rewind_report_free(rr);
+    rr = NULL;
+
+    /* Refused, nothing changed (the row written here stays, the server
+     * keeps running): protected, then with a branch of its own. */
+    CHECK(sql_number(url, "INSERT INTO t VALUES (-7, 'kept')") == 0);
+    REQUIRE_OK(betterpg_manager_protect(m, "rw", NULL));
+    rr = untouched;
+    EXPECT_RC(BETTERPG_RESULT_PROTECTED, betterpg_manager_rewind(m, "rw", &rr));
+    REQUIRE_OK(betterpg_manager_unprotect(m, "rw", NULL));
+    REQUIRE_OK(betterpg_manager_branch(m, "rw", "rwkid", NULL, NULL));
+    EXPECT_RC(BETTERPG_RESULT_HAS_DEPENDENTS, betterpg_manager_rewind(m, "rw", &rr));
+    CHECK(contains(betterpg_last_error_message(), "rwkid"));
+    CHECK(rr == untouched);
+    CHECK(sql_number(url, "SELECT count(*) FROM t WHERE id = -7") == 1);
+    REQUIRE_OK(betterpg_manager_destroy(m, "rwkid", false));
+    /* Once nothing depends on it, it rewinds (no report asked for). */
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_rewind(m, "rw", NULL));
+    CHECK(sql_number(url, "SELECT count(*) FROM t WHERE id = -7") == 0);
+    CHECK(sql_number(url, "SELECT count(*) FROM t") == rows);
+
+    /* A branch made without a rewind point: UNSUPPORTED, and app is as it
+     * was (running, ready, on its port, with its rows). */
+    REQUIRE_OK(betterpg_manager_info(m, "app", &i));
+    CHECK(!betterpg_info_rewindable(i));
+    port = betterpg_info_port(i);
+    betterpg_info_free(i);
+    i = NULL;
+    CHECK(sql_number(app_url, "INSERT INTO t VALUES (-8, 'kept')") == 0);
+    app_rows = sql_number(app_url, "SELECT count(*) FROM t");
+    sql_text(app_url, "SELECT pg_postmaster_start_time()::text", before, sizeof before);
+    rr = untouched;
+    EXPECT_RC(BETTERPG_RESULT_UNSUPPORTED, betterpg_manager_rewind(m, "app", &rr));
+    CHECK(contains(betterpg_last_error_message(), "rewind point"));
+    CHECK(streq(betterpg_result_name(BETTERPG_RESULT_UNSUPPORTED), "unsupported"));
+    CHECK(rr == untouched);
+    REQUIRE_OK(betterpg_manager_info(m, "app", &i));
+    CHECK(betterpg_info_is_running(i) && streq(betterpg_info_state(i), "ready"));
+    CHECK(betterpg_info_port(i) == port && !betterpg_info_rewindable(i));
+    betterpg_info_free(i);
+    i = NULL;
+    CHECK(sql_number(app_url, "SELECT count(*) FROM t") == app_rows);
+    CHECK(sql_number(app_url, "SELECT count(*) FROM t WHERE id = -8") == 1);
+    sql_text(app_url, "SELECT pg_postmaster_start_time()::text", after, sizeof after);
+    CHECK(after[0] != 0 && streq(before, after));
+    /* Other refusals: a database, unknown and bad names, NULLs. */
+    EXPECT_RC(BETTERPG_RESULT_UNSUPPORTED, betterpg_manager_rewind(m, "src", &rr));
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_rewind(m, "nosuch", &rr));
+    EXPECT_RC(BETTERPG_RESULT_INVALID_NAME, betterpg_manager_rewind(m, "a b", &rr));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_rewind(m, NULL, &rr));
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_manager_rewind(NULL, "rw", &rr));
+    CHECK(rr == untouched);
+    rr = NULL;
+
+    /* A reset with the option gives app a rewind point, of src's rows. */
+    REQUIRE_OK(betterpg_manager_reset(m, "app", o, &reset));
+    CHECK(betterpg_info_rewindable(betterpg_branch_report_branch(reset)));
+    CHECK(report_has_step(reset, "rewind_point"));
+    CHECK(betterpg_info_port(betterpg_branch_report_branch(reset)) == port);
+    CHECK(sql_number(app_url, "SELECT count(*) FROM t WHERE id = -8") == 0);
+    CHECK(sql_number(app_url, "INSERT INTO t VALUES (-9, 'gone')") == 0);
+    REQUIRE_OK(betterpg_manager_rewind(m, "app", &rr));
+    print_rewind_report(rr);
+    check_rewind_report(rr, "app", port, app_url);
+    CHECK(sql_number(app_url, "SELECT count(*) FROM t WHERE id = -9") == 0);
+    CHECK(sql_number(app_url, "SELECT count(*) FROM t") == rows); /* src's, as rw's */
+out:
+    betterpg_info_free(i);
+    betterpg_rewind_report_free(rr == untouched ? NULL : rr);
+    betterpg_branch_report_free(made);
+    betterpg_branch_report_free(reset);
+    betterpg_branch_options_free(o);
+    betterpg_manager_destroy(m, "rwkid", false);
+    EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_destroy(m, "rw", false));
 }
 
 static void test_follow_logs(betterpg_manager *m, const char *name, const char *url) {
@@ -1289,6 +1501,7 @@ int main(int argc, char **argv) {
     CHECK(r == untouched);
     /* A refused reset leaves the branch as it was. */
     CHECK(sql_number(betterpg_info_url(app), "SELECT count(*) FROM t") == 1001);
+    test_rewind(m, betterpg_info_url(app));
 
     /* --- pool space -------------------------------------------------------- */
     {
