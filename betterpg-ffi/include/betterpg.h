@@ -959,6 +959,16 @@ bool betterpg_info_protected(const struct betterpg_info *info);
 bool betterpg_info_rewindable(const struct betterpg_info *info);
 
 /*
+ The process the branch lives for (made with
+ `betterpg_branch_options_set_owner_pid`): once it is gone, gc and the
+ daemon's pass destroy the branch. 0 when it has none (or `info` is NULL).
+
+ # Safety
+ `info` is NULL or a live `betterpg_info`.
+ */
+uint32_t betterpg_info_owner_pid(const struct betterpg_info *info);
+
+/*
  When the daemon destroys it (its time to live ends), seconds since the
  Unix epoch; 0 when it never expires (or `info` is NULL).
 
@@ -1904,6 +1914,19 @@ betterpg_result betterpg_branch_options_set_quota(struct betterpg_branch_options
  */
 betterpg_result betterpg_branch_options_set_ttl(struct betterpg_branch_options *opts,
                                                 uint64_t seconds);
+
+/*
+ The process the branch lives for (e.g. the test run's own, `getpid()`):
+ once it is gone, `betterpg_manager_gc` and the daemon's pass destroy
+ the branch. It must be running (else the branch call fails with
+ `BETTERPG_RESULT_CONFIG` and makes nothing); 0 clears it. Not for
+ `betterpg_manager_reset` (`BETTERPG_RESULT_UNSUPPORTED`).
+
+ # Safety
+ `opts` is NULL or a live `betterpg_branch_options`.
+ */
+betterpg_result betterpg_branch_options_set_owner_pid(struct betterpg_branch_options *opts,
+                                                      uint32_t pid);
 
 /*
  Runtime of the branch ("native" or "docker"); without it, the source's.

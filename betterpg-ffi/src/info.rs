@@ -39,6 +39,7 @@ pub(crate) struct InfoC {
     created_at: u64,
     protected: bool,
     rewindable: bool,
+    owner_pid: u32,
     expires_at: u64,
     used_bytes: u64,
     referenced_bytes: u64,
@@ -83,6 +84,7 @@ impl InfoC {
             created_at: i.created_at,
             protected: i.protected,
             rewindable: i.rewindable,
+            owner_pid: i.owner_pid.unwrap_or(0),
             expires_at: i.expires_at.unwrap_or(0),
             used_bytes: i.used_bytes,
             referenced_bytes: i.referenced_bytes,
@@ -286,6 +288,17 @@ pub unsafe extern "C" fn betterpg_info_protected(info: *const betterpg_info) -> 
 #[no_mangle]
 pub unsafe extern "C" fn betterpg_info_rewindable(info: *const betterpg_info) -> bool {
     info_field(info, false, |i| i.rewindable)
+}
+
+/// The process the branch lives for (made with
+/// `betterpg_branch_options_set_owner_pid`): once it is gone, gc and the
+/// daemon's pass destroy the branch. 0 when it has none (or `info` is NULL).
+///
+/// # Safety
+/// `info` is NULL or a live `betterpg_info`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_info_owner_pid(info: *const betterpg_info) -> u32 {
+    info_field(info, 0, |i| i.owner_pid)
 }
 
 /// When the daemon destroys it (its time to live ends), seconds since the

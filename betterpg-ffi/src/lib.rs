@@ -338,6 +338,7 @@ mod tests {
             assert!(info::betterpg_info_list_get(ptr::null(), 0).is_null());
             assert_eq!(info::betterpg_branch_report_step_count(ptr::null()), 0);
             assert!(!info::betterpg_info_rewindable(ptr::null()));
+            assert_eq!(info::betterpg_info_owner_pid(ptr::null()), 0);
             assert!(rewind::betterpg_rewind_report_branch(ptr::null()).is_null());
             assert!(rewind::betterpg_rewind_report_snapshot(ptr::null()).is_null());
             assert_eq!(rewind::betterpg_rewind_report_step_count(ptr::null()), 0);
@@ -541,8 +542,18 @@ mod tests {
                 betterpg_branch_options_set_rewindable(ptr::null_mut(), true),
                 betterpg_result::NullParameter
             );
+            assert!(fresh.owner_pid.is_none(), "no owner by default");
+            assert_eq!(
+                betterpg_branch_options_set_owner_pid(o, 42),
+                betterpg_result::Ok
+            );
+            assert_eq!(
+                betterpg_branch_options_set_owner_pid(ptr::null_mut(), 42),
+                betterpg_result::NullParameter
+            );
             let m = branch_options(o);
             assert!(m.rewindable);
+            assert_eq!(m.owner_pid, Some(42));
             assert_eq!(
                 m.mask,
                 vec![std::path::PathBuf::from("a.sql"), "dir".into()]

@@ -433,6 +433,27 @@ pub unsafe extern "C" fn betterpg_branch_options_set_ttl(
     })
 }
 
+/// The process the branch lives for (e.g. the test run's own, `getpid()`):
+/// once it is gone, `betterpg_manager_gc` and the daemon's pass destroy
+/// the branch. It must be running (else the branch call fails with
+/// `BETTERPG_RESULT_CONFIG` and makes nothing); 0 clears it. Not for
+/// `betterpg_manager_reset` (`BETTERPG_RESULT_UNSUPPORTED`).
+///
+/// # Safety
+/// `opts` is NULL or a live `betterpg_branch_options`.
+#[no_mangle]
+pub unsafe extern "C" fn betterpg_branch_options_set_owner_pid(
+    opts: *mut betterpg_branch_options,
+    pid: u32,
+) -> betterpg_result {
+    guard("betterpg_branch_options_set_owner_pid", || {
+        // SAFETY: per the contract above.
+        let o = unsafe { betterpg_branch_options::get_mut(opts, "opts") }?;
+        o.owner_pid = (pid > 0).then_some(pid);
+        Ok(())
+    })
+}
+
 /// Runtime of the branch ("native" or "docker"); without it, the source's.
 /// Branching a native database into a container (or back) works. Not for
 /// `betterpg_manager_reset`, which keeps the branch's runtime (it fails

@@ -986,6 +986,78 @@ out:
     EXPECT_RC(BETTERPG_RESULT_OK, betterpg_manager_destroy(m, "rw", false));
 }
 
+/* A branch tied to an owner process: kept while it runs; once it is gone,
+ * gc lists it (dry run) and destroys it (item "branch"). A pid that names
+ * no process is refused before anything is made. */
+static int report_names(betterpg_gc_report *gr, const char *what_, const char *name_) {
+    const char *what = NULL, *name = NULL, *reason = NULL;
+    for (size_t i = 0; i < betterpg_gc_report_item_count(gr); i++) {
+        if (betterpg_gc_report_item(gr, i, &what, &name, &reason) == BETTERPG_RESULT_OK &&
+            streq(what, what_) && streq(name, name_))
+            return 1;
+    }
+    return 0;
+}
+
+static void test_owner(betterpg_manager *m) {
+    betterpg_branch_options *o = betterpg_branch_options_new();
+    betterpg_branch_report *made = NULL;
+    betterpg_gc_report *gr = NULL;
+    betterpg_info *i = NULL;
+    pid_t child = -1;
+    REQUIRE(o != NULL);
+    EXPECT_RC(BETTERPG_RESULT_NULL_PARAMETER, betterpg_branch_options_set_owner_pid(NULL, 1));
+    /* No such process: refused, nothing made. */
+    REQUIRE_OK(betterpg_branch_options_set_owner_pid(o, 2147483000u));
+    EXPECT_RC(BETTERPG_RESULT_CONFIG, betterpg_manager_branch(m, "src", "owned", o, &made));
+    CHECK(made == NULL);
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "owned", &i));
+
+    child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        sleep(600);
+        _exit(0);
+    }
+    REQUIRE_OK(betterpg_branch_options_set_owner_pid(o, (uint32_t)child));
+    REQUIRE_OK(betterpg_manager_branch(m, "src", "owned", o, &made));
+    CHECK(betterpg_info_owner_pid(betterpg_branch_report_branch(made)) == (uint32_t)child);
+    REQUIRE_OK(betterpg_manager_info(m, "src", &i));
+    CHECK(betterpg_info_owner_pid(i) == 0);
+    betterpg_info_free(i);
+    i = NULL;
+    /* Owner alive: not garbage. */
+    REQUIRE_OK(betterpg_manager_gc_report(m, true, &gr));
+    CHECK(!report_names(gr, "branch", "owned"));
+    betterpg_gc_report_free(gr);
+    gr = NULL;
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    child = -1;
+    /* Gone: listed by a dry run (which changes nothing), then destroyed. */
+    REQUIRE_OK(betterpg_manager_gc_report(m, true, &gr));
+    CHECK(report_names(gr, "branch", "owned"));
+    betterpg_gc_report_free(gr);
+    gr = NULL;
+    REQUIRE_OK(betterpg_manager_info(m, "owned", &i));
+    CHECK(betterpg_info_is_running(i));
+    betterpg_info_free(i);
+    i = NULL;
+    REQUIRE_OK(betterpg_manager_gc_report(m, false, &gr));
+    CHECK(report_names(gr, "branch", "owned"));
+    EXPECT_RC(BETTERPG_RESULT_NOT_FOUND, betterpg_manager_info(m, "owned", &i));
+out:
+    if (child > 0) {
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+    }
+    betterpg_info_free(i);
+    betterpg_gc_report_free(gr);
+    betterpg_branch_report_free(made);
+    betterpg_branch_options_free(o);
+    betterpg_manager_destroy(m, "owned", false);
+}
+
 static void test_follow_logs(betterpg_manager *m, const char *name, const char *url) {
     betterpg_log_follower *f = NULL;
     char *chunk = NULL;
@@ -1502,6 +1574,7 @@ int main(int argc, char **argv) {
     /* A refused reset leaves the branch as it was. */
     CHECK(sql_number(betterpg_info_url(app), "SELECT count(*) FROM t") == 1001);
     test_rewind(m, betterpg_info_url(app));
+    test_owner(m);
 
     /* --- pool space -------------------------------------------------------- */
     {
