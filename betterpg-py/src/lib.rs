@@ -52,6 +52,7 @@ fn _internal(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::PyInfo>()?;
     m.add_class::<types::PyWalRetention>()?;
     m.add_class::<types::PyBranch>()?;
+    m.add_class::<types::PyRewindReport>()?;
     m.add_class::<types::PyStepTiming>()?;
     m.add_class::<types::PyPoolUsage>()?;
     m.add_class::<types::PyGcItem>()?;

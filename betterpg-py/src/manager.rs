@@ -25,7 +25,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyType};
 
 use crate::errors::to_pyerr;
-use crate::types::{PyBranch, PyGcReport, PyInfo, PyPoolUsage, PyStatus};
+use crate::types::{PyBranch, PyGcReport, PyInfo, PyPoolUsage, PyRewindReport, PyStatus};
 
 /// Home used when none is given and `BPG_HOME` is unset (the CLI's default).
 pub const DEFAULT_HOME: &str = "/var/lib/betterpg";
@@ -435,7 +435,12 @@ impl PyBranchManager {
     /// None: the source's setting, else rotate for a branch of a replica
     /// or attached cluster, keep for a database (a branch of a rotated
     /// branch always rotates).
-    #[pyo3(signature = (source, name, mode = None, quota = None, runtime = None, image = None, *, at = None, fast = None, mask = None, schema_only = false, unmasked = false, ttl = None, mask_rules = None, credentials = None))]
+    ///
+    /// ``rewindable=True`` gives the branch a rewind point (a snapshot of
+    /// it as made: isolated, masked, before it first listened on TCP):
+    /// `rewind` then rolls it back to that point under the same name, port
+    /// and password, much cheaper than `reset` or a new branch.
+    #[pyo3(signature = (source, name, mode = None, quota = None, runtime = None, image = None, *, at = None, fast = None, mask = None, schema_only = false, unmasked = false, ttl = None, mask_rules = None, credentials = None, rewindable = false))]
     #[allow(clippy::too_many_arguments)]
     fn branch(
         slf: &Bound<'_, Self>,
@@ -453,6 +458,7 @@ impl PyBranchManager {
         ttl: Option<Secs>,
         mask_rules: Option<Vec<std::path::PathBuf>>,
         credentials: Option<&str>,
+        rewindable: bool,
     ) -> PyResult<Py<PyBranch>> {
         let py = slf.py();
         let ttl = ttl
@@ -469,6 +475,7 @@ impl PyBranchManager {
             mask_rules: mask_rules.unwrap_or_default(),
             schema_only,
             unmasked,
+            rewindable,
             ..branch_options(py, mode, fast, quota)?
         };
         let report = slf.get().call(py, |m| m.branch(source, name, opts))?;
@@ -481,8 +488,11 @@ impl PyBranchManager {
     /// ``quota`` as for `branch`. ``to="SRC@NAME"``: back to that named
     /// snapshot instead (SRC becomes its parent). ``credentials`` changes
     /// the branch's credentials policy (None: the one it was made with;
-    /// rotate gives its roles new passwords again).
-    #[pyo3(signature = (name, mode = None, quota = None, *, fast = None, to = None, credentials = None))]
+    /// rotate gives its roles new passwords again). A rewindable branch
+    /// stays one and gets a new rewind point of its new data;
+    /// ``rewindable=True`` makes a branch without one rewindable.
+    #[pyo3(signature = (name, mode = None, quota = None, *, fast = None, to = None, credentials = None, rewindable = false))]
+    #[allow(clippy::too_many_arguments)]
     fn reset(
         slf: &Bound<'_, Self>,
         name: &str,
@@ -491,10 +501,12 @@ impl PyBranchManager {
         fast: Option<bool>,
         to: Option<&str>,
         credentials: Option<&str>,
+        rewindable: bool,
     ) -> PyResult<Py<PyBranch>> {
         let py = slf.py();
         let opts = BranchOptions {
             credentials: credentials_of(py, credentials)?,
+            rewindable,
             ..branch_options(py, mode, fast, quota)?
         };
         let report = slf.get().call(py, |m| match to {
@@ -502,6 +514,18 @@ impl PyBranchManager {
             None => m.reset(name, opts),
         })?;
         Py::new(py, PyBranch::initializer(report, slf.clone().unbind()))
+    }
+
+    /// Roll a branch made with ``rewindable=True`` back to its rewind point
+    /// (how it was when made: isolated, masked, nothing written since) and
+    /// start it again under the same name, port and password (its URL stays
+    /// valid): a stop, a ZFS rollback and a start. Returns a
+    /// `RewindReport`. Refused, nothing changed: a branch without a rewind
+    /// point or a database (``UnsupportedError``), a protected branch
+    /// (``ProtectedError``), one with branches or named snapshots of its
+    /// own (``HasDependentsError``).
+    fn rewind(&self, py: Python<'_>, name: &str) -> PyResult<PyRewindReport> {
+        self.call(py, |m| m.rewind(name)).map(PyRewindReport::from)
     }
 
     /// Take a named snapshot of a database or branch (the branch recipe;

@@ -1,5 +1,5 @@
-//! Result objects: `Info`, `Branch`, `StepTiming`, `PoolUsage`, `Status`,
-//! `GcItem`, `GcReport`.
+//! Result objects: `Info`, `Branch`, `RewindReport`, `StepTiming`,
+//! `PoolUsage`, `Status`, `GcItem`, `GcReport`.
 //!
 //! Plain immutable snapshots of what the core returned; `Branch` adds the
 //! timing breakdown and a context manager that destroys the branch.
@@ -92,6 +92,10 @@ pub struct PyInfo {
     /// ``ProtectedError``.
     #[pyo3(get)]
     pub protected: bool,
+    /// A branch made with ``rewindable=True``: it has a rewind point, and
+    /// ``BranchManager.rewind`` rolls it back to how it was when made.
+    #[pyo3(get)]
+    pub rewindable: bool,
     /// Unix time after which the daemon destroys it (its ``ttl``), or
     /// ``None``: never.
     #[pyo3(get)]
@@ -205,6 +209,7 @@ impl From<betterpg_core::Info> for PyInfo {
             created_at: i.created_at,
             wal_retention: i.wal_retention.map(PyWalRetention::from),
             protected: i.protected,
+            rewindable: i.rewindable,
             expires_at: i.expires_at,
             credentials: i.credentials.map(|c| c.as_str().to_string()),
         }
@@ -233,6 +238,7 @@ impl PyInfo {
             None => d.set_item("wal_retention", d.py().None())?,
         }
         d.set_item("protected", self.protected)?;
+        d.set_item("rewindable", self.rewindable)?;
         d.set_item("expires_at", self.expires_at)?;
         d.set_item("credentials", &self.credentials)?;
         Ok(())
@@ -292,6 +298,97 @@ impl PyStepTiming {
             "StepTiming(step={}, millis={:.1})",
             py_str(&self.step),
             self.millis
+        )
+    }
+}
+
+/// The steps of a core report as `StepTiming` objects, in order.
+fn step_list<'py>(py: Python<'py>, steps: &[(String, f64)]) -> PyResult<Bound<'py, PyList>> {
+    let items = steps
+        .iter()
+        .map(|(step, millis)| {
+            Py::new(
+                py,
+                PyStepTiming {
+                    step: step.clone(),
+                    millis: *millis,
+                },
+            )
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, items)
+}
+
+/// What `BranchManager.rewind` did: the branch as it is now (running, same
+/// name, port and URL), its rewind point and the time of each step.
+#[pyclass(module = "betterpg", name = "RewindReport", frozen)]
+pub struct PyRewindReport {
+    /// The branch as it is now (running, same name, port and URL).
+    #[pyo3(get)]
+    branch: PyInfo,
+    /// The rewind point's ZFS snapshot name (after the ``@``).
+    #[pyo3(get)]
+    snapshot: String,
+    steps: Vec<(String, f64)>,
+    /// Milliseconds of the whole call.
+    #[pyo3(get)]
+    total_millis: f64,
+}
+
+impl From<betterpg_core::RewindReport> for PyRewindReport {
+    fn from(r: betterpg_core::RewindReport) -> Self {
+        PyRewindReport {
+            branch: PyInfo::from(r.branch),
+            snapshot: r.snapshot,
+            steps: r
+                .timings
+                .iter()
+                .map(|t| (t.step.to_string(), t.millis))
+                .collect(),
+            total_millis: r.total_millis,
+        }
+    }
+}
+
+#[pymethods]
+impl PyRewindReport {
+    /// Each step (``check``, ``stop``, ``rollback``, ``start``) with its time, in order.
+    #[getter]
+    fn timings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        step_list(py, &self.steps)
+    }
+
+    /// The steps as a dict: step name -> milliseconds.
+    #[getter]
+    fn timing_breakdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (step, millis) in &self.steps {
+            d.set_item(step, millis)?;
+        }
+        Ok(d)
+    }
+
+    /// Every field as a plain dict: ``branch`` (as ``Info.to_dict``),
+    /// ``snapshot``, ``timings`` (list of [step, millis], as
+    /// ``Branch.to_dict``) and ``total_millis``.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        let b = PyDict::new(py);
+        self.branch.fill_dict(&b)?;
+        d.set_item("branch", b)?;
+        d.set_item("snapshot", &self.snapshot)?;
+        d.set_item("timings", self.steps.clone())?;
+        d.set_item("total_millis", self.total_millis)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RewindReport(branch={}, snapshot={}, port={}, total_millis={:.1})",
+            py_str(&self.branch.name),
+            py_str(&self.snapshot),
+            self.branch.port,
+            self.total_millis
         )
     }
 }
@@ -382,20 +479,7 @@ impl PyBranch {
     /// Each step of the branch call with its time, in order.
     #[getter]
     fn timings<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let items = self
-            .steps
-            .iter()
-            .map(|(step, millis)| {
-                Py::new(
-                    py,
-                    PyStepTiming {
-                        step: step.clone(),
-                        millis: *millis,
-                    },
-                )
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, items)
+        step_list(py, &self.steps)
     }
 
     /// The steps as a dict: step name -> milliseconds.

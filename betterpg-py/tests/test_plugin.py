@@ -79,8 +79,12 @@ def test_every_test_gets_its_own_branch(env, manager, tmp_path, xdist):
     assert outcome(r.stdout)["passed"] == 12, r.stdout
     recs = read_records(record)
     assert len(recs) == 12
+    # Each test saw only its own write (the suite checks it). Pooled
+    # branches are recycled, so a name may come back, but never to two
+    # tests at once: a name comes back only after the test that had it.
     names = [x["name"] for x in recs]
-    assert len(set(names)) == 12, "a branch was shared between tests"
+    if not xdist:
+        assert all(names[i] != names[i + 1] for i in range(11)), names
     for x in recs:
         m = plugin.NAME_RE.match(x["name"])
         assert m, x["name"]
@@ -217,8 +221,11 @@ def test_pool_hands_over_ready_branches(env, manager, tmp_path, size):
     assert sorted(fill["others"]) == fill["ready"], fill
     # The next `size` tests got exactly the branches that were ready.
     assert sorted(x["name"] for x in takes[:size]) == fill["ready"], recs
+    # Then recycled ones: the fill test's branch, rewound, is the next
+    # one handed out, and no name is held by two tests at once.
     names = [x["name"] for x in recs]
-    assert len(set(names)) == len(names), "a branch was handed out twice"
+    assert names[size + 1] == fill["name"], recs
+    assert all(names[i] != names[i + 1] for i in range(len(names) - 1)), names
     for x in recs:
         assert plugin.NAME_RE.match(x["name"]), x
         assert len(x["others"]) <= size, x
@@ -244,12 +251,120 @@ def test_pool_bound(env, manager, tmp_path, size, xdist):
     assert r.returncode == 0, r.stdout + r.stderr
     assert ("no pool" if size == 0 else f"pool of {size} ready branches") in r.stdout, r.stdout
     recs = read_records(record)
-    assert len(recs) == 12 and len({x["name"] for x in recs}) == 12, recs
+    assert len(recs) == 12, recs
+    if size == 0:
+        assert len({x["name"] for x in recs}) == 12, recs
+    else:
+        # Recycled: at most the pool plus the branch each worker's running
+        # test holds were ever made.
+        workers = 2 if xdist else 1
+        assert len({x["name"] for x in recs}) <= size * workers + workers, recs
     bound = size or plugin.MAX_PENDING_DESTROYS
     assert max(len(x["others"]) for x in recs) <= bound, [x["others"] for x in recs]
     if xdist:
         assert {x["worker"] for x in recs} == {"gw0", "gw1"}
     assert_clean(manager)
+
+
+def run_recycle(env, tmp_path, *args: str, size: int = 2, **env_extra: str):
+    """Run suites/recycle; returns (CompletedProcess, records)."""
+    record = tmp_path / "recycle.jsonl"
+    record.unlink(missing_ok=True)
+    r = run_pytest(
+        [f"--betterpg-home={env.path}", f"--betterpg-source={SOURCE}", f"--betterpg-pool-size={size}", *args],
+        cwd=SUITES / "recycle",
+        env_extra={"BPGPY_RECORD": str(record), "BPGPY_POOL_SIZE": str(size), **env_extra},
+    )
+    return r, (read_records(record) if record.exists() else [])
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_pool_recycles_branches(env, manager, tmp_path, xdist):
+    """By default a pooled branch is rewound after its test and handed to a
+    later one: the same names and ports come back, and each test sees none
+    of the earlier tests' writes (the suite checks it: a table per test,
+    a row in items). At most the pool plus each worker's running test's
+    branch are ever made; everything is destroyed at the end."""
+    r, recs = run_recycle(env, tmp_path, *xdist, BPGPY_TESTS="10")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert outcome(r.stdout) == {"passed": 10}, r.stdout
+    assert "pool of 2 ready branches, recycled by rewind" in r.stdout, r.stdout
+    assert len(recs) == 10
+    names = [x["name"] for x in recs]
+    workers = {x["worker"] for x in recs}
+    assert len(set(names)) < len(names), f"no branch was recycled: {names}"
+    assert len(set(names)) <= (2 + 1) * len(workers), names
+    # Same name, same port and URL (password) every time it comes back.
+    first = {}
+    for x in recs:
+        assert plugin.NAME_RE.match(x["name"]), x
+        assert first.setdefault(x["name"], (x["port"], x["url"])) == (x["port"], x["url"]), x
+        # The bound: no more than the pool besides the running test's.
+        assert len(x["others"]) <= 2, x
+    if xdist:
+        assert workers == {"gw0", "gw1"}, workers
+        # A worker's branches are its own: never handed to the other.
+        by_worker = {}
+        for x in recs:
+            assert by_worker.setdefault(x["name"], x["worker"]) == x["worker"], recs
+    else:
+        assert len(set(names)) <= 3, names
+        assert all(names[i] != names[i + 1] for i in range(len(names) - 1)), names
+    assert_clean(manager)
+    assert manager.gc(dry_run=True).items == []
+
+
+def test_pool_without_recycling_destroys_after_use(env, manager, tmp_path):
+    """--betterpg-no-recycle (or betterpg_recycle = false): every test gets
+    a branch no test had, made without a rewind point."""
+    for args in (["--betterpg-no-recycle"], ["-o", "betterpg_recycle=false"]):
+        r, recs = run_recycle(env, tmp_path, *args, BPGPY_TESTS="5", BPGPY_NO_RECYCLE="1")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "pool of 2 ready branches, destroyed after use" in r.stdout, r.stdout
+        names = [x["name"] for x in recs]
+        assert len(names) == 5 and len(set(names)) == 5, names
+        assert all(len(x["others"]) <= 2 for x in recs), recs
+        assert_clean(manager)
+
+
+def test_a_failed_rewind_destroys_the_branch_and_the_pool_makes_another(env, manager, tmp_path):
+    """A test destroys its pooled branch itself: its rewind fails, the pool
+    forgets it, makes a new branch in its place, and the session warns."""
+    r, recs = run_recycle(env, tmp_path, BPGPY_TESTS="6", BPGPY_DESTROY_AT="1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert outcome(r.stdout) == {"passed": 6, "warning": 1}, r.stdout
+    assert "1 pooled branch(es) could not be rewound" in r.stdout, r.stdout
+    names = [x["name"] for x in recs]
+    gone = names[1]
+    assert gone not in names[2:], names
+    # Three made at first (the pool and the running test's), one more for
+    # the one lost.
+    assert len(set(names)) <= 4, names
+    assert_clean(manager)
+
+
+def test_crashed_session_with_recycled_branches_is_swept(env, manager, tmp_path):
+    """A process that dies holding a branch, with a recycled branch (an
+    earlier test's, rewound) and another ready in its pool: the next
+    session's sweep destroys all three by their names, rewind points
+    included (gc finds nothing)."""
+    crashed = tmp_path / "crashed.txt"
+    r, recs = run_recycle(env, tmp_path, BPGPY_TESTS="3", BPGPY_CRASH_AT="1", BPGPY_CRASHED=str(crashed))
+    assert r.returncode == 3, r.stdout + r.stderr
+    leftovers = crashed.read_text().split()
+    assert len(leftovers) == 3, leftovers
+    assert recs[0]["name"] in leftovers, (recs, leftovers)  # recycled, not destroyed
+    assert sorted(plugin_branches(manager)) == sorted(leftovers)
+    assert all(manager.info(n).rewindable for n in leftovers)
+    r = run_pytest(
+        [*opts(env), "-k", "test_private[0]"],
+        cwd=SUITES / "records",
+        env_extra={"BPGPY_RECORD": str(tmp_path / "r.jsonl")},
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "destroyed 3 leftover branch(es)" in r.stdout, r.stdout
+    assert_clean(manager)
+    assert manager.gc(dry_run=True).items == []
 
 
 def test_pool_size_must_be_a_number(env, manager, tmp_path):
@@ -341,7 +456,9 @@ def write_suite(dir: Path, ini: str = "") -> Path:
 
 def assert_masked(recs: List[dict]) -> None:
     assert sorted(r["kind"] for r in recs) == ["branch", "factory", "shared"], recs
-    assert len({r["name"] for r in recs}) == 3, recs
+    # Pooled branches are recycled: a later test may get an earlier one's
+    # branch, rewound to its rewind point, which was taken after masking.
+    assert len({r["name"] for r in recs}) >= 2, recs
     for r in recs:
         assert len(r["rows"]) == PII_ROWS, r
         for i, (email, name, phone, note) in enumerate(r["rows"], start=1):
@@ -384,7 +501,8 @@ def test_mask_every_branch_of_the_suite(env, manager, tmp_path, pii_source):
     (a directory, relative to the ini file) and an override of the
     betterpg_mask fixture: every branch the suite's fixtures make holds
     masked values only. All three come from the warm pool (the default
-    pool size): pooled branches are masked too."""
+    pool size): pooled branches are masked too, and stay masked when
+    recycled."""
     masks = tmp_path / "masks"
     masks.mkdir()
     (masks / "a.sql").write_text(MASK_A)

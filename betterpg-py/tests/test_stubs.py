@@ -53,6 +53,7 @@ def test_members_match():
         "BranchManager",
         "Info",
         "Branch",
+        "RewindReport",
         "StepTiming",
         "PoolUsage",
         "Status",

@@ -50,7 +50,11 @@ class Info:
     @property
     def wal_retention(self) -> Optional[WalRetention]:
         """For a database that keeps WAL: its restorable window; else None."""
+    @property
     def protected(self) -> bool: ...
+    @property
+    def rewindable(self) -> bool:
+        """Made with ``rewindable=True``: ``BranchManager.rewind`` rolls it back to how it was when made."""
     @property
     def expires_at(self) -> Optional[int]: ...
     @property
@@ -125,6 +129,24 @@ class Branch(Info):
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> bool: ...
+
+class RewindReport:
+    """What `BranchManager.rewind` did."""
+
+    @property
+    def branch(self) -> Info:
+        """The branch as it is now (running, same name, port and URL)."""
+    @property
+    def snapshot(self) -> str:
+        """The rewind point's ZFS snapshot name (after the ``@``)."""
+    @property
+    def timings(self) -> List[StepTiming]:
+        """``check``, ``stop``, ``rollback``, ``start``, in order."""
+    @property
+    def timing_breakdown(self) -> Dict[str, float]: ...
+    @property
+    def total_millis(self) -> float: ...
+    def to_dict(self) -> Dict[str, object]: ...
 
 class PoolUsage:
     """Space of the pool holding the datasets."""
@@ -329,6 +351,7 @@ class BranchManager:
         ttl: Union[int, str, None] = None,
         mask_rules: Optional[List[Union[str, "os.PathLike[str]"]]] = None,
         credentials: Optional[Literal["rotate", "keep"]] = None,
+        rewindable: bool = False,
     ) -> Branch: ...
     def reset(
         self,
@@ -339,7 +362,10 @@ class BranchManager:
         fast: Optional[bool] = None,
         to: Optional[str] = None,
         credentials: Optional[Literal["rotate", "keep"]] = None,
+        rewindable: bool = False,
     ) -> Branch: ...
+    def rewind(self, name: str) -> RewindReport:
+        """Roll a rewindable branch back to how it was when made (same name, port and URL)."""
     def snapshot(
         self,
         source: str,

@@ -12,9 +12,11 @@ Fixtures
     configured source; override it in a ``conftest.py`` to prepare a source
     once per session (create it, run migrations, load data) and return its name.
 ``betterpg_branch`` (function)
-    A fresh branch of the source for this test, destroyed after the test
-    whether it passed or failed. ``@pytest.mark.betterpg_source("other")``
-    picks another source for one test.
+    A branch of the source private to this test, as it was made, taken
+    away after the test whether it passed or failed: destroyed, or (from
+    the warm pool) rewound and handed to a later test.
+    ``@pytest.mark.betterpg_source("other")`` picks another source for one
+    test.
 ``betterpg_branch_factory`` (function)
     ``factory(source=None, *, mode=None, quota=None) -> Branch`` for tests that need
     several branches or a different source; all destroyed after the test.
@@ -53,6 +55,9 @@ pool:   ``--betterpg-pool-size=N`` option, ``betterpg_pool_size`` ini value
         (default 2; 0 turns it off): branches of the source kept ready by
         a background thread, so a test's branch was made before it asked
         (see *The warm pool* below).
+recycle: ``--betterpg-no-recycle`` option, ``betterpg_recycle`` ini value
+        (default on): a pooled branch is rewound after its test and handed
+        out again instead of destroyed (see *The warm pool*).
 
 mask:   ``--betterpg-mask=PATH`` (repeatable), else the ``betterpg_mask`` ini
         value (paths one a line, relative to the ini file); a ``conftest.py``
@@ -83,11 +88,29 @@ the thread makes the next while the test runs) instead of making it. Every other
 made when asked. Pooled branches are made like every other: the mode,
 quota and masking options apply to them, and they carry the names below.
 The threads make a branch only while fewer than ``betterpg_pool_size`` of
-this process's branches are held by no test (ready, being made, or waiting
-for their destroy): a process never has more live branches than the pool
-plus those its running tests hold. Each xdist worker has its own pool. The
-session's end stops the threads and destroys the pooled branches; after a
-crash the sweep below finds them by their names.
+this process's branches are held by no test (ready, being made or rewound,
+or waiting for their rewind or destroy): a process never has more live
+branches than the pool plus those its running tests hold. Each xdist
+worker has its own pool. The session's end stops the threads and destroys
+the pooled branches; after a crash the sweep below finds them by their
+names.
+
+Recycling (the default; ``--betterpg-no-recycle`` or ``betterpg_recycle =
+false`` turns it off): pooled branches are made with a rewind point (the
+core's ``rewindable``: a snapshot of the branch as made, isolated and
+masked, before it first listened). When the test that took one ends, the
+branch is not destroyed: the pool's thread rewinds it (a stop, a ZFS
+rollback, a start: same name, port and password; what the test wrote is
+gone) and hands it to a later test. A later test may therefore get a
+branch with the name and port an earlier one had, never with its data. A
+recycled branch holds the source **as it was when that pooled branch was
+first made**, not as it is now: like every pooled branch, it does not see
+what was written to the source after that (a suite whose source changes
+while it runs turns the pool off, or recycling). A rewind that fails (the
+test destroyed or protected its branch, or made a branch or a named
+snapshot of it) destroys that branch instead and the pool makes a new one;
+the session says so in a warning. Branches asked for with a source, mode
+or quota of their own are never pooled and are destroyed as before.
 
 Names, pytest-xdist and leftovers
 ---------------------------------

@@ -17,6 +17,7 @@ from betterpg._plugin.options import (
     configured_mode,
     configured_paths,
     configured_pool_size,
+    configured_recycle,
     setting,
 )
 from betterpg._plugin.pool import Pool
@@ -105,9 +106,19 @@ def _betterpg_session(
         mask=_path_list("betterpg_mask", betterpg_mask),
         mask_rules=_path_list("betterpg_mask_rules", betterpg_mask_rules),
         pool_size=configured_pool_size(pytestconfig),
+        recycle=configured_recycle(pytestconfig),
     )
     yield session
     errors = session.destroy_all()
+    failed = session.pool.rewind_failures if session.pool is not None else []
+    if failed:
+        warnings.warn(
+            pytest.PytestWarning(
+                f"betterpg: {len(failed)} pooled branch(es) could not be rewound after their test and "
+                f"were destroyed instead (the pool made new ones): {'; '.join(map(str, failed))}"
+            ),
+            stacklevel=1,
+        )
     if errors:
         raise RuntimeError("betterpg: could not destroy some test branches: " + "; ".join(map(str, errors)))
 
@@ -149,14 +160,15 @@ class BranchFactory:
         ``mode`` and ``quota`` default to the configured ones (``fast`` is
         the deprecated spelling of ``mode``). With the defaults all three,
         the branch comes from the warm pool (see
-        :mod:`betterpg._plugin.pool`) unless ``betterpg_pool_size`` is 0.
+        :mod:`betterpg._plugin.pool`) unless ``betterpg_pool_size`` is 0,
+        and goes back to it (rewound) after use unless recycling is off.
         """
         mode = _mode_of(mode, fast)
         s = self._session
         if source is None and s.pool_size > 0 and mode in (None, s.mode) and quota in (None, s.quota):
             # The session's defaults: a ready branch from the warm pool.
             if s.pool is None:
-                s.pool = Pool(s, self._default_source(), s.pool_size)
+                s.pool = Pool(s, self._default_source(), s.pool_size, recycle=s.recycle)
                 s.pool.start()
             branch = s.pool.take()
         else:
@@ -166,12 +178,18 @@ class BranchFactory:
 
     def cleanup(self) -> None:
         """Destroy every branch made, newest first; raise the first failure.
+        A branch of the warm pool goes back to it instead, to be rewound
+        and handed out again (unless recycling is off).
 
         With background destroys (the default) the branches are queued and
         a failure is reported at the end of the session instead."""
         first: Optional[BaseException] = None
+        pool = self._session.pool
         while self.branches:
             branch = self.branches.pop()
+            if pool is not None and pool.recycles(branch):
+                pool.give_back(branch)
+                continue
             if self._session.background:
                 self._session.destroy_later(branch.name)
                 continue
@@ -206,13 +224,16 @@ def _factory(request: pytest.FixtureRequest) -> BranchFactory:
 
 @pytest.fixture
 def betterpg_branch_factory(request: pytest.FixtureRequest) -> BranchFactory:
-    """``factory(source=None, *, mode=None, quota=None) -> Branch``; all destroyed after the test."""
+    """``factory(source=None, *, mode=None, quota=None) -> Branch``; all destroyed after the
+    test (one from the warm pool goes back to it, rewound)."""
     return _factory(request)
 
 
 @pytest.fixture
 def betterpg_branch(request: pytest.FixtureRequest) -> betterpg.Branch:
-    """A fresh branch of the source, private to this test, destroyed after it."""
+    """A branch of the source private to this test, as it was made: destroyed
+    after the test or, from the warm pool with recycling on, rewound to how it
+    was made and handed to a later test."""
     factory = _factory(request)
     marker = request.node.get_closest_marker("betterpg_source")
     source = marker.args[0] if marker is not None and marker.args else None

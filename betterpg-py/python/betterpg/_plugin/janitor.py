@@ -58,10 +58,14 @@ class Session:
         mask: Sequence[str] = (),
         mask_rules: Sequence[str] = (),
         pool_size: int = 0,
+        recycle: bool = False,
     ) -> None:
         self.manager = manager
         # Ready branches of the default source to keep (0: no pool).
         self.pool_size = pool_size
+        # The pool rewinds a used branch and hands it out again instead of
+        # destroying it (see betterpg._plugin.pool).
+        self.recycle = recycle
         self.mode = mode
         self.quota = quota
         # Masking of every branch this session makes (SQL files or
@@ -119,6 +123,7 @@ class Session:
         *,
         name: Optional[str] = None,
         hold: bool = True,
+        rewindable: bool = False,
     ) -> betterpg.Branch:
         """A new branch of ``source`` named ``name`` (one from
         :meth:`reserve_name`; default a fresh one); ``mode`` and ``quota``
@@ -126,7 +131,8 @@ class Session:
         when it fails (``betterpg.MaskError``), the core has destroyed the
         branch and the error propagates; there is no unmasked fallback.
         ``hold``: the caller (a test) holds the branch; the pool makes its
-        branches unheld."""
+        branches unheld. ``rewindable``: the branch gets a rewind point (the
+        pool's, when it recycles)."""
         if name is None:
             name = self.reserve_name(hold)
         elif hold:
@@ -143,6 +149,7 @@ class Session:
                 name,
                 mode=self.mode if mode is None else mode,
                 quota=self.quota if quota is None else quota,
+                rewindable=rewindable,
                 **masking,  # type: ignore[arg-type]
             )
         except TypeError as e:
@@ -158,7 +165,8 @@ class Session:
             raise
         return branch
 
-    def _destroy_now(self, name: str) -> None:
+    def destroy_now(self, name: str) -> None:
+        """Destroy ``name`` now (one already gone is fine) and forget it."""
         try:
             self.manager.destroy(name, force=True)
         except betterpg.NotFoundError:
@@ -170,7 +178,7 @@ class Session:
         before it (a branch of this branch may be among them)."""
         self.release(name)
         self.flush()
-        self._destroy_now(name)
+        self.destroy_now(name)
 
     def destroy_later(self, name: str) -> None:
         """Destroy ``name`` in the background: the next test starts while
@@ -184,7 +192,7 @@ class Session:
 
         def work() -> None:
             try:
-                self._destroy_now(name)
+                self.destroy_now(name)
             except BaseException as e:  # noqa: BLE001 - kept for the session's end
                 self.background_errors.append(e)
             finally:
@@ -195,9 +203,11 @@ class Session:
             self._pending.append(self._executor.submit(work))
 
     def flush(self) -> None:
-        """Wait for every queued background destroy."""
+        """Wait for every background destroy queued so far (also when
+        another thread waits for them too)."""
         with self.lock:
-            pending, self._pending = self._pending, []
+            self._pending = [f for f in self._pending if not f.done()]
+            pending = list(self._pending)
         concurrent.futures.wait(pending)
 
     def destroy_all(self) -> List[BaseException]:
@@ -216,7 +226,7 @@ class Session:
             names = list(self.live)
         for name in reversed(names):
             try:
-                self._destroy_now(name)
+                self.destroy_now(name)
             except betterpg.BetterPgError as e:
                 errors.append(e)
         return errors

@@ -124,6 +124,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "branches of the source kept ready in the background (default 2; 0: no pool)",
         default=None,
     )
+    group.addoption(
+        "--betterpg-no-recycle",
+        dest="betterpg_recycle",
+        action="store_false",
+        default=None,
+        help="destroy each pooled branch after its test instead of rewinding it (a stop, a ZFS "
+        "rollback to how it was made, a start) and handing it out again (else ini betterpg_recycle)",
+    )
+    parser.addini(
+        "betterpg_recycle",
+        "rewind a pooled branch after its test and hand it out again instead of destroying it (bool)",
+        type="bool",
+        default=True,
+    )
     parser.addini(
         "betterpg_sweep",
         "destroy leftover branches of dead test sessions at start (bool)",
@@ -209,6 +223,11 @@ def configured_pool_size(config: pytest.Config) -> int:
     return size
 
 
+def configured_recycle(config: pytest.Config) -> bool:
+    """``--betterpg-no-recycle``, else ``betterpg_recycle`` (default on)."""
+    return setting(config, "betterpg_recycle") is not False
+
+
 def configured_home(config: pytest.Config) -> Optional[str]:
     """The configured home: option, ini value, then ``$BPG_HOME``."""
     return setting(config, "betterpg_home", env="BPG_HOME") or None
@@ -226,5 +245,9 @@ def pytest_report_header(config: pytest.Config) -> Optional[str]:
         header += f", masked with {', '.join(mask + rules)}"
     size = setting(config, "betterpg_pool_size")
     size = DEFAULT_POOL_SIZE if size in (None, "") else str(size).strip()
-    header += ", no pool" if str(size) == "0" else f", pool of {size} ready branches"
+    if str(size) == "0":
+        header += ", no pool"
+    else:
+        header += f", pool of {size} ready branches"
+        header += ", recycled by rewind" if configured_recycle(config) else ", destroyed after use"
     return header
