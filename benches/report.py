@@ -337,12 +337,14 @@ def space_table(data: Dict[str, Any]) -> List[str]:
 
 
 PYTEST_LABELS = [
-    ("betterpg", "betterpg plugin (`betterpg_conn`, warm pool of 2: the default)"),
-    ("betterpg_pool4", "betterpg plugin, `--betterpg-pool-size=4`"),
+    ("betterpg", "betterpg plugin (`betterpg_conn`, warm pool of 2, recycled by rewind: the default)"),
+    ("betterpg_norecycle", "betterpg plugin, pool of 2 without recycling (`--betterpg-no-recycle`)"),
+    ("betterpg_pool4", "betterpg plugin, `--betterpg-pool-size=4 --betterpg-no-recycle`"),
     ("betterpg_nopool", "betterpg plugin, `--betterpg-pool-size=0`"),
     ("betterpg_sync", "betterpg plugin, no pool, `--betterpg-sync-destroy`"),
     ("pytest_postgresql", "pytest-postgresql (`postgresql_noproc` + template database)"),
     ("betterpg_xdist", "betterpg plugin (default), `-n 2`"),
+    ("betterpg_norecycle_xdist", "betterpg plugin, `--betterpg-no-recycle`, `-n 2`"),
     ("pytest_postgresql_xdist", "pytest-postgresql, `-n 2`"),
 ]
 

@@ -1128,15 +1128,18 @@ class Bench:
         py = sys.executable
         suite = BENCHES / "pytest_suite"
         pymod = REPO / "betterpg-py" / "python"
-        # betterpg: the default (a warm pool of 2 ready branches, a finished
-        # test's branch destroyed in the background), a pool of 4, without
-        # the pool, and
-        # --betterpg-sync-destroy (no pool, destroyed before the next test
-        # starts); then the pooled default and pytest-postgresql again under
-        # pytest-xdist (-n 2: the whole suite, a pool per worker).
+        # betterpg: the default (a warm pool of 2 ready branches, each
+        # rewound after its test and handed out again), the pool without
+        # recycling (a finished test's branch destroyed in the background,
+        # the pool makes new ones), a pool of 4 without recycling, no pool,
+        # and --betterpg-sync-destroy (no pool, destroyed before the next
+        # test starts); then the default, the pool without recycling and
+        # pytest-postgresql again under pytest-xdist (-n 2: the whole
+        # suite, a pool per worker).
         variants = [
             ("betterpg", "betterpg", []),
-            ("betterpg_pool4", "betterpg", ["--betterpg-pool-size=4"]),
+            ("betterpg_norecycle", "betterpg", ["--betterpg-no-recycle"]),
+            ("betterpg_pool4", "betterpg", ["--betterpg-pool-size=4", "--betterpg-no-recycle"]),
             ("betterpg_nopool", "betterpg", ["--betterpg-pool-size=0"]),
             ("betterpg_sync", "betterpg", ["--betterpg-pool-size=0", "--betterpg-sync-destroy"]),
             ("pytest_postgresql", "pytest_postgresql", []),
@@ -1144,6 +1147,7 @@ class Bench:
         if self.s.pytest_xdist:
             variants += [
                 ("betterpg_xdist", "betterpg", ["-n", "2", "-p", "xdist"]),
+                ("betterpg_norecycle_xdist", "betterpg", ["-n", "2", "-p", "xdist", "--betterpg-no-recycle"]),
                 ("pytest_postgresql_xdist", "pytest_postgresql", ["-n", "2", "-p", "xdist"]),
             ]
         for variant, kind, extra in variants:

@@ -1,11 +1,13 @@
 """The same suite on three fixtures, chosen by $BENCH_VARIANT:
 
 * ``betterpg``: betterpg's pytest plugin (``betterpg_conn``: a branch of the
-  betterpg source per test, destroyed after it). The source already holds
+  betterpg source per test, private to it). The source already holds
   the pgbench data (benches/run.py loaded it). benches/run.py runs it with
-  the plugin's defaults (a warm pool of ready branches, background
-  destroys), without the pool (``--betterpg-pool-size=0``), with
-  ``--betterpg-sync-destroy`` too, and under pytest-xdist.
+  the plugin's defaults (a warm pool of ready branches, each rewound after
+  its test and handed out again), the pool without recycling
+  (``--betterpg-no-recycle``: background destroys), without the pool
+  (``--betterpg-pool-size=0``), with ``--betterpg-sync-destroy`` too, and
+  under pytest-xdist.
 * ``pytest_postgresql``: pytest-postgresql on an existing PostgreSQL 15
   server (``postgresql_noproc``): its session fixture creates the template
   database and loads the pgbench data into it once; every test then gets
