@@ -440,7 +440,11 @@ impl PyBranchManager {
     /// it as made: isolated, masked, before it first listened on TCP):
     /// `rewind` then rolls it back to that point under the same name, port
     /// and password, much cheaper than `reset` or a new branch.
-    #[pyo3(signature = (source, name, mode = None, quota = None, runtime = None, image = None, *, at = None, fast = None, mask = None, schema_only = false, unmasked = false, ttl = None, mask_rules = None, credentials = None, rewindable = false))]
+    ///
+    /// ``owner_pid`` (a running process, e.g. ``os.getpid()``): once that
+    /// process is gone, `gc` (and the daemon's pass) destroys the branch;
+    /// a pid of no process raises ``ConfigError`` and makes nothing.
+    #[pyo3(signature = (source, name, mode = None, quota = None, runtime = None, image = None, *, at = None, fast = None, mask = None, schema_only = false, unmasked = false, ttl = None, mask_rules = None, credentials = None, rewindable = false, owner_pid = None))]
     #[allow(clippy::too_many_arguments)]
     fn branch(
         slf: &Bound<'_, Self>,
@@ -459,6 +463,7 @@ impl PyBranchManager {
         mask_rules: Option<Vec<std::path::PathBuf>>,
         credentials: Option<&str>,
         rewindable: bool,
+        owner_pid: Option<u32>,
     ) -> PyResult<Py<PyBranch>> {
         let py = slf.py();
         let ttl = ttl
@@ -476,6 +481,7 @@ impl PyBranchManager {
             schema_only,
             unmasked,
             rewindable,
+            owner_pid,
             ..branch_options(py, mode, fast, quota)?
         };
         let report = slf.get().call(py, |m| m.branch(source, name, opts))?;

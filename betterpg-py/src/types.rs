@@ -96,6 +96,10 @@ pub struct PyInfo {
     /// ``BranchManager.rewind`` rolls it back to how it was when made.
     #[pyo3(get)]
     pub rewindable: bool,
+    /// The process the branch lives for (``owner_pid=``): once it is gone,
+    /// ``gc`` and the daemon's pass destroy the branch; None: no owner.
+    #[pyo3(get)]
+    pub owner_pid: Option<u32>,
     /// Unix time after which the daemon destroys it (its ``ttl``), or
     /// ``None``: never.
     #[pyo3(get)]
@@ -210,6 +214,7 @@ impl From<betterpg_core::Info> for PyInfo {
             wal_retention: i.wal_retention.map(PyWalRetention::from),
             protected: i.protected,
             rewindable: i.rewindable,
+            owner_pid: i.owner_pid,
             expires_at: i.expires_at,
             credentials: i.credentials.map(|c| c.as_str().to_string()),
         }
@@ -239,6 +244,7 @@ impl PyInfo {
         }
         d.set_item("protected", self.protected)?;
         d.set_item("rewindable", self.rewindable)?;
+        d.set_item("owner_pid", self.owner_pid)?;
         d.set_item("expires_at", self.expires_at)?;
         d.set_item("credentials", &self.credentials)?;
         Ok(())

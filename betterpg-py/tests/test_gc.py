@@ -97,3 +97,31 @@ def test_gc_reports_what_it_keeps_because_an_operator_made_it(env, manager):
     assert name not in [i.name for i in manager.list()]
     with pytest.raises(betterpg.NotFoundError):
         manager.info(name)
+
+
+def test_a_branch_whose_owner_process_is_gone_is_destroyed_by_gc(env, manager):
+    """``owner_pid=``: kept while that process runs; once it is gone gc
+    lists it (dry run, nothing changed) and destroys it; a pid of no
+    process raises ConfigError and makes nothing."""
+    name = unique("owned")
+    with pytest.raises(betterpg.ConfigError):
+        manager.branch(SOURCE, name, owner_pid=2147483000)
+    with pytest.raises(betterpg.NotFoundError):
+        manager.info(name)
+    owner = subprocess.Popen(["sleep", "600"])
+    try:
+        b = manager.branch(SOURCE, name, owner_pid=owner.pid)
+        assert b.owner_pid == owner.pid
+        assert manager.info(SOURCE).owner_pid is None
+        assert name not in [i.name for i in manager.gc(dry_run=True).items]
+    finally:
+        owner.kill()
+        owner.wait()
+    dry = manager.gc(dry_run=True)
+    assert [(i.what, i.name) for i in dry.items if i.name == name] == [("branch", name)], dry.items
+    assert manager.info(name).status == "running"
+    done = manager.gc()
+    item = next(i for i in done.items if i.name == name)
+    assert item.what == "branch" and str(owner.pid) in item.reason, item
+    with pytest.raises(betterpg.NotFoundError):
+        manager.info(name)

@@ -407,6 +407,32 @@ def test_crashed_session_with_a_full_pool_is_swept(env, manager, tmp_path):
     assert_clean(manager)
 
 
+def test_crashed_session_leaves_branches_gc_destroys(env, manager, tmp_path):
+    """Every branch the plugin makes is tied to its process (owner_pid):
+    after a crash, ``gc`` (``bpg gc``, the daemon) finds and destroys the
+    test's branch and the pooled ones without any further pytest run."""
+    record = tmp_path / "crashed.txt"
+    r = run_pytest(
+        [*opts(env), "--betterpg-pool-size=2"],
+        cwd=SUITES / "crash",
+        env_extra={"BPGPY_RECORD": str(record), "BPGPY_WAIT_POOL": "2"},
+    )
+    assert r.returncode == 3, r.stdout + r.stderr
+    leftovers = sorted(record.read_text().split())
+    assert len(leftovers) == 3, leftovers
+    for name in leftovers:
+        m = plugin.NAME_RE.match(name)
+        assert m, name
+        assert manager.info(name).owner_pid == int(m["pid"]), name
+    dry = manager.gc(dry_run=True)
+    assert sorted(i.name for i in dry.items if i.what == "branch") == leftovers, dry.items
+    assert sorted(plugin_branches(manager)) == leftovers  # a dry run changes nothing
+    done = manager.gc()
+    assert sorted(i.name for i in done.items if i.what == "branch") == leftovers, done.items
+    assert all("owner process" in i.reason for i in done.items if i.what == "branch")
+    assert_clean(manager)
+
+
 # ---------------------------------------------------------------- masking
 
 # A suite against a copy of production: it records what each of its

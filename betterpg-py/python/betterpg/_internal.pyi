@@ -56,6 +56,9 @@ class Info:
     def rewindable(self) -> bool:
         """Made with ``rewindable=True``: ``BranchManager.rewind`` rolls it back to how it was when made."""
     @property
+    def owner_pid(self) -> Optional[int]:
+        """The process the branch lives for (``owner_pid=``): ``gc`` destroys it once that process is gone."""
+    @property
     def expires_at(self) -> Optional[int]: ...
     @property
     def credentials(self) -> Optional[str]:
@@ -352,6 +355,7 @@ class BranchManager:
         mask_rules: Optional[List[Union[str, "os.PathLike[str]"]]] = None,
         credentials: Optional[Literal["rotate", "keep"]] = None,
         rewindable: bool = False,
+        owner_pid: Optional[int] = None,
     ) -> Branch: ...
     def reset(
         self,

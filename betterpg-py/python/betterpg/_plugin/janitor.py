@@ -11,6 +11,7 @@ destroys what dead sessions left behind (see
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
 from typing import Any, Dict, List, Optional, Sequence, Set, Union
 
@@ -150,6 +151,9 @@ class Session:
                 mode=self.mode if mode is None else mode,
                 quota=self.quota if quota is None else quota,
                 rewindable=rewindable,
+                # Tied to this process: a run killed before it cleaned up
+                # leaves branches `bpg gc` (and the daemon) destroy.
+                owner_pid=os.getpid(),
                 **masking,  # type: ignore[arg-type]
             )
         except TypeError as e:
