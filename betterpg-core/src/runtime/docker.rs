@@ -31,10 +31,12 @@
 //!   `betterpg.parent` find everything betterpg made; the container name
 //!   `betterpg-<hash of home>-<name>` keeps two homes on one engine apart.
 //! - Ready means a real query answered through the published port (as in
-//!   [`ConnInfo::wait_ready`](crate::pg::ConnInfo::wait_ready), probing
-//!   also whether the container still runs), not a health check nor a log
-//!   line (the official image prints "ready to accept
-//!   connections" twice on first start).
+//!   [`ConnInfo::wait_ready`](crate::pg::ConnInfo::wait_ready)), not a
+//!   health check nor a log line (the official image prints "ready to
+//!   accept connections" twice on first start). The wait watches the
+//!   server rather than sleeping between probes: the container's followed
+//!   log wakes it, the bind-mounted `postmaster.pid` saying `ready` makes
+//!   it probe at once, and the log's end says the container exited.
 //!
 //! **A container lives exactly as long as its server runs.** `start` creates
 //! and starts a fresh container; `stop` stops it, appends its log to
@@ -86,7 +88,7 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::OnceCell;
 
 use super::{InstanceSpec, RunStatus, Runtime};
@@ -127,7 +129,8 @@ const DEFAULT_PGDATA: &str = "/var/lib/postgresql/data";
 const STOP_TIMEOUT_SECS: i32 = 60;
 /// Lines of container log quoted in a start failure.
 const LOG_LINES_IN_ERRORS: usize = 15;
-/// Pause between two readiness probes.
+/// Longest pause between two readiness probes (a probe is also made as
+/// soon as the server writes to its log: [`DockerRuntime::wait_ready`]).
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Runs servers as Docker containers (see the module documentation).
@@ -366,27 +369,36 @@ impl DockerRuntime {
     }
 
     /// Stop (fast shutdown), keep the log, remove. A missing container is fine.
+    /// The engine is asked to stop it without inspecting it first: it
+    /// answers 304 for a container that does not run and 404 for none.
     async fn stop_and_remove(&self, container: &str, log_file: &Path) -> Result<()> {
         let d = self.docker().await?;
-        let Some(c) = self.inspect(container).await? else {
-            return Ok(());
-        };
-        if c.state.as_ref().and_then(|s| s.running) == Some(true) {
-            let opts = StopContainerOptionsBuilder::default()
-                .t(STOP_TIMEOUT_SECS)
-                .build();
-            match d.stop_container(container, Some(opts)).await {
-                Ok(()) => {}
-                // 304: already stopped; 404: already gone.
-                Err(DockerError::DockerResponseServerError {
-                    status_code: 304 | 404,
-                    ..
-                }) => {}
-                Err(e) => return Err(self.map_err(&format!("stopping container {container}"), e)),
-            }
+        let t0 = Instant::now();
+        let opts = StopContainerOptionsBuilder::default()
+            .t(STOP_TIMEOUT_SECS)
+            .build();
+        match d.stop_container(container, Some(opts)).await {
+            // 304: not running (created, exited).
+            Ok(())
+            | Err(DockerError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => {}
+            Err(DockerError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(()),
+            Err(e) => return Err(self.map_err(&format!("stopping container {container}"), e)),
         }
+        let t_log = Instant::now();
         self.save_logs(container, log_file).await;
-        self.remove_container(container).await
+        let t_remove = Instant::now();
+        let r = self.remove_container(container).await;
+        tracing::debug!(
+            "{container}: stop {:.0} ms, log {:.0} ms, remove {:.0} ms",
+            (t_log - t0).as_secs_f64() * 1000.0,
+            (t_remove - t_log).as_secs_f64() * 1000.0,
+            t_remove.elapsed().as_secs_f64() * 1000.0
+        );
+        r
     }
 
     async fn remove_container(&self, container: &str) -> Result<()> {
@@ -673,43 +685,126 @@ impl DockerRuntime {
     }
 
     /// Probe until a query answers; stop early when the container exits.
+    ///
+    /// The server is watched, not only polled: the container's log is
+    /// followed, and whenever the server writes to it, its
+    /// `postmaster.pid` (in the bind-mounted data directory, read on the
+    /// host) is read; as soon as that says the server accepts connections
+    /// (status `ready`, or `standby` for a hot standby), a probe is made.
+    /// Probes are also made every [`PROBE_INTERVAL`] whatever the server
+    /// says (a server whose log goes elsewhere, `logging_collector = on`),
+    /// as before. Ready still means a query answered; neither the log's
+    /// text nor the pid file decides it. The log's end says the container
+    /// stopped, so while it is followed no inspect is needed between
+    /// probes; when it cannot be followed (a logging driver that cannot be
+    /// read), each failed probe asks the engine whether the container
+    /// still runs.
     async fn wait_ready(&self, spec: &InstanceSpec, container: &str) -> Result<()> {
         let deadline = Instant::now() + spec.start_timeout;
         let conn = self.private_conn(spec).unwrap_or_else(|| spec.conn.clone());
+        let d = self.docker().await?;
+        // `all`: the container is this start's own, so its whole log is
+        // this run's (what was written before the stream opened wakes the
+        // first wait at once).
+        let opts = LogsOptionsBuilder::default()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .tail("all")
+            .build();
+        let mut log = Some(Box::pin(d.logs(container, Some(opts))));
+        let mut probes = 0u32;
+        // When the last probe was made; `None`: probe now.
+        let mut last_probe: Option<Instant> = None;
+        // The pid file that prompted the last early probe: a probe that
+        // fails although the server says ready (a stale file of a killed
+        // run, a server out of connections) is not repeated at every line
+        // of log its refusal writes, only at the next interval.
+        let mut probed_pid_file = None;
         loop {
-            let last = match conn.connect().await {
-                Ok(c) => match c.simple_query("SELECT 1").await {
-                    Ok(_) => return Ok(()),
-                    Err(e) => Error::from(e),
-                },
-                Err(e) => e,
+            let early =
+                server_says_ready(&spec.data_dir).filter(|t| probed_pid_file.as_ref() != Some(t));
+            let due = last_probe.is_none_or(|t| t.elapsed() >= PROBE_INTERVAL);
+            if due || early.is_some() {
+                if early.is_some() {
+                    probed_pid_file = early;
+                }
+                probes += 1;
+                last_probe = Some(Instant::now());
+                let last = match conn.connect().await {
+                    Ok(c) => match c.simple_query("SELECT 1").await {
+                        Ok(_) => {
+                            tracing::debug!("{}: probe {probes} answered", spec.name);
+                            return Ok(());
+                        }
+                        Err(e) => Error::from(e),
+                    },
+                    Err(e) => e,
+                };
+                // The server is up and refuses us (SQLSTATE class 28: wrong
+                // password, no pg_hba.conf entry): waiting cannot fix that.
+                let definitive = last.is_auth_failure();
+                let last = last.to_string();
+                if definitive {
+                    return Err(Error::runtime(format!(
+                        "{}: PostgreSQL in container {container} refuses betterpg's connection: {last}",
+                        spec.name
+                    )));
+                }
+                if log.is_none() {
+                    let state = self.inspect(container).await?.and_then(|c| c.state);
+                    if state.as_ref().and_then(|s| s.running) != Some(true) {
+                        let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
+                        return Err(Error::runtime(format!(
+                            "{}: container {container} exited (status {code}) before PostgreSQL answered a query",
+                            spec.name
+                        )));
+                    }
+                }
+                if Instant::now() >= deadline {
+                    return Err(Error::runtime(format!(
+                        "{}: container {container} runs but PostgreSQL did not answer a query within {}s ({last})",
+                        spec.name,
+                        spec.start_timeout.as_secs()
+                    )));
+                }
+            }
+            let next = tokio::time::Instant::from_std(
+                last_probe.map_or_else(Instant::now, |t| t + PROBE_INTERVAL),
+            );
+            let Some(stream) = log.as_mut() else {
+                tokio::time::sleep_until(next).await;
+                continue;
             };
-            // The server is up and refuses us (SQLSTATE class 28: wrong
-            // password, no pg_hba.conf entry): waiting cannot fix that.
-            let definitive = last.is_auth_failure();
-            let last = last.to_string();
-            if definitive {
-                return Err(Error::runtime(format!(
-                    "{}: PostgreSQL in container {container} refuses betterpg's connection: {last}",
-                    spec.name
-                )));
+            // Wait for output or the interval; take what else has arrived
+            // with it, so that a burst of lines is looked at once.
+            let mut ended = false;
+            tokio::select! {
+                chunk = stream.next() => match chunk {
+                    Some(Ok(_)) => loop {
+                        match stream.next().now_or_never() {
+                            Some(Some(Ok(_))) => {}
+                            Some(_) => {
+                                ended = true;
+                                break;
+                            }
+                            None => break,
+                        }
+                    },
+                    Some(Err(e)) => {
+                        tracing::debug!("{}: following the log of {container}: {e}", spec.name);
+                        ended = true;
+                    }
+                    None => ended = true,
+                },
+                _ = tokio::time::sleep_until(next) => {}
             }
-            let state = self.inspect(container).await?.and_then(|c| c.state);
-            if state.as_ref().and_then(|s| s.running) != Some(true) {
-                let code = state.and_then(|s| s.exit_code).unwrap_or(-1);
-                return Err(Error::runtime(format!(
-                    "{}: container {container} exited (status {code}) before PostgreSQL answered a query",
-                    spec.name
-                )));
+            if ended {
+                // The container stopped (or its log cannot be followed):
+                // probe once more, then ask the engine.
+                log = None;
+                last_probe = None;
             }
-            if Instant::now() >= deadline {
-                return Err(Error::runtime(format!(
-                    "{}: container {container} runs but PostgreSQL did not answer a query within {}s ({last})",
-                    spec.name,
-                    spec.start_timeout.as_secs()
-                )));
-            }
-            tokio::time::sleep(PROBE_INTERVAL).await;
         }
     }
 
@@ -900,10 +995,22 @@ impl Runtime for DockerRuntime {
         let data_major = data_dir_major(&spec.data_dir)?;
         let image = Self::image_of(spec);
         let t0 = Instant::now();
-        // Two questions to the engine, asked at once (each is a round
-        // trip): the image's settings, and a container left of this name.
-        let (pgdata, found) =
-            tokio::try_join!(self.check_image(spec, data_major), self.inspect(&container))?;
+        // Questions to the engine, asked at once (each is a round trip):
+        // the image's settings, a container left of this name, and
+        // betterpg's network (not for a private start, which has none).
+        let private = spec.private_socket_dir.is_some();
+        let network = async {
+            if private {
+                Ok(())
+            } else {
+                self.ensure_network().await
+            }
+        };
+        let (pgdata, found, ()) = tokio::try_join!(
+            self.check_image(spec, data_major),
+            self.inspect(&container),
+            network
+        )?;
         let meta = std::fs::metadata(&spec.data_dir)
             .map_err(|e| Error::io(format!("reading {}", spec.data_dir.display()), e))?;
         if meta.uid() == 0 {
@@ -915,7 +1022,12 @@ impl Runtime for DockerRuntime {
         self.clear_stale(spec, &container, found).await?;
         allow_published_clients(&spec.data_dir, &spec.user)?;
         let d = self.docker().await?;
-        let settings = container_settings(&spec.data_dir)?;
+        // A private start reads the cluster's own betterpg.conf (its
+        // socket directory and pg_hba.conf): no container view to write.
+        let settings = match private {
+            true => None,
+            false => container_settings(&spec.data_dir)?,
+        };
         let body = self.create_body(
             spec,
             image,
@@ -933,7 +1045,9 @@ impl Runtime for DockerRuntime {
         let mut attempt = 0;
         let started = loop {
             attempt += 1;
-            self.ensure_network().await?;
+            if attempt > 1 {
+                self.ensure_network().await?;
+            }
             let t_create = Instant::now();
             let r = match d.create_container(Some(opts.clone()), body.clone()).await {
                 Ok(_) => {
@@ -955,7 +1069,11 @@ impl Runtime for DockerRuntime {
             };
             let r = match r {
                 Ok(()) => Ok(()),
-                Err((what, e)) => Err((self.network_gone(&e).await, self.map_err(&what, e))),
+                // A private start uses no network: none can have gone.
+                Err((what, e)) => Err((
+                    !private && self.network_gone(&e).await,
+                    self.map_err(&what, e),
+                )),
             };
             match r {
                 Ok(()) => {
@@ -1102,6 +1220,16 @@ impl Runtime for DockerRuntime {
             )),
         }
     }
+}
+
+/// The text of `postmaster.pid` in `data_dir` when its status line says
+/// the server accepts connections (`ready`; `standby`: a hot standby);
+/// `None` otherwise. Read on the host through the bind mount, without
+/// following a link; the pid in it is the container's, not checked.
+fn server_says_ready(data_dir: &Path) -> Option<String> {
+    let text = super::native::read_pid_file(data_dir)?;
+    let (_, status) = super::native::parse_pid_file(&text)?;
+    matches!(status, "ready" | "standby").then_some(text)
 }
 
 /// Let clients in through Docker's port publishing. They reach the server

@@ -56,7 +56,7 @@ mod own_pid_tests {
 
 /// The text of `postmaster.pid`, read without following a link (the data
 /// directory belongs to the server's user, who may have planted one).
-fn read_pid_file(data_dir: &Path) -> Option<String> {
+pub(super) fn read_pid_file(data_dir: &Path) -> Option<String> {
     DataDir::open(data_dir)
         .ok()?
         .read_text("postmaster.pid")
@@ -76,7 +76,7 @@ const POLL: std::time::Duration = std::time::Duration::from_millis(10);
 /// What `postmaster.pid` says: the postmaster's pid and its status line
 /// ("starting", "ready", "stopping", "standby"), when the file names this
 /// data directory. Pure parsing, unit-tested.
-fn parse_pid_file(text: &str) -> Option<(u32, &str)> {
+pub(super) fn parse_pid_file(text: &str) -> Option<(u32, &str)> {
     let mut lines = text.lines();
     let pid = lines
         .next()?
