@@ -1400,6 +1400,31 @@ mod tests {
     }
 
     #[test]
+    fn the_pid_file_says_when_the_server_accepts_connections() {
+        let d = tempfile::tempdir().unwrap();
+        let file = |status: &str| {
+            format!("1\n/var/lib/postgresql/data\n1700000000\n5432\n\n*\n  1 2\n{status}\n")
+        };
+        assert_eq!(server_says_ready(d.path()), None, "no file");
+        for (status, ready) in [
+            ("starting", false),
+            ("ready   ", true),
+            ("standby ", true),
+            ("stopping", false),
+        ] {
+            std::fs::write(d.path().join("postmaster.pid"), file(status)).unwrap();
+            assert_eq!(server_says_ready(d.path()).is_some(), ready, "{status:?}");
+        }
+        // Written in part: the status line comes last.
+        std::fs::write(
+            d.path().join("postmaster.pid"),
+            "1\n/var/lib/postgresql/data\n",
+        )
+        .unwrap();
+        assert_eq!(server_says_ready(d.path()), None);
+    }
+
+    #[test]
     fn publishes_on_the_client_address_only() {
         assert_eq!(publish_address("127.0.0.1"), "127.0.0.1");
         assert_eq!(publish_address("0.0.0.0"), "127.0.0.1");
