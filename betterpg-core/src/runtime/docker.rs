@@ -129,6 +129,9 @@ const DEFAULT_PGDATA: &str = "/var/lib/postgresql/data";
 const STOP_TIMEOUT_SECS: i32 = 60;
 /// Lines of container log quoted in a start failure.
 const LOG_LINES_IN_ERRORS: usize = 15;
+/// Pause between two looks at a starting server's `postmaster.pid` (a
+/// read of a small file on the host, no connection).
+const PID_FILE_INTERVAL: Duration = Duration::from_millis(5);
 /// Longest pause between two readiness probes (a probe is also made as
 /// soon as the server writes to its log: [`DockerRuntime::wait_ready`]).
 const PROBE_INTERVAL: Duration = Duration::from_millis(20);
@@ -686,11 +689,12 @@ impl DockerRuntime {
 
     /// Probe until a query answers; stop early when the container exits.
     ///
-    /// The server is watched, not only polled: the container's log is
-    /// followed, and whenever the server writes to it, its
-    /// `postmaster.pid` (in the bind-mounted data directory, read on the
-    /// host) is read; as soon as that says the server accepts connections
-    /// (status `ready`, or `standby` for a hot standby), a probe is made.
+    /// The server is watched, not only polled: its `postmaster.pid` (in
+    /// the bind-mounted data directory, read on the host) is read every
+    /// [`PID_FILE_INTERVAL`] and whenever the server writes to its log (the
+    /// container's log is followed); as soon as it says the server accepts
+    /// connections (status `ready`, or `standby` for a hot standby), a
+    /// probe is made.
     /// Probes are also made every [`PROBE_INTERVAL`] whatever the server
     /// says (a server whose log goes elsewhere, `logging_collector = on`),
     /// as before. Ready still means a query answered; neither the log's
@@ -769,8 +773,13 @@ impl DockerRuntime {
                     )));
                 }
             }
+            // The next look: at the next probe, or sooner at the pid file
+            // (PostgreSQL marks it ready just after logging so, and then
+            // writes nothing more).
             let next = tokio::time::Instant::from_std(
-                last_probe.map_or_else(Instant::now, |t| t + PROBE_INTERVAL),
+                last_probe
+                    .map_or_else(Instant::now, |t| t + PROBE_INTERVAL)
+                    .min(Instant::now() + PID_FILE_INTERVAL),
             );
             let Some(stream) = log.as_mut() else {
                 tokio::time::sleep_until(next).await;
