@@ -233,14 +233,7 @@ impl<'a> From<&'a betterpg_core::BranchReport> for BranchReport<'a> {
     fn from(r: &'a betterpg_core::BranchReport) -> Self {
         BranchReport {
             branch: (&r.branch).into(),
-            timings: r
-                .timings
-                .iter()
-                .map(|t| StepTiming {
-                    step: t.step,
-                    millis: t.millis,
-                })
-                .collect(),
+            timings: timings(&r.timings),
             total_millis: r.total_millis,
             source_was_running: r.source_was_running,
             wal_bytes_copied: r.wal_bytes_copied,
@@ -779,14 +772,7 @@ impl<'a> From<&'a betterpg_core::SnapshotReport> for SnapshotReport<'a> {
     fn from(r: &'a betterpg_core::SnapshotReport) -> Self {
         SnapshotReport {
             snapshot: (&r.snapshot).into(),
-            timings: r
-                .timings
-                .iter()
-                .map(|t| StepTiming {
-                    step: t.step,
-                    millis: t.millis,
-                })
-                .collect(),
+            timings: timings(&r.timings),
             total_millis: r.total_millis,
         }
     }
@@ -1065,15 +1051,18 @@ impl<'a> From<&'a betterpg_core::RewindReport> for RewindReport<'a> {
         RewindReport {
             branch: (&r.branch).into(),
             snapshot: &r.snapshot,
-            timings: r
-                .timings
-                .iter()
-                .map(|t| StepTiming {
-                    step: t.step,
-                    millis: t.millis,
-                })
-                .collect(),
+            timings: timings(&r.timings),
             total_millis: r.total_millis,
         }
     }
+}
+
+/// A report's timed steps.
+fn timings(t: &[betterpg_core::StepTiming]) -> Vec<StepTiming<'static>> {
+    t.iter()
+        .map(|t| StepTiming {
+            step: t.step,
+            millis: t.millis,
+        })
+        .collect()
 }

@@ -504,15 +504,47 @@ impl Opaque for betterpg_branch_report {
     type Inner = ReportC;
 }
 
+/// A report's timed steps as C strings with their milliseconds.
+pub(crate) fn steps_of(
+    timings: &[betterpg_core::StepTiming],
+) -> Result<Vec<(CString, f64)>, Failure> {
+    timings
+        .iter()
+        .map(|t| Ok((to_cstring(t.step)?, t.millis)))
+        .collect()
+}
+
+/// Write step `index` of `steps` (its name, borrowed, and milliseconds)
+/// to the out-parameters; `BETTERPG_RESULT_INVALID_ARGUMENT` when out of
+/// range. The body of every report's `_step` getter.
+pub(crate) fn write_step(
+    steps: &[(CString, f64)],
+    index: usize,
+    out_step: *mut *const c_char,
+    out_millis: *mut f64,
+) -> Result<(), Failure> {
+    let out_step = arg_out(out_step, "out_step")?;
+    let out_millis = arg_out(out_millis, "out_millis")?;
+    let (step, millis) = steps.get(index).ok_or_else(|| {
+        Failure::Arg(format!(
+            "step index {index} is out of range (the report has {} steps)",
+            steps.len()
+        ))
+    })?;
+    // SAFETY: both checked non-NULL; the callers' contracts make them
+    // valid for writes.
+    unsafe {
+        write_out(out_step, step.as_ptr());
+        write_out(out_millis, *millis);
+    }
+    Ok(())
+}
+
 impl ReportC {
     pub(crate) fn new(r: &BranchReport) -> Result<ReportC, Failure> {
         Ok(ReportC {
             branch: InfoC::new(&r.branch)?,
-            steps: r
-                .timings
-                .iter()
-                .map(|t| Ok((to_cstring(t.step)?, t.millis)))
-                .collect::<Result<_, Failure>>()?,
+            steps: steps_of(&r.timings)?,
             total_millis: r.total_millis,
             source_was_running: r.source_was_running,
             wal_bytes_copied: r.wal_bytes_copied,
@@ -664,20 +696,7 @@ pub unsafe extern "C" fn betterpg_branch_report_step(
     guard("betterpg_branch_report_step", || {
         // SAFETY: per the contract above.
         let r = unsafe { betterpg_branch_report::get(report, "report") }?;
-        let out_step = arg_out(out_step, "out_step")?;
-        let out_millis = arg_out(out_millis, "out_millis")?;
-        let (step, millis) = r.steps.get(index).ok_or_else(|| {
-            Failure::Arg(format!(
-                "step index {index} is out of range (the report has {} steps)",
-                r.steps.len()
-            ))
-        })?;
-        // SAFETY: both checked non-NULL; valid for writes per the contract.
-        unsafe {
-            write_out(out_step, step.as_ptr());
-            write_out(out_millis, *millis);
-        }
-        Ok(())
+        write_step(&r.steps, index, out_step, out_millis)
     })
 }
 

@@ -9,10 +9,10 @@ use std::ptr;
 
 use betterpg_core::RewindReport;
 
-use crate::info::{betterpg_info, InfoC};
+use crate::info::{betterpg_info, steps_of, write_step, InfoC};
 use crate::manager::betterpg_manager;
 use crate::result::{
-    arg_out, arg_str, betterpg_result, guard, guard_value, to_cstring, write_out, Failure, Opaque,
+    arg_str, betterpg_result, guard, guard_value, to_cstring, write_out, Failure, Opaque,
 };
 
 /// What a rewind did: the branch as it is now (running, same name, port
@@ -41,11 +41,7 @@ impl RewindReportC {
         Ok(RewindReportC {
             branch: InfoC::new(&r.branch)?,
             snapshot: to_cstring(r.snapshot.as_str())?,
-            steps: r
-                .timings
-                .iter()
-                .map(|t| Ok((to_cstring(t.step)?, t.millis)))
-                .collect::<Result<_, Failure>>()?,
+            steps: steps_of(&r.timings)?,
             total_millis: r.total_millis,
         })
     }
@@ -173,20 +169,7 @@ pub unsafe extern "C" fn betterpg_rewind_report_step(
     guard("betterpg_rewind_report_step", || {
         // SAFETY: per the contract above.
         let r = unsafe { betterpg_rewind_report::get(report, "report") }?;
-        let out_step = arg_out(out_step, "out_step")?;
-        let out_millis = arg_out(out_millis, "out_millis")?;
-        let (step, millis) = r.steps.get(index).ok_or_else(|| {
-            Failure::Arg(format!(
-                "step index {index} is out of range (the report has {} steps)",
-                r.steps.len()
-            ))
-        })?;
-        // SAFETY: both checked non-NULL; valid for writes per the contract.
-        unsafe {
-            write_out(out_step, step.as_ptr());
-            write_out(out_millis, *millis);
-        }
-        Ok(())
+        write_step(&r.steps, index, out_step, out_millis)
     })
 }
 

@@ -309,6 +309,15 @@ impl PyStepTiming {
 }
 
 /// The steps of a core report as `StepTiming` objects, in order.
+/// A report's steps as a dict: step name -> milliseconds.
+fn step_dict<'py>(py: Python<'py>, steps: &[(String, f64)]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (step, millis) in steps {
+        d.set_item(step, millis)?;
+    }
+    Ok(d)
+}
+
 fn step_list<'py>(py: Python<'py>, steps: &[(String, f64)]) -> PyResult<Bound<'py, PyList>> {
     let items = steps
         .iter()
@@ -367,11 +376,7 @@ impl PyRewindReport {
     /// The steps as a dict: step name -> milliseconds.
     #[getter]
     fn timing_breakdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        for (step, millis) in &self.steps {
-            d.set_item(step, millis)?;
-        }
-        Ok(d)
+        step_dict(py, &self.steps)
     }
 
     /// Every field as a plain dict: ``branch`` (as ``Info.to_dict``),
@@ -491,11 +496,7 @@ impl PyBranch {
     /// The steps as a dict: step name -> milliseconds.
     #[getter]
     fn timing_breakdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        for (step, millis) in &self.steps {
-            d.set_item(step, millis)?;
-        }
-        Ok(d)
+        step_dict(py, &self.steps)
     }
 
     /// The manager that made this branch.

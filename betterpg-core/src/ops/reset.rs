@@ -126,20 +126,8 @@ async fn reset_unaudited(
         // A replica is not rebuilt under the reset (its entry, read under
         // the catalog lock, stays what it is): held to the end.
         let replica_lock = ctx.replica_lock(&src, false)?;
-        let mut kids: Vec<String> = cat.children(name).iter().map(|c| c.name.clone()).collect();
         // Its named snapshots live on the dataset reset throws away.
-        kids.extend(cat.snapshots_of(name).iter().map(|r| {
-            format!(
-                "snapshot {} (`bpg snapshot destroy` it first)",
-                r.full_name()
-            )
-        }));
-        if !kids.is_empty() {
-            return Err(Error::HasDependents {
-                name: name.to_string(),
-                dependents: kids.join(", "),
-            });
-        }
+        refuse_dependents(&cat, name)?;
         // The branch is masked again as it was made (its own settings)
         // and as its parent's policy says now; the files are read before
         // anything is thrown away.
@@ -242,4 +230,24 @@ async fn reset_unaudited(
                 "resetting {name:?} failed after its old data was removed, so it no longer exists ({e}); make it again with `bpg branch {again} {name}`"
             ))
         })
+}
+
+/// Refused ([`Error::HasDependents`], naming them) when `name` has
+/// branches or named snapshots of its own: they live on the data a reset
+/// or a rewind throws away.
+pub(crate) fn refuse_dependents(cat: &crate::catalog::Catalog, name: &str) -> Result<()> {
+    let mut kids: Vec<String> = cat.children(name).iter().map(|c| c.name.clone()).collect();
+    kids.extend(cat.snapshots_of(name).iter().map(|r| {
+        format!(
+            "snapshot {} (`bpg snapshot destroy` it first)",
+            r.full_name()
+        )
+    }));
+    if kids.is_empty() {
+        return Ok(());
+    }
+    Err(Error::HasDependents {
+        name: name.to_string(),
+        dependents: kids.join(", "),
+    })
 }

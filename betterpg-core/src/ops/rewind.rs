@@ -120,23 +120,7 @@ fn claim(ctx: &Context, name: &str) -> Result<Entry> {
     // A rollback destroys nothing newer: snapshots taken of the branch
     // since (its branches' and named ones) would block it. Refused here,
     // with what to do, instead of a ZFS error.
-    let mut kids: Vec<String> = cat
-        .children(name)
-        .iter()
-        .map(|c| format!("branch {}", c.name))
-        .collect();
-    kids.extend(cat.snapshots_of(name).iter().map(|r| {
-        format!(
-            "snapshot {} (`bpg snapshot destroy` it first)",
-            r.full_name()
-        )
-    }));
-    if !kids.is_empty() {
-        return Err(Error::HasDependents {
-            name: name.to_string(),
-            dependents: kids.join(", "),
-        });
-    }
+    super::reset::refuse_dependents(&cat, name)?;
     let x = cat.get_mut(name).expect("read above");
     x.state = State::creating();
     cat.save()?;
