@@ -452,6 +452,18 @@ pub struct Owner {
     /// Its start time in clock ticks since boot (`None` without /proc).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_start: Option<u64>,
+    /// The pid namespace the pid belongs to (the inode of
+    /// `/proc/self/ns/pid` of the process that recorded it): a pid means
+    /// nothing in another namespace (a container's test run, `bpg gc` on
+    /// the host), so from there the owner counts as alive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<u64>,
+}
+
+/// The inode of this process's pid namespace (`None` without /proc).
+fn pid_namespace() -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self/ns/pid").ok().map(|m| m.ino())
 }
 
 impl Owner {
@@ -469,11 +481,23 @@ impl Owner {
         Ok(Owner {
             pid,
             pid_start: process_start_time(pid),
+            pid_ns: pid_namespace(),
         })
     }
 
-    /// True while the process may still run.
+    /// True while the process may still run: always when it was recorded
+    /// in another pid namespace than this process's (its pid cannot be
+    /// checked from here, and a wrong guess would destroy a live run's
+    /// branches), else when a process with its pid and start time exists.
     pub fn alive(&self) -> bool {
+        self.alive_in(pid_namespace())
+    }
+
+    /// [`Self::alive`] as seen from the pid namespace `here`.
+    fn alive_in(&self, here: Option<u64>) -> bool {
+        if self.pid_ns.is_some() && self.pid_ns != here {
+            return true;
+        }
         process_alive(self.pid, self.pid_start)
     }
 }
@@ -764,6 +788,29 @@ fn parse(text: &str, path: &std::path::Path) -> Result<Parsed> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_owner_of_another_pid_namespace_counts_as_alive() {
+        let me = Owner::of(std::process::id()).unwrap();
+        assert!(me.alive());
+        let gone = Owner {
+            pid: me.pid,
+            pid_start: me.pid_start.map(|s| s + 1),
+            pid_ns: me.pid_ns,
+        };
+        assert!(!gone.alive(), "another start time: another process");
+        // Recorded in another namespace: never judged from here.
+        let elsewhere = Owner {
+            pid_ns: Some(me.pid_ns.unwrap_or(0) + 1),
+            ..gone
+        };
+        assert!(elsewhere.alive());
+        // Recorded before namespaces were: judged by pid and start time.
+        let old = Owner { pid_ns: None, ..gone };
+        assert!(!old.alive());
+        assert!(gone.alive_in(Some(me.pid_ns.unwrap_or(0) + 1)));
+        assert!(Owner::of(0).is_err());
+    }
+
     use super::*;
 
     #[test]
