@@ -805,7 +805,10 @@ mod tests {
         };
         assert!(elsewhere.alive());
         // Recorded before namespaces were: judged by pid and start time.
-        let old = Owner { pid_ns: None, ..gone };
+        let old = Owner {
+            pid_ns: None,
+            ..gone
+        };
         assert!(!old.alive());
         assert!(gone.alive_in(Some(me.pid_ns.unwrap_or(0) + 1)));
         assert!(Owner::of(0).is_err());
