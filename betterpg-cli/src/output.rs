@@ -142,6 +142,9 @@ pub fn tree(infos: &[Info]) {
         if i.rewindable {
             notes.push_str("  rewindable");
         }
+        if let Some(pid) = i.owner_pid {
+            notes.push_str(&format!("  owner pid {pid}"));
+        }
         if let Some(c) = i.credentials {
             notes.push_str(&format!("  credentials {}", c.as_str()));
         }

@@ -60,6 +60,8 @@ async fn gc_destroys_the_branches_whose_owner_is_gone() {
     bpg.ok(&["protect", "prot"]);
     bpg.ok(&["branch", "prod", "plain"]);
     assert_eq!(bpg.entry("plain")["owner_pid"], serde_json::Value::Null);
+    let text = bpg.ok(&["status"]);
+    assert!(text.contains(&format!("owner pid {pid}")), "{text}");
     let run2 = owner();
     let pid2 = run2.id().to_string();
     bpg.ok(&["branch", "prod", "b", "--owner-pid", &pid2]);

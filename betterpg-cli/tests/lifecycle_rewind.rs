@@ -201,6 +201,24 @@ async fn a_rewindable_branch_rewinds_to_how_it_was_made() {
         "{audit}"
     );
 
+    // A rewind point destroyed outside betterpg: refused, the branch is
+    // neither stopped nor changed.
+    let plain_ds = bpg.entry("plain")["dataset"].as_str().unwrap().to_string();
+    let plain_url = bpg.entry("plain")["url"].as_str().unwrap().to_string();
+    exec(&plain_url, "INSERT INTO t VALUES (-1)").await;
+    let zfs = std::process::Command::new("zfs")
+        .args(["destroy", &format!("{plain_ds}@bpgrewind-plain")])
+        .status()
+        .unwrap();
+    assert!(zfs.success());
+    let err = bpg.fails(&["rewind", "plain"]);
+    assert!(err.contains("missing"), "{err}");
+    assert_eq!(bpg.entry("plain")["status"], "running");
+    assert_eq!(
+        count(&plain_url, "SELECT count(*) FROM t WHERE x = -1").await,
+        1
+    );
+
     // destroy takes the point with the branch.
     bpg.ok(&["destroy", "dev"]);
     bpg.ok(&["destroy", "plain"]);

@@ -1098,16 +1098,21 @@ async fn run_recipe(
 /// Every file system of a branch (its own and its tablespace clones,
 /// which live below it), its own first.
 pub(crate) async fn datasets_of(ctx: &Context, entry: &Entry) -> Result<Vec<String>> {
-    let mut v: Vec<String> = ctx
-        .storage
-        .list(&entry.dataset)
-        .await?
-        .into_iter()
+    Ok(filesystems_of(
+        &ctx.storage.list(&entry.dataset).await?,
+        entry,
+    ))
+}
+
+/// [`datasets_of`] from a listing of the branch's dataset (`Storage::list`).
+pub(crate) fn filesystems_of(listing: &[DatasetInfo], entry: &Entry) -> Vec<String> {
+    let mut v: Vec<String> = listing
+        .iter()
         .filter(|d| d.kind == DatasetType::Filesystem)
-        .map(|d| d.name)
+        .map(|d| d.name.clone())
         .collect();
     v.sort_by_key(|d| (d != &entry.dataset, d.clone()));
-    Ok(v)
+    v
 }
 
 /// Take the rewind point of a branch being made: one atomic snapshot of

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::branch::{datasets_of, StepTiming, Timer};
+use super::branch::{filesystems_of, StepTiming, Timer};
 use super::status::Info;
 use crate::catalog::{rewind_snapshot_name, Entry, Kind, State};
 use crate::context::Context;
@@ -142,20 +142,32 @@ async fn roll_back(
     snap: &str,
     timer: &mut Timer,
 ) -> Result<std::path::PathBuf> {
-    let datasets = datasets_of(ctx, entry).await?;
+    // One listing: the branch's file systems, their snapshots and its
+    // mountpoint.
+    let listing = ctx.storage.list(&entry.dataset).await?;
+    let datasets = filesystems_of(&listing, entry);
     // Every dataset must have the point before anything is changed.
     for ds in &datasets {
         let full = format!("{ds}@{snap}");
-        if ctx.storage.get(&full).await?.is_none() {
+        if !listing.iter().any(|d| d.name == full) {
             return Err(Error::InvalidState(format!(
                 "the rewind point {full} of {:?} is missing (destroyed outside betterpg?): the branch was not changed; `bpg reset {}` branches it again",
                 entry.name, entry.name
             )));
         }
     }
+    let mp = listing
+        .iter()
+        .find(|d| d.name == entry.dataset)
+        .and_then(|d| d.mountpoint.clone())
+        .ok_or_else(|| {
+            Error::zfs(format!(
+                "dataset {} of {:?} is missing or not mounted",
+                entry.dataset, entry.name
+            ))
+        })?;
     // Stopping never logs in (a lost password file must not keep it
     // running); what the server writes on its way down is thrown away.
-    let mp = ctx.mountpoint(&entry.dataset).await?;
     let spec = ctx.control_spec_for(entry, entry.data_dir(&mp));
     ctx.runtime(&entry.runtime)?.stop(&spec).await?;
     timer.lap("stop");
