@@ -15,59 +15,6 @@ use std::time::Duration;
 use betterpg_testkit::*;
 use serde_json::Value;
 
-/// One committed row: its id, then the server's clock and WAL insert
-/// position read right after its commit returned.
-struct Commit {
-    id: i64,
-    time: String,
-    lsn: String,
-}
-
-/// Commit `n` rows into `t`, one transaction each, from `first` on.
-async fn write(url: &str, first: i64, n: i64) -> Vec<Commit> {
-    let c = connect(url).await;
-    c.batch_execute("CREATE TABLE IF NOT EXISTS t (id int8 PRIMARY KEY)")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    for id in first..first + n {
-        c.execute("INSERT INTO t VALUES ($1)", &[&id])
-            .await
-            .unwrap();
-        let row = c
-            .query_one(
-                "SELECT clock_timestamp()::text, pg_current_wal_insert_lsn()::text",
-                &[],
-            )
-            .await
-            .unwrap();
-        out.push(Commit {
-            id,
-            time: row.get(0),
-            lsn: row.get(1),
-        });
-        // A new segment now and then: replay crosses segment boundaries.
-        if id % 10 == 0 {
-            c.batch_execute("SELECT pg_switch_wal()").await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    out
-}
-
-/// The ids in `t` of the server at `url`: (count, min, max).
-async fn ids(url: &str) -> (i64, i64, i64) {
-    let c = connect(url).await;
-    let r = c
-        .query_one(
-            "SELECT count(*), coalesce(min(id), 0), coalesce(max(id), 0) FROM t",
-            &[],
-        )
-        .await
-        .unwrap();
-    (r.get(0), r.get(1), r.get(2))
-}
-
 fn config_retain(bpg: &Bpg, name: &str, d: &str) {
     bpg.ok(&["config", name, "--retain-wal", d]);
 }
@@ -116,7 +63,7 @@ async fn check_branch(bpg: &Bpg<'_>, name: &str, at: &str, expect: i64, archive:
     let r = bpg.json(&["branch", "prod", name, "--at", at]);
     let url = r["branch"]["url"].as_str().unwrap().to_string();
     assert_eq!(
-        ids(&url).await,
+        commit_ids(&url).await,
         (expect, 1, expect),
         "branch {name} at {at} holds exactly the rows committed by then"
     );
@@ -197,7 +144,7 @@ async fn a_branch_at_a_time_or_lsn_holds_exactly_what_was_committed_by_then() {
     assert_eq!(w["retain_secs"], 3600);
     let archive = archive_dir(&env, "prod").to_string_lossy().into_owned();
 
-    let commits = write(&url, 1, 40).await;
+    let commits = write_commits(&url, 1, 40).await;
     // Targets: after-commit times and WAL positions, spread over segments.
     for (name, k, by_lsn) in [
         ("t5", 5, false),
@@ -268,7 +215,7 @@ async fn a_branch_at_a_time_or_lsn_holds_exactly_what_was_committed_by_then() {
     assert!(err.contains("only a database"), "{err}");
 
     // The source stopped: `stop` archived everything committed until then.
-    let more = write(&url, 41, 5).await;
+    let more = write_commits(&url, 41, 5).await;
     bpg.ok(&["stop", "prod"]);
     check_branch(&bpg, "t45", &more[4].time, 45, &archive).await;
     check_branch(&bpg, "t43", &more[2].time, 43, &archive).await;
@@ -299,7 +246,7 @@ async fn a_branch_at_a_time_or_lsn_holds_exactly_what_was_committed_by_then() {
         .get(0);
     assert_eq!(mode, "off");
     assert_eq!(
-        ids(bpg.json(&["url", "t45"])["url"].as_str().unwrap())
+        commit_ids(bpg.json(&["url", "t45"])["url"].as_str().unwrap())
             .await
             .0,
         46
@@ -327,7 +274,7 @@ async fn pruning_keeps_the_window_and_the_bases_branches_were_cloned_from() {
     assert_eq!(first["bases"], 1, "{first}");
     let base1 = snapshots(&env);
     assert_eq!(base1.len(), 1, "{base1:?}");
-    let early = write(&url, 1, 25).await;
+    let early = write_commits(&url, 1, 25).await;
     // A branch cloned from the first base pins it.
     check_branch(
         &bpg,
@@ -342,13 +289,13 @@ async fn pruning_keeps_the_window_and_the_bases_branches_were_cloned_from() {
     // Older than half the retention: `start` (of a running database: a
     // maintenance pass) takes a second base.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let later = write(&url, 26, 15).await;
+    let later = write_commits(&url, 26, 15).await;
     bpg.ok(&["start", "prod"]);
     assert_eq!(retention(&bpg, "prod")["bases"], 2);
     // Both bases now older than the retention: the first would go, but a
     // branch was cloned from it.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let last = write(&url, 41, 15).await;
+    let last = write_commits(&url, 41, 15).await;
     bpg.ok(&["start", "prod"]);
     let w = retention(&bpg, "prod");
     assert_eq!(w["bases"], 3, "the pinned base stays: {w}");

@@ -13,51 +13,8 @@
 //! Real ZFS, a real PostgreSQL 15 primary in a network namespace, the real
 //! `bpg` binary.
 
-use std::time::Duration;
-
 use betterpg_testkit::*;
 use serde_json::Value;
-
-/// One committed row: its id, then the primary's clock and WAL insert
-/// position read right after its commit returned.
-struct Commit {
-    id: i64,
-    time: String,
-    lsn: String,
-}
-
-/// Commit `n` rows into `t` on the primary, one transaction each, from
-/// `first` on; a new segment every ten (replay crosses segments, and the
-/// replica archives finished ones).
-async fn write(url: &str, first: i64, n: i64) -> Vec<Commit> {
-    let c = connect(url).await;
-    c.batch_execute("CREATE TABLE IF NOT EXISTS t (id int8 PRIMARY KEY)")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    for id in first..first + n {
-        c.execute("INSERT INTO t VALUES ($1)", &[&id])
-            .await
-            .unwrap();
-        let row = c
-            .query_one(
-                "SELECT clock_timestamp()::text, pg_current_wal_insert_lsn()::text",
-                &[],
-            )
-            .await
-            .unwrap();
-        out.push(Commit {
-            id,
-            time: row.get(0),
-            lsn: row.get(1),
-        });
-        if id % 10 == 0 {
-            c.batch_execute("SELECT pg_switch_wal()").await.unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    out
-}
 
 fn parse_lsn(s: &str) -> u64 {
     let (hi, lo) = s.split_once('/').unwrap();
@@ -76,19 +33,6 @@ async fn replayed(bpg: &Bpg<'_>, name: &str, lsn: &str) {
     })
     .await;
     assert!(ok, "{name} never replayed {lsn}: {st}");
-}
-
-/// The ids in `t` of the server at `url`: (count, min, max).
-async fn ids(url: &str) -> (i64, i64, i64) {
-    let c = connect(url).await;
-    let r = c
-        .query_one(
-            "SELECT count(*), coalesce(min(id), 0), coalesce(max(id), 0) FROM t",
-            &[],
-        )
-        .await
-        .unwrap();
-    (r.get(0), r.get(1), r.get(2))
 }
 
 fn retention(bpg: &Bpg, name: &str) -> Value {
@@ -119,7 +63,7 @@ async fn check_branch(bpg: &Bpg<'_>, name: &str, at: &str, expect: i64, archive:
     let r = bpg.json(&["branch", "rep", name, "--at", at]);
     let url = r["branch"]["url"].as_str().unwrap().to_string();
     assert_eq!(
-        ids(&url).await,
+        commit_ids(&url).await,
         (expect, 1, expect),
         "branch {name} at {at} holds exactly the rows committed by then"
     );
@@ -213,7 +157,7 @@ async fn a_branch_of_a_replica_at_a_time_or_lsn_holds_exactly_what_was_committed
     );
     let archive = archive_dir(&env, "rep");
 
-    let commits = write(&purl, 1, 35).await;
+    let commits = write_commits(&purl, 1, 35).await;
     replayed(&bpg, "rep", &commits[34].lsn).await;
     // Targets: after-commit times and WAL positions, in archived segments
     // and in the tail the archive lacks yet (the last commits).
@@ -264,7 +208,7 @@ async fn a_branch_of_a_replica_at_a_time_or_lsn_holds_exactly_what_was_committed
     // and the tail is still in its pg_wal. The window ends at that
     // commit: a time after it is outside (a standby cannot commit one of
     // its own to close the window, as a database's seal does).
-    let more = write(&purl, 36, 8).await;
+    let more = write_commits(&purl, 36, 8).await;
     replayed(&bpg, "rep", &more[7].lsn).await;
     bpg.ok(&["stop", "rep"]);
     check_branch(&bpg, "t42", &more[6].time, 42, &archive).await;
@@ -296,7 +240,7 @@ async fn a_branch_of_a_replica_at_a_time_or_lsn_holds_exactly_what_was_committed
         (Some(true), Some(1)),
         "{w}"
     );
-    let again = write(&purl, 44, 8).await;
+    let again = write_commits(&purl, 44, 8).await;
     replayed(&bpg, "rep", &again[7].lsn).await;
     check_branch(&bpg, "t47", &again[3].time, 47, &archive).await;
     bpg.ok(&["destroy", "t47"]);

@@ -644,60 +644,6 @@ async fn bad_attach_input_is_a_typed_error_that_changes_nothing() {
     drop(other);
 }
 
-/// One committed row of the writer: its id, then the server's clock and
-/// WAL insert position read right after its commit returned.
-struct Commit {
-    id: i64,
-    time: String,
-    lsn: String,
-}
-
-/// Commit `n` rows into `t`, one transaction each, from `first` on.
-async fn write_commits(url: &str, first: i64, n: i64) -> Vec<Commit> {
-    let c = connect(url).await;
-    c.batch_execute("CREATE TABLE IF NOT EXISTS t (id int8 PRIMARY KEY)")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    for id in first..first + n {
-        c.execute("INSERT INTO t VALUES ($1)", &[&id])
-            .await
-            .unwrap();
-        let row = c
-            .query_one(
-                "SELECT clock_timestamp()::text, pg_current_wal_insert_lsn()::text",
-                &[],
-            )
-            .await
-            .unwrap();
-        out.push(Commit {
-            id,
-            time: row.get(0),
-            lsn: row.get(1),
-        });
-        // A new segment now and then: replay crosses segment boundaries,
-        // some complete in the archive, the last one partial.
-        if id % 10 == 0 {
-            c.batch_execute("SELECT pg_switch_wal()").await.unwrap();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    out
-}
-
-/// (count, min, max) of the ids in `t` of the server at `url`.
-async fn ids(url: &str) -> (i64, i64, i64) {
-    let c = connect(url).await;
-    let r = c
-        .query_one(
-            "SELECT count(*), coalesce(min(id), 0), coalesce(max(id), 0) FROM t WHERE id > 0",
-            &[],
-        )
-        .await
-        .unwrap();
-    (r.get(0), r.get(1), r.get(2))
-}
-
 /// The receiver's pid recorded in `HOME/wal/NAME.json`.
 fn receiver_pid(env: &TestEnv, name: &str) -> Option<i32> {
     let text = std::fs::read_to_string(env.home.join("wal").join(format!("{name}.json"))).ok()?;
@@ -811,7 +757,7 @@ async fn an_attached_cluster_keeps_its_wal_and_branches_at_a_point_in_time() {
         let r = bpg.json(&["branch", "prod", name, "--at", &at]);
         let burl = r["branch"]["url"].as_str().unwrap().to_string();
         assert_eq!(
-            ids(&burl).await,
+            commit_ids(&burl).await,
             (expect, 1, expect),
             "branch {name} at {at} holds exactly the rows committed by then"
         );
@@ -825,7 +771,7 @@ async fn an_attached_cluster_keeps_its_wal_and_branches_at_a_point_in_time() {
         b.execute("INSERT INTO t VALUES (-1)", &[]).await.unwrap();
     }
     assert_eq!(
-        ids(&url).await,
+        commit_ids(&url).await,
         (40, 1, 40),
         "the branches never wrote to prod"
     );
@@ -866,7 +812,7 @@ async fn an_attached_cluster_keeps_its_wal_and_branches_at_a_point_in_time() {
     assert!(pid2 != pid && alive(pid2));
     let r = bpg.json(&["branch", "prod", "t45", "--at", &more[4].time]);
     let burl = r["branch"]["url"].as_str().unwrap().to_string();
-    assert_eq!(ids(&burl).await, (45, 1, 45), "{}", more[4].id);
+    assert_eq!(commit_ids(&burl).await, (45, 1, 45), "{}", more[4].id);
 
     // Detach: branches destroyed, the receiver stopped, its slot dropped,
     // the archive and bases gone; the cluster runs on untouched.
@@ -888,7 +834,7 @@ async fn an_attached_cluster_keeps_its_wal_and_branches_at_a_point_in_time() {
         "{:?}",
         zfs_tree(&env.pool)
     );
-    assert_eq!(ids(&url).await, (50, 1, 50));
+    assert_eq!(commit_ids(&url).await, (50, 1, 50));
     drop(cluster);
 }
 

@@ -8,8 +8,8 @@
 //!
 //! - [`env`]: a betterpg home on its own pool ([`TestEnv`]), torn down on drop;
 //!   the prerequisites; the port range of a test binary.
-//! - [`pg`]: connections, a sequential writer, and assertions on what a
-//!   branch holds.
+//! - [`pg`]: connections, a sequential writer, a writer recording each
+//!   commit's time and LSN, and assertions on what a branch holds.
 //! - [`remote`]: a remote primary in a network namespace of its own (the
 //!   `follow` tests), with failover and replacement.
 //! - [`zfs`] and [`catalog`]: what "nothing changed" compares.

@@ -1,5 +1,5 @@
-//! PostgreSQL from a test: connections, a sequential writer, and what a
-//! branch must hold.
+//! PostgreSQL from a test: connections, a sequential writer, a writer
+//! recording each commit's time and LSN, and what a branch must hold.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -90,6 +90,63 @@ pub async fn assert_prefix(url: &str, acked: i64) -> i64 {
         "branch has gaps: {count} rows for ids 1..={max}"
     );
     max
+}
+
+/// One committed row of [`write_commits`]: its id, then the server's
+/// clock and WAL insert position read right after its commit returned
+/// (what a point-in-time branch at `time` or `lsn` must hold it by).
+pub struct Commit {
+    pub id: i64,
+    pub time: String,
+    pub lsn: String,
+}
+
+/// Commit `n` rows into `t(id)` (made when missing) on `url`, one
+/// transaction each, ids from `first` on, recording each commit's time
+/// and LSN; a new WAL segment every ten ids, so replay crosses segment
+/// boundaries (some complete in an archive, the last one partial).
+pub async fn write_commits(url: &str, first: i64, n: i64) -> Vec<Commit> {
+    let c = connect(url).await;
+    c.batch_execute("CREATE TABLE IF NOT EXISTS t (id int8 PRIMARY KEY)")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for id in first..first + n {
+        c.execute("INSERT INTO t VALUES ($1)", &[&id])
+            .await
+            .unwrap();
+        let row = c
+            .query_one(
+                "SELECT clock_timestamp()::text, pg_current_wal_insert_lsn()::text",
+                &[],
+            )
+            .await
+            .unwrap();
+        out.push(Commit {
+            id,
+            time: row.get(0),
+            lsn: row.get(1),
+        });
+        if id % 10 == 0 {
+            c.batch_execute("SELECT pg_switch_wal()").await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    out
+}
+
+/// The ids in `t` (the table of [`write_commits`]) of the server at
+/// `url`: (count, min, max), 0 for min and max when it is empty.
+pub async fn commit_ids(url: &str) -> (i64, i64, i64) {
+    let c = connect(url).await;
+    let r = c
+        .query_one(
+            "SELECT count(*), coalesce(min(id), 0), coalesce(max(id), 0) FROM t",
+            &[],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2))
 }
 
 /// A query returning one `bigint` (counts, mostly) on an open connection.
