@@ -83,36 +83,31 @@ async fn archive_dir(ctx: &Context, name: &str) -> Result<Option<DataDir>> {
     }
 }
 
+/// Create the file system `ds` with `props` unless it is there (also
+/// when another process made it meanwhile).
+async fn create_missing(ctx: &Context, ds: &str, props: &[(&str, &str)]) -> Result<()> {
+    if ctx.storage.get(ds).await?.is_some() {
+        return Ok(());
+    }
+    match ctx.storage.create(ds, None, props).await {
+        Ok(()) | Err(Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Make (or find) `name`'s archive dataset, owned by the server's OS
 /// user (the server's `archive_command` writes there), 0700.
 async fn ensure_archive(ctx: &Context, name: &str) -> Result<std::path::PathBuf> {
     let home = home_str(ctx);
     let parent = format!("{}/{WAL_DATASET}", ctx.config.dataset);
-    if ctx.storage.get(&parent).await?.is_none() {
-        match ctx
-            .storage
-            .create(&parent, None, &[("managed", "wal"), ("home", &home)])
-            .await
-        {
-            Ok(()) | Err(Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e),
-        }
-    }
+    create_missing(ctx, &parent, &[("managed", "wal"), ("home", &home)]).await?;
     let ds = archive_dataset(&ctx.config.dataset, name);
-    if ctx.storage.get(&ds).await?.is_none() {
-        match ctx
-            .storage
-            .create(
-                &ds,
-                None,
-                &[("managed", "wal"), ("home", &home), ("name", name)],
-            )
-            .await
-        {
-            Ok(()) | Err(Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(e),
-        }
-    }
+    create_missing(
+        ctx,
+        &ds,
+        &[("managed", "wal"), ("home", &home), ("name", name)],
+    )
+    .await?;
     let mp = ctx.mountpoint(&ds).await?;
     let dir = DataDir::open(&mp)?;
     crate::pg::datadir::give_fd(
@@ -168,6 +163,32 @@ async fn archiving(conn: &ConnInfo) -> Result<bool> {
     Ok(mode != "off" && cmd.contains("sync") && cmd.contains("cmp -s"))
 }
 
+/// Commit a transaction of betterpg's on `c`: it assigns a transaction
+/// id and changes nothing. Returns the time taken just before it (what
+/// the commit is known to come after).
+async fn commit_own(c: &tokio_postgres::Client) -> Result<i64> {
+    let time_us = now_us();
+    let xid_sql = if server_version_num(c).await? >= 130000 {
+        "SELECT pg_current_xact_id()::text"
+    } else {
+        "SELECT txid_current()::text"
+    };
+    c.query_one(xid_sql, &[]).await?;
+    Ok(time_us)
+}
+
+/// Record `sealed` as the end of `name`'s window unless a later one is
+/// recorded already (under the catalog lock); returns it.
+fn record_sealed(ctx: &Context, name: &str, sealed: Sealed) -> Result<Sealed> {
+    let _cat = ctx.lock()?;
+    let mut meta = Meta::load(&ctx.home, name)?;
+    if meta.sealed.is_none_or(|s| s.time_us < sealed.time_us) {
+        meta.sealed = Some(sealed);
+    }
+    meta.save(&ctx.home, name)?;
+    Ok(sealed)
+}
+
 /// Close the current WAL segment of the running `e` and wait until it is
 /// archived, after a commit of its own: everything committed before the
 /// returned time is then in the archive, and a replay to a time after the
@@ -194,13 +215,7 @@ pub(crate) async fn seal(ctx: &Context, e: &Entry, conn: &ConnInfo) -> Result<Se
         ))
     })?;
     let c = conn.connect().await?;
-    let time_us = now_us();
-    let xid_sql = if server_version_num(&c).await? >= 130000 {
-        "SELECT pg_current_xact_id()::text"
-    } else {
-        "SELECT txid_current()::text"
-    };
-    c.query_one(xid_sql, &[]).await?;
+    let time_us = commit_own(&c).await?;
     let row = c
         .query_one(
             "SELECT s::text, pg_walfile_name(s) FROM pg_switch_wal() AS s",
@@ -230,14 +245,7 @@ pub(crate) async fn seal(ctx: &Context, e: &Entry, conn: &ConnInfo) -> Result<Se
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let sealed = Sealed { time_us, lsn };
-    let _cat = ctx.lock()?;
-    let mut meta = Meta::load(&ctx.home, &e.name)?;
-    if meta.sealed.is_none_or(|s| s.time_us < time_us) {
-        meta.sealed = Some(sealed);
-    }
-    meta.save(&ctx.home, &e.name)?;
-    Ok(sealed)
+    record_sealed(ctx, &e.name, Sealed { time_us, lsn })
 }
 
 /// The end of a replica's window: a standby cannot close a segment (nor
@@ -957,13 +965,7 @@ async fn seal_attached(ctx: &Context, e: &Entry, conn: &ConnInfo) -> Result<Seal
     ensure_receiver(ctx, e).await?;
     let slot = receiver_slot(&e.name);
     let c = conn.connect().await?;
-    let time_us = now_us();
-    let xid_sql = if server_version_num(&c).await? >= 130000 {
-        "SELECT pg_current_xact_id()::text"
-    } else {
-        "SELECT txid_current()::text"
-    };
-    c.query_one(xid_sql, &[]).await?;
+    let time_us = commit_own(&c).await?;
     let lsn = parse_lsn(
         &c.query_one("SELECT pg_current_wal_lsn()::text", &[])
             .await?
@@ -995,14 +997,7 @@ async fn seal_attached(ctx: &Context, e: &Entry, conn: &ConnInfo) -> Result<Seal
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let sealed = Sealed { time_us, lsn };
-    let _cat = ctx.lock()?;
-    let mut meta = Meta::load(&ctx.home, &e.name)?;
-    if meta.sealed.is_none_or(|s| s.time_us < time_us) {
-        meta.sealed = Some(sealed);
-    }
-    meta.save(&ctx.home, &e.name)?;
-    Ok(sealed)
+    record_sealed(ctx, &e.name, Sealed { time_us, lsn })
 }
 
 /// Copy the tail of an attached cluster's WAL a replay needs and the
