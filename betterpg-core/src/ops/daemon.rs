@@ -563,16 +563,11 @@ async fn activity(ctx: &Context, e: &Entry) -> Result<(i64, u64)> {
 /// Stop the running servers with `idle_stop` set that had no client for
 /// that long; record when the others were last seen with clients.
 async fn idle(ctx: &Context, dry_run: bool, stop: &StopSignal, log: &mut Log<'_>) -> Result<()> {
-    let candidates: Vec<Entry> = ctx
-        .lock()?
-        .entries()
-        .filter(|e| {
-            e.settings.idle_stop.is_some()
-                && e.is_ready()
-                && matches!(e.kind, Kind::Database | Kind::Branch)
-        })
-        .cloned()
-        .collect();
+    let candidates = entries_where(ctx, |e| {
+        e.settings.idle_stop.is_some()
+            && e.is_ready()
+            && matches!(e.kind, Kind::Database | Kind::Branch)
+    })?;
     for e in candidates {
         if stop.is_stopped() {
             break;
@@ -640,6 +635,22 @@ async fn idle(ctx: &Context, dry_run: bool, stop: &StopSignal, log: &mut Log<'_>
     Ok(())
 }
 
+/// The catalog's entries that `keep` selects (a copy: the lock is not
+/// held while they are worked on).
+fn entries_where(ctx: &Context, keep: impl Fn(&Entry) -> bool) -> Result<Vec<Entry>> {
+    Ok(ctx.lock()?.entries().filter(|e| keep(e)).cloned().collect())
+}
+
+/// The action reporting a restart of `name` (`why` it was due): done, or
+/// failed with the error that starting it met.
+fn restarted<T>(action: &'static str, name: &str, why: &str, r: Result<T>) -> DaemonAction {
+    match r {
+        Ok(_) => DaemonAction::new(action, name, ActionResult::Done).because(why),
+        Err(err) => DaemonAction::new(action, name, ActionResult::Failed)
+            .because(format!("{why}; starting it failed: {err}")),
+    }
+}
+
 /// True when `data_dir` still has a `postmaster.pid` (a server that was
 /// stopped cleanly removes it; one that died leaves it).
 fn left_pid_file(data_dir: &Path) -> bool {
@@ -659,12 +670,7 @@ async fn replicas(
     stop: &StopSignal,
     log: &mut Log<'_>,
 ) -> Result<()> {
-    let list: Vec<Entry> = ctx
-        .lock()?
-        .entries()
-        .filter(|e| e.kind == Kind::Replica && e.is_ready())
-        .cloned()
-        .collect();
+    let list = entries_where(ctx, |e| e.kind == Kind::Replica && e.is_ready())?;
     for e in list {
         if stop.is_stopped() {
             break;
@@ -699,13 +705,8 @@ async fn replicas(
                 );
                 continue;
             }
-            log.push(match super::start::start(ctx, &e.name).await {
-                Ok(_) => {
-                    DaemonAction::new("restart_replica", &e.name, ActionResult::Done).because(why)
-                }
-                Err(err) => DaemonAction::new("restart_replica", &e.name, ActionResult::Failed)
-                    .because(format!("{why}; starting it failed: {err}")),
-            });
+            let r = super::start::start(ctx, &e.name).await;
+            log.push(restarted("restart_replica", &e.name, why, r));
             continue;
         }
         let r = super::status::replication(ctx, &e, true).await;
@@ -735,12 +736,9 @@ async fn receivers(
     stop: &StopSignal,
     log: &mut Log<'_>,
 ) -> Result<()> {
-    let list: Vec<Entry> = ctx
-        .lock()?
-        .entries()
-        .filter(|e| e.kind == Kind::Attached && e.is_ready() && e.settings.retain_wal.is_some())
-        .cloned()
-        .collect();
+    let list = entries_where(ctx, |e| {
+        e.kind == Kind::Attached && e.is_ready() && e.settings.retain_wal.is_some()
+    })?;
     for e in list {
         if stop.is_stopped() {
             break;
@@ -764,13 +762,7 @@ async fn receivers(
         }
         let r = super::retain::maintain(ctx, &e).await;
         if !running {
-            log.push(match r {
-                Ok(()) => {
-                    DaemonAction::new("restart_receiver", &e.name, ActionResult::Done).because(why)
-                }
-                Err(err) => DaemonAction::new("restart_receiver", &e.name, ActionResult::Failed)
-                    .because(format!("{why}; starting it failed: {err}")),
-            });
+            log.push(restarted("restart_receiver", &e.name, why, r));
         } else if let Err(err) = r {
             log.error("restart_receiver", &e.name, &err);
         }
