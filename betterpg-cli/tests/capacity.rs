@@ -54,14 +54,6 @@ fn pool_used(pool: &str) -> u64 {
     zfs_bytes(pool, "used")
 }
 
-fn url_of(v: &serde_json::Value) -> String {
-    v["url"]
-        .as_str()
-        .or_else(|| v["branch"]["url"].as_str())
-        .unwrap()
-        .to_string()
-}
-
 /// Fill the pool from `url` with incompressible data, 8 MiB per statement,
 /// until PostgreSQL refuses (bounded: 64 statements). Returns the error the
 /// client saw.
@@ -144,7 +136,7 @@ async fn source_and_two_branches(
     bpg: &Bpg<'_>,
     filler_args: &[&str],
 ) -> (serde_json::Value, [(&'static str, String, String); 2]) {
-    let prod = url_of(&bpg.json(&["create", "prod"]));
+    let prod = url_in(&bpg.json(&["create", "prod"]));
     connect(&prod)
         .await
         .batch_execute(
@@ -153,7 +145,7 @@ async fn source_and_two_branches(
         )
         .await
         .unwrap();
-    let bystander = url_of(&bpg.json(&["branch", "prod", "bystander"]));
+    let bystander = url_in(&bpg.json(&["branch", "prod", "bystander"]));
     let mut args = vec!["branch", "prod", "filler"];
     args.extend_from_slice(filler_args);
     let filler = bpg.json(&args);
@@ -177,7 +169,7 @@ async fn a_branch_filling_its_space_fails_alone_and_destroy_gives_the_space_back
     let bpg = Bpg::of(&env);
     let (filler, servers) = source_and_two_branches(&bpg, &[]).await;
 
-    let err = fill(&url_of(&filler)).await;
+    let err = fill(&url_in(&filler)).await;
     eprintln!("the filling branch got: {err}");
     assert_pg_disk_full(&bpg, "filler", &err, "Disk quota exceeded");
     // The pool itself is not full: about the databases' 20% headroom is
@@ -231,7 +223,7 @@ async fn a_branch_filling_its_space_fails_alone_and_destroy_gives_the_space_back
     assert!(!String::from_utf8_lossy(&st.stdout).contains("WARNING"));
     keep_working(&servers, 10100).await;
     let again = bpg.json(&["branch", "prod", "one-more"]);
-    assert_eq!(count_rows(&url_of(&again), "t").await, 10200);
+    assert_eq!(count_rows(&url_in(&again), "t").await, 10200);
     assert_consistent(&env);
 }
 
@@ -249,7 +241,7 @@ async fn a_quota_on_the_branch_keeps_the_source_writing() {
         64 << 20,
         "bpg branch --quota did not set the ZFS quota"
     );
-    let err = fill(&url_of(&filler)).await;
+    let err = fill(&url_in(&filler)).await;
     eprintln!("the branch with a quota got: {err}");
     assert_pg_disk_full(&bpg, "filler", &err, "Disk quota exceeded");
 
@@ -259,54 +251,30 @@ async fn a_quota_on_the_branch_keeps_the_source_writing() {
     assert_consistent(&env);
 }
 
-/// Every database and branch with its own data, to check after restarts.
-async fn seed(env: &TestEnv) -> Vec<(String, String, i64)> {
+/// Every database and branch with its own data, to check after restarts:
+/// the tree of [`seed_tree`], a fast branch of prod and a branch of db2,
+/// and writes to the sources after their branches.
+async fn seed(env: &TestEnv) -> Seeded {
     let bpg = Bpg::of(env);
-    let mut out = Vec::new();
-    let mut put = |name: &str, url: String, rows: i64| out.push((name.to_string(), url, rows));
-    let prod = url_of(&bpg.json(&["create", "prod"]));
-    connect(&prod)
-        .await
-        .batch_execute("CREATE TABLE t AS SELECT generate_series(1, 3000) AS id")
-        .await
-        .unwrap();
-    let db2 = url_of(&bpg.json(&["create", "db2"]));
-    connect(&db2)
-        .await
-        .batch_execute("CREATE TABLE t AS SELECT generate_series(1, 200) AS id")
-        .await
-        .unwrap();
-    let dev = url_of(&bpg.json(&["branch", "prod", "dev"]));
-    connect(&dev)
-        .await
-        .batch_execute("INSERT INTO t SELECT generate_series(3001, 3500)")
-        .await
-        .unwrap();
-    let child = url_of(&bpg.json(&["branch", "dev", "dev-child", "--fast"]));
-    connect(&child)
-        .await
-        .batch_execute("DELETE FROM t WHERE id <= 100")
-        .await
-        .unwrap();
-    let quick = url_of(&bpg.json(&["branch", "prod", "quick", "--fast"]));
-    let db2b = url_of(&bpg.json(&["branch", "db2", "db2-b"]));
+    let mut out = seed_tree(&bpg, 3000, 200, 500, 100).await;
+    let quick = url_in(&bpg.json(&["branch", "prod", "quick", "--fast"]));
+    let db2b = url_in(&bpg.json(&["branch", "db2", "db2-b"]));
     connect(&db2b)
         .await
         .batch_execute("INSERT INTO t SELECT generate_series(201, 250)")
         .await
         .unwrap();
     // Writes after the branches, to the sources.
-    connect(&prod)
+    let (name, prod, rows) = &mut out[0];
+    assert_eq!(name.as_str(), "prod");
+    connect(prod)
         .await
         .batch_execute("INSERT INTO t SELECT generate_series(3001, 3010)")
         .await
         .unwrap();
-    put("prod", prod, 3010);
-    put("db2", db2, 200);
-    put("dev", dev, 3500);
-    put("dev-child", child, 3400);
-    put("quick", quick, 3000);
-    put("db2-b", db2b, 250);
+    *rows = 3010;
+    out.push(("quick".into(), quick, 3000));
+    out.push(("db2-b".into(), db2b, 250));
     out
 }
 
@@ -321,20 +289,6 @@ async fn check_all(env: &TestEnv, expect: &[(String, String, i64)], when: &str) 
         assert_eq!(count_rows(url, "t").await, *rows, "{name} after {when}");
     }
     assert_consistent(env);
-}
-
-fn stop_all(bpg: &Bpg, expect: &[(String, String, i64)]) {
-    for (name, _, _) in expect {
-        assert_eq!(bpg.json(&["stop", name])["status"], "stopped", "{name}");
-    }
-}
-
-fn start_all(bpg: &Bpg, expect: &[(String, String, i64)]) {
-    // Children first on purpose: a branch needs its origin snapshot, not
-    // its parent's server.
-    for (name, _, _) in expect.iter().rev() {
-        assert_eq!(bpg.json(&["start", name])["status"], "running", "{name}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,17 +316,7 @@ async fn stop_start_and_pool_export_import_lose_nothing() {
 
     // 2. Export and import the pool (what a reboot or a move does).
     stop_all(&bpg, &expect);
-    let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(&env.pool_file, dir.path().join("pool.img")).unwrap();
-    let o = Command::new("zpool")
-        .args(["export", &env.pool])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "zpool export: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let dir = export_pool(&env);
     // While the pool is away, betterpg says so instead of guessing.
     let o = bpg.run(&["status"]);
     eprintln!(
@@ -383,23 +327,13 @@ async fn stop_start_and_pool_export_import_lose_nothing() {
     );
     let e = bpg.fails(&["start", "prod"]);
     assert!(e.contains(&env.pool), "start without the pool: {e}");
-    let o = Command::new("zpool")
-        .args(["import", "-d"])
-        .arg(dir.path())
-        .arg(&env.pool)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "zpool import: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    import_pool(&env, &dir);
     start_all(&bpg, &expect);
     check_all(&env, &expect, "pool export + import").await;
 
     // Everything still branches and destroys afterwards.
     let r = bpg.json(&["branch", "dev-child", "after"]);
-    assert_eq!(count_rows(&url_of(&r), "t").await, 3400);
+    assert_eq!(count_rows(&url_in(&r), "t").await, 3400);
     bpg.ok(&["destroy", "prod", "--force"]);
     bpg.ok(&["destroy", "db2", "--force"]);
     // The pool, the root and the branch space.

@@ -117,14 +117,6 @@ impl Drop for DaemonGuard {
     }
 }
 
-fn url_of(v: &serde_json::Value) -> String {
-    v["url"]
-        .as_str()
-        .or_else(|| v["branch"]["url"].as_str())
-        .unwrap()
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "RESTARTS THE zfs-fuse DAEMON (every pool on the machine): run alone with BPG_ALLOW_DAEMON_RESTART=1 and --ignored"]
 async fn zfs_fuse_daemon_restart_loses_nothing() {
@@ -143,52 +135,11 @@ async fn zfs_fuse_daemon_restart_loses_nothing() {
     let bpg = Bpg::of(&env);
 
     // Databases and branches, each with data of its own.
-    let prod = url_of(&bpg.json(&["create", "prod"]));
-    connect(&prod)
-        .await
-        .batch_execute("CREATE TABLE t AS SELECT generate_series(1, 2000) AS id")
-        .await
-        .unwrap();
-    let db2 = url_of(&bpg.json(&["create", "db2"]));
-    connect(&db2)
-        .await
-        .batch_execute("CREATE TABLE t AS SELECT generate_series(1, 20) AS id")
-        .await
-        .unwrap();
-    let dev = url_of(&bpg.json(&["branch", "prod", "dev"]));
-    connect(&dev)
-        .await
-        .batch_execute("INSERT INTO t SELECT generate_series(2001, 2100)")
-        .await
-        .unwrap();
-    let child = url_of(&bpg.json(&["branch", "dev", "dev-child", "--fast"]));
-    connect(&child)
-        .await
-        .batch_execute("DELETE FROM t WHERE id <= 10")
-        .await
-        .unwrap();
-    let expect = [
-        ("prod", prod, 2000i64),
-        ("db2", db2, 20),
-        ("dev", dev, 2100),
-        ("dev-child", child, 2090),
-    ];
+    let expect = seed_tree(&bpg, 2000, 20, 100, 10).await;
 
     // Stop everything, export the pool, restart the daemon, import.
-    for (name, _, _) in &expect {
-        assert_eq!(bpg.json(&["stop", name])["status"], "stopped");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(&env.pool_file, dir.path().join("pool.img")).unwrap();
-    let o = Command::new("zpool")
-        .args(["export", &env.pool])
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "zpool export: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    stop_all(&bpg, &expect);
+    let dir = export_pool(&env);
 
     let guard = DaemonGuard;
     stop_daemon();
@@ -202,23 +153,11 @@ async fn zfs_fuse_daemon_restart_loses_nothing() {
         .status
         .success();
     if !imported {
-        let o = Command::new("zpool")
-            .args(["import", "-d"])
-            .arg(dir.path())
-            .arg(&env.pool)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "zpool import: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        import_pool(&env, &dir);
     }
 
     // Everything comes back with its data.
-    for (name, _, _) in expect.iter().rev() {
-        assert_eq!(bpg.json(&["start", name])["status"], "running", "{name}");
-    }
+    start_all(&bpg, &expect);
     for (name, url, rows) in &expect {
         assert_eq!(
             count_rows(url, "t").await,
@@ -228,7 +167,7 @@ async fn zfs_fuse_daemon_restart_loses_nothing() {
     }
     assert_consistent(&env);
     let r = bpg.json(&["branch", "dev-child", "after"]);
-    assert_eq!(count_rows(&url_of(&r), "t").await, 2090);
+    assert_eq!(count_rows(&url_in(&r), "t").await, 2090);
     bpg.ok(&["destroy", "prod", "--force"]);
     bpg.ok(&["destroy", "db2", "--force"]);
     eprintln!(

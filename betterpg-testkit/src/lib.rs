@@ -12,6 +12,9 @@
 //!   commit's time and LSN, and assertions on what a branch holds.
 //! - [`remote`]: a remote primary in a network namespace of its own (the
 //!   `follow` tests), with failover and replacement.
+//! - [`restart`]: databases and branches seeded with data, stopped and
+//!   started all, the pool exported and imported (what restarts must not
+//!   lose).
 //! - [`zfs`] and [`catalog`]: what "nothing changed" compares.
 //! - [`cli`]: running `bpg` ([`Bpg`]), `bpg init` of a [`TestEnv`], and the
 //!   pool/catalog/ports consistency check.
@@ -23,6 +26,7 @@ pub mod cli;
 pub mod env;
 pub mod pg;
 pub mod remote;
+pub mod restart;
 pub mod zfs;
 
 pub use catalog::*;
@@ -30,4 +34,5 @@ pub use cli::*;
 pub use env::*;
 pub use pg::*;
 pub use remote::*;
+pub use restart::*;
 pub use zfs::*;
