@@ -22,20 +22,6 @@ fn setup() -> TestEnv {
     TestEnv::initialized("bpgio")
 }
 
-async fn one(url: &str, sql: &str) -> String {
-    let c = connect(url).await;
-    let rows = c
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
 /// Run each `; `-separated statement on its own (ALTER SYSTEM refuses to
 /// run inside the implicit transaction of a multi-statement query).
 async fn exec(url: &str, sql: &str) {
@@ -138,8 +124,11 @@ async fn a_branch_reaches_nothing_its_source_reached() {
     bpg.ok(&["stop", "prod"]);
     bpg.ok(&["start", "prod"]);
     // Item 2 on a database: the ALTER SYSTEM listen address lost.
-    assert_eq!(one(&prod_url, "SHOW listen_addresses").await, "127.0.0.1");
-    assert_eq!(one(&prod_url, "SHOW archive_mode").await, "on");
+    assert_eq!(
+        query_text(&prod_url, "SHOW listen_addresses").await,
+        "127.0.0.1"
+    );
+    assert_eq!(query_text(&prod_url, "SHOW archive_mode").await, "on");
     exec(
         &prod_url,
         &format!(
@@ -198,26 +187,32 @@ async fn a_branch_reaches_nothing_its_source_reached() {
     let dev_url = report["branch"]["url"].as_str().unwrap().to_string();
 
     // Item 1: a read-write primary of its own, no archiving, no upstream.
-    assert_eq!(one(&dev_url, "SELECT pg_is_in_recovery()").await, "f");
-    assert_eq!(one(&dev_url, "SHOW archive_mode").await, "off");
-    assert_eq!(one(&dev_url, "SHOW primary_conninfo").await, "");
-    assert_eq!(one(&dev_url, "SHOW primary_slot_name").await, "");
-    assert_eq!(one(&dev_url, "SHOW ssl").await, "off");
     assert_eq!(
-        one(&dev_url, "SELECT count(*) FROM pg_replication_slots").await,
+        query_text(&dev_url, "SELECT pg_is_in_recovery()").await,
+        "f"
+    );
+    assert_eq!(query_text(&dev_url, "SHOW archive_mode").await, "off");
+    assert_eq!(query_text(&dev_url, "SHOW primary_conninfo").await, "");
+    assert_eq!(query_text(&dev_url, "SHOW primary_slot_name").await, "");
+    assert_eq!(query_text(&dev_url, "SHOW ssl").await, "off");
+    assert_eq!(
+        query_text(&dev_url, "SELECT count(*) FROM pg_replication_slots").await,
         "0"
     );
     assert_eq!(
-        one(&dev_url, "SELECT subenabled::text || '/' || coalesce(subslotname::text, 'NONE') FROM pg_subscription WHERE subname = 's'").await,
+        query_text(&dev_url, "SELECT subenabled::text || '/' || coalesce(subslotname::text, 'NONE') FROM pg_subscription WHERE subname = 's'").await,
         "false/NONE"
     );
     let dd = data_dir(&env, "dev");
     assert!(!dd.join("standby.signal").exists());
     assert_eq!(ready(&dd.join("pg_wal/archive_status")), 0);
     // Item 2: betterpg's address and port won over ALTER SYSTEM.
-    assert_eq!(one(&dev_url, "SHOW listen_addresses").await, "127.0.0.1");
     assert_eq!(
-        one(&dev_url, "SHOW port").await,
+        query_text(&dev_url, "SHOW listen_addresses").await,
+        "127.0.0.1"
+    );
+    assert_eq!(
+        query_text(&dev_url, "SHOW port").await,
         port_of(&dev_url).to_string()
     );
 
@@ -277,7 +272,7 @@ async fn a_branch_reaches_nothing_its_source_reached() {
     // The publisher still serves only the source: one walsender for s.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        one(&pub_url, "SELECT count(*) FROM pg_stat_replication").await,
+        query_text(&pub_url, "SELECT count(*) FROM pg_stat_replication").await,
         "1"
     );
     exec(&pub_url, "INSERT INTO items VALUES (11)").await;
@@ -293,7 +288,10 @@ async fn a_branch_reaches_nothing_its_source_reached() {
         .await,
         "the source's subscription broke after branching"
     );
-    assert_eq!(one(&dev_url, "SELECT count(*) FROM items").await, "11");
+    assert_eq!(
+        query_text(&dev_url, "SELECT count(*) FROM items").await,
+        "11"
+    );
 
     // The source's archive works again and catches up; then the branch
     // writes and switches WAL: nothing of it reaches the archive.
@@ -336,19 +334,22 @@ async fn a_branch_reaches_nothing_its_source_reached() {
         "{err}"
     );
     // ... while it still opens the source, and the branch's own opens the branch.
-    assert_eq!(one(&prod_url, "SELECT 1").await, "1");
-    assert_eq!(one(&dev_url, "SELECT 1").await, "1");
+    assert_eq!(query_text(&prod_url, "SELECT 1").await, "1");
+    assert_eq!(query_text(&dev_url, "SELECT 1").await, "1");
     // Reset keeps the URL (password included); a branch of a branch gets
     // yet another password.
     let reset = bpg.json(&["reset", "dev"]);
     assert_eq!(reset["branch"]["url"].as_str().unwrap(), dev_url);
-    assert_eq!(one(&dev_url, "SELECT 1").await, "1");
+    assert_eq!(query_text(&dev_url, "SELECT 1").await, "1");
     assert_eq!(reset["isolation"]["password_replaced"], true);
     let r2 = bpg.json(&["branch", "dev", "dev-child"]);
     let child_url = r2["branch"]["url"].as_str().unwrap().to_string();
     assert_ne!(password_of(&child_url), dev_pw);
     // (dev was reset to the source's current 12 rows)
-    assert_eq!(one(&child_url, "SELECT count(*) FROM items").await, "12");
+    assert_eq!(
+        query_text(&child_url, "SELECT count(*) FROM items").await,
+        "12"
+    );
 
     // Item 2 on later starts: ALTER SYSTEM on the branch itself loses too.
     exec(
@@ -365,8 +366,11 @@ async fn a_branch_reaches_nothing_its_source_reached() {
     .await;
     bpg.ok(&["stop", "dev"]);
     bpg.ok(&["start", "dev"]);
-    assert_eq!(one(&dev_url, "SHOW listen_addresses").await, "127.0.0.1");
-    assert_eq!(one(&dev_url, "SHOW archive_mode").await, "off");
+    assert_eq!(
+        query_text(&dev_url, "SHOW listen_addresses").await,
+        "127.0.0.1"
+    );
+    assert_eq!(query_text(&dev_url, "SHOW archive_mode").await, "off");
 
     // Clean the source's planted standby.signal before anything restarts it.
     let _ = std::fs::remove_file(data_dir(&env, "prod").join("standby.signal"));

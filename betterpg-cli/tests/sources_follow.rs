@@ -14,20 +14,6 @@ fn env() -> TestEnv {
     TestEnv::initialized("bpgfo")
 }
 
-async fn one(url: &str, sql: &str) -> String {
-    let c = connect(url).await;
-    let rows = c
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
 /// The replica's row of `bpg status --json`.
 fn replica_status(bpg: &Bpg, name: &str) -> Value {
     bpg.status_json(&["status", name])[0].clone()
@@ -95,8 +81,11 @@ async fn follow_then_branch_under_writes_holds_every_acknowledged_id() {
         let url = r["branch"]["url"].as_str().unwrap().to_string();
         let max = assert_prefix(&url, acked).await;
         // A primary of its own, on a new timeline.
-        assert_eq!(one(&url, "SELECT pg_is_in_recovery()::text").await, "false");
-        let tli = one(
+        assert_eq!(
+            query_text(&url, "SELECT pg_is_in_recovery()::text").await,
+            "false"
+        );
+        let tli = query_text(
             &url,
             "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)",
         )
@@ -106,16 +95,16 @@ async fn follow_then_branch_under_writes_holds_every_acknowledged_id() {
             "the branch stayed on the primary's timeline"
         );
         // Its writes stay its own.
-        one(&url, &format!("INSERT INTO seq VALUES ({})", -(i + 1))).await;
+        query_text(&url, &format!("INSERT INTO seq VALUES ({})", -(i + 1))).await;
         assert_eq!(
-            one(&url, "SELECT count(*)::text FROM seq WHERE id < 0").await,
+            query_text(&url, "SELECT count(*)::text FROM seq WHERE id < 0").await,
             "1"
         );
         assert!(max >= acked);
         // No upstream in its configuration, and it connects to nothing.
-        assert_eq!(one(&url, "SHOW primary_conninfo").await, "");
+        assert_eq!(query_text(&url, "SHOW primary_conninfo").await, "");
         assert_eq!(
-            one(&url, "SELECT count(*)::text FROM pg_stat_wal_receiver").await,
+            query_text(&url, "SELECT count(*)::text FROM pg_stat_wal_receiver").await,
             "0"
         );
     }

@@ -461,20 +461,6 @@ async fn a_follow_killed_during_its_base_backup_is_collected_by_gc_with_its_slot
     assert_nothing_left(&env, &primary, "rep");
 }
 
-async fn one(url: &str, sql: &str) -> String {
-    let c = connect(url).await;
-    let rows = c
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
 /// `bpg status rep`'s replication state, once it is `want` (else the
 /// last one seen).
 async fn state_becomes(bpg: &Bpg<'_>, want: &str, secs: u64) -> Value {
@@ -536,7 +522,7 @@ async fn a_primary_that_goes_away_is_disconnected_branches_need_no_wait_and_it_c
     assert!(r["replica_point"]["primary_lsn"].is_null(), "{r}");
     assert!(r["replica_point"]["replay_lsn"].is_string(), "{r}");
     let url = r["branch"]["url"].as_str().unwrap().to_string();
-    assert_eq!(one(&url, "SELECT count(*)::text FROM t").await, "1");
+    assert_eq!(query_text(&url, "SELECT count(*)::text FROM t").await, "1");
     primary.restart();
     let st = state_becomes(&bpg, "streaming", 60).await;
     assert_eq!(st["state"], "streaming", "{st}");
@@ -551,7 +537,7 @@ async fn a_primary_that_goes_away_is_disconnected_branches_need_no_wait_and_it_c
     default_branch_fails(&env, &bpg, "dev2");
     let r = bpg.json(&["branch", "rep", "dev2", "--no-wait"]);
     let url = r["branch"]["url"].as_str().unwrap().to_string();
-    assert_eq!(one(&url, "SELECT count(*)::text FROM t").await, "2");
+    assert_eq!(query_text(&url, "SELECT count(*)::text FROM t").await, "2");
     primary.reconnect();
     primary.psql("INSERT INTO t VALUES (3)");
     let st = state_becomes(&bpg, "streaming", 90).await;
@@ -560,7 +546,7 @@ async fn a_primary_that_goes_away_is_disconnected_branches_need_no_wait_and_it_c
     let r = bpg.json(&["branch", "rep", "dev3"]);
     assert!(r["replica_point"]["primary_lsn"].is_string(), "{r}");
     let url = r["branch"]["url"].as_str().unwrap().to_string();
-    assert_eq!(one(&url, "SELECT count(*)::text FROM t").await, "3");
+    assert_eq!(query_text(&url, "SELECT count(*)::text FROM t").await, "3");
     for b in ["dev1", "dev2", "dev3", "rep"] {
         bpg.ok(&["destroy", b]);
     }

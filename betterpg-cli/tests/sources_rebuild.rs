@@ -16,20 +16,6 @@ fn env(prefix: &str) -> TestEnv {
     TestEnv::initialized(prefix)
 }
 
-async fn one(url: &str, sql: &str) -> String {
-    let c = connect(url).await;
-    let rows = c
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
 /// The replica's row of `bpg status --json`.
 fn replica_status(bpg: &Bpg, name: &str) -> Value {
     bpg.status_json(&["status", name])[0].clone()
@@ -71,7 +57,7 @@ async fn a_failover_of_the_primary_is_followed_and_branches_lose_nothing() {
     );
     // The replica follows whatever timeline comes next: it is written.
     assert_eq!(
-        one(&replica_url, "SHOW recovery_target_timeline").await,
+        query_text(&replica_url, "SHOW recovery_target_timeline").await,
         "latest"
     );
     let before = bpg.json(&["branch", "rep1", "before"]);
@@ -94,7 +80,7 @@ async fn a_failover_of_the_primary_is_followed_and_branches_lose_nothing() {
     // The replica receives the new timeline.
     let mut tli = String::new();
     for _ in 0..300 {
-        tli = one(
+        tli = query_text(
             &replica_url,
             "SELECT coalesce((SELECT received_tli::text FROM pg_stat_wal_receiver), '')",
         )

@@ -149,6 +149,23 @@ pub async fn commit_ids(url: &str) -> (i64, i64, i64) {
     (r.get(0), r.get(1), r.get(2))
 }
 
+/// The first column of the first row `sql` returns on `url`, as text
+/// (the simple query protocol: any type, several statements); empty when
+/// there is no row or it is NULL.
+pub async fn query_text(url: &str, sql: &str) -> String {
+    let c = connect(url).await;
+    let rows = c
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 /// A query returning one `bigint` (counts, mostly) on an open connection.
 pub async fn query_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[])
