@@ -8,12 +8,10 @@ use serde_json::Value;
 
 use betterpg_testkit::*;
 
-const DOC: &str = include_str!("../../docs/cli-json.md");
-
 /// The examples of the page by their `<!-- check: NAME -->` mark.
 fn examples() -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
-    let mut rest = DOC;
+    let mut rest = CLI_JSON;
     while let Some(i) = rest.find("<!-- check: ") {
         rest = &rest[i + "<!-- check: ".len()..];
         let name = rest[..rest.find(" -->").expect("mark ends")].to_string();
@@ -27,54 +25,22 @@ fn examples() -> BTreeMap<String, Value> {
     out
 }
 
-/// Why `got` does not have the shape of `doc` (at `path`), if it does not.
-fn mismatch(path: &str, doc: &Value, got: &Value) -> Option<String> {
-    match (doc, got) {
-        (Value::Null, _) | (_, Value::Null) => None,
-        (Value::Object(d), Value::Object(g)) => {
-            let dk: Vec<&String> = d.keys().collect();
-            let gk: Vec<&String> = g.keys().collect();
-            if dk != gk {
-                return Some(format!(
-                    "{path}: documented keys {dk:?}, printed keys {gk:?}"
-                ));
-            }
-            d.iter()
-                .find_map(|(k, dv)| mismatch(&format!("{path}.{k}"), dv, &g[k]))
-        }
-        (Value::Array(d), Value::Array(g)) => match d.first() {
-            Some(d0) => g
-                .iter()
-                .enumerate()
-                .find_map(|(i, gv)| mismatch(&format!("{path}[{i}]"), d0, gv)),
-            None if g.is_empty() => None,
-            None => Some(format!(
-                "{path}: documented as an empty list without an element example, printed {got}"
-            )),
-        },
-        (Value::Number(_), Value::Number(_))
-        | (Value::String(_), Value::String(_))
-        | (Value::Bool(_), Value::Bool(_)) => None,
-        _ => Some(format!("{path}: documented {doc}, printed {got}")),
-    }
-}
-
 #[test]
 fn the_shape_check_catches_drift() {
     let doc: Value = serde_json::json!({"a": 1, "b": [{"c": "x"}], "d": null});
     let same = serde_json::json!({"a": 2, "b": [{"c": "y"}, {"c": "z"}], "d": {"e": 1}});
-    assert_eq!(mismatch("", &doc, &same), None);
+    assert_eq!(shape_mismatch("", &doc, &same), None);
     let renamed = serde_json::json!({"a": 2, "b": [], "dd": null});
-    assert!(mismatch("", &doc, &renamed).unwrap().contains("keys"));
+    assert!(shape_mismatch("", &doc, &renamed).unwrap().contains("keys"));
     let retyped = serde_json::json!({"a": "2", "b": [], "d": null});
-    assert!(mismatch("", &doc, &retyped).unwrap().contains(".a"));
+    assert!(shape_mismatch("", &doc, &retyped).unwrap().contains(".a"));
     let inner = serde_json::json!({"a": 1, "b": [{"c": "x", "new": 1}], "d": null});
-    assert!(mismatch("", &doc, &inner).unwrap().contains(".b[0]"));
+    assert!(shape_mismatch("", &doc, &inner).unwrap().contains(".b[0]"));
 }
 
 #[test]
 fn the_exit_status_table_is_the_error_kinds() {
-    let rows: Vec<(String, u32, u8)> = DOC
+    let rows: Vec<(String, u32, u8)> = CLI_JSON
         .lines()
         .filter(|l| l.starts_with("| `"))
         .map(|l| {
@@ -200,7 +166,7 @@ fn every_documented_shape_is_what_bpg_prints() {
         "every documented shape is checked, and every checked output documented"
     );
     for (name, d) in &doc {
-        if let Some(m) = mismatch(name, d, &got[name]) {
+        if let Some(m) = shape_mismatch(name, d, &got[name]) {
             panic!(
                 "docs/cli-json.md is out of date for {name}: {m}\nprinted: {:#}",
                 got[name]

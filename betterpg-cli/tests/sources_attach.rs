@@ -170,46 +170,6 @@ impl Drop for HandCluster {
     }
 }
 
-const CLI_JSON: &str = include_str!("../../docs/cli-json.md");
-
-/// The JSON block after `mark` in docs/cli-json.md.
-fn doc_block(mark: &str) -> serde_json::Value {
-    let rest = &CLI_JSON[CLI_JSON
-        .find(mark)
-        .unwrap_or_else(|| panic!("{mark} missing"))..];
-    let start = rest.find("```json\n").expect("a json block") + 8;
-    let end = start + rest[start..].find("```").expect("block ends");
-    serde_json::from_str(&rest[start..end]).unwrap()
-}
-
-/// `got` has `doc`'s shape: the same keys at every level, the same JSON
-/// types (null matches anything; a list's elements match its first).
-fn assert_shape(what: &str, doc: &serde_json::Value, got: &serde_json::Value) {
-    use serde_json::Value::*;
-    match (doc, got) {
-        (Null, _) | (_, Null) => {}
-        (Object(d), Object(g)) => {
-            assert_eq!(
-                d.keys().collect::<Vec<_>>(),
-                g.keys().collect::<Vec<_>>(),
-                "{what}: documented keys vs printed"
-            );
-            for (k, v) in d {
-                assert_shape(&format!("{what}.{k}"), v, &g[k]);
-            }
-        }
-        (Array(d), Array(g)) => {
-            if let Some(d0) = d.first() {
-                for x in g {
-                    assert_shape(what, d0, x);
-                }
-            }
-        }
-        (Number(_), Number(_)) | (String(_), String(_)) | (Bool(_), Bool(_)) => {}
-        _ => panic!("{what}: documented {doc}, printed {got}"),
-    }
-}
-
 async fn query_one_i64(url: &str, sql: &str) -> i64 {
     query_i64(&connect(url).await, sql).await
 }

@@ -16,6 +16,8 @@
 //!   started all, the pool exported and imported (what restarts must not
 //!   lose).
 //! - [`zfs`] and [`catalog`]: what "nothing changed" compares.
+//! - [`docs`]: docs/cli-json.md's JSON examples and the check that
+//!   printed output has their shape.
 //! - [`cli`]: running `bpg` ([`Bpg`]), `bpg init` of a [`TestEnv`], and the
 //!   pool/catalog/ports consistency check.
 //!
@@ -23,6 +25,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod docs;
 pub mod env;
 pub mod pg;
 pub mod remote;
@@ -31,6 +34,7 @@ pub mod zfs;
 
 pub use catalog::*;
 pub use cli::*;
+pub use docs::*;
 pub use env::*;
 pub use pg::*;
 pub use remote::*;
