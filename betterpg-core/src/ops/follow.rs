@@ -359,30 +359,15 @@ async fn follow_inner(
         )
         .await?;
     made.dataset = true;
-    let mp = ctx.mountpoint(&entry.dataset).await?;
-    let data_dir = mp.join(PGDATA_SUBDIR);
-    std::fs::create_dir(&data_dir)
-        .map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))?;
-    ctx.user.chown(&data_dir)?;
-    cluster::set_mode(&data_dir, 0o700)?;
-
-    let t = Instant::now();
-    let cb = opts.progress.clone();
-    let last = std::sync::Mutex::new(0u64);
-    let report = |done: u64, total: u64| {
-        *last.lock().unwrap_or_else(|p| p.into_inner()) = done;
-        if let Some(cb) = &cb {
-            let secs = t.elapsed().as_secs_f64().max(0.001);
-            cb(FollowProgress {
-                bytes_done: done,
-                bytes_total: total,
-                bytes_per_sec: done as f64 / secs,
-            });
-        }
-    };
-    repl.base_backup(&bin, &data_dir, opts.slot.as_deref(), &report)
-        .await?;
-    let bytes = *last.lock().unwrap_or_else(|p| p.into_inner());
+    let (data_dir, bytes) = backup_into(
+        ctx,
+        &repl,
+        &bin,
+        &entry.dataset,
+        opts.slot.as_deref(),
+        opts.progress.as_ref(),
+    )
+    .await?;
     fault::point("follow_after_backup").await?;
 
     make_standby(ctx, entry, &data_dir)?;
@@ -397,6 +382,42 @@ async fn follow_inner(
     .await?;
     fault::point("follow_after_start").await?;
     Ok(bytes)
+}
+
+/// A base backup of the primary into the data directory of `dataset`
+/// (made here, the server's user's, 0700), streaming through `slot` when
+/// one is given; its progress handed to `progress` with the rate so far.
+/// Returns the data directory and the bytes copied.
+pub(crate) async fn backup_into(
+    ctx: &Context,
+    repl: &Replication,
+    bin: &PgBin,
+    dataset: &str,
+    slot: Option<&str>,
+    progress: Option<&ProgressFn>,
+) -> Result<(PathBuf, u64)> {
+    let mp = ctx.mountpoint(dataset).await?;
+    let data_dir = mp.join(PGDATA_SUBDIR);
+    std::fs::create_dir(&data_dir)
+        .map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))?;
+    ctx.user.chown(&data_dir)?;
+    cluster::set_mode(&data_dir, 0o700)?;
+    let t = Instant::now();
+    let last = std::sync::Mutex::new(0u64);
+    let report = |done: u64, total: u64| {
+        *last.lock().unwrap_or_else(|p| p.into_inner()) = done;
+        if let Some(cb) = progress {
+            let secs = t.elapsed().as_secs_f64().max(0.001);
+            cb(FollowProgress {
+                bytes_done: done,
+                bytes_total: total,
+                bytes_per_sec: done as f64 / secs,
+            });
+        }
+    };
+    repl.base_backup(bin, &data_dir, slot, &report).await?;
+    let bytes = *last.lock().unwrap_or_else(|p| p.into_inner());
+    Ok((data_dir, bytes))
 }
 
 /// Local server binaries of the primary's major version `major`.

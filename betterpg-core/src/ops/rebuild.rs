@@ -37,8 +37,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::follow::{
-    binaries_for, make_standby, password_for, validate_slot, FollowOptions, FollowReport,
-    UPSTREAM_TIMEOUT,
+    backup_into, binaries_for, make_standby, password_for, validate_slot, FollowOptions,
+    FollowReport, UPSTREAM_TIMEOUT,
 };
 use super::start::start_on_free_port;
 use super::status;
@@ -47,7 +47,6 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::fault;
 use crate::name::validate_name;
-use crate::pg::cluster;
 use crate::pg::datadir::DataDir;
 use crate::pg::upstream::{self, Replication, Target};
 use crate::runtime::{InstanceSpec, RunStatus};
@@ -215,32 +214,12 @@ pub(crate) async fn rebuild(
             )
             .await?;
         new_made = true;
-        let mp = ctx.mountpoint(&new_ds).await?;
-        let data_dir = mp.join(PGDATA_SUBDIR);
-        std::fs::create_dir(&data_dir)
-            .map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))?;
-        ctx.user.chown(&data_dir)?;
-        cluster::set_mode(&data_dir, 0o700)?;
-        let t = Instant::now();
-        let cb = opts.progress.clone();
-        let last = std::sync::Mutex::new(0u64);
-        let report = |done: u64, total: u64| {
-            *last.lock().unwrap_or_else(|p| p.into_inner()) = done;
-            if let Some(cb) = &cb {
-                let secs = t.elapsed().as_secs_f64().max(0.001);
-                cb(super::follow::FollowProgress {
-                    bytes_done: done,
-                    bytes_total: total,
-                    bytes_per_sec: done as f64 / secs,
-                });
-            }
-        };
         // No -S: the old replica may stream through that very slot now
         // (a slot serves one walsender); pg_basebackup holds a temporary
         // slot of its own, and the slot (made before, RESERVE_WAL) keeps
         // the WAL from the backup's end until the new standby connects.
-        repl.base_backup(&bin, &data_dir, None, &report).await?;
-        let bytes = *last.lock().unwrap_or_else(|p| p.into_inner());
+        let (data_dir, bytes) =
+            backup_into(ctx, &repl, &bin, &new_ds, None, opts.progress.as_ref()).await?;
         let mut entry = old.clone();
         entry.pg_bin = bin.dir.clone();
         entry.pg_major = ident.major();
