@@ -92,7 +92,9 @@ async fn create_unaudited(ctx: &Context, name: &str, opts: CreateOptions) -> Res
     status::info(ctx, name).await
 }
 
-async fn create_inner(ctx: &Context, entry: &Entry, bin: &PgBin, made: &mut bool) -> Result<()> {
+/// The file system of the new top-level `entry` (a database or a
+/// replica: `kind`), with betterpg's properties.
+pub(crate) async fn create_dataset(ctx: &Context, entry: &Entry, kind: &str) -> Result<()> {
     let port = entry.port.to_string();
     let created = entry.created_at.to_string();
     let home = ctx.home.root().to_string_lossy().into_owned();
@@ -106,14 +108,18 @@ async fn create_inner(ctx: &Context, entry: &Entry, bin: &PgBin, made: &mut bool
                 // Its own full name: a dataset made under it inherits
                 // this, and then it does not match (see gc).
                 ("dataset", &entry.dataset),
-                ("kind", "database"),
+                ("kind", kind),
                 ("port", &port),
                 ("runtime", &entry.runtime),
                 ("home", &home),
                 ("created", &created),
             ],
         )
-        .await?;
+        .await
+}
+
+async fn create_inner(ctx: &Context, entry: &Entry, bin: &PgBin, made: &mut bool) -> Result<()> {
+    create_dataset(ctx, entry, "database").await?;
     *made = true;
     let mp = ctx.mountpoint(&entry.dataset).await?;
     let data_dir = mp.join(PGDATA_SUBDIR);

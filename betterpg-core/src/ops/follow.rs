@@ -339,25 +339,7 @@ async fn follow_inner(
     }
     fault::point("follow_before_dataset").await?;
 
-    let port = entry.port.to_string();
-    let created = entry.created_at.to_string();
-    let home = ctx.home.root().to_string_lossy().into_owned();
-    ctx.storage
-        .create(
-            &entry.dataset,
-            None,
-            &[
-                ("managed", "yes"),
-                ("name", &entry.name),
-                ("dataset", &entry.dataset),
-                ("kind", "replica"),
-                ("port", &port),
-                ("runtime", &entry.runtime),
-                ("home", &home),
-                ("created", &created),
-            ],
-        )
-        .await?;
+    super::create::create_dataset(ctx, entry, "replica").await?;
     made.dataset = true;
     let (data_dir, bytes) = backup_into(
         ctx,
