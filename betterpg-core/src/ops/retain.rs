@@ -31,7 +31,7 @@ use crate::pitr::{
     Base, Meta, Receiver, Sealed, Window, BASE_PREFIX, PARTIAL_SUFFIX, WAL_DATASET,
 };
 use crate::runtime::{InstanceSpec, RunStatus};
-use crate::storage::destroy_with_retry;
+use crate::storage::{create_missing, destroy_with_retry};
 
 /// The retention `status` reports for a database or replica that keeps WAL.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -83,27 +83,20 @@ async fn archive_dir(ctx: &Context, name: &str) -> Result<Option<DataDir>> {
     }
 }
 
-/// Create the file system `ds` with `props` unless it is there (also
-/// when another process made it meanwhile).
-async fn create_missing(ctx: &Context, ds: &str, props: &[(&str, &str)]) -> Result<()> {
-    if ctx.storage.get(ds).await?.is_some() {
-        return Ok(());
-    }
-    match ctx.storage.create(ds, None, props).await {
-        Ok(()) | Err(Error::AlreadyExists { .. }) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Make (or find) `name`'s archive dataset, owned by the server's OS
 /// user (the server's `archive_command` writes there), 0700.
 async fn ensure_archive(ctx: &Context, name: &str) -> Result<std::path::PathBuf> {
     let home = home_str(ctx);
     let parent = format!("{}/{WAL_DATASET}", ctx.config.dataset);
-    create_missing(ctx, &parent, &[("managed", "wal"), ("home", &home)]).await?;
+    create_missing(
+        &*ctx.storage,
+        &parent,
+        &[("managed", "wal"), ("home", &home)],
+    )
+    .await?;
     let ds = archive_dataset(&ctx.config.dataset, name);
     create_missing(
-        ctx,
+        &*ctx.storage,
         &ds,
         &[("managed", "wal"), ("home", &home), ("name", name)],
     )

@@ -365,16 +365,12 @@ async fn take(
         let segments =
             wal::segments_between(label.timeline, label.start_lsn, stop.stop_lsn, seg_size);
         let parent = format!("{}/{SNAPSHOTS_DATASET}", ctx.config.dataset);
-        if ctx.storage.get(&parent).await?.is_none() {
-            match ctx
-                .storage
-                .create(&parent, None, &[("managed", "snapshots"), ("home", &home)])
-                .await
-            {
-                Ok(()) | Err(Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        crate::storage::create_missing(
+            &*ctx.storage,
+            &parent,
+            &[("managed", "snapshots"), ("home", &home)],
+        )
+        .await?;
         let ds = format!("{parent}/{}.{snap_name}", rec.source);
         let created = rec.created_at.to_string();
         ctx.storage

@@ -304,6 +304,23 @@ pub async fn mountpoint(storage: &dyn Storage, dataset: &str) -> Result<PathBuf>
         .ok_or_else(|| Error::zfs(format!("dataset {dataset} is missing or not mounted")))
 }
 
+/// Create the file system `dataset` with `props` unless it is there (also
+/// when another process made it meanwhile): betterpg's parents of
+/// datasets (the WAL archives', the named snapshots' WAL).
+pub async fn create_missing(
+    storage: &dyn Storage,
+    dataset: &str,
+    props: &[(&str, &str)],
+) -> Result<()> {
+    if storage.get(dataset).await?.is_some() {
+        return Ok(());
+    }
+    match storage.create(dataset, None, props).await {
+        Ok(()) | Err(Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Destroy, retrying briefly: right after a server stops, the file system
 /// can still be busy for a moment (zfs-fuse in particular). Already gone is
 /// fine.
