@@ -135,28 +135,11 @@ pub fn split_statements(sql: &str) -> Vec<Statement> {
         }
     };
     while i < b.len() {
+        if let Some(end) = comment_end(b, i) {
+            i = end;
+            continue;
+        }
         match b[i] {
-            b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                let mut nest = 1;
-                i += 2;
-                while i < b.len() && nest > 0 {
-                    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-                        nest += 1;
-                        i += 2;
-                    } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
-                        nest -= 1;
-                        i += 2;
-                    } else {
-                        i += 1;
-                    }
-                }
-                continue;
-            }
             b'\'' => {
                 // E'...' strings take backslash escapes.
                 let escapes = i > 0 && matches!(b[i - 1], b'e' | b'E') && !is_ident(b, i - 1);
@@ -222,6 +205,36 @@ fn is_ident(b: &[u8], at: usize) -> bool {
     at > 0 && is_word(b[at - 1])
 }
 
+/// Where the comment starting at `i` ends, if one starts there: a `--`
+/// comment at its line's end (the newline itself is not part of it), a
+/// `/* */` comment (nested ones too) after its closing `*/` (the text's
+/// end when it is not closed).
+fn comment_end(b: &[u8], mut i: usize) -> Option<usize> {
+    if b[i] == b'-' && b.get(i + 1) == Some(&b'-') {
+        while i < b.len() && b[i] != b'\n' {
+            i += 1;
+        }
+        return Some(i);
+    }
+    if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+        let mut nest = 1;
+        i += 2;
+        while i < b.len() && nest > 0 {
+            if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
+                nest += 1;
+                i += 2;
+            } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
+                nest -= 1;
+                i += 2;
+            } else {
+                i += 1;
+            }
+        }
+        return Some(i);
+    }
+    None
+}
+
 /// Whether `text` holds anything but blanks and comments.
 fn has_code(text: &str) -> bool {
     code_start(text) < text.len()
@@ -235,24 +248,8 @@ fn code_start(text: &str) -> usize {
     while i < b.len() {
         if b[i].is_ascii_whitespace() {
             i += 1;
-        } else if b[i] == b'-' && b.get(i + 1) == Some(&b'-') {
-            while i < b.len() && b[i] != b'\n' {
-                i += 1;
-            }
-        } else if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-            let mut nest = 1;
-            i += 2;
-            while i < b.len() && nest > 0 {
-                if b[i] == b'/' && b.get(i + 1) == Some(&b'*') {
-                    nest += 1;
-                    i += 2;
-                } else if b[i] == b'*' && b.get(i + 1) == Some(&b'/') {
-                    nest -= 1;
-                    i += 2;
-                } else {
-                    i += 1;
-                }
-            }
+        } else if let Some(end) = comment_end(b, i) {
+            i = end;
         } else {
             return i;
         }
