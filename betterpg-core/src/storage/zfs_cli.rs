@@ -100,6 +100,18 @@ impl ZfsCli {
             .collect()
     }
 
+    /// `zfs create` or `zfs clone` (`verb`) up to its operands: the
+    /// mountpoint when one is given, then betterpg's properties.
+    fn new_fs_args(verb: &str, mountpoint: Option<&Path>, props: &[(&str, &str)]) -> Vec<String> {
+        let mut args: Vec<String> = vec![verb.into()];
+        if let Some(mp) = mountpoint {
+            args.push("-o".into());
+            args.push(format!("mountpoint={}", mp.display()));
+        }
+        args.extend(Self::prop_args(props));
+        args
+    }
+
     async fn get_props(&self, names: &[&str], recursive: bool) -> Result<Vec<DatasetInfo>> {
         // "all" would be the portable way to read user properties, but it is
         // slow on big trees; user properties are asked for by name instead.
@@ -495,12 +507,7 @@ impl Storage for ZfsCli {
         mountpoint: Option<&Path>,
         props: &[(&str, &str)],
     ) -> Result<()> {
-        let mut args: Vec<String> = vec!["create".into()];
-        if let Some(mp) = mountpoint {
-            args.push("-o".into());
-            args.push(format!("mountpoint={}", mp.display()));
-        }
-        args.extend(Self::prop_args(props));
+        let mut args = Self::new_fs_args("create", mountpoint, props);
         args.push(dataset.into());
         self.run(&args).await.map(drop)
     }
@@ -548,12 +555,7 @@ impl Storage for ZfsCli {
         mountpoint: Option<&Path>,
         props: &[(&str, &str)],
     ) -> Result<()> {
-        let mut args: Vec<String> = vec!["clone".into()];
-        if let Some(mp) = mountpoint {
-            args.push("-o".into());
-            args.push(format!("mountpoint={}", mp.display()));
-        }
-        args.extend(Self::prop_args(props));
+        let mut args = Self::new_fs_args("clone", mountpoint, props);
         args.push(snapshot.into());
         args.push(target.into());
         self.run(&args).await.map(drop)
