@@ -135,45 +135,7 @@ fn branch_data_dir(env: &TestEnv, name: &str) -> Option<PathBuf> {
 /// tuple of `users`, live or dead, read with pageinspect.
 async fn superuser_finds(url: &str, needles: &[String]) -> Vec<String> {
     let c = connect(url).await;
-    c.batch_execute(
-        "CREATE OR REPLACE FUNCTION pg_temp.all_files(d text) RETURNS SETOF text LANGUAGE plpgsql AS $$ \
-         DECLARE f text; p text; BEGIN \
-           FOR f IN SELECT pg_ls_dir(d) LOOP \
-             p := d || '/' || f; \
-             IF (pg_stat_file(p, true)).isdir THEN RETURN QUERY SELECT pg_temp.all_files(p); \
-             ELSE RETURN NEXT p; END IF; \
-           END LOOP; END $$",
-    )
-    .await
-    .unwrap();
-    let mut found = Vec::new();
-    let files: Vec<String> = c
-        .query("SELECT pg_temp.all_files('.')", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert!(
-        files.iter().any(|f| f.starts_with("./pg_wal/")) && files.len() > 100,
-        "the search must cover the data directory, WAL included: {files:?}"
-    );
-    for f in &files {
-        for n in needles {
-            let hit: Option<bool> = c
-                .query_one(
-                    "SELECT position(convert_to($2::text, 'UTF8') IN \
-                     pg_read_binary_file($1::text, 0, (pg_stat_file($1::text, true)).size, true)) > 0",
-                    &[f, n],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if hit == Some(true) {
-                found.push(format!("{f} holds {n}"));
-            }
-        }
-    }
+    let mut found = files_holding(&c, needles).await;
     c.batch_execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
         .await
         .unwrap();

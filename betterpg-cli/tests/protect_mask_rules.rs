@@ -79,47 +79,7 @@ fn mask_exit() -> Option<i32> {
 /// directory through `pg_read_binary_file`, searched for each needle
 /// (bound, never in the query text).
 async fn superuser_finds(url: &str, needles: &[Vec<u8>]) -> Vec<String> {
-    let c = connect(url).await;
-    c.batch_execute(
-        "CREATE OR REPLACE FUNCTION pg_temp.all_files(d text) RETURNS SETOF text LANGUAGE plpgsql AS $$ \
-         DECLARE f text; p text; BEGIN \
-           FOR f IN SELECT pg_ls_dir(d) LOOP \
-             p := d || '/' || f; \
-             IF (pg_stat_file(p, true)).isdir THEN RETURN QUERY SELECT pg_temp.all_files(p); \
-             ELSE RETURN NEXT p; END IF; \
-           END LOOP; END $$",
-    )
-    .await
-    .unwrap();
-    let files: Vec<String> = c
-        .query("SELECT pg_temp.all_files('.')", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert!(
-        files.iter().any(|f| f.starts_with("./pg_wal/")) && files.len() > 100,
-        "the search must cover the data directory, WAL included: {files:?}"
-    );
-    let mut found = Vec::new();
-    for f in &files {
-        for n in needles {
-            let hit: Option<bool> = c
-                .query_one(
-                    "SELECT position($2::bytea IN \
-                     pg_read_binary_file($1::text, 0, (pg_stat_file($1::text, true)).size, true)) > 0",
-                    &[f, n],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if hit == Some(true) {
-                found.push(format!("{f} holds {}", String::from_utf8_lossy(n)));
-            }
-        }
-    }
-    found
+    files_holding(&connect(url).await, needles).await
 }
 
 async fn strings(url: &str, sql: &str) -> Vec<String> {

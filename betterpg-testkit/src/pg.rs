@@ -166,6 +166,58 @@ pub async fn query_text(url: &str, sql: &str) -> String {
         .unwrap_or_default()
 }
 
+/// As a superuser of the server behind `c` would look: every file of its
+/// data directory, listed through `pg_ls_dir` (recursively; the listing
+/// must cover `pg_wal`) and read through `pg_read_binary_file`, searched
+/// for each needle (bound, never in the query text). One `FILE holds
+/// NEEDLE` for each hit.
+pub async fn files_holding(
+    c: &tokio_postgres::Client,
+    needles: &[impl AsRef<[u8]>],
+) -> Vec<String> {
+    c.batch_execute(
+        "CREATE OR REPLACE FUNCTION pg_temp.all_files(d text) RETURNS SETOF text LANGUAGE plpgsql AS $$ \
+         DECLARE f text; p text; BEGIN \
+           FOR f IN SELECT pg_ls_dir(d) LOOP \
+             p := d || '/' || f; \
+             IF (pg_stat_file(p, true)).isdir THEN RETURN QUERY SELECT pg_temp.all_files(p); \
+             ELSE RETURN NEXT p; END IF; \
+           END LOOP; END $$",
+    )
+    .await
+    .unwrap();
+    let files: Vec<String> = c
+        .query("SELECT pg_temp.all_files('.')", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        files.iter().any(|f| f.starts_with("./pg_wal/")) && files.len() > 100,
+        "the search must cover the data directory, WAL included: {files:?}"
+    );
+    let mut found = Vec::new();
+    for f in &files {
+        for n in needles {
+            let n = n.as_ref();
+            let hit: Option<bool> = c
+                .query_one(
+                    "SELECT position($2::bytea IN \
+                     pg_read_binary_file($1::text, 0, (pg_stat_file($1::text, true)).size, true)) > 0",
+                    &[f, &n],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if hit == Some(true) {
+                found.push(format!("{f} holds {}", String::from_utf8_lossy(n)));
+            }
+        }
+    }
+    found
+}
+
 /// A query returning one `bigint` (counts, mostly) on an open connection.
 pub async fn query_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[])
