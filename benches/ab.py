@@ -3,14 +3,17 @@
 
     benches/ab.py --a OLD_BPG --b NEW_BPG [--cycles 15] [--rows 100000]
                   [--pool bpgab] [--ports 59000-59099] [--steps] [--docker]
+                  [--rewind]
 
 Makes a file-backed pool and home (pool --pool, ports --ports: by default
 those of the benchmark harness, so run it when the harness is not running),
 one database with --rows rows (--docker: in the Docker runtime),
 then runs --cycles rounds; each round, for A and then B in alternating
 order: `bpg branch` (application-consistent), `bpg branch --fast`, `bpg stop`
-+ `bpg start` of the branch, `bpg destroy`. Prints the median (min-max) of
-each in ms, and of the `start` step bpg reports, as a Markdown table;
++ `bpg start` of the branch, `bpg destroy`. With --rewind, each round also
+rewinds a `--rewindable` branch after an UPDATE of a quarter of its rows
+(`bpg rewind`, and its stop/rollback/start steps). Prints the median
+(min-max) of each in ms, and of the `start` step bpg reports, as a Markdown table;
 --steps adds every step bpg reports (`timings`), the part of bpg's total
 outside every step (`unaccounted`), and the part of the wall time outside
 bpg's total (process start, argument parsing, the JSON).
@@ -56,6 +59,7 @@ def main() -> int:
     ap.add_argument("--ports", default=PORTS)
     ap.add_argument("--steps", action="store_true", help="every reported step too")
     ap.add_argument("--docker", action="store_true", help="the database in the Docker runtime")
+    ap.add_argument("--rewind", action="store_true", help="time `bpg rewind` too")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bpgab-", dir="/tmp"))
@@ -71,6 +75,10 @@ def main() -> int:
         url = json.loads(sh(*a, "status", "prod").stdout)["entries"][0]["url"]
         sh("psql", "-q", url, "-c",
            f"CREATE TABLE t AS SELECT i, md5(i::text) v FROM generate_series(1, {args.rows}) i")
+        rw_url = ""
+        if args.rewind:
+            rw = json.loads(sh(*a, "branch", "prod", "rw", "--rewindable").stdout)
+            rw_url = rw["branch"]["url"]
         for cycle in range(args.cycles):
             order = [("A", a), ("B", b)] if cycle % 2 == 0 else [("B", b), ("A", a)]
             for label, bpg in order:
@@ -96,6 +104,12 @@ def main() -> int:
                         r.setdefault("stop", []).append(timed(*bpg, "stop", "ab")[0])
                         r.setdefault("start (restart)", []).append(timed(*bpg, "start", "ab")[0])
                     r.setdefault("destroy", []).append(timed(*bpg, "destroy", "ab")[0])
+                if args.rewind:
+                    sh("psql", "-q", rw_url, "-c", "UPDATE t SET v = v || 'x' WHERE i % 4 = 0")
+                    ms, out = timed(*bpg, "rewind", "rw")
+                    r.setdefault("rewind", []).append(ms)
+                    for t in json.loads(out)["timings"]:
+                        r.setdefault(f"rewind: {t['step']}", []).append(t["millis"])
         # A step only one binary reports shows with "-" for the other.
         rows = list(dict.fromkeys([*res["A"], *res["B"]]))
         print(f"\n{args.cycles} cycles, interleaved; ms, median (min-max)\n")

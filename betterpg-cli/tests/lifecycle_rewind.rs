@@ -69,6 +69,8 @@ async fn a_rewindable_branch_rewinds_to_how_it_was_made() {
     )
     .await;
     assert_eq!(count(&url, "SELECT count(*) FROM t").await, 10);
+    let log = bpg.ok(&["logs", "dev"]);
+    assert!(!log.contains("immediate shutdown"), "{log}");
     let r = bpg.json(&["rewind", "dev"]);
     assert_eq!(r["branch"]["name"], "dev", "{r}");
     assert_eq!(r["branch"]["status"], "running", "{r}");
@@ -76,6 +78,14 @@ async fn a_rewindable_branch_rewinds_to_how_it_was_made() {
     assert_eq!(r["branch"]["url"].as_str().unwrap(), url, "same URL");
     assert_eq!(r["snapshot"], "bpgrewind-dev", "{r}");
     assert_eq!(steps(&r), ["check", "stop", "rollback", "start"], "{r}");
+    // The server's data is rolled back, so it is stopped without a
+    // shutdown checkpoint (immediate shutdown), not a fast one that writes
+    // every dirty buffer first.
+    let log = bpg.ok(&["logs", "dev"]);
+    assert!(
+        log.contains("received immediate shutdown request"),
+        "the rewind stops the server immediately: {log}"
+    );
     let sum: f64 = r["timings"]
         .as_array()
         .unwrap()

@@ -969,3 +969,46 @@ async fn a_foreign_network_of_that_name_is_refused() {
     );
     mgr.destroy("db", false).await.unwrap();
 }
+
+/// A containerised branch rewinds like a native one, and the container is
+/// stopped immediately (SIGQUIT: no shutdown checkpoint writing buffers
+/// that the rollback throws away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerised_rewind_stops_the_server_immediately() {
+    let (_env, mgr) = DockerEnv::new(8).await;
+    let db = mgr.create("db", docker_opts()).await.unwrap();
+    connect(&db.url)
+        .await
+        .batch_execute("CREATE TABLE t AS SELECT generate_series(1, 300) AS id")
+        .await
+        .unwrap();
+    let made = mgr
+        .branch(
+            "db",
+            "dev",
+            BranchOptions {
+                rewindable: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(made.branch.runtime, "docker");
+    let url = made.branch.url.clone();
+    connect(&url)
+        .await
+        .batch_execute("DELETE FROM t WHERE id > 7")
+        .await
+        .unwrap();
+    let before = mgr.logs("dev", None).await.unwrap();
+    assert!(!before.contains("immediate shutdown"), "{before}");
+    let r = mgr.rewind("dev").await.unwrap();
+    assert_eq!(r.branch.url, url);
+    assert_eq!(count(&url, "SELECT count(*) FROM t").await, 300);
+    let log = mgr.logs("dev", None).await.unwrap();
+    assert!(
+        log.contains("received immediate shutdown request"),
+        "the container was stopped immediately: {log}"
+    );
+    mgr.destroy("db", true).await.unwrap();
+}

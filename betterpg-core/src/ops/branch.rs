@@ -881,6 +881,10 @@ async fn run_recipe(
                     label: b.label.clone(),
                     spcmap: b.tablespace_map.clone(),
                     segments: b.wal_segments.clone(),
+                    range: wal::parse_backup_label(&b.label).ok().and_then(|l| {
+                        let stop = wal::parse_lsn(&b.stop_lsn).ok()?;
+                        Some((l.timeline, l.start_lsn, stop))
+                    }),
                     seg_size: b.wal_segment_size,
                     wal: DataDir::open(&ctx.mountpoint(ds).await?)?.subdir("pg_wal")?,
                 }),
@@ -1028,7 +1032,12 @@ async fn run_recipe(
             let map = tablespace::rewrite_map(&h.spcmap, &undo.tablespaces.clones)?;
             cluster::write_owned(&dd, "tablespace_map", map.as_bytes(), &user)?;
         }
-        wal_bytes = wal::copy_segments(&h.wal, &wal_dir, &h.segments, h.seg_size, &user)?;
+        wal_bytes = match h.range {
+            Some((tli, start, stop)) => {
+                wal::copy_backup_wal(&h.wal, &wal_dir, tli, start, stop, h.seg_size, &user)?
+            }
+            None => wal::copy_segments(&h.wal, &wal_dir, &h.segments, h.seg_size, &user)?,
+        };
         // The WAL is safe in the clone: release the slot and connection.
         if let Some(session) = undo.session.take() {
             session.finish().await?;
@@ -1257,6 +1266,10 @@ struct Handoff {
     label: String,
     spcmap: String,
     segments: Vec<String>,
+    /// The backup's timeline, start and stop (the end of its last
+    /// record): only the pages between them can differ in the clone
+    /// ([`wal::copy_backup_wal`]); `None` copies `segments` whole.
+    range: Option<(u32, wal::Lsn, wal::Lsn)>,
     seg_size: u64,
     /// Where the segments are: the live source's `pg_wal`, or a named
     /// snapshot's kept WAL.
@@ -1278,6 +1291,7 @@ impl Handoff {
         };
         Ok(Handoff {
             segments: wal::segments_between(label.timeline, label.start_lsn, stop_lsn, seg_size),
+            range: Some((label.timeline, label.start_lsn, stop_lsn)),
             seg_size,
             wal,
             label: stop.labelfile,

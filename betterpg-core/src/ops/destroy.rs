@@ -223,7 +223,7 @@ pub(crate) async fn destroy_one(ctx: &Context, e: &Entry) -> Result<()> {
         if let Some(mp) = ds.mountpoint {
             let spec = ctx.control_spec_for(e, e.data_dir(&mp));
             let rt = ctx.runtime(&e.runtime)?;
-            rt.stop(&spec).await?;
+            rt.stop_discarding(&spec).await?;
             rt.remove(&spec).await?;
         }
         destroy_with_retry(&*ctx.storage, &e.dataset, true).await?;

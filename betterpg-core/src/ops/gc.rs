@@ -332,7 +332,7 @@ async fn gc_inner(ctx: &Context, dry_run: bool) -> Result<GcReport> {
                     reason: format!("runs on orphaned dataset {}", d.name),
                 });
                 if !dry_run {
-                    rt.stop(&spec).await?;
+                    rt.stop_discarding(&spec).await?;
                 }
             }
             if !dry_run {

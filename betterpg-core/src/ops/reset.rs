@@ -168,7 +168,7 @@ async fn reset_unaudited(
             // Stopping never logs in: a lost password file must not
             // keep the old server running (item 11).
             let spec = ctx.control_spec_for(&old, old.data_dir(&mp));
-            ctx.runtime(&old.runtime)?.stop(&spec).await?;
+            ctx.runtime(&old.runtime)?.stop_discarding(&spec).await?;
         }
         destroy_with_retry(&*ctx.storage, &old.dataset, true).await?;
     }

@@ -169,7 +169,7 @@ async fn roll_back(
     // Stopping never logs in (a lost password file must not keep it
     // running); what the server writes on its way down is thrown away.
     let spec = ctx.control_spec_for(entry, entry.data_dir(&mp));
-    ctx.runtime(&entry.runtime)?.stop(&spec).await?;
+    ctx.runtime(&entry.runtime)?.stop_discarding(&spec).await?;
     timer.lap("stop");
     for ds in &datasets {
         ctx.storage

@@ -84,8 +84,8 @@ use bollard::models::{
     MountType, NetworkCreateRequest, PortBinding,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::{FutureExt, StreamExt};
@@ -1132,6 +1132,32 @@ impl Runtime for DockerRuntime {
 
     async fn stop(&self, spec: &InstanceSpec) -> Result<()> {
         let container = Self::container_name(&spec.home, &spec.name);
+        self.stop_and_remove(&container, &spec.log_file).await
+    }
+
+    async fn stop_discarding(&self, spec: &InstanceSpec) -> Result<()> {
+        let container = Self::container_name(&spec.home, &spec.name);
+        // SIGQUIT is PostgreSQL's immediate shutdown; the stop that follows
+        // waits for the container to exit (and sends the image's own stop
+        // signal, which an exiting postmaster ignores).
+        let opts = KillContainerOptionsBuilder::default()
+            .signal("SIGQUIT")
+            .build();
+        match self
+            .docker()
+            .await?
+            .kill_container(&container, Some(opts))
+            .await
+        {
+            // 404: no such container; 409: not running. Either way the
+            // stop below has nothing to wait for.
+            Ok(())
+            | Err(DockerError::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => {}
+            Err(e) => return Err(self.map_err(&format!("stopping container {container}"), e)),
+        }
         self.stop_and_remove(&container, &spec.log_file).await
     }
 

@@ -171,6 +171,15 @@ pub trait Runtime: Send + Sync + std::fmt::Debug {
     }
     /// Stop the server (fast shutdown); stopping a stopped server is fine.
     async fn stop(&self, spec: &InstanceSpec) -> Result<()>;
+    /// Stop a server whose data is thrown away next (destroyed, reset,
+    /// rolled back): immediate shutdown, without the shutdown checkpoint
+    /// that writes every dirty buffer to files about to vanish. Were the
+    /// data kept after all (a later step failed), the next start recovers
+    /// it from WAL like after a crash: nothing committed is lost. The
+    /// default is [`Runtime::stop`].
+    async fn stop_discarding(&self, spec: &InstanceSpec) -> Result<()> {
+        self.stop(spec).await
+    }
     /// Whether the server is running.
     async fn status(&self, spec: &InstanceSpec) -> Result<RunStatus>;
     /// Whether each of `specs` is running, in their order: `status` of many

@@ -204,6 +204,33 @@ const LOG_LINES_IN_ERRORS: usize = 15;
 pub struct NativeRuntime;
 
 impl NativeRuntime {
+    /// `pg_ctl stop` in `mode` (`fast`, or `immediate` for data thrown
+    /// away next); stopping a stopped server is fine.
+    async fn stop_with(&self, spec: &InstanceSpec, mode: &str) -> Result<()> {
+        if self.status(spec).await? == RunStatus::Stopped {
+            return Ok(());
+        }
+        // Stopped when the postmaster has removed its pid file (its last
+        // act), as pg_ctl -w checks it.
+        let pid_file = spec.data_dir.join("postmaster.pid");
+        let Some(out) = self
+            .pg_ctl_until(spec, &["stop", "-w", "-s", "-m", mode, "-t", "120"], || {
+                !pid_file.exists()
+            })
+            .await?
+        else {
+            return Ok(());
+        };
+        if out.status.success() || self.status(spec).await? == RunStatus::Stopped {
+            return Ok(());
+        }
+        Err(Error::runtime(format!(
+            "stopping {} failed: {}",
+            spec.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+
     /// Run `pg_ctl` with `-w` semantics, but return as soon as `done` says
     /// the wait is over. `pg_ctl -w` looks at the postmaster only every
     /// 100 ms; checking `postmaster.pid` every [`POLL`] ourselves saves
@@ -380,30 +407,11 @@ impl Runtime for NativeRuntime {
     }
 
     async fn stop(&self, spec: &InstanceSpec) -> Result<()> {
-        if self.status(spec).await? == RunStatus::Stopped {
-            return Ok(());
-        }
-        // Stopped when the postmaster has removed its pid file (its last
-        // act), as pg_ctl -w checks it.
-        let pid_file = spec.data_dir.join("postmaster.pid");
-        let Some(out) = self
-            .pg_ctl_until(
-                spec,
-                &["stop", "-w", "-s", "-m", "fast", "-t", "120"],
-                || !pid_file.exists(),
-            )
-            .await?
-        else {
-            return Ok(());
-        };
-        if out.status.success() || self.status(spec).await? == RunStatus::Stopped {
-            return Ok(());
-        }
-        Err(Error::runtime(format!(
-            "stopping {} failed: {}",
-            spec.name,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
+        self.stop_with(spec, "fast").await
+    }
+
+    async fn stop_discarding(&self, spec: &InstanceSpec) -> Result<()> {
+        self.stop_with(spec, "immediate").await
     }
 
     async fn status(&self, spec: &InstanceSpec) -> Result<RunStatus> {
