@@ -53,6 +53,30 @@ pub fn quota_needs_update(current: Option<u64>, wanted: Option<u64>, pool_total:
     }
 }
 
+/// Whether `prepare` writes the quota `wanted` over `current`: when it moved
+/// by more than the slack (as [`quota_needs_update`]), and also when the
+/// quota in force, lagging within the slack, leaves the branches (`used`
+/// bytes now) less than the `reserve` of a new branch while `wanted` has
+/// room for it. ZFS checks a reservation against the quota in force, not
+/// the computed one: without this, a branch the check let through failed
+/// later at its reservation (after its clone was made) with room to spare.
+/// Pure logic, unit-tested.
+pub fn quota_must_be_written(
+    current: Option<u64>,
+    wanted: Option<u64>,
+    pool_total: u64,
+    used: u64,
+    reserve: u64,
+) -> bool {
+    if quota_needs_update(current, wanted, pool_total) {
+        return true;
+    }
+    match (current, wanted) {
+        (Some(c), Some(w)) => c.saturating_sub(used) < reserve && w.saturating_sub(used) >= reserve,
+        _ => false,
+    }
+}
+
 /// Pool use above which `status` warns.
 pub const POOL_WARN_FRACTION: f64 = 0.8;
 
@@ -149,7 +173,13 @@ pub(crate) async fn prepare(
             return Err(no_space(cfg, home, &info, limit, reserve));
         }
     }
-    if quota_needs_update(info.quota, limit, pool.used + pool.available) {
+    if quota_must_be_written(
+        info.quota,
+        limit,
+        pool.used + pool.available,
+        info.used,
+        reserve,
+    ) {
         storage
             .set_space_limit(&ds, SpaceLimit::Quota, limit)
             .await?;
@@ -258,6 +288,54 @@ mod tests {
         assert!(quota_needs_update(None, Some(500 * M), pool));
         assert!(quota_needs_update(Some(500 * M), None, pool));
         assert!(!quota_needs_update(None, None, pool));
+    }
+
+    #[test]
+    fn a_quota_lagging_within_the_slack_is_written_when_it_would_refuse_the_reserve() {
+        let pool = 1000 * M; // slack: 10 MiB
+                             // Computed limit 700 MiB, 600 used: room for a 64 MiB reserve. The
+                             // quota in force (695 MiB, within the slack) leaves 95 MiB: kept.
+        assert!(!quota_must_be_written(
+            Some(695 * M),
+            Some(700 * M),
+            pool,
+            600 * M,
+            64 * M
+        ));
+        // Now 630 used: the computed limit leaves 70 MiB, the quota in
+        // force 65: both fit 64, kept; a 68 MiB reserve fits only the
+        // computed limit: written.
+        assert!(!quota_must_be_written(
+            Some(695 * M),
+            Some(700 * M),
+            pool,
+            630 * M,
+            64 * M
+        ));
+        assert!(quota_must_be_written(
+            Some(695 * M),
+            Some(700 * M),
+            pool,
+            630 * M,
+            68 * M
+        ));
+        // Neither has room: nothing to gain (the check refuses the branch).
+        assert!(!quota_must_be_written(
+            Some(695 * M),
+            Some(700 * M),
+            pool,
+            650 * M,
+            64 * M
+        ));
+        // Beyond the slack it is written whatever the room.
+        assert!(quota_must_be_written(
+            Some(680 * M),
+            Some(700 * M),
+            pool,
+            0,
+            64 * M
+        ));
+        assert!(!quota_must_be_written(None, None, pool, 600 * M, 64 * M));
     }
 
     #[test]
