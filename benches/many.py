@@ -4,8 +4,9 @@
 Makes N branches (default 100) of one pgbench source (default scale 70,
 ~1 GB) and measures, as the count grows:
 
-* the wall time of each `bpg branch` (the first against the Nth; the report
-  of every branch has its steps),
+* the wall time of each `bpg branch` (the first against the Nth) and the
+  steps of its report (medians of the first and last ten, and of the last
+  ten before the probe stopped: what grows with the count),
 * `bpg --json status` with every entry (median of 3 calls),
 * memory: the real PSS of every branch's servers (postmaster and all its
   children, /proc/PID/smaps_rollup, so touched shared buffers are counted
@@ -243,16 +244,33 @@ class Many:
     def branch(self, i: int) -> bool:
         name = f"b{i:03d}"
         t = time.perf_counter()
-        p = self.bpg("branch", "src", name, *self.a.branch_arg, json_out=False, check=False, timeout=600)
+        p = run([self.bpg.binary, "--home", self.bpg.home, "--json", "branch", "src", name,
+                 *self.a.branch_arg], check=False, timeout=600)
         took = time.perf_counter() - t
         rec: Dict[str, Any] = {"n": i, "name": name, "seconds": took, "ok": p.returncode == 0}
-        if p.returncode != 0:
+        if p.returncode == 0:
+            # The report's steps (docs/cli-json.md): what grows with the count.
+            report = json.loads(p.stdout)
+            rec["total_millis"] = report["total_millis"]
+            rec["steps"] = {}
+            for st in report["timings"]:
+                rec["steps"][st["step"]] = rec["steps"].get(st["step"], 0.0) + st["millis"]
+        else:
             rec["error"] = (p.stderr or p.stdout).strip()[-3000:]
             rec["exit"] = p.returncode
             self.results["failures"].append(rec)
             log(f"branch {i} failed after {took:.2f}s: {rec['error'][-400:]}")
         self.results["branches"].append(rec)
         return p.returncode == 0
+
+    def step_medians(self, lo: int, hi: int) -> Dict[str, float]:
+        """Median millis of each step (and the total) of branches lo..hi that succeeded."""
+        recs = [b for b in self.results["branches"] if b["ok"] and lo <= b["n"] <= hi and "steps" in b]
+        steps: Dict[str, List[float]] = {"total": [b["total_millis"] for b in recs]}
+        for b in recs:
+            for k, v in b["steps"].items():
+                steps.setdefault(k, []).append(v)
+        return {k: round(statistics.median(v), 1) for k, v in steps.items() if v}
 
     def go(self) -> int:
         self.setup()
@@ -270,8 +288,14 @@ class Many:
             "first_seconds": ok[0], "last_seconds": ok[-1],
             "first10_median": statistics.median(ok[:10]), "last10_median": statistics.median(ok[-10:]),
             "ratio_last10_first10": statistics.median(ok[-10:]) / statistics.median(ok[:10]),
+            "first10_step_medians_millis": self.step_medians(1, 10),
+            "last10_step_medians_millis": self.step_medians(self.a.count - 9, self.a.count),
         }
         self.save()
+        sm = self.results["summary"]
+        log(f"branch {self.a.count} {sm['last_seconds']:.2f}s vs the first {sm['first_seconds']:.2f}s; "
+            f"medians of the last ten {sm['last10_median']:.2f}s, of the first ten {sm['first10_median']:.2f}s "
+            f"({sm['ratio_last10_first10']:.2f}x)")
         if self.a.probe_max > self.a.count:
             i = self.a.count
             while i < self.a.probe_max:
@@ -284,7 +308,9 @@ class Many:
                     self.sample(i)
             else:
                 self.results["limit"] = {"branches": None, "note": f"no failure up to {self.a.probe_max}"}
-            self.sample(i if "branches" not in self.results.get("limit", {}) or self.results["limit"]["branches"] is None else self.results["limit"]["branches"])
+            last = self.results["limit"]["branches"] or i
+            self.results["probe_last10_step_medians_millis"] = self.step_medians(last - 9, last)
+            self.sample(last)
         self.results["environment"]["loadavg_after"] = os.getloadavg()
         self.save()
         return 0
@@ -314,7 +340,7 @@ def main() -> int:
     except (Exception, KeyboardInterrupt) as e:  # recorded, then cleaned up
         m.results["failures"].append({"error": repr(e)})
         m.save()
-        log(f"failed: {e}")
+        log(f"failed: {e}" if str(e) else f"stopped ({type(e).__name__}: SIGTERM or Ctrl-C); cleaning up")
     finally:
         if not a.keep:
             m.teardown()

@@ -57,9 +57,18 @@ if [[ "${1:-}" == --many ]]; then
   scripts/setup.sh --quiet
   if [[ -n "${BPG_BENCH_BIN:-}" ]]; then BPG=$BPG_BENCH_BIN; else cargo build --release -q -p betterpg-cli; BPG=target/release/bpg; fi
   MWORK=/tmp/betterpg-test/bpgmany-work
+  # What many.py could not remove itself (it cleans up on every normal exit
+  # and on SIGTERM; this covers SIGKILL and crashes): as many.py does, an
+  # immediate shutdown of every server on the pool (hundreds of branches:
+  # not a destroy each), then the pool and the work directory.
   mbackstop() {
-    if [[ -d "$MWORK/home" ]]; then "$BPG" --home "$MWORK/home" destroy src --force >/dev/null 2>&1 || true; fi
+    local mp pid
     if zpool list -H -o name 2>/dev/null | grep -qx bpgmany; then
+      while read -r mp; do
+        pid=$(head -1 "$mp/pgdata/postmaster.pid" 2>/dev/null || true)
+        [[ "$pid" =~ ^[0-9]+$ ]] && kill -QUIT "$pid" 2>/dev/null || true
+      done < <(zfs list -H -r -o mountpoint bpgmany 2>/dev/null)
+      sleep 2
       for _ in $(seq 1 40); do zpool destroy -f bpgmany >/dev/null 2>&1 && break; sleep 0.5; done
     fi
     rm -rf -- "$MWORK"
@@ -67,9 +76,22 @@ if [[ "${1:-}" == --many ]]; then
   mbackstop
   mkdir -p /tmp/betterpg-test
   bpg_cleanup_cmd mbackstop
+  MPID=
+  # SIGTERM/SIGINT/SIGHUP reach many.py first (it records, then cleans up),
+  # then the backstop: never the pool destroyed under a running many.py.
+  on_many_signal() {
+    if [[ -n "$MPID" ]]; then kill -TERM "$MPID" 2>/dev/null || true; wait "$MPID" 2>/dev/null || true; fi
+    exit 143
+  }
+  trap on_many_signal TERM INT HUP
   log "running benches/many.py $*"
+  rc=0
   python3 benches/many.py --bpg "$BPG" --work "$MWORK" --pool bpgmany --ports 59500-59899 \
-    --probe-max 300 --out benches/results/many.json "$@" || die "benches/many.py failed; see above and benches/results/many.json"
+    --probe-max 300 --out benches/results/many.json "$@" &
+  MPID=$!
+  wait "$MPID" || rc=$?
+  MPID=
+  (( rc == 0 )) || die "benches/many.py failed (exit $rc); see above and benches/results/many.json"
   ok "many-branches benchmark done: benches/results/many.json"
   exit 0
 fi
@@ -182,7 +204,7 @@ mkdir -p /tmp/betterpg-test
 
 PYPID=
 on_signal() {
-  [[ -n "$PYPID" ]] && kill -TERM "$PYPID" 2>/dev/null && wait "$PYPID" 2>/dev/null
+  if [[ -n "$PYPID" ]]; then kill -TERM "$PYPID" 2>/dev/null || true; wait "$PYPID" 2>/dev/null || true; fi
   backstop
   exit 143
 }
