@@ -20,7 +20,7 @@
 #   --no-docker  leave out betterpg's Docker runtime (otherwise a Docker
 #                engine that does not answer is an error).
 #   --many       only the many-branches phase (benches/many.py, issue 16
-#                item 4; not part of the short or full run, ~10-20 min): a
+#                item 4; not part of the short or full run, ~8 min here): a
 #                hundred live branches of a 1 GB source, PSS per idle
 #                branch, status time, first vs 100th branch, pool space,
 #                then branching on to find what breaks first (--probe-max
