@@ -420,6 +420,17 @@ START TIME: 2026-11-27 10:00:00 UTC\n\
 LABEL: betterpg\n\
 START TIMELINE: 1\n";
 
+    /// The OS user the copied segments go to in these tests: `postgres`
+    /// when it exists, else whoever runs them.
+    fn test_owner() -> crate::osuser::OsUser {
+        crate::osuser::OsUser::resolve(None).unwrap_or(crate::osuser::OsUser {
+            name: "postgres".into(),
+            uid: nix::unistd::Uid::effective().as_raw(),
+            gid: nix::unistd::Gid::effective().as_raw(),
+            home: "/".into(),
+        })
+    }
+
     #[test]
     fn parses_label() {
         let l = parse_backup_label(LABEL).unwrap();
@@ -524,13 +535,7 @@ START TIMELINE: 1\n";
         let mut fresh = vec![0u8; 64 * 1024];
         fresh[9000] = 7;
         std::fs::write(src.join(&b), &fresh).unwrap();
-        let me = crate::osuser::OsUser::resolve(None).ok();
-        let me = me.unwrap_or(crate::osuser::OsUser {
-            name: "postgres".into(),
-            uid: nix::unistd::Uid::effective().as_raw(),
-            gid: nix::unistd::Gid::effective().as_raw(),
-            home: "/".into(),
-        });
+        let me = test_owner();
         let (srcd, dstd) = (DataDir::open(&src).unwrap(), DataDir::open(&dst).unwrap());
         let n = copy_segments(&srcd, &dstd, &[a.clone(), b.clone()], 1 << 24, &me).unwrap();
         assert_eq!(n, 2 * WAL_CHUNK as u64, "one page differs in each file");
@@ -580,13 +585,7 @@ START TIMELINE: 1\n";
         ca[5 * page] ^= 0xff; // inside the window: differs, is written
         std::fs::write(dst.join(&a), &ca).unwrap();
         std::fs::write(dst.join(&c), vec![0u8; page]).unwrap();
-        let me = crate::osuser::OsUser::resolve(None).ok();
-        let me = me.unwrap_or(crate::osuser::OsUser {
-            name: "postgres".into(),
-            uid: nix::unistd::Uid::effective().as_raw(),
-            gid: nix::unistd::Gid::effective().as_raw(),
-            home: "/".into(),
-        });
+        let me = test_owner();
         let (srcd, dstd) = (DataDir::open(&src).unwrap(), DataDir::open(&dst).unwrap());
         // Start in a's page 3, stop in the middle of c's page 1.
         let start = 3 * page as u64 + 40;
@@ -662,13 +661,7 @@ START TIMELINE: 1\n";
         // Not a regular file either: a directory named like a segment.
         std::fs::create_dir(dst.join(&b)).unwrap();
         std::fs::write(dst.join(&b).join("inner"), b"x").unwrap();
-        let me = crate::osuser::OsUser::resolve(None).ok();
-        let me = me.unwrap_or(crate::osuser::OsUser {
-            name: "postgres".into(),
-            uid: nix::unistd::Uid::effective().as_raw(),
-            gid: nix::unistd::Gid::effective().as_raw(),
-            home: "/".into(),
-        });
+        let me = test_owner();
         let (srcd, dstd) = (DataDir::open(&src).unwrap(), DataDir::open(&dst).unwrap());
         copy_segments(&srcd, &dstd, &[a.clone(), b.clone()], 1 << 24, &me)
             .expect("a planted link or directory is replaced, not an error");
