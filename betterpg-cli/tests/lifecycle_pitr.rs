@@ -13,35 +13,13 @@
 use std::time::Duration;
 
 use betterpg_testkit::*;
-use serde_json::Value;
 
 fn config_retain(bpg: &Bpg, name: &str, d: &str) {
     bpg.ok(&["config", name, "--retain-wal", d]);
 }
 
-fn retention(bpg: &Bpg, name: &str) -> Value {
-    bpg.status_json(&["status", name])[0]["wal_retention"].clone()
-}
-
-/// The archive directory of `db` (its dataset's mountpoint).
-fn archive_dir(env: &TestEnv, db: &str) -> std::path::PathBuf {
-    let out = std::process::Command::new("zfs")
-        .args([
-            "get",
-            "-H",
-            "-o",
-            "value",
-            "mountpoint",
-            &format!("{}/betterpg/_wal/{db}", env.pool),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the archive dataset of {db} exists");
-    String::from_utf8(out.stdout).unwrap().trim().into()
-}
-
 fn archived_segments(env: &TestEnv, db: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(archive_dir(env, db))
+    let mut v: Vec<String> = std::fs::read_dir(wal_archive_dir(env, db))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.len() == 24 && n.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -125,7 +103,7 @@ async fn a_branch_at_a_time_or_lsn_holds_exactly_what_was_committed_by_then() {
     let url = prod["url"].as_str().unwrap().to_string();
     config_retain(&bpg, "prod", "1h");
     // archive_mode is read at start: pending until a restart.
-    let w = retention(&bpg, "prod");
+    let w = wal_retention(&bpg, "prod");
     assert_eq!(
         (w["active"].as_bool(), w["bases"].as_u64()),
         (Some(false), Some(0)),
@@ -135,14 +113,14 @@ async fn a_branch_at_a_time_or_lsn_holds_exactly_what_was_committed_by_then() {
     assert!(err.contains("restart"), "{err}");
     bpg.ok(&["stop", "prod"]);
     bpg.ok(&["start", "prod"]);
-    let w = retention(&bpg, "prod");
+    let w = wal_retention(&bpg, "prod");
     assert_eq!(
         (w["active"].as_bool(), w["bases"].as_u64()),
         (Some(true), Some(1)),
         "{w}"
     );
     assert_eq!(w["retain_secs"], 3600);
-    let archive = archive_dir(&env, "prod").to_string_lossy().into_owned();
+    let archive = wal_archive_dir(&env, "prod").to_string_lossy().into_owned();
 
     let commits = write_commits(&url, 1, 40).await;
     // Targets: after-commit times and WAL positions, spread over segments.
@@ -173,7 +151,7 @@ async fn a_branch_at_a_time_or_lsn_holds_exactly_what_was_committed_by_then() {
     };
     check_branch(&bpg, "t20utc", &utc, 20, &archive).await;
 
-    let w = retention(&bpg, "prod");
+    let w = wal_retention(&bpg, "prod");
     assert!(w["segments"].as_u64().unwrap() >= 4, "{w}");
     assert!(w["wal_bytes"].as_u64().unwrap() > 0, "{w}");
     let text = bpg.ok(&["status"]);
@@ -226,7 +204,7 @@ async fn a_branch_at_a_time_or_lsn_holds_exactly_what_was_committed_by_then() {
     bpg.ok(&["config", "prod", "--retain-wal", "none"]);
     bpg.ok(&["stop", "prod"]);
     bpg.ok(&["start", "prod"]);
-    assert!(retention(&bpg, "prod").is_null());
+    assert!(wal_retention(&bpg, "prod").is_null());
     assert!(
         !zfs_tree(&env.pool).iter().any(|n| n.contains("/_wal/")),
         "the archive went: {:?}",
@@ -270,7 +248,7 @@ async fn pruning_keeps_the_window_and_the_bases_branches_were_cloned_from() {
     config_retain(&bpg, "prod", "6s");
     bpg.ok(&["stop", "prod"]);
     bpg.ok(&["start", "prod"]);
-    let first = retention(&bpg, "prod");
+    let first = wal_retention(&bpg, "prod");
     assert_eq!(first["bases"], 1, "{first}");
     let base1 = snapshots(&env);
     assert_eq!(base1.len(), 1, "{base1:?}");
@@ -281,7 +259,7 @@ async fn pruning_keeps_the_window_and_the_bases_branches_were_cloned_from() {
         "pinned",
         &early[2].time,
         3,
-        &archive_dir(&env, "prod").to_string_lossy(),
+        &wal_archive_dir(&env, "prod").to_string_lossy(),
     )
     .await;
     let segs_before = archived_segments(&env, "prod");
@@ -291,19 +269,19 @@ async fn pruning_keeps_the_window_and_the_bases_branches_were_cloned_from() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let later = write_commits(&url, 26, 15).await;
     bpg.ok(&["start", "prod"]);
-    assert_eq!(retention(&bpg, "prod")["bases"], 2);
+    assert_eq!(wal_retention(&bpg, "prod")["bases"], 2);
     // Both bases now older than the retention: the first would go, but a
     // branch was cloned from it.
     tokio::time::sleep(Duration::from_secs(7)).await;
     let last = write_commits(&url, 41, 15).await;
     bpg.ok(&["start", "prod"]);
-    let w = retention(&bpg, "prod");
+    let w = wal_retention(&bpg, "prod");
     assert_eq!(w["bases"], 3, "the pinned base stays: {w}");
     assert!(snapshots(&env).contains(&base1[0]));
     // Without the branch, the next pass drops it and the WAL only it needed.
     bpg.ok(&["destroy", "pinned"]);
     bpg.ok(&["start", "prod"]);
-    let w = retention(&bpg, "prod");
+    let w = wal_retention(&bpg, "prod");
     assert_eq!(w["bases"], 2, "{w}");
     assert!(
         !snapshots(&env).contains(&base1[0]),
@@ -327,7 +305,7 @@ async fn pruning_keeps_the_window_and_the_bases_branches_were_cloned_from() {
         "kept",
         &last[14].time,
         55,
-        &archive_dir(&env, "prod").to_string_lossy(),
+        &wal_archive_dir(&env, "prod").to_string_lossy(),
     )
     .await;
     assert_consistent(&env);

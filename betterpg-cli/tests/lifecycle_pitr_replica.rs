@@ -35,27 +35,6 @@ async fn replayed(bpg: &Bpg<'_>, name: &str, lsn: &str) {
     assert!(ok, "{name} never replayed {lsn}: {st}");
 }
 
-fn retention(bpg: &Bpg, name: &str) -> Value {
-    bpg.status_json(&["status", name])[0]["wal_retention"].clone()
-}
-
-/// The archive directory of `name` (its dataset's mountpoint).
-fn archive_dir(env: &TestEnv, name: &str) -> String {
-    let out = std::process::Command::new("zfs")
-        .args([
-            "get",
-            "-H",
-            "-o",
-            "value",
-            "mountpoint",
-            &format!("{}/betterpg/_wal/{name}", env.pool),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the archive dataset of {name} exists");
-    String::from_utf8(out.stdout).unwrap().trim().into()
-}
-
 /// A branch of `rep` at `at` holds exactly rows 1..=`expect`, and is a
 /// primary of its own on a new timeline, reading no WAL from anywhere and
 /// following no one.
@@ -135,7 +114,7 @@ async fn a_branch_of_a_replica_at_a_time_or_lsn_holds_exactly_what_was_committed
     bpg.json(&["follow", "rep", "--from", &primary.url_for(REPL_USER)]);
     bpg.ok(&["config", "rep", "--retain-wal", "1h"]);
     // archive_mode is read at start: pending until the replica restarts.
-    let w = retention(&bpg, "rep");
+    let w = wal_retention(&bpg, "rep");
     assert_eq!(
         (w["active"].as_bool(), w["bases"].as_u64()),
         (Some(false), Some(0)),
@@ -145,7 +124,7 @@ async fn a_branch_of_a_replica_at_a_time_or_lsn_holds_exactly_what_was_committed
     assert!(err.contains("restart"), "{err}");
     bpg.ok(&["stop", "rep"]);
     bpg.ok(&["start", "rep"]);
-    let w = retention(&bpg, "rep");
+    let w = wal_retention(&bpg, "rep");
     assert_eq!(
         (
             w["active"].as_bool(),
@@ -155,7 +134,7 @@ async fn a_branch_of_a_replica_at_a_time_or_lsn_holds_exactly_what_was_committed
         (Some(true), Some(1), Some(3600)),
         "{w}"
     );
-    let archive = archive_dir(&env, "rep");
+    let archive = wal_archive_dir(&env, "rep").to_string_lossy().into_owned();
 
     let commits = write_commits(&purl, 1, 35).await;
     replayed(&bpg, "rep", &commits[34].lsn).await;
@@ -174,7 +153,7 @@ async fn a_branch_of_a_replica_at_a_time_or_lsn_holds_exactly_what_was_committed
         check_branch(&bpg, name, at, k, &archive).await;
     }
     // The window status shows: from the base to the last replayed commit.
-    let w = retention(&bpg, "rep");
+    let w = wal_retention(&bpg, "rep");
     assert_eq!(w["active"], true, "{w}");
     assert!(w["segments"].as_u64().unwrap() >= 3, "{w}");
     assert!(w["wal_bytes"].as_u64().unwrap() > 0, "{w}");
@@ -226,7 +205,7 @@ async fn a_branch_of_a_replica_at_a_time_or_lsn_holds_exactly_what_was_committed
     // and the window with them; the new replica archives from its next
     // start, takes a base, and is branched exactly again.
     tokio::task::block_in_place(|| bpg.json(&["follow", "rep", "--rebuild"]));
-    let w = retention(&bpg, "rep");
+    let w = wal_retention(&bpg, "rep");
     assert_eq!(
         (w["active"].as_bool(), w["bases"].as_u64()),
         (Some(false), Some(0)),
@@ -234,7 +213,7 @@ async fn a_branch_of_a_replica_at_a_time_or_lsn_holds_exactly_what_was_committed
     );
     bpg.ok(&["stop", "rep"]);
     bpg.ok(&["start", "rep"]);
-    let w = retention(&bpg, "rep");
+    let w = wal_retention(&bpg, "rep");
     assert_eq!(
         (w["active"].as_bool(), w["bases"].as_u64()),
         (Some(true), Some(1)),

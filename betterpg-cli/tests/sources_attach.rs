@@ -682,12 +682,12 @@ async fn an_attached_cluster_keeps_its_wal_and_branches_at_a_point_in_time() {
     )
     .await;
     assert_eq!(slot_count, 0, "no slot made");
-    assert!(bpg.status_json(&["status", "prod"])[0]["wal_retention"].is_null());
+    assert!(wal_retention(&bpg, "prod").is_null());
 
     // Granted: the receiver streams on its slot, a first base is taken.
     c.batch_execute("ALTER ROLE bk REPLICATION").await.unwrap();
     bpg.ok(&["config", "prod", "--retain-wal", "1h"]);
-    let w = bpg.status_json(&["status", "prod"])[0]["wal_retention"].clone();
+    let w = wal_retention(&bpg, "prod");
     assert_eq!(
         (w["active"].as_bool(), w["bases"].as_u64()),
         (Some(true), Some(1)),
@@ -706,7 +706,7 @@ async fn an_attached_cluster_keeps_its_wal_and_branches_at_a_point_in_time() {
     assert!(alive(pid));
 
     let commits = write_commits(&url, 1, 40).await;
-    let w = bpg.status_json(&["status", "prod"])[0]["wal_retention"].clone();
+    let w = wal_retention(&bpg, "prod");
     let from = w["from_time"].as_str().unwrap().to_string();
     // By time, by LSN, through the last commit (its segment partial).
     for (name, at, expect) in [

@@ -323,3 +323,26 @@ pub fn no_fault_bin() -> PathBuf {
     );
     p
 }
+
+/// `bpg status NAME`'s `wal_retention` (null when it keeps no WAL).
+pub fn wal_retention(bpg: &Bpg, name: &str) -> Value {
+    bpg.status_json(&["status", name])[0]["wal_retention"].clone()
+}
+
+/// The WAL archive directory of `name` in `env` (its dataset's
+/// mountpoint); fails when the dataset is missing.
+pub fn wal_archive_dir(env: &TestEnv, name: &str) -> PathBuf {
+    let out = Command::new("zfs")
+        .args([
+            "get",
+            "-H",
+            "-o",
+            "value",
+            "mountpoint",
+            &format!("{}/betterpg/_wal/{name}", env.pool),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the archive dataset of {name} exists");
+    String::from_utf8(out.stdout).unwrap().trim().into()
+}
