@@ -24,7 +24,7 @@ use crate::catalog::{AttachedSource, Entry, Kind, Settings, State};
 use crate::context::{absolute, Context};
 use crate::error::{Error, Result};
 use crate::name::validate_name;
-use crate::pg::backup::{missing_backup_rights, missing_rights_error, server_version_num};
+use crate::pg::backup::connect_with_backup_rights;
 use crate::pg::datadir::DataDir;
 use crate::pg::{ConnInfo, PgBin};
 use crate::tablespace;
@@ -94,12 +94,7 @@ pub(crate) async fn attach(ctx: &Context, name: &str, opts: AttachOptions) -> Re
     })?;
 
     // The server: reachable, with the rights the recipe needs, a primary.
-    let client = conn.connect().await?;
-    let version_num = server_version_num(&client).await?;
-    let missing = missing_backup_rights(&client, version_num).await?;
-    if !missing.is_empty() {
-        return Err(missing_rights_error(&conn.user, &missing));
-    }
+    let (client, version_num) = connect_with_backup_rights(&conn).await?;
     let row = client
         .query_one(
             "SELECT current_setting('data_directory'), current_setting('config_file'), \

@@ -121,6 +121,20 @@ pub fn missing_rights_error(user: &str, missing: &[String]) -> Error {
     }
 }
 
+/// Connect with `conn` and check that its role has what betterpg's
+/// backup recipe needs (else [`missing_rights_error`], naming each
+/// statement to run); returns the connection and the server's version
+/// number.
+pub async fn connect_with_backup_rights(conn: &ConnInfo) -> Result<(Client, u32)> {
+    let client = conn.connect().await?;
+    let version_num = server_version_num(&client).await?;
+    let missing = missing_backup_rights(&client, version_num).await?;
+    if !missing.is_empty() {
+        return Err(missing_rights_error(&conn.user, &missing));
+    }
+    Ok((client, version_num))
+}
+
 impl BackupSession {
     /// Connect, retain WAL with a temporary physical slot made on this same
     /// connection, and enter backup mode with an immediate checkpoint.
@@ -135,12 +149,7 @@ impl BackupSession {
     }
 
     async fn open(conn: &ConnInfo, label: &str, standby: bool) -> Result<BackupSession> {
-        let client = conn.connect().await?;
-        let version_num = server_version_num(&client).await?;
-        let missing = missing_backup_rights(&client, version_num).await?;
-        if !missing.is_empty() {
-            return Err(missing_rights_error(&conn.user, &missing));
-        }
+        let (client, version_num) = connect_with_backup_rights(conn).await?;
         let row = client
             .query_one(
                 "SELECT current_setting('wal_level'), \
