@@ -353,15 +353,7 @@ async fn follow_inner(
     fault::point("follow_after_backup").await?;
 
     make_standby(ctx, entry, &data_dir)?;
-    let bin2 = bin.clone();
-    start_on_free_port(
-        ctx,
-        entry,
-        &data_dir,
-        move |s| s.pg_bin = bin2.clone(),
-        &mut made.started,
-    )
-    .await?;
+    start_with(ctx, entry, &data_dir, &bin, &mut made.started).await?;
     fault::point("follow_after_start").await?;
     Ok(bytes)
 }
@@ -400,6 +392,26 @@ pub(crate) async fn backup_into(
     repl.base_backup(bin, &data_dir, slot, &report).await?;
     let bytes = *last.lock().unwrap_or_else(|p| p.into_inner());
     Ok((data_dir, bytes))
+}
+
+/// Start the replica `entry` on a free port with the binaries `bin` (its
+/// primary's major version); `started` records it for the rollback.
+pub(crate) async fn start_with(
+    ctx: &Context,
+    entry: &Entry,
+    data_dir: &std::path::Path,
+    bin: &PgBin,
+    started: &mut Option<crate::runtime::InstanceSpec>,
+) -> Result<()> {
+    let bin = bin.clone();
+    start_on_free_port(
+        ctx,
+        entry,
+        data_dir,
+        move |s| s.pg_bin = bin.clone(),
+        started,
+    )
+    .await
 }
 
 /// Local server binaries of the primary's major version `major`.

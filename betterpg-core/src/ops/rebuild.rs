@@ -37,10 +37,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::follow::{
-    backup_into, binaries_for, make_standby, password_for, validate_slot, FollowOptions,
-    FollowReport, UPSTREAM_TIMEOUT,
+    backup_into, binaries_for, make_standby, password_for, start_with, validate_slot,
+    FollowOptions, FollowReport, UPSTREAM_TIMEOUT,
 };
-use super::start::start_on_free_port;
 use super::status;
 use crate::catalog::{process_alive, Entry, Kind, Upstream, PGDATA_SUBDIR};
 use crate::context::Context;
@@ -398,15 +397,7 @@ async fn swap(
     }
     let mp = ctx.mountpoint(&entry.dataset).await?;
     let data_dir = mp.join(PGDATA_SUBDIR);
-    let bin2 = bin.clone();
-    start_on_free_port(
-        ctx,
-        entry,
-        &data_dir,
-        move |s| s.pg_bin = bin2.clone(),
-        &mut sw.started,
-    )
-    .await?;
+    start_with(ctx, entry, &data_dir, bin, &mut sw.started).await?;
     fault::point("rebuild_after_start").await?;
     Ok(())
 }
