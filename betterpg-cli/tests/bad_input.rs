@@ -500,18 +500,7 @@ async fn source_with_wrong_password_or_without_superuser_is_refused_cleanly() {
     let port = prod["port"].as_u64().unwrap();
     let pw = String::from_utf8(good.clone()).unwrap();
     let start_by_hand = || {
-        let mp = Command::new("zfs")
-            .args([
-                "get",
-                "-H",
-                "-o",
-                "value",
-                "mountpoint",
-                prod["dataset"].as_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
-        let data = format!("{}/pgdata", String::from_utf8_lossy(&mp.stdout).trim());
+        let data = data_dir_of(prod["dataset"].as_str().unwrap());
         let o = Command::new("runuser")
             .args([
                 "-u",

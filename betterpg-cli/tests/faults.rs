@@ -253,12 +253,7 @@ async fn source_killed_mid_branch_fails_cleanly_and_recovers() {
     err.read_line(&mut line).unwrap();
     assert!(line.contains("pausing at after_backup_start"), "{line}");
     // Kill the source's postmaster and every child of it, as a crash would.
-    let mp = Command::new("zfs")
-        .args(["get", "-H", "-o", "value", "mountpoint"])
-        .arg(format!("{}/betterpg/prod", env.pool))
-        .output()
-        .unwrap();
-    let data = std::path::PathBuf::from(String::from_utf8_lossy(&mp.stdout).trim()).join("pgdata");
+    let data = data_dir_of(&format!("{}/betterpg/prod", env.pool));
     let pid: i32 = std::fs::read_to_string(data.join("postmaster.pid"))
         .unwrap()
         .lines()

@@ -5,7 +5,7 @@
 //! through SQL (`COPY ... TO PROGRAM`), as an attacker would.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use betterpg_testkit::*;
 
@@ -59,16 +59,6 @@ impl Victims {
     }
 }
 
-fn data_dir(env: &TestEnv, name: &str) -> PathBuf {
-    let st = Bpg::of(env).status_json(&["status", name]);
-    let ds = st[0]["dataset"].as_str().unwrap().to_string();
-    let out = std::process::Command::new("zfs")
-        .args(["get", "-H", "-o", "value", "mountpoint", &ds])
-        .output()
-        .unwrap();
-    Path::new(String::from_utf8_lossy(&out.stdout).trim()).join("pgdata")
-}
-
 /// Plant links in `name`'s data directory as its server's OS user would.
 async fn plant(url: &str, v: &Victims) {
     let cmd = format!(
@@ -101,7 +91,7 @@ async fn planted_links_are_never_followed() {
     let evil_url = evil["branch"]["url"].as_str().unwrap().to_string();
     plant(&evil_url, &victims).await;
     assert!(
-        std::fs::symlink_metadata(data_dir(&env, "evil").join("betterpg.conf"))
+        std::fs::symlink_metadata(Bpg::of(&env).data_dir("evil").join("betterpg.conf"))
             .unwrap()
             .file_type()
             .is_symlink()
@@ -110,7 +100,7 @@ async fn planted_links_are_never_followed() {
     // Branch the planted server (running: backup mode, label, WAL copy).
     let r = bpg.json(&["branch", "evil", "copy"]);
     victims.assert_untouched("branch of a running source");
-    let copy_dd = data_dir(&env, "copy");
+    let copy_dd = Bpg::of(&env).data_dir("copy");
     for f in ["betterpg.conf", "backup_label.old", "postgresql.auto.conf"] {
         let m = std::fs::symlink_metadata(copy_dd.join(f));
         assert!(

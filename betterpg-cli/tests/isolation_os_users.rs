@@ -9,19 +9,10 @@
 //! Real ZFS, real PostgreSQL 15, the real `bpg` binary.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use betterpg_testkit::*;
 use serde_json::Value;
-
-fn data_dir(dataset: &str) -> PathBuf {
-    let o = std::process::Command::new("zfs")
-        .args(["get", "-H", "-o", "value", "mountpoint", dataset])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "zfs get mountpoint {dataset}");
-    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("pgdata")
-}
 
 fn owner(p: &Path) -> u32 {
     std::fs::symlink_metadata(p)
@@ -76,9 +67,9 @@ async fn a_branch_cannot_reach_its_source_or_another_branch() {
     let dev2 = bpg.json(&["branch", "prod", "dev2"]);
     let dev_url = dev["branch"]["url"].as_str().unwrap().to_string();
     let dev2_url = dev2["branch"]["url"].as_str().unwrap().to_string();
-    let prod_dir = data_dir(prod["dataset"].as_str().unwrap());
-    let dev_dir = data_dir(dev["branch"]["dataset"].as_str().unwrap());
-    let dev2_dir = data_dir(dev2["branch"]["dataset"].as_str().unwrap());
+    let prod_dir = data_dir_of(prod["dataset"].as_str().unwrap());
+    let dev_dir = data_dir_of(dev["branch"]["dataset"].as_str().unwrap());
+    let dev2_dir = data_dir_of(dev2["branch"]["dataset"].as_str().unwrap());
 
     // The hole: as its server's OS user, a branch's superuser could write
     // into its source's data directory.
@@ -116,7 +107,7 @@ async fn a_branch_cannot_reach_its_source_or_another_branch() {
     // A branch of a branch: yet another user, the data carried over.
     let sub = bpg.json(&["branch", "dev", "sub"]);
     let sub_url = sub["branch"]["url"].as_str().unwrap().to_string();
-    let sub_dir = data_dir(sub["branch"]["dataset"].as_str().unwrap());
+    let sub_dir = data_dir_of(sub["branch"]["dataset"].as_str().unwrap());
     let s = owner(&sub_dir);
     assert!(s != 0 && s != d && s != p && s != d2, "{s}");
     let c = connect(&sub_url).await;
@@ -137,7 +128,7 @@ async fn a_branch_cannot_reach_its_source_or_another_branch() {
     assert_cannot_reach(&dev2_url, &prod_dir, "its source (after reset)").await;
     let fast = bpg.json(&["branch", "prod", "quick", "--fast"]);
     let quick_url = fast["branch"]["url"].as_str().unwrap().to_string();
-    let quick_dir = data_dir(fast["branch"]["dataset"].as_str().unwrap());
+    let quick_dir = data_dir_of(fast["branch"]["dataset"].as_str().unwrap());
     assert!(![0, p, d, d2, s].contains(&owner(&quick_dir)));
     assert_cannot_reach(&quick_url, &prod_dir, "its source (--fast)").await;
 

@@ -57,16 +57,6 @@ fn password_of(url: &str) -> String {
         .to_string()
 }
 
-fn data_dir(env: &TestEnv, name: &str) -> std::path::PathBuf {
-    let st = Bpg::of(env).status_json(&["status", name]);
-    let ds = st[0]["dataset"].as_str().unwrap().to_string();
-    let out = std::process::Command::new("zfs")
-        .args(["get", "-H", "-o", "value", "mountpoint", &ds])
-        .output()
-        .unwrap();
-    Path::new(String::from_utf8_lossy(&out.stdout).trim()).join("pgdata")
-}
-
 fn names(v: &Value, key: &str) -> Vec<String> {
     v[key]
         .as_array()
@@ -170,7 +160,7 @@ async fn a_branch_reaches_nothing_its_source_reached() {
         "INSERT INTO items VALUES (100); SELECT pg_switch_wal()",
     )
     .await;
-    let status_dir = data_dir(&env, "prod").join("pg_wal/archive_status");
+    let status_dir = Bpg::of(&env).data_dir("prod").join("pg_wal/archive_status");
     let ready = |dir: &Path| {
         std::fs::read_dir(dir)
             .map(|d| {
@@ -203,7 +193,7 @@ async fn a_branch_reaches_nothing_its_source_reached() {
         query_text(&dev_url, "SELECT subenabled::text || '/' || coalesce(subslotname::text, 'NONE') FROM pg_subscription WHERE subname = 's'").await,
         "false/NONE"
     );
-    let dd = data_dir(&env, "dev");
+    let dd = Bpg::of(&env).data_dir("dev");
     assert!(!dd.join("standby.signal").exists());
     assert_eq!(ready(&dd.join("pg_wal/archive_status")), 0);
     // Item 2: betterpg's address and port won over ALTER SYSTEM.
@@ -373,7 +363,7 @@ async fn a_branch_reaches_nothing_its_source_reached() {
     assert_eq!(query_text(&dev_url, "SHOW archive_mode").await, "off");
 
     // Clean the source's planted standby.signal before anything restarts it.
-    let _ = std::fs::remove_file(data_dir(&env, "prod").join("standby.signal"));
+    let _ = std::fs::remove_file(Bpg::of(&env).data_dir("prod").join("standby.signal"));
     bpg.ok(&["destroy", "prod", "--force"]);
     bpg.ok(&["destroy", "pub", "--force"]);
 }

@@ -486,12 +486,7 @@ fn a_replica_whose_server_died_is_started_again() {
         .as_str()
         .unwrap()
         .to_string();
-    let o = std::process::Command::new("zfs")
-        .args(["get", "-H", "-o", "value", "mountpoint", &ds])
-        .output()
-        .unwrap();
-    let mp = String::from_utf8(o.stdout).unwrap().trim().to_string();
-    let pid_file = std::path::Path::new(&mp).join("pgdata/postmaster.pid");
+    let pid_file = data_dir_of(&ds).join("postmaster.pid");
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .lines()

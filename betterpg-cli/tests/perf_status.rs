@@ -44,13 +44,7 @@ fn listening(port: u16) -> bool {
 
 /// The data directory of `name` (its dataset's mountpoint + pgdata).
 fn data_dir(info: &Value) -> PathBuf {
-    let ds = info["dataset"].as_str().unwrap();
-    let o = std::process::Command::new("zfs")
-        .args(["get", "-H", "-o", "value", "mountpoint", ds])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "zfs get mountpoint {ds}");
-    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("pgdata")
+    data_dir_of(info["dataset"].as_str().unwrap())
 }
 
 /// The postmaster's pid from `postmaster.pid`.

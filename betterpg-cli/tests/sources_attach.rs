@@ -42,10 +42,6 @@ fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn mountpoint(ds: &str) -> PathBuf {
-    PathBuf::from(run("zfs", &["get", "-H", "-o", "value", "mountpoint", ds]).trim())
-}
-
 fn postgres_ids() -> (u32, u32) {
     let u = nix::unistd::User::from_name("postgres").unwrap().unwrap();
     (u.uid.as_raw(), u.gid.as_raw())

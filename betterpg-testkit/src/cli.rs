@@ -99,7 +99,7 @@ impl<'a> Bpg<'a> {
     pub fn data_dir(&self, name: &str) -> PathBuf {
         let e = self.entry(name);
         let ds = e["dataset"].as_str().expect("dataset in status");
-        crate::zfs::mountpoint(ds).join("pgdata")
+        crate::zfs::data_dir_of(ds)
     }
 
     /// Run expecting failure: a non-zero exit other than clap's usage error
@@ -332,17 +332,5 @@ pub fn wal_retention(bpg: &Bpg, name: &str) -> Value {
 /// The WAL archive directory of `name` in `env` (its dataset's
 /// mountpoint); fails when the dataset is missing.
 pub fn wal_archive_dir(env: &TestEnv, name: &str) -> PathBuf {
-    let out = Command::new("zfs")
-        .args([
-            "get",
-            "-H",
-            "-o",
-            "value",
-            "mountpoint",
-            &format!("{}/betterpg/_wal/{name}", env.pool),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the archive dataset of {name} exists");
-    String::from_utf8(out.stdout).unwrap().trim().into()
+    crate::zfs::mountpoint(&format!("{}/betterpg/_wal/{name}", env.pool))
 }

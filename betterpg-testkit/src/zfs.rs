@@ -66,6 +66,12 @@ pub fn mountpoint(ds: &str) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
+/// The data directory of the database or branch on dataset `ds`: its
+/// mountpoint's `pgdata`.
+pub fn data_dir_of(ds: &str) -> PathBuf {
+    mountpoint(ds).join("pgdata")
+}
+
 /// Every regular file under `dir` (links not followed, unreadable
 /// directories skipped) whose bytes contain `needle`: how the tests look
 /// for an original value left in a branch's files.
