@@ -28,26 +28,10 @@ fn setup() -> TestEnv {
     TestEnv::initialized(&pool_prefix())
 }
 
-fn run(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn postgres_ids() -> (u32, u32) {
-    let u = nix::unistd::User::from_name("postgres").unwrap().unwrap();
-    (u.uid.as_raw(), u.gid.as_raw())
-}
-
 /// An empty directory owned by the server's OS user (a tablespace location).
 fn make_location(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    let (u, g) = postgres_ids();
-    std::os::unix::fs::chown(dir, Some(u), Some(g)).unwrap();
+    chown_postgres(dir);
 }
 
 /// Every file under `dir` (links not followed) with its size and a hash of
@@ -172,7 +156,7 @@ fn assert_link_in_own_clone(bpg: &Bpg<'_>, name: &str, oid: u32, source_location
 
 /// Every dataset and snapshot of the pool.
 fn zfs_names(pool: &str) -> Vec<String> {
-    run(
+    run_ok(
         "zfs",
         &["list", "-H", "-r", "-t", "all", "-o", "name", pool],
     )
@@ -218,7 +202,7 @@ async fn tablespace_on_a_dataset_is_cloned(major: u32, full: bool) {
     ]);
     let prod_ds = format!("{}/betterpg/prod", env.pool);
     let ts_ds = format!("{prod_ds}/ts");
-    run("zfs", &["create", &ts_ds]);
+    run_ok("zfs", &["create", &ts_ds]);
     let location = mountpoint(&ts_ds).join("loc");
     make_location(&location);
     let url = bpg.ok(&["url", "prod"]).trim().to_string();
@@ -442,7 +426,7 @@ async fn tablespace_on_another_dataset_of_the_pool() {
     let bpg = Bpg::of(&env);
     bpg.ok(&["create", "prod"]);
     let ts_ds = format!("{}/prodts", env.pool);
-    run("zfs", &["create", &ts_ds]);
+    run_ok("zfs", &["create", &ts_ds]);
     let location = mountpoint(&ts_ds).join("loc");
     make_location(&location);
     let url = bpg.ok(&["url", "prod"]).trim().to_string();
@@ -485,7 +469,7 @@ async fn start_refuses_a_branch_linked_to_another_tablespace() {
     let bpg = Bpg::of(&env);
     bpg.ok(&["create", "prod"]);
     let ts_ds = format!("{}/betterpg/prod/ts", env.pool);
-    run("zfs", &["create", &ts_ds]);
+    run_ok("zfs", &["create", &ts_ds]);
     let location = mountpoint(&ts_ds).join("loc");
     make_location(&location);
     let url = bpg.ok(&["url", "prod"]).trim().to_string();

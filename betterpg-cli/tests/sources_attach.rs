@@ -32,30 +32,10 @@ fn hand_port(n: u16) -> u16 {
     port_base() + 300 + n
 }
 
-fn run(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn postgres_ids() -> (u32, u32) {
-    let u = nix::unistd::User::from_name("postgres").unwrap().unwrap();
-    (u.uid.as_raw(), u.gid.as_raw())
-}
-
-fn chown_postgres(p: &Path) {
-    let (u, g) = postgres_ids();
-    std::os::unix::fs::chown(p, Some(u), Some(g)).unwrap();
-}
-
 /// A dataset made by hand (as an operator would), its mountpoint given to
 /// the OS user postgres.
 fn dataset(name: &str) -> PathBuf {
-    run("zfs", &["create", name]);
+    run_ok("zfs", &["create", name]);
     let mp = mountpoint(name);
     chown_postgres(&mp);
     mp
@@ -176,7 +156,7 @@ fn secret_path(env: &TestEnv, name: &str) -> PathBuf {
 
 /// Snapshots under `dataset` (recursively).
 fn snapshots_under(dataset: &str) -> Vec<String> {
-    run(
+    run_ok(
         "zfs",
         &["list", "-H", "-o", "name", "-t", "snapshot", "-r", dataset],
     )
@@ -454,11 +434,11 @@ async fn bad_attach_input_is_a_typed_error_that_changes_nothing() {
         .tempdir()
         .unwrap();
     std::fs::set_permissions(other_mnt.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    run(
+    run_ok(
         "truncate",
         &["-s", "256M", other.pool_file.to_str().unwrap()],
     );
-    run(
+    run_ok(
         "zpool",
         &[
             "create",

@@ -86,6 +86,36 @@ pub fn check_prerequisites() {
     );
 }
 
+/// The uid and gid of the OS user `postgres`.
+pub fn postgres_ids() -> (u32, u32) {
+    let u = nix::unistd::User::from_name("postgres")
+        .ok()
+        .flatten()
+        .expect("OS user `postgres` missing: run scripts/setup.sh");
+    (u.uid.as_raw(), u.gid.as_raw())
+}
+
+/// Give `p` (not what is below it) to the OS user `postgres`.
+pub fn chown_postgres(p: &Path) {
+    let (u, g) = postgres_ids();
+    std::os::unix::fs::chown(p, Some(u), Some(g))
+        .unwrap_or_else(|e| panic!("chown postgres {}: {e}", p.display()));
+}
+
+/// Run `cmd` with `args`, which must succeed; its stdout.
+pub fn run_ok(cmd: &str, args: &[&str]) -> String {
+    let o = std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// A betterpg home on its own pool; everything is torn down on drop.
 pub struct TestEnv {
     /// The betterpg home (`--home`), inside a temporary directory.

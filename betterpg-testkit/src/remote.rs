@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::env::{pg_bin_dir, port_base};
+use crate::env::{pg_bin_dir, port_base, postgres_ids};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -35,14 +35,6 @@ fn run(what: &str, cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn postgres_ids() -> (u32, u32) {
-    let u = nix::unistd::User::from_name("postgres")
-        .ok()
-        .flatten()
-        .expect("OS user `postgres` missing: run scripts/setup.sh");
-    (u.uid.as_raw(), u.gid.as_raw())
 }
 
 /// One server of a [`RemotePrimary`]'s namespace.
