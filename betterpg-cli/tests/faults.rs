@@ -40,16 +40,7 @@ async fn assert_source_healthy(url: &str, tag: &str) {
     let c = connect(url).await;
     let mut ok = false;
     for _ in 0..100 {
-        let row = c
-            .query_one(
-                "SELECT (SELECT count(*) FROM pg_replication_slots), \
-                 (SELECT count(*) FROM pg_stat_activity WHERE application_name = 'betterpg')",
-                &[],
-            )
-            .await
-            .unwrap();
-        let (slots, sessions): (i64, i64) = (row.get(0), row.get(1));
-        if slots == 0 && sessions == 0 {
+        if slots_and_sessions(&c).await == (0, 0) {
             ok = true;
             break;
         }

@@ -168,17 +168,8 @@ fn zfs_names(pool: &str) -> Vec<String> {
 /// The source is out of backup mode, holds no slot and takes writes.
 async fn assert_source_healthy(url: &str) {
     let c = connect(url).await;
-    let row = c
-        .query_one(
-            "SELECT (SELECT count(*) FROM pg_replication_slots), \
-             (SELECT count(*) FROM pg_stat_activity WHERE application_name = 'betterpg')",
-            &[],
-        )
-        .await
-        .unwrap();
-    let (slots, sessions): (i64, i64) = (row.get(0), row.get(1));
     assert_eq!(
-        (slots, sessions),
+        slots_and_sessions(&c).await,
         (0, 0),
         "the source holds a slot or backup session"
     );

@@ -218,6 +218,21 @@ pub async fn files_holding(
     found
 }
 
+/// What a source holds for betterpg: its replication slots and the
+/// sessions of betterpg's (`application_name` betterpg: a backup in
+/// progress lives only as long as its session).
+pub async fn slots_and_sessions(c: &tokio_postgres::Client) -> (i64, i64) {
+    let row = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM pg_replication_slots), \
+             (SELECT count(*) FROM pg_stat_activity WHERE application_name = 'betterpg')",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
 /// A query returning one `bigint` (counts, mostly) on an open connection.
 pub async fn query_i64(c: &tokio_postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[])
