@@ -67,23 +67,9 @@ fn every_documented_shape_is_what_bpg_prints() {
     let env = TestEnv::plan("bpgj");
     let bpg = Bpg::of(&env);
     let mut got: BTreeMap<String, Value> = BTreeMap::new();
-    let (a, b) = env.ports;
-    got.insert(
-        "init".into(),
-        bpg.json(&[
-            "init",
-            "--pool-file",
-            &env.pool_file.to_string_lossy(),
-            "--size",
-            "1G",
-            "--pool",
-            &env.pool,
-            "--ports",
-            &format!("{a}-{b}"),
-            "--pg-bin",
-            "/usr/lib/postgresql/15/bin",
-        ]),
-    );
+    let init = init_args(&env, &env.pool_file, "1G");
+    let init: Vec<&str> = init.iter().map(String::as_str).collect();
+    got.insert("init".into(), bpg.json(&init));
     got.insert("create".into(), bpg.json(&["create", "prod"]));
     got.insert("branch".into(), bpg.json(&["branch", "prod", "dev"]));
     got.insert("reset".into(), bpg.json(&["reset", "dev", "--fast"]));

@@ -42,25 +42,10 @@ async fn betterpg_fault_is_ignored_by_a_build_without_the_feature() {
         set_port_base(43000);
     }
     let env = TestEnv::plan("bpgfi");
-    let (a, b) = env.ports;
     let home = env.home.clone();
-    run_ok(
-        &exe,
-        &home,
-        &[
-            "init",
-            "--pool-file",
-            &env.pool_file.to_string_lossy(),
-            "--size",
-            "1G",
-            "--pool",
-            &env.pool,
-            "--ports",
-            &format!("{a}-{b}"),
-            "--pg-bin",
-            "/usr/lib/postgresql/15/bin",
-        ],
-    );
+    let init = init_args(&env, &env.pool_file, "1G");
+    let init: Vec<&str> = init.iter().map(String::as_str).collect();
+    run_ok(&exe, &home, &init);
     run_ok(&exe, &home, &["create", "prod"]);
     let prod_url = run_ok(&exe, &home, &["url", "prod"]).trim().to_string();
 
