@@ -18,11 +18,7 @@ const PORT_HI: u16 = 59739;
 static CHECKED: AtomicUsize = AtomicUsize::new(0);
 
 fn env(size: &str) -> TestEnv {
-    set_port_base(PORT_LO);
-    let env = TestEnv::plan("bpgsafe");
-    assert_ports_within(&env, PORT_LO, PORT_HI);
-    init(&env, size);
-    env
+    TestEnv::safe(PORT_LO, PORT_HI, size)
 }
 
 /// Run a bad command: it fails cleanly, its error contains every `want`,

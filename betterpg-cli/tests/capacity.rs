@@ -27,11 +27,7 @@ const PORT_HI: u16 = 59919;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn env(size: &str) -> TestEnv {
-    set_port_base(PORT_LO);
-    let env = TestEnv::plan("bpgsafe");
-    assert_ports_within(&env, PORT_LO, PORT_HI);
-    init(&env, size);
-    env
+    TestEnv::safe(PORT_LO, PORT_HI, size)
 }
 
 /// A byte-valued ZFS property (`zfs get -Hp PROP NAME`).

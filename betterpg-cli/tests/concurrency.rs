@@ -92,10 +92,7 @@ fn verify_branch(report: &Value, acked_before: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_bpg_processes_branch_and_destroy_at_once() {
-    set_port_base(PORT_LO);
-    let env = TestEnv::plan("bpgsafe");
-    assert_ports_within(&env, PORT_LO, PORT_HI);
-    init(&env, "1G");
+    let env = TestEnv::safe(PORT_LO, PORT_HI, "1G");
     let bpg = Bpg::of(&env);
     let prod = bpg.json(&["create", "prod"]);
     let writer = Writer::start(prod["url"].as_str().unwrap()).await;

@@ -128,10 +128,7 @@ async fn zfs_fuse_daemon_restart_loses_nothing() {
     eprintln!(
         "\n*** daemon_restart: this test STOPS AND RESTARTS the zfs-fuse daemon; every pool on this machine is affected ***\n"
     );
-    set_port_base(PORT_LO);
-    let env = TestEnv::plan("bpgsafe");
-    assert_ports_within(&env, PORT_LO, PORT_HI);
-    init(&env, "1G");
+    let env = TestEnv::safe(PORT_LO, PORT_HI, "1G");
     let bpg = Bpg::of(&env);
 
     // Databases and branches, each with data of its own.

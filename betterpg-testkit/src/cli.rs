@@ -164,6 +164,17 @@ impl TestEnv {
         init(&env, "1G");
         env
     }
+
+    /// A `bpgsafe` home on a pool of `size` whose ports stay within
+    /// `lo..=hi` (a binary's fixed range, away from other people's), `bpg
+    /// init` made.
+    pub fn safe(lo: u16, hi: u16, size: &str) -> TestEnv {
+        crate::set_port_base(lo);
+        let env = TestEnv::plan("bpgsafe");
+        crate::assert_ports_within(&env, lo, hi);
+        init(&env, size);
+        env
+    }
 }
 
 /// The pool and the catalog agree: every entry is ready and has its
