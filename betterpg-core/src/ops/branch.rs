@@ -22,7 +22,7 @@
 //! dropped, server stopped, clone and snapshot destroyed, reservation
 //! removed) and the typed error returned; the source is never changed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -40,6 +40,7 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::fault;
 use crate::name::validate_name;
+use crate::osuser::OsUser;
 use crate::pg::backup::{BackupStop, CheckpointDecision};
 use crate::pg::cluster;
 use crate::pg::datadir::DataDir;
@@ -921,52 +922,18 @@ async fn run_recipe(
     let made_clone = &mut undo.clone;
     let made_tablespaces = &mut undo.tablespaces;
     let making = async {
-        let port = entry.port.to_string();
-        let created = entry.created_at.to_string();
-        let parent = src.name.clone();
         let snapshot = entry.snapshot.clone().unwrap_or_default();
-        ctx.storage
-            .clone_snapshot(
-                &snapshot,
-                &entry.dataset,
-                None,
-                &[
-                    ("managed", "yes"),
-                    ("name", &entry.name),
-                    ("dataset", &entry.dataset),
-                    ("kind", "branch"),
-                    ("parent", &parent),
-                    ("snapshot", &snapshot),
-                    ("port", &port),
-                    ("mode", mode.as_str()),
-                    ("runtime", &entry.runtime),
-                    ("home", &home),
-                    ("created", &created),
-                ],
-            )
-            .await?;
-        *made_clone = Some(entry.dataset.clone());
-        lapper.borrow_mut().lap("clone");
-        fault::point("after_clone").await?;
-
-        if let Some(q) = opts.quota {
-            ctx.storage
-                .set_space_limit(&entry.dataset, SpaceLimit::Quota, Some(q))
-                .await?;
-        }
-        let mp = ctx.mountpoint(&entry.dataset).await?;
-        let data_dir = entry.data_dir(&mp);
-        // The clone is the source's files: they become the branch's own
-        // server user's (crate::osuser) before anything runs on them. A
-        // walk of every file (blocking): off this task, so that the
-        // backup's stop is answered meanwhile.
-        let user = ctx.user_of(entry);
-        {
-            let (user, mp) = (user.clone(), mp.clone());
-            tokio::task::spawn_blocking(move || user.chown_tree(&mp))
-                .await
-                .map_err(|e| Error::Internal(format!("giving the clone to its user: {e}")))??;
-        }
+        let (mp, data_dir, user) = clone_and_chown(
+            ctx,
+            entry,
+            &src.name,
+            &snapshot,
+            mode,
+            opts.quota,
+            made_clone,
+            |step| lapper.borrow_mut().lap(step),
+        )
+        .await?;
         tablespace::clone_all(
             &*ctx.storage,
             ctx.home.root(),
@@ -1102,6 +1069,67 @@ async fn run_recipe(
     fault::point("after_start").await?;
     fault::point("before_catalog").await?;
     Ok((mode, running, wal_bytes, isolation, masking))
+}
+
+/// The branch's dataset: a clone of `snapshot` (of `parent`) with
+/// betterpg's properties, recorded in `made` at once for the rollback,
+/// then its quota. The clone is the source's files: they become the
+/// branch's own server user's (crate::osuser) before anything runs on
+/// them. The walk of every file is blocking: off this task, so that what
+/// runs beside it (a backup's stop) is answered meanwhile. Laps "clone"
+/// through `lap`; returns the mountpoint, the data directory and the user.
+#[allow(clippy::too_many_arguments)]
+async fn clone_and_chown(
+    ctx: &Context,
+    entry: &Entry,
+    parent: &str,
+    snapshot: &str,
+    mode: Mode,
+    quota: Option<u64>,
+    made: &mut Option<String>,
+    mut lap: impl FnMut(&'static str),
+) -> Result<(PathBuf, PathBuf, OsUser)> {
+    let home = ctx.home.root().to_string_lossy().into_owned();
+    let port = entry.port.to_string();
+    let created = entry.created_at.to_string();
+    ctx.storage
+        .clone_snapshot(
+            snapshot,
+            &entry.dataset,
+            None,
+            &[
+                ("managed", "yes"),
+                ("name", &entry.name),
+                ("dataset", &entry.dataset),
+                ("kind", "branch"),
+                ("parent", parent),
+                ("snapshot", snapshot),
+                ("port", &port),
+                ("mode", mode.as_str()),
+                ("runtime", &entry.runtime),
+                ("home", &home),
+                ("created", &created),
+            ],
+        )
+        .await?;
+    *made = Some(entry.dataset.clone());
+    lap("clone");
+    fault::point("after_clone").await?;
+    if let Some(q) = quota {
+        ctx.storage
+            .set_space_limit(&entry.dataset, SpaceLimit::Quota, Some(q))
+            .await?;
+    }
+    let mp = ctx.mountpoint(&entry.dataset).await?;
+    let data_dir = entry.data_dir(&mp);
+    let user = ctx.user_of(entry);
+    {
+        let (user, mp) = (user.clone(), mp.clone());
+        tokio::task::spawn_blocking(move || user.chown_tree(&mp))
+            .await
+            .map_err(|e| Error::Internal(format!("giving the clone to its user: {e}")))??;
+    }
+    Ok((mp, data_dir, user))
 }
 
 /// Every file system of a branch (its own and its tablespace clones,
@@ -1350,41 +1378,17 @@ async fn run_pitr(
     )
     .await?;
     timer.lap("space");
-    let home = ctx.home.root().to_string_lossy().into_owned();
-    let port = entry.port.to_string();
-    let created = entry.created_at.to_string();
-    ctx.storage
-        .clone_snapshot(
-            &base.snapshot,
-            &entry.dataset,
-            None,
-            &[
-                ("managed", "yes"),
-                ("name", &entry.name),
-                ("dataset", &entry.dataset),
-                ("kind", "branch"),
-                ("parent", &src.name),
-                ("snapshot", &base.snapshot),
-                ("port", &port),
-                ("mode", Mode::ApplicationConsistent.as_str()),
-                ("runtime", &entry.runtime),
-                ("home", &home),
-                ("created", &created),
-            ],
-        )
-        .await?;
-    undo.clone = Some(entry.dataset.clone());
-    timer.lap("clone");
-    fault::point("after_clone").await?;
-    if let Some(q) = opts.quota {
-        ctx.storage
-            .set_space_limit(&entry.dataset, SpaceLimit::Quota, Some(q))
-            .await?;
-    }
-    let mp = ctx.mountpoint(&entry.dataset).await?;
-    let data_dir = entry.data_dir(&mp);
-    let user = ctx.user_of(entry);
-    user.chown_tree(&mp)?;
+    let (mp, data_dir, user) = clone_and_chown(
+        ctx,
+        entry,
+        &src.name,
+        &base.snapshot,
+        Mode::ApplicationConsistent,
+        opts.quota,
+        &mut undo.clone,
+        |step| timer.lap(step),
+    )
+    .await?;
     timer.lap("chown");
     let dd = DataDir::open(&data_dir)?;
     let mut isolation = isolate::prepare_clone(&dd, &user)?;
