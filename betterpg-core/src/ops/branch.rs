@@ -769,25 +769,7 @@ async fn run_recipe(
     let (plan, mode, running, handoff, pending) = match origin {
         None => {
             let src_spec = ctx.spec(src).await?;
-            // An attached cluster is not betterpg's to inspect or start: it
-            // is branched as running, and one that does not answer fails
-            // the backup (or the CHECKPOINT) with the server's or the
-            // network's own words.
-            let running = src.kind == Kind::Attached
-                || ctx.runtime(&src.runtime)?.status(&src_spec).await? == RunStatus::Running;
-            // Tablespaces: where they live, or a refusal before anything is made.
-            let plan = tablespace::plan(
-                &ctx.config.dataset,
-                src,
-                &src_spec.data_dir,
-                running.then_some(&src_spec.conn),
-            )
-            .await?;
-            let mode = if running {
-                opts.mode
-            } else {
-                Mode::CrashConsistent
-            };
+            let (running, plan, mode) = source_state(ctx, src, &src_spec, opts.mode).await?;
             timer.lap("prepare");
             // Before anything is made: the branch space has room for one more.
             crate::space::prepare(
@@ -1187,6 +1169,35 @@ host all all ::1/128 scram-sha-256\n";
 const REPLICA_RECOVERY: &str = "restore_command = '/bin/false'\n\
 recovery_target_timeline = 'latest'\n\
 hot_standby = off\n";
+
+/// What a snapshot of `src` (its spec `spec`) starts from: whether it
+/// runs, where its tablespaces live (or a refusal before anything is
+/// made), and the mode: `wanted` when it runs, crash-consistent when not.
+/// An attached cluster is not betterpg's to inspect or start: it counts
+/// as running, and one that does not answer fails the backup (or the
+/// CHECKPOINT) with the server's or the network's own words.
+pub(crate) async fn source_state(
+    ctx: &Context,
+    src: &Entry,
+    spec: &InstanceSpec,
+    wanted: Mode,
+) -> Result<(bool, tablespace::Plan, Mode)> {
+    let running = src.kind == Kind::Attached
+        || ctx.runtime(&src.runtime)?.status(spec).await? == RunStatus::Running;
+    let plan = tablespace::plan(
+        &ctx.config.dataset,
+        src,
+        &spec.data_dir,
+        running.then_some(&spec.conn),
+    )
+    .await?;
+    let mode = if running {
+        wanted
+    } else {
+        Mode::CrashConsistent
+    };
+    Ok((running, plan, mode))
+}
 
 /// How one snapshot of a source is taken ([`snapshot_source`]).
 pub(crate) struct Snap<'a> {

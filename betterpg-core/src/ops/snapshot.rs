@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::branch::{snapshot_source, Snap, StepTiming, Timer};
+use super::branch::{snapshot_source, source_state, Snap, StepTiming, Timer};
 use super::destroy::destroy_kept;
 use crate::catalog::{EntryState, KeptBackup, Mode, SnapshotRecord, State};
 use crate::context::Context;
@@ -30,9 +30,7 @@ use crate::name::validate_name;
 use crate::pg::datadir::DataDir;
 use crate::pg::{wal, BackupSession};
 use crate::retention::{self, Candidate, KeepReason, RetentionPolicy};
-use crate::runtime::RunStatus;
 use crate::storage::{destroy_with_retry, DatasetInfo};
-use crate::tablespace;
 use crate::util::now_unix;
 
 /// The dataset under the root that holds the kept WAL of named snapshots.
@@ -303,21 +301,7 @@ async fn take(
     timer: &mut Timer,
 ) -> Result<()> {
     let spec = ctx.spec(src).await?;
-    // An attached cluster is branched as running (betterpg never starts it).
-    let running = src.kind == crate::catalog::Kind::Attached
-        || ctx.runtime(&src.runtime)?.status(&spec).await? == RunStatus::Running;
-    let plan = tablespace::plan(
-        &ctx.config.dataset,
-        src,
-        &spec.data_dir,
-        running.then_some(&spec.conn),
-    )
-    .await?;
-    let mode = if running {
-        opts.mode
-    } else {
-        Mode::CrashConsistent
-    };
+    let (running, plan, mode) = source_state(ctx, src, &spec, opts.mode).await?;
     timer.lap("prepare");
     let home = ctx.home.root().to_string_lossy().into_owned();
     let snap_name = rec.zfs_snap_name().to_string();
