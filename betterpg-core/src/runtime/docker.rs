@@ -902,24 +902,32 @@ impl DockerRuntime {
             .collect())
     }
 
-    /// Containers of `home` with their `betterpg.name` label.
-    async fn labelled_containers_of_home(&self, home: &Path) -> Result<Vec<(String, String)>> {
+    /// betterpg's containers in every state (of `home` when one is
+    /// given), from one listing.
+    async fn managed_containers(
+        &self,
+        home: Option<&str>,
+    ) -> Result<Vec<bollard::models::ContainerSummary>> {
         let d = self.docker().await?;
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![
-                format!("{LABEL_MANAGED}=true"),
-                format!("{LABEL_HOME}={}", home.to_string_lossy()),
-            ],
-        )]);
+        let mut labels = vec![format!("{LABEL_MANAGED}=true")];
+        if let Some(home) = home {
+            labels.push(format!("{LABEL_HOME}={home}"));
+        }
+        let filters = HashMap::from([("label".to_string(), labels)]);
         let opts = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)
             .build();
-        let list = d
-            .list_containers(Some(opts))
+        d.list_containers(Some(opts))
             .await
-            .map_err(|e| self.map_err("listing containers", e))?;
+            .map_err(|e| self.map_err("listing containers", e))
+    }
+
+    /// Containers of `home` with their `betterpg.name` label.
+    async fn labelled_containers_of_home(&self, home: &Path) -> Result<Vec<(String, String)>> {
+        let list = self
+            .managed_containers(Some(&home.to_string_lossy()))
+            .await?;
         Ok(list
             .into_iter()
             .filter_map(|c| {
@@ -937,16 +945,7 @@ impl DockerRuntime {
     /// `running`: also while paused or restarting), from one
     /// listing.
     async fn running_containers(&self) -> Result<std::collections::HashSet<String>> {
-        let d = self.docker().await?;
-        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
-        let opts = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = d
-            .list_containers(Some(opts))
-            .await
-            .map_err(|e| self.map_err("listing containers", e))?;
+        let list = self.managed_containers(None).await?;
         Ok(list
             .into_iter()
             .filter(|c| {
