@@ -202,7 +202,6 @@ pub fn copy_segments(
 /// whenever it enters a segment). A segment the clone lacks, or holds as
 /// anything but a regular file of a segment's size, is copied whole, as
 /// [`copy_segments`] does.
-#[allow(clippy::too_many_arguments)]
 pub fn copy_backup_wal(
     src_wal: &DataDir,
     dst_wal: &DataDir,
@@ -253,10 +252,10 @@ pub fn copy_segment_as(
     copy_segment_window(src_wal, src_name, dst_wal, seg, segment_size, None, owner)
 }
 
-/// Compare the pages of `window` (and the first page) of an existing
-/// segment of the clone with the source's, and write those that differ;
-/// `None` when the clone has no such regular file of `segment_size` bytes
-/// (the caller then copies the segment whole).
+/// Compare the pages of `window` (and the first page) of a segment the
+/// clone holds whole (a regular file of a segment's size) with the
+/// source's, write those that differ, and sync it if any did. Returns the
+/// bytes written.
 fn update_window(
     from: &std::fs::File,
     shown_from: &std::path::Path,
