@@ -292,9 +292,10 @@ mod tests {
 
     #[test]
     fn a_quota_lagging_within_the_slack_is_written_when_it_would_refuse_the_reserve() {
-        let pool = 1000 * M; // slack: 10 MiB
-                             // Computed limit 700 MiB, 600 used: room for a 64 MiB reserve. The
-                             // quota in force (695 MiB, within the slack) leaves 95 MiB: kept.
+        // Slack: 10 MiB. Computed limit 700 MiB, 600 used: room for a 64
+        // MiB reserve. The quota in force (695 MiB, within the slack)
+        // leaves 95 MiB: kept.
+        let pool = 1000 * M;
         assert!(!quota_must_be_written(
             Some(695 * M),
             Some(700 * M),
